@@ -210,9 +210,11 @@ class ModelSpec:
 
     @property
     def resolution(self) -> float:
-        """Resolution to which observation gaps are rounded (time units)."""
+        """Resolution to which observation gaps are rounded (time units; steps if discrete)."""
         if self.data.resolution is not None:
             return self.data.resolution
+        if self.time == "discrete":
+            return 1.0  # one wave step
         return DAY_IN_UNIT[self.time_unit]
 
     def index(self, state: str) -> int:
