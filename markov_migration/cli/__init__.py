@@ -1,0 +1,1 @@
+"""Command line interface (typer). Heavy libraries are imported inside commands."""

@@ -1,0 +1,47 @@
+"""The ``markov-migration`` command: one typer app, commands from per-group modules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from markov_migration import __version__
+from markov_migration.cli import _common, data, demo
+
+app = typer.Typer(
+    name="markov-migration",
+    help="Bayesian multi-state Markov models of migration panels: simulate, validate, fit, "
+    "check, summarize and project returnees and diaspora.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"markov-migration {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Fit and forecast multi-state migration models. Exit codes: 0 ok, 1 a check failed, 2 bad input."""
+    _common.DEBUG["on"] = debug
+
+
+app.command("simulate")(data.simulate)
+app.command("validate")(data.validate)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    app()

@@ -1,0 +1,135 @@
+"""Data commands: ``simulate`` a synthetic panel and ``validate`` a panel against a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from markov_migration.cli._common import console, handle_errors
+
+ModelOpt = Annotated[
+    str,
+    typer.Option("--model", "-m", help="Model file (TOML), or the name of a bundled model."),
+]
+
+
+def _parse_waves(waves: str | None) -> list[float] | None:
+    from markov_migration.errors import InputError
+
+    if waves is None:
+        return None
+    try:
+        out = [float(w) for w in waves.split(",") if w.strip()]
+    except ValueError:
+        raise InputError(f"--waves must be comma-separated numbers, got '{waves}'") from None
+    if len(out) < 2 or any(b <= a for a, b in zip(out, out[1:], strict=False)):
+        raise InputError("--waves needs at least two increasing times, e.g. 2022.7,2023.6,2024.6")
+    return out
+
+
+@handle_errors
+def simulate(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Panel file to write (.csv or .parquet).")],
+    model: ModelOpt = "migration5",
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of respondents.")] = 8500,
+    waves: Annotated[
+        str | None,
+        typer.Option(help="Wave times in the model's time unit, comma-separated (default: the model's [simulate] waves)."),
+    ] = None,
+    attrition: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=0.99, help="Probability of dropping out between waves (default: the model's)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same panel.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+) -> None:
+    """Simulate a synthetic panel from a model file with known rates ([rates] table)."""
+    from markov_migration.io import atomic_output, check_output, resolve_model
+    from markov_migration.simulate import simulate_panel
+    from markov_migration.spec import load_spec
+
+    check_output(out, force)
+    if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
+        from markov_migration.errors import InputError
+
+        raise InputError("output must end in .csv or .parquet", path=out)
+    spec = load_spec(resolve_model(model))
+    panel = simulate_panel(
+        spec, n, waves=_parse_waves(waves), attrition=attrition, seed=seed, progress=True
+    )
+    with atomic_output(out, force) as tmp:
+        if out.suffix.lower() == ".csv":
+            panel.to_csv(tmp, index=False, float_format="%.6f")
+        else:
+            panel.to_parquet(tmp, index=False)
+    console.print(
+        f"wrote {out}: {panel['id'].nunique():,} respondents, {len(panel):,} observations "
+        f"(model {spec.name}, seed {seed})"
+    )
+
+
+@handle_errors
+def validate(
+    panel: Annotated[Path, typer.Argument(help="Panel file (CSV or Parquet, long format) or a counts table.")],
+    model: ModelOpt = "migration5",
+    output_format: Annotated[
+        str, typer.Option("--format", help="table (for people) or json (for scripts).")
+    ] = "table",
+) -> None:
+    """Check a panel against a model; print its state table and what was fixed or dropped."""
+    from markov_migration.errors import InputError
+    from markov_migration.io import resolve_model
+    from markov_migration.panel import data_summary
+    from markov_migration.spec import load_spec
+
+    if output_format not in ("table", "json"):
+        raise InputError(f"--format must be 'table' or 'json', got '{output_format}'")
+    spec = load_spec(resolve_model(model))
+    summary = data_summary(panel, spec)
+    if output_format == "json":
+        import json
+
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        print_data_summary(summary, console)
+
+
+def print_data_summary(summary: dict, con) -> None:
+    """Print the result of :func:`markov_migration.panel.data_summary` as tables."""
+    from rich.table import Table
+
+    con.print(f"[bold]{summary['file']}[/bold] ({summary['kind']}, sha256 {summary['sha256'][:12]}...)")
+    con.print(f"model {summary['model']}: {len(summary['states'])} states")
+    if summary["kind"] == "panel":
+        con.print(
+            f"{summary['rows']:,} rows, {summary['respondents']:,} respondents observed at least twice, "
+            f"{summary['dropped_single']:,} observed once (dropped); times {summary['time_min']:.3f} "
+            f"to {summary['time_max']:.3f}"
+        )
+    con.print(
+        f"{summary['n_transitions']:,.0f} observed transitions in {summary['n_rows_aggregated']:,} "
+        f"aggregated rows; {summary['n_intervals']:,} distinct intervals from "
+        f"{summary['interval_min']:.3f} to {summary['interval_max']:.3f} {summary['time_unit']} "
+        f"(resolution {summary['resolution']:.4g})"
+    )
+    if summary.get("observations"):
+        t = Table(title="Observations by state")
+        t.add_column("state")
+        t.add_column("observations", justify="right")
+        total = sum(summary["observations"].values())
+        t.add_column("share", justify="right")
+        for s, n in summary["observations"].items():
+            t.add_row(s, f"{n:,}", f"{n / total:.1%}")
+        con.print(t)
+    t = Table(title="Transitions between consecutive observations (rows: from, columns: to)")
+    t.add_column("from \\ to")
+    for s in summary["states"]:
+        t.add_column(s, justify="right")
+    for a, row in summary["transitions"].items():
+        t.add_row(a, *(f"{row[b]:,.0f}" for b in summary["states"]))
+    con.print(t)
+    for note in summary.get("notes", []):
+        con.print(f"note: {note}")
+    con.print("[green]valid[/green]: no problems found")
