@@ -578,3 +578,50 @@ def load_data(path: str | Path, spec: ModelSpec) -> tuple[Panel | None, Aggregat
         return None, load_counts(path, spec, df)
     panel = validate_panel(df, spec, path=str(path), sha256=file_sha256(path))
     return panel, aggregate(panel, spec)
+
+
+def data_summary(path: str | Path, spec: ModelSpec) -> dict:
+    """Load, validate and describe a panel or counts file (for ``validate``).
+
+    Returns
+    -------
+    dict
+        JSON-ready: file, sha256, kind, rows, respondents, dropped single
+        observations, notes, observations per state, the from x to transition
+        counts, the number of distinct intervals and their range (time units).
+    """
+    panel, agg = load_data(path, spec)
+    t = agg.table
+    trans = np.zeros((spec.n_states, spec.n_states))
+    np.add.at(trans, (t["from"].to_numpy(), t["to"].to_numpy()), t["count"].to_numpy())
+    out: dict = {
+        "file": str(path),
+        "sha256": agg.sha256,
+        "model": spec.name,
+        "states": list(spec.states),
+        "kind": "panel" if panel is not None else "counts",
+        "time_unit": spec.time_unit if spec.time == "continuous" else "steps",
+        "transitions": {
+            a: {b: float(trans[i, j]) for j, b in enumerate(spec.states)}
+            for i, a in enumerate(spec.states)
+        },
+        "n_transitions": agg.n_transitions,
+        "n_intervals": int(agg.intervals.size),
+        "interval_min": float(agg.intervals.min()),
+        "interval_max": float(agg.intervals.max()),
+        "resolution": agg.resolution,
+        "n_rows_aggregated": len(t),
+        "weighted": agg.weighted,
+    }
+    if panel is not None:
+        obs = np.bincount(panel.data["state"].to_numpy(), minlength=spec.n_states)
+        out.update(
+            rows=panel.n_rows,
+            respondents=panel.n_respondents,
+            dropped_single=panel.n_single,
+            observations={s: int(obs[i]) for i, s in enumerate(spec.states)},
+            time_min=float(panel.data["time"].min()),
+            time_max=float(panel.data["time"].max()),
+            notes=panel.notes,
+        )
+    return out

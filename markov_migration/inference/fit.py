@@ -1,0 +1,235 @@
+"""Sampling: nutpie (default, numba backend) or PyMC's NUTS, and the fit API."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+from markov_migration.errors import InputError
+from markov_migration.panel import AggregatedData, load_data
+from markov_migration.spec import ModelSpec, load_spec
+
+SAMPLERS = ("nutpie", "pymc")
+
+# Compiled nutpie models by model structure, reused in this process with new data.
+_COMPILED: dict[str, Any] = {}
+
+
+@dataclass
+class FitSettings:
+    """Sampler settings recorded in the fit file.
+
+    Attributes
+    ----------
+    chains, draws, tune : int
+        Number of chains, kept draws per chain and warm-up draws per chain.
+    seed : int
+        Random seed; the same seed, data and library versions give the same draws.
+    sampler : {"nutpie", "pymc"}
+    cores : int or None
+        Chains run in parallel (default: all cores).
+    """
+
+    chains: int = 4
+    draws: int = 1000
+    tune: int = 1000
+    seed: int = 0
+    sampler: str = "nutpie"
+    cores: int | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Raise InputError on invalid settings."""
+        if self.sampler not in SAMPLERS:
+            raise InputError(f"unknown sampler '{self.sampler}' (use {' or '.join(SAMPLERS)})")
+        for name in ("chains", "draws", "tune"):
+            value = getattr(self, name)
+            if value < (0 if name == "tune" else 1):
+                raise InputError(f"--{name} must be at least {0 if name == 'tune' else 1}, got {value}")
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (timings in seconds)."""
+        return {
+            "chains": self.chains,
+            "draws": self.draws,
+            "tune": self.tune,
+            "seed": self.seed,
+            "sampler": self.sampler,
+            "cores": self.cores,
+            "timings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def structure_key(spec: ModelSpec) -> str:
+    """Hash of what the compiled model depends on besides the data values."""
+    parts = [spec.time, repr(spec.states), repr(spec.transitions)]
+    parts += [repr((p, spec.priors[p].mu, spec.priors[p].sigma)) for p in spec.transitions]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _data_arrays(spec: ModelSpec, agg: AggregatedData) -> dict[str, Any]:
+    from markov_migration.design import likelihood_data
+
+    d = likelihood_data(agg)
+    names = ("piece_q", "piece_t", "row_ptr", "row_piece", "row_from", "row_to", "row_count")
+    return dict(zip(names, d.arrays(), strict=True))
+
+
+def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress: bool):
+    import nutpie
+
+    from markov_migration.inference.model import build_model
+
+    t0 = time.perf_counter()
+    key = structure_key(spec)
+    compiled = _COMPILED.get(key) if spec.time == "continuous" else None
+    if compiled is not None:
+        compiled = compiled.with_data(**_data_arrays(spec, agg)).with_coords(
+            obs=list(range(len(agg.table)))
+        )
+    else:
+        model = build_model(spec, agg)
+        compiled = nutpie.compile_pymc_model(model, backend="numba")
+        if spec.time == "continuous":
+            _COMPILED[key] = compiled
+    s.timings["compile"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    trace = nutpie.sample(
+        compiled,
+        draws=s.draws,
+        tune=s.tune,
+        chains=s.chains,
+        cores=s.cores or s.chains,
+        seed=s.seed,
+        progress_bar=progress,
+        save_warmup=False,
+    )
+    s.timings["sample"] = time.perf_counter() - t1
+    return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset()
+
+
+def _sample_pymc(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress: bool):
+    import pymc as pm
+
+    from markov_migration.inference.model import build_model
+
+    t0 = time.perf_counter()
+    model = build_model(spec, agg)
+    s.timings["compile"] = 0.0
+    with model:
+        trace = pm.sample(
+            draws=s.draws,
+            tune=s.tune,
+            chains=s.chains,
+            cores=s.cores or min(s.chains, 2),
+            random_seed=s.seed,
+            nuts_sampler="pymc",
+            progressbar=progress,
+            compute_convergence_checks=False,
+        )
+    s.timings["sample"] = time.perf_counter() - t0
+    return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset()
+
+
+def sample(
+    spec: ModelSpec,
+    agg: AggregatedData,
+    settings: FitSettings | None = None,
+    *,
+    progress: bool = False,
+    command: str | None = None,
+) -> xr.DataTree:
+    """Sample the posterior of a model given aggregated data; return the fit DataTree.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    agg : AggregatedData
+    settings : FitSettings, optional
+    progress : bool
+        Show the sampler's progress bar.
+    command : str, optional
+        Command line recorded in the fit file.
+
+    Returns
+    -------
+    xarray.DataTree
+        The fit (see :mod:`markov_migration.fitfile` for its layout).
+    """
+    from markov_migration.fitfile import assemble_fit
+    from markov_migration.inference.model import check_supported
+
+    s = settings or FitSettings()
+    s.check()
+    check_supported(spec)
+    runner = _sample_nutpie if s.sampler == "nutpie" else _sample_pymc
+    posterior, stats = runner(spec, agg, s, progress)
+    keep = [v for v in ("log_rate", "rate", "Q", "P") if v in posterior]
+    keep += [v for v in posterior.data_vars if v.startswith("p_")]
+    return assemble_fit(spec, agg, posterior[keep], stats, s.as_dict(), command)
+
+
+def fit(
+    panel: str | Path,
+    model: str | Path | ModelSpec,
+    *,
+    chains: int = 4,
+    draws: int = 1000,
+    tune: int = 1000,
+    seed: int = 0,
+    sampler: str = "nutpie",
+    cores: int | None = None,
+    progress: bool = False,
+    out: str | Path | None = None,
+    force: bool = False,
+    command: str | None = None,
+) -> xr.DataTree:
+    """Fit a model to a panel (or counts) file; optionally write the fit file.
+
+    Parameters
+    ----------
+    panel : str or Path
+        Long-format panel (CSV/Parquet) or aggregated-counts table.
+    model : str, Path or ModelSpec
+        Model file or a parsed spec.
+    chains, draws, tune, seed, sampler, cores
+        See :class:`FitSettings`.
+    progress : bool
+        Show a progress bar.
+    out : str or Path, optional
+        Write the fit file here (atomically).
+    force : bool
+        Overwrite ``out`` if it exists.
+    command : str, optional
+        Command line to record.
+
+    Returns
+    -------
+    xarray.DataTree
+
+    Examples
+    --------
+    >>> from markov_migration import fit  # doctest: +SKIP
+    >>> tree = fit("panel.csv", "models/migration5.toml", draws=500, seed=1)  # doctest: +SKIP
+    >>> tree.posterior["Q"].mean(("chain", "draw"))  # doctest: +SKIP
+    """
+    from markov_migration.io import check_output
+
+    spec = model if isinstance(model, ModelSpec) else load_spec(model)
+    settings = FitSettings(chains, draws, tune, seed, sampler, cores)
+    settings.check()
+    if out is not None:
+        check_output(out, force)
+    # Data problems are found before anything is compiled.
+    _, agg = load_data(panel, spec)
+    tree = sample(spec, agg, settings, progress=progress, command=command)
+    if out is not None:
+        from markov_migration.fitfile import write_fit
+
+        write_fit(tree, out, force)
+    return tree
