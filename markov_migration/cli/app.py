@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from markov_migration import __version__
-from markov_migration.cli import _common, data, demo
+from markov_migration.cli import _common, data, demo, fit
 
 app = typer.Typer(
     name="markov-migration",
@@ -39,6 +39,7 @@ def main_callback(
 
 app.command("simulate")(data.simulate)
 app.command("validate")(data.validate)
+app.command("fit")(fit.fit)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,89 @@
+"""``fit``: fit a model to a panel and write a fit file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from markov_migration.cli._common import command_line, console, handle_errors
+
+
+@handle_errors
+def fit(
+    panel: Annotated[Path, typer.Argument(help="Panel file (CSV/Parquet, long format) or a counts table.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Fit file to write (NetCDF).")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Model file (TOML), or the name of a bundled model.")
+    ] = "migration5",
+    chains: Annotated[int, typer.Option(min=1, help="Number of chains.")] = 4,
+    draws: Annotated[int, typer.Option(min=1, help="Draws kept per chain.")] = 1000,
+    tune: Annotated[int, typer.Option(min=0, help="Warm-up draws per chain.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    sampler: Annotated[str, typer.Option(help="nutpie (default, compiled) or pymc (PyMC's NUTS).")] = "nutpie",
+    cores: Annotated[int | None, typer.Option(min=1, help="Chains run in parallel (default: one per chain).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing fit file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Fit a model to a panel; write the posterior, diagnostics and provenance to a fit file."""
+    from markov_migration.errors import InputError
+    from markov_migration.inference.fit import FitSettings, sample
+    from markov_migration.io import check_output, resolve_model
+    from markov_migration.panel import load_data
+    from markov_migration.spec import load_spec
+
+    if out.suffix.lower() not in (".nc", ".netcdf", ".h5"):
+        raise InputError("fit file must end in .nc", path=out)
+    check_output(out, force)
+    settings = FitSettings(chains, draws, tune, seed, sampler, cores)
+    settings.check()
+    spec = load_spec(resolve_model(model))
+    from markov_migration.inference.model import check_supported
+
+    check_supported(spec)
+    _, agg = load_data(panel, spec)  # all data problems surface before compiling
+    console.print(
+        f"fitting {spec.name} ({spec.time} time, {spec.n_states} states) to {agg.n_transitions:,.0f} "
+        f"transitions in {len(agg.table):,} aggregated rows ({agg.intervals.size:,} distinct intervals)"
+    )
+    tree = sample(spec, agg, settings, progress=not quiet, command=command_line())
+    from markov_migration.fitfile import write_fit
+
+    write_fit(tree, out, force)
+    t = settings.timings
+    console.print(f"wrote {out} (compile {t.get('compile', 0):.1f} s, sampling {t.get('sample', 0):.1f} s)")
+    print_posterior_table(tree, console)
+
+
+def print_posterior_table(tree, con) -> None:
+    """Print posterior mean and 95% interval of each intensity (or probability)."""
+    import numpy as np
+    from rich.table import Table
+
+    post = tree["posterior"]
+    if "rate" in post:
+        var, labels = post["rate"], list(post["transition"].values)
+        title = f"Posterior intensities (moves per {tree.attrs.get('time_unit', 'years')[:-1]})"
+    else:
+        p = post["P"]
+        states = list(p["from_state"].values)
+        labels, cols = [], []
+        for i, a in enumerate(states):
+            for j, b in enumerate(states):
+                if i == j or float(p.isel(from_state=i, to_state=j).max()) > 0:
+                    labels.append(f"{a}->{b}")
+                    cols.append(p.isel(from_state=i, to_state=j).values)
+        var = np.stack(cols, axis=-1)
+        title = "Posterior one-step transition probabilities"
+    values = np.asarray(var).reshape(-1, len(labels))
+    table = Table(title=title)
+    for c in ("transition", "mean", "2.5%", "97.5%"):
+        table.add_column(c, justify="left" if c == "transition" else "right")
+    lo, hi = np.quantile(values, [0.025, 0.975], axis=0)
+    for k, lab in enumerate(labels):
+        table.add_row(str(lab), f"{values[:, k].mean():.4f}", f"{lo[k]:.4f}", f"{hi[k]:.4f}")
+    con.print(table)
+    diverging = tree["sample_stats"].get("diverging")
+    if diverging is not None:
+        con.print(f"divergences: {int(np.asarray(diverging).sum())}")

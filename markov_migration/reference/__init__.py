@@ -1,0 +1,1 @@
+"""Independent references used to cross-check fits (R's msm through Rscript)."""
