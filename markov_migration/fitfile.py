@@ -16,6 +16,11 @@ Groups
 ``observed_data``
     The aggregated data: ``from``, ``to`` (state indices), ``interval`` (time
     units), ``count`` (weighted transitions), dim ``obs``.
+``panel_data``
+    The validated long-format panel (``id`` codes, ``time``, ``state``,
+    ``weight``; dim ``observation``) when it has at most
+    :data:`MAX_EMBEDDED_OBSERVATIONS` rows: posterior predictive prevalence
+    checks and reproduction read it. Absent for counts-table input.
 ``constant_data``
     Priors and structure: ``allowed`` (from_state, to_state), ``prior_mu``,
     ``prior_sigma`` (transition; continuous) and ``resolution``.
@@ -41,12 +46,14 @@ import xarray as xr
 from markov_migration import __version__
 from markov_migration.errors import FitFileError
 from markov_migration.io import atomic_output
-from markov_migration.panel import AggregatedData
+from markov_migration.panel import AggregatedData, Panel
 from markov_migration.spec import ModelSpec, parse_spec
 
 #: Marker attribute and format version of fit files.
 FIT_MARKER = "markov_migration_fit"
 FIT_FORMAT_VERSION = 1
+#: Panels with more observations than this are not embedded in fit files.
+MAX_EMBEDDED_OBSERVATIONS = 1_000_000
 
 
 def library_versions() -> dict[str, str]:
@@ -106,6 +113,24 @@ def observed_dataset(agg: AggregatedData) -> xr.Dataset:
     ds["interval"].attrs["units"] = "time units of the model (see root attr time_unit)"
     ds["count"].attrs["description"] = "number of observed transitions (weighted if data_weighted)"
     ds.attrs["states"] = json.dumps(list(agg.states))
+    return ds
+
+
+def panel_dataset(panel: Panel) -> xr.Dataset:
+    """The validated panel as a Dataset with dim ``observation``."""
+    d = panel.data
+    codes, ids = np.unique(d["id"].to_numpy(dtype=str), return_inverse=True)
+    ds = xr.Dataset(
+        {
+            "respondent": ("observation", ids.astype(np.int64)),
+            "time": ("observation", d["time"].to_numpy(dtype=np.float64)),
+            "state": ("observation", d["state"].to_numpy(dtype=np.int64)),
+            "weight": ("observation", d["weight"].to_numpy(dtype=np.float64)),
+        },
+        coords={"observation": np.arange(len(d)), "respondent_id": codes},
+    )
+    ds.attrs["states"] = json.dumps(list(panel.states))
+    ds.attrs["description"] = "validated panel; respondent indexes respondent_id"
     return ds
 
 
@@ -177,6 +202,7 @@ def assemble_fit(
     sample_stats: xr.Dataset,
     settings: dict[str, Any],
     command: str | None = None,
+    panel: Panel | None = None,
 ) -> xr.DataTree:
     """Put a sampled posterior and its data into the fit-file DataTree."""
     posterior = sanitize(posterior)
@@ -184,15 +210,16 @@ def assemble_fit(
     posterior = posterior.transpose(*order, ...)
     if "Q" in posterior:
         posterior["Q"].attrs.update(units=f"moves per {spec.time_unit[:-1]}", description="generator matrix")
-    tree = xr.DataTree.from_dict(
-        {
-            "posterior": posterior,
-            "sample_stats": sanitize(sample_stats),
-            "log_likelihood": log_likelihood_dataset(spec, agg, posterior),
-            "observed_data": observed_dataset(agg),
-            "constant_data": constant_dataset(spec, agg),
-        }
-    )
+    groups = {
+        "posterior": posterior,
+        "sample_stats": sanitize(sample_stats),
+        "log_likelihood": log_likelihood_dataset(spec, agg, posterior),
+        "observed_data": observed_dataset(agg),
+        "constant_data": constant_dataset(spec, agg),
+    }
+    if panel is not None and len(panel.data) <= MAX_EMBEDDED_OBSERVATIONS:
+        groups["panel_data"] = panel_dataset(panel)
+    tree = xr.DataTree.from_dict(groups)
     tree.attrs = provenance(spec, agg, settings, command)
     return tree
 

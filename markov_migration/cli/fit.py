@@ -42,12 +42,12 @@ def fit(
     from markov_migration.inference.model import check_supported
 
     check_supported(spec)
-    _, agg = load_data(panel, spec)  # all data problems surface before compiling
+    validated, agg = load_data(panel, spec)  # all data problems surface before compiling
     console.print(
         f"fitting {spec.name} ({spec.time} time, {spec.n_states} states) to {agg.n_transitions:,.0f} "
         f"transitions in {len(agg.table):,} aggregated rows ({agg.intervals.size:,} distinct intervals)"
     )
-    tree = sample(spec, agg, settings, progress=not quiet, command=command_line())
+    tree = sample(spec, agg, settings, progress=not quiet, command=command_line(), panel=validated)
     from markov_migration.fitfile import write_fit
 
     write_fit(tree, out, force)

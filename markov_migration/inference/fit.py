@@ -11,7 +11,7 @@ from typing import Any
 import xarray as xr
 
 from markov_migration.errors import InputError
-from markov_migration.panel import AggregatedData, load_data
+from markov_migration.panel import AggregatedData, Panel, load_data
 from markov_migration.spec import ModelSpec, load_spec
 
 SAMPLERS = ("nutpie", "pymc")
@@ -143,6 +143,7 @@ def sample(
     *,
     progress: bool = False,
     command: str | None = None,
+    panel: Panel | None = None,
 ) -> xr.DataTree:
     """Sample the posterior of a model given aggregated data; return the fit DataTree.
 
@@ -155,6 +156,8 @@ def sample(
         Show the sampler's progress bar.
     command : str, optional
         Command line recorded in the fit file.
+    panel : Panel, optional
+        The validated panel, embedded in the fit file for checks and reproduction.
 
     Returns
     -------
@@ -171,7 +174,7 @@ def sample(
     posterior, stats = runner(spec, agg, s, progress)
     keep = [v for v in ("log_rate", "rate", "Q", "P") if v in posterior]
     keep += [v for v in posterior.data_vars if v.startswith("p_")]
-    return assemble_fit(spec, agg, posterior[keep], stats, s.as_dict(), command)
+    return assemble_fit(spec, agg, posterior[keep], stats, s.as_dict(), command, panel)
 
 
 def fit(
@@ -226,8 +229,8 @@ def fit(
     if out is not None:
         check_output(out, force)
     # Data problems are found before anything is compiled.
-    _, agg = load_data(panel, spec)
-    tree = sample(spec, agg, settings, progress=progress, command=command)
+    validated, agg = load_data(panel, spec)
+    tree = sample(spec, agg, settings, progress=progress, command=command, panel=validated)
     if out is not None:
         from markov_migration.fitfile import write_fit
 
