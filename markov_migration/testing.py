@@ -1,0 +1,105 @@
+"""Helpers for tests: fit files with fake posteriors, so results code is tested without MCMC.
+
+A fake fit has the exact layout of a real one (see :mod:`markov_migration.fitfile`);
+its posterior draws are log-normal perturbations of known rates, not samples of a
+posterior, so use it to test code that *reads* fits, never to test inference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from markov_migration.fitfile import assemble_fit
+from markov_migration.panel import AggregatedData, Panel, aggregate, validate_panel
+from markov_migration.spec import ModelSpec
+
+
+def fake_posterior(
+    spec: ModelSpec,
+    rates: np.ndarray | None = None,
+    *,
+    chains: int = 2,
+    draws: int = 100,
+    spread: float = 0.1,
+    seed: int = 0,
+) -> xr.Dataset:
+    """Posterior-shaped draws of ``log_rate``, ``rate`` and ``Q`` around known rates.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Continuous-time model.
+    rates : ndarray, optional
+        Rates of ``spec.transitions`` (per time unit); default the model's ``[rates]``.
+    chains, draws : int
+    spread : float
+        Log-scale sd of the perturbation.
+    seed : int
+    """
+    rng = np.random.default_rng(seed)
+    if rates is None:
+        rates = np.array([spec.rates[p] for p in spec.transitions])
+    log_rate = np.log(rates) + spread * rng.standard_normal((chains, draws, len(rates)))
+    rate = np.exp(log_rate)
+    k = spec.n_states
+    q = np.zeros((chains, draws, k, k))
+    for i, (r, s) in enumerate(spec.transitions):
+        q[:, :, r, s] = rate[:, :, i]
+    q[:, :, np.arange(k), np.arange(k)] = -q.sum(axis=-1)
+    coords = {
+        "chain": np.arange(chains),
+        "draw": np.arange(draws),
+        "transition": list(spec.transition_labels),
+        "from_state": list(spec.states),
+        "to_state": list(spec.states),
+    }
+    return xr.Dataset(
+        {
+            "log_rate": (("chain", "draw", "transition"), log_rate),
+            "rate": (("chain", "draw", "transition"), rate),
+            "Q": (("chain", "draw", "from_state", "to_state"), q),
+        },
+        coords=coords,
+    )
+
+
+def fake_sample_stats(chains: int, draws: int, seed: int = 0) -> xr.Dataset:
+    """Sample statistics of a well-behaved run (no divergences)."""
+    rng = np.random.default_rng(seed)
+    return xr.Dataset(
+        {
+            "diverging": (("chain", "draw"), np.zeros((chains, draws), dtype=bool)),
+            "energy": (("chain", "draw"), rng.standard_normal((chains, draws)) + 10),
+            "tree_depth": (("chain", "draw"), np.full((chains, draws), 3)),
+            "step_size": (("chain", "draw"), np.full((chains, draws), 0.5)),
+        },
+        coords={"chain": np.arange(chains), "draw": np.arange(draws)},
+    )
+
+
+def fake_fit(
+    spec: ModelSpec,
+    panel: pd.DataFrame,
+    *,
+    chains: int = 2,
+    draws: int = 100,
+    spread: float = 0.1,
+    seed: int = 0,
+) -> xr.DataTree:
+    """A fit-file DataTree for ``panel`` (long format) with a fake posterior.
+
+    Examples
+    --------
+    >>> from markov_migration.spec import load_spec  # doctest: +SKIP
+    >>> from markov_migration.simulate import simulate_panel  # doctest: +SKIP
+    >>> spec = load_spec("models/migration5.toml")  # doctest: +SKIP
+    >>> tree = fake_fit(spec, simulate_panel(spec, 500, seed=1))  # doctest: +SKIP
+    """
+    validated: Panel = validate_panel(panel, spec, path="<fake panel>", sha256="0" * 64)
+    agg: AggregatedData = aggregate(validated, spec)
+    posterior = fake_posterior(spec, chains=chains, draws=draws, spread=spread, seed=seed)
+    stats = fake_sample_stats(chains, draws, seed)
+    settings = {"chains": chains, "draws": draws, "tune": 0, "seed": seed, "sampler": "fake"}
+    return assemble_fit(spec, agg, posterior, stats, settings, "fake_fit", validated)
