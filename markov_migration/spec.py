@@ -49,6 +49,8 @@ DEFAULT_COVARIATE_SD = 1.0
 #: Default half-normal scale of the sd of group random effects on log-intensities.
 DEFAULT_GROUP_SD = 1.0
 
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]")
 _ARROW = re.compile(r"^\s*([^\s>-][^>]*?)\s*->\s*(\S.*?)\s*$")
 
 
@@ -283,6 +285,11 @@ def parse_spec(text: str, path: str | None = None) -> ModelSpec:
     except tomllib.TOMLDecodeError as err:
         line = getattr(err, "lineno", None)
         msg = getattr(err, "msg", str(err))
+        if line is None:
+            # Before Python 3.14 the position is only in the text: "... (at line 3, column 1)".
+            m = _TOML_POSITION.search(msg)
+            if m:
+                line, msg = int(m.group(1)), f"{msg[: m.start()].rstrip()} (column {m.group(2)})"
         raise SpecError(f"TOML syntax error: {msg}", path=path, line=line) from None
     return _Parser(raw, text, path).parse()
 
@@ -300,16 +307,49 @@ class _Parser:
         self.lines = text.splitlines()
 
     # -- helpers -----------------------------------------------------------------
-    def line_of(self, *needles: str) -> int | None:
-        """First line containing all needles (for error positions)."""
-        for i, line in enumerate(self.lines, start=1):
-            stripped = line.split("#", 1)[0]
-            if all(n in stripped for n in needles):
-                return i
-        return None
+    def line_of(self, *needles: str, section: str | None = None) -> int | None:
+        """First line containing all needles (for error positions).
+
+        A line whose key is the (single) needle comes first. With ``section`` (a
+        table name such as ``"priors"`` or ``"covariates.sex"``, or ``""`` for the
+        top-level keys before the first table), the lines of that table are
+        searched first, so that a state named in an error inside ``[transitions]``
+        is not found on the ``states`` line.
+        """
+
+        def search(lines: list[tuple[int, str]]) -> int | None:
+            # A line assigning the needle as a key ("ill = [...]") beats one merely mentioning it.
+            for i, line in lines:
+                key = line.split("#", 1)[0].split("=", 1)[0].strip().strip("\"'")
+                if len(needles) == 1 and "=" in line and key == needles[0]:
+                    return i
+            for i, line in lines:
+                stripped = line.split("#", 1)[0]
+                if all(n in stripped for n in needles):
+                    return i
+            return None
+
+        numbered = list(enumerate(self.lines, start=1))
+        if section is not None:
+            block: list[tuple[int, str]] = []
+            inside = section == ""
+            for i, line in numbered:
+                header = _HEADER.match(line.split("#", 1)[0])
+                if header:
+                    inside = header.group(1).replace(" ", "") == section
+                if inside:
+                    block.append((i, line))
+            found = search(block)
+            if found is not None:
+                return found
+        return search(numbered)
 
     def fail(self, message: str, *needles: str) -> SpecError:
-        return SpecError(message, path=self.path, line=self.line_of(*needles) if needles else None)
+        # A message about a table starts with its name: "[priors] ...", "[covariates.sex]: ...".
+        m = re.match(r"^\[([^\]\s]+)\]", message)
+        section = m.group(1) if m else ""
+        line = self.line_of(*needles, section=section) if needles else None
+        return SpecError(message, path=self.path, line=line)
 
     def state_index(self, name: Any, where: str) -> int:
         if not isinstance(name, str) or name not in self.states:
