@@ -1,0 +1,138 @@
+"""Shared fixtures: model-file and panel writers, the bundled models folder.
+
+They are generic on purpose so that every test module can use them:
+
+- ``write_model(text, name="model.toml")`` writes dedented TOML text to a file
+  under the test's ``tmp_path`` and returns its path.
+- ``write_panel(rows, columns=("id", "time", "state"), name="panel.csv")``
+  writes a panel (a list of row tuples, a DataFrame or raw CSV text) as CSV or,
+  when the name ends in ``.parquet``, as Parquet, and returns its path.
+- ``small_panel`` is a small valid panel of the default ``migration5`` model.
+- ``toy_model`` is a three-state model file with an absorbing state and known
+  rates; ``toy_model_text`` is its text.
+- ``models_dir`` is the folder of the bundled model files; ``migration5`` is
+  the default model, parsed.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from markov_migration.io import models_dir as _models_dir
+from markov_migration.spec import ModelSpec, load_spec
+
+#: A three-state illness-death model: "dead" is absorbing; known rates per year.
+TOY_MODEL = """\
+name = "toy"
+states = ["well", "ill", "dead"]
+
+[transitions]
+well = ["ill", "dead"]
+ill = ["well", "dead"]
+
+[rates]
+"well->ill" = 0.3
+"well->dead" = 0.05
+"ill->well" = 0.5
+"ill->dead" = 0.2
+"""
+
+#: Rows (id, time, state) of a small valid migration5 panel: 4 respondents,
+#: 10 observations, 6 consecutive pairs, one respondent observed once.
+SMALL_PANEL_ROWS = [
+    ("r1", 2022.70, "abroad"),
+    ("r1", 2023.55, "transit"),
+    ("r1", 2024.55, "returned"),
+    ("r2", 2022.70, "returned"),
+    ("r2", 2023.55, "reemigrated"),
+    ("r2", 2024.55, "swing"),
+    ("r3", 2022.70, "swing"),
+    ("r3", 2023.55, "swing"),
+    ("r3", 2024.55, "abroad"),
+    ("r4", 2023.55, "transit"),
+]
+
+
+@pytest.fixture
+def models_dir() -> Path:
+    """Folder of the bundled model files (``models/``)."""
+    return _models_dir()
+
+
+@pytest.fixture
+def migration5(models_dir: Path) -> ModelSpec:
+    """The default five-state model, parsed."""
+    return load_spec(models_dir / "migration5.toml")
+
+
+@pytest.fixture
+def write_model(tmp_path: Path) -> Callable[..., Path]:
+    """Return ``write(text, name="model.toml") -> Path`` writing dedented TOML."""
+
+    def write(text: str, name: str = "model.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def write_panel(tmp_path: Path) -> Callable[..., Path]:
+    """Return ``write(rows, columns=("id", "time", "state"), name="panel.csv") -> Path``.
+
+    ``rows`` is a list of tuples (one per observation), a DataFrame (written as
+    is) or a string (dedented CSV text, written verbatim). A name ending in
+    ``.parquet`` writes Parquet (tuples and DataFrames only).
+    """
+
+    def write(
+        rows: Iterable[Sequence] | pd.DataFrame | str,
+        columns: Sequence[str] = ("id", "time", "state"),
+        name: str = "panel.csv",
+    ) -> Path:
+        path = tmp_path / name
+        if isinstance(rows, str):
+            path.write_text(textwrap.dedent(rows), encoding="utf-8")
+            return path
+        frame = (
+            rows
+            if isinstance(rows, pd.DataFrame)
+            else pd.DataFrame(list(rows), columns=list(columns))
+        )
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame.to_parquet(path, index=False)
+        else:
+            frame.to_csv(path, index=False)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def small_panel(write_panel: Callable[..., Path]) -> Path:
+    """A small valid migration5 panel (CSV): see ``SMALL_PANEL_ROWS``."""
+    return write_panel(SMALL_PANEL_ROWS)
+
+
+@pytest.fixture
+def toy_model_text() -> str:
+    """Text of the three-state illness-death model (``TOY_MODEL``)."""
+    return TOY_MODEL
+
+
+@pytest.fixture
+def small_panel_rows() -> list[tuple[str, float, str]]:
+    """Rows (id, time, state) of the small migration5 panel (``SMALL_PANEL_ROWS``)."""
+    return list(SMALL_PANEL_ROWS)
+
+
+@pytest.fixture
+def toy_model(write_model: Callable[..., Path]) -> Path:
+    """The three-state ``TOY_MODEL`` written to a file."""
+    return write_model(TOY_MODEL, name="toy.toml")
