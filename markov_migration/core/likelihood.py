@@ -1,0 +1,893 @@
+"""Transition probabilities and the panel log-likelihood of a multi-state Markov model.
+
+Layer 1 (numpy, scipy, numba only).
+
+A continuous-time Markov chain on ``K`` states has a generator (transition
+intensity matrix) ``Q`` with non-negative off-diagonal intensities, in events
+per unit of the model's time (e.g. per year), and rows summing to zero. The
+transition probability matrix over an interval of length ``t`` is
+``P(t) = expm(Q t)``.
+
+Panel data enter as aggregated counts in a compressed layout that supports
+several generators (covariate patterns, groups) and piecewise-constant
+periods:
+
+``Q`` : float64 (M, K, K)
+    Stack of ``M`` generators.
+``piece_q`` : int64 (n_pieces,)
+    Generator index of each *piece* (a distinct ``(generator, duration)`` pair).
+``piece_t`` : float64 (n_pieces,)
+    Duration of each piece, >= 0, in the model's time unit.
+``row_ptr`` : int64 (n_rows + 1,)
+    CSR pointer into ``row_piece``; row ``r`` uses pieces
+    ``row_piece[row_ptr[r]:row_ptr[r + 1]]`` (at least one).
+``row_piece`` : int64 (nnz,)
+    Ordered pieces of each row: the interval's transition matrix is
+    ``P(piece_0) @ P(piece_1) @ ...`` (an interval that crosses period cut
+    points, as R msm's ``pci``). Almost always one piece per row.
+``row_from``, ``row_to`` : int64 (n_rows,)
+    Origin and destination state (0-based) of the observed transition.
+``row_count`` : float64 (n_rows,)
+    Number of (possibly weighted) persons making the transition.
+
+The log-likelihood is ``sum_r row_count[r] * log(P_r[row_from[r], row_to[r]])``.
+
+Two implementations are provided:
+
+* a readable reference in numpy/scipy (``*_reference``), built on
+  :func:`scipy.linalg.expm` and :func:`scipy.linalg.expm_frechet`;
+* the fast path, numba kernels used by the sampler: one eigendecomposition
+  ``Q = U diag(lam) U^-1`` per generator per evaluation gives ``P(t)`` for
+  every piece, and the gradient follows from the divided-difference formula of
+  Kalbfleisch & Lawless (1985), as in R msm. Generators whose eigenvector
+  matrix is ill-conditioned (defective or nearly defective ``Q``: repeated
+  rates, several absorbing states with special structure, triangular ``Q``
+  with equal diagonals) fall back to a Pade matrix exponential and its Frechet
+  derivative (:mod:`markov_migration.core.expm`).
+
+References
+----------
+.. [1] Kalbfleisch, J. D. and Lawless, J. F. (1985). The analysis of panel data
+   under a Markov assumption. JASA 80(392), 863-871.
+.. [2] Jackson, C. H. (2011). Multi-state models for panel data: the msm
+   package for R. J. Stat. Softw. 38(8).
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+from numba import njit, types
+from numba.extending import overload
+
+from markov_migration.core.expm import expm as _expm_numba
+from markov_migration.core.expm import expm_frechet as _expm_frechet_numba
+
+__all__ = [
+    "PANEL_FIELDS",
+    "loglik",
+    "loglik_and_grad",
+    "loglik_and_grad_reference",
+    "loglik_reference",
+    "panel_arrays",
+    "pmatrix",
+    "row_loglik",
+    "row_loglik_draws",
+    "row_loglik_reference",
+]
+
+#: Names of the data arrays that follow ``Q`` in every log-likelihood function.
+PANEL_FIELDS = (
+    "piece_q",
+    "piece_t",
+    "row_ptr",
+    "row_piece",
+    "row_from",
+    "row_to",
+    "row_count",
+)
+
+# The eigendecomposition is trusted when kappa_1(U) = ||U||_1 ||U^-1||_1 is below
+# this bound: errors in P and in the gradient grow like eps * kappa (and
+# eps * kappa**2 for the gradient's back-transformation), so 1e5 keeps them
+# around 1e-11 relative to the matrix scale. Above it, the Pade fallback.
+KAPPA_MAX = 1e5
+# ...and when the reconstruction U diag(lam) U^-1 reproduces Q to this relative
+# accuracy (1-norm); catches a failed inverse that the condition number misses.
+RESIDUAL_MAX = 1e-10
+
+_MODE_INVALID = -1  # non-finite generator: log-likelihood is -inf
+_MODE_REAL = 0  # real spectrum: real arithmetic
+_MODE_COMPLEX = 1  # complex spectrum (non-reversible chain): complex arithmetic
+_MODE_FALLBACK = 2  # Pade expm and Frechet derivative
+
+# numpy >= 2.5 (and numba with it) always returns complex eigenpairs from a real
+# matrix; LAPACK's real eigenvalues then have an imaginary part of exactly 0.
+_EIG_RETURNS_COMPLEX = np.linalg.eig(np.zeros((1, 1)))[0].dtype.kind == "c"
+
+
+# --------------------------------------------------------------------------
+# Input handling
+# --------------------------------------------------------------------------
+
+
+def panel_arrays(data: Mapping[str, Any] | Any) -> tuple[np.ndarray, ...]:
+    """Extract the seven panel arrays, in :data:`PANEL_FIELDS` order.
+
+    Parameters
+    ----------
+    data : mapping or object
+        Either a mapping with the keys of :data:`PANEL_FIELDS` or an object with
+        attributes of those names.
+
+    Returns
+    -------
+    tuple of ndarray
+        ``(piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)``
+        as C-contiguous int64 / float64 arrays.
+    """
+    if isinstance(data, Mapping):
+        values = [data[name] for name in PANEL_FIELDS]
+    else:
+        values = [getattr(data, name) for name in PANEL_FIELDS]
+    return _coerce_panel(*values)
+
+
+def _coerce_panel(piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    out = []
+    for name, value in zip(
+        PANEL_FIELDS,
+        (piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count),
+        strict=True,
+    ):
+        arr = np.asarray(value)
+        if name in ("piece_t", "row_count"):
+            arr = np.ascontiguousarray(arr, dtype=np.float64)
+        else:
+            if arr.size and not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError(f"{name} must be an integer array, got dtype {arr.dtype}")
+            arr = np.ascontiguousarray(arr, dtype=np.int64)
+        if arr.ndim != 1:
+            raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
+        out.append(arr)
+    return tuple(out)
+
+
+def _coerce_q(Q) -> np.ndarray:
+    Q = np.ascontiguousarray(Q, dtype=np.float64)
+    if Q.ndim == 2:
+        Q = Q[None]
+    if Q.ndim != 3 or Q.shape[1] != Q.shape[2] or Q.shape[1] == 0:
+        raise ValueError(f"Q must have shape (M, K, K) with K >= 1, got {Q.shape}")
+    return Q
+
+
+@njit(cache=True)
+def _check_layout(n_gen, n_states, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    """Raise ValueError on an inconsistent data layout (the kernels index without checks)."""
+    n_pieces = piece_q.shape[0]
+    n_rows = row_from.shape[0]
+    if piece_t.shape[0] != n_pieces:
+        raise ValueError("piece_t and piece_q must have the same length")
+    if row_to.shape[0] != n_rows or row_count.shape[0] != n_rows:
+        raise ValueError("row_from, row_to and row_count must have the same length")
+    if row_ptr.shape[0] != n_rows + 1:
+        raise ValueError("row_ptr must have length n_rows + 1")
+    if row_ptr[0] != 0 or row_ptr[n_rows] != row_piece.shape[0]:
+        raise ValueError("row_ptr must start at 0 and end at len(row_piece)")
+    for p in range(n_pieces):
+        if piece_q[p] < 0 or piece_q[p] >= n_gen:
+            raise ValueError("piece_q holds an index outside 0..M-1")
+        if not piece_t[p] >= 0.0 or not np.isfinite(piece_t[p]):
+            raise ValueError("piece_t must be finite and >= 0")
+    for r in range(n_rows):
+        if row_ptr[r + 1] <= row_ptr[r]:
+            raise ValueError("every row needs at least one piece (row_ptr must increase)")
+        if row_from[r] < 0 or row_from[r] >= n_states or row_to[r] < 0 or row_to[r] >= n_states:
+            raise ValueError("row_from/row_to hold a state outside 0..K-1")
+    for i in range(row_piece.shape[0]):
+        if row_piece[i] < 0 or row_piece[i] >= n_pieces:
+            raise ValueError("row_piece holds an index outside 0..n_pieces-1")
+
+
+def _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    Q = _coerce_q(Q)
+    panel = _coerce_panel(piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
+    _check_layout(Q.shape[0], Q.shape[1], *panel)
+    return (Q, *panel)
+
+
+# --------------------------------------------------------------------------
+# P(t) for many generators and times (summaries over posterior draws)
+# --------------------------------------------------------------------------
+
+
+def pmatrix(Q, t) -> np.ndarray:
+    """Transition probability matrices ``P(t) = expm(Q t)``.
+
+    Vectorised over posterior draws: one batched eigendecomposition of all
+    generators, then ``U diag(exp(lam t)) U^-1`` for every time. Generators
+    whose eigenvector matrix is ill-conditioned (condition number above
+    :data:`KAPPA_MAX`, e.g. defective ``Q``) use :func:`scipy.linalg.expm`.
+
+    Parameters
+    ----------
+    Q : array_like, shape (..., K, K)
+        Generator(s): intensities per unit of time (e.g. per year).
+    t : float or array_like, shape (T...)
+        Time(s) in the same unit, >= 0.
+
+    Returns
+    -------
+    ndarray, shape (..., T..., K, K)
+        ``P[..., j, :, :]`` is the transition matrix of generator ``Q[...]``
+        over time ``t[j]``; the batch dimensions of ``Q`` come first, then the
+        dimensions of ``t``. Rows sum to 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Q = np.array([[-0.2, 0.2], [0.1, -0.1]])
+    >>> P = pmatrix(Q, [1.0, 5.0])
+    >>> P.shape
+    (2, 2, 2)
+    >>> bool(np.allclose(P.sum(axis=-1), 1.0))
+    True
+    """
+    Q = np.asarray(Q, dtype=np.float64)
+    if Q.ndim < 2 or Q.shape[-1] != Q.shape[-2]:
+        raise ValueError(f"Q must have shape (..., K, K), got {Q.shape}")
+    t = np.asarray(t, dtype=np.float64)
+    if np.any(t < 0) or not np.all(np.isfinite(t)):
+        raise ValueError("t must be finite and >= 0")
+    batch, K = Q.shape[:-2], Q.shape[-1]
+    Qf = Q.reshape(-1, K, K)
+    tf = t.reshape(-1)
+    out = np.empty((Qf.shape[0], tf.shape[0], K, K))
+    finite = np.all(np.isfinite(Qf), axis=(1, 2))
+    good = np.zeros(Qf.shape[0], dtype=bool)
+    if np.any(finite):
+        lam, U = np.linalg.eig(Qf[finite])
+        # a singular U gives inf/nan in its inverse and fails the condition test below
+        with np.errstate(all="ignore"):
+            Uinv = _batched_inv(U)
+            kappa = np.abs(U).sum(axis=-2).max(axis=-1) * np.abs(Uinv).sum(axis=-2).max(axis=-1)
+        ok = np.isfinite(kappa) & (kappa <= KAPPA_MAX)
+        idx = np.flatnonzero(finite)[ok]
+        good[idx] = True
+        expo = np.exp(lam[ok][:, None, :] * tf[None, :, None])  # (n, T, K)
+        P = np.einsum("nik,ntk,nkj->ntij", U[ok], expo, Uinv[ok])
+        out[idx] = P.real
+    for n in np.flatnonzero(~good):
+        for j, tj in enumerate(tf):
+            out[n, j] = scipy.linalg.expm(Qf[n] * tj)
+    return out.reshape(batch + t.shape + (K, K))
+
+
+def _batched_inv(U: np.ndarray) -> np.ndarray:
+    """Inverse of a stack of matrices; singular ones come back as nan."""
+    out = np.full_like(U, np.nan)
+    try:
+        return np.linalg.inv(U)
+    except np.linalg.LinAlgError:
+        for n in range(U.shape[0]):
+            try:
+                out[n] = np.linalg.inv(U[n])
+            except np.linalg.LinAlgError:
+                pass
+        return out
+
+
+# --------------------------------------------------------------------------
+# Reference implementation (numpy/scipy, readable, slow)
+# --------------------------------------------------------------------------
+
+
+def _reference_pieces(Q, piece_q, piece_t):
+    return np.stack(
+        [scipy.linalg.expm(Q[m] * t) for m, t in zip(piece_q, piece_t, strict=True)]
+    ) if len(piece_q) else np.zeros((0,) + Q.shape[1:])
+
+
+def _reference_row_factors(P, row_ptr, row_piece, r, a, b):
+    """Left row vectors and right column vectors of a row's product of pieces.
+
+    For the product ``P_1 ... P_n`` and entry ``[a, b]``, ``left[k]`` is row ``a``
+    of ``P_1 ... P_(k-1)`` and ``right[k]`` column ``b`` of ``P_(k+1) ... P_n``,
+    so ``value = left[k] @ P_k @ right[k]`` and the adjoint of ``P_k`` is
+    ``outer(left[k], right[k])``.
+    """
+    pieces = row_piece[row_ptr[r] : row_ptr[r + 1]]
+    K = P.shape[1]
+    left = [np.eye(K)[a]]
+    for p in pieces[:-1]:
+        left.append(left[-1] @ P[p])
+    right = [np.eye(K)[:, b]]
+    for p in pieces[:0:-1]:
+        right.append(P[p] @ right[-1])
+    right = right[::-1]
+    value = left[-1] @ P[pieces[-1]] @ right[-1]
+    return pieces, left, right, value
+
+
+def row_loglik_reference(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    """Reference for :func:`row_loglik` using :func:`scipy.linalg.expm`."""
+    Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count = _prepare(
+        Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+    )
+    P = _reference_pieces(Q, piece_q, piece_t)
+    out = np.empty(row_from.shape[0])
+    for r in range(out.shape[0]):
+        *_, value = _reference_row_factors(P, row_ptr, row_piece, r, row_from[r], row_to[r])
+        out[r] = np.log(value) if value > 0 and np.isfinite(value) else -np.inf
+    return out
+
+
+def loglik_reference(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    """Reference for :func:`loglik` using :func:`scipy.linalg.expm`."""
+    return loglik_and_grad_reference(
+        Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+    )[0]
+
+
+def loglik_and_grad_reference(
+    Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+):
+    """Reference log-likelihood and gradient via scipy's expm and its Frechet derivative.
+
+    The adjoint ``G_p = dL/dP_p`` of each piece is accumulated from the rows,
+    and ``dL/dQ_m = sum_p t_p L(Q_m^T t_p, G_p)`` over the pieces of generator
+    ``m``, because the Frobenius adjoint of ``E -> L(A, E)`` is ``G -> L(A^T, G)``.
+    Same signature and return value as :func:`loglik_and_grad`.
+    """
+    Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count = _prepare(
+        Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+    )
+    P = _reference_pieces(Q, piece_q, piece_t)
+    G = np.zeros_like(P)
+    total = 0.0
+    for r in range(row_from.shape[0]):
+        if row_count[r] == 0:
+            continue
+        pieces, left, right, value = _reference_row_factors(
+            P, row_ptr, row_piece, r, row_from[r], row_to[r]
+        )
+        if not (value > 0 and np.isfinite(value)):
+            return -np.inf, np.zeros_like(Q)
+        total += row_count[r] * np.log(value)
+        for k, p in enumerate(pieces):
+            G[p] += row_count[r] / value * np.outer(left[k], right[k])
+    dQ = np.zeros_like(Q)
+    for p, (m, t) in enumerate(zip(piece_q, piece_t, strict=True)):
+        if np.any(G[p]):
+            dQ[m] += t * scipy.linalg.expm_frechet(Q[m].T * t, G[p], compute_expm=False)
+    return float(total), dQ
+
+
+# --------------------------------------------------------------------------
+# Fast path: numba kernels
+# --------------------------------------------------------------------------
+
+
+def _expm1(z):  # pragma: no cover - replaced inside numba by the overload below
+    return np.expm1(z)
+
+
+@overload(_expm1)
+def _expm1_overload(z):
+    # numba's complex expm1 is exp(z) - 1, which cancels for small |z|
+    if isinstance(z, types.Complex):
+
+        def impl(z):
+            x = z.real
+            y = z.imag
+            s = np.sin(0.5 * y)
+            return complex(np.expm1(x) * np.cos(y) - 2.0 * s * s, np.exp(x) * np.sin(y))
+
+        return impl
+    return lambda z: np.expm1(z)
+
+
+if _EIG_RETURNS_COMPLEX:
+
+    @njit(cache=True)
+    def _eig_complex(A):
+        return np.linalg.eig(A)
+
+else:  # pragma: no cover - numpy < 2.5: numba's real eig refuses complex spectra
+
+    @njit(cache=True)
+    def _eig_complex(A):
+        return np.linalg.eig(A.astype(np.complex128))
+
+
+@njit(cache=True)
+def _decompose(Qm, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c):
+    """Eigendecomposition of one generator, or the reason not to use it.
+
+    Fills the real or the complex output arrays and returns the mode.
+    """
+    K = Qm.shape[0]
+    qnorm = 0.0
+    for i in range(K):
+        s = 0.0
+        for j in range(K):
+            if not np.isfinite(Qm[i, j]):
+                return _MODE_INVALID
+            s += abs(Qm[j, i])
+        qnorm = max(qnorm, s)
+    lam, U = _eig_complex(np.ascontiguousarray(Qm))
+    try:
+        Ui = np.linalg.inv(U)
+    except Exception:  # singular eigenvector matrix: defective generator
+        return _MODE_FALLBACK
+    nu = 0.0
+    nui = 0.0
+    for j in range(K):
+        su = 0.0
+        sui = 0.0
+        for i in range(K):
+            su += abs(U[i, j])
+            sui += abs(Ui[i, j])
+        nu = max(nu, su)
+        nui = max(nui, sui)
+    kappa = nu * nui
+    if not kappa <= KAPPA_MAX:
+        return _MODE_FALLBACK
+    resid = 0.0
+    for j in range(K):
+        s = 0.0
+        for i in range(K):
+            v = -Qm[i, j] + 0j
+            for k in range(K):
+                v += U[i, k] * lam[k] * Ui[k, j]
+            s += abs(v)
+        resid = max(resid, s)
+    if not resid <= RESIDUAL_MAX * max(qnorm, 1e-300):
+        return _MODE_FALLBACK
+    real = True
+    for k in range(K):
+        if lam[k].imag != 0.0:
+            real = False
+    if real:
+        for i in range(K):
+            lam_r[i] = lam[i].real
+            for j in range(K):
+                U_r[i, j] = U[i, j].real
+                Ui_r[i, j] = Ui[i, j].real
+        return _MODE_REAL
+    lam_c[:] = lam
+    U_c[:, :] = U
+    Ui_c[:, :] = Ui
+    return _MODE_COMPLEX
+
+
+@njit(cache=True)
+def _divided_difference(li, lj, ei, ej, t):
+    """``int_0^t exp(li s) exp(lj (t - s)) ds``, stable for close eigenvalues.
+
+    ``ei = exp(li t)``, ``ej = exp(lj t)``. Equals ``(ei - ej) / (li - lj)``,
+    and ``t * ei`` when ``li == lj``. For ``|li - lj| t < 0.5`` the difference
+    would cancel, so ``ej * expm1((li - lj) t) / (li - lj)`` is used instead.
+    """
+    if li == lj:
+        return t * ei
+    d = li - lj
+    if abs(d) * t >= 0.5:
+        return (ei - ej) / d
+    return ej * _expm1(d * t) / d
+
+
+@njit(cache=True)
+def _entry(U, Ui, e, a, b):
+    """``(U diag(e) U^-1)[a, b]`` (real part)."""
+    v = U[a, 0] * e[0] * Ui[0, b]
+    for k in range(1, e.shape[0]):
+        v += U[a, k] * e[k] * Ui[k, b]
+    return v.real
+
+
+@njit(cache=True)
+def _dense(U, Ui, e, out):
+    """``out[:] = real(U diag(e) U^-1)``."""
+    K = e.shape[0]
+    for i in range(K):
+        for j in range(K):
+            out[i, j] = _entry(U, Ui, e, i, j)
+
+
+@njit(cache=True)
+def _accumulate_spectral_adjoint(U, Ui, lam, e, t, G, W, Y, rows_used):
+    """``W += V(t) o (U^T G U^-T)`` for one piece (Kalbfleisch-Lawless).
+
+    ``G`` (real, K x K) is the adjoint of the piece's P; it is usually sparse
+    (one entry per observed (from, to)), so ``Y = G U^-T`` skips zeros.
+    ``Y`` and ``rows_used`` are scratch arrays.
+    """
+    K = e.shape[0]
+    for a in range(K):
+        used = False
+        for j in range(K):
+            Y[a, j] = 0.0
+        for b in range(K):
+            g = G[a, b]
+            if g != 0.0:
+                used = True
+                for j in range(K):
+                    Y[a, j] += g * Ui[j, b]
+        rows_used[a] = used
+    for i in range(K):
+        for j in range(K):
+            x = Y[0, j] * 0.0
+            for a in range(K):
+                if rows_used[a]:
+                    x += U[a, i] * Y[a, j]
+            W[i, j] += _divided_difference(lam[i], lam[j], e[i], e[j], t) * x
+
+
+@njit(cache=True)
+def _back_transform(U, Ui, W, out):
+    """``out += real(U^-T W U^T)``: the gradient with respect to Q."""
+    K = W.shape[0]
+    Z = np.zeros_like(W)  # Z = W U^T
+    for i in range(K):
+        for j in range(K):
+            z = W[i, 0] * U[j, 0]
+            for k in range(1, K):
+                z += W[i, k] * U[j, k]
+            Z[i, j] = z
+    for p in range(K):
+        for q in range(K):
+            v = Ui[0, p] * Z[0, q]
+            for i in range(1, K):
+                v += Ui[i, p] * Z[i, q]
+            out[p, q] += v.real
+
+
+@njit(cache=True)
+def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
+    """Decompose generators, evaluate P for every piece and the row probabilities.
+
+    Returns the per-generator decompositions and modes, exp(lam t) per piece,
+    dense P for the pieces that need it (multi-piece rows, fallback
+    generators), and ``value[r] = P_r[from_r, to_r]``.
+    """
+    M = Q.shape[0]
+    K = Q.shape[1]
+    n_pieces = piece_q.shape[0]
+    n_rows = row_from.shape[0]
+
+    used_gen = np.zeros(M, dtype=np.bool_)
+    for p in range(n_pieces):
+        used_gen[piece_q[p]] = True
+    mode = np.full(M, _MODE_REAL, dtype=np.int64)
+    lam_r = np.zeros((M, K))
+    U_r = np.zeros((M, K, K))
+    Ui_r = np.zeros((M, K, K))
+    lam_c = np.zeros((M, K), dtype=np.complex128)
+    U_c = np.zeros((M, K, K), dtype=np.complex128)
+    Ui_c = np.zeros((M, K, K), dtype=np.complex128)
+    valid = True
+    for m in range(M):
+        if used_gen[m]:
+            mode[m] = _decompose(Q[m], lam_r[m], U_r[m], Ui_r[m], lam_c[m], U_c[m], Ui_c[m])
+            if mode[m] == _MODE_INVALID:
+                valid = False
+
+    expo_r = np.zeros((n_pieces, K))
+    expo_c = np.zeros((n_pieces, K), dtype=np.complex128)
+    dense = np.zeros(n_pieces, dtype=np.bool_)
+    for r in range(n_rows):
+        if row_ptr[r + 1] - row_ptr[r] > 1:
+            for i in range(row_ptr[r], row_ptr[r + 1]):
+                dense[row_piece[i]] = True
+    P = np.zeros((n_pieces, K, K))
+    value = np.zeros(n_rows)
+    if not valid:
+        return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False
+
+    for p in range(n_pieces):
+        m = piece_q[p]
+        t = piece_t[p]
+        if mode[m] == _MODE_REAL:
+            for k in range(K):
+                expo_r[p, k] = np.exp(lam_r[m, k] * t)
+            if dense[p]:
+                _dense(U_r[m], Ui_r[m], expo_r[p], P[p])
+        elif mode[m] == _MODE_COMPLEX:
+            for k in range(K):
+                expo_c[p, k] = np.exp(lam_c[m, k] * t)
+            if dense[p]:
+                _dense(U_c[m], Ui_c[m], expo_c[p], P[p])
+        else:
+            P[p] = _expm_numba(Q[m] * t)
+
+    left = np.zeros(K)
+    tmp = np.zeros(K)
+    for r in range(n_rows):
+        a = row_from[r]
+        b = row_to[r]
+        start = row_ptr[r]
+        stop = row_ptr[r + 1]
+        if stop - start == 1:
+            p = row_piece[start]
+            m = piece_q[p]
+            if mode[m] == _MODE_REAL:
+                value[r] = _entry(U_r[m], Ui_r[m], expo_r[p], a, b)
+            elif mode[m] == _MODE_COMPLEX:
+                value[r] = _entry(U_c[m], Ui_c[m], expo_c[p], a, b)
+            else:
+                value[r] = P[p, a, b]
+        else:
+            left[:] = P[row_piece[start], a, :]
+            for i in range(start + 1, stop - 1):
+                Pi = P[row_piece[i]]
+                for j in range(K):
+                    s = 0.0
+                    for k in range(K):
+                        s += left[k] * Pi[k, j]
+                    tmp[j] = s
+                left[:] = tmp
+            v = 0.0
+            Pl = P[row_piece[stop - 1]]
+            for k in range(K):
+                v += left[k] * Pl[k, b]
+            value[r] = v
+    return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, True
+
+
+@njit(cache=True)
+def _row_loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
+    fwd = _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to)
+    value = fwd[10]
+    out = np.empty(value.shape[0])
+    for r in range(value.shape[0]):
+        v = value[r]
+        out[r] = np.log(v) if (fwd[11] and v > 0.0 and np.isfinite(v)) else -np.inf
+    return out
+
+
+@njit(cache=True)
+def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count, with_grad):
+    """Log-likelihood and (if ``with_grad``) its gradient with respect to every Q entry."""
+    M = Q.shape[0]
+    K = Q.shape[1]
+    n_pieces = piece_q.shape[0]
+    n_rows = row_from.shape[0]
+    dQ = np.zeros((M, K, K))
+    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, valid = _forward(
+        Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to
+    )
+    if not valid:
+        return -np.inf, dQ
+    total = 0.0
+    for r in range(n_rows):
+        c = row_count[r]
+        if c == 0.0:
+            continue
+        v = value[r]
+        if not (v > 0.0 and np.isfinite(v)):
+            return -np.inf, dQ
+        total += c * np.log(v)
+    if not np.isfinite(total):
+        return total, dQ
+    if not with_grad:
+        return total, dQ
+
+    # adjoint of each piece's P: G[p] = dL/dP_p
+    G = np.zeros((n_pieces, K, K))
+    has_g = np.zeros(n_pieces, dtype=np.bool_)
+    max_len = 1
+    for r in range(n_rows):
+        max_len = max(max_len, row_ptr[r + 1] - row_ptr[r])
+    lefts = np.zeros((max_len, K))
+    rights = np.zeros((max_len, K))
+    for r in range(n_rows):
+        c = row_count[r]
+        if c == 0.0:
+            continue
+        g = c / value[r]
+        a = row_from[r]
+        b = row_to[r]
+        start = row_ptr[r]
+        n = row_ptr[r + 1] - start
+        if n == 1:
+            p = row_piece[start]
+            G[p, a, b] += g
+            has_g[p] = True
+            continue
+        # lefts[k] = row a of P_0 ... P_(k-1); rights[k] = column b of P_(k+1) ... P_(n-1)
+        lefts[0, :] = 0.0
+        lefts[0, a] = 1.0
+        for k in range(1, n):
+            Pk = P[row_piece[start + k - 1]]
+            for j in range(K):
+                s = 0.0
+                for i in range(K):
+                    s += lefts[k - 1, i] * Pk[i, j]
+                lefts[k, j] = s
+        rights[n - 1, :] = 0.0
+        rights[n - 1, b] = 1.0
+        for k in range(n - 2, -1, -1):
+            Pk = P[row_piece[start + k + 1]]
+            for i in range(K):
+                s = 0.0
+                for j in range(K):
+                    s += Pk[i, j] * rights[k + 1, j]
+                rights[k, i] = s
+        for k in range(n):
+            p = row_piece[start + k]
+            has_g[p] = True
+            for i in range(K):
+                li = g * lefts[k, i]
+                for j in range(K):
+                    G[p, i, j] += li * rights[k, j]
+
+    W_r = np.zeros((M, K, K))
+    W_c = np.zeros((M, K, K), dtype=np.complex128)
+    Y_r = np.zeros((K, K))
+    Y_c = np.zeros((K, K), dtype=np.complex128)
+    rows_used = np.zeros(K, dtype=np.bool_)
+    for p in range(n_pieces):
+        if not has_g[p]:
+            continue
+        m = piece_q[p]
+        t = piece_t[p]
+        if mode[m] == _MODE_REAL:
+            _accumulate_spectral_adjoint(
+                U_r[m], Ui_r[m], lam_r[m], expo_r[p], t, G[p], W_r[m], Y_r, rows_used
+            )
+        elif mode[m] == _MODE_COMPLEX:
+            _accumulate_spectral_adjoint(
+                U_c[m], Ui_c[m], lam_c[m], expo_c[p], t, G[p], W_c[m], Y_c, rows_used
+            )
+        else:
+            # <G, L(Q t, E t)> = <t L(Q^T t, G), E>
+            _, L = _expm_frechet_numba(np.ascontiguousarray(Q[m].T) * t, G[p])
+            dQ[m] += t * L
+    for m in range(M):
+        if mode[m] == _MODE_REAL:
+            _back_transform(U_r[m], Ui_r[m], W_r[m], dQ[m])
+        elif mode[m] == _MODE_COMPLEX:
+            _back_transform(U_c[m], Ui_c[m], W_c[m], dQ[m])
+    return total, dQ
+
+
+@njit(cache=True)
+def loglik_and_grad_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    """Numba kernel behind :func:`loglik_and_grad` (no input coercion; validates layout).
+
+    Callable from other numba code (the PyTensor Op's numba implementation).
+    Arrays must have the dtypes of :data:`PANEL_FIELDS`; ``Q`` float64 (M, K, K).
+    """
+    _check_layout(
+        Q.shape[0], Q.shape[1], piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+    )
+    return _loglik_kernel(
+        np.ascontiguousarray(Q), piece_q, piece_t, row_ptr, row_piece, row_from, row_to,
+        row_count, True,
+    )
+
+
+@njit(cache=True)
+def _row_loglik_draws_kernel(Q_draws, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
+    S = Q_draws.shape[0]
+    out = np.empty((S, row_from.shape[0]))
+    for s in range(S):
+        out[s] = _row_loglik_kernel(
+            np.ascontiguousarray(Q_draws[s]), piece_q, piece_t, row_ptr, row_piece, row_from,
+            row_to,
+        )
+    return out
+
+
+# --------------------------------------------------------------------------
+# Public fast functions
+# --------------------------------------------------------------------------
+
+
+def loglik(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count) -> float:
+    """Panel log-likelihood ``sum_r count_r log P_r[from_r, to_r]``.
+
+    Parameters
+    ----------
+    Q : array_like, shape (M, K, K) or (K, K)
+        Generators; intensities per unit of the model's time.
+    piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count : array_like
+        Panel layout, see the module docstring (:data:`PANEL_FIELDS`).
+        ``piece_t`` in the model's time unit, ``row_count`` in persons
+        (float, so survey weights work).
+
+    Returns
+    -------
+    float
+        The log-likelihood; ``-inf`` if ``Q`` is not finite or an observed
+        transition has probability <= 0 (rows with count 0 are ignored).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Q = np.array([[[-0.2, 0.2], [0.1, -0.1]]])
+    >>> ll = loglik(Q, [0], [1.0], [0, 1, 2], [0, 0], [0, 0], [0, 1], [30.0, 5.0])
+    >>> round(ll, 6)
+    -15.029024
+    """
+    args = _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
+    return float(_loglik_kernel(*args, False)[0])
+
+
+def loglik_and_grad(
+    Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+) -> tuple[float, np.ndarray]:
+    """Panel log-likelihood and its gradient with respect to every entry of every Q.
+
+    Entries of ``Q`` are treated as independent variables, the diagonal
+    included (the caller builds the diagonal as minus the row sum and applies
+    the chain rule).
+
+    Parameters
+    ----------
+    Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+        As :func:`loglik`.
+
+    Returns
+    -------
+    loglik : float
+        As :func:`loglik`.
+    dQ : ndarray of float64, shape (M, K, K)
+        ``d loglik / d Q[m, i, j]`` (per unit intensity); zeros when ``loglik``
+        is ``-inf``.
+    """
+    Q, *panel = _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
+    total, dQ = _loglik_kernel(Q, *panel, True)
+    return float(total), dQ
+
+
+def row_loglik(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count=None):
+    """Log-probability of one transition of each row, ``log P_r[from_r, to_r]``.
+
+    Not multiplied by the count; for pointwise model comparison (PSIS-LOO).
+
+    Parameters
+    ----------
+    Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to
+        As :func:`loglik`.
+    row_count : array_like, optional
+        Accepted for a uniform signature; not used.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_rows,)
+        ``-inf`` where the probability is <= 0 or ``Q`` is not finite.
+    """
+    if row_count is None:
+        row_count = np.zeros(np.shape(row_from))
+    Q, *panel = _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
+    return _row_loglik_kernel(Q, *panel[:-1])
+
+
+def row_loglik_draws(
+    Q_draws, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count=None
+):
+    """:func:`row_loglik` for every posterior draw.
+
+    Parameters
+    ----------
+    Q_draws : array_like, shape (S, M, K, K)
+        Generators of ``S`` draws.
+    piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+        As :func:`row_loglik`.
+
+    Returns
+    -------
+    ndarray of float64, shape (S, n_rows)
+    """
+    Q_draws = np.ascontiguousarray(Q_draws, dtype=np.float64)
+    if Q_draws.ndim != 4 or Q_draws.shape[2] != Q_draws.shape[3]:
+        raise ValueError(f"Q_draws must have shape (S, M, K, K), got {Q_draws.shape}")
+    if row_count is None:
+        row_count = np.zeros(np.shape(row_from))
+    panel = _coerce_panel(piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
+    _check_layout(Q_draws.shape[1], Q_draws.shape[2], *panel)
+    return _row_loglik_draws_kernel(Q_draws, *panel[:-1])
