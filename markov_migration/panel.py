@@ -349,8 +349,9 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         bad = np.flatnonzero(~np.isfinite(w) | (w <= 0))
         if bad.size:
             i = int(bad[0])
+            raw = df[cols.weight].iloc[i]
             raise PanelError(
-                f"weight '{df[cols.weight].iloc[i]}' must be a positive number",
+                "missing weight" if pd.isna(raw) else f"weight '{raw}' must be a positive number",
                 path=path, row=i + 1, column=cols.weight,
             )
         out["weight"] = w
@@ -540,7 +541,9 @@ def load_counts(path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = Non
         if bad.size:
             i = int(bad[0])
             need = "a positive number" if positive else "a non-negative number"
-            raise PanelError(f"{c} '{df[c].iloc[i]}' must be {need}", path=path, row=i + 1, column=c)
+            raw = df[c].iloc[i]
+            msg = f"missing {c}" if pd.isna(raw) else f"{c} '{raw}' must be {need}"
+            raise PanelError(msg, path=path, row=i + 1, column=c)
         out[c] = v
     res = spec.resolution
     ticks = np.round(out["interval"].to_numpy() / res)
