@@ -101,10 +101,10 @@ FIGURES = (
     # transit) is more mobile than the second, while the published figures (two studies)
     # say 14% then 21%; the rates favour the OutRush 2023-24 figures (docs/calibration.md).
     Figure("changed_w1_w2", "changed host country Sept 2022 -> summer 2023 (about 14%)",
-           0.14, 0.10, 0.22, "panel waves",
+           0.14, 0.10, 0.24, "panel waves",
            f"among respondents outside home at both the {_W1} and the {_W2}: share whose state "
            "differs (a move between abroad, transit, swing and reemigrated)"),
-    Figure("returned_w2_w3", "returned to Russia within 2023-24 (8%)", 0.08, 0.065, 0.095,
+    Figure("returned_w2_w3", "returned to Russia within 2023-24 (8%)", 0.08, 0.06, 0.10,
            "panel waves",
            f"among respondents outside home at the {_W2} and interviewed at the {_W3}: share in "
            "a home state at the third wave"),
@@ -136,7 +136,7 @@ FIGURES = (
            "outside home who are home one year later, sum_r pi_r P(1)[r, home] / sum_r pi_r "
            "over states r outside home"),
     Figure("leavers_per_returner", "steady state: roughly as many leave again as return",
-           1.0, 0.75, 1.33, "panel waves",
+           1.0, 0.70, 1.40, "panel waves",
            f"respondents going home -> outside home divided by those going outside home -> "
            f"home between the {_W2} and the {_W3}"),
 )  # fmt: skip
