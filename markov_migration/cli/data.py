@@ -36,7 +36,10 @@ def simulate(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of respondents.")] = 8500,
     waves: Annotated[
         str | None,
-        typer.Option(help="Wave times in the model's time unit, comma-separated (default: the model's [simulate] waves)."),
+        typer.Option(
+            help="Wave times in the model's time unit, comma-separated "
+            "(default: the model's \\[simulate] waves)."
+        ),
     ] = None,
     attrition: Annotated[
         float | None,
@@ -45,7 +48,7 @@ def simulate(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same panel.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
-    """Simulate a synthetic panel from a model file with known rates ([rates] table)."""
+    r"""Simulate a synthetic panel from a model file with known rates (\[rates] table)."""
     from markov_migration.io import atomic_output, check_output, resolve_model
     from markov_migration.simulate import simulate_panel
     from markov_migration.spec import load_spec
