@@ -1,0 +1,380 @@
+"""Command line: help, version, ``validate``, ``simulate``, error style and lazy imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from markov_migration import __version__
+from markov_migration.cli.app import app
+from markov_migration.panel import load_panel
+from markov_migration.spec import load_spec
+
+runner = CliRunner()
+
+#: The console script of the environment running the tests.
+SCRIPT = Path(sys.executable).with_name("markov-migration")
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def command_names() -> list[str]:
+    return sorted(typer.main.get_command(app).commands)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary files an interrupted or refused write might leave (".name.*.tmp")."""
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+# -- help and version -------------------------------------------------------------------
+
+
+def test_app_help():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name in ("simulate", "validate", "demo"):
+        assert name in result.stdout
+    assert "--version" in result.stdout and "--debug" in result.stdout
+
+
+def test_the_data_commands_are_registered():
+    assert {"simulate", "validate", "demo"} <= set(command_names())
+
+
+@pytest.mark.parametrize("command", command_names())
+def test_command_help(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert f"markov-migration {command}" in result.stdout
+    assert result.stderr == ""
+
+
+def test_simulate_help_shows_table_names():
+    # Rich markup must not swallow "[rates]" and "[simulate]" in the help text.
+    result = invoke("simulate", "--help")
+    assert "([rates] table)" in result.stdout
+    assert "[simulate]" in result.stdout
+    for option in ("--out", "--model", "--n", "--waves", "--attrition", "--seed", "--force"):
+        assert option in result.stdout
+
+
+def test_validate_help_lists_its_options():
+    result = invoke("validate", "--help")
+    for option in ("--model", "--format"):
+        assert option in result.stdout
+
+
+def test_version():
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.stdout == f"markov-migration {__version__}\n"
+
+
+def test_no_arguments_shows_help():
+    result = invoke()
+    assert "Usage: markov-migration" in result.output
+    assert result.exit_code in (0, 2)
+
+
+def test_unknown_command_is_a_usage_error():
+    result = invoke("frobnicate")
+    assert result.exit_code == 2
+    assert "frobnicate" in result.stderr
+
+
+# -- validate --------------------------------------------------------------------------
+
+
+def test_validate_good_panel_prints_the_transition_table(small_panel):
+    result = invoke("validate", small_panel)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.stdout.split())  # rich wraps at the terminal width
+    assert "Transitions between consecutive observations" in out
+    assert "Observations by state" in out
+    for state in ("abroad", "transit", "swing", "returned", "reemigrated"):
+        assert state in out
+    assert "10 rows, 3 respondents observed at least twice, 1 observed once (dropped)" in out
+    assert "6 observed transitions" in out
+    assert "note: dropped 1 respondents observed only once" in out
+    assert "valid: no problems found" in out
+    assert result.stderr == ""
+
+
+def test_validate_json(small_panel):
+    result = invoke("validate", small_panel, "--format", "json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "panel"
+    assert summary["file"] == str(small_panel)
+    assert summary["model"] == "migration5"
+    assert summary["rows"] == 10
+    assert summary["respondents"] == 3
+    assert summary["dropped_single"] == 1
+    assert summary["n_transitions"] == 6.0
+    assert summary["n_intervals"] == 2
+    assert summary["time_unit"] == "years"
+    assert summary["observations"] == {
+        "abroad": 2,
+        "transit": 1,
+        "swing": 3,
+        "returned": 2,
+        "reemigrated": 1,
+    }
+    t = summary["transitions"]
+    assert t["abroad"]["transit"] == 1.0
+    assert t["transit"]["returned"] == 1.0
+    assert t["swing"]["swing"] == 1.0
+    assert t["swing"]["abroad"] == 1.0
+    assert t["returned"]["reemigrated"] == 1.0
+    assert t["reemigrated"]["swing"] == 1.0
+    assert sum(sum(row.values()) for row in t.values()) == 6.0
+    assert summary["notes"] == ["dropped 1 respondents observed only once"]
+
+
+def test_validate_counts_table(write_panel, toy_model):
+    path = write_panel("from,to,interval,count\nwell,ill,1,4\nwell,well,1,6\n", name="counts.csv")
+    result = invoke("validate", path, "--model", toy_model, "--format", "json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["kind"] == "counts"
+    assert summary["n_transitions"] == 10.0
+    assert summary["transitions"]["well"] == {"well": 6.0, "ill": 4.0, "dead": 0.0}
+    assert "respondents" not in summary
+    table = invoke("validate", path, "--model", toy_model)
+    assert table.exit_code == 0 and "(counts," in table.stdout
+
+
+def test_validate_bundled_model_by_name(small_panel):
+    assert invoke("validate", small_panel, "-m", "migration5").exit_code == 0
+
+
+def test_validate_bad_format(small_panel):
+    result = invoke("validate", small_panel, "--format", "xml")
+    assert result.exit_code == 2
+    assert result.stderr == "error: --format must be 'table' or 'json', got 'xml'\n"
+
+
+def test_validate_missing_model(small_panel, tmp_path):
+    model = tmp_path / "nowhere.toml"
+    result = invoke("validate", small_panel, "--model", model)
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {model}: model file not found\n"
+
+
+def test_validate_invalid_model_names_the_line(small_panel, write_model):
+    model = write_model(
+        """\
+        states = ["abroad", "returned"]
+        [transitions]
+        abroad = ["returned"]
+        returned = ["abroad", "returned"]
+        """
+    )
+    result = invoke("validate", small_panel, "--model", model)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"error: {model}, line 4: [transitions] returned: self-transition"
+    )
+    assert result.stderr.count("\n") == 1
+
+
+def test_validate_missing_panel(tmp_path):
+    result = invoke("validate", tmp_path / "none.csv")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {tmp_path / 'none.csv'}: file not found\n"
+    assert "Traceback" not in result.output
+
+
+def test_messages_with_brackets_are_printed_verbatim(small_panel, write_model):
+    # Rich markup must not eat "[priors]" in an error message.
+    model = write_model(
+        """\
+        states = ["abroad", "returned"]
+        [transitions]
+        abroad = ["returned"]
+        [priors]
+        abroad = { rate = -1 }
+        """
+    )
+    result = invoke("validate", small_panel, "--model", model)
+    assert result.exit_code == 2
+    assert "[priors] abroad.rate must be a positive number, got -1" in result.stderr
+
+
+# -- simulate --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def simulate_available():
+    pytest.importorskip("markov_migration.simulate")
+
+
+def test_simulate_refuses_an_existing_output(simulate_available, tmp_path):
+    out = tmp_path / "panel.csv"
+    out.write_text("precious\n")
+    before = out.stat().st_mtime_ns
+    result = invoke("simulate", "--out", out, "--n", "20")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {out}: output exists; use --force to overwrite it\n"
+    assert out.read_text() == "precious\n"
+    assert out.stat().st_mtime_ns == before
+    assert leftovers(tmp_path) == []
+
+
+def test_simulate_force_overwrites(simulate_available, tmp_path, migration5):
+    out = tmp_path / "panel.csv"
+    out.write_text("precious\n")
+    result = invoke("simulate", "--out", out, "--n", "20", "--force")
+    assert result.exit_code == 0, result.output
+    assert load_panel(out, migration5).n_rows > 0
+    assert leftovers(tmp_path) == []
+
+
+def test_simulate_refuses_a_model_without_rates(simulate_available, tmp_path, write_model):
+    model = write_model('states = ["a", "b"]\n[transitions]\na = ["b"]\n')
+    out = tmp_path / "panel.csv"
+    result = invoke("simulate", "--out", out, "--model", model, "--n", "20")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {model}: has no [rates] table of known intensities\n"
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_simulate_writes_a_valid_panel(simulate_available, tmp_path, migration5, suffix):
+    out = tmp_path / f"panel{suffix}"
+    result = invoke("simulate", "--out", out, "--n", "40", "--seed", "3")
+    assert result.exit_code == 0, result.output
+    # Rich wraps long lines at the (test) terminal width: compare with whitespace collapsed.
+    assert f"wrote {out}: 40 respondents" in " ".join(result.stdout.split())
+    frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    assert {"id", "time", "state"} <= set(frame.columns)
+    assert frame["id"].nunique() == 40
+    assert set(frame["state"]) <= set(migration5.states)
+    # The simulated panel passes validation against the model it came from.
+    panel = load_panel(out, migration5)
+    assert panel.n_rows == len(frame)
+    assert leftovers(tmp_path) == []
+
+
+def test_simulate_same_seed_same_panel(simulate_available, tmp_path):
+    a, b, c = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    assert invoke("simulate", "--out", a, "--n", "30", "--seed", "5").exit_code == 0
+    assert invoke("simulate", "--out", b, "--n", "30", "--seed", "5").exit_code == 0
+    assert invoke("simulate", "--out", c, "--n", "30", "--seed", "6").exit_code == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+
+
+def test_simulate_waves_option(simulate_available, tmp_path, toy_model):
+    out = tmp_path / "toy.csv"
+    result = invoke(
+        "simulate", "--out", out, "--model", toy_model, "--n", "25", "--waves", "0,1,2.5"
+    )
+    assert result.exit_code == 0, result.output
+    panel = load_panel(out, load_spec(toy_model))
+    assert panel.data["time"].between(-1, 3.5).all()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--waves", "1,x"], "--waves must be comma-separated numbers, got '1,x'"),
+        (["--waves", "2024"], "--waves needs at least two increasing times"),
+        (["--waves", "2024,2023"], "--waves needs at least two increasing times"),
+    ],
+)
+def test_simulate_bad_waves(simulate_available, tmp_path, args, message):
+    out = tmp_path / "panel.csv"
+    result = invoke("simulate", "--out", out, "--n", "10", *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {message}")
+    assert not out.exists()
+
+
+def test_simulate_bad_suffix(simulate_available, tmp_path):
+    out = tmp_path / "panel.txt"
+    result = invoke("simulate", "--out", out, "--n", "10")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {out}: output must end in .csv or .parquet\n"
+    assert not out.exists()
+
+
+def test_simulate_missing_output_folder(simulate_available, tmp_path):
+    out = tmp_path / "no" / "such" / "panel.csv"
+    result = invoke("simulate", "--out", out, "--n", "10")
+    assert result.exit_code == 2
+    assert "output folder" in result.stderr and "does not exist" in result.stderr
+    assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("args", [["--n", "0"], ["--attrition", "1.5"]])
+def test_simulate_out_of_range_options_are_usage_errors(tmp_path, args):
+    out = tmp_path / "panel.csv"
+    result = invoke("simulate", "--out", out, *args)
+    assert result.exit_code == 2
+    assert "Invalid value" in result.stderr
+    assert not out.exists()
+
+
+def test_simulate_requires_out():
+    result = invoke("simulate")
+    assert result.exit_code == 2
+    assert "--out" in result.stderr
+
+
+# -- error style in a real process: one line, or a traceback with --debug ----------------
+
+
+def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    assert SCRIPT.exists(), f"console script not installed at {SCRIPT}"
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path):
+    proc = run_script("validate", "missing.csv", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: missing.csv: file not found\n"
+    assert proc.stdout == ""
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = run_script("--debug", "validate", "missing.csv", cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert "markov_migration.errors.PanelError: missing.csv: file not found" in proc.stderr
+    assert "error: missing.csv" not in proc.stderr
+
+
+def test_help_does_not_import_heavy_libraries():
+    # `--help` must be instant: the CLI imports PyMC, pandas, NumPy & co. inside commands only.
+    heavy = ["pymc", "pytensor", "nutpie", "arviz", "xarray", "pandas", "pyarrow", "scipy", "numba",
+             "numpy", "matplotlib"]  # fmt: skip
+    code = textwrap.dedent(
+        f"""
+        import sys
+        import markov_migration.cli.app
+        from typer.testing import CliRunner
+        result = CliRunner().invoke(markov_migration.cli.app.app, ["--help"])
+        assert result.exit_code == 0, result.output
+        print(",".join(m for m in {heavy!r} if m in sys.modules))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == ""
