@@ -127,7 +127,8 @@ def test_negative_add_never_makes_inflow_negative():
             "'abroad->reemigrated' is not an allowed transition of model migration5",
         ),
         (
-            'from = 2026.0\n[multipliers]\n"abroad->returned" = 2.0\n"returned->reemigrated" = -0.5\n',
+            'from = 2026.0\n[multipliers]\n"abroad->returned" = 2.0\n'
+            '"returned->reemigrated" = -0.5\n',
             4,
             "multiplier of 'returned->reemigrated' must not be negative, got -0.5",
         ),
@@ -149,10 +150,14 @@ def test_negative_add_never_makes_inflow_negative():
         ('name = "x"\nfrom = 2026.0\n[multipliers\n"a->b" = 1\n', 3, "TOML syntax error"),
         ('from = 2026.0\ncolour = "red"\n', 2, "unknown key 'colour'"),
         ('name = "baseline"\nfrom = 2026.0\n[inflow]\nadd = 1\n', 1, "reserved"),
-        ('from = 2026.0\n[inflow]\nadd = 1\nper_year = 2\n', 2, "exactly one of"),
-        ('from = 2026.0\n[inflow]\nmultiplier = -1\n', 3, "inflow multiplier must not be negative"),
-        ('from = 2026.0\nuntil = 2025.0\n[inflow]\nadd = 1\n', 2, "until = 2025 is not after from = 2026"),
-        ('from = 2026.0\n', 1, "changes nothing"),
+        ("from = 2026.0\n[inflow]\nadd = 1\nper_year = 2\n", 2, "exactly one of"),
+        ("from = 2026.0\n[inflow]\nmultiplier = -1\n", 3, "inflow multiplier must not be negative"),
+        (
+            "from = 2026.0\nuntil = 2025.0\n[inflow]\nadd = 1\n",
+            2,
+            "until = 2025 is not after from = 2026",
+        ),
+        ("from = 2026.0\n", 1, "changes nothing"),
     ],
 )
 def test_bad_scenarios_name_file_line_and_problem(migration5, text, line, message):
@@ -183,15 +188,21 @@ def test_overlapping_phases_are_refused(migration5):
 
 
 def test_missing_from_in_phase_points_at_the_phase(migration5):
-    text = '[[phase]]\nuntil = 2030.0\n[phase.inflow]\nadd = 1\n'
+    text = "[[phase]]\nuntil = 2030.0\n[phase.inflow]\nadd = 1\n"
     with pytest.raises(InputError, match="missing 'from'") as info:
         parse_scenario(text, migration5, path="p.toml")
     assert info.value.line == 1
 
 
-@pytest.mark.parametrize(("start", "until", "line"), [(2040.0, None, 2), (2020.0, None, 2), (2026.0, 2036.0, 3)])
+@pytest.mark.parametrize(
+    ("start", "until", "line"), [(2040.0, None, 2), (2020.0, None, 2), (2026.0, 2036.0, 3)]
+)
 def test_dates_outside_the_projection_are_refused(migration5, start, until, line):
-    text = f"name = 'x'\nfrom = {start}\n" + (f"until = {until}\n" if until else "") + "[inflow]\nadd = 5\n"
+    text = (
+        f"name = 'x'\nfrom = {start}\n"
+        + (f"until = {until}\n" if until else "")
+        + "[inflow]\nadd = 5\n"
+    )
     sc = parse_scenario(text, migration5, path="d.toml")
     with pytest.raises(InputError, match="outside the projection \\(2024.5 to 2035\\)") as info:
         sc.check_dates(2024.5, 2035.0)
