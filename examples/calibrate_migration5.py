@@ -92,7 +92,7 @@ FIT_TARGETS = {
 
 
 def generator(spec, rates: np.ndarray) -> np.ndarray:
-    """Generator Q (K, K) from intensities in the order of spec.transitions."""
+    """Build the generator Q (K, K) from intensities in the order of spec.transitions."""
     q = np.zeros((spec.n_states, spec.n_states))
     for (r, s), v in zip(spec.transitions, rates, strict=True):
         q[r, s] = v
@@ -213,7 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     shown = table.assign(
         target=table["target"].map("{:.3f}".format),
         simulated=table["simulated"].map("{:.3f}".format),
-        tolerance=[f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(table["low"], table["high"], strict=True)],
+        tolerance=[
+            f"{lo:.3f}-{hi:.3f}" for lo, hi in zip(table["low"], table["high"], strict=True)
+        ],
     )[["figure", "source", "target", "simulated", "tolerance", "pass"]]
     print(f"Published figures vs the simulated panel ({N_RESPONDENTS:,} respondents, seed {SEED}):")
     print(shown.to_string(index=False))

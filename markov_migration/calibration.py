@@ -269,7 +269,8 @@ def wave_metrics(
     m["swing_share_w3"] = math.nan
     if "swing" in spec.states:
         m["swing_share_w3"] = _share(ws[:, 2] == spec.index("swing"), away[:, 2], weight)
-    for name, key in (("transit", "transit_departure_panel"), ("abroad", "settled_departure_panel")):
+    departures = (("transit", "transit_departure_panel"), ("abroad", "settled_departure_panel"))
+    for name, key in departures:
         m[key] = math.nan
         if name in spec.states:
             r = spec.index(name)
@@ -298,7 +299,7 @@ def model_metrics(spec: ModelSpec) -> dict[str, float]:
 
 
 def calibration_metrics(spec: ModelSpec, panel: pd.DataFrame) -> dict[str, float]:
-    """Simulated value of every figure of :data:`FIGURES` (NaN where undefined).
+    """Compute the simulated value of every figure of :data:`FIGURES` (NaN where undefined).
 
     Parameters
     ----------
@@ -316,7 +317,7 @@ def calibration_metrics(spec: ModelSpec, panel: pd.DataFrame) -> dict[str, float
 
 
 def calibration_table(spec: ModelSpec, panel: pd.DataFrame) -> pd.DataFrame:
-    """Published figures against a panel: target, simulated, tolerance, pass.
+    """Compare published figures with a panel: target, simulated, tolerance, pass.
 
     Parameters
     ----------
@@ -339,7 +340,8 @@ def calibration_table(spec: ModelSpec, panel: pd.DataFrame) -> pd.DataFrame:
     for host, (state, target, low, high) in HOST_DEPARTURE.items():
         key = f"host:{host}"
         if key in m:
-            rows.append((f"left {host} ({state}) within a year", "model", target, m[key], low, high))
+            figure = f"left {host} ({state}) within a year"
+            rows.append((figure, "model", target, m[key], low, high))
     table = pd.DataFrame(rows, columns=["figure", "source", "target", "simulated", "low", "high"])
     sim = table["simulated"].to_numpy(dtype=float)
     table["pass"] = (sim >= table["low"].to_numpy()) & (sim <= table["high"].to_numpy())

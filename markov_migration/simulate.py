@@ -65,7 +65,9 @@ SHARE_TOLERANCE = 1e-6
 #: simulating, so that a panel written with 6 decimals holds exactly what was simulated.
 DECIMALS = 6
 
-_EFFECT = re.compile(r"^(?:(?P<level>.*?)\s*:\s*)?(?P<origin>[^:>]+?)\s*->\s*(?P<target>[^:]+?)\s*$")
+_EFFECT = re.compile(
+    r"^(?:(?P<level>.*?)\s*:\s*)?(?P<origin>[^:>]+?)\s*->\s*(?P<target>[^:]+?)\s*$"
+)
 
 
 @dataclass(frozen=True)
@@ -256,11 +258,12 @@ class _Checker:
         unknown = sorted(set(table) - set(keys))
         if unknown:
             raise self.fail(
-                f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(keys))})", unknown[0]
+                f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(keys))})",
+                unknown[0],
             )
 
     def shares(self, value: Any, names: tuple[str, ...] | None, where: str, needle: str) -> dict:
-        """A table of shares >= 0 summing to 1; ``names`` restricts the keys."""
+        """Check a table of shares >= 0 summing to 1; ``names`` restricts the keys."""
         table = self.table(value, where, needle)
         if not table:
             raise self.fail(f"{where} is empty: give the share of each level", needle)
@@ -293,7 +296,9 @@ class _Checker:
             if allowed is not None:
                 pairs = [p for p in pairs if p in allowed]
             if not pairs:
-                raise self.fail(f"{where}: '{label}' names no transition this effect can act on", needle)
+                raise self.fail(
+                    f"{where}: '{label}' names no transition this effect can act on", needle
+                )
             return pairs
         if target not in spec.states:
             raise self.fail(f"{where}: '{target}' is not a declared state "
@@ -374,7 +379,8 @@ def parse_design(
     gap = min(b - a for a, b in zip(wave_list, wave_list[1:], strict=False))
     if jitter >= gap / 2:
         raise chk.fail(f"[simulate] jitter {jitter:g} must be below half the smallest gap "
-                       f"between waves ({gap / 2:g}) so that interviews stay in wave order", "jitter")
+                       f"between waves ({gap / 2:g}) so that interviews stay in wave order",
+                       "jitter")
     if attrition is not None:
         ok = isinstance(attrition, int | float) and not isinstance(attrition, bool)
         if not ok or not 0 <= attrition < 1:
@@ -432,7 +438,8 @@ def _parse_covariates(chk: _Checker, table: Any) -> tuple[SimulatedCovariate, ..
     missing = [name for name in model if name not in table]
     if missing:
         raise chk.fail(
-            f"the model's covariate '{missing[0]}' has no [simulate.covariates.{missing[0]}] table: "
+            f"the model's covariate '{missing[0]}' has no "
+            f"[simulate.covariates.{missing[0]}] table: "
             "say how to draw it (levels = {...} shares or normal = { mean, sd })"
         )
     out = []
@@ -448,7 +455,8 @@ def _parse_covariates(chk: _Checker, table: Any) -> tuple[SimulatedCovariate, ..
             raise chk.fail(f"{where} column '{column}' differs from the model's column "
                            f"'{declared.column}' for covariate '{name}'", "column")
         if column in (spec.data.id, spec.data.time, spec.data.state):
-            raise chk.fail(f"{where} column '{column}' clashes with the panel's id/time/state column",
+            raise chk.fail(f"{where} column '{column}' clashes with the panel's id/time/state "
+                           "column",
                            name)
         if ("levels" in c) == ("normal" in c):
             raise chk.fail(f"{where} needs exactly one of levels = {{...}} (categorical shares) "
@@ -613,7 +621,7 @@ def _parse_period_effects(chk: _Checker, table: Any) -> np.ndarray:
 
 # -- simulation ---------------------------------------------------------------------
 def _base_rates(spec: ModelSpec, rates: Any) -> np.ndarray:
-    """Generator (K, K) from ``rates`` (None: the model's [rates] table)."""
+    """Build the generator (K, K) from ``rates`` (None: the model's [rates] table)."""
     if rates is None:
         return spec.rate_matrix()
     k = spec.n_states
@@ -630,14 +638,18 @@ def _base_rates(spec: ModelSpec, rates: Any) -> np.ndarray:
     else:
         q = np.array(rates, dtype=float)
         if q.shape != (k, k):
-            raise InputError(f"rates must be a ({k}, {k}) generator or a mapping, got shape {q.shape}")
+            raise InputError(
+                f"rates must be a ({k}, {k}) generator or a mapping, got shape {q.shape}"
+            )
         q = q.copy()
     np.fill_diagonal(q, 0.0)
     if not np.all(np.isfinite(q)) or np.any(q < 0):
         raise InputError("rates must be finite and >= 0")
     if np.any(q[~allowed] > 0):
         r, s = np.argwhere(q * ~allowed > 0)[0]
-        raise InputError(f"rates: '{spec.states[r]}->{spec.states[s]}' is not an allowed transition")
+        raise InputError(
+            f"rates: '{spec.states[r]}->{spec.states[s]}' is not an allowed transition"
+        )
     np.fill_diagonal(q, -q.sum(axis=1))
     return q
 

@@ -152,7 +152,9 @@ def _walk(
 
 
 @njit(cache=True, parallel=True)
-def _count_kernel(q, cuts, pattern, x, log_hr, r0, t0, t_end, obs, key0, key1, first, obs_out, counts):
+def _count_kernel(
+    q, cuts, pattern, x, log_hr, r0, t0, t_end, obs, key0, key1, first, obs_out, counts
+):
     dummy_t = np.empty(0)
     dummy_s = np.empty(0, dtype=np.int16)
     for j in prange(pattern.shape[0]):
@@ -163,7 +165,9 @@ def _count_kernel(q, cuts, pattern, x, log_hr, r0, t0, t_end, obs, key0, key1, f
 
 
 @njit(cache=True, parallel=True)
-def _history_kernel(q, cuts, pattern, x, log_hr, r0, t0, t_end, obs, key0, key1, first, ptr, jt, js):
+def _history_kernel(
+    q, cuts, pattern, x, log_hr, r0, t0, t_end, obs, key0, key1, first, ptr, jt, js
+):
     obs_scratch = np.empty(obs.shape, dtype=np.int16)
     for j in prange(pattern.shape[0]):
         _walk(
@@ -230,13 +234,13 @@ class SimulatedPaths:
         return np.diff(self.history_ptr) - 1
 
     def path(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Times (start, then jumps) and states of subject ``i``."""
+        """Return the times (start, then jumps) and states of subject ``i``."""
         self._need_history()
         a, b = self.history_ptr[i], self.history_ptr[i + 1]
         return self.history_time[a:b], self.history_state[a:b]
 
     def states_at(self, times: np.ndarray) -> np.ndarray:
-        """True state of each subject at given times.
+        """Look up the true state of each subject at given times.
 
         Parameters
         ----------
@@ -261,7 +265,7 @@ class SimulatedPaths:
 
 
 def path_key(seed: int | np.random.SeedSequence) -> tuple[np.uint64, np.uint64]:
-    """The 128-bit key of the per-subject random streams for a seed."""
+    """Derive the 128-bit key of the per-subject random streams from a seed."""
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     k = ss.generate_state(2, dtype=np.uint64)
     return np.uint64(k[0]), np.uint64(k[1])
