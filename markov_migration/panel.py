@@ -134,6 +134,9 @@ class AggregatedData:
         Respondents contributing (None for a counts table).
     weighted : bool
         True when counts carry survey weights (a pseudo-likelihood).
+    n_absorbed : float
+        Pairs that start in an absorbing state (and so stay there): they carry
+        no information (log P = 0 for every Q) and are left out of ``table``.
     """
 
     table: pd.DataFrame
@@ -143,6 +146,7 @@ class AggregatedData:
     sha256: str
     n_respondents: int | None = None
     weighted: bool = False
+    n_absorbed: float = 0.0
 
     @property
     def intervals(self) -> np.ndarray:
@@ -327,8 +331,10 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
     """Validate a raw long-format DataFrame (see :func:`load_panel`)."""
     cols = spec.data
     needed = [cols.id, cols.time, cols.state, *model_columns(spec)]
-    if cols.weight:
-        needed.append(cols.weight)
+    # The weight column: the one named in [data], else a column called "weight" if any.
+    weight_col = cols.weight or ("weight" if "weight" in df.columns else None)
+    if weight_col:
+        needed.append(weight_col)
     for c in needed:
         if c not in df.columns:
             raise PanelError(f"missing column '{c}' (columns: {', '.join(map(str, df.columns))})", path=path)
@@ -344,15 +350,15 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
     out = pd.DataFrame({"id": df[cols.id].astype("string").str.strip().to_numpy()})
     out["time"] = _parse_time(df[cols.time], spec, path, cols.time)
     out["state"] = _parse_state(df[cols.state], spec, path, cols.state)
-    if cols.weight:
-        w = pd.to_numeric(df[cols.weight], errors="coerce").to_numpy(dtype=float)
+    if weight_col:
+        w = pd.to_numeric(df[weight_col], errors="coerce").to_numpy(dtype=float)
         bad = np.flatnonzero(~np.isfinite(w) | (w <= 0))
         if bad.size:
             i = int(bad[0])
-            raw = df[cols.weight].iloc[i]
+            raw = df[weight_col].iloc[i]
             raise PanelError(
                 "missing weight" if pd.isna(raw) else f"weight '{raw}' must be a positive number",
-                path=path, row=i + 1, column=cols.weight,
+                path=path, row=i + 1, column=weight_col,
             )
         out["weight"] = w
     else:
@@ -375,7 +381,9 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
             path=path, row=i + 1, column=cols.time,
         )
 
-    order = np.lexsort((out["time"].to_numpy(), out["id"].to_numpy()))
+    # Group respondents in order of first appearance (ids are text: "10" must not
+    # sort before "2"), times ascending within each.
+    order = np.lexsort((out["time"].to_numpy(), pd.factorize(out["id"])[0]))
     if not np.array_equal(order, np.arange(n_rows)):
         notes.append("rows were not sorted by respondent and time: sorted them")
         out = out.iloc[order].reset_index(drop=True)
@@ -407,7 +415,7 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         j = int(wchange[0])
         raise PanelError(
             f"weight of respondent '{ids[j]}' changes between observations (one weight per respondent)",
-            path=path, row=int(out["row"].iloc[j + 1]), column=cols.weight,
+            path=path, row=int(out["row"].iloc[j + 1]), column=weight_col,
         )
 
     gaps = np.where(same_id, t[1:] - t[:-1], np.inf)
@@ -472,6 +480,13 @@ def check_possible(panel: Panel, spec: ModelSpec) -> None:
     )
 
 
+def _drop_absorbed(pairs: pd.DataFrame, spec: ModelSpec, weight: str = "weight"):
+    """Remove pairs starting in an absorbing state; return them counted (weighted)."""
+    absorbing = np.array([spec.index(s) for s in spec.absorbing], dtype=np.int64)
+    stuck = np.isin(pairs["from"].to_numpy(), absorbing)
+    return pairs[~stuck], float(pairs[weight].to_numpy()[stuck].sum())
+
+
 def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) -> AggregatedData:
     """Count consecutive observation pairs by (interval, from, to, covariates, group).
 
@@ -498,12 +513,13 @@ def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) ->
             path=panel.path, row=int(p["row"].iloc[j]),
         )
     p["interval"] = ticks * res
+    p, n_absorbed = _drop_absorbed(p, spec)
     keys = ["from", "to", "interval", *model_columns(spec)]
     table = (
         p.groupby(keys, sort=True, observed=True)["weight"].sum().rename("count").reset_index()
     )
     table = table[[*COUNT_COLUMNS, *keys[3:]]]
-    weighted = bool(spec.data.weight) and not np.all(p["weight"].to_numpy() == 1.0)
+    weighted = not np.all(p["weight"].to_numpy() == 1.0)
     return AggregatedData(
         table=table,
         states=spec.states,
@@ -512,6 +528,7 @@ def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) ->
         sha256=panel.sha256,
         n_respondents=panel.n_respondents,
         weighted=weighted,
+        n_absorbed=n_absorbed,
     )
 
 
@@ -559,12 +576,13 @@ def load_counts(path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = Non
         i = int(bad[0])
         a, b = spec.states[out["from"].iloc[i]], spec.states[out["to"].iloc[i]]
         raise PanelError(f"transition {a}->{b} is impossible under the model", path=path, row=i + 1, column="to")
+    out, n_absorbed = _drop_absorbed(out, spec, weight="count")
     keys = ["from", "to", "interval", *model_columns(spec)]
     table = out.groupby(keys, sort=True, observed=True)["count"].sum().reset_index()
     table = table[table["count"] > 0][[*COUNT_COLUMNS, *keys[3:]]].reset_index(drop=True)
     if table.empty:
         raise PanelError("all counts are zero: nothing to fit", path=path)
-    return AggregatedData(table, spec.states, res, path, file_sha256(path), None, False)
+    return AggregatedData(table, spec.states, res, path, file_sha256(path), None, False, n_absorbed)
 
 
 def load_data(path: str | Path, spec: ModelSpec) -> tuple[Panel | None, AggregatedData]:

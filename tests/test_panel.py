@@ -473,7 +473,8 @@ def test_unsorted_rows_are_sorted_and_noted(write_panel, migration5):
     # The original file rows are kept for messages.
     assert panel.data["row"].tolist() == [4, 2, 3, 1]
     pairs = panel.pairs()
-    assert pairs["from"].tolist() == [0, 0] and pairs["to"].tolist() == [1, 0]
+    assert pairs["id"].tolist() == ["2", "1"]
+    assert pairs["from"].tolist() == [0, 0] and pairs["to"].tolist() == [0, 1]
 
 
 def test_sorted_rows_have_no_note(small_panel, migration5):
