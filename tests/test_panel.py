@@ -468,13 +468,21 @@ def test_unsorted_rows_are_sorted_and_noted(write_panel, migration5):
     )
     panel = load_panel(path, migration5)
     assert panel.notes == ["rows were not sorted by respondent and time: sorted them"]
-    assert panel.data["id"].tolist() == ["1", "1", "2", "2"]
+    # Respondents keep their order of first appearance; times ascend within each.
+    assert panel.data["id"].tolist() == ["2", "2", "1", "1"]
     assert panel.data["time"].tolist() == [2022.7, 2023.5, 2022.7, 2023.5]
     # The original file rows are kept for messages.
-    assert panel.data["row"].tolist() == [4, 2, 3, 1]
+    assert panel.data["row"].tolist() == [3, 1, 4, 2]
     pairs = panel.pairs()
     assert pairs["id"].tolist() == ["2", "1"]
     assert pairs["from"].tolist() == [0, 0] and pairs["to"].tolist() == [0, 1]
+
+
+def test_numeric_ids_in_numeric_order_are_not_resorted(write_panel, migration5):
+    rows = "".join(f"{i},{t},abroad\n" for i in (1, 2, 10) for t in (2022.7, 2023.5))
+    panel = load_panel(write_panel("id,time,state\n" + rows), migration5)
+    assert not any("sorted" in n for n in panel.notes)
+    assert panel.data["id"].tolist() == ["1", "1", "2", "2", "10", "10"]
 
 
 def test_sorted_rows_have_no_note(small_panel, migration5):
