@@ -53,23 +53,30 @@ References
    package for R. J. Stat. Softw. 38(8).
 """
 
+import hashlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+import llvmlite.binding as llvm
 import numpy as np
 import scipy.linalg
-from numba import njit, types
+from numba import carray, cfunc, njit, types
 from numba.extending import overload
 
+from markov_migration.core.expm import __file__ as _expm_module_file
 from markov_migration.core.expm import expm as _expm_numba
 from markov_migration.core.expm import expm_frechet as _expm_frechet_numba
 
 __all__ = [
+    "KERNEL_HASH",
     "PANEL_FIELDS",
+    "ensure_native_kernel",
     "loglik",
     "loglik_and_grad",
     "loglik_and_grad_reference",
     "loglik_reference",
+    "native_loglik_and_grad",
     "panel_arrays",
     "pmatrix",
     "row_loglik",
@@ -90,9 +97,9 @@ PANEL_FIELDS = (
 
 # The eigendecomposition is trusted when kappa_1(U) = ||U||_1 ||U^-1||_1 is below
 # this bound: errors in P and in the gradient grow like eps * kappa (and
-# eps * kappa**2 for the gradient's back-transformation), so 1e5 keeps them
+# eps * kappa**2 for the gradient's back-transformation), so 1e4 keeps them
 # around 1e-11 relative to the matrix scale. Above it, the Pade fallback.
-KAPPA_MAX = 1e5
+KAPPA_MAX = 1e4
 # ...and when the reconstruction U diag(lam) U^-1 reproduces Q to this relative
 # accuracy (1-norm); catches a failed inverse that the condition number misses.
 RESIDUAL_MAX = 1e-10
@@ -163,32 +170,83 @@ def _coerce_q(Q) -> np.ndarray:
     return Q
 
 
+# Layout problems found by _layout_status, by status code.
+_LAYOUT_ERRORS = {
+    1: "piece_t and piece_q must have the same length",
+    2: "row_from, row_to and row_count must have the same length",
+    3: "row_ptr must have length n_rows + 1",
+    4: "row_ptr must start at 0 and end at len(row_piece)",
+    5: "piece_q holds an index outside 0..M-1",
+    6: "piece_t must be finite and >= 0",
+    7: "every row needs at least one piece (row_ptr must increase)",
+    8: "row_from/row_to hold a state outside 0..K-1",
+    9: "row_piece holds an index outside 0..n_pieces-1",
+}
+
+
 @njit(cache=True)
-def _check_layout(n_gen, n_states, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
-    """Raise ValueError on an inconsistent data layout (the kernels index without checks)."""
+def _layout_status(
+    n_gen, n_states, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+):
+    """0 for a consistent data layout, else a key of ``_LAYOUT_ERRORS``.
+
+    The kernels index without bounds checks, so every entry point runs this.
+    """
     n_pieces = piece_q.shape[0]
     n_rows = row_from.shape[0]
     if piece_t.shape[0] != n_pieces:
-        raise ValueError("piece_t and piece_q must have the same length")
+        return 1
     if row_to.shape[0] != n_rows or row_count.shape[0] != n_rows:
-        raise ValueError("row_from, row_to and row_count must have the same length")
+        return 2
     if row_ptr.shape[0] != n_rows + 1:
-        raise ValueError("row_ptr must have length n_rows + 1")
+        return 3
     if row_ptr[0] != 0 or row_ptr[n_rows] != row_piece.shape[0]:
-        raise ValueError("row_ptr must start at 0 and end at len(row_piece)")
+        return 4
     for p in range(n_pieces):
         if piece_q[p] < 0 or piece_q[p] >= n_gen:
-            raise ValueError("piece_q holds an index outside 0..M-1")
-        if not piece_t[p] >= 0.0 or not np.isfinite(piece_t[p]):
-            raise ValueError("piece_t must be finite and >= 0")
+            return 5
+        if not (piece_t[p] >= 0.0 and np.isfinite(piece_t[p])):
+            return 6
     for r in range(n_rows):
         if row_ptr[r + 1] <= row_ptr[r]:
-            raise ValueError("every row needs at least one piece (row_ptr must increase)")
+            return 7
         if row_from[r] < 0 or row_from[r] >= n_states or row_to[r] < 0 or row_to[r] >= n_states:
-            raise ValueError("row_from/row_to hold a state outside 0..K-1")
+            return 8
     for i in range(row_piece.shape[0]):
         if row_piece[i] < 0 or row_piece[i] >= n_pieces:
-            raise ValueError("row_piece holds an index outside 0..n_pieces-1")
+            return 9
+    return 0
+
+
+@njit(cache=True)
+def _raise_layout_error(status):
+    """Raise the ValueError of a non-zero layout status (inside numba code)."""
+    if status == 1:
+        raise ValueError("piece_t and piece_q must have the same length")
+    if status == 2:
+        raise ValueError("row_from, row_to and row_count must have the same length")
+    if status == 3:
+        raise ValueError("row_ptr must have length n_rows + 1")
+    if status == 4:
+        raise ValueError("row_ptr must start at 0 and end at len(row_piece)")
+    if status == 5:
+        raise ValueError("piece_q holds an index outside 0..M-1")
+    if status == 6:
+        raise ValueError("piece_t must be finite and >= 0")
+    if status == 7:
+        raise ValueError("every row needs at least one piece (row_ptr must increase)")
+    if status == 8:
+        raise ValueError("row_from/row_to hold a state outside 0..K-1")
+    if status == 9:
+        raise ValueError("row_piece holds an index outside 0..n_pieces-1")
+    if status != 0:
+        raise ValueError("invalid panel data layout")
+
+
+def _check_layout(n_gen, n_states, *panel):
+    status = int(_layout_status(n_gen, n_states, *panel))
+    if status:
+        raise ValueError(_LAYOUT_ERRORS[status])
 
 
 def _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
@@ -285,9 +343,11 @@ def _batched_inv(U: np.ndarray) -> np.ndarray:
 
 
 def _reference_pieces(Q, piece_q, piece_t):
-    return np.stack(
-        [scipy.linalg.expm(Q[m] * t) for m, t in zip(piece_q, piece_t, strict=True)]
-    ) if len(piece_q) else np.zeros((0,) + Q.shape[1:])
+    return (
+        np.stack([scipy.linalg.expm(Q[m] * t) for m, t in zip(piece_q, piece_t, strict=True)])
+        if len(piece_q)
+        else np.zeros((0,) + Q.shape[1:])
+    )
 
 
 def _reference_row_factors(P, row_ptr, row_piece, r, a, b):
@@ -312,7 +372,7 @@ def _reference_row_factors(P, row_ptr, row_piece, r, a, b):
 
 
 def row_loglik_reference(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
-    """Reference for :func:`row_loglik` using :func:`scipy.linalg.expm`."""
+    """Compute :func:`row_loglik` with :func:`scipy.linalg.expm` (reference)."""
     Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count = _prepare(
         Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
     )
@@ -325,16 +385,14 @@ def row_loglik_reference(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_
 
 
 def loglik_reference(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
-    """Reference for :func:`loglik` using :func:`scipy.linalg.expm`."""
+    """Compute :func:`loglik` with :func:`scipy.linalg.expm` (reference)."""
     return loglik_and_grad_reference(
         Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
     )[0]
 
 
-def loglik_and_grad_reference(
-    Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
-):
-    """Reference log-likelihood and gradient via scipy's expm and its Frechet derivative.
+def loglik_and_grad_reference(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    """Compute log-likelihood and gradient with scipy's expm and Frechet derivative (reference).
 
     The adjoint ``G_p = dL/dP_p`` of each piece is accumulated from the rows,
     and ``dL/dQ_m = sum_p t_p L(Q_m^T t_p, G_p)`` over the pieces of generator
@@ -417,10 +475,11 @@ def _decompose(Qm, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c):
                 return _MODE_INVALID
             s += abs(Qm[j, i])
         qnorm = max(qnorm, s)
-    lam, U = _eig_complex(np.ascontiguousarray(Qm))
+    # the kernels run inside a C callback, where exceptions cannot propagate
     try:
+        lam, U = _eig_complex(np.ascontiguousarray(Qm))
         Ui = np.linalg.inv(U)
-    except Exception:  # singular eigenvector matrix: defective generator
+    except Exception:  # no convergence, or singular U (defective generator)
         return _MODE_FALLBACK
     nu = 0.0
     nui = 0.0
@@ -601,7 +660,10 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
             if dense[p]:
                 _dense(U_c[m], Ui_c[m], expo_c[p], P[p])
         else:
-            P[p] = _expm_numba(Q[m] * t)
+            try:
+                P[p] = _expm_numba(Q[m] * t)
+            except Exception:  # singular Pade denominator: cannot happen for finite Q
+                return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False
 
     left = np.zeros(K)
     tmp = np.zeros(K)
@@ -744,7 +806,10 @@ def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, ro
             )
         else:
             # <G, L(Q t, E t)> = <t L(Q^T t, G), E>
-            _, L = _expm_frechet_numba(np.ascontiguousarray(Q[m].T) * t, G[p])
+            try:
+                _, L = _expm_frechet_numba(np.ascontiguousarray(Q[m].T) * t, G[p])
+            except Exception:
+                return -np.inf, np.zeros((M, K, K))
             dQ[m] += t * L
     for m in range(M):
         if mode[m] == _MODE_REAL:
@@ -754,31 +819,163 @@ def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, ro
     return total, dQ
 
 
-@njit(cache=True)
-def loglik_and_grad_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
-    """Numba kernel behind :func:`loglik_and_grad` (no input coercion; validates layout).
+# --------------------------------------------------------------------------
+# One native entry point
+# --------------------------------------------------------------------------
+# numba links the LLVM code of every jitted callee into its caller and
+# re-optimises the whole module: a jitted caller of the (large) kernel would pay
+# 10-40 s of LLVM work on each fresh compile -- every new PyTensor graph, every
+# nutpie model. So the kernel is compiled once as a C callback (cached on disk)
+# and called through an external symbol, as numba calls its own LAPACK
+# wrappers; callers then compile only a few lines.
 
-    Callable from other numba code (the PyTensor Op's numba implementation).
-    Arrays must have the dtypes of :data:`PANEL_FIELDS`; ``Q`` float64 (M, K, K).
+_TASK_LOGLIK = 0
+_TASK_LOGLIK_GRAD = 1
+_TASK_ROW_LOGLIK = 2
+
+_C_SIGNATURE = types.int64(
+    types.int64,  # task
+    types.CPointer(types.float64),  # Q, (M, K, K) in C order
+    types.int64,  # M
+    types.int64,  # K
+    types.CPointer(types.int64),  # piece_q
+    types.CPointer(types.float64),  # piece_t
+    types.int64,  # n_pieces
+    types.CPointer(types.int64),  # row_ptr, n_rows + 1
+    types.CPointer(types.int64),  # row_piece
+    types.int64,  # nnz
+    types.CPointer(types.int64),  # row_from
+    types.CPointer(types.int64),  # row_to
+    types.CPointer(types.float64),  # row_count
+    types.int64,  # n_rows
+    types.CPointer(types.float64),  # out_value: 1 (loglik) or n_rows (row log-probabilities)
+    types.CPointer(types.float64),  # out_grad: M * K * K
+)
+
+
+def _native_entry(
+    task, q_ptr, M, K, pq_ptr, pt_ptr, n_pieces, rp_ptr, rpi_ptr, nnz, rf_ptr, rt_ptr, rc_ptr,
+    n_rows, out_value_ptr, out_grad_ptr,
+):  # fmt: skip
+    """C entry point; returns 0 or a layout error code (``_LAYOUT_ERRORS``).
+
+    Tasks: 0 log-likelihood, 1 log-likelihood and gradient (``out_grad``),
+    2 row log-probabilities (``out_value`` of length n_rows).
     """
-    _check_layout(
-        Q.shape[0], Q.shape[1], piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
-    )
-    return _loglik_kernel(
-        np.ascontiguousarray(Q), piece_q, piece_t, row_ptr, row_piece, row_from, row_to,
-        row_count, True,
-    )
+    Q = carray(q_ptr, (M, K, K))
+    piece_q = carray(pq_ptr, (n_pieces,))
+    piece_t = carray(pt_ptr, (n_pieces,))
+    row_ptr = carray(rp_ptr, (n_rows + 1,))
+    row_piece = carray(rpi_ptr, (nnz,))
+    row_from = carray(rf_ptr, (n_rows,))
+    row_to = carray(rt_ptr, (n_rows,))
+    row_count = carray(rc_ptr, (n_rows,))
+    status = _layout_status(M, K, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
+    if status != 0:
+        return status
+    if task == _TASK_ROW_LOGLIK:
+        out = carray(out_value_ptr, (n_rows,))
+        out[:] = _row_loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to)
+        return 0
+    total, dQ = _loglik_kernel(
+        Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count,
+        task == _TASK_LOGLIK_GRAD,
+    )  # fmt: skip
+    carray(out_value_ptr, (1,))[0] = total
+    if task == _TASK_LOGLIK_GRAD:
+        carray(out_grad_ptr, (M, K, K))[:, :, :] = dQ
+    return 0
+
+
+def _kernel_source_hash() -> str:
+    h = hashlib.sha256()
+    for path in (Path(__file__), Path(_expm_module_file)):
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+#: Source hash of the numba kernels (this module and core.expm); part of the
+#: native symbol name and of the PyTensor numba cache key.
+KERNEL_HASH = _kernel_source_hash()
+_NATIVE_SYMBOL = f"markov_migration_panel_kernel_{KERNEL_HASH[:16]}"
+_native_call = types.ExternalFunction(_NATIVE_SYMBOL, _C_SIGNATURE)
+_native_entry_cfunc = []
+
+
+def ensure_native_kernel() -> None:
+    """Compile (or load from numba's cache) the C kernel and register its symbol.
+
+    Must run before any jitted code that calls the kernel is compiled or loaded
+    from a cache (LLVM resolves the symbol at link time); every public entry
+    point of this module and the PyTensor Op call it.
+    """
+    if not _native_entry_cfunc:
+        entry = cfunc(_C_SIGNATURE, cache=True)(_native_entry)
+        llvm.add_symbol(_NATIVE_SYMBOL, entry.address)
+        _native_entry_cfunc.append(entry)  # keep the compiled code alive
 
 
 @njit(cache=True)
-def _row_loglik_draws_kernel(Q_draws, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
+def _call_native(task, Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    """Run the C kernel on arrays (any layout); returns (out_value, out_grad)."""
+    Qc = np.ascontiguousarray(Q)
+    pq = np.ascontiguousarray(piece_q)
+    pt = np.ascontiguousarray(piece_t)
+    rp = np.ascontiguousarray(row_ptr)
+    rpi = np.ascontiguousarray(row_piece)
+    rf = np.ascontiguousarray(row_from)
+    rt = np.ascontiguousarray(row_to)
+    rc = np.ascontiguousarray(row_count)
+    M, K = Qc.shape[0], Qc.shape[1]
+    n_rows = rf.shape[0]
+    if rp.shape[0] != n_rows + 1 or rt.shape[0] != n_rows or rc.shape[0] != n_rows:
+        raise ValueError("row_ptr, row_to and row_count must match row_from (n_rows [+ 1])")
+    if pt.shape[0] != pq.shape[0]:
+        raise ValueError("piece_t and piece_q must have the same length")
+    out_value = np.zeros(n_rows if task == _TASK_ROW_LOGLIK else 1)
+    out_grad = np.zeros((M, K, K))
+    status = _native_call(
+        task, Qc.ctypes, M, K, pq.ctypes, pt.ctypes, pq.shape[0], rp.ctypes, rpi.ctypes,
+        rpi.shape[0], rf.ctypes, rt.ctypes, rc.ctypes, n_rows, out_value.ctypes, out_grad.ctypes,
+    )  # fmt: skip
+    # use the inputs after the call, so that their buffers outlive it
+    if Qc.size + pq.size + pt.size + rp.size + rpi.size + rf.size + rt.size + rc.size < 0:
+        status = -1
+    if status != 0:
+        _raise_layout_error(status)
+    return out_value, out_grad
+
+
+@njit(cache=True)
+def _loglik_and_grad_native(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    value, grad = _call_native(
+        _TASK_LOGLIK_GRAD, Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+    )
+    return value[0], grad
+
+
+def native_loglik_and_grad():
+    """Return the jitted ``(Q, *panel) -> (loglik, dQ)`` function, for numba callers.
+
+    Same arguments and results as :func:`loglik_and_grad` (arrays of the
+    documented dtypes, any memory layout, read-only allowed); raises
+    ValueError on an inconsistent layout. Registers the native kernel first.
+    Used by the PyTensor Op's numba implementation.
+    """
+    ensure_native_kernel()
+    return _loglik_and_grad_native
+
+
+@njit(cache=True)
+def _row_loglik_draws_native(Q_draws, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
     S = Q_draws.shape[0]
     out = np.empty((S, row_from.shape[0]))
+    row_count = np.zeros(row_from.shape[0])
     for s in range(S):
-        out[s] = _row_loglik_kernel(
-            np.ascontiguousarray(Q_draws[s]), piece_q, piece_t, row_ptr, row_piece, row_from,
-            row_to,
-        )
+        out[s] = _call_native(
+            _TASK_ROW_LOGLIK, Q_draws[s], piece_q, piece_t, row_ptr, row_piece, row_from, row_to,
+            row_count,
+        )[0]  # fmt: skip
     return out
 
 
@@ -814,7 +1011,8 @@ def loglik(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
     -15.029024
     """
     args = _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
-    return float(_loglik_kernel(*args, False)[0])
+    ensure_native_kernel()
+    return float(_call_native(_TASK_LOGLIK, *args)[0][0])
 
 
 def loglik_and_grad(
@@ -839,9 +1037,10 @@ def loglik_and_grad(
         ``d loglik / d Q[m, i, j]`` (per unit intensity); zeros when ``loglik``
         is ``-inf``.
     """
-    Q, *panel = _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
-    total, dQ = _loglik_kernel(Q, *panel, True)
-    return float(total), dQ
+    args = _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
+    ensure_native_kernel()
+    value, dQ = _call_native(_TASK_LOGLIK_GRAD, *args)
+    return float(value[0]), dQ
 
 
 def row_loglik(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count=None):
@@ -863,8 +1062,9 @@ def row_loglik(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_co
     """
     if row_count is None:
         row_count = np.zeros(np.shape(row_from))
-    Q, *panel = _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
-    return _row_loglik_kernel(Q, *panel[:-1])
+    args = _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
+    ensure_native_kernel()
+    return _call_native(_TASK_ROW_LOGLIK, *args)[0]
 
 
 def row_loglik_draws(
@@ -890,4 +1090,5 @@ def row_loglik_draws(
         row_count = np.zeros(np.shape(row_from))
     panel = _coerce_panel(piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
     _check_layout(Q_draws.shape[1], Q_draws.shape[2], *panel)
-    return _row_loglik_draws_kernel(Q_draws, *panel[:-1])
+    ensure_native_kernel()
+    return _row_loglik_draws_native(Q_draws, *panel[:-1])
