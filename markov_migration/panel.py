@@ -436,7 +436,8 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         )
 
     if spec.time == "discrete":
-        frac = np.flatnonzero(same_id & (np.abs(gaps / res - np.round(gaps / res)) > 1e-6))
+        steps = np.where(same_id, gaps, 0.0) / res
+        frac = np.flatnonzero(same_id & (np.abs(steps - np.round(steps)) > 1e-6))
         if frac.size:
             j = int(frac[0])
             raise PanelError(

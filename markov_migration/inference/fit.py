@@ -89,9 +89,8 @@ def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progres
     key = structure_key(spec)
     compiled = _COMPILED.get(key) if spec.time == "continuous" else None
     if compiled is not None:
-        compiled = compiled.with_data(**_data_arrays(spec, agg)).with_coords(
-            obs=list(range(len(agg.table)))
-        )
+        # Only the data change; the traced variables (rates, Q) do not depend on "obs".
+        compiled = compiled.with_data(**_data_arrays(spec, agg))
     else:
         model = build_model(spec, agg)
         compiled = nutpie.compile_pymc_model(model, backend="numba")

@@ -1,0 +1,224 @@
+"""Fitting: fit-file layout, the discrete conjugate posterior, R msm, recovery.
+
+Panels here are simulated with ``scipy.linalg.expm`` directly (the state at each
+wave drawn from the rows of P(gap)), independently of the package's simulator.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy import stats
+from scipy.linalg import expm
+
+from markov_migration.fitfile import read_fit, write_fit
+from markov_migration.inference.fit import FitSettings, sample
+from markov_migration.panel import aggregate, validate_panel
+from markov_migration.spec import parse_spec
+
+THREE = """
+name = "three"
+states = ["a", "b", "c"]
+[transitions]
+a = ["b", "c"]
+b = ["a", "c"]
+[priors]
+default = { rate = 0.2, sd = 1.5 }
+"""
+Q3 = np.array([[-0.45, 0.3, 0.15], [0.5, -0.7, 0.2], [0.0, 0.0, 0.0]])
+
+
+def simulate_expm(q, n, waves, seed, jitter=0.05, start=None):
+    """Panel (id, time, state names) drawn from P(gap) = expm(Q gap) at jittered waves."""
+    rng = np.random.default_rng(seed)
+    k = q.shape[0]
+    states = np.array(["a", "b", "c", "d", "e"][:k])
+    s = rng.integers(0, k - 1, n) if start is None else np.full(n, start)
+    t = waves[0] + rng.uniform(-jitter, jitter, n)
+    rows = [pd.DataFrame({"id": np.arange(n), "time": t, "state": states[s]})]
+    for w in waves[1:]:
+        t_new = w + rng.uniform(-jitter, jitter, n)
+        gaps = np.round((t_new - t) * 365.25) / 365.25
+        new = np.empty(n, dtype=int)
+        for gap in np.unique(gaps):
+            sel = gaps == gap
+            p = expm(q * gap)
+            u = rng.random(sel.sum())
+            new[sel] = (u[:, None] > np.cumsum(p[s[sel]], axis=1)).sum(axis=1)
+        s, t = np.minimum(new, k - 1), t + gaps
+        rows.append(pd.DataFrame({"id": np.arange(n), "time": t, "state": states[s]}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def three_fit():
+    spec = parse_spec(THREE)
+    df = simulate_expm(Q3, 400, [0.0, 1.0, 2.0], seed=11)
+    panel = validate_panel(df, spec, path="<sim>", sha256="x" * 64)
+    agg = aggregate(panel, spec)
+    settings = FitSettings(chains=2, draws=300, tune=300, seed=5)
+    tree = sample(spec, agg, settings, panel=panel, command="test")
+    return spec, agg, panel, tree, settings
+
+
+def test_fit_file_layout(three_fit, tmp_path):
+    spec, agg, _, tree, _ = three_fit
+    post = tree["posterior"]
+    assert post["Q"].dims == ("chain", "draw", "from_state", "to_state")
+    assert list(post["Q"]["from_state"].values) == ["a", "b", "c"]
+    assert post["Q"].shape == (2, 300, 3, 3)
+    q = post["Q"].values
+    np.testing.assert_allclose(q.sum(axis=-1), 0.0, atol=1e-12)
+    assert np.all(q[..., 2, :] == 0)  # absorbing row
+    assert np.all(q[..., 0, 1] > 0)
+    assert set(tree.children) >= {
+        "posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data", "panel_data"
+    }
+    ll = tree["log_likelihood"]["transitions"]
+    assert ll.dims == ("chain", "draw", "obs") and ll.shape[-1] == len(agg.table)
+    assert np.all(np.isfinite(ll.values)) and np.all(ll.values <= 0)
+    attrs = tree.attrs
+    assert attrs["data_sha256"] == "x" * 64
+    assert attrs["model_text"] == THREE
+    assert json.loads(attrs["sampler_settings"])["draws"] == 300
+    for key in ("pymc_version", "python_version", "package_version", "created_at", "command_line"):
+        assert attrs[key]
+    path = write_fit(tree, tmp_path / "fit.nc")
+    back = read_fit(path)
+    xr.testing.assert_identical(back["posterior"].to_dataset(), tree["posterior"].to_dataset())
+    np.testing.assert_array_equal(back["observed_data"]["count"].values, agg.table["count"].to_numpy())
+    # The file opens with xarray.open_datatree (the DESIGN.md contract).
+    with xr.open_datatree(path, engine="h5netcdf") as raw:
+        assert "Q" in raw["posterior"]
+
+
+def test_log_likelihood_matches_expm(three_fit):
+    """Per-row log-likelihood in the fit file against scipy.linalg.expm (1e-9 relative)."""
+    _, agg, _, tree, _ = three_fit
+    q = tree["posterior"]["Q"].isel(chain=1, draw=17).values
+    t = agg.table
+    expected = [
+        c * np.log(expm(q * iv)[f, to])
+        for f, to, iv, c in t[["from", "to", "interval", "count"]].itertuples(index=False)
+    ]
+    got = tree["log_likelihood"]["transitions"].isel(chain=1, draw=17).values
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+
+
+def test_loo_runs_on_fit(three_fit):
+    from arviz_stats import loo
+
+    _, _, _, tree, _ = three_fit
+    res = loo(tree, var_name="transitions")
+    assert np.isfinite(res.elpd)
+
+
+def test_posterior_covers_truth(three_fit):
+    """Loose sanity check: the 99% interval of each rate contains the simulating rate."""
+    spec, _, _, tree, _ = three_fit
+    rate = tree["posterior"]["rate"].values.reshape(-1, len(spec.transitions))
+    lo, hi = np.quantile(rate, [0.005, 0.995], axis=0)
+    truth = np.array([Q3[r, s] for r, s in spec.transitions])
+    assert np.all((lo < truth) & (truth < hi)), (lo, truth, hi)
+
+
+def test_same_seed_same_draws(three_fit):
+    spec, agg, _, tree, _ = three_fit
+    again = sample(spec, agg, FitSettings(chains=2, draws=300, tune=300, seed=5))
+    np.testing.assert_array_equal(again["posterior"]["Q"].values, tree["posterior"]["Q"].values)
+    other = sample(spec, agg, FitSettings(chains=2, draws=300, tune=300, seed=6))
+    assert not np.array_equal(other["posterior"]["Q"].values, tree["posterior"]["Q"].values)
+
+
+DISCRETE = """
+name = "disc"
+time = "discrete"
+states = ["a", "b", "c"]
+[transitions]
+a = ["b", "c"]
+b = ["a", "c"]
+c = ["a"]
+[priors]
+concentration = 1.0
+b = { concentration = 2.0 }
+"""
+
+
+def test_discrete_matches_conjugate_dirichlet():
+    """Posterior of each row = Dirichlet(alpha + counts); means and sds within MC error."""
+    spec = parse_spec(DISCRETE)
+    rng = np.random.default_rng(3)
+    p_true = np.array([[0.7, 0.2, 0.1], [0.3, 0.5, 0.2], [0.4, 0.0, 0.6]])
+    n, waves = 150, 4
+    s = rng.integers(0, 3, n)
+    rows = []
+    for w in range(waves):
+        rows.append(pd.DataFrame({"id": np.arange(n), "time": w, "state": np.array(["a", "b", "c"])[s]}))
+        s = np.array([rng.choice(3, p=p_true[x]) for x in s])
+    panel = validate_panel(pd.concat(rows), spec, path="<disc>", sha256="d" * 64)
+    agg = aggregate(panel, spec)
+    counts = np.zeros((3, 3))
+    np.add.at(counts, (agg.table["from"], agg.table["to"]), agg.table["count"])
+    tree = sample(spec, agg, FitSettings(chains=4, draws=1000, tune=500, seed=1))
+    p = tree["posterior"]["P"].values.reshape(-1, 3, 3)
+    allowed = spec.allowed_matrix() | np.eye(3, dtype=bool)
+    for r in range(3):
+        targets = np.flatnonzero(allowed[r])
+        alpha = np.array([spec.concentration[(r, s)] for s in targets]) + counts[r, targets]
+        mean = stats.dirichlet.mean(alpha)
+        sd = np.sqrt(stats.dirichlet.var(alpha))
+        got = p[:, r, targets]
+        # Monte Carlo standard error with a conservative effective sample size of 1,000.
+        tol = 5 * sd / np.sqrt(1000)
+        np.testing.assert_array_less(np.abs(got.mean(axis=0) - mean), tol)
+        np.testing.assert_array_less(np.abs(got.std(axis=0) - sd), 0.1 * sd)
+        assert np.all(p[:, r, ~allowed[r]] == 0)
+    np.testing.assert_allclose(p.sum(axis=-1), 1.0, atol=1e-12)
+
+
+@pytest.mark.r
+def test_against_r_msm():
+    """Posterior means vs msm's MLE; our log-likelihood at msm's MLE equals msm's maximum."""
+    from scipy.optimize import minimize
+
+    from markov_migration.core.likelihood import loglik, loglik_and_grad
+    from markov_migration.design import likelihood_data
+    from markov_migration.reference.msm import fit_msm, msm_available
+
+    if not msm_available():
+        pytest.skip("Rscript with the msm package is not installed")
+    spec = parse_spec(THREE)
+    df = simulate_expm(Q3, 1500, [0.0, 0.8, 1.9, 3.1], seed=21)
+    panel = validate_panel(df, spec, path="<sim>", sha256="m" * 64)
+    agg = aggregate(panel, spec)
+    ref = fit_msm(panel.data[["id", "time", "state"]], spec.allowed_matrix())
+    assert ref.converged
+    # Same rounding of gaps: msm sees the panel's times, we see gaps rounded to a day.
+    data = likelihood_data(agg)
+    ll_at_mle = loglik(ref.Q[None], *data.arrays())
+    np.testing.assert_allclose(ll_at_mle, ref.loglik, rtol=1e-6)
+    # Our own maximum of the likelihood equals msm's (to optimiser tolerance).
+    frm = np.array([r for r, _ in spec.transitions])
+    to = np.array([s for _, s in spec.transitions])
+
+    def negll(theta):
+        q = np.zeros((3, 3))
+        q[frm, to] = np.exp(theta)
+        q[np.arange(3), np.arange(3)] = -q.sum(axis=1)
+        value, grad = loglik_and_grad(q[None], *data.arrays())
+        g = grad[0]
+        dtheta = (g[frm, to] - g[frm, frm]) * np.exp(theta)
+        return -value, -dtheta
+
+    opt = minimize(negll, np.log(np.full(len(frm), 0.2)), jac=True, method="BFGS", options={"gtol": 1e-8})
+    assert -opt.fun == pytest.approx(ref.loglik, abs=1e-3)
+    np.testing.assert_allclose(np.exp(opt.x), ref.Q[frm, to], rtol=2e-3)
+    # Posterior means within 3 posterior sd of the MLE (the prior is weak for 1,500 respondents).
+    tree = sample(spec, agg, FitSettings(chains=2, draws=500, tune=500, seed=2))
+    rate = tree["posterior"]["rate"].values.reshape(-1, len(frm))
+    z = np.abs(rate.mean(axis=0) - ref.Q[frm, to]) / rate.std(axis=0)
+    assert np.all(z < 3), z
