@@ -1,0 +1,1 @@
+"""Plots (matplotlib, imported lazily, drawn off-screen with the Agg canvas)."""

@@ -1,0 +1,162 @@
+"""Fan charts of projected stocks: median and 50/80/95% intervals across draws.
+
+One figure per series (returnees, diaspora, or a state's stock), one panel per
+scenario side by side with a shared y axis; scenario panels repeat the
+baseline median as a dashed grey line for comparison. Where the projection
+holds the fit's observed wave prevalence (``observed_share``), the observed
+share of the series' states at each survey wave times the initial total is
+drawn as points, so the level of the projection can be compared with what the
+panel saw.
+
+Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot,
+no display needed); matplotlib is imported only when a chart is drawn.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from markov_migration.io import atomic_output
+
+#: Shading of the central intervals, widest first (probability, opacity).
+BANDS = ((0.95, 0.18), (0.8, 0.3), (0.5, 0.45))
+COLORS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#16a085")
+
+
+def _series(ds: xr.Dataset, name: str) -> tuple[xr.DataArray, list[str], str]:
+    """The DataArray of a series, the states it sums over, and its title."""
+    home = json.loads(ds.attrs.get("home", "[]"))
+    states = [str(s) for s in ds["state"].values]
+    if name == "returnees":
+        return (
+            ds["returnees"],
+            [s for s in states if s in home],
+            f"Returnees (persons in {', '.join(home)})",
+        )
+    if name == "diaspora":
+        away = [s for s in states if s not in home]
+        return ds["diaspora"], away, "Diaspora (persons abroad: " + ", ".join(away) + ")"
+    if name == "cumulative_returns":
+        return ds["cumulative_returns"], [], "Cumulative returns since the start (persons)"
+    state = name.split(":", 1)[1] if name.startswith("stock:") else name
+    if state not in states:
+        raise ValueError(f"unknown series '{name}'")
+    return ds["stock"].sel(state=state), [state], f"Persons in state '{state}'"
+
+
+def fan_chart(
+    ds: xr.Dataset, name: str = "returnees", *, observed: bool = True, width: float = 5.2
+):
+    """Draw the fan chart of one series; return the matplotlib Figure.
+
+    Parameters
+    ----------
+    ds : Dataset
+        A projection (:func:`markov_migration.projection.project_fit`).
+    name : str
+        ``returnees``, ``diaspora``, ``cumulative_returns`` or ``stock:<state>``.
+    observed : bool
+        Draw the observed wave prevalence (if the projection holds it).
+    width : float
+        Width of one scenario panel (inches).
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
+
+    da, states, title = _series(ds, name)
+    scenarios = [str(s) for s in np.atleast_1d(ds["scenario"].values)]
+    if "scenario" not in da.dims:
+        da = da.expand_dims(scenario=scenarios)
+    times = ds["time"].values
+    unit = ds["time"].attrs.get("units", "years")
+    values = da.transpose("scenario", "time", "draw").values.astype(float)
+    median = np.median(values, axis=-1)
+
+    fig = Figure(figsize=(width * len(scenarios) + 0.6, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(scenarios), sharey=True, squeeze=False)[0]
+    obs_t = obs_v = None
+    if observed and "observed_share" in ds and states:
+        share = ds["observed_share"].sel(state=states).sum("state").values
+        total = float(ds["stock"].isel(time=0).sum("state").mean())
+        obs_t, obs_v = ds["wave_time"].values, share * total
+    for i, (ax, sc) in enumerate(zip(axes, scenarios, strict=True)):
+        color = COLORS[i % len(COLORS)]
+        for prob, alpha in BANDS:
+            lo, hi = np.quantile(values[i], [(1 - prob) / 2, (1 + prob) / 2], axis=-1)
+            ax.fill_between(
+                times, lo, hi, color=color, alpha=alpha, linewidth=0, label=f"{prob:.0%} interval"
+            )
+        ax.plot(times, median[i], color=color, linewidth=2, label="median")
+        if i > 0 and scenarios[0] == "baseline":
+            ax.plot(
+                times,
+                median[0],
+                color="0.35",
+                linewidth=1.2,
+                linestyle="--",
+                label="baseline median",
+            )
+        if obs_t is not None:
+            ax.plot(
+                obs_t, obs_v, "o", color="black", markersize=5,
+                label="panel share at waves × initial total",
+            )  # fmt: skip
+        ax.axvline(times[0], color="0.6", linewidth=0.8, linestyle=":", label="projection start")
+        ax.set_title(sc, fontsize=11)
+        ax.set_xlabel(f"time ({unit})")
+        ax.grid(True, alpha=0.3, linewidth=0.6)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+    top = float(np.quantile(values, 0.975, axis=-1).max())
+    if obs_v is not None:
+        top = max(top, float(obs_v.max()))
+    axes[0].set_ylim(0, 1.06 * top if top > 0 else 1.0)  # shared by all panels
+    axes[0].set_ylabel("persons")
+    axes[0].legend(loc="best", fontsize=8, framealpha=0.85)
+    if len(scenarios) > 1:
+        axes[1].legend(loc="best", fontsize=8, framealpha=0.85)
+    draws = ds.sizes["draw"]
+    fig.suptitle(f"{title}\nmedian and 50/80/95% intervals over {draws:,} draws", fontsize=12)
+    return fig
+
+
+def write_fan_charts(
+    ds: xr.Dataset,
+    out_dir: str | Path,
+    *,
+    states: bool | Sequence[str] = False,
+    series: Sequence[str] = ("returnees", "diaspora"),
+    force: bool = False,
+    dpi: int = 120,
+) -> list[Path]:
+    """Write fan charts as PNG files into ``out_dir`` (created if missing).
+
+    Files: ``returnees.png``, ``diaspora.png`` and, with ``states`` (True for
+    every state, or a list), ``stock-<state>.png``. Each is written
+    atomically; an existing file is replaced only with ``force``.
+
+    Returns
+    -------
+    list of Path
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    names = list(series)
+    if states:
+        chosen = [str(s) for s in ds["state"].values] if states is True else list(states)
+        names += [f"stock:{s}" for s in chosen]
+    paths = []
+    for name in names:
+        fig = fan_chart(ds, name)
+        FigureCanvasAgg(fig)
+        path = out_dir / (name.replace("stock:", "stock-") + ".png")
+        with atomic_output(path, force) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+        paths.append(path)
+    return paths
