@@ -1,0 +1,478 @@
+"""Posterior summaries against closed forms, independent computations and R msm.
+
+Fits here are fake (``markov_migration.testing.fake_fit``: log-normal draws
+around known rates), so the tests are about the summaries, not inference.
+References: ``-1/q_rr`` and ``q_rs/-q_rr`` (closed forms), ``scipy.linalg.expm``
+and ``scipy.integrate.quad_vec`` (P(t) and its integral), a Monte Carlo
+simulation of first passages, series sums for discrete time, and R msm's
+``pmatrix.msm``, ``sojourn.msm``, ``totlos.msm`` and ``efpt.msm`` evaluated at
+the same fixed generator (agreement to 1e-10; measured below 1e-15).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from scipy.integrate import quad_vec
+from scipy.linalg import expm
+
+from markov_migration import summaries as S
+from markov_migration.errors import InputError
+from markov_migration.fitfile import assemble_fit
+from markov_migration.panel import aggregate, validate_panel
+from markov_migration.reference.msm import msm_available
+from markov_migration.simulate import simulate_panel
+from markov_migration.spec import parse_spec
+from markov_migration.testing import fake_fit, fake_sample_stats
+
+#: Three states, "c" absorbing; known rates per year (same structure as the fit tests).
+THREE = """
+name = "three"
+states = ["a", "b", "c"]
+home = ["a"]
+[transitions]
+a = ["b", "c"]
+b = ["a", "c"]
+[priors]
+default = { rate = 0.2, sd = 1.5 }
+[rates]
+"a->b" = 0.3
+"a->c" = 0.15
+"b->a" = 0.5
+"b->c" = 0.2
+[simulate]
+waves = [0, 1, 2, 3]
+jitter = 0.05
+initial = { a = 0.6, b = 0.4, c = 0.0 }
+"""
+Q3 = np.array([[-0.45, 0.3, 0.15], [0.5, -0.7, 0.2], [0.0, 0.0, 0.0]])
+
+#: Three states without an absorbing one.
+CYCLE = """
+name = "cycle"
+states = ["home", "abroad", "transit"]
+home = ["home"]
+[transitions]
+home = ["abroad"]
+abroad = ["home", "transit"]
+transit = ["abroad", "home"]
+[rates]
+"home->abroad" = 0.3
+"abroad->home" = 0.2
+"abroad->transit" = 0.15
+"transit->abroad" = 0.5
+"transit->home" = 0.25
+[simulate]
+waves = [0, 1, 2]
+initial = { home = 0.4, abroad = 0.4, transit = 0.2 }
+"""
+
+
+def random_generators(rng, n, allowed):
+    """n random generators (n, K, K) with intensities 0.05-2 on the allowed moves."""
+    k = allowed.shape[0]
+    q = np.where(allowed, rng.uniform(0.05, 2.0, (n, k, k)), 0.0)
+    q[:, np.arange(k), np.arange(k)] = -q.sum(axis=-1)
+    return q
+
+
+@pytest.fixture(scope="module")
+def three():
+    spec = parse_spec(THREE)
+    panel = simulate_panel(spec, 200, seed=3)
+    return spec, fake_fit(spec, panel, chains=2, draws=50, spread=0.2, seed=1)
+
+
+@pytest.fixture(scope="module")
+def cycle():
+    spec = parse_spec(CYCLE)
+    panel = simulate_panel(spec, 150, seed=4)
+    return spec, fake_fit(spec, panel, chains=2, draws=40, spread=0.2, seed=2)
+
+
+def exact_fit(spec, panel):
+    """A fake fit whose every draw is the model's [rates] generator."""
+    return fake_fit(spec, panel, chains=1, draws=3, spread=0.0)
+
+
+# ---------------------------------------------------------------- numpy core
+
+
+def test_sojourn_and_pnext_closed_forms():
+    rng = np.random.default_rng(0)
+    allowed = parse_spec(THREE).allowed_matrix()
+    q = random_generators(rng, 20, allowed)
+    soj = S.sojourn_times(q)
+    np.testing.assert_allclose(soj[:, :2], -1.0 / q[:, [0, 1], [0, 1]], rtol=1e-15)
+    assert np.all(np.isinf(soj[:, 2]))  # absorbing
+    nxt = S.next_state_probs(q)
+    np.testing.assert_allclose(nxt[:, 0, 1], q[:, 0, 1] / -q[:, 0, 0], rtol=1e-15)
+    np.testing.assert_allclose(nxt[:, :2].sum(axis=-1), 1.0, rtol=1e-14)
+    assert np.all(np.isnan(nxt[:, 2]))
+    assert np.all(nxt[:, [0, 1], [0, 1]] == 0)
+
+
+def test_integrated_pmatrix_matches_quadrature():
+    rng = np.random.default_rng(1)
+    allowed = parse_spec(CYCLE).allowed_matrix()
+    q = random_generators(rng, 3, allowed)
+    for horizon in (0.5, 4.0, 25.0):
+        got = S.integrated_pmatrix(q, horizon)
+        for i in range(q.shape[0]):
+            ref, err = quad_vec(
+                lambda u, i=i: expm(q[i] * u), 0.0, horizon, epsabs=1e-12, epsrel=1e-12
+            )
+            np.testing.assert_allclose(got[i], ref, rtol=1e-9, atol=1e-11)
+        # time spent in all states adds up to the horizon
+        np.testing.assert_allclose(got.sum(axis=-1), horizon, rtol=1e-12)
+
+
+def test_expected_los_infinite_horizon_is_the_limit():
+    rng = np.random.default_rng(2)
+    allowed = parse_spec(THREE).allowed_matrix()
+    q = random_generators(rng, 5, allowed)
+    start = np.array([0.3, 0.7, 0.0])
+    inf = S.expected_los(q, np.inf, start)
+    long = S.expected_los(q, 400.0, start)
+    np.testing.assert_allclose(inf[:, :2], long[:, :2], rtol=1e-9)
+    assert np.all(np.isinf(inf[:, 2]))
+
+
+def simulate_first_passage(q, start, target, n, rng):
+    """Monte Carlo first-passage times of a CTMC (Gillespie), paths started in ``start``."""
+    k = q.shape[0]
+    rates = -np.diag(q)
+    jump = np.where(np.eye(k, dtype=bool), 0.0, q) / np.where(rates > 0, rates, 1.0)[:, None]
+    out = np.empty(n)
+    for i in range(n):
+        s, t = start, 0.0
+        while s not in target:
+            t += rng.exponential(1.0 / rates[s])
+            s = rng.choice(k, p=jump[s])
+        out[i] = t
+    return out
+
+
+def test_first_passage_matches_simulation_and_closed_form():
+    spec = parse_spec(CYCLE)
+    q = spec.rate_matrix()
+    finite = S.passage_states(spec.allowed_matrix(), [0])
+    assert finite.tolist() == [False, True, True]
+    m = S.first_passage_times(q, [0], finite)
+    assert m[0] == 0.0
+    rng = np.random.default_rng(5)
+    for s in (1, 2):
+        sim = simulate_first_passage(q, s, {0}, 4000, rng)
+        se = sim.std() / np.sqrt(sim.size)
+        assert abs(sim.mean() - m[s]) < 4 * se, (s, sim.mean(), m[s], se)
+    # two states: the passage time is exponential with mean 1 / q_12
+    q2 = np.array([[-0.4, 0.4], [0.1, -0.1]])
+    m2 = S.first_passage_times(q2, [1], np.array([True, False]))
+    assert m2[0] == pytest.approx(1 / 0.4, rel=1e-14)
+
+
+def test_passage_states_structure():
+    # from c (absorbing) a never reaches "a"; from b it may be absorbed first: infinite
+    allowed = parse_spec(THREE).allowed_matrix()
+    assert S.passage_states(allowed, [0]).tolist() == [False, False, False]
+    # to the absorbing state: finite from a and b
+    assert S.passage_states(allowed, [2]).tolist() == [True, True, False]
+    # targets {a, c}: from b every path ends in a or c
+    assert S.passage_states(allowed, [0, 2]).tolist() == [False, True, False]
+
+
+# ---------------------------------------------------------------- labelled API
+
+
+def test_posterior_summary_statistics(three):
+    _, tree = three
+    draws = S.qmatrix(tree)
+    s = S.posterior_summary(draws, ci=0.9)
+    flat = draws.to_numpy().reshape(-1, 3, 3)
+    np.testing.assert_allclose(s["mean"], flat.mean(axis=0))
+    np.testing.assert_allclose(s["sd"], flat.std(axis=0, ddof=1))
+    np.testing.assert_allclose(s["median"], np.median(flat, axis=0))
+    np.testing.assert_allclose(s["lower"], np.quantile(flat, 0.05, axis=0))
+    np.testing.assert_allclose(s["upper"], np.quantile(flat, 0.95, axis=0))
+    assert s.attrs["ci_prob"] == 0.9 and s.attrs["ci_kind"] == "eti"
+    assert list(s["from_state"].values) == ["a", "b", "c"]
+
+
+def test_pmatrix_rows_sum_to_one_and_semigroup(three):
+    _, tree = three
+    p1 = S.pmatrix(tree, 1.0)
+    assert p1.dims == ("chain", "draw", "from_state", "to_state")
+    np.testing.assert_allclose(p1.sum("to_state"), 1.0, atol=1e-12)
+    p_s, p_t, p_st = (S.pmatrix(tree, t).to_numpy() for t in (0.7, 1.8, 2.5))
+    np.testing.assert_allclose(np.einsum("cdij,cdjk->cdik", p_s, p_t), p_st, atol=1e-12)
+    q = S.qmatrix(tree).to_numpy()
+    np.testing.assert_allclose(p_st[1, 7], expm(q[1, 7] * 2.5), atol=1e-12)
+    np.testing.assert_allclose(S.pmatrix(tree, 0.0).to_numpy()[0, 0], np.eye(3), atol=1e-14)
+
+
+def test_sojourn_pnext_labelled(three):
+    _, tree = three
+    q = S.qmatrix(tree)
+    soj = S.sojourn(tree)
+    assert list(soj["state"].values) == ["a", "b"]  # c is absorbing
+    np.testing.assert_allclose(soj.sel(state="b"), -1 / q.sel(from_state="b", to_state="b"))
+    assert "absorbing" in S.notes(S.posterior_summary(soj))[0]
+    pn = S.pnext(tree)
+    np.testing.assert_allclose(
+        pn.sel(from_state="a", to_state="c"),
+        q.sel(from_state="a", to_state="c") / -q.sel(from_state="a", to_state="a"),
+    )
+
+
+def test_totlos_sums_to_horizon_and_start_forms(cycle):
+    _, tree = cycle
+    los = S.totlos(tree, 10.0, "abroad")
+    np.testing.assert_allclose(los.sum("state"), 10.0, rtol=1e-12)
+    mix = S.totlos(tree, 10.0, "home=0.25,abroad=0.75")
+    a = S.totlos(tree, 10.0, "home")
+    np.testing.assert_allclose(mix, 0.25 * a + 0.75 * los, rtol=1e-12)
+    obs = S.totlos(tree, 5.0, "observed")
+    assert "observed first states" in obs.attrs["start"]
+    for bad, msg in (
+        ("nowhere", "unknown start state"),
+        ("home=0.5,abroad=0.2", "sum to 1"),
+        ("home=x", "not a number"),
+    ):
+        with pytest.raises(InputError, match=msg):
+            S.totlos(tree, 5.0, bad)
+    with pytest.raises(InputError, match="absorbing states"):
+        S.totlos(tree, np.inf, "home")
+    with pytest.raises(InputError, match="needs --horizon"):
+        S.summarize(tree, "totlos")
+
+
+def test_totlos_infinite_horizon_with_absorbing_state(three):
+    _, tree = three
+    los = S.totlos(tree, np.inf, "a")
+    assert list(los["state"].values) == ["a", "b"]
+    q = S.qmatrix(tree).to_numpy()
+    fund = np.linalg.inv(-q[..., :2, :2])
+    np.testing.assert_allclose(los.to_numpy(), fund[..., 0, :], rtol=1e-12)
+
+
+def test_passage_labelled_and_default_target(cycle, three):
+    _, tree = cycle
+    pas = S.passage(tree)  # default: the home states
+    assert pas.attrs["to"] == "home"
+    assert list(pas["state"].values) == ["abroad", "transit"]
+    s = S.summarize(tree, "passage", to="transit")
+    assert list(s["state"].values) == ["home", "abroad"]
+    _, tree3 = three
+    with pytest.raises(InputError, match="no state has a finite expected passage time"):
+        S.passage(tree3, "a")
+    s3 = S.summarize(tree3, "passage", to="c")
+    assert list(s3["state"].values) == ["a", "b"]
+    with pytest.raises(InputError, match="unknown state 'x'"):
+        S.passage(tree3, "x")
+
+
+def test_hazard_without_covariates_is_a_clear_error(three):
+    _, tree = three
+    with pytest.raises(InputError, match="has no covariates, so the fit has no hazard ratios"):
+        S.summarize(tree, "hazard")
+
+
+def test_invalid_arguments(three):
+    _, tree = three
+    with pytest.raises(InputError, match="between 0 and 1"):
+        S.summarize(tree, "qmatrix", ci=1.5)
+    with pytest.raises(InputError, match="unknown quantity"):
+        S.summarize(tree, "bogus")
+    with pytest.raises(InputError, match="--t must be"):
+        S.pmatrix(tree, -1.0)
+
+
+def test_tables_and_json(three):
+    _, tree = three
+    q = S.to_frame(S.summarize(tree, "qmatrix"))
+    assert list(q.columns) == ["from", "to", "mean", "sd", "median", "lower", "upper"]
+    # structural zeros (a->a is not, c->* and impossible moves are) are left out
+    assert set(zip(q["from"], q["to"], strict=True)) == {
+        ("a", "a"), ("a", "b"), ("a", "c"), ("b", "a"), ("b", "b"), ("b", "c"),
+    }  # fmt: skip
+    p = S.to_frame(S.summarize(tree, "pmatrix", t=2.0))
+    assert len(p) == 9
+    soj = S.to_frame(S.summarize(tree, "sojourn"))
+    assert list(soj.columns) == ["state", "mean", "sd", "median", "lower", "upper"]
+    doc = json.loads(S.to_json(S.summarize(tree, "totlos", horizon=np.inf, start="b")))
+    assert doc["quantity"] == "totlos" and doc["horizon"] == "inf" and doc["units"] == "years"
+    assert [r["state"] for r in doc["rows"]] == ["a", "b"]
+    assert doc["notes"] and "infinite horizon" in doc["notes"][0]
+
+
+def test_lower_median_upper_ordered(cycle):
+    _, tree = cycle
+    for what, kw in (
+        ("pmatrix", {"t": 3.0}),
+        ("sojourn", {}),
+        ("totlos", {"horizon": 4.0}),
+        ("passage", {}),
+    ):
+        s = S.summarize(tree, what, ci=0.8, **kw)
+        assert np.all(s["lower"] <= s["median"]) and np.all(s["median"] <= s["upper"])
+
+
+# ---------------------------------------------------------------- discrete time
+
+DISCRETE = """
+name = "discrete3"
+time = "discrete"
+states = ["a", "b", "c"]
+[transitions]
+a = ["b", "c"]
+b = ["a", "c"]
+"""
+
+
+@pytest.fixture(scope="module")
+def discrete():
+    spec = parse_spec(DISCRETE)
+    rng = np.random.default_rng(7)
+    p = np.array([[0.7, 0.2, 0.1], [0.3, 0.5, 0.2], [0.0, 0.0, 1.0]])
+    ids, times, states = [], [], []
+    for i in range(60):
+        s = rng.integers(0, 2)
+        for w in range(4):
+            ids.append(i), times.append(w), states.append("abc"[s])
+            s = rng.choice(3, p=p[s])
+    df = pd.DataFrame({"id": ids, "time": times, "state": states})
+    panel = validate_panel(df, spec, path="<test>", sha256="0" * 64)
+    agg = aggregate(panel, spec)
+    draws = np.stack(
+        [p + np.array([[-0.01, 0.01, 0], [0.01, -0.01, 0], [0, 0, 0]]) * k for k in range(-3, 3)]
+    )
+    post = xr.Dataset(
+        {"P": (("chain", "draw", "from_state", "to_state"), draws.reshape(2, 3, 3, 3))},
+        coords={
+            "chain": [0, 1],
+            "draw": [0, 1, 2],
+            "from_state": list("abc"),
+            "to_state": list("abc"),
+        },
+    )
+    tree = assemble_fit(
+        spec, agg, post, fake_sample_stats(2, 3), {"sampler": "fake"}, "test", panel
+    )
+    return tree, draws
+
+
+def test_discrete_time_quantities(discrete):
+    tree, draws = discrete
+    with pytest.raises(InputError, match="discrete-time fit has no intensities"):
+        S.qmatrix(tree)
+    p3 = S.pmatrix(tree, 3).to_numpy().reshape(-1, 3, 3)
+    np.testing.assert_allclose(p3, np.linalg.matrix_power(draws, 3), atol=1e-14)
+    with pytest.raises(InputError, match="whole number of steps"):
+        S.pmatrix(tree, 1.5)
+    soj = S.sojourn(tree).to_numpy().reshape(-1, 2)
+    np.testing.assert_allclose(soj, 1 / (1 - draws[:, [0, 1], [0, 1]]))
+    pn = S.pnext(tree).to_numpy().reshape(-1, 3, 3)
+    np.testing.assert_allclose(pn[:, 0, 1], draws[:, 0, 1] / (1 - draws[:, 0, 0]))
+    los = S.totlos(tree, 5, "a").to_numpy().reshape(-1, 3)
+    ref = sum(np.linalg.matrix_power(draws, n)[:, 0, :] for n in range(5))
+    np.testing.assert_allclose(los, ref, atol=1e-13)
+    # expected steps to absorption = sum over n of P(not absorbed after n steps)
+    pas = S.passage(tree, "c").to_numpy().reshape(-1, 2)
+    tail = sum(np.linalg.matrix_power(draws[:, :2, :2], n).sum(axis=-1) for n in range(2000))
+    np.testing.assert_allclose(pas, tail, rtol=1e-9)
+    assert S.summarize(tree, "sojourn").attrs["units"] == "steps"
+
+
+# ---------------------------------------------------------------- layering
+
+
+def test_summaries_do_not_import_pymc():
+    code = textwrap.dedent(
+        """
+        import sys
+        import markov_migration.summaries, markov_migration.checks, markov_migration.compare
+        import markov_migration.report, markov_migration.reproduce
+        bad = [m for m in sys.modules if m.split(".")[0] in ("pymc", "pytensor", "nutpie")]
+        print(",".join(bad))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == ""
+
+
+# ---------------------------------------------------------------- R msm
+
+_MSM_SCRIPT = r"""
+suppressPackageStartupMessages(library(msm))
+args <- commandArgs(trailingOnly = TRUE)
+dat <- read.csv(args[1])
+q <- as.matrix(read.csv(args[2], header = FALSE)); dimnames(q) <- NULL
+t <- as.numeric(args[3]); tot <- as.numeric(args[4]); to <- as.integer(args[5])
+start <- as.numeric(strsplit(args[6], ",")[[1]])
+fit <- msm(state ~ time, subject = id, data = dat, qmatrix = q, fixedpars = TRUE)
+p <- unclass(pmatrix.msm(fit, t = t, ci = "none"))
+soj <- sojourn.msm(fit, ci = "none")$estimates
+los <- totlos.msm(fit, start = start, tot = tot, ci = "none")
+ef <- efpt.msm(qmatrix = q, tostate = to)
+num <- function(v) paste0("[", paste(sprintf("%.17g", v), collapse = ","), "]")
+cat(paste0('{"P":', num(t(p)), ',"sojourn":', num(soj), ',"totlos":', num(los),
+           ',"efpt":', num(ifelse(is.finite(ef), ef, -1)), '}'))
+"""
+
+
+def run_msm(tmp_path, spec, panel, q, t, tot, to, start):
+    codes = {s: i + 1 for i, s in enumerate(spec.states)}
+    df = pd.DataFrame({"id": pd.factorize(panel["id"])[0] + 1, "time": panel["time"],
+                       "state": panel["state"].map(codes)})  # fmt: skip
+    df.to_csv(tmp_path / "panel.csv", index=False)
+    np.savetxt(tmp_path / "q.csv", q, delimiter=",", fmt="%.17g")
+    (tmp_path / "s.R").write_text(_MSM_SCRIPT)
+    args = [str(tmp_path / "panel.csv"), str(tmp_path / "q.csv"), repr(t), repr(tot), str(to + 1)]
+    args.append(",".join(repr(float(x)) for x in start))
+    res = subprocess.run(
+        ["Rscript", str(tmp_path / "s.R"), *args], capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    k = spec.n_states
+    return {
+        "P": np.array(out["P"]).reshape(k, k),
+        "sojourn": np.array(out["sojourn"]),
+        "totlos": np.array(out["totlos"]),
+        "efpt": np.array(out["efpt"]),
+    }
+
+
+@pytest.mark.r
+@pytest.mark.skipif(not msm_available(), reason="needs Rscript with the msm package")
+@pytest.mark.parametrize("model", ["three", "migration5"])
+def test_against_r_msm(tmp_path, model, migration5):
+    """Summaries at a fixed Q equal msm's to 1e-10 (relative; measured: below 1e-15)."""
+    spec = parse_spec(THREE) if model == "three" else migration5
+    panel = simulate_panel(spec, 150, seed=9)
+    tree = exact_fit(spec, panel)
+    q = spec.rate_matrix()
+    target = spec.index("c") if model == "three" else spec.index("returned")
+    start = np.full(spec.n_states, 1.0 / spec.n_states)
+    horizon = 7.5
+    ref = run_msm(tmp_path, spec, panel, q, 1.7, horizon, target, start)
+
+    p = S.summarize(tree, "pmatrix", t=1.7)["mean"].to_numpy()
+    np.testing.assert_allclose(p, ref["P"], rtol=1e-10, atol=1e-13)
+    soj = S.summarize(tree, "sojourn")["mean"].to_numpy()
+    np.testing.assert_allclose(soj, ref["sojourn"], rtol=1e-10)
+    los = S.summarize(tree, "totlos", horizon=horizon, start=start.tolist())["mean"].to_numpy()
+    np.testing.assert_allclose(los, ref["totlos"], rtol=1e-10)
+    pas = S.summarize(tree, "passage", to=spec.states[target])
+    finite = [spec.index(s) for s in pas["state"].values]
+    np.testing.assert_allclose(pas["mean"].to_numpy(), ref["efpt"][finite], rtol=1e-10)
+    assert np.all(
+        ref["efpt"][[i for i in range(spec.n_states) if i not in finite and i != target]] < 0
+    )
