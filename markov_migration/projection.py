@@ -751,6 +751,7 @@ def project_fit(
     chunk_draws: int = CHUNK_DRAWS,
     progress: Callable[[int, int], None] | None = None,
     command: str | None = None,
+    fit_file: str | Path | None = None,
 ) -> xr.Dataset:
     """Project stocks by state from a fit: returnees and diaspora by year, under scenarios.
 
@@ -794,6 +795,9 @@ def project_fit(
         Called as ``progress(done, total)`` in draw x scenario units.
     command : str, optional
         Command line recorded in the attributes.
+    fit_file : str or Path, optional
+        The file ``fit`` was read from, when ``fit`` is a DataTree (its path
+        and SHA-256 are recorded).
 
     Returns
     -------
@@ -807,7 +811,7 @@ def project_fit(
         than one scenario runs; ``observed_share (wave, state)`` when the fit
         has a panel; provenance attributes (fit file SHA-256, seed, inputs).
     """
-    fit_path = None
+    fit_path = None if fit_file is None else Path(fit_file)
     if not isinstance(fit, xr.DataTree):
         fit_path = Path(fit)
         fit = read_fit(fit_path)

@@ -1,0 +1,238 @@
+"""``project``: stocks by state over time from a fit, with scenarios; NetCDF + CSV + fan charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from markov_migration.cli._common import command_line, console, handle_errors
+
+#: Output times shown in the printed summary (besides the horizon).
+SUMMARY_EVERY = 5
+
+
+@handle_errors
+def project(
+    fit: Annotated[Path, typer.Argument(help="Fit file (NetCDF) of a continuous-time model.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Projection file to write (NetCDF).")],
+    start: Annotated[
+        float, typer.Option(help="Start time of the projection, e.g. 2024.5 (decimal years).")
+    ],
+    horizon: Annotated[float, typer.Option(help="Last time of the projection, e.g. 2035.")],
+    initial: Annotated[
+        str | None,
+        typer.Option(
+            help="Initial stocks, e.g. abroad=300000,transit=150000 (states not named start at 0)."
+        ),
+    ] = None,
+    initial_file: Annotated[
+        Path | None, typer.Option(help="Initial stocks from a CSV with columns state,stock.")
+    ] = None,
+    step: Annotated[
+        float, typer.Option(help="Output step; times after the start are whole multiples of it.")
+    ] = 1.0,
+    inflow: Annotated[
+        float | None, typer.Option(help="New emigrants per year (per time unit), every year.")
+    ] = None,
+    inflow_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="New emigrants per year from a CSV time,inflow (each rate holds from its time on)."
+        ),
+    ] = None,
+    inflow_state: Annotated[
+        str | None,
+        typer.Option(help="State new emigrants enter (default: the model's first non-home state)."),
+    ] = None,
+    inflow_cv: Annotated[
+        float,
+        typer.Option(
+            help="Uncertain inflow: CV of the inflow level of each draw (gamma level, "
+            "Poisson arrivals); 0 = known inflows."
+        ),
+    ] = 0.0,
+    draws: Annotated[
+        int, typer.Option(help="Projection draws (evenly spaced posterior samples).")
+    ] = 1000,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same projection.")
+    ] = 0,
+    csv: Annotated[
+        Path | None, typer.Option("--csv", help="Quantile table to write (CSV, long format).")
+    ] = None,
+    plot_dir: Annotated[
+        Path | None, typer.Option(help="Folder for fan charts (returnees.png, diaspora.png).")
+    ] = None,
+    plot_states: Annotated[
+        bool,
+        typer.Option("--plot-states", help="Also draw a fan chart per state (stock-STATE.png)."),
+    ] = False,
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scenario",
+            help="Scenario file (TOML) or bundled name (ceasefire-2026, mobilization-wave); "
+            "repeatable. The baseline always runs too.",
+        ),
+    ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(help="Run chunked on Dask: 'local' (a local cluster) or a scheduler address."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Project stocks by state, returnees and diaspora from a fit, under scenarios.
+
+    For every posterior draw people move between states year by year, each
+    independently (demographic noise), new emigrants arrive, and scenarios
+    multiply chosen intensities from a date. Writes the draws (NetCDF), a
+    quantile table (CSV) and fan charts (PNG), and prints medians with 80%
+    intervals.
+    """
+    from markov_migration.errors import InputError
+    from markov_migration.fitfile import fit_spec, read_fit
+    from markov_migration.io import check_output
+    from markov_migration.projection import (
+        Inflow,
+        parse_initial,
+        read_initial_file,
+        write_projection,
+        write_quantile_csv,
+    )
+
+    # every input is checked before anything is computed or written
+    if out.suffix.lower() not in (".nc", ".netcdf", ".h5"):
+        raise InputError("projection file must end in .nc", path=out)
+    check_output(out, force)
+    if csv is not None:
+        if csv.suffix.lower() != ".csv":
+            raise InputError("quantile table must end in .csv", path=csv)
+        check_output(csv, force)
+    if (initial is None) == (initial_file is None):
+        raise InputError("give the initial stocks with either --initial or --initial-file")
+    if inflow is not None and inflow_file is not None:
+        raise InputError("give either --inflow or --inflow-file, not both")
+    if inflow_cv < 0:
+        raise InputError(f"--inflow-cv must be >= 0, got {inflow_cv:g}")
+    if draws < 1:
+        raise InputError(f"--draws must be at least 1, got {draws}")
+    tree = read_fit(fit)
+    spec = fit_spec(tree)
+    stocks = (
+        parse_initial(initial, spec)
+        if initial is not None
+        else read_initial_file(initial_file, spec)
+    )
+    if inflow_file is not None:
+        flow = Inflow.read_csv(inflow_file, state=inflow_state, cv=inflow_cv)
+    elif inflow is not None:
+        flow = Inflow.constant(inflow, state=inflow_state, cv=inflow_cv)
+    else:
+        flow = Inflow(state=inflow_state, cv=inflow_cv)
+    from markov_migration.projection import projection_times
+    from markov_migration.scenario import load_scenario
+
+    times = projection_times(start, horizon, step)
+    scenarios = [load_scenario(s, spec) for s in scenario or []]
+    for sc in scenarios:
+        sc.check_dates(float(times[0]), float(times[-1]))
+    plot_names = []
+    if plot_dir is not None:
+        if plot_dir.exists() and not plot_dir.is_dir():
+            raise InputError("--plot-dir is not a folder", path=plot_dir)
+        plot_names = ["returnees.png", "diaspora.png"]
+        if plot_states:
+            plot_names += [f"stock-{s}.png" for s in spec.states]
+        if plot_dir.is_dir():
+            for name in plot_names:
+                check_output(plot_dir / name, force)
+
+    ds = _run(
+        fit,
+        tree,
+        stocks,
+        start,
+        horizon,
+        step,
+        flow,
+        scenarios,
+        draws,
+        seed,
+        dask,
+        quiet,
+        command_line(),
+    )
+
+    write_projection(ds, out, force)
+    written = [out]
+    if csv is not None:
+        written.append(write_quantile_csv(ds, csv, force))
+    if plot_dir is not None:
+        from markov_migration.plots.fan import write_fan_charts
+
+        written += write_fan_charts(ds, plot_dir, states=plot_states, force=force)
+    _print_summary(ds, times)
+    for path in written:
+        console.print(f"wrote {path}")
+
+
+def _run(
+    fit, tree, stocks, start, horizon, step, flow, scenarios, draws, seed, dask, quiet, command
+):
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from markov_migration.projection import project_fit
+
+    n_runs = draws * (1 + len(scenarios))
+    console.print(
+        f"projecting {sum(stocks.values()):,} persons from {start:g} to {horizon:g} "
+        f"({draws:,} draws, {1 + len(scenarios)} scenario(s){', on Dask' if dask else ''})"
+    )
+    columns = (TextColumn("draws"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"))
+    with Progress(
+        *columns, TimeRemainingColumn(), console=console, transient=True, disable=quiet
+    ) as bar:
+        task = bar.add_task("project", total=n_runs)
+        ds = project_fit(
+            tree,
+            stocks,
+            start=start,
+            horizon=horizon,
+            step=step,
+            inflow=flow,
+            scenarios=scenarios,
+            draws=draws,
+            seed=seed,
+            dask=dask,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            command=command,
+            fit_file=fit,
+        )
+    return ds
+
+
+def _print_summary(ds, times) -> None:
+    """One table per scenario: medians and 80% intervals of returnees and diaspora."""
+    import numpy as np
+    from rich.table import Table
+
+    from markov_migration.projection import interval
+
+    shown = [t for t in times[1:] if abs(t - round(t)) < 1e-9 and round(t) % SUMMARY_EVERY == 0]
+    shown = sorted({float(times[0]), *shown, float(times[-1])})
+    for sc in np.atleast_1d(ds["scenario"].values):
+        table = Table(title=f"{sc}: persons, median and 80% interval across draws")
+        table.add_column("time", justify="right")
+        for name in ("returnees", "diaspora"):
+            table.add_column(name, justify="right")
+            table.add_column("80% interval", justify="right")
+        for t in shown:
+            cells = []
+            for name in ("returnees", "diaspora"):
+                r = interval(ds, name, t, str(sc))
+                cells += [f"{r['median']:,.0f}", f"{r['lower']:,.0f}-{r['upper']:,.0f}"]
+            table.add_row(f"{t:g}", *cells)
+        console.print(table)
