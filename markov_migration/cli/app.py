@@ -8,6 +8,7 @@ import typer
 
 from markov_migration import __version__
 from markov_migration.cli import _common, data, demo, fit
+from markov_migration.cli import project
 
 app = typer.Typer(
     name="markov-migration",
@@ -41,6 +42,7 @@ app.command("simulate")(data.simulate)
 app.command("validate")(data.validate)
 app.command("fit")(fit.fit)
 app.command("demo")(demo.demo)
+app.command("project")(project.project)
 
 
 def main() -> None:
