@@ -349,6 +349,12 @@ def posterior_generators(tree: xr.DataTree, spec: ModelSpec) -> xr.DataArray:
         raise InputError(
             f"projection needs a continuous-time fit (posterior Q); {kind} fit is not supported"
         )
+    extra = sorted(set(post["Q"].dims) - {"chain", "draw", "from_state", "to_state"})
+    if extra:
+        raise InputError(
+            f"the fit's Q has extra dims {extra} (covariates, groups or periods): "
+            "projection supports one generator per draw"
+        )
     q = post["Q"].transpose("chain", "draw", "from_state", "to_state")
     states = [str(s) for s in q["from_state"].values]
     if states != list(spec.states):

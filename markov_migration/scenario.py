@@ -313,11 +313,11 @@ class _Parser:
                 raise self.fail("'phase' must be an array of tables ([[phase]])", "phase")
             anchors = [i for i, line in enumerate(self.lines, start=1) if "[[phase]]" in line]
             phases = [
-                self.phase(t, f"[[phase]] {j + 1}", anchors[j] if j < len(anchors) else 0)
+                self.phase(t, f"[[phase]] {j + 1}: ", anchors[j] if j < len(anchors) else 0)
                 for j, t in enumerate(tables)
             ]
         elif top:
-            phases = [self.phase(top, "scenario", 0)]
+            phases = [self.phase(top, "", 0)]
         else:
             raise self.fail("a scenario needs 'from' and [multipliers] and/or [inflow]")
         phases.sort(key=lambda p: p.start)
@@ -339,23 +339,23 @@ class _Parser:
         unknown = sorted(set(table) - _PHASE_KEYS)
         if unknown:
             raise self.fail(
-                f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(_PHASE_KEYS))})",
+                f"{where}unknown key '{unknown[0]}' (known: {', '.join(sorted(_PHASE_KEYS))})",
                 unknown[0], after=after,
             )  # fmt: skip
         if "from" not in table:
             raise ScenarioError(
-                f"{where}: missing 'from' (when the changes start, e.g. from = 2026.0)",
+                f"{where}missing 'from' (when the changes start, e.g. from = 2026.0)",
                 path=self.path, line=after or None,
             )  # fmt: skip
-        start = self.number(table["from"], f"{where}: from", "from", after)
+        start = self.number(table["from"], f"{where}from", "from", after)
         line = self.line_of("from", after=after)
         end, end_line = None, None
         if "until" in table:
-            end = self.number(table["until"], f"{where}: until", "until", after)
+            end = self.number(table["until"], f"{where}until", "until", after)
             end_line = self.line_of("until", after=after)
             if end <= start:
                 raise ScenarioError(
-                    f"{where}: until = {end:g} is not after from = {start:g}",
+                    f"{where}until = {end:g} is not after from = {start:g}",
                     path=self.path,
                     line=end_line,
                 )
@@ -363,7 +363,7 @@ class _Parser:
         inflow = self.inflow(table.get("inflow"), where, after)
         if not multipliers and inflow is None:
             raise self.fail(
-                f"{where}: no [multipliers] and no [inflow]: the phase changes nothing",
+                f"{where}no [multipliers] and no [inflow]: the phase changes nothing",
                 "from",
                 after=after,
             )
@@ -372,7 +372,7 @@ class _Parser:
     def multipliers(self, table: Any, where: str, after: int) -> dict[tuple[int, int], float]:
         if not isinstance(table, dict):
             raise self.fail(
-                f'{where}: multipliers must be a table of "from->to" = number',
+                f'{where}multipliers must be a table of "from->to" = number',
                 "multipliers",
                 after=after,
             )
@@ -384,14 +384,14 @@ class _Parser:
             m = _ARROW.match(key)
             if not m:
                 raise self.fail(
-                    f"{where}: '{key}' is not a transition of the form \"from->to\"",
+                    f"{where}'{key}' is not a transition of the form \"from->to\"",
                     needle,
                     after=after,
                 )
-            value = self.number(value, f"{where}: multiplier of '{key}'", needle, after)
+            value = self.number(value, f"{where}multiplier of '{key}'", needle, after)
             if value < 0:
                 raise self.fail(
-                    f"{where}: multiplier of '{key}' must not be negative, got {value:g}",
+                    f"{where}multiplier of '{key}' must not be negative, got {value:g}",
                     needle,
                     after=after,
                 )
@@ -399,7 +399,7 @@ class _Parser:
             for s in (a, b):
                 if s != "*" and s not in spec.states:
                     raise self.fail(
-                        f"{where}: '{key}': '{s}' is not a state of model {spec.name} "
+                        f"{where}'{key}': '{s}' is not a state of model {spec.name} "
                         f"(states: {', '.join(spec.states)})", needle, after=after,
                     )  # fmt: skip
             pairs = [
@@ -410,21 +410,21 @@ class _Parser:
                 if not pairs:
                     allowed = ", ".join(spec.transition_labels)
                     raise self.fail(
-                        f"{where}: '{key}' is not an allowed transition of model {spec.name} "
+                        f"{where}'{key}' is not an allowed transition of model {spec.name} "
                         f"(allowed: {allowed})", needle, after=after,
                     )  # fmt: skip
                 explicit[pairs[0]] = value
                 continue
             if not pairs:
                 raise self.fail(
-                    f"{where}: '{key}' matches no allowed transition of model {spec.name}",
+                    f"{where}'{key}' matches no allowed transition of model {spec.name}",
                     needle,
                     after=after,
                 )
             for p in pairs:
                 if p in wild and wild[p][1] != value:
                     label = f"{spec.states[p[0]]}->{spec.states[p[1]]}"
-                    message = f"{where}: wildcards '{wild[p][0]}' and '{key}' both set {label}"
+                    message = f"{where}wildcards '{wild[p][0]}' and '{key}' both set {label}"
                     raise self.fail(f"{message}; name it explicitly", needle, after=after)
                 wild[p] = (key, value)
         out = {p: v for p, (_, v) in wild.items()}
@@ -437,7 +437,7 @@ class _Parser:
             return None
         if not isinstance(table, dict):
             raise self.fail(
-                f"{where}: inflow must be a table, e.g. [inflow] add = 100000",
+                f"{where}inflow must be a table, e.g. [inflow] add = 100000",
                 "inflow",
                 after=after,
             )
@@ -445,20 +445,20 @@ class _Parser:
         if unknown:
             kinds = ", ".join(INFLOW_KINDS)
             raise self.fail(
-                f"{where}: [inflow] unknown key '{unknown[0]}' (use one of {kinds})",
+                f"{where}[inflow] unknown key '{unknown[0]}' (use one of {kinds})",
                 unknown[0],
                 after=after,
             )
         if len(table) != 1:
             raise self.fail(
-                f"{where}: [inflow] needs exactly one of {', '.join(INFLOW_KINDS)}",
+                f"{where}[inflow] needs exactly one of {', '.join(INFLOW_KINDS)}",
                 "inflow",
                 after=after,
             )
         kind, value = next(iter(table.items()))
-        value = self.number(value, f"{where}: inflow {kind}", kind, after)
+        value = self.number(value, f"{where}inflow {kind}", kind, after)
         if kind != "add" and value < 0:
             raise self.fail(
-                f"{where}: inflow {kind} must not be negative, got {value:g}", kind, after=after
+                f"{where}inflow {kind} must not be negative, got {value:g}", kind, after=after
             )
         return InflowChange(kind, value)

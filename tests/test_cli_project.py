@@ -205,11 +205,11 @@ def test_bad_inputs_exit_2_with_one_line_and_no_output(fit_file, tmp_path, chang
     [
         (
             'from = 2026.0\n[multipliers]\n"abroad->reemigrated" = 2.0\n',
-            "bad.toml, line 3: scenario: 'abroad->reemigrated' is not an allowed transition",
+            "bad.toml, line 3: 'abroad->reemigrated' is not an allowed transition",
         ),
         (
             'from = 2026.0\n[multipliers]\n"abroad->returned" = -2.0\n',
-            "bad.toml, line 3: scenario: multiplier of 'abroad->returned' must not be negative",
+            "bad.toml, line 3: multiplier of 'abroad->returned' must not be negative",
         ),
         (
             'from = 2040.0\n[multipliers]\n"abroad->returned" = 2.0\n',
