@@ -1,0 +1,268 @@
+"""Model comparison by PSIS-LOO (ArviZ) of fits of the same data.
+
+Layer 4 (results); reads fit files, never imports PyMC.
+
+A fit file's ``log_likelihood.transitions`` holds, per aggregated row (all
+transitions between the same two states over the same interval), the row's
+log-likelihood ``count * log P``. Two units of "one observation" are offered:
+
+``transition`` (default)
+    Leave out one observed transition (one respondent's move between two
+    consecutive observations). Every transition in a row has the same
+    log-likelihood ``log P``, so PSIS runs once per row on ``log P`` and the
+    row's pointwise ELPD and Pareto k are repeated ``count`` times. The result
+    does not depend on how the panel was aggregated.
+``row``
+    Leave out a whole aggregated row (the stored values as they are). Rows with
+    many transitions are influential, so Pareto k warnings are more frequent,
+    and the result depends on the aggregation resolution. Used automatically
+    for survey-weighted fits, whose counts are not whole numbers.
+
+Fits are only compared when they were fitted to the same data: the same input
+SHA-256 and the same aggregated observations (``observed_data``). The table is
+:func:`arviz_stats.compare`'s: ``rank, elpd_diff, dse, p_worse, diag_diff,
+diag_elpd, p, elpd, se, weight`` plus the number of observations with Pareto
+``k`` above ArviZ's threshold ``good_k = min(1 - 1/log10(S), 0.7)`` for S draws.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from markov_migration.errors import InputError
+
+UNITS = ("transition", "row")
+
+
+@dataclass
+class LooResult:
+    """PSIS-LOO of one fit.
+
+    Attributes
+    ----------
+    name : str
+    elpd : arviz_stats.ELPDDataLOO
+        With pointwise ``elpd_i`` and ``pareto_k`` over the units.
+    unit : {"transition", "row"}
+    n_rows : int
+        Aggregated rows.
+    n_units : int
+        Observations LOO left out one at a time (transitions or rows).
+    high_k_rows : int
+        Rows with Pareto k above ``elpd.good_k``.
+    high_k_units : int
+        Units with Pareto k above ``elpd.good_k``.
+    notes : list of str
+    """
+
+    name: str
+    elpd: object
+    unit: str
+    n_rows: int
+    n_units: int
+    high_k_rows: int
+    high_k_units: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def max_k(self) -> float:
+        """Largest Pareto k."""
+        return float(np.max(self.elpd.pareto_k.values)) if self.n_units else float("nan")
+
+
+def _sampled_posterior(tree: xr.DataTree) -> xr.Dataset:
+    from markov_migration.checks import sampled_parameters
+
+    return sampled_parameters(tree)
+
+
+def loo_fit(tree: xr.DataTree, unit: str = "transition", name: str = "fit") -> LooResult:
+    """PSIS-LOO of a fit.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A fit (see :func:`markov_migration.fitfile.read_fit`).
+    unit : {"transition", "row"}
+        What one left-out observation is (see the module docstring).
+    name : str
+        Label of the fit.
+
+    Returns
+    -------
+    LooResult
+    """
+    import arviz_stats as azs
+    from arviz_stats import ELPDDataLOO
+
+    if unit not in UNITS:
+        raise InputError(f"unknown LOO unit '{unit}' (use {' or '.join(UNITS)})")
+    if "log_likelihood" not in tree.children or "transitions" not in tree["log_likelihood"]:
+        raise InputError(f"{name}: fit file has no log_likelihood group: cannot compute LOO")
+    ll = tree["log_likelihood"]["transitions"].transpose("chain", "draw", "obs")
+    count = tree["observed_data"]["count"].to_numpy().astype(float)
+    notes = []
+    if unit == "transition" and not np.allclose(count, np.round(count)):
+        notes.append("weighted counts: LOO leaves out aggregated rows (unit 'row')")
+        unit = "row"
+    if unit == "transition":
+        ll = ll / xr.DataArray(count, dims="obs")
+    data = xr.DataTree.from_dict(
+        {"posterior": _sampled_posterior(tree), "log_likelihood": xr.Dataset({"transitions": ll})}
+    )
+    with warnings.catch_warnings():
+        # Pareto k warnings are reported in the table instead
+        warnings.simplefilter("ignore")
+        res = azs.loo(data, pointwise=True, var_name="transitions")
+    k_row = np.asarray(res.pareto_k.values, dtype=float)
+    good_k = float(res.good_k)
+    if unit == "row":
+        n_units = int(k_row.size)
+        high_rows = int(np.sum(k_row > good_k))
+        return LooResult(name, res, unit, int(k_row.size), n_units, high_rows, high_rows, notes)
+
+    reps = np.round(count).astype(np.int64)
+    elpd_row = np.asarray(res.elpd_i.values, dtype=float)
+    values = ll.to_numpy().reshape(-1, count.size)
+    lppd_row = np.logaddexp.reduce(values, axis=0) - np.log(values.shape[0])
+    p_row = lppd_row - elpd_row
+    elpd_i = np.repeat(elpd_row, reps)
+    n = int(elpd_i.size)
+    se = float(np.sqrt(n * np.var(elpd_i, ddof=1))) if n > 1 else 0.0
+    k_i = np.repeat(k_row, reps)
+    dims = ("transition_obs",)
+    out = ELPDDataLOO(
+        elpd=float(elpd_i.sum()),
+        se=se,
+        p=float(np.sum(reps * p_row)),
+        n_samples=int(res.n_samples),
+        n_data_points=n,
+        scale="log",
+        warning=bool(np.any(k_row > good_k)),
+        good_k=good_k,
+        elpd_i=xr.DataArray(elpd_i, dims=dims),
+        pareto_k=xr.DataArray(k_i, dims=dims),
+        approx_posterior=False,
+    )
+    return LooResult(
+        name,
+        out,
+        unit,
+        int(count.size),
+        n,
+        int(np.sum(k_row > good_k)),
+        int(np.sum(k_i > good_k)),
+        notes,
+    )
+
+
+def check_same_data(trees: dict[str, xr.DataTree]) -> None:
+    """Raise InputError unless all fits were fitted to the same aggregated data.
+
+    Raises
+    ------
+    InputError
+        Naming the first fit whose data differ from the first fit's, and how.
+    """
+    names = list(trees)
+    ref_name = names[0]
+    ref = trees[ref_name]
+    ref_obs = ref["observed_data"]
+    for other in names[1:]:
+        tree = trees[other]
+        sha_a, sha_b = str(ref.attrs.get("data_sha256", "")), str(tree.attrs.get("data_sha256", ""))
+        if sha_a != sha_b:
+            raise InputError(
+                f"fitted to different data than {ref_name} (data SHA-256 {sha_b[:12]}... vs "
+                f"{sha_a[:12]}...): LOO compares models of the same data only",
+                path=other,
+            )
+        obs = tree["observed_data"]
+        same = obs.sizes.get("obs") == ref_obs.sizes.get("obs") and all(
+            np.array_equal(obs[v].to_numpy(), ref_obs[v].to_numpy())
+            for v in ("from", "to", "interval", "count")
+        )
+        if not same:
+            raise InputError(
+                f"its aggregated observations differ from those of {ref_name} (other states, "
+                "resolution or covariate patterns): LOO needs the same observations in both fits",
+                path=other,
+            )
+
+
+def compare_fits(
+    fits: dict[str, xr.DataTree] | list[str | Path],
+    *,
+    unit: str = "transition",
+    method: str = "stacking",
+) -> tuple[pd.DataFrame, dict[str, LooResult]]:
+    """Compare fits of the same data by PSIS-LOO.
+
+    Parameters
+    ----------
+    fits : dict of name to DataTree, or list of fit-file paths
+        At least two fits.
+    unit : {"transition", "row"}
+        What one left-out observation is.
+    method : str
+        Model weights: ``stacking`` (default), ``BB-pseudo-BMA`` or ``pseudo-BMA``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        :func:`arviz_stats.compare`'s table (best model first) with the
+        columns ``unit``, ``n``, ``high_k`` and ``max_k`` added.
+    loos : dict of name to LooResult
+
+    Raises
+    ------
+    InputError
+        With fewer than two fits, or fits of different data.
+    """
+    import arviz_stats as azs
+
+    from markov_migration.fitfile import read_fit
+
+    if not isinstance(fits, dict):
+        paths = [Path(p) for p in fits]
+        names = [str(p) for p in paths]
+        if len(set(names)) != len(names):
+            raise InputError("the same fit file is given twice")
+        fits = {n: read_fit(p) for n, p in zip(names, paths, strict=True)}
+    if len(fits) < 2:
+        raise InputError("compare needs at least two fit files")
+    check_same_data(fits)
+    loos = {name: loo_fit(tree, unit, name) for name, tree in fits.items()}
+    units = {r.unit for r in loos.values()}
+    if len(units) > 1:
+        raise InputError("cannot compare weighted and unweighted fits (different LOO units)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = azs.compare({n: r.elpd for n, r in loos.items()}, method=method, round_to="none")
+    table["unit"] = [loos[n].unit for n in table.index]
+    table["n"] = [loos[n].n_units for n in table.index]
+    table["high_k"] = [loos[n].high_k_units for n in table.index]
+    table["max_k"] = [loos[n].max_k for n in table.index]
+    table.index.name = "model"
+    return table, loos
+
+
+def pareto_k_warnings(loos: dict[str, LooResult]) -> list[str]:
+    """One line per fit with Pareto k above ArviZ's threshold."""
+    out = []
+    for name, r in loos.items():
+        if r.high_k_units:
+            what = "transitions" if r.unit == "transition" else "rows"
+            rows = f" in {r.high_k_rows} aggregated rows" if r.unit == "transition" else ""
+            out.append(
+                f"{name}: Pareto k > {r.elpd.good_k:.2f} for {r.high_k_units} of {r.n_units} "
+                f"{what}{rows} "
+                f"(max {r.max_k:.2f}); the PSIS-LOO estimate may be unreliable for them"
+            )
+    return out

@@ -1,0 +1,150 @@
+"""PSIS-LOO comparison of fits: units, agreement with ArviZ, same-data rule, Pareto k warnings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from markov_migration import compare as M
+from markov_migration.errors import InputError
+from markov_migration.simulate import simulate_panel
+from markov_migration.spec import parse_spec
+from markov_migration.testing import fake_fit, fake_posterior
+
+THREE = """
+name = "three"
+states = ["a", "b", "c"]
+home = ["a"]
+[transitions]
+a = ["b", "c"]
+b = ["a", "c"]
+[rates]
+"a->b" = 0.3
+"a->c" = 0.15
+"b->a" = 0.5
+"b->c" = 0.2
+[simulate]
+waves = [0, 1, 2, 3]
+jitter = 0.02
+initial = { a = 0.6, b = 0.4, c = 0.0 }
+"""
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return parse_spec(THREE)
+
+
+@pytest.fixture(scope="module")
+def panel(spec):
+    return simulate_panel(spec, 300, seed=31)
+
+
+def with_rates(tree, spec, factor, spread=0.05, seed=0):
+    """The fit with its posterior moved to ``factor`` x the true rates (log-lik recomputed)."""
+    from markov_migration.fitfile import log_likelihood_dataset
+    from markov_migration.panel import AggregatedData
+
+    rates = factor * np.array([spec.rates[p] for p in spec.transitions])
+    post = fake_posterior(spec, rates, chains=2, draws=200, spread=spread, seed=seed)
+    obs = tree["observed_data"].to_dataset().to_dataframe().reset_index(drop=True)
+    agg = AggregatedData(
+        obs[["from", "to", "interval", "count"]], spec.states, 1 / 365.25, "<x>", "0" * 64
+    )
+    out = tree.copy()
+    out["posterior"] = xr.DataTree(post)
+    out["log_likelihood"] = xr.DataTree(log_likelihood_dataset(spec, agg, post))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fits(spec, panel):
+    base = fake_fit(spec, panel, chains=2, draws=200, spread=0.05, seed=1)
+    return {"true": with_rates(base, spec, 1.0), "double": with_rates(base, spec, 2.0, seed=2)}
+
+
+def test_transition_unit_equals_arviz_on_expanded_loglik(fits):
+    """Per-transition LOO = ArviZ's loo on the log-likelihood with one column per transition."""
+    import arviz_stats as azs
+
+    tree = fits["true"]
+    res = M.loo_fit(tree, "transition")
+    count = tree["observed_data"]["count"].to_numpy().astype(int)
+    ll = tree["log_likelihood"]["transitions"].to_numpy() / count
+    expanded = np.repeat(ll, count, axis=-1)
+    data = xr.DataTree.from_dict(
+        {
+            "posterior": tree["posterior"].to_dataset()[["log_rate"]],
+            "log_likelihood": xr.Dataset({"y": (("chain", "draw", "obs"), expanded)}),
+        }
+    )
+    ref = azs.loo(data, pointwise=True, var_name="y")
+    assert res.n_units == count.sum() == ref.n_data_points
+    assert res.elpd.elpd == pytest.approx(ref.elpd, rel=1e-10)
+    assert res.elpd.se == pytest.approx(ref.se, rel=1e-10)
+    assert res.elpd.p == pytest.approx(ref.p, rel=1e-8)
+    np.testing.assert_allclose(res.elpd.pareto_k.values, ref.pareto_k.values, rtol=1e-10)
+
+
+def test_row_unit_is_arviz_loo_on_stored_rows(fits):
+    import arviz_stats as azs
+
+    tree = fits["true"]
+    res = M.loo_fit(tree, "row")
+    data = xr.DataTree.from_dict(
+        {
+            "posterior": tree["posterior"].to_dataset()[["log_rate"]],
+            "log_likelihood": tree["log_likelihood"].to_dataset(),
+        }
+    )
+    ref = azs.loo(data, pointwise=True)
+    assert res.n_units == res.n_rows == tree["observed_data"].sizes["obs"]
+    assert res.elpd.elpd == pytest.approx(ref.elpd, rel=1e-12)
+
+
+def test_compare_ranks_the_true_rates_first(fits):
+    table, loos = M.compare_fits(fits)
+    assert list(table.index) == ["true", "double"]
+    assert table.loc["true", "elpd_diff"] == 0
+    diff = table.loc["double", "elpd_diff"]
+    assert diff < 0 and abs(diff) > 4 * table.loc["double", "dse"]
+    assert diff == pytest.approx(loos["double"].elpd.elpd - loos["true"].elpd.elpd, rel=1e-12)
+    assert {"rank", "elpd", "se", "dse", "p", "weight", "unit", "n", "high_k", "max_k"} <= set(
+        table.columns
+    )
+    assert table["weight"].sum() == pytest.approx(1.0)
+
+
+def test_pareto_k_warnings_for_influential_rows(spec, panel):
+    # broad posterior + leaving out whole rows with many transitions: large Pareto k
+    base = fake_fit(spec, panel, chains=2, draws=200, spread=0.05, seed=1)
+    broad = with_rates(base, spec, 1.0, spread=0.6, seed=5)
+    res = M.loo_fit(broad, "row")
+    assert res.high_k_units > 0
+    msgs = M.pareto_k_warnings({"broad": res})
+    assert len(msgs) == 1 and msgs[0].startswith("broad: Pareto k >") and "rows" in msgs[0]
+
+
+def test_refuses_fits_of_different_data(spec, panel, fits):
+    other = fake_fit(spec, simulate_panel(spec, 300, seed=32), chains=2, draws=200)
+    with pytest.raises(InputError, match="aggregated observations differ"):
+        M.compare_fits({"true": fits["true"], "other": other})
+    changed = fits["double"].copy()
+    changed.attrs = {**changed.attrs, "data_sha256": "f" * 64}
+    with pytest.raises(InputError, match="fitted to different data than true"):
+        M.compare_fits({"true": fits["true"], "changed": changed})
+    with pytest.raises(InputError, match="at least two"):
+        M.compare_fits({"true": fits["true"]})
+    with pytest.raises(InputError, match="unknown LOO unit"):
+        M.loo_fit(fits["true"], "person")
+
+
+def test_compare_fit_files(fits, tmp_path):
+    from markov_migration.fitfile import write_fit
+
+    paths = [write_fit(fits[n], tmp_path / f"{n}.nc") for n in ("double", "true")]
+    table, _ = M.compare_fits(paths)
+    assert table.index[0] == str(paths[1])
+    with pytest.raises(InputError, match="same fit file is given twice"):
+        M.compare_fits([paths[0], paths[0]])
