@@ -43,6 +43,7 @@ from markov_migration.projection import (
     read_projection,
     select_draws,
     summary_lines,
+    write_outputs,
     write_projection,
     write_quantile_csv,
 )
@@ -574,3 +575,22 @@ def test_fan_charts_are_written(tree, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     with pytest.raises(InputError, match="output exists"):
         write_fan_charts(ds, tmp_path / "plots")
+
+
+def test_write_outputs_for_the_demo(tree, tmp_path):
+    stocks = initial_stocks_from_fit(tree, 650_000, at=2024.5)
+    ds = project_fit(
+        tree, stocks, start=2024.5, horizon=2035, scenarios=["ceasefire-2026"], draws=30, seed=1
+    )
+    paths = write_outputs(ds, tmp_path / "demo")
+    assert sorted(p.relative_to(tmp_path / "demo").as_posix() for p in paths) == [
+        "charts/diaspora.png",
+        "charts/returnees.png",
+        "projection.csv",
+        "projection.nc",
+    ]
+    before = {p: p.stat().st_mtime_ns for p in paths}
+    with pytest.raises(InputError, match="output exists"):
+        write_outputs(ds, tmp_path / "demo")
+    assert {p: p.stat().st_mtime_ns for p in paths} == before
+    assert write_outputs(ds, tmp_path / "demo", force=True) == paths
