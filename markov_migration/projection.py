@@ -72,6 +72,8 @@ QUANTILE_COLUMNS = (
 CHUNK_DRAWS = 1000
 #: Posterior draws used to split an initial total (:func:`initial_stocks_from_fit`).
 SPLIT_DRAWS = 1000
+#: At most this many survey waves are shown (see :func:`observed_prevalence`).
+MAX_WAVES = 12
 #: Observation gaps are rounded to this (time units) when propagating the panel.
 SPLIT_GAP_RESOLUTION = 0.01
 
@@ -497,8 +499,10 @@ def observed_prevalence(tree: xr.DataTree) -> xr.Dataset | None:
     """Observed (weighted) share of each state at each survey wave of the fit's panel.
 
     Waves are found by clustering observation times: a gap of more than 5% of
-    the panel's time span starts a new wave. Returns None when the fit has no
-    ``panel_data`` group.
+    the panel's time span starts a new wave. Without clear waves (more than
+    :data:`MAX_WAVES` clusters, or a cluster spanning over a quarter of the
+    time span) equal-width time bins are used instead. Returns
+    None when the fit has no ``panel_data`` group.
 
     Returns
     -------
@@ -517,6 +521,14 @@ def observed_prevalence(tree: xr.DataTree) -> xr.Dataset | None:
     breaks = np.flatnonzero(np.diff(ts) > max(0.05 * span, TIME_TOL)) + 1
     wave_of = np.empty(t.size, dtype=np.int64)
     wave_of[order] = np.searchsorted(breaks, np.arange(ts.size), side="right")
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [ts.size]]) - 1
+    widest = float(np.max(ts[ends] - ts[starts])) if span > 0 else 0.0
+    if breaks.size >= MAX_WAVES or widest > 0.25 * span:
+        # observation times without clear waves: equal-width time bins instead
+        edges = np.linspace(ts[0], ts[-1], MAX_WAVES + 1)
+        wave_of = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, MAX_WAVES - 1)
+        wave_of = np.unique(wave_of, return_inverse=True)[1]
     n_waves = int(wave_of.max()) + 1
     w = panel["weight"].values
     s = panel["state"].values.astype(np.int64)

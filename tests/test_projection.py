@@ -470,6 +470,20 @@ def test_observed_prevalence_finds_the_three_waves(tree):
     np.testing.assert_allclose(obs["observed_share"].sum("state"), 1.0)
 
 
+def test_observed_prevalence_without_clear_waves_uses_time_bins(tree):
+    panel = tree["panel_data"].to_dataset()
+    rng = np.random.default_rng(0)
+    spread = panel.assign(
+        time=("observation", rng.uniform(2022.0, 2025.0, panel.sizes["observation"]))
+    )
+    other = tree.copy()
+    other["panel_data"] = xr.DataTree(spread)
+    obs = observed_prevalence(other)
+    assert obs.sizes["wave"] == 12
+    assert np.all(np.diff(obs["wave_time"]) > 0)
+    np.testing.assert_allclose(obs["observed_share"].sum("state"), 1.0)
+
+
 def test_per_draw_initial_stocks_and_draw_reuse(tree):
     n = 150  # more than the 120 posterior samples: reused with fresh noise
     x0 = np.tile([1000, 0, 0, 0, 0], (n, 1))
