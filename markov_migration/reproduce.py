@@ -1,0 +1,312 @@
+"""Re-run a fit from what its file records and compare the draws.
+
+A fit file records the model file's text, the sampler settings and seed, and
+its data: the validated panel (``panel_data``) when it was small enough to
+embed, and always the input file's path and SHA-256. :func:`reproduce`
+rebuilds the data (the embedded panel, checked against the recorded
+aggregated data; otherwise the data file, whose SHA-256 must match), samples
+again with the recorded settings and compares the posterior draws:
+
+``exact``
+    Every posterior draw is identical (same seed, data, libraries, machine).
+``agree``
+    Not identical (e.g. other library versions or another machine), but the
+    posterior mean of every sampled parameter agrees within Monte Carlo error:
+    ``|mean_a - mean_b| / sqrt(mcse_a^2 + mcse_b^2) < 4`` (the two means are
+    independent Monte Carlo estimates of the same quantity, so this fails by
+    chance with probability about 6e-5 per parameter).
+``disagree``
+    Some parameter's means differ by more than that.
+
+Sampling imports PyMC (through :mod:`markov_migration.inference.fit`); the
+import happens inside :func:`reproduce` so that the rest of the results layer
+stays PyMC-free.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from markov_migration.errors import InputError
+
+#: Largest |z| of posterior means still counted as agreement.
+Z_TOLERANCE = 4.0
+
+
+@dataclass
+class Reproduction:
+    """Outcome of :func:`reproduce`.
+
+    Attributes
+    ----------
+    verdict : {"exact", "agree", "disagree"}
+    data_source : str
+        Where the data came from.
+    table : pandas.DataFrame
+        Per sampled parameter: ``parameter, mean_original, mean_rerun,
+        mcse_original, mcse_rerun, z``.
+    max_abs_z : float
+    tolerance : float
+    version_differences : dict of str to (str, str)
+        Libraries whose recorded and current versions differ.
+    rerun : xarray.DataTree
+        The new fit.
+    seed : int
+        Seed of the re-run.
+    seconds : float
+        Time of the re-run.
+    notes : list of str
+    """
+
+    verdict: str
+    data_source: str
+    table: pd.DataFrame
+    max_abs_z: float
+    tolerance: float
+    version_differences: dict[str, tuple[str, str]]
+    rerun: xr.DataTree
+    seed: int
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True for an exact match or agreement within Monte Carlo error."""
+        return self.verdict in ("exact", "agree")
+
+    def message(self) -> str:
+        """One sentence for humans."""
+        if self.verdict == "exact":
+            return "exact match: every posterior draw is identical"
+        versions = (
+            "library versions differ: "
+            + ", ".join(f"{k} {a} -> {b}" for k, (a, b) in self.version_differences.items())
+            if self.version_differences
+            else "same library versions (another machine, thread timing or seed)"
+        )
+        if self.verdict == "agree":
+            return (
+                "draws differ but agree within Monte Carlo error "
+                f"(max |z| = {self.max_abs_z:.2f} < "
+                f"{self.tolerance:g}); {versions}"
+            )
+        worst = self.table.loc[self.table["z"].abs().idxmax(), "parameter"]
+        return (
+            "DISAGREE: posterior means differ beyond Monte Carlo error "
+            f"(|z| = {self.max_abs_z:.2f} >= "
+            f"{self.tolerance:g} for {worst}); {versions}"
+        )
+
+
+def recorded_panel(tree: xr.DataTree, spec):
+    """Return the panel embedded in a fit file as a :class:`~markov_migration.panel.Panel`."""
+    from markov_migration.panel import Panel
+
+    pdata = tree["panel_data"]
+    codes = np.asarray(pdata["respondent_id"].values).astype(str)
+    frame = pd.DataFrame(
+        {
+            "id": codes[pdata["respondent"].to_numpy()],
+            "time": pdata["time"].to_numpy().astype(float),
+            "state": pdata["state"].to_numpy().astype(np.int64),
+            "weight": pdata["weight"].to_numpy().astype(float),
+        }
+    )
+    frame["row"] = np.arange(1, len(frame) + 1)
+    return Panel(
+        data=frame,
+        states=tuple(spec.states),
+        path=str(tree.attrs.get("data_path", "<embedded panel>")),
+        sha256=str(tree.attrs.get("data_sha256", "")),
+        n_rows=len(frame),
+    )
+
+
+def _same_aggregate(tree: xr.DataTree, agg) -> bool:
+    obs = tree["observed_data"]
+    t = agg.table
+    if len(t) != obs.sizes["obs"]:
+        return False
+    return all(np.array_equal(t[c].to_numpy(), obs[c].to_numpy()) for c in ("from", "to")) and all(
+        np.allclose(t[c].to_numpy(), obs[c].to_numpy(), rtol=0, atol=1e-12)
+        for c in ("interval", "count")
+    )
+
+
+def recorded_data(tree: xr.DataTree, spec, path: str | Path | None = None):
+    """Rebuild a fit's data: the embedded panel, or the recorded data file (SHA-256 checked).
+
+    Returns
+    -------
+    panel : Panel or None
+    agg : AggregatedData
+    source : str
+    """
+    from markov_migration.panel import aggregate, file_sha256, load_data
+
+    if "panel_data" in tree.children and not spec.covariates and spec.groups is None:
+        panel = recorded_panel(tree, spec)
+        agg = aggregate(panel, spec)
+        if not _same_aggregate(tree, agg):
+            raise InputError(
+                "the embedded panel does not reproduce the fit's aggregated data", path=path
+            )
+        agg.weighted = bool(int(tree.attrs.get("data_weighted", 0)))
+        return panel, agg, f"panel embedded in the fit file ({panel.n_respondents:,} respondents)"
+    data_path = Path(str(tree.attrs.get("data_path", "")))
+    recorded = str(tree.attrs.get("data_sha256", ""))
+    if not data_path.is_file():
+        raise InputError(
+            f"the fit embeds no panel and its data file '{data_path}' is missing", path=path
+        )
+    actual = file_sha256(data_path)
+    if actual != recorded:
+        raise InputError(
+            f"data file '{data_path}' changed since the fit (SHA-256 {actual[:12]}... , recorded "
+            f"{recorded[:12]}...)",
+            path=path,
+        )
+    panel, agg = load_data(data_path, spec)
+    if not _same_aggregate(tree, agg):
+        raise InputError(
+            f"data file '{data_path}' does not reproduce the fit's aggregated data", path=path
+        )
+    return panel, agg, f"data file {data_path} (SHA-256 matches)"
+
+
+def version_differences(tree: xr.DataTree) -> dict[str, tuple[str, str]]:
+    """Libraries whose version recorded in the fit differs from the installed one."""
+    from markov_migration.fitfile import library_versions
+
+    recorded = json.loads(str(tree.attrs.get("versions", "{}")))
+    current = library_versions()
+    return {
+        k: (recorded[k], current[k])
+        for k in sorted(recorded)
+        if k in current and recorded[k] != current[k]
+    }
+
+
+def compare_draws(
+    original: xr.DataTree, rerun: xr.DataTree, tolerance: float = Z_TOLERANCE
+) -> tuple[str, pd.DataFrame, float]:
+    """Compare two fits' posteriors: exact, agree (within MCSE) or disagree.
+
+    Returns
+    -------
+    verdict : str
+    table : pandas.DataFrame
+    max_abs_z : float
+    """
+    from markov_migration.checks import convergence_table
+
+    a, b = original["posterior"], rerun["posterior"]
+    common = [v for v in a.data_vars if v in b.data_vars]
+    exact = bool(common) and all(
+        a[v].shape == b[v].shape and np.array_equal(a[v].to_numpy(), b[v].to_numpy())
+        for v in common
+    )
+    ta, tb = convergence_table(original), convergence_table(rerun)
+    table = ta[["parameter", "mean", "mcse_mean"]].merge(
+        tb[["parameter", "mean", "mcse_mean"]], on="parameter", suffixes=("_original", "_rerun")
+    )
+    table = table.rename(
+        columns={"mcse_mean_original": "mcse_original", "mcse_mean_rerun": "mcse_rerun"}
+    )
+    table = table[["parameter", "mean_original", "mean_rerun", "mcse_original", "mcse_rerun"]]
+    se = np.sqrt(table["mcse_original"] ** 2 + table["mcse_rerun"] ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        diff = table["mean_rerun"] - table["mean_original"]
+        table["z"] = np.where(diff == 0, 0.0, diff / se)
+    max_z = float(np.max(np.abs(table["z"]))) if len(table) else 0.0
+    if exact:
+        return "exact", table, max_z
+    return ("agree" if max_z < tolerance else "disagree"), table, max_z
+
+
+def reproduce(
+    fit: str | Path | xr.DataTree,
+    *,
+    seed: int | None = None,
+    progress: bool = False,
+    tolerance: float = Z_TOLERANCE,
+    command: str | None = None,
+) -> Reproduction:
+    """Re-run a fit from its file's records and compare the draws.
+
+    Parameters
+    ----------
+    fit : str, Path or xarray.DataTree
+        A fit file (or one read with :func:`~markov_migration.fitfile.read_fit`).
+    seed : int, optional
+        Re-run with another seed (default: the recorded one). With another
+        seed the draws differ, so the best possible verdict is ``agree``.
+    progress : bool
+        Show the sampler's progress bar.
+    tolerance : float
+        Largest |z| of posterior means counted as agreement.
+    command : str, optional
+        Command line recorded in the re-run's provenance.
+
+    Returns
+    -------
+    Reproduction
+
+    Raises
+    ------
+    InputError
+        If the fit cannot be re-run: a fake fit, no embedded panel and a
+        missing or changed data file, unknown settings.
+    """
+    from markov_migration.fitfile import fit_spec, read_fit
+
+    path = None
+    if not isinstance(fit, xr.DataTree):
+        path = Path(fit)
+        fit = read_fit(path)
+    tree = fit
+    settings_raw = json.loads(str(tree.attrs.get("sampler_settings", "{}")))
+    sampler = str(settings_raw.get("sampler", tree.attrs.get("sampler", "")))
+    if sampler not in ("nutpie", "pymc"):
+        raise InputError(
+            f"the fit was made by sampler '{sampler}', which cannot be re-run", path=path
+        )
+    spec = fit_spec(tree)
+    panel, agg, source = recorded_data(tree, spec, path)
+
+    from markov_migration.inference.fit import FitSettings, sample
+
+    settings = FitSettings(
+        chains=int(settings_raw["chains"]),
+        draws=int(settings_raw["draws"]),
+        tune=int(settings_raw["tune"]),
+        seed=int(settings_raw["seed"]) if seed is None else int(seed),
+        sampler=sampler,
+        cores=settings_raw.get("cores"),
+    )
+    t0 = time.perf_counter()
+    rerun = sample(spec, agg, settings, progress=progress, command=command, panel=panel)
+    seconds = time.perf_counter() - t0
+    verdict, table, max_z = compare_draws(tree, rerun, tolerance)
+    notes = []
+    if seed is not None and seed != int(settings_raw["seed"]):
+        notes.append(f"re-run with seed {seed} instead of the recorded {settings_raw['seed']}")
+    return Reproduction(
+        verdict=verdict,
+        data_source=source,
+        table=table,
+        max_abs_z=max_z,
+        tolerance=tolerance,
+        version_differences=version_differences(tree),
+        rerun=rerun,
+        seed=settings.seed,
+        seconds=seconds,
+        notes=notes,
+    )
