@@ -8,6 +8,7 @@ import typer
 
 from markov_migration import __version__
 from markov_migration.cli import _common, data, demo, fit
+from markov_migration.cli import results
 from markov_migration.cli import project
 
 app = typer.Typer(
@@ -43,6 +44,10 @@ app.command("validate")(data.validate)
 app.command("fit")(fit.fit)
 app.command("demo")(demo.demo)
 app.command("project")(project.project)
+app.command("summarize")(results.summarize)
+app.command("check")(results.check)
+app.command("compare")(results.compare)
+app.command("reproduce")(results.reproduce)
 
 
 def main() -> None:
