@@ -525,67 +525,136 @@ def _decompose(Qm, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c):
     return _MODE_COMPLEX
 
 
+# Below this |lam_i - lam_j| t, the divided difference uses expm1: the plain
+# difference (e_i - e_j) / (lam_i - lam_j) loses about eps / (|lam_i - lam_j| t)
+# relative accuracy, i.e. at most ~1e-14 above the threshold.
+_DIVDIFF_EXPM1_BELOW = 0.01
+
+
 @njit(cache=True)
-def _divided_difference(li, lj, ei, ej, t):
+def _divided_difference(li, lj, ei, ej, t, inv_d, abs_d):
     """``int_0^t exp(li s) exp(lj (t - s)) ds``, stable for close eigenvalues.
 
-    ``ei = exp(li t)``, ``ej = exp(lj t)``. Equals ``(ei - ej) / (li - lj)``,
-    and ``t * ei`` when ``li == lj``. For ``|li - lj| t < 0.5`` the difference
-    would cancel, so ``ej * expm1((li - lj) t) / (li - lj)`` is used instead.
+    ``ei = exp(li t)``, ``ej = exp(lj t)``, ``inv_d = 1 / (li - lj)`` (0 if
+    equal), ``abs_d = |li - lj|``. Equals ``(ei - ej) / (li - lj)``, and
+    ``t * ei`` when ``li == lj``; for close eigenvalues the difference would
+    cancel, so ``ej * expm1((li - lj) t) / (li - lj)`` is used instead.
     """
-    if li == lj:
+    if abs_d * t >= _DIVDIFF_EXPM1_BELOW:
+        return (ei - ej) * inv_d
+    if abs_d == 0.0:
         return t * ei
-    d = li - lj
-    if abs(d) * t >= 0.5:
-        return (ei - ej) / d
-    return ej * _expm1(d * t) / d
+    return ej * _expm1((li - lj) * t) * inv_d
 
 
 @njit(cache=True)
-def _entry(U, Ui, e, a, b):
-    """``(U diag(e) U^-1)[a, b]`` (real part)."""
-    v = U[a, 0] * e[0] * Ui[0, b]
-    for k in range(1, e.shape[0]):
-        v += U[a, k] * e[k] * Ui[k, b]
+def _eigen_gaps(lam, inv_d, abs_d):
+    """``inv_d[i, j] = 1 / (lam_i - lam_j)`` (0 where equal) and ``abs_d = |lam_i - lam_j|``."""
+    K = lam.shape[0]
+    for i in range(K):
+        for j in range(K):
+            d = lam[i] - lam[j]
+            abs_d[i, j] = abs(d)
+            inv_d[i, j] = 1.0 / d if d != 0.0 else d
+
+
+# The hot helpers below take whole arrays and indices (generator m, piece p)
+# rather than slices: in numba every slice is a new array view whose reference
+# count is updated atomically, which cost more than the arithmetic here.
+
+
+@njit(cache=True)
+def _piece_exponentials(lam, m, t, out, p):
+    """Set ``out[p, k] = exp(lam[m, k] t)``.
+
+    Real exponentials for real eigenvalues, one complex exponential per
+    conjugate pair (LAPACK stores pairs adjacently).
+    """
+    K = lam.shape[1]
+    k = 0
+    while k < K:
+        z = lam[m, k] * t
+        if z.imag == 0.0:
+            out[p, k] = np.exp(z.real)
+            k += 1
+        else:
+            ez = np.exp(z)
+            out[p, k] = ez
+            if k + 1 < K and lam[m, k + 1] == np.conj(lam[m, k]):
+                out[p, k + 1] = np.conj(ez)
+                k += 2
+            else:
+                k += 1
+
+
+@njit(cache=True)
+def _entry(U, Ui, m, e, p, a, b):
+    """``(U_m diag(e_p) U_m^-1)[a, b]`` (real part)."""
+    v = U[m, a, 0] * e[p, 0] * Ui[m, 0, b]
+    for k in range(1, e.shape[1]):
+        v += U[m, a, k] * e[p, k] * Ui[m, k, b]
     return v.real
 
 
 @njit(cache=True)
-def _dense(U, Ui, e, out):
-    """``out[:] = real(U diag(e) U^-1)``."""
-    K = e.shape[0]
+def _dense(U, Ui, m, e, p, out):
+    """``out[p] = real(U_m diag(e_p) U_m^-1)``."""
+    K = e.shape[1]
     for i in range(K):
         for j in range(K):
-            out[i, j] = _entry(U, Ui, e, i, j)
+            out[p, i, j] = _entry(U, Ui, m, e, p, i, j)
 
 
 @njit(cache=True)
-def _accumulate_spectral_adjoint(U, Ui, lam, e, t, G, W, Y, rows_used):
-    """``W += V(t) o (U^T G U^-T)`` for one piece (Kalbfleisch-Lawless).
+def _accumulate_spectral_adjoint(
+    U, Ui, lam, inv_d, abs_d, m, e, p, t, G, W, X, nz_a, nz_b, nz_g
+):  # fmt: skip
+    """``W_m += V(t) o (U_m^T G_p U_m^-T)`` for piece p (Kalbfleisch-Lawless).
 
-    ``G`` (real, K x K) is the adjoint of the piece's P; it is usually sparse
-    (one entry per observed (from, to)), so ``Y = G U^-T`` skips zeros.
-    ``Y`` and ``rows_used`` are scratch arrays.
+    ``G_p`` (real, K x K) is the adjoint of the piece's P; it usually holds one
+    entry per observed (from, to), so ``X = U^T G U^-T`` is summed over its
+    non-zeros, or formed densely when there are many. ``V`` is symmetric.
+    ``X``, ``nz_a``, ``nz_b``, ``nz_g`` are scratch arrays.
     """
-    K = e.shape[0]
+    K = e.shape[1]
+    n = 0
     for a in range(K):
-        used = False
-        for j in range(K):
-            Y[a, j] = 0.0
         for b in range(K):
-            g = G[a, b]
-            if g != 0.0:
-                used = True
+            if G[p, a, b] != 0.0:
+                nz_a[n] = a
+                nz_b[n] = b
+                nz_g[n] = G[p, a, b]
+                n += 1
+    if n <= K:
+        for i in range(K):
+            for j in range(K):
+                X[i, j] = 0.0
+        for k in range(n):
+            a = nz_a[k]
+            b = nz_b[k]
+            g = nz_g[k]
+            for i in range(K):
+                ua = g * U[m, a, i]
                 for j in range(K):
-                    Y[a, j] += g * Ui[j, b]
-        rows_used[a] = used
+                    X[i, j] += ua * Ui[m, j, b]
+    else:
+        for i in range(K):  # X = U^T (G Ui^T)
+            for j in range(K):
+                x = X[0, 0] * 0.0
+                for a in range(K):
+                    ga = X[0, 0] * 0.0
+                    for b in range(K):
+                        ga += G[p, a, b] * Ui[m, j, b]
+                    x += U[m, a, i] * ga
+                X[i, j] = x
     for i in range(K):
-        for j in range(K):
-            x = Y[0, j] * 0.0
-            for a in range(K):
-                if rows_used[a]:
-                    x += U[a, i] * Y[a, j]
-            W[i, j] += _divided_difference(lam[i], lam[j], e[i], e[j], t) * x
+        W[m, i, i] += t * e[p, i] * X[i, i]
+        for j in range(i + 1, K):
+            v = _divided_difference(
+                lam[m, i], lam[m, j], e[p, i], e[p, j], t, inv_d[m, i, j], abs_d[m, i, j]
+            )
+            W[m, i, j] += v * X[i, j]
+            W[m, j, i] += v * X[j, i]
 
 
 @njit(cache=True)
@@ -653,15 +722,13 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
         m = piece_q[p]
         t = piece_t[p]
         if mode[m] == _MODE_REAL:
-            for k in range(K):
-                expo_r[p, k] = np.exp(lam_r[m, k] * t)
+            _piece_exponentials(lam_r, m, t, expo_r, p)
             if dense[p]:
-                _dense(U_r[m], Ui_r[m], expo_r[p], P[p])
+                _dense(U_r, Ui_r, m, expo_r, p, P)
         elif mode[m] == _MODE_COMPLEX:
-            for k in range(K):
-                expo_c[p, k] = np.exp(lam_c[m, k] * t)
+            _piece_exponentials(lam_c, m, t, expo_c, p)
             if dense[p]:
-                _dense(U_c[m], Ui_c[m], expo_c[p], P[p])
+                _dense(U_c, Ui_c, m, expo_c, p, P)
         else:
             try:
                 P[p] = _expm_numba(Q[m] * t)
@@ -679,9 +746,9 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
             p = row_piece[start]
             m = piece_q[p]
             if mode[m] == _MODE_REAL:
-                value[r] = _entry(U_r[m], Ui_r[m], expo_r[p], a, b)
+                value[r] = _entry(U_r, Ui_r, m, expo_r, p, a, b)
             elif mode[m] == _MODE_COMPLEX:
-                value[r] = _entry(U_c[m], Ui_c[m], expo_c[p], a, b)
+                value[r] = _entry(U_c, Ui_c, m, expo_c, p, a, b)
             else:
                 value[r] = P[p, a, b]
         else:
@@ -791,9 +858,19 @@ def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, ro
 
     W_r = np.zeros((M, K, K))
     W_c = np.zeros((M, K, K), dtype=np.complex128)
-    Y_r = np.zeros((K, K))
-    Y_c = np.zeros((K, K), dtype=np.complex128)
-    rows_used = np.zeros(K, dtype=np.bool_)
+    invd_r = np.zeros((M, K, K))
+    invd_c = np.zeros((M, K, K), dtype=np.complex128)
+    absd = np.zeros((M, K, K))
+    for m in range(M):
+        if mode[m] == _MODE_REAL:
+            _eigen_gaps(lam_r[m], invd_r[m], absd[m])
+        elif mode[m] == _MODE_COMPLEX:
+            _eigen_gaps(lam_c[m], invd_c[m], absd[m])
+    X_r = np.zeros((K, K))
+    X_c = np.zeros((K, K), dtype=np.complex128)
+    nz_a = np.zeros(K * K, dtype=np.int64)
+    nz_b = np.zeros(K * K, dtype=np.int64)
+    nz_g = np.zeros(K * K)
     for p in range(n_pieces):
         if not has_g[p]:
             continue
@@ -801,11 +878,11 @@ def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, ro
         t = piece_t[p]
         if mode[m] == _MODE_REAL:
             _accumulate_spectral_adjoint(
-                U_r[m], Ui_r[m], lam_r[m], expo_r[p], t, G[p], W_r[m], Y_r, rows_used
+                U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, G, W_r, X_r, nz_a, nz_b, nz_g
             )
         elif mode[m] == _MODE_COMPLEX:
             _accumulate_spectral_adjoint(
-                U_c[m], Ui_c[m], lam_c[m], expo_c[p], t, G[p], W_c[m], Y_c, rows_used
+                U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, G, W_c, X_c, nz_a, nz_b, nz_g
             )
         else:
             # <G, L(Q t, E t)> = <t L(Q^T t, G), E>
