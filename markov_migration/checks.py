@@ -928,7 +928,6 @@ def plot_prevalence(result: PPCResult, states: list[str], time_unit: str):
         ax.set_title(st)
         ax.set_xlabel(f"time ({time_unit})")
         ax.set_ylabel("respondents in state (%)")
-        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(states) :]:
         ax.set_visible(False)

@@ -386,9 +386,9 @@ def render_report(
                 "draw; the p-value is the share of points above the diagonal.",
             )
         )
-    for r in (report.transitions, report.prevalence):
+    for label, r in (("Transition counts", report.transitions), ("Prevalence", report.prevalence)):
         for n in r.notes if r is not None else []:
-            parts.append(_note(n))
+            parts.append(_note(f"{label}: {n}."))
     for c in report.checks:
         if c.name.startswith("ppc") and c.passed is None:
             parts.append(_note(f"{c.label}: skipped ({c.detail})."))
