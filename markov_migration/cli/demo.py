@@ -56,6 +56,43 @@ def demo(
     tree = _fit(spec, panel_path, fit_path, seed=seed, draws=draws, force=force)
     print_recovery(tree, spec, console)
 
+    console.rule("[bold]5. Project returnees and diaspora, mid-2024 to 2035")
+    _project(fit_path, out_dir / "projection", seed=seed, force=force)
+
+
+#: About 650,000 emigrants who left since 2022 had not returned by July 2024 (DOMAIN.md).
+DEMO_STILL_ABROAD = 650_000
+DEMO_START, DEMO_HORIZON = 2024.5, 2035.0
+
+
+def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
+    from markov_migration.projection import (
+        initial_stocks_from_fit,
+        project_fit,
+        summary_lines,
+        write_outputs,
+    )
+
+    stocks = initial_stocks_from_fit(fit_path, DEMO_STILL_ABROAD, at=DEMO_START)
+    split = ", ".join(f"{k} {v:,}" for k, v in stocks.items() if v)
+    console.print(f"initial stocks at {DEMO_START}: {DEMO_STILL_ABROAD:,} still abroad, split as the fit implies: {split}")
+    ds = project_fit(
+        fit_path,
+        stocks,
+        start=DEMO_START,
+        horizon=DEMO_HORIZON,
+        scenarios=["ceasefire-2026"],
+        draws=1000,
+        seed=seed,
+        fit_file=fit_path,
+    )
+    paths = write_outputs(ds, out, force=force)
+    for line in summary_lines(ds, [2030.0, 2035.0]):
+        console.print(line)
+    console.print(f"wrote projection files to {out}/:")
+    for p in paths:
+        console.print(f"  {p}")
+
 
 def print_calibration(table, con) -> None:
     """The calibration table (published figure vs simulated panel) as a rich table."""
