@@ -355,6 +355,11 @@ def _wrap(
     return da
 
 
+def _amount(value: float, unit: str) -> str:
+    """``1 year``, ``2.5 years``, ``1 step``."""
+    return f"{value:g} {unit.rstrip('s') if value == 1 else unit}"
+
+
 def _state_coords(tree: xr.DataTree) -> list[str]:
     return [str(s) for s in tree["posterior"]["from_state"].values]
 
@@ -416,7 +421,7 @@ def pmatrix(tree: xr.DataTree, t: float = 1.0) -> xr.DataArray:
         ("from_state", "to_state"),
         {"from_state": m["from_state"], "to_state": m["to_state"]},
         quantity="pmatrix",
-        description=f"probability of being in to_state {t:g} {unit} after being in from_state",
+        description=f"probability of being in to_state {_amount(t, unit)} after from_state",
         units="probability",
         t=t,
         time_unit=unit,
@@ -599,7 +604,7 @@ def totlos(
         ("state",),
         {"state": [spec.states[i] for i in keep]},
         quantity="totlos",
-        description=f"expected time spent in the state within {horizon:g} {unit} "
+        description=f"expected time spent in the state within {_amount(horizon, unit)} "
         f"from start {label}",
         units=unit,
         time_unit=unit,
