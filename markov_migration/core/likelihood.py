@@ -933,38 +933,52 @@ _C_SIGNATURE = types.int64(
 )
 
 
-def _native_entry(
-    task, q_ptr, M, K, pq_ptr, pt_ptr, n_pieces, rp_ptr, rpi_ptr, nnz, rf_ptr, rt_ptr, rc_ptr,
-    n_rows, out_value_ptr, out_grad_ptr,
-):  # fmt: skip
-    """C entry point; returns 0 or a layout error code (``_LAYOUT_ERRORS``).
+def _make_native_entry(kernel_hash):
+    """Build the C entry point, tied to the kernels' source hash.
 
-    Tasks: 0 log-likelihood, 1 log-likelihood and gradient (``out_grad``),
-    2 row log-probabilities (``out_value`` of length n_rows).
+    numba invalidates a cached function only when its own file changes; the
+    hash (a closure variable, part of numba's cache index key) makes a change
+    in :mod:`markov_migration.core.expm` recompile the entry point too.
     """
-    Q = carray(q_ptr, (M, K, K))
-    piece_q = carray(pq_ptr, (n_pieces,))
-    piece_t = carray(pt_ptr, (n_pieces,))
-    row_ptr = carray(rp_ptr, (n_rows + 1,))
-    row_piece = carray(rpi_ptr, (nnz,))
-    row_from = carray(rf_ptr, (n_rows,))
-    row_to = carray(rt_ptr, (n_rows,))
-    row_count = carray(rc_ptr, (n_rows,))
-    status = _layout_status(M, K, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
-    if status != 0:
-        return status
-    if task == _TASK_ROW_LOGLIK:
-        out = carray(out_value_ptr, (n_rows,))
-        out[:] = _row_loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to)
+
+    def _native_entry(
+        task, q_ptr, M, K, pq_ptr, pt_ptr, n_pieces, rp_ptr, rpi_ptr, nnz, rf_ptr, rt_ptr,
+        rc_ptr, n_rows, out_value_ptr, out_grad_ptr,
+    ):  # fmt: skip
+        """C entry point; returns 0 or a layout error code (``_LAYOUT_ERRORS``).
+
+        Tasks: 0 log-likelihood, 1 log-likelihood and gradient (``out_grad``),
+        2 row log-probabilities (``out_value`` of length n_rows).
+        """
+        if task < 0:  # never: references the hash so that it keys the cache
+            return -len(kernel_hash)
+        Q = carray(q_ptr, (M, K, K))
+        piece_q = carray(pq_ptr, (n_pieces,))
+        piece_t = carray(pt_ptr, (n_pieces,))
+        row_ptr = carray(rp_ptr, (n_rows + 1,))
+        row_piece = carray(rpi_ptr, (nnz,))
+        row_from = carray(rf_ptr, (n_rows,))
+        row_to = carray(rt_ptr, (n_rows,))
+        row_count = carray(rc_ptr, (n_rows,))
+        status = _layout_status(
+            M, K, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+        )
+        if status != 0:
+            return status
+        if task == _TASK_ROW_LOGLIK:
+            out = carray(out_value_ptr, (n_rows,))
+            out[:] = _row_loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to)
+            return 0
+        total, dQ = _loglik_kernel(
+            Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count,
+            task == _TASK_LOGLIK_GRAD,
+        )  # fmt: skip
+        carray(out_value_ptr, (1,))[0] = total
+        if task == _TASK_LOGLIK_GRAD:
+            carray(out_grad_ptr, (M, K, K))[:, :, :] = dQ
         return 0
-    total, dQ = _loglik_kernel(
-        Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count,
-        task == _TASK_LOGLIK_GRAD,
-    )  # fmt: skip
-    carray(out_value_ptr, (1,))[0] = total
-    if task == _TASK_LOGLIK_GRAD:
-        carray(out_grad_ptr, (M, K, K))[:, :, :] = dQ
-    return 0
+
+    return _native_entry
 
 
 def _kernel_source_hash() -> str:
@@ -974,10 +988,14 @@ def _kernel_source_hash() -> str:
     return h.hexdigest()
 
 
-#: Source hash of the numba kernels (this module and core.expm); part of the
-#: native symbol name and of the PyTensor numba cache key.
+#: Source hash of the numba kernels (this module and core.expm); keys the
+#: compiled entry point and the PyTensor numba cache.
 KERNEL_HASH = _kernel_source_hash()
-_NATIVE_SYMBOL = f"markov_migration_panel_kernel_{KERNEL_HASH[:16]}"
+# The symbol name depends only on the C signature: cached callers resolve it
+# when they are loaded, so they always call the current kernel.
+_NATIVE_SYMBOL = (
+    "markov_migration_panel_kernel_" + hashlib.sha256(str(_C_SIGNATURE).encode()).hexdigest()[:12]
+)
 _native_call = types.ExternalFunction(_NATIVE_SYMBOL, _C_SIGNATURE)
 _native_entry_cfunc = []
 
@@ -990,7 +1008,7 @@ def ensure_native_kernel() -> None:
     point of this module and the PyTensor Op call it.
     """
     if not _native_entry_cfunc:
-        entry = cfunc(_C_SIGNATURE, cache=True)(_native_entry)
+        entry = cfunc(_C_SIGNATURE, cache=True)(_make_native_entry(KERNEL_HASH))
         llvm.add_symbol(_NATIVE_SYMBOL, entry.address)
         _native_entry_cfunc.append(entry)  # keep the compiled code alive
 
