@@ -1109,7 +1109,7 @@ def loglik(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
     >>> Q = np.array([[[-0.2, 0.2], [0.1, -0.1]]])
     >>> ll = loglik(Q, [0], [1.0], [0, 1, 2], [0, 0], [0, 0], [0, 1], [30.0, 5.0])
     >>> round(ll, 6)
-    -15.029024
+    -14.469276
     """
     args = _prepare(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
     ensure_native_kernel()

@@ -165,7 +165,7 @@ def panel_loglik(Q, data: Mapping[str, Any] | Sequence[Any] | Any) -> pt.TensorV
     >>> ll = panel_loglik(Q, {k: np.asarray(v) for k, v in data.items()})
     >>> q = np.array([[[-0.2, 0.2], [0.1, -0.1]]])
     >>> round(float(ll.eval({Q: q})), 6)
-    -15.029024
+    -14.469276
     """
     Q = pt.as_tensor_variable(Q)
     if Q.type.ndim == 2:
