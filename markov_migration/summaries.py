@@ -336,7 +336,8 @@ def _matrix_draws(tree: xr.DataTree) -> xr.DataArray:
     name = "P" if is_discrete(tree) else "Q"
     if name not in post:
         raise InputError("fit file has neither Q nor P in its posterior")
-    return post[name].transpose(*SAMPLE_DIMS, "from_state", "to_state")
+    # extra dims (e.g. a covariate pattern or group) sit between the sample and state dims
+    return post[name].transpose(*SAMPLE_DIMS, ..., "from_state", "to_state")
 
 
 def _unit(tree: xr.DataTree) -> str:
@@ -346,13 +347,15 @@ def _unit(tree: xr.DataTree) -> str:
 def _wrap(
     values: np.ndarray, like: xr.DataArray, dims: tuple[str, ...], coords: dict, **attrs
 ) -> xr.DataArray:
-    da = xr.DataArray(
+    """Label draws computed from ``like`` (chain, draw, extra..., from_state, to_state)."""
+    extra = tuple(d for d in like.dims[2:] if d not in ("from_state", "to_state"))
+    keep = {d: like.coords[d] for d in (*SAMPLE_DIMS, *extra) if d in like.coords}
+    return xr.DataArray(
         values,
-        dims=(*SAMPLE_DIMS, *dims),
-        coords={"chain": like["chain"], "draw": like["draw"], **coords},
+        dims=(*SAMPLE_DIMS, *extra, *dims),
+        coords={**keep, **coords},
         attrs={k: v for k, v in attrs.items() if v is not None},
     )
-    return da
 
 
 def _amount(value: float, unit: str) -> str:
@@ -791,22 +794,23 @@ def to_frame(summary: xr.Dataset) -> pd.DataFrame:
     Matrix quantities give columns ``from,to,mean,sd,median,lower,upper``
     (impossible moves and rows of absorbing states left out of ``qmatrix``
     and ``pnext``); per-state quantities give ``state,mean,sd,median,lower,upper``.
+    Fits with more dims (e.g. a group or covariate pattern) get one leading
+    column per dim.
     """
     quantity = summary.attrs.get("quantity")
+    frame = summary[list(STATS)].to_dataframe().reset_index()
     if "from_state" in summary.dims:
-        frame = summary[list(STATS)].to_dataframe().reset_index()
-        frame = frame.rename(columns={"from_state": "from", "to_state": "to"})[
-            ["from", "to", *STATS]
-        ]
+        frame = frame.rename(columns={"from_state": "from", "to_state": "to"})
+        keys = [c for c in frame.columns if c not in ("from", "to", *STATS)]
+        frame = frame[[*keys, "from", "to", *STATS]]
         frame = frame[frame["mean"].notna()]
         if quantity in ("qmatrix", "pnext"):
             structural_zero = (frame["mean"] == 0) & (frame["sd"].fillna(0) == 0)
             frame = frame[~structural_zero]
         return frame.reset_index(drop=True)
     if "state" in summary.dims:
-        frame = summary[list(STATS)].to_dataframe().reset_index()
-        return frame[["state", *STATS]]
-    frame = summary[list(STATS)].to_dataframe().reset_index()
+        keys = [c for c in frame.columns if c not in ("state", *STATS)]
+        return frame[[*keys, "state", *STATS]]
     return frame
 
 

@@ -324,6 +324,29 @@ def test_lower_median_upper_ordered(cycle):
         assert np.all(s["lower"] <= s["median"]) and np.all(s["median"] <= s["upper"])
 
 
+def test_extra_dims_give_one_summary_per_group(three):
+    """A Q with a group dim (as fits with groups or covariate patterns will have)."""
+    _, tree = three
+    q = tree["posterior"]["Q"]
+    grouped = xr.concat([q, 2 * q], dim=xr.DataArray(["GE", "DE"], dims="group", name="group"))
+    tree = tree.copy()
+    post = tree["posterior"].to_dataset()
+    post["Q"] = grouped.transpose("chain", "draw", "group", "from_state", "to_state")
+    tree["posterior"] = xr.DataTree(post)
+    soj = S.sojourn(tree)
+    assert soj.dims == ("chain", "draw", "group", "state")
+    np.testing.assert_allclose(soj.sel(group="DE"), soj.sel(group="GE") / 2, rtol=1e-14)
+    p = S.pmatrix(tree, 1.0)
+    np.testing.assert_allclose(
+        p.sel(group="DE").to_numpy()[0, 0], expm(2 * q.to_numpy()[0, 0]), atol=1e-12
+    )
+    frame = S.to_frame(S.summarize(tree, "qmatrix"))
+    assert list(frame.columns[:3]) == ["group", "from", "to"] and len(frame) == 12
+    frame = S.to_frame(S.summarize(tree, "totlos", horizon=3.0, start="a"))
+    assert list(frame.columns[:2]) == ["group", "state"]
+    np.testing.assert_allclose(frame.groupby("group")["mean"].sum(), 3.0, rtol=1e-12)
+
+
 # ---------------------------------------------------------------- discrete time
 
 DISCRETE = """
