@@ -192,6 +192,20 @@ def _note(text: str) -> str:
     return f"<p class='note'>{_e(text)}</p>"
 
 
+def _per_group(summary: xr.Dataset, table) -> list[str]:
+    """One table, or one per combination of extra dims (group, covariate pattern)."""
+    extra = [d for d in summary.dims if d not in ("from_state", "to_state", "state")]
+    if not extra:
+        return [table(summary)]
+    stacked = summary.stack(_key=extra)
+    out = []
+    for i in range(stacked.sizes["_key"]):
+        part = stacked.isel(_key=i)
+        label = ", ".join(f"{d} = {part[d].item()}" for d in extra)
+        out.append(f"<h4>{_e(label)}</h4>" + table(part.drop_vars(["_key", *extra])))
+    return out
+
+
 def _summaries(tree: xr.DataTree, ci: float) -> str:
     from markov_migration.errors import InputError
     from markov_migration.summaries import is_discrete, notes, summarize
@@ -210,7 +224,7 @@ def _summaries(tree: xr.DataTree, ci: float) -> str:
                 "of leaving the state; · marks moves the model does not allow."
             )
         )
-        out.append(_matrix_table(q, hide_zero=True))
+        out.extend(_per_group(q, lambda d: _matrix_table(d, hide_zero=True)))
     p1 = summarize(tree, "pmatrix", t=1.0, ci=ci)
     title = (
         "One-step transition probabilities P"
@@ -224,10 +238,10 @@ def _summaries(tree: xr.DataTree, ci: float) -> str:
             f"(posterior mean, {pct} interval)."
         )
     )
-    out.append(_matrix_table(p1, hide_zero=False))
+    out.extend(_per_group(p1, lambda d: _matrix_table(d, hide_zero=False)))
     soj = summarize(tree, "sojourn", ci=ci)
     out.append(f"<h3>Mean sojourn time ({_e(unit)})</h3>")
-    out.append(_state_table(soj, unit))
+    out.extend(_per_group(soj, lambda d: _state_table(d, unit)))
     out.extend(_note(n) for n in notes(soj))
     try:
         pas = summarize(tree, "passage", ci=ci)
@@ -236,7 +250,7 @@ def _summaries(tree: xr.DataTree, ci: float) -> str:
     if pas is not None:
         target = pas.attrs.get("to", "")
         out.append(f"<h3>Expected time until first reaching {_e(target)} ({_e(unit)})</h3>")
-        out.append(_state_table(pas, unit))
+        out.extend(_per_group(pas, lambda d: _state_table(d, unit)))
         out.extend(_note(n) for n in notes(pas))
     return "\n".join(out)
 

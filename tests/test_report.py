@@ -132,3 +132,17 @@ def test_write_report(html, tmp_path):
     assert out.read_text(encoding="utf-8") == html
     with pytest.raises(InputError, match="output exists"):
         write_report(html, out)
+
+
+def test_summaries_per_group(tree):
+    from markov_migration.report import _summaries
+
+    q = tree["posterior"]["Q"]
+    grouped = xr.concat([q, 2 * q], dim=xr.DataArray(["GE", "DE"], dims="group", name="group"))
+    post = tree["posterior"].to_dataset()
+    post["Q"] = grouped.transpose("chain", "draw", "group", "from_state", "to_state")
+    two = tree.copy()
+    two["posterior"] = xr.DataTree(post)
+    html = _summaries(two, 0.95)
+    # Q, P(1) and sojourn for each group (no finite passage time to the home state "a")
+    assert html.count("<h4>group = GE</h4>") == 3 and html.count("<h4>group = DE</h4>") == 3
