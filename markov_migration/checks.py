@@ -187,11 +187,16 @@ class CheckReport:
 # --------------------------------------------------------------------------
 
 
+#: Free parameters of the continuous-time models (fitting layer names).
+FREE_PARAMETERS = ("log_rate", "log_hr_scaled", "group_sd", "group_z")
+
+
 def sampled_parameters(tree: xr.DataTree) -> xr.Dataset:
-    """Return the sampler's free parameters: ``log_rate``, or the Dirichlet rows ``p_*``."""
+    """Return the sampler's free parameters: log rates (and effects), or the Dirichlet rows."""
     post = tree["posterior"].to_dataset()
-    if "log_rate" in post:
-        return post[["log_rate"]]
+    free = [v for v in FREE_PARAMETERS if v in post]
+    if free:
+        return post[free]
     rows = [v for v in post.data_vars if str(v).startswith("p_")]
     if rows:
         return post[rows]
@@ -984,7 +989,11 @@ def plot_trace(tree: xr.DataTree, max_params: int = 12):
             ax.plot(v[c], lw=0.5, alpha=0.8, label=f"chain {c}")
         ax.set_title(lab, fontsize=10)
         ax.set_xlabel("draw")
-        ax.set_ylabel("log intensity" if name == "log_rate" else "probability")
+        ax.set_ylabel(
+            {"log_rate": "log intensity"}.get(
+                name, "probability" if name.startswith("p_") else name
+            )
+        )
     for ax in list(axes.flat)[len(series) :]:
         ax.set_visible(False)
     fig.suptitle("Trace of the sampled parameters by chain (chains should overlap)")

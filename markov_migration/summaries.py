@@ -695,14 +695,21 @@ def passage(tree: xr.DataTree, to: str | Sequence[str] | None = None) -> xr.Data
 
 
 def hazard(tree: xr.DataTree) -> xr.DataArray:
-    """Posterior draws of covariate hazard ratios ``exp(log_hr)``.
+    """Posterior draws of covariate hazard ratios ``exp(log_hazard_ratio)``.
 
-    Only fits of models with ``[covariates]`` have them.
+    Only fits of models with ``[covariates]`` have them: the posterior's
+    ``log_hazard_ratio`` (dim ``covariate_effect``, one entry per covariate
+    level and transition it acts on, per unit of a numeric covariate).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (chain, draw, effect); ratios of intensities vs the reference.
 
     Raises
     ------
     InputError
-        If the model has no covariates, or the fit file holds no ``log_hr``.
+        If the model has no covariates, or the fit holds no hazard ratios.
     """
     spec = _spec(tree)
     if not spec.covariates:
@@ -711,17 +718,19 @@ def hazard(tree: xr.DataTree) -> xr.DataArray:
             "(add a [covariates] table to the model file and refit)"
         )
     post = tree["posterior"]
-    if "log_hr" not in post:
+    if "log_hazard_ratio" not in post:
         raise InputError(
-            "the fit has covariates but no 'log_hr' posterior variable: "
+            "the fit has covariates but no 'log_hazard_ratio' posterior variable: "
             "cannot summarize hazard ratios"
         )
-    lhr = post["log_hr"].transpose(*SAMPLE_DIMS, ...)
+    lhr = post["log_hazard_ratio"].transpose(*SAMPLE_DIMS, ...)
     out = np.exp(lhr)
+    if "covariate_effect" in out.dims:
+        out = out.rename(covariate_effect="effect")
     out.attrs = {
         "quantity": "hazard",
         "description": "hazard ratio of the covariate (level) on the intensity, vs the reference",
-        "units": "ratio",
+        "units": "ratio (per unit of a numeric covariate)",
     }
     return out
 
@@ -795,7 +804,7 @@ def to_frame(summary: xr.Dataset) -> pd.DataFrame:
     (impossible moves and rows of absorbing states left out of ``qmatrix``
     and ``pnext``); per-state quantities give ``state,mean,sd,median,lower,upper``.
     Fits with more dims (e.g. a group or covariate pattern) get one leading
-    column per dim.
+    column per dim; hazard ratios give ``effect,mean,sd,median,lower,upper``.
     """
     quantity = summary.attrs.get("quantity")
     frame = summary[list(STATS)].to_dataframe().reset_index()

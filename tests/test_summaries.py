@@ -284,6 +284,31 @@ def test_hazard_without_covariates_is_a_clear_error(three):
         S.summarize(tree, "hazard")
 
 
+def test_hazard_ratios_of_a_fit_with_covariates(three):
+    """exp(log_hazard_ratio) by covariate effect (the fitting layer's layout)."""
+    _, tree = three
+    text = THREE + '[covariates.reason]\nkind = "categorical"\nlevels = ["economic", "political"]\n'
+    text += 'transitions = ["a->b", "b->a"]\n'
+    with_cov = tree.copy()
+    with_cov.attrs = {**tree.attrs, "model_text": text}
+    with pytest.raises(InputError, match="no 'log_hazard_ratio' posterior variable"):
+        S.hazard(with_cov)
+    post = tree["posterior"].to_dataset()
+    rng = np.random.default_rng(3)
+    effects = ["reason[political]:a->b", "reason[political]:b->a"]
+    post["log_hazard_ratio"] = (
+        ("chain", "draw", "covariate_effect"),
+        rng.normal(0.4, 0.1, (2, 50, 2)),
+    )
+    post = post.assign_coords(covariate_effect=effects)
+    with_cov["posterior"] = xr.DataTree(post)
+    hr = S.hazard(with_cov)
+    np.testing.assert_allclose(hr.to_numpy(), np.exp(post["log_hazard_ratio"].to_numpy()))
+    frame = S.to_frame(S.summarize(with_cov, "hazard"))
+    assert list(frame.columns) == ["effect", "mean", "sd", "median", "lower", "upper"]
+    assert list(frame["effect"]) == effects
+
+
 def test_invalid_arguments(three):
     _, tree = three
     with pytest.raises(InputError, match="between 0 and 1"):
