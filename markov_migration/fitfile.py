@@ -163,14 +163,29 @@ def sanitize(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _has_design(spec: ModelSpec) -> bool:
+    return spec.time == "continuous" and bool(spec.covariates or spec.groups or spec.periods)
+
+
+#: Memory budget (bytes) of the generator stacks built per chunk of draws.
+_CHUNK_BYTES = 64 * 2**20
+
+
 def log_likelihood_dataset(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset) -> xr.Dataset:
-    """Per-row log-likelihood ``count * log P[from, to]`` for every draw."""
+    """Per-row log-likelihood ``count * log P[from, to]`` for every draw.
+
+    With covariates, groups or periods each row uses its own generator(s),
+    rebuilt from ``log_rate``, ``log_hazard_ratio`` and ``group_effect``; an
+    interval crossing period cut points uses the product of its pieces.
+    """
     t = agg.table
     count = t["count"].to_numpy(dtype=np.float64)
     frm = t["from"].to_numpy(dtype=np.int64)
     to = t["to"].to_numpy(dtype=np.int64)
     nchain, ndraw = posterior.sizes["chain"], posterior.sizes["draw"]
-    if spec.time == "continuous":
+    if _has_design(spec):
+        per = _design_row_loglik(spec, agg, posterior)
+    elif spec.time == "continuous":
         from markov_migration.core.likelihood import row_loglik_draws
         from markov_migration.design import likelihood_data
 
@@ -195,6 +210,144 @@ def log_likelihood_dataset(spec: ModelSpec, agg: AggregatedData, posterior: xr.D
     )
 
 
+def _draws(posterior: xr.Dataset, name: str, dims: tuple[str, ...], labels: dict) -> np.ndarray:
+    """Draws of a posterior variable as (chain * draw, *dims), in the order of ``labels``."""
+    if name not in posterior:
+        raise FitFileError(f"posterior has no '{name}', which this model needs")
+    var = posterior[name].sel({d: labels[d] for d in dims if d in labels})
+    arr = var.transpose("chain", "draw", *dims).to_numpy()
+    return arr.reshape(-1, *arr.shape[2:])
+
+
+def _design_row_loglik(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset) -> np.ndarray:
+    from markov_migration.core.likelihood import row_loglik_draws
+    from markov_migration.design import generators_from_rates, model_design
+
+    design = model_design(spec, agg)
+    labels = {
+        "transition": list(spec.transition_labels),
+        "covariate_effect": [e.label for e in design.effects],
+        "group": list(design.group_levels),
+        "group_transition": [spec.transition_labels[j] for j in design.group_transitions],
+    }
+    log_rate = _draws(posterior, "log_rate", ("transition",), labels)
+    log_hr = (
+        _draws(posterior, "log_hazard_ratio", ("covariate_effect",), labels)
+        if design.has_effects else None
+    )  # fmt: skip
+    effect = (
+        _draws(posterior, "group_effect", ("group", "group_transition"), labels)
+        if design.has_groups else None
+    )  # fmt: skip
+    data = design.likelihood
+    n_draws, k = log_rate.shape[0], spec.n_states
+    chunk = max(1, _CHUNK_BYTES // (8 * design.n_generators * k * k))
+    per = np.empty((n_draws, data.n_rows))
+    for lo in range(0, n_draws, chunk):
+        sl = slice(lo, lo + chunk)
+        lr = design.log_rates(
+            log_rate[sl],
+            None if log_hr is None else log_hr[sl],
+            None if effect is None else effect[sl],
+        )
+        q = generators_from_rates(np.exp(lr), spec)
+        per[sl] = row_loglik_draws(np.ascontiguousarray(q), *data.arrays())
+    return per
+
+
+def design_dataset(spec: ModelSpec, agg: AggregatedData) -> xr.Dataset:
+    """Covariate, group and period structure for ``constant_data`` (empty for a plain model)."""
+    if not _has_design(spec):
+        return xr.Dataset()
+    from markov_migration.design import model_design
+
+    design = model_design(spec, agg)
+    ds = xr.Dataset()
+    numeric = [c.name for c in spec.covariates if c.kind == "numeric"]
+    if numeric:
+        ds = ds.assign_coords(numeric_covariate=numeric)
+        ds["covariate_center"] = ("numeric_covariate", [design.centers[n] for n in numeric])
+        ds["covariate_scale"] = ("numeric_covariate", [design.scales[n] for n in numeric])
+        ds["covariate_center"].attrs["description"] = (
+            "mean over the observed transitions: baseline intensities (log_rate, rate, Q) are at it"
+        )
+        ds["covariate_scale"].attrs["description"] = (
+            "sd over the observed transitions (the sampler's internal scale; effects are per unit)"
+        )
+    if "pattern" in design.grid_coords:
+        categorical = [c.name for c in spec.covariates if c.kind == "categorical"]
+        ds = ds.assign_coords(
+            pattern=design.grid_coords["pattern"], categorical_covariate=categorical
+        )
+        ds["pattern_level"] = (
+            ("pattern", "categorical_covariate"),
+            np.array([[p[c] for c in categorical] for p in design.pattern_levels], dtype=str),
+        )
+        ds["reference_level"] = (
+            "categorical_covariate", np.array([design.levels[c][0] for c in categorical], dtype=str)
+        )  # fmt: skip
+    t = agg.table
+    if design.has_groups:
+        column = spec.groups.column
+        ds = ds.assign_coords(group=list(design.group_levels))
+        counts = t.groupby(t[column].astype(str))["count"].sum()
+        ds["group_count"] = ("group", [float(counts.get(g, 0.0)) for g in design.group_levels])
+        ds["group_count"].attrs["description"] = f"observed transitions (weighted) by {column}"
+        ds["group"].attrs["column"] = column
+    if spec.periods:
+        edges = np.array([-np.inf, *spec.periods, np.inf])
+        ds = ds.assign_coords(period=list(design.period_labels))
+        ds["period_start"] = ("period", edges[:-1])
+        ds["period_end"] = ("period", edges[1:])
+        ds["period_start"].attrs["units"] = "time units of the model (see root attr time_unit)"
+    return ds
+
+
+def _label_posterior(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset) -> xr.Dataset:
+    """Coordinates and attributes of the covariate, group and period variables."""
+    if not _has_design(spec):
+        return posterior
+    from markov_migration.design import model_design
+
+    design = model_design(spec, agg)
+    unit = spec.time_unit[:-1]
+    if "covariate_effect" in posterior.dims:
+        effects = {e.label: e for e in design.effects}
+        es = [effects[str(lab)] for lab in posterior["covariate_effect"].values]
+        posterior = posterior.assign_coords(
+            covariate=("covariate_effect", [e.covariate for e in es]),
+            level=("covariate_effect", [e.level for e in es]),
+            **{
+                "from": ("covariate_effect", [spec.states[e.transition[0]] for e in es]),
+                "to": ("covariate_effect", [spec.states[e.transition[1]] for e in es]),
+            },
+            effect_parameter=("covariate_effect", [e.parameter for e in es]),
+        )
+        for name in ("hazard_ratio", "log_hazard_ratio"):
+            if name in posterior:
+                posterior[name].attrs.update(
+                    description=(
+                        "hazard ratio" if name == "hazard_ratio" else "log hazard ratio"
+                    ) + " of the covariate level (vs its reference), of one unit of a numeric "
+                    "covariate as in the data, or of the period (vs the first period), on the "
+                    "intensity of the transition from -> to (coordinates); entries with the same "
+                    "effect_parameter share one effect",
+                )
+    if "group_effect" in posterior:
+        posterior["group_effect"].attrs["description"] = (
+            f"log hazard ratio of each {spec.groups.column} against the median group "
+            "(random effect; group_sd is its sd)"
+        )
+        posterior["group"].attrs["column"] = spec.groups.column
+    if "Q" in posterior:
+        posterior["Q"].attrs.update(
+            units=f"moves per {unit}",
+            description="generator matrix of each categorical covariate pattern, group and "
+            "period; numeric covariates at their centre (constant_data covariate_center)",
+        )
+    return posterior
+
+
 def assemble_fit(
     spec: ModelSpec,
     agg: AggregatedData,
@@ -210,12 +363,13 @@ def assemble_fit(
     posterior = posterior.transpose(*order, ...)
     if "Q" in posterior:
         posterior["Q"].attrs.update(units=f"moves per {spec.time_unit[:-1]}", description="generator matrix")
+    posterior = _label_posterior(spec, agg, posterior)
     groups = {
         "posterior": posterior,
         "sample_stats": sanitize(sample_stats),
         "log_likelihood": log_likelihood_dataset(spec, agg, posterior),
         "observed_data": observed_dataset(agg),
-        "constant_data": constant_dataset(spec, agg),
+        "constant_data": xr.merge([constant_dataset(spec, agg), design_dataset(spec, agg)]),
     }
     if panel is not None and len(panel.data) <= MAX_EMBEDDED_OBSERVATIONS:
         groups["panel_data"] = panel_dataset(panel)
@@ -259,3 +413,172 @@ def read_fit(path: str | Path) -> xr.DataTree:
 def fit_spec(tree: xr.DataTree) -> ModelSpec:
     """The model specification recorded in a fit file."""
     return parse_spec(str(tree.attrs["model_text"]), path=str(tree.attrs.get("model_path") or None))
+
+
+# -- generators of any covariate values, group or period, from a fit -------------------------
+
+
+def _log_rates_at(
+    post: xr.Dataset,
+    constant: xr.Dataset | None,
+    covariates: dict[str, Any] | None,
+    period: str | int | None,
+) -> xr.DataArray:
+    """Baseline log-intensities plus the covariate and period effects at given values."""
+    log_rate = post["log_rate"]
+    covariates = dict(covariates or {})
+    if "log_hazard_ratio" not in post:
+        if covariates:
+            raise FitFileError(f"the fit has no covariates (asked for {', '.join(covariates)})")
+        if period is not None:
+            raise FitFileError("the fit has no periods")
+        return log_rate
+    lhr = post["log_hazard_ratio"]
+    cov = lhr["covariate"].values.astype(str)
+    lev = lhr["level"].values.astype(str)
+    known = set(cov) - {"period"}
+    unknown = sorted(set(covariates) - known)
+    if unknown:
+        raise FitFileError(
+            f"the fit has no covariate '{unknown[0]}' "
+            f"(covariates: {', '.join(sorted(known)) or 'none'})"
+        )
+    centers = {}
+    if constant is not None and "covariate_center" in constant:
+        centers = dict(zip(constant["numeric_covariate"].values.astype(str),
+                           constant["covariate_center"].values, strict=True))  # fmt: skip
+    x = np.zeros(cov.size)
+    for i, (c, v) in enumerate(zip(cov, lev, strict=True)):
+        if c == "period":
+            if period is not None:
+                labels = list(post["period"].values.astype(str)) if "period" in post.coords else []
+                label = labels[period] if isinstance(period, int | np.integer) else str(period)
+                if label not in labels:
+                    raise FitFileError(f"unknown period '{period}' (periods: {', '.join(labels)})")
+                x[i] = float(label == v)
+        elif c in covariates:
+            value = covariates[c]
+            if v == "":  # numeric: per unit, baseline at the centre
+                x[i] = float(value) - float(centers.get(c, 0.0))
+            else:
+                x[i] = float(str(value) == v)
+    contribution = (lhr * xr.DataArray(x, dims="covariate_effect")).groupby(
+        xr.DataArray(
+            [f"{a}->{b}" for a, b in zip(lhr["from"].values, lhr["to"].values, strict=True)],
+            dims="covariate_effect", name="transition",
+        )
+    ).sum()  # fmt: skip
+    return log_rate + contribution.reindex(transition=log_rate["transition"].values, fill_value=0.0)
+
+
+def _generators(spec: ModelSpec, log_rate: xr.DataArray) -> xr.DataArray:
+    from markov_migration.design import generators_from_rates
+
+    labels = list(spec.transition_labels)
+    lr = log_rate.sel(transition=labels).transpose(..., "transition")
+    q = generators_from_rates(np.exp(lr.to_numpy()), spec)
+    dims = [d for d in lr.dims if d != "transition"]
+    return xr.DataArray(
+        q,
+        dims=(*dims, "from_state", "to_state"),
+        coords={**{d: lr[d] for d in dims if d in lr.coords},
+                "from_state": list(spec.states), "to_state": list(spec.states)},  # fmt: skip
+        attrs={"units": f"moves per {spec.time_unit[:-1]}", "description": "generator matrix"},
+    )
+
+
+def _group_contribution(post: xr.Dataset, effect: xr.DataArray) -> xr.DataArray:
+    """Group effects (..., group_transition) as additions to every transition (..., transition)."""
+    effect = effect.rename(group_transition="transition")
+    return effect.reindex(transition=post["transition"].values, fill_value=0.0)
+
+
+def generator_draws(
+    tree: xr.DataTree,
+    covariates: dict[str, Any] | None = None,
+    group: str | None = None,
+    period: str | int | None = None,
+) -> xr.DataArray:
+    """Posterior draws of the generator at given covariate values, group and period.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A continuous-time fit.
+    covariates : dict, optional
+        Covariate values: a level of a categorical covariate, a number (in the
+        data's unit) for a numeric one. Covariates not given are at their
+        reference level / centre (the baseline).
+    group : str, optional
+        A group of the fit (its random effect is added); default the median
+        group (effect 0). For a group not in the data use
+        :func:`new_group_generators`.
+    period : str or int, optional
+        Period label (``"[2022.72, 2024)"``) or index; default the first.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (chain, draw, from_state, to_state), moves per time unit.
+
+    Examples
+    --------
+    >>> q = generator_draws(tree, {"reason": "work", "age": 40}, group="Georgia")  # doctest: +SKIP
+    """
+    spec = fit_spec(tree)
+    post = tree["posterior"].to_dataset()
+    constant = tree["constant_data"].to_dataset() if "constant_data" in tree.children else None
+    log_rate = _log_rates_at(post, constant, covariates, period)
+    if group is not None:
+        if "group_effect" not in post:
+            raise FitFileError("the fit has no groups")
+        groups = list(post["group"].values.astype(str))
+        if str(group) not in groups:
+            raise FitFileError(
+                f"'{group}' is not a group of the fit (groups: {', '.join(groups)}); "
+                "use new_group_generators for a group not in the data"
+            )
+        effect = post["group_effect"].sel(group=str(group)).drop_vars("group")
+        log_rate = log_rate + _group_contribution(post, effect)
+    return _generators(spec, log_rate.transpose("chain", "draw", "transition"))
+
+
+def new_group_generators(
+    tree: xr.DataTree,
+    covariates: dict[str, Any] | None = None,
+    period: str | int | None = None,
+    *,
+    seed: int = 0,
+) -> xr.DataArray:
+    """Generators of a group not in the data: the population distribution of groups.
+
+    For every posterior draw a new random effect ``u ~ Normal(0, group_sd)`` is
+    drawn for each group transition, so the draws carry both the uncertainty
+    about the population (baseline, ``group_sd``) and the spread between
+    groups: a predictive distribution for a new host country.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A continuous-time fit with ``[groups]``.
+    covariates, period
+        As :func:`generator_draws`.
+    seed : int
+        Seed of the new random effects (the same seed gives the same draws).
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (chain, draw, from_state, to_state).
+    """
+    spec = fit_spec(tree)
+    post = tree["posterior"].to_dataset()
+    if "group_sd" not in post:
+        raise FitFileError("the fit has no groups (no group_sd in its posterior)")
+    constant = tree["constant_data"].to_dataset() if "constant_data" in tree.children else None
+    log_rate = _log_rates_at(post, constant, covariates, period)
+    sd = post["group_sd"].transpose("chain", "draw", "group_transition")
+    rng = np.random.default_rng(seed)
+    effect = sd * rng.standard_normal(sd.shape)
+    log_rate = log_rate + _group_contribution(post, effect)
+    return _generators(spec, log_rate.transpose("chain", "draw", "transition"))

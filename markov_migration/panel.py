@@ -34,6 +34,10 @@ from markov_migration.spec import ModelSpec
 
 #: Columns that identify an aggregated-counts table.
 COUNT_COLUMNS = ("from", "to", "interval", "count")
+#: Key columns of aggregated rows of a model with periods (see :func:`aggregation_keys`).
+START_PERIOD, LEAD_TIME = "start_period", "lead_time"
+#: Column of a counts table giving the start time of each interval (models with periods).
+START_COLUMN = "start"
 #: Length of each time unit in years (ISO dates are converted with it).
 UNIT_PER_YEAR = {"years": 1.0, "months": 12.0, "weeks": 365.25 / 7, "days": 365.25}
 #: Largest |time| / resolution that can be rounded exactly in float64.
@@ -297,6 +301,145 @@ def model_columns(spec: ModelSpec) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
+def aggregation_keys(spec: ModelSpec) -> list[str]:
+    """Columns besides (from, to, interval) that aggregated rows are keyed on.
+
+    The covariate and group columns, and for a model with periods the start
+    period of the interval (:data:`START_PERIOD`) and the time spent in it
+    (:data:`LEAD_TIME`): with the interval they fix every piece of an interval
+    that crosses cut points, so aggregation keeps the exact piecewise likelihood.
+    """
+    keys = model_columns(spec)
+    if spec.periods:
+        keys += [START_PERIOD, LEAD_TIME]
+    return keys
+
+
+def period_of(times: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Index of the period each time falls in (a time on a cut point starts the new period)."""
+    return np.searchsorted(np.asarray(spec.periods, dtype=float), times, side="right")
+
+
+def period_keys(
+    start: np.ndarray, ticks: np.ndarray, spec: ModelSpec, res: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Start period and time spent in it of intervals starting at ``start``.
+
+    Parameters
+    ----------
+    start : ndarray
+        Start time of each interval (time units).
+    ticks : ndarray
+        Interval lengths in multiples of the resolution ``res``.
+    spec : ModelSpec
+    res : float
+        Resolution (time units).
+
+    Returns
+    -------
+    start_period : ndarray of int64
+        Period the interval starts in. An interval starting less than half a
+        resolution before a cut point starts in the next period.
+    lead_time : ndarray of float64
+        Time spent in the start period, rounded to the resolution and at most
+        the interval (equal to it when no cut point is crossed).
+    """
+    cuts = np.asarray(spec.periods, dtype=float)
+    start = np.asarray(start, dtype=float)
+    ticks = np.asarray(ticks, dtype=float)
+    period = period_of(start, spec)
+    lead = np.full(start.shape, np.inf)
+    for _ in range(len(cuts) + 1):
+        inside = period < len(cuts)
+        next_cut = cuts[np.minimum(period, len(cuts) - 1)]
+        lead = np.where(inside, np.round((next_cut - start) / res), np.inf)
+        at_cut = inside & (lead <= 0)
+        if not at_cut.any():
+            break
+        period = period + at_cut
+    lead = np.minimum(lead, ticks)
+    return period.astype(np.int64), lead * res
+
+
+def _as_levels(raw: pd.Series) -> np.ndarray:
+    """Categorical values as stripped strings (whole floats of a Parquet column without '.0')."""
+    if pd.api.types.is_float_dtype(raw):
+        v = raw.to_numpy(dtype=float)
+        if np.all(v == np.round(v)):
+            return np.array([str(int(x)) for x in v], dtype=object)
+    return raw.astype("string").str.strip().to_numpy(dtype=object)
+
+
+def parse_model_columns(df: pd.DataFrame, spec: ModelSpec, path: str) -> dict[str, np.ndarray]:
+    """Parse and check the covariate and group columns of a panel or counts table.
+
+    Numeric covariates become floats and categorical covariates and groups
+    stripped strings. Refused, naming the file, row and column: an empty cell,
+    a numeric covariate that is not a finite number or is the same on every
+    row, a categorical value that is not one of the declared ``levels``, a
+    reference level that does not occur, a categorical covariate with a single
+    level (and no declared levels).
+    """
+    out: dict[str, np.ndarray] = {}
+    for c in model_columns(spec):
+        raw = df[c]
+        missing = raw.isna().to_numpy().copy()
+        if not pd.api.types.is_numeric_dtype(raw):
+            missing |= (raw.astype("string").str.strip() == "").fillna(True).to_numpy(dtype=bool)
+        if missing.any():
+            i = int(np.flatnonzero(missing)[0])
+            raise PanelError(f"missing value of '{c}'", path=path, row=i + 1, column=c)
+    for cov in spec.covariates:
+        c, raw = cov.column, df[cov.column]
+        if cov.kind == "numeric":
+            values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                i = int(bad[0])
+                raise PanelError(
+                    f"covariate '{cov.name}' is numeric: '{str(raw.iloc[i]).strip()}' is not a "
+                    "finite number",
+                    path=path, row=i + 1, column=c,
+                )
+            if np.all(values == values[0]):
+                raise PanelError(
+                    f"numeric covariate '{cov.name}' is {values[0]:g} on every row: its effect "
+                    "cannot be estimated",
+                    path=path, column=c,
+                )
+            out[c] = values
+            continue
+        values = _as_levels(raw)
+        present = set(values)
+        if cov.levels is not None:
+            bad = np.flatnonzero(~np.isin(values, np.array(cov.levels, dtype=object)))
+            if bad.size:
+                i = int(bad[0])
+                raise PanelError(
+                    f"'{values[i]}' is not a level of covariate '{cov.name}' "
+                    f"(levels: {', '.join(cov.levels)})",
+                    path=path, row=i + 1, column=c,
+                )
+        elif len(present) < 2:
+            raise PanelError(
+                f"categorical covariate '{cov.name}' has a single level in the data "
+                f"('{values[0]}'): there is nothing to compare it with",
+                path=path, column=c,
+            )
+        reference = cov.reference or sorted(cov.levels or present)[0]
+        if reference not in present:
+            raise PanelError(
+                f"the reference level '{reference}' of covariate '{cov.name}' does not occur in "
+                "the data (set 'reference' in [covariates." + cov.name + "] to a level that does)",
+                path=path, column=c,
+            )
+        out[c] = values
+    if spec.groups is not None:
+        c = spec.groups.column
+        out[c] = _as_levels(df[c])
+    return out
+
+
 def load_panel(path: str | Path, spec: ModelSpec) -> Panel:
     """Load and validate a long-format panel file against a model.
 
@@ -364,12 +507,8 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
     else:
         out["weight"] = 1.0
     out["row"] = np.arange(1, n_rows + 1)
-    for c in model_columns(spec):
-        missing = df[c].isna().to_numpy().copy()
-        if missing.any():
-            i = int(np.flatnonzero(missing)[0])
-            raise PanelError(f"missing value of '{c}'", path=path, row=i + 1, column=c)
-        out[c] = df[c].to_numpy()
+    for c, values in parse_model_columns(df, spec, path).items():
+        out[c] = values
 
     res = spec.resolution
     too_big = np.flatnonzero(np.abs(out["time"].to_numpy()) / res > _MAX_TICKS)
@@ -514,8 +653,10 @@ def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) ->
             path=panel.path, row=int(p["row"].iloc[j]),
         )
     p["interval"] = ticks * res
+    if spec.periods:
+        p[START_PERIOD], p[LEAD_TIME] = period_keys(p["t0"].to_numpy(), ticks, spec, res)
     p, n_absorbed = _drop_absorbed(p, spec)
-    keys = ["from", "to", "interval", *model_columns(spec)]
+    keys = ["from", "to", "interval", *aggregation_keys(spec)]
     table = (
         p.groupby(keys, sort=True, observed=True)["weight"].sum().rename("count").reset_index()
     )
@@ -569,8 +710,26 @@ def load_counts(path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = Non
         i = int(np.flatnonzero(ticks < 1)[0])
         raise PanelError(f"interval shorter than the resolution {res:g}", path=path, row=i + 1, column="interval")
     out["interval"] = ticks * res
-    for c in model_columns(spec):
-        out[c] = df[c].to_numpy()
+    for c, values in parse_model_columns(df, spec, path).items():
+        out[c] = values
+    if spec.periods:
+        if START_COLUMN not in df.columns:
+            raise PanelError(
+                f"the model has periods: a counts table needs a '{START_COLUMN}' column "
+                "(the time at the start of each interval) to place intervals in periods",
+                path=path,
+            )
+        start = pd.to_numeric(df[START_COLUMN], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(start))
+        if bad.size:
+            i = int(bad[0])
+            raw = df[START_COLUMN].iloc[i]
+            msg = (
+                f"missing {START_COLUMN}" if pd.isna(raw)
+                else f"{START_COLUMN} '{raw}' is not a number"
+            )  # fmt: skip
+            raise PanelError(msg, path=path, row=i + 1, column=START_COLUMN)
+        out[START_PERIOD], out[LEAD_TIME] = period_keys(start, ticks, spec, res)
     reach = reachable(spec)
     bad = np.flatnonzero(~reach[out["from"].to_numpy(), out["to"].to_numpy()] & (out["count"].to_numpy() > 0))
     if bad.size:
@@ -578,7 +737,7 @@ def load_counts(path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = Non
         a, b = spec.states[out["from"].iloc[i]], spec.states[out["to"].iloc[i]]
         raise PanelError(f"transition {a}->{b} is impossible under the model", path=path, row=i + 1, column="to")
     out, n_absorbed = _drop_absorbed(out, spec, weight="count")
-    keys = ["from", "to", "interval", *model_columns(spec)]
+    keys = ["from", "to", "interval", *aggregation_keys(spec)]
     table = out.groupby(keys, sort=True, observed=True)["count"].sum().reset_index()
     table = table[table["count"] > 0][[*COUNT_COLUMNS, *keys[3:]]].reset_index(drop=True)
     if table.empty:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,19 +66,34 @@ class FitSettings:
         }
 
 
-def structure_key(spec: ModelSpec) -> str:
-    """Hash of what the compiled model depends on besides the data values."""
+def structure_key(spec: ModelSpec, agg: AggregatedData | None = None) -> str:
+    """Hash of what the compiled model depends on besides the values of its data arrays.
+
+    The states, transitions, priors, covariate/group/period declarations and,
+    given the data, every coordinate of the model (categorical levels, groups,
+    periods, hazard effects): two fits share a compiled model only when their
+    parameters, shapes of parameters and labels are the same. The number of
+    aggregated rows, pieces and generators is not part of it (data arrays
+    change size freely).
+    """
     parts = [spec.time, repr(spec.states), repr(spec.transitions)]
     parts += [repr((p, spec.priors[p].mu, spec.priors[p].sigma)) for p in spec.transitions]
+    parts += [repr(spec.covariates), repr(spec.groups), repr(spec.periods),
+              repr(spec.period_transitions)]  # fmt: skip
+    if agg is not None and spec.time == "continuous":
+        from markov_migration.design import model_design
+        from markov_migration.inference.model import model_coords
+
+        coords = model_coords(spec, agg, model_design(spec, agg))
+        coords.pop("obs")
+        parts.append(json.dumps(coords, sort_keys=True, default=str))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
 
 def _data_arrays(spec: ModelSpec, agg: AggregatedData) -> dict[str, Any]:
-    from markov_migration.design import likelihood_data
+    from markov_migration.design import model_design
 
-    d = likelihood_data(agg)
-    names = ("piece_q", "piece_t", "row_ptr", "row_piece", "row_from", "row_to", "row_count")
-    return dict(zip(names, d.arrays(), strict=True))
+    return model_design(spec, agg).data_arrays()
 
 
 def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress: bool):
@@ -86,10 +102,11 @@ def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progres
     from markov_migration.inference.model import build_model
 
     t0 = time.perf_counter()
-    key = structure_key(spec)
+    key = structure_key(spec, agg)
     compiled = _COMPILED.get(key) if spec.time == "continuous" else None
     if compiled is not None:
-        # Only the data change; the traced variables (rates, Q) do not depend on "obs".
+        # Only the data arrays change; the traced variables do not depend on "obs", and the
+        # key covers every other coordinate.
         compiled = compiled.with_data(**_data_arrays(spec, agg))
     else:
         model = build_model(spec, agg)
@@ -171,7 +188,9 @@ def sample(
     check_supported(spec)
     runner = _sample_nutpie if s.sampler == "nutpie" else _sample_pymc
     posterior, stats = runner(spec, agg, s, progress)
-    keep = [v for v in ("log_rate", "rate", "Q", "P") if v in posterior]
+    from markov_migration.inference.model import POSTERIOR_VARIABLES
+
+    keep = [v for v in POSTERIOR_VARIABLES if v in posterior]
     keep += [v for v in posterior.data_vars if v.startswith("p_")]
     return assemble_fit(spec, agg, posterior[keep], stats, s.as_dict(), command, panel)
 

@@ -2,11 +2,23 @@
 
 Continuous time
     ``log_rate[transition] ~ Normal(mu, sigma)`` from the model file's priors
-    (log of moves per time unit); ``Q[from_state, to_state]`` is a Deterministic
-    generator with those rates off the diagonal and minus the row sums on it.
-    The panel log-likelihood ``sum_r count_r * log P(t_r)[from_r, to_r]`` with
-    ``P(t) = expm(Q t)`` enters as one Potential computed by the fast Op
-    (:mod:`markov_migration.inference.likelihood_op`).
+    (log of moves per time unit) are the *baseline* log-intensities: categorical
+    covariates at their reference level, numeric covariates at their mean,
+    group effect 0 and the first period (see :mod:`markov_migration.design`).
+    Covariate and period effects are log hazard ratios
+    ``log_hazard_ratio[covariate_effect]`` with ``Normal(0, prior_sd)`` priors per
+    unit of the covariate (sampled on the covariate's standardised scale);
+    groups get non-centred random effects
+    ``group_effect[group, group_transition] = group_sd * group_z`` with
+    ``group_z ~ Normal(0, 1)`` and ``group_sd ~ HalfNormal(sd_prior)``. Every
+    distinct (covariate pattern, group, period) of the data has its generator;
+    the panel log-likelihood ``sum_r count_r * log P_r[from_r, to_r]`` (``P_r``
+    the product of ``expm(Q_m t)`` over the pieces of the interval) enters as one
+    Potential computed by the fast Op
+    (:mod:`markov_migration.inference.likelihood_op`), with one
+    eigendecomposition per generator. ``Q`` is reported per categorical pattern,
+    group and period (dims ``pattern``, ``group``, ``period`` when the model has
+    them, then ``from_state``, ``to_state``).
 
 Discrete time
     Each non-absorbing state's row of the one-step matrix ``P`` has a
@@ -22,32 +34,45 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from markov_migration.design import likelihood_data
+from markov_migration.design import ModelDesign, check_design, model_design
 from markov_migration.errors import InputError
 from markov_migration.panel import AggregatedData
 from markov_migration.spec import ModelSpec
 
+#: Posterior variables kept in fit files (internal sampler variables are dropped).
+POSTERIOR_VARIABLES = (
+    "log_rate", "rate", "Q", "P", "log_hazard_ratio", "hazard_ratio", "group_sd", "group_effect",
+)  # fmt: skip
 
-def model_coords(spec: ModelSpec, agg: AggregatedData) -> dict[str, list]:
+
+def model_coords(
+    spec: ModelSpec, agg: AggregatedData, design: ModelDesign | None = None
+) -> dict[str, list]:
     """Coordinates shared by the PyMC model and the fit file."""
-    return {
+    coords = {
         "state": list(spec.states),
         "from_state": list(spec.states),
         "to_state": list(spec.states),
         "transition": list(spec.transition_labels),
         "obs": list(range(len(agg.table))),
     }
+    if design is not None:
+        coords.update(design.coords())
+    return coords
 
 
 def check_supported(spec: ModelSpec) -> None:
-    """Refuse model features the fitting layer does not implement yet, before compiling."""
-    missing = []
-    if spec.covariates:
-        missing.append("[covariates]")
-    if spec.groups is not None:
-        missing.append("[groups]")
-    if spec.periods:
-        missing.append("periods")
+    """Refuse model features the fitting layer cannot fit, before compiling.
+
+    Raises
+    ------
+    InputError
+        Covariates, groups or periods in a discrete-time model, reserved
+        covariate names, a column used twice (see
+        :func:`markov_migration.design.check_design`).
+    """
+    check_design(spec)
+    missing = [s for s, on in (("[groups]", spec.groups), ("periods", spec.periods)) if on]
     if missing:
         raise InputError(
             f"model uses {', '.join(missing)}, which fitting does not support yet",
@@ -67,7 +92,9 @@ def build_model(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
     -------
     pymc.Model
         With coords ``state``, ``from_state``, ``to_state``, ``transition`` and
-        ``obs`` (aggregated rows).
+        ``obs`` (aggregated rows), plus ``covariate_effect``, ``hr_parameter``,
+        ``group``, ``group_transition``, ``pattern`` and ``period`` as the
+        model has them.
     """
     check_supported(spec)
     if tuple(agg.states) != tuple(spec.states):
@@ -78,34 +105,63 @@ def build_model(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
 
 
 def generator_matrix(rate: pt.TensorVariable, spec: ModelSpec) -> pt.TensorVariable:
-    """Q (K, K) from the vector of allowed-transition rates (PyTensor)."""
+    """Generators (..., K, K) from rates (..., T) of the allowed transitions (PyTensor)."""
     k = spec.n_states
     frm = np.array([r for r, _ in spec.transitions], dtype=np.int64)
     to = np.array([s for _, s in spec.transitions], dtype=np.int64)
-    off = pt.set_subtensor(pt.zeros((k, k))[frm, to], rate)
-    return off - pt.diag(off.sum(axis=1))
+    rate = pt.as_tensor_variable(rate)
+    lead = tuple(rate.shape[i] for i in range(rate.ndim - 1))
+    off = pt.set_subtensor(pt.zeros((*lead, k, k))[..., frm, to], rate)
+    return off - off.sum(axis=-1)[..., None] * pt.eye(k)
 
 
 def _build_continuous(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
     from markov_migration.inference.likelihood_op import panel_loglik
 
-    data = likelihood_data(agg)
+    design = model_design(spec, agg)
     mu = np.array([spec.priors[p].mu for p in spec.transitions])
     sigma = np.array([spec.priors[p].sigma for p in spec.transitions])
-    with pm.Model(coords=model_coords(spec, agg)) as model:
-        piece_q = pm.Data("piece_q", data.piece_q)
-        piece_t = pm.Data("piece_t", data.piece_t)
-        row_ptr = pm.Data("row_ptr", data.row_ptr)
-        row_piece = pm.Data("row_piece", data.row_piece)
-        row_from = pm.Data("row_from", data.row_from, dims="obs")
-        row_to = pm.Data("row_to", data.row_to, dims="obs")
-        row_count = pm.Data("row_count", data.row_count, dims="obs")
+    with pm.Model(coords=model_coords(spec, agg, design)) as model:
+        data = {}
+        for name, value in design.data_arrays().items():
+            dims = "obs" if name in ("row_from", "row_to", "row_count") else None
+            data[name] = pm.Data(name, value, dims=dims)
         log_rate = pm.Normal("log_rate", mu=mu, sigma=sigma, dims="transition")
-        rate = pm.Deterministic("rate", pt.exp(log_rate), dims="transition")
-        q = pm.Deterministic("Q", generator_matrix(rate, spec), dims=("from_state", "to_state"))
-        loglik = panel_loglik(
-            q[None, :, :], (piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count)
-        )
+        pm.Deterministic("rate", pt.exp(log_rate), dims="transition")
+        log_q = log_rate[None, :]  # likelihood generators (M, T)
+        log_q_grid = log_rate[None, :]  # reported generators (n_grid, T)
+        if design.has_effects:
+            # Sampled per sd of the covariate; reported per unit (exactly msm's hazard ratios).
+            scaled = pm.Normal(
+                "log_hr_scaled", 0.0, sigma=design.parameter_sd * data["hr_scale"],
+                dims="hr_parameter",
+            )  # fmt: skip
+            per_unit = (scaled / data["hr_scale"])[design.effect_parameter]
+            log_hr = pm.Deterministic("log_hazard_ratio", per_unit, dims="covariate_effect")
+            pm.Deterministic("hazard_ratio", pt.exp(log_hr), dims="covariate_effect")
+            effect_t = design.effect_transition
+            log_q = log_q + pt.dot(data["generator_x"] * log_hr[None, :], effect_t)
+            log_q_grid = log_q_grid + pt.dot(design.grid_x * log_hr[None, :], effect_t)
+        if design.has_groups:
+            group_sd = pm.HalfNormal(
+                "group_sd", sigma=spec.groups.sd_prior, dims="group_transition"
+            )
+            group_z = pm.Normal("group_z", 0.0, 1.0, dims=("group", "group_transition"))
+            effect = pm.Deterministic(
+                "group_effect", group_z * group_sd[None, :], dims=("group", "group_transition")
+            )
+            group_t = design.group_transition
+            log_q = log_q + pt.dot(effect[data["generator_group"]], group_t)
+            log_q_grid = log_q_grid + pt.dot(effect[design.grid_group], group_t)
+        q_grid = generator_matrix(pt.exp(log_q_grid), spec)
+        k = spec.n_states
+        pm.Deterministic(
+            "Q", q_grid.reshape((*design.grid_shape, k, k)),
+            dims=(*design.grid_dims, "from_state", "to_state"),
+        )  # fmt: skip
+        panel = [data[n] for n in ("piece_q", "piece_t", "row_ptr", "row_piece", "row_from",
+                                   "row_to", "row_count")]  # fmt: skip
+        loglik = panel_loglik(generator_matrix(pt.exp(log_q), spec), panel)
         pm.Potential("loglik", loglik)
     return model
 
