@@ -72,7 +72,7 @@ def check_supported(spec: ModelSpec) -> None:
         :func:`markov_migration.design.check_design`).
     """
     check_design(spec)
-    missing = [s for s, on in (("[groups]", spec.groups), ("periods", spec.periods)) if on]
+    missing = ["periods"] if spec.periods else []
     if missing:
         raise InputError(
             f"model uses {', '.join(missing)}, which fitting does not support yet",
