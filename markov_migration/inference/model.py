@@ -72,12 +72,6 @@ def check_supported(spec: ModelSpec) -> None:
         :func:`markov_migration.design.check_design`).
     """
     check_design(spec)
-    missing = ["periods"] if spec.periods else []
-    if missing:
-        raise InputError(
-            f"model uses {', '.join(missing)}, which fitting does not support yet",
-            path=spec.path,
-        )
 
 
 def build_model(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
