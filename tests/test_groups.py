@@ -177,3 +177,54 @@ def test_new_group_gets_the_population_distribution(group_fit):
         post["hazard_ratio"].values[..., 0],
         rtol=1e-10,
     )
+
+
+@pytest.mark.slow
+def test_coverage_of_group_intensities(group_fit):
+    """Coverage of the group intensities' 90% intervals over 12 simulated panels.
+
+    Each panel draws new random effects (sd 0.6); 12 panels x 8 groups x 2 transitions
+    = 192 intervals, expected about 173 covered; below 154 (80%) fails.
+    """
+    spec = parse_spec(MODEL)
+    covered = []
+    for rep in range(12):
+        sim = simulate_paths_for_spec(spec, 1500, seed=200 + rep)
+        panel = validate_panel(sim.panel, spec)
+        tree = sample(spec, aggregate(panel, spec), FitSettings(seed=rep, chains=2, draws=300,
+                                                               tune=300))  # fmt: skip
+        q = tree["posterior"]["Q"].sel(pattern="reason=draft")
+        truth = np.exp(sim.group_log_hr) * spec.rate_matrix()[None]
+        for g, level in enumerate(sim.design.groups.levels):
+            for r, s in [(0, 1), (1, 0)]:
+                lo, hi = np.quantile(q.sel(group=level).values[..., r, s], [0.05, 0.95])
+                covered.append(lo < truth[g, r, s] < hi)
+    covered = np.array(covered)
+    print(
+        f"90% interval coverage of group intensities: {covered.mean():.3f} "
+        f"({covered.sum()} of {covered.size})"
+    )
+    assert covered.sum() >= 154
+
+
+@pytest.mark.slow
+def test_host_countries_example(tmp_path):
+    """examples/host_countries.py end to end (short chains): table, plot and fit file."""
+    import importlib.util
+    from pathlib import Path
+
+    import pandas as pd
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "host_countries.py"
+    module_spec = importlib.util.spec_from_file_location("host_countries", path)
+    example = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(example)
+    args = ["--out-dir", str(tmp_path), "--chains", "2", "--draws", "200", "--tune", "300"]
+    assert example.main(args) == 0
+    table = pd.read_csv(tmp_path / "host_countries.csv")
+    assert len(table) == 14 and table["host"].iloc[-1] == "new transit host"
+    known = table.dropna(subset=["true"])
+    inside = ((known["lower"] <= known["true"]) & (known["true"] <= known["upper"])).sum()
+    assert inside >= 9
+    assert (tmp_path / "host_countries.png").stat().st_size > 10_000
+    assert read_fit(tmp_path / "host_countries_fit.nc")["posterior"]["Q"].sizes["group"] == 12
