@@ -192,3 +192,28 @@ def test_recovers_a_period_change(period_fit, tmp_path):
     np.testing.assert_allclose(generator_draws(back, period=1).values, q2, rtol=1e-10)
     np.testing.assert_allclose(generator_draws(back, period="[1.5, inf)").values, q2, rtol=1e-10)
     assert int(tree["sample_stats"]["diverging"].sum()) == 0
+
+
+@pytest.mark.slow
+def test_coverage_of_period_hazard_ratios(period_fit):
+    """Coverage of the period hazard ratios' 90% intervals over 20 simulated panels.
+
+    40 intervals, expected about 36 covered; below 30 (75%) fails.
+    """
+    spec = parse_spec(MODEL)
+    truth = np.log([2.5, 0.5])
+    covered = []
+    for rep in range(20):
+        panel = validate_panel(simulate_paths_for_spec(spec, 1000, seed=300 + rep).panel, spec)
+        tree = sample(
+            spec, aggregate(panel, spec), FitSettings(seed=rep, chains=2, draws=300, tune=300)
+        )
+        lhr = tree["posterior"]["log_hazard_ratio"].values.reshape(-1, 2)
+        lo, hi = np.quantile(lhr, [0.05, 0.95], axis=0)
+        covered.append((lo < truth) & (truth < hi))
+    covered = np.array(covered)
+    print(
+        f"90% interval coverage of the period hazard ratios: {covered.mean():.3f} "
+        f"({covered.sum()} of {covered.size})"
+    )
+    assert covered.sum() >= 30
