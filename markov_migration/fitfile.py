@@ -434,6 +434,8 @@ def _log_rates_at(
             raise FitFileError("the fit has no periods")
         return log_rate
     lhr = post["log_hazard_ratio"]
+    if period is not None and "period" not in post.coords:
+        raise FitFileError("the fit has no periods")
     cov = lhr["covariate"].values.astype(str)
     lev = lhr["level"].values.astype(str)
     known = set(cov) - {"period"}

@@ -217,3 +217,76 @@ def test_coverage_of_period_hazard_ratios(period_fit):
         f"({covered.sum()} of {covered.size})"
     )
     assert covered.sum() >= 30
+
+
+def test_covariates_groups_and_periods_together():
+    """All three at once: grid dims, and the likelihood vs a pair-by-pair expm product."""
+    spec = parse_spec(
+        FULL
+        + """
+[covariates.sex]
+kind = "categorical"
+transitions = ["a->c", "b->c"]
+[covariates.age]
+kind = "numeric"
+transitions = ["c->a"]
+[groups]
+column = "host"
+transitions = ["a->b"]
+"""
+    )
+    rng = np.random.default_rng(4)
+    df = random_panel(200, seed=4)
+    people = df["id"].unique()
+    attrs = pd.DataFrame({
+        "id": people,
+        "sex": rng.choice(["f", "m"], people.size),
+        "age": rng.integers(20, 60, people.size),
+        "host": rng.choice(["GE", "TR", "AM"], people.size),
+    })  # fmt: skip
+    panel = validate_panel(df.merge(attrs, on="id"), spec)
+    agg = aggregate(panel, spec)
+    design = model_design(spec, agg)
+    assert design.grid_dims == ("pattern", "group", "period")
+    assert design.grid_x.shape[0] == 2 * 3 * 3
+    log_rate = rng.normal(np.log(0.4), 0.4, len(spec.transitions))
+    log_hr = rng.normal(0, 0.5, len(design.effects)) * np.where(
+        [e.covariate == "age" for e in design.effects], 0.05, 1.0
+    )
+    effect = rng.normal(0, 0.5, (3, 1))
+    q = generators_from_rates(np.exp(design.log_rates(log_rate, log_hr, effect)), spec)
+    got = loglik(q, *design.likelihood.arrays())
+    labels = period_labels(spec)
+    cuts = [-np.inf, *spec.periods, np.inf]
+    expected = 0.0
+    for row in panel.pairs().itertuples(index=False):
+        p = np.eye(3)
+        for k in range(3):
+            lo, hi = max(row.t0, cuts[k]), min(row.t1, cuts[k + 1])
+            if hi <= lo:
+                continue
+            lq = log_rate.copy()
+            lq[0] += effect[design.group_levels.index(row.host), 0]
+            for e, b in zip(design.effects, log_hr, strict=True):
+                j = spec.transitions.index(e.transition)
+                if e.covariate == "period":
+                    lq[j] += b * (e.level == labels[k])
+                elif e.covariate == "sex":
+                    lq[j] += b * (row.sex == e.level)
+                else:
+                    lq[j] += b * (row.age - design.centers["age"])
+            p = p @ expm(generators_from_rates(np.exp(lq), spec) * (hi - lo))
+        expected += np.log(p[row[1], row[2]])
+    assert got == pytest.approx(expected, rel=1e-10)
+    # It samples, and the fit file has every piece (a short run: structure, not inference).
+    tree = sample(spec, agg, FitSettings(chains=1, draws=30, tune=60, seed=1), panel=panel)
+    post = tree["posterior"]
+    assert post["Q"].dims == (
+        "chain", "draw", "pattern", "group", "period", "from_state", "to_state"
+    )  # fmt: skip
+    assert post["Q"].shape[2:5] == (2, 3, 3)
+    assert set(post["hazard_ratio"]["covariate"].values) == {"sex", "age", "period"}
+    ll = tree["log_likelihood"]["transitions"]
+    assert ll.sizes["obs"] == len(agg.table) and np.all(np.isfinite(ll.values))
+    q_last = generator_draws(tree, {"sex": "m", "age": 50}, group="TR", period=-1)
+    assert q_last.dims == ("chain", "draw", "from_state", "to_state")
