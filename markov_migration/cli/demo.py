@@ -26,8 +26,10 @@ def demo(
     """Run the whole pipeline on the calibrated OutRush-like example.
 
     Simulates the example panel, validates it, compares it with the published
-    figures, fits the five-state model and compares the posterior with the true
-    intensities.
+    figures, fits the five-state model, compares the posterior with the true
+    intensities, checks the fit (writing an HTML report), prints key summaries
+    and projects returnees and diaspora to 2035 for a baseline and a ceasefire
+    scenario.
     """
     from markov_migration.calibration import calibration_table
     from markov_migration.cli.data import print_data_summary
@@ -56,8 +58,66 @@ def demo(
     tree = _fit(spec, panel_path, fit_path, seed=seed, draws=draws, force=force)
     print_recovery(tree, spec, console)
 
-    console.rule("[bold]5. Project returnees and diaspora, mid-2024 to 2035")
+    console.rule("[bold]5. Check the fit: convergence and posterior predictive checks")
+    _check(tree, fit_path, out_dir, seed=seed, force=force)
+
+    console.rule("[bold]6. Key posterior summaries")
+    _summaries(tree, out_dir / "summaries", force=force)
+
+    console.rule("[bold]7. Project returnees and diaspora, mid-2024 to 2035")
     _project(fit_path, out_dir / "projection", seed=seed, force=force)
+
+    console.rule("[bold]Done")
+    console.print(f"all outputs are in {out_dir}/:")
+    for name, what in _OUTPUTS:
+        console.print(f"  {out_dir / name}  [dim]{what}[/]")
+
+
+_OUTPUTS = [
+    ("panel.csv", "simulated example panel (long format)"),
+    ("fit.nc", "fit file (posterior, diagnostics, log-likelihood, provenance)"),
+    ("report.html", "reviewer report: checks, predictive plots, summaries, provenance"),
+    ("checks/", "check tables (CSV) and plots (PNG)"),
+    ("summaries/", "posterior summaries (CSV)"),
+    ("projection/", "projection (NetCDF), quantile table (CSV), fan charts (PNG)"),
+]
+
+#: Summaries the demo prints and writes: (file stem, quantity, keyword arguments).
+DEMO_SUMMARIES = [
+    ("pmatrix-1y", "pmatrix", {"t": 1.0}),
+    ("sojourn", "sojourn", {}),
+    ("passage-returned", "passage", {"to": "returned"}),
+]
+
+
+def _check(tree, fit_path: Path, out_dir: Path, *, seed: int, force: bool) -> None:
+    from markov_migration.checks import run_checks, write_outputs
+    from markov_migration.cli.results import print_checks
+    from markov_migration.io import check_output
+    from markov_migration.report import render_report, write_report
+
+    report = out_dir / "report.html"
+    check_output(report, force)
+    result = run_checks(tree, n_draws=500, seed=seed)
+    print_checks(result)
+    written = write_outputs(result, tree, out_dir / "checks", force)
+    write_report(render_report(tree, result, fit_path=fit_path), report, force)
+    verdict = "all checks pass" if result.ok else f"{len(result.failed)} check(s) FAIL"
+    console.print(f"{verdict}; wrote {len(written)} files to {out_dir / 'checks'} and {report}")
+
+
+def _summaries(tree, out: Path, *, force: bool) -> None:
+    from markov_migration.cli.results import print_summary
+    from markov_migration.io import atomic_output
+    from markov_migration.summaries import summarize, to_frame
+
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, what, kwargs in DEMO_SUMMARIES:
+        summary = summarize(tree, what, **kwargs)
+        print_summary(summary)
+        with atomic_output(out / f"{stem}.csv", force) as tmp:
+            to_frame(summary).to_csv(tmp, index=False, float_format="%.6g")
+    console.print(f"wrote {len(DEMO_SUMMARIES)} tables to {out}")
 
 
 #: About 650,000 emigrants who left since 2022 had not returned by July 2024 (DOMAIN.md).
