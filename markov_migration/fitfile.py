@@ -449,6 +449,25 @@ def _log_rates_at(
     if constant is not None and "covariate_center" in constant:
         centers = dict(zip(constant["numeric_covariate"].values.astype(str),
                            constant["covariate_center"].values, strict=True))  # fmt: skip
+    references = {}
+    if constant is not None and "reference_level" in constant:
+        references = dict(zip(constant["categorical_covariate"].values.astype(str),
+                              constant["reference_level"].values.astype(str), strict=True))  # fmt: skip
+    for c, value in covariates.items():
+        levels = [str(v) for cc, v in zip(cov, lev, strict=True) if cc == c and v != ""]
+        if levels or c in references:
+            allowed = list(dict.fromkeys([*([references[c]] if c in references else []), *levels]))
+            if str(value) not in allowed:
+                raise FitFileError(
+                    f"'{value}' is not a level of covariate '{c}' (levels: {', '.join(allowed)})"
+                )
+        else:
+            try:
+                covariates[c] = float(value)
+            except (TypeError, ValueError):
+                raise FitFileError(f"covariate '{c}' is numeric: '{value}' is not a number") from None
+            if not np.isfinite(covariates[c]):
+                raise FitFileError(f"covariate '{c}' must be finite, got {value}")
     x = np.zeros(cov.size)
     for i, (c, v) in enumerate(zip(cov, lev, strict=True)):
         if c == "period":

@@ -200,7 +200,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise PanelError("file is empty", path=path) from None
     except Exception as err:  # pandas/pyarrow raise many kinds
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise PanelError(f"cannot read as {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'}: {msg}", path=path) from None
+        kind = "Parquet" if suffix in (".parquet", ".pq") else "CSV"
+        raise PanelError(f"cannot read as {kind}: {msg}", path=path) from None
     if df.shape[0] == 0:
         raise PanelError("file has a header but no data rows", path=path)
     df.columns = [str(c).strip() for c in df.columns]
@@ -282,7 +283,7 @@ def _parse_state(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.
 
 
 def reachable(spec: ModelSpec) -> np.ndarray:
-    """Boolean (K, K): can state s be observed after state r over any interval?
+    """Boolean (K, K): whether state s can be observed after state r over some interval.
 
     Staying is always possible; otherwise s must be reachable from r through the
     allowed transitions (a transitive closure).

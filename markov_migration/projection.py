@@ -343,8 +343,42 @@ class Inflow:
 # ---------------------------------------------------------------------------
 
 
-def posterior_generators(tree: xr.DataTree, spec: ModelSpec) -> xr.DataArray:
-    """Posterior draws of ``Q`` stacked into one dim ``sample`` (with chain and draw coords)."""
+def posterior_generators(
+    tree: xr.DataTree,
+    spec: ModelSpec,
+    *,
+    covariates: Mapping[str, Any] | None = None,
+    group: str | None = None,
+    period: str | int | None = None,
+    at: float | None = None,
+    seed: int = 0,
+) -> xr.DataArray:
+    """Posterior draws of ``Q`` stacked into one dim ``sample`` (with chain and draw coords).
+
+    A fit with covariates, groups or periods has one generator per covariate
+    pattern, group and period; the projection needs one per draw, chosen here:
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A continuous-time fit.
+    spec : ModelSpec
+        Its model.
+    covariates : mapping, optional
+        Covariate values (a level, or a number in the data's unit); those not
+        given are at the baseline (reference level, or the centre of a numeric
+        covariate).
+    group : str, optional
+        Required when the fit has groups: a group of the data, or ``"new"``
+        for a group not in the data (the population distribution of groups,
+        see :func:`markov_migration.fitfile.new_group_generators`).
+    period : str or int, optional
+        Period label or index; default the period in effect at ``at``.
+    at : float, optional
+        Time the projection starts (chooses the default period).
+    seed : int
+        Seed of the new-group random effects.
+    """
     post = tree["posterior"]
     if "Q" not in post:
         kind = "discrete-time (P)" if "P" in post else "this"
@@ -352,12 +386,13 @@ def posterior_generators(tree: xr.DataTree, spec: ModelSpec) -> xr.DataArray:
             f"projection needs a continuous-time fit (posterior Q); {kind} fit is not supported"
         )
     extra = sorted(set(post["Q"].dims) - {"chain", "draw", "from_state", "to_state"})
-    if extra:
-        raise InputError(
-            f"the fit's Q has extra dims {extra} (covariates, groups or periods): "
-            "projection supports one generator per draw"
-        )
-    q = post["Q"].transpose("chain", "draw", "from_state", "to_state")
+    chosen = covariates or group is not None or period is not None
+    if not extra and not chosen:
+        q = post["Q"].transpose("chain", "draw", "from_state", "to_state")
+        described = "the fit's posterior Q"
+    else:
+        q, choice = _chosen_generators(tree, spec, covariates, group, period, at, seed)
+        described = json.dumps(choice)
     states = [str(s) for s in q["from_state"].values]
     if states != list(spec.states):
         raise InputError(
@@ -367,7 +402,55 @@ def posterior_generators(tree: xr.DataTree, spec: ModelSpec) -> xr.DataArray:
     values = q.values
     if not np.all(np.isfinite(values)):
         raise InputError("fit file's posterior Q has non-finite values")
+    q.attrs["generator"] = described
     return q
+
+
+def _chosen_generators(tree, spec, covariates, group, period, at, seed) -> xr.DataArray:
+    """Q draws at given covariate values, group and period, and the choice made."""
+    from markov_migration.fitfile import generator_draws, new_group_generators
+
+    post = tree["posterior"]
+    if "group_effect" in post:
+        groups = [str(g) for g in post["group"].values]
+        if group is None:
+            column = spec.groups.column if spec.groups is not None else "group"
+            raise InputError(
+                f"the fit has {column} groups: choose one with --group "
+                f"({', '.join(groups)}), or --group new for a {column} not in the data"
+            )
+        if group != "new" and str(group) not in groups:
+            raise InputError(
+                f"'{group}' is not a group of the fit (groups: {', '.join(groups)}; "
+                "or 'new' for a group not in the data)"
+            )
+    elif group is not None:
+        raise InputError(f"--group {group}: the fit has no groups")
+    if "period" in post.coords:
+        labels = [str(x) for x in post["period"].values]
+        if period is None:
+            if at is None:
+                raise InputError(f"the fit has periods: choose one ({', '.join(labels)})")
+            period = int(np.searchsorted(np.asarray(spec.periods), at + TIME_TOL, side="right"))
+        elif isinstance(period, str) and period.strip().lstrip("-").isdigit():
+            period = int(period)
+        if isinstance(period, int) and not -len(labels) <= period < len(labels):
+            raise InputError(f"period {period} out of range (periods: {', '.join(labels)})")
+        if isinstance(period, int):
+            period = labels[period]
+    elif period is not None:
+        raise InputError(f"--period {period}: the fit has no periods")
+    choice = {"covariates": dict(covariates or {}), "group": group, "period": period}
+    if group == "new":
+        choice["new_group_seed"] = seed
+    try:
+        if group == "new":
+            return new_group_generators(tree, dict(covariates or {}), period, seed=seed), choice
+        return generator_draws(tree, dict(covariates or {}), group, period), choice
+    except InputError:
+        raise
+    except (ValueError, TypeError) as exc:  # e.g. a numeric covariate given as text
+        raise InputError(f"covariate values {dict(covariates or {})}: {exc}") from None
 
 
 def select_draws(n_available: int, draws: int | None) -> np.ndarray:
@@ -770,6 +853,9 @@ def project_fit(
     progress: Callable[[int, int], None] | None = None,
     command: str | None = None,
     fit_file: str | Path | None = None,
+    covariates: Mapping[str, Any] | None = None,
+    group: str | None = None,
+    period: str | int | None = None,
 ) -> xr.Dataset:
     """Project stocks by state from a fit: returnees and diaspora by year, under scenarios.
 
@@ -816,6 +902,12 @@ def project_fit(
     fit_file : str or Path, optional
         The file ``fit`` was read from, when ``fit`` is a DataTree (its path
         and SHA-256 are recorded).
+    covariates, group, period
+        Which generator of a fit with covariates, groups or periods to project
+        with (see :func:`posterior_generators`): covariates at the given
+        values (others at baseline), a group of the data or ``"new"``
+        (required for a fit with groups), a period (default: the one in effect
+        at ``start``). Recorded in the attribute ``generator``.
 
     Returns
     -------
@@ -853,7 +945,9 @@ def project_fit(
     if baseline or not resolved:
         resolved = [Scenario.baseline(), *resolved]
 
-    q_all = posterior_generators(fit, spec)
+    q_all = posterior_generators(
+        fit, spec, covariates=covariates, group=group, period=period, at=float(times[0]), seed=seed
+    )
     chosen = select_draws(q_all.sizes["sample"], draws)
     n = chosen.size
     q = np.ascontiguousarray(q_all.values[chosen])
@@ -933,6 +1027,7 @@ def project_fit(
         dask,
         command,
     )
+    ds.attrs["generator"] = q_all.attrs.get("generator", "the fit's posterior Q")
     return ds
 
 

@@ -228,3 +228,66 @@ def test_host_countries_example(tmp_path):
     assert inside >= 9
     assert (tmp_path / "host_countries.png").stat().st_size > 10_000
     assert read_fit(tmp_path / "host_countries_fit.nc")["posterior"]["Q"].sizes["group"] == 12
+
+
+# -- projection with a chosen group (and covariate pattern) ------------------------------------
+
+
+def test_projection_needs_a_group_and_uses_its_intensities(group_fit, tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from markov_migration.cli.app import app
+    from markov_migration.core.likelihood import pmatrix
+    from markov_migration.errors import InputError
+    from markov_migration.projection import posterior_generators, project_fit, select_draws
+
+    spec, _, _, _, tree = group_fit
+    x0 = {"a": 60_000, "b": 40_000}
+    with pytest.raises(InputError, match="choose one with --group"):
+        project_fit(tree, x0, start=3, horizon=5)
+    with pytest.raises(InputError, match="'nowhere' is not a group of the fit"):
+        project_fit(tree, x0, start=3, horizon=5, group="nowhere")
+    with pytest.raises(InputError, match="'holiday' is not a level of covariate 'reason'"):
+        project_fit(tree, x0, start=3, horizon=5, group="g3", covariates={"reason": "holiday"})
+    with pytest.raises(InputError, match="no covariate 'age'"):
+        project_fit(tree, x0, start=3, horizon=5, group="g3", covariates={"age": 30})
+
+    q = posterior_generators(tree, spec, group="g3", covariates={"reason": "work"})
+    expected_q = generator_draws(tree, {"reason": "work"}, "g3").stack(sample=("chain", "draw"))
+    np.testing.assert_array_equal(q.values, expected_q.transpose("sample", ...).values)
+
+    ds = project_fit(
+        tree, x0, start=3, horizon=5, group="g3", covariates={"reason": "work"}, draws=400, seed=1
+    )
+    assert json.loads(ds.attrs["generator"]) == {
+        "covariates": {"reason": "work"}, "group": "g3", "period": None
+    }
+    # Mean over draws of the stochastic projection = mean of x0 P(2) over the same draws
+    # (demographic noise: sd of a stock per draw <= sqrt(100,000 / 4) = 158, so the mean of
+    # 400 draws is within 8 persons; 5 sd = 40 persons).
+    chosen = q.values[select_draws(q.sizes["sample"], 400)]
+    start = np.array([x0.get(s, 0) for s in spec.states], dtype=float)
+    deterministic = np.einsum("k,dkj->dj", start, pmatrix(chosen, np.array([2.0]))[:, 0])
+    got = ds["stock"].sel(time=5.0).values.mean(axis=0)
+    np.testing.assert_allclose(got, deterministic.mean(axis=0), atol=40)
+    assert int(ds["stock"].sel(time=5.0).sum("state").min()) == 100_000  # conserved
+
+    # A new host country: wider spread of the stock in b than a known one's.
+    new = project_fit(tree, x0, start=3, horizon=5, group="new", draws=400, seed=1)
+    known = project_fit(tree, x0, start=3, horizon=5, group="g3", draws=400, seed=1)
+    b_new = new["stock"].sel(time=5.0, state="b").values
+    b_known = known["stock"].sel(time=5.0, state="b").values
+    assert b_new.std() > 1.5 * b_known.std()
+
+    fit = write_fit(tree, tmp_path / "fit.nc")
+    out = tmp_path / "p.nc"
+    args = ["project", str(fit), "--initial", "a=60000,b=40000", "--start", "3", "--horizon", "5",
+            "--out", str(out), "--draws", "50", "--quiet"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "choose one with --group" in result.output
+    assert not out.exists()
+    result = CliRunner().invoke(app, [*args, "--group", "g3", "--covariate", "reason=work"])
+    assert result.exit_code == 0, result.output
+    assert out.exists()

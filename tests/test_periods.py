@@ -290,3 +290,24 @@ transitions = ["a->b"]
     assert ll.sizes["obs"] == len(agg.table) and np.all(np.isfinite(ll.values))
     q_last = generator_draws(tree, {"sex": "m", "age": 50}, group="TR", period=-1)
     assert q_last.dims == ("chain", "draw", "from_state", "to_state")
+
+
+def test_projection_uses_the_period_in_effect_at_its_start(period_fit):
+    from markov_migration.errors import InputError
+    from markov_migration.projection import posterior_generators
+
+    spec, _, tree = period_fit
+
+    def stacked(q):
+        return q.stack(sample=("chain", "draw")).transpose("sample", ...).values
+
+    late = posterior_generators(tree, spec, at=3.0)
+    np.testing.assert_array_equal(late.values, stacked(generator_draws(tree, period=1)))
+    early = posterior_generators(tree, spec, at=1.0)
+    np.testing.assert_array_equal(early.values, stacked(generator_draws(tree, period=0)))
+    chosen = posterior_generators(tree, spec, at=3.0, period="0")
+    np.testing.assert_array_equal(chosen.values, early.values)
+    with pytest.raises(InputError, match="out of range"):
+        posterior_generators(tree, spec, at=3.0, period=5)
+    with pytest.raises(InputError, match="the fit has no groups"):
+        posterior_generators(tree, spec, at=3.0, group="g1")

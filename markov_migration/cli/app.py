@@ -7,9 +7,7 @@ from typing import Annotated
 import typer
 
 from markov_migration import __version__
-from markov_migration.cli import _common, data, demo, fit
-from markov_migration.cli import results
-from markov_migration.cli import project
+from markov_migration.cli import _common, data, demo, fit, project, results
 
 app = typer.Typer(
     name="markov-migration",

@@ -135,7 +135,10 @@ def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
 
     stocks = initial_stocks_from_fit(fit_path, DEMO_STILL_ABROAD, at=DEMO_START)
     split = ", ".join(f"{k} {v:,}" for k, v in stocks.items() if v)
-    console.print(f"initial stocks at {DEMO_START}: {DEMO_STILL_ABROAD:,} still abroad, split as the fit implies: {split}")
+    console.print(
+        f"initial stocks at {DEMO_START}: {DEMO_STILL_ABROAD:,} still abroad, "
+        f"split as the fit implies: {split}"
+    )
     ds = project_fit(
         fit_path,
         stocks,

@@ -81,6 +81,27 @@ def project(
         str | None,
         typer.Option(help="Run chunked on Dask: 'local' (a local cluster) or a scheduler address."),
     ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="Fits with groups: project with this group's intensities, or 'new' for a "
+            "group not in the data (the population distribution of groups)."
+        ),
+    ] = None,
+    covariate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--covariate",
+            help="Fits with covariates: NAME=VALUE (a level, or a number in the data's unit); "
+            "repeatable. Covariates not given are at baseline.",
+        ),
+    ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(
+            help="Fits with periods: period label or index (default: the period at --start)."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -121,6 +142,7 @@ def project(
         raise InputError(f"--draws must be at least 1, got {draws}")
     tree = read_fit(fit)
     spec = fit_spec(tree)
+    covariates = _parse_covariates(covariate or [])
     stocks = (
         parse_initial(initial, spec)
         if initial is not None
@@ -164,6 +186,7 @@ def project(
         dask,
         quiet,
         command_line(),
+        dict(covariates=covariates, group=group, period=period),
     )
 
     write_projection(ds, out, force)
@@ -179,8 +202,25 @@ def project(
         console.print(f"wrote {path}")
 
 
+def _parse_covariates(items: list[str]) -> dict[str, str]:
+    """``["reason=work", "age=40"]`` as a dict (values as text; the fit converts them)."""
+    from markov_migration.errors import InputError
+
+    out: dict[str, str] = {}
+    for item in items:
+        for part in item.split(","):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise InputError(f"--covariate: expected NAME=VALUE, got '{part}'")
+            if name.strip() in out:
+                raise InputError(f"--covariate: '{name.strip()}' given twice")
+            out[name.strip()] = value.strip()
+    return out
+
+
 def _run(
-    fit, tree, stocks, start, horizon, step, flow, scenarios, draws, seed, dask, quiet, command
+    fit, tree, stocks, start, horizon, step, flow, scenarios, draws, seed, dask, quiet, command,
+    generator,
 ):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -210,6 +250,7 @@ def _run(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             command=command,
             fit_file=fit,
+            **generator,
         )
     return ds
 

@@ -31,7 +31,8 @@ fit <- msm(state ~ time, subject = id, data = dat, qmatrix = q0, gen.inits = TRU
            control = list(fnscale = max(1, nrow(dat) / 2), maxit = 10000, reltol = 1e-12))
 t1 <- proc.time()[["elapsed"]]
 num <- function(x) ifelse(is.na(x), "null", sprintf("%.17g", x))
-mat <- function(m) paste0("[", paste(apply(m, 1, function(r) paste0("[", paste(num(r), collapse = ","), "]")), collapse = ","), "]")
+row_json <- function(r) paste0("[", paste(num(r), collapse = ","), "]")
+mat <- function(m) paste0("[", paste(apply(m, 1, row_json), collapse = ","), "]")
 q <- if (is.null(covariates)) qmatrix.msm(fit, ci = "none") else qmatrix.msm(fit, covariates = baseline, ci = "none")
 hr <- "[]"
 if (!is.null(covariates)) {
