@@ -480,3 +480,20 @@ def test_coverage_of_hazard_ratio_intervals(cov_fit):
           f"({covered.sum()} of {covered.size}); by effect {covered.mean(axis=0).round(2)}; "
           f"mean z {np.mean(z):+.2f}, sd of z {np.std(z):.2f}")  # fmt: skip
     assert covered.sum() >= 128
+
+
+def test_fit_command_prints_hazard_ratios(cov_fit):
+    from rich.console import Console
+
+    from markov_migration.cli.fit import print_posterior_table
+
+    _, _, _, tree = cov_fit
+    con = Console(record=True, width=120)
+    print_posterior_table(tree, con)
+    text = con.export_text()
+    assert "Posterior baseline intensities" in text
+    assert "Posterior hazard ratios" in text
+    assert "reason=work on a->b" in text
+    assert "age (per unit) on b->a" in text
+    hr = tree["posterior"]["hazard_ratio"].isel(covariate_effect=0).values
+    assert f"{hr.mean():.4f}" in text

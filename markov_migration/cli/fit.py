@@ -83,7 +83,39 @@ def print_posterior_table(tree, con) -> None:
     lo, hi = np.quantile(values, [0.025, 0.975], axis=0)
     for k, lab in enumerate(labels):
         table.add_row(str(lab), f"{values[:, k].mean():.4f}", f"{lo[k]:.4f}", f"{hi[k]:.4f}")
+    if "hazard_ratio" in post or "group_sd" in post:
+        table.title = title.replace("Posterior intensities", "Posterior baseline intensities")
     con.print(table)
+    if "hazard_ratio" in post:
+        hr = post["hazard_ratio"]
+        rows = []
+        for k in range(hr.sizes["covariate_effect"]):
+            e = hr.isel(covariate_effect=k)
+            cov, level = str(e["covariate"].values), str(e["level"].values)
+            what = f"{cov} (per unit)" if level == "" else f"{cov}={level}"
+            rows.append((f"{what} on {e['from'].values}->{e['to'].values}", e.values.reshape(-1)))
+        _interval_table(con, "Posterior hazard ratios", "effect", rows)
+    if "group_sd" in post:
+        sd = post["group_sd"]
+        rows = [
+            (str(label), sd.sel(group_transition=label).values.reshape(-1))
+            for label in sd["group_transition"].values
+        ]
+        _interval_table(con, "Between-group sd of the log-intensities", "transition", rows)
     diverging = tree["sample_stats"].get("diverging")
     if diverging is not None:
         con.print(f"divergences: {int(np.asarray(diverging).sum())}")
+
+
+def _interval_table(con, title: str, first: str, rows) -> None:
+    """A table of posterior mean and 95% interval per labelled draw vector."""
+    import numpy as np
+    from rich.table import Table
+
+    table = Table(title=title)
+    for c in (first, "mean", "2.5%", "97.5%"):
+        table.add_column(c, justify="left" if c == first else "right")
+    for label, draws in rows:
+        lo, hi = np.quantile(draws, [0.025, 0.975])
+        table.add_row(label, f"{draws.mean():.4f}", f"{lo:.4f}", f"{hi:.4f}")
+    con.print(table)

@@ -93,7 +93,7 @@ def structure_key(spec: ModelSpec, agg: AggregatedData | None = None) -> str:
 def _data_arrays(spec: ModelSpec, agg: AggregatedData) -> dict[str, Any]:
     from markov_migration.design import model_design
 
-    return model_design(spec, agg).data_arrays()
+    return model_design(spec, agg).packed_data()[0]
 
 
 def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress: bool):

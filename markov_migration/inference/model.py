@@ -34,7 +34,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from markov_migration.design import ModelDesign, check_design, model_design
+from markov_migration.design import ModelDesign, check_design, model_design, unpack_arrays
 from markov_migration.errors import InputError
 from markov_migration.panel import AggregatedData
 from markov_migration.spec import ModelSpec
@@ -116,10 +116,10 @@ def _build_continuous(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
     mu = np.array([spec.priors[p].mu for p in spec.transitions])
     sigma = np.array([spec.priors[p].sigma for p in spec.transitions])
     with pm.Model(coords=model_coords(spec, agg, design)) as model:
-        data = {}
-        for name, value in design.data_arrays().items():
-            dims = "obs" if name in ("row_from", "row_to", "row_count") else None
-            data[name] = pm.Data(name, value, dims=dims)
+        # Two packed data vectors instead of one pm.Data per array: nutpie compiles an
+        # uncached wrapper per shared array (about 0.3 s each).
+        packed, layout = design.packed_data()
+        data = unpack_arrays({name: pm.Data(name, value) for name, value in packed.items()}, layout)
         log_rate = pm.Normal("log_rate", mu=mu, sigma=sigma, dims="transition")
         pm.Deterministic("rate", pt.exp(log_rate), dims="transition")
         log_q = log_rate[None, :]  # likelihood generators (M, T)
