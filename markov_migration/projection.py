@@ -480,6 +480,9 @@ def initial_stocks_from_fit(
     at: float,
     *,
     states: Sequence[str] | None = None,
+    covariates: Mapping[str, Any] | None = None,
+    group: str | None = None,
+    period: str | int | None = None,
 ) -> dict[str, int]:
     """Split a total across states as the fitted model implies at time ``at``.
 
@@ -504,6 +507,9 @@ def initial_stocks_from_fit(
         Time of the split (time units, e.g. 2024.5).
     states : sequence of str, optional
         States to split across (default: all but the model's ``home`` states).
+    covariates, group, period
+        For fits with covariates, groups or periods: the generator carrying
+        every respondent forward (as in :func:`posterior_generators`).
 
     Returns
     -------
@@ -549,7 +555,7 @@ def initial_stocks_from_fit(
         "w": last["weight"].to_numpy(),
     }
     groups = pd.DataFrame(carried).groupby(["state", "gap"], as_index=False)["w"].sum()
-    q = posterior_generators(tree, spec)
+    q = posterior_generators(tree, spec, covariates=covariates, group=group, period=period, at=at)
     q = q.values[select_draws(q.sizes["sample"], min(SPLIT_DRAWS, q.sizes["sample"]))]
     gaps = np.unique(groups["gap"].to_numpy())
     p = pmatrix(q, gaps)  # (draws, gaps, K, K)
