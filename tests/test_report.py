@@ -146,3 +146,35 @@ def test_summaries_per_group(tree):
     html = _summaries(two, 0.95)
     # Q, P(1) and sojourn for each group (no finite passage time to the home state "a")
     assert html.count("<h4>group = GE</h4>") == 3 and html.count("<h4>group = DE</h4>") == 3
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+@pytest.mark.skipif(_chromium() is None, reason="needs a headless Chromium")
+def test_report_renders_in_headless_chromium(html, tmp_path):
+    """The report renders: a screenshot from headless Chromium shows text and the plots."""
+    import subprocess
+
+    import matplotlib.image as mpimg
+
+    page = write_report(html, tmp_path / "report.html")
+    shot = tmp_path / "report.png"
+    cmd = [
+        _chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+        "--window-size=1200,2400", f"--screenshot={shot}", page.resolve().as_uri(),
+    ]  # fmt: skip
+    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
+    assert shot.is_file(), "Chromium wrote no screenshot"
+    img = mpimg.imread(shot)[..., :3]
+    assert img.shape[:2] == (2400, 1200)
+    dark = (img.mean(axis=-1) < 0.5).mean()  # text, axes, markers (a blank page: 2e-5)
+    coloured = (img.std(axis=-1) > 0.1).mean()  # badge, intervals, plot colours (blank: 0)
+    assert dark > 0.005, f"the page looks blank ({dark:.4f} dark pixels)"
+    assert coloured > 0.0005, f"no plots or colour on the page ({coloured:.4f})"
