@@ -75,6 +75,7 @@ class Panel:
     n_rows: int
     n_single: int = 0
     notes: list[str] = field(default_factory=list)
+    _pairs: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_respondents(self) -> int:
@@ -82,27 +83,37 @@ class Panel:
         return int(self.data["id"].nunique())
 
     def pairs(self) -> pd.DataFrame:
-        """Consecutive observation pairs: from, to, t0, t1, id, weight, covariates."""
-        d = self.data
-        same = d["id"].to_numpy()[1:] == d["id"].to_numpy()[:-1]
-        first = d.iloc[:-1][same].reset_index(drop=True)
-        second = d.iloc[1:][same].reset_index(drop=True)
-        out = pd.DataFrame(
-            {
-                "id": first["id"].to_numpy(),
-                "from": first["state"].to_numpy(),
-                "to": second["state"].to_numpy(),
-                "t0": first["time"].to_numpy(),
-                "t1": second["time"].to_numpy(),
-                "weight": first["weight"].to_numpy(),
-                "row": second["row"].to_numpy(),
-            }
-        )
-        # Covariates are taken from the first observation of each interval (as in msm).
-        for col in d.columns:
-            if col not in ("id", "time", "state", "weight", "row"):
-                out[col] = first[col].to_numpy()
-        return out
+        """Consecutive observation pairs: from, to, t0, t1, id, weight, covariates.
+
+        Computed once per panel (``data`` is not to be changed after validation);
+        each call returns a copy.
+        """
+        if self._pairs is None:
+            d = self.data
+            ids = d["id"].to_numpy()
+            i0 = np.flatnonzero(ids[1:] == ids[:-1])
+            i1 = i0 + 1
+
+            def col(name: str, index: np.ndarray) -> np.ndarray:
+                return d[name].to_numpy()[index]
+
+            out = pd.DataFrame(
+                {
+                    "id": ids[i0],
+                    "from": col("state", i0),
+                    "to": col("state", i1),
+                    "t0": col("time", i0),
+                    "t1": col("time", i1),
+                    "weight": col("weight", i0),
+                    "row": col("row", i1),
+                }
+            )
+            # Covariates are taken from the first observation of each interval (as in msm).
+            for name in d.columns:
+                if name not in ("id", "time", "state", "weight", "row"):
+                    out[name] = d[name].iloc[i0].reset_index(drop=True)
+            self._pairs = out
+        return self._pairs.copy()
 
     def state_table(self) -> pd.DataFrame:
         """Observed transition counts between consecutive observations (from x to)."""
@@ -523,15 +534,17 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
 
     # Group respondents in order of first appearance (ids are text: "10" must not
     # sort before "2"), times ascending within each.
-    order = np.lexsort((out["time"].to_numpy(), pd.factorize(out["id"])[0]))
+    code = pd.factorize(out["id"])[0]  # respondents numbered in order of first appearance
+    order = np.lexsort((out["time"].to_numpy(), code))
     if not np.array_equal(order, np.arange(n_rows)):
         notes.append("rows were not sorted by respondent and time: sorted them")
         out = out.iloc[order].reset_index(drop=True)
+        code = code[order]
 
     ids = out["id"].to_numpy()
     t = out["time"].to_numpy()
     st = out["state"].to_numpy()
-    same_id = ids[1:] == ids[:-1]
+    same_id = code[1:] == code[:-1]
     same_time = same_id & (t[1:] == t[:-1])
     conflict = np.flatnonzero(same_time & (st[1:] != st[:-1]))
     if conflict.size:
@@ -547,7 +560,8 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         keep = np.concatenate([[True], ~same_time])
         out = out[keep].reset_index(drop=True)
         ids, t, st = out["id"].to_numpy(), out["time"].to_numpy(), out["state"].to_numpy()
-        same_id = ids[1:] == ids[:-1]
+        code = code[keep]
+        same_id = code[1:] == code[:-1]
 
     w = out["weight"].to_numpy()
     wchange = np.flatnonzero(same_id & (w[1:] != w[:-1]))
@@ -586,8 +600,7 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
                 path=path, row=int(out["row"].iloc[j + 1]), column=cols.time,
             )
 
-    counts = out.groupby("id", sort=False)["id"].transform("size").to_numpy()
-    single = counts == 1
+    single = np.bincount(code)[code] == 1
     n_single = int(single.sum())
     if n_single:
         notes.append(f"dropped {n_single} respondents observed only once")
