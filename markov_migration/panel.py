@@ -76,11 +76,14 @@ class Panel:
     n_single: int = 0
     notes: list[str] = field(default_factory=list)
     _pairs: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    _n_respondents: int | None = field(default=None, repr=False, compare=False)
 
     @property
     def n_respondents(self) -> int:
         """Respondents with at least two observations."""
-        return int(self.data["id"].nunique())
+        if self._n_respondents is None:
+            self._n_respondents = int(self.data["id"].nunique())
+        return self._n_respondents
 
     def pairs(self) -> pd.DataFrame:
         """Consecutive observation pairs: from, to, t0, t1, id, weight, covariates.
@@ -280,17 +283,19 @@ def _parse_state(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.
                 path=path, row=i + 1, column=column,
             )
         return mapped.to_numpy(dtype=np.int64)
-    s = raw.astype("string").str.strip()
+    # Factorize first: the lookup then runs over the few distinct labels, not every row.
+    codes, labels = pd.factorize(raw.astype("string").str.strip())
     lookup = {name: i for i, name in enumerate(spec.states)}
-    mapped = s.map(lookup)
-    bad = np.flatnonzero(mapped.isna().to_numpy())
+    index = np.array([lookup.get(str(label), -1) for label in labels] + [-1], dtype=np.int64)
+    mapped = index[codes]  # code -1 (missing) maps to the sentinel -1
+    bad = np.flatnonzero(mapped < 0)
     if bad.size:
         i = int(bad[0])
         raise PanelError(
-            f"unknown state '{s.iloc[i]}' (model states: {', '.join(spec.states)})",
+            f"unknown state '{str(raw.iloc[i]).strip()}' (model states: {', '.join(spec.states)})",
             path=path, row=i + 1, column=column,
         )
-    return mapped.to_numpy(dtype=np.int64)
+    return mapped
 
 
 def reachable(spec: ModelSpec) -> np.ndarray:
@@ -535,8 +540,10 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
     # Group respondents in order of first appearance (ids are text: "10" must not
     # sort before "2"), times ascending within each.
     code = pd.factorize(out["id"])[0]  # respondents numbered in order of first appearance
-    order = np.lexsort((out["time"].to_numpy(), code))
-    if not np.array_equal(order, np.arange(n_rows)):
+    tm = out["time"].to_numpy()
+    dc, dt = np.diff(code), np.diff(tm)
+    if not np.all((dc > 0) | ((dc == 0) & (dt >= 0))):  # else already sorted: skip the sort
+        order = np.lexsort((tm, code))
         notes.append("rows were not sorted by respondent and time: sorted them")
         out = out.iloc[order].reset_index(drop=True)
         code = code[order]
@@ -600,7 +607,8 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
                 path=path, row=int(out["row"].iloc[j + 1]), column=cols.time,
             )
 
-    single = np.bincount(code)[code] == 1
+    per_respondent = np.bincount(code)
+    single = per_respondent[code] == 1
     n_single = int(single.sum())
     if n_single:
         notes.append(f"dropped {n_single} respondents observed only once")
@@ -609,6 +617,7 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         raise PanelError("no respondent is observed more than once: nothing to fit", path=path)
 
     panel = Panel(out, spec.states, path, sha256, n_rows, n_single, notes)
+    panel._n_respondents = int((per_respondent >= 2).sum())
     check_possible(panel, spec)
     return panel
 
