@@ -392,7 +392,7 @@ def posterior_generators(
         described = "the fit's posterior Q"
     else:
         q, choice = _chosen_generators(tree, spec, covariates, group, period, at, seed)
-        described = json.dumps(choice)
+        described = json.dumps(choice, default=str)
     states = [str(s) for s in q["from_state"].values]
     if states != list(spec.states):
         raise InputError(
