@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -96,6 +97,18 @@ def _data_arrays(spec: ModelSpec, agg: AggregatedData) -> dict[str, Any]:
     return model_design(spec, agg).packed_data()[0]
 
 
+def _compile_status(progress: bool):
+    """A spinner on stderr while numba compiles (a minute on a new machine, then cached)."""
+    if not progress:
+        return contextlib.nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(
+        "compiling the model with numba (the first fit on a machine also compiles the "
+        "likelihood kernel: about a minute, cached afterwards)"
+    )
+
+
 def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress: bool):
     import nutpie
 
@@ -109,8 +122,9 @@ def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progres
         # key covers every other coordinate.
         compiled = compiled.with_data(**_data_arrays(spec, agg))
     else:
-        model = build_model(spec, agg)
-        compiled = nutpie.compile_pymc_model(model, backend="numba")
+        with _compile_status(progress):
+            model = build_model(spec, agg)
+            compiled = nutpie.compile_pymc_model(model, backend="numba")
         if spec.time == "continuous":
             _COMPILED[key] = compiled
     s.timings["compile"] = time.perf_counter() - t0
