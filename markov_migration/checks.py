@@ -465,6 +465,66 @@ def _has_keys(tree: xr.DataTree) -> bool:
     return any(v not in ("from", "to", "interval", "count") for v in obs.data_vars)
 
 
+def _keyed_row_groups(
+    tree: xr.DataTree, n_draws: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Predictive groups of a fit with covariates, groups or periods.
+
+    Rebuilds the fit's design from its ``observed_data`` (checked: the rebuilt
+    likelihood reproduces the stored pointwise log-likelihood), groups the rows
+    by starting state and generator pieces, and evaluates ``P[from, s]`` of each
+    group for every state ``s`` with the likelihood kernel.
+
+    Returns
+    -------
+    row_group : (n_rows,) group of each aggregated row
+    g_from, g_interval : (G,) starting state and interval of each group
+    probs : (D, G, K) predictive distribution of the next state
+    """
+    from markov_migration.core.likelihood import row_loglik_draws
+    from markov_migration.design import model_design
+    from markov_migration.fitfile import aggregated_from_fit, design_generators, fit_spec
+
+    spec = fit_spec(tree)
+    if spec.time != "continuous":
+        raise InputError("predictive checks of discrete-time fits with covariates are not supported")
+    agg = aggregated_from_fit(tree)
+    design = model_design(spec, agg)
+    data = design.likelihood
+    post = tree["posterior"].to_dataset()
+    n_total = post.sizes["chain"] * post.sizes["draw"]
+    draws = np.unique(np.round(np.linspace(0, n_total - 1, min(n_draws, n_total))).astype(np.int64))
+    q = design_generators(spec, design, post, draws)
+    # the rebuilt design must give the log-likelihood stored at fitting time
+    stored = tree["log_likelihood"]["transitions"].transpose("chain", "draw", "obs").to_numpy()
+    stored = stored.reshape(n_total, -1)[draws]
+    again = row_loglik_draws(q, *data.arrays()) * data.row_count
+    if not np.allclose(again, stored, rtol=1e-8, atol=1e-8):
+        raise InputError("could not rebuild the fit's likelihood from its observed data")
+
+    k = spec.n_states
+    pieces = [tuple(data.row_piece[data.row_ptr[r] : data.row_ptr[r + 1]]) for r in range(data.n_rows)]
+    keys = list(zip(data.row_from.tolist(), pieces, strict=True))
+    index: dict = {}
+    row_group = np.array([index.setdefault(key, len(index)) for key in keys], dtype=np.int64)
+    first = np.unique(row_group, return_index=True)[1]  # a representative row per group
+    g_from = data.row_from[first]
+    g_interval = np.asarray(agg.table["interval"], dtype=float)[first]
+    # every group once per destination state
+    rows = np.repeat(first, k)
+    lengths = data.row_ptr[rows + 1] - data.row_ptr[rows]
+    ptr = np.concatenate([[0], np.cumsum(lengths)])
+    piece = np.concatenate([data.row_piece[data.row_ptr[r] : data.row_ptr[r + 1]] for r in rows])
+    dest = np.tile(np.arange(k, dtype=np.int64), first.size)
+    with np.errstate(divide="ignore"):
+        logp = row_loglik_draws(
+            q, data.piece_q, data.piece_t, ptr.astype(np.int64), piece.astype(np.int64),
+            data.row_from[rows], dest,
+        )  # fmt: skip
+    probs = np.exp(logp).reshape(len(draws), first.size, k)
+    return row_group, g_from, g_interval, probs
+
+
 def ppc_transitions(
     tree: xr.DataTree,
     *,
@@ -494,43 +554,45 @@ def ppc_transitions(
         ``table`` columns: ``from, to, band, band_lower, band_upper, observed,
         expected, mean, median, lower, upper`` (counts of transitions).
     """
-    if _has_keys(tree):
-        raise InputError(
-            "posterior predictive checks of fits with covariates, groups or periods "
-            "are not supported yet"
-        )
     rng = np.random.default_rng(seed)
     obs = tree["observed_data"]
     states = json.loads(tree.attrs["states"])
     k = len(states)
     frm = obs["from"].to_numpy().astype(np.int64)
     to = obs["to"].to_numpy().astype(np.int64)
-    interval = obs["interval"].to_numpy().astype(float)
     count = obs["count"].to_numpy().astype(float)
     notes = []
     if not np.allclose(count, np.round(count)):
         notes.append("weighted counts were rounded to whole transitions for the replications")
     count = np.round(count).astype(np.int64)
 
-    intervals, row_iv = np.unique(interval, return_inverse=True)
-    # groups: distinct (from, interval); y[g, s] observed counts
-    gkey = frm * intervals.size + row_iv
-    groups, row_g = np.unique(gkey, return_inverse=True)
-    g_from, g_iv = groups // intervals.size, groups % intervals.size
-    y = np.zeros((groups.size, k), dtype=np.int64)
+    if _has_keys(tree):
+        # Rows share a predictive distribution when they share the starting state and
+        # the generator pieces (covariate pattern, group, periods crossed, interval).
+        row_g, g_from, g_interval, probs = _keyed_row_groups(tree, n_draws)
+    else:
+        interval = obs["interval"].to_numpy().astype(float)
+        intervals, row_iv = np.unique(interval, return_inverse=True)
+        # groups: distinct (from, interval)
+        gkey = frm * intervals.size + row_iv
+        groups, row_g = np.unique(gkey, return_inverse=True)
+        g_from, g_iv = groups // intervals.size, groups % intervals.size
+        g_interval = intervals[g_iv]
+        mats, discrete = thinned_matrices(tree, n_draws)
+        resolution = (
+            float(tree["constant_data"]["resolution"]) if "constant_data" in tree.children else 1.0
+        )
+        p_iv = transition_matrices(mats, intervals, discrete, resolution)  # (D, I, K, K)
+        probs = p_iv[:, g_iv, g_from, :]  # (D, G, K)
+    # y[g, s]: observed counts of each group
+    y = np.zeros((g_from.size, k), dtype=np.int64)
     np.add.at(y, (row_g, to), count)
     n_g = y.sum(axis=1)
 
-    edges = interval_bands(intervals[g_iv], n_g.astype(float), n_bands)
-    g_band = _band_index(intervals[g_iv], edges)
+    edges = interval_bands(g_interval, n_g.astype(float), n_bands)
+    g_band = _band_index(g_interval, edges)
     n_band = edges.size - 1 if edges.size > 1 else 1
 
-    mats, discrete = thinned_matrices(tree, n_draws)
-    resolution = (
-        float(tree["constant_data"]["resolution"]) if "constant_data" in tree.children else 1.0
-    )
-    p_iv = transition_matrices(mats, intervals, discrete, resolution)  # (D, I, K, K)
-    probs = p_iv[:, g_iv, g_from, :]  # (D, G, K)
     probs = np.clip(probs, 0.0, None)
     probs /= probs.sum(axis=-1, keepdims=True)
     y_rep = rng.multinomial(n_g[None, :], probs)  # (D, G, K)
@@ -540,8 +602,8 @@ def ppc_transitions(
     cell = g_from * n_band + g_band
     n_cells = k * n_band
 
-    member = np.zeros((n_cells, groups.size))
-    member[cell, np.arange(groups.size)] = 1.0
+    member = np.zeros((n_cells, g_from.size))
+    member[cell, np.arange(g_from.size)] = 1.0
 
     def to_cells(a: np.ndarray) -> np.ndarray:
         """Sum groups (..., G, K) into cells, flattened to (..., n_cells * K)."""
@@ -643,8 +705,8 @@ def ppc_prevalence(
         )
     if _has_keys(tree):
         raise InputError(
-            "posterior predictive checks of fits with covariates, groups or periods "
-            "are not supported yet"
+            "the prevalence check of fits with covariates, groups or periods is not "
+            "supported (each respondent would need their own generator)"
         )
     rng = np.random.default_rng(seed + 1)
     states = json.loads(tree.attrs["states"])

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from markov_migration import __version__
@@ -221,38 +222,60 @@ def _draws(posterior: xr.Dataset, name: str, dims: tuple[str, ...], labels: dict
 
 def _design_row_loglik(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset) -> np.ndarray:
     from markov_migration.core.likelihood import row_loglik_draws
-    from markov_migration.design import generators_from_rates, model_design
+    from markov_migration.design import model_design
 
     design = model_design(spec, agg)
+    data = design.likelihood
+    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    chunk = max(1, _CHUNK_BYTES // (8 * design.n_generators * spec.n_states**2))
+    per = np.empty((n_draws, data.n_rows))
+    for lo in range(0, n_draws, chunk):
+        q = design_generators(spec, design, posterior, np.arange(lo, min(lo + chunk, n_draws)))
+        per[lo : lo + chunk] = row_loglik_draws(q, *data.arrays())
+    return per
+
+
+def design_generators(spec: ModelSpec, design, posterior: xr.Dataset, draws: np.ndarray) -> np.ndarray:
+    """The design's generators for chosen draws: shape (len(draws), M, K, K).
+
+    ``draws`` index the flattened (chain, draw) samples; ``design`` is
+    :func:`markov_migration.design.model_design` of the fit's model and data.
+    """
+    from markov_migration.design import generators_from_rates
+
     labels = {
         "transition": list(spec.transition_labels),
         "covariate_effect": [e.label for e in design.effects],
         "group": list(design.group_levels),
         "group_transition": [spec.transition_labels[j] for j in design.group_transitions],
     }
-    log_rate = _draws(posterior, "log_rate", ("transition",), labels)
+    log_rate = _draws(posterior, "log_rate", ("transition",), labels)[draws]
     log_hr = (
-        _draws(posterior, "log_hazard_ratio", ("covariate_effect",), labels)
+        _draws(posterior, "log_hazard_ratio", ("covariate_effect",), labels)[draws]
         if design.has_effects else None
     )  # fmt: skip
     effect = (
-        _draws(posterior, "group_effect", ("group", "group_transition"), labels)
+        _draws(posterior, "group_effect", ("group", "group_transition"), labels)[draws]
         if design.has_groups else None
     )  # fmt: skip
-    data = design.likelihood
-    n_draws, k = log_rate.shape[0], spec.n_states
-    chunk = max(1, _CHUNK_BYTES // (8 * design.n_generators * k * k))
-    per = np.empty((n_draws, data.n_rows))
-    for lo in range(0, n_draws, chunk):
-        sl = slice(lo, lo + chunk)
-        lr = design.log_rates(
-            log_rate[sl],
-            None if log_hr is None else log_hr[sl],
-            None if effect is None else effect[sl],
-        )
-        q = generators_from_rates(np.exp(lr), spec)
-        per[sl] = row_loglik_draws(np.ascontiguousarray(q), *data.arrays())
-    return per
+    lr = design.log_rates(log_rate, log_hr, effect)
+    return np.ascontiguousarray(generators_from_rates(np.exp(lr), spec))
+
+
+def aggregated_from_fit(tree: xr.DataTree) -> AggregatedData:
+    """The aggregated data a fit was made from, rebuilt from its ``observed_data``."""
+    obs = tree["observed_data"].to_dataset()
+    frame = pd.DataFrame({name: obs[name].to_numpy() for name in obs.data_vars})
+    const = tree["constant_data"] if "constant_data" in tree.children else None
+    resolution = float(const["resolution"]) if const is not None and "resolution" in const else 1.0
+    return AggregatedData(
+        table=frame,
+        states=tuple(json.loads(tree.attrs["states"])),
+        resolution=resolution,
+        source=str(tree.attrs.get("data_path", "<fit file>")),
+        sha256=str(tree.attrs.get("data_sha256", "")),
+        weighted=bool(int(tree.attrs.get("data_weighted", 0))),
+    )
 
 
 def design_dataset(spec: ModelSpec, agg: AggregatedData) -> xr.Dataset:

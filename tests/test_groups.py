@@ -291,3 +291,12 @@ def test_projection_needs_a_group_and_uses_its_intensities(group_fit, tmp_path):
     result = CliRunner().invoke(app, [*args, "--group", "g3", "--covariate", "reason=work"])
     assert result.exit_code == 0, result.output
     assert out.exists()
+
+
+def test_predictive_check_of_transitions_with_groups(group_fit):
+    from markov_migration.checks import ppc_transitions
+
+    _, _, _, agg, tree = group_fit
+    result = ppc_transitions(tree, n_draws=200, seed=2)
+    assert result.table["observed"].sum() == pytest.approx(np.round(agg.table["count"]).sum())
+    assert 0.01 <= result.ppp <= 0.99, result.ppp

@@ -311,3 +311,12 @@ def test_projection_uses_the_period_in_effect_at_its_start(period_fit):
         posterior_generators(tree, spec, at=3.0, period=5)
     with pytest.raises(InputError, match="the fit has no groups"):
         posterior_generators(tree, spec, at=3.0, group="g1")
+
+
+def test_predictive_check_of_transitions_with_periods(period_fit):
+    from markov_migration.checks import ppc_transitions
+
+    _, agg, tree = period_fit
+    result = ppc_transitions(tree, n_draws=200, seed=3)
+    assert result.table["observed"].sum() == pytest.approx(np.round(agg.table["count"]).sum())
+    assert 0.01 <= result.ppp <= 0.99, result.ppp
