@@ -128,8 +128,21 @@ def _spanning(seed):
     return generator(np.exp(rng.uniform(np.log(1e-4), np.log(1e2), size=(5, 5))))
 
 
+def _two_blocks(gap):
+    # two weakly coupled 2-state blocks: eigenvalues near 0, -0.001, -0.5 and
+    # -(0.5 + gap); the kernel sums rows of a pair apart by gap * t_min < 0.01
+    # with the pairwise divided difference, and the others in O(K) per row
+    rates = np.zeros((4, 4))
+    rates[0, 1], rates[1, 0] = 0.3, 0.2
+    rates[2, 3], rates[3, 2] = 0.25, 0.25 + gap
+    rates[1, 2] = rates[3, 0] = 1e-3
+    return generator(rates)
+
+
 # name -> (generators, durations, expected fast-path modes)
 HARD_CASES = {
+    "close_eigenvalue_pairs": ([_two_blocks(4e-3)], [0.5, 2.0], [REAL]),
+    "pair_just_separated": ([_two_blocks(0.0212)], [0.5, 2.0], [REAL]),
     "identical_rates": ([generator(np.full((4, 4), 0.3))], [0.5, 1.0, 3.0], [REAL]),
     "absorbing_states": ([_absorbing()], [0.5, 2.0, 7.0], [REAL]),
     "triangular_equal_diagonal": (
@@ -172,9 +185,15 @@ def random_case(seed):
     return make_panel(Qs, durations, rng)
 
 
+# rows of the weakly coupled blocks observe likely moves only: a move across the
+# 1e-3 coupling has a gradient of ~1e7 that central differences cannot resolve
+MIN_PROB = {"close_eigenvalue_pairs": 1e-2, "pair_just_separated": 1e-2}
+
+
 def hard_case(name):
     Qs, durations, _ = HARD_CASES[name]
-    return make_panel(Qs, durations, np.random.default_rng(sum(map(ord, name))))
+    rng = np.random.default_rng(sum(map(ord, name)))
+    return make_panel(Qs, durations, rng, min_prob=MIN_PROB.get(name, 1e-6))
 
 
 CASES = [pytest.param(lambda s=s: random_case(s), id=f"random{s}") for s in range(8)] + [
@@ -191,6 +210,30 @@ CASES = [pytest.param(lambda s=s: random_case(s), id=f"random{s}") for s in rang
 def test_hard_cases_take_the_intended_path(name):
     Qs, _, modes = HARD_CASES[name]
     assert spectral_modes(np.asarray(Qs)) == modes
+
+
+def close_pairs(Q, durations):
+    """Ordered eigenvalue pairs the kernel treats as close (white-box)."""
+    lam = np.linalg.eigvals(Q)
+    gap = np.abs(lam[:, None] - lam[None, :]) * min(durations)
+    return int(np.sum(~np.eye(len(lam), dtype=bool) & (gap < L._SEPARATED_MIN)))
+
+
+def test_hard_cases_mix_close_and_separated_eigenvalue_pairs():
+    # the two blocks' cases straddle the threshold: both code paths of the
+    # gradient are taken in one generator, and checked against references below
+    (Q,), durations, _ = HARD_CASES["close_eigenvalue_pairs"]
+    assert 0 < close_pairs(Q, durations) < 12
+    (Q,), durations, _ = HARD_CASES["pair_just_separated"]
+    lam = np.sort(np.linalg.eigvals(Q).real)
+    assert 0.01 < (lam[1] - lam[0]) * min(durations) < 0.0112
+    (Q,), durations, _ = HARD_CASES["identical_rates"]
+    assert close_pairs(Q, durations) == 6  # a triple eigenvalue
+    # most random generators have only separated pairs (the O(K)-per-row path)
+    separated = [
+        all(close_pairs(q, random_case(s)[1][1]) == 0 for q in random_case(s)[0]) for s in range(8)
+    ]
+    assert sum(separated) >= 6
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -597,21 +597,22 @@ def _entry(U, Ui, m, e, p, a, b):
 
 
 @njit(cache=True)
-def _dense(U, Ui, m, e, p, out):
-    """``out[p] = real(U_m diag(e_p) U_m^-1)``."""
+def _dense(U, Ui, m, e, p, out, s):
+    """``out[s] = real(U_m diag(e_p) U_m^-1)``."""
     K = e.shape[1]
     for i in range(K):
         for j in range(K):
-            out[p, i, j] = _entry(U, Ui, m, e, p, i, j)
+            out[s, i, j] = _entry(U, Ui, m, e, p, i, j)
 
 
 @njit(cache=True)
 def _accumulate_spectral_adjoint(
-    U, Ui, lam, inv_d, abs_d, m, e, p, t, G, W, X, nz_a, nz_b, nz_g
+    U, Ui, lam, inv_d, abs_d, m, e, p, t, G, s, W, X, nz_a, nz_b, nz_g
 ):  # fmt: skip
-    """``W_m += V(t) o (U_m^T G_p U_m^-T)`` for piece p (Kalbfleisch-Lawless).
+    """``W_m += V(t) o (U_m^T G_s U_m^-T)`` for piece p (Kalbfleisch-Lawless).
 
-    ``G_p`` (real, K x K) is the adjoint of the piece's P; it usually holds one
+    ``G_s`` (real, K x K, slot ``s`` of piece ``p``) is the adjoint of the
+    piece's P, for pieces in rows that cross period cuts; it holds one
     entry per observed (from, to), so ``X = U^T G U^-T`` is summed over its
     non-zeros, or formed densely when there are many. ``V`` is symmetric.
     ``X``, ``nz_a``, ``nz_b``, ``nz_g`` are scratch arrays.
@@ -620,10 +621,10 @@ def _accumulate_spectral_adjoint(
     n = 0
     for a in range(K):
         for b in range(K):
-            if G[p, a, b] != 0.0:
+            if G[s, a, b] != 0.0:
                 nz_a[n] = a
                 nz_b[n] = b
-                nz_g[n] = G[p, a, b]
+                nz_g[n] = G[s, a, b]
                 n += 1
     if n <= K:
         for i in range(K):
@@ -644,7 +645,7 @@ def _accumulate_spectral_adjoint(
                 for a in range(K):
                     ga = X[0, 0] * 0.0
                     for b in range(K):
-                        ga += G[p, a, b] * Ui[m, j, b]
+                        ga += G[s, a, b] * Ui[m, j, b]
                     x += U[m, a, i] * ga
                 X[i, j] = x
     for i in range(K):
@@ -676,13 +677,83 @@ def _back_transform(U, Ui, W, out):
             out[p, q] += v.real
 
 
+# A pair of eigenvalues is *separated* for a generator when
+# |lam_i - lam_j| t_min >= this, t_min being the generator's shortest positive
+# piece. The row-wise accumulation below then forms the divided difference as
+# a difference of two sums divided by (lam_i - lam_j), losing about
+# eps / (|lam_i - lam_j| t) relative accuracy (~2e-14 here), the same bound the
+# pairwise divided difference accepts before it switches to expm1. Closer pairs
+# (repeated eigenvalues: several absorbing states, equal rates) are
+# accumulated row by row with the stable divided difference.
+_SEPARATED_MIN = _DIVDIFF_EXPM1_BELOW
+
+
+@njit(cache=True)
+def _accumulate_row_spectral(
+    U, Ui, lam, inv_d, abs_d, m, e, p, t, a, b, g, B, C, D, Sc, n_close, close_i, close_j
+):  # fmt: skip
+    """Add one single-piece row's share of ``V(t) o (U^T G U^-T)`` in O(K).
+
+    The row observes ``a -> b`` over a piece of length ``t`` with adjoint weight
+    ``g = count / P[a, b]``. Its share of the spectral adjoint is
+    ``S_ij = g U[a, i] Ui[j, b] V_ij(t)`` with the divided difference
+    ``V_ij(t) = (e_i - e_j) / (lam_i - lam_j)`` (``t e_i`` on the diagonal).
+    For separated pairs the two terms of the difference factor into sums over
+    rows of vectors of length K, ``B[b, i] += g U[a, i] e_i`` and
+    ``C[a, j] += g e_j Ui[j, b]``, contracted once per evaluation by
+    :func:`_spectral_from_sums`; the diagonal goes to ``D``, the close pairs to
+    ``Sc`` directly. So a row costs O(K), not the O(K^2) of forming
+    ``U^T G U^-T`` per piece.
+    """
+    K = e.shape[1]
+    for k in range(K):
+        ek = e[p, k]
+        ua = g * U[m, a, k] * ek
+        uib = Ui[m, k, b]
+        B[m, b, k] += ua
+        C[m, a, k] += g * ek * uib
+        D[m, k] += t * ua * uib
+    for n in range(n_close[m]):
+        i = close_i[m, n]
+        j = close_j[m, n]
+        v = _divided_difference(
+            lam[m, i], lam[m, j], e[p, i], e[p, j], t, inv_d[m, i, j], abs_d[m, i, j]
+        )
+        Sc[m, i, j] += g * U[m, a, i] * Ui[m, j, b] * v
+
+
+@njit(cache=True)
+def _spectral_from_sums(U, Ui, inv_d, m, B, C, D, Sc, close, W):
+    """``W_m += S`` from the row sums of :func:`_accumulate_row_spectral` (O(K^3)).
+
+    ``S_ij = (sum_b B[b, i] Ui[j, b] - sum_a U[a, i] C[a, j]) / (lam_i - lam_j)``
+    for separated pairs, ``Sc_ij`` for close ones, ``D_i`` on the diagonal.
+    """
+    K = D.shape[1]
+    for i in range(K):
+        W[m, i, i] += D[m, i]
+        for j in range(K):
+            if j == i:
+                continue
+            if close[m, i, j]:
+                W[m, i, j] += Sc[m, i, j]
+                continue
+            t1 = B[m, 0, i] * Ui[m, j, 0]
+            t2 = U[m, 0, i] * C[m, 0, j]
+            for k in range(1, K):
+                t1 += B[m, k, i] * Ui[m, j, k]
+                t2 += U[m, k, i] * C[m, k, j]
+            W[m, i, j] += (t1 - t2) * inv_d[m, i, j]
+
+
 @njit(cache=True)
 def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
     """Decompose generators, evaluate P for every piece and the row probabilities.
 
     Returns the per-generator decompositions and modes, exp(lam t) per piece,
     dense P for the pieces that need it (multi-piece rows, fallback
-    generators), and ``value[r] = P_r[from_r, to_r]``.
+    generators) at ``P[slot[p]]`` (``slot[p] = -1`` for the others), and
+    ``value[r] = P_r[from_r, to_r]``.
     """
     M = Q.shape[0]
     K = Q.shape[1]
@@ -706,34 +777,48 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
             if mode[m] == _MODE_INVALID:
                 valid = False
 
-    expo_r = np.zeros((n_pieces, K))
-    expo_c = np.zeros((n_pieces, K), dtype=np.complex128)
-    dense = np.zeros(n_pieces, dtype=np.bool_)
+    # each piece's row of exponentials is written for its generator's mode
+    # before it is read, so no zeroing (it costs as much as the work here)
+    expo_r = np.empty((n_pieces, K))
+    expo_c = np.empty((n_pieces, K), dtype=np.complex128)
+    # dense P only where needed: a full (n_pieces, K, K) array would be zeroed
+    # at every evaluation
+    slot = np.full(n_pieces, -1, dtype=np.int64)
+    n_slots = 0
     for r in range(n_rows):
         if row_ptr[r + 1] - row_ptr[r] > 1:
             for i in range(row_ptr[r], row_ptr[r + 1]):
-                dense[row_piece[i]] = True
-    P = np.zeros((n_pieces, K, K))
+                if slot[row_piece[i]] < 0:
+                    slot[row_piece[i]] = n_slots
+                    n_slots += 1
+    for p in range(n_pieces):
+        if slot[p] < 0 and mode[piece_q[p]] == _MODE_FALLBACK:
+            slot[p] = n_slots
+            n_slots += 1
+    P = np.zeros((n_slots, K, K))
     value = np.zeros(n_rows)
     if not valid:
-        return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False
+        return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False, slot
 
     for p in range(n_pieces):
         m = piece_q[p]
         t = piece_t[p]
         if mode[m] == _MODE_REAL:
             _piece_exponentials(lam_r, m, t, expo_r, p)
-            if dense[p]:
-                _dense(U_r, Ui_r, m, expo_r, p, P)
+            if slot[p] >= 0:
+                _dense(U_r, Ui_r, m, expo_r, p, P, slot[p])
         elif mode[m] == _MODE_COMPLEX:
             _piece_exponentials(lam_c, m, t, expo_c, p)
-            if dense[p]:
-                _dense(U_c, Ui_c, m, expo_c, p, P)
+            if slot[p] >= 0:
+                _dense(U_c, Ui_c, m, expo_c, p, P, slot[p])
         else:
             try:
-                P[p] = _expm_numba(Q[m] * t)
+                P[slot[p]] = _expm_numba(Q[m] * t)
             except Exception:  # singular Pade denominator: cannot happen for finite Q
-                return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False
+                return (
+                    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False,
+                    slot,
+                )  # fmt: skip
 
     left = np.zeros(K)
     tmp = np.zeros(K)
@@ -750,11 +835,11 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
             elif mode[m] == _MODE_COMPLEX:
                 value[r] = _entry(U_c, Ui_c, m, expo_c, p, a, b)
             else:
-                value[r] = P[p, a, b]
+                value[r] = P[slot[p], a, b]
         else:
-            left[:] = P[row_piece[start], a, :]
+            left[:] = P[slot[row_piece[start]], a, :]
             for i in range(start + 1, stop - 1):
-                Pi = P[row_piece[i]]
+                Pi = P[slot[row_piece[i]]]
                 for j in range(K):
                     s = 0.0
                     for k in range(K):
@@ -762,11 +847,11 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
                     tmp[j] = s
                 left[:] = tmp
             v = 0.0
-            Pl = P[row_piece[stop - 1]]
+            Pl = P[slot[row_piece[stop - 1]]]
             for k in range(K):
                 v += left[k] * Pl[k, b]
             value[r] = v
-    return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, True
+    return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, True, slot
 
 
 @njit(cache=True)
@@ -782,13 +867,21 @@ def _row_loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to
 
 @njit(cache=True)
 def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count, with_grad):
-    """Log-likelihood and (if ``with_grad``) its gradient with respect to every Q entry."""
+    """Log-likelihood and (if ``with_grad``) its gradient with respect to every Q entry.
+
+    The gradient of a generator with a usable eigendecomposition is
+    ``U^-T S U^T`` with the spectral adjoint ``S = sum_rows V(t) o (U^T G U^-T)``
+    (Kalbfleisch-Lawless). Rows of one piece -- nearly all rows -- add to ``S``
+    in O(K) through :func:`_accumulate_row_spectral`; rows crossing period cuts
+    form their piece adjoints ``G`` and add ``V o (U^T G U^-T)`` per piece;
+    fallback generators take the Frechet derivative of the Pade expm.
+    """
     M = Q.shape[0]
     K = Q.shape[1]
     n_pieces = piece_q.shape[0]
     n_rows = row_from.shape[0]
     dQ = np.zeros((M, K, K))
-    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, valid = _forward(
+    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, valid, slot = _forward(
         Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to
     )
     if not valid:
@@ -807,9 +900,47 @@ def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, ro
     if not with_grad:
         return total, dQ
 
-    # adjoint of each piece's P: G[p] = dL/dP_p
-    G = np.zeros((n_pieces, K, K))
-    has_g = np.zeros(n_pieces, dtype=np.bool_)
+    # eigenvalue gaps, and the pairs too close for the row-wise sums
+    invd_r = np.zeros((M, K, K))
+    invd_c = np.zeros((M, K, K), dtype=np.complex128)
+    absd = np.zeros((M, K, K))
+    t_min = np.full(M, np.inf)
+    for p in range(n_pieces):
+        if piece_t[p] > 0.0 and piece_t[p] < t_min[piece_q[p]]:
+            t_min[piece_q[p]] = piece_t[p]
+    close = np.zeros((M, K, K), dtype=np.bool_)
+    n_close = np.zeros(M, dtype=np.int64)
+    close_i = np.zeros((M, K * K), dtype=np.int64)
+    close_j = np.zeros((M, K * K), dtype=np.int64)
+    for m in range(M):
+        if mode[m] == _MODE_REAL:
+            _eigen_gaps(lam_r[m], invd_r[m], absd[m])
+        elif mode[m] == _MODE_COMPLEX:
+            _eigen_gaps(lam_c[m], invd_c[m], absd[m])
+        else:
+            continue
+        for i in range(K):
+            for j in range(K):
+                if i != j and not absd[m, i, j] * t_min[m] >= _SEPARATED_MIN:
+                    close[m, i, j] = True
+                    close_i[m, n_close[m]] = i
+                    close_j[m, n_close[m]] = j
+                    n_close[m] += 1
+
+    # row sums of the O(K) accumulation (real and complex spectra)
+    B_r = np.zeros((M, K, K))
+    C_r = np.zeros((M, K, K))
+    D_r = np.zeros((M, K))
+    Sc_r = np.zeros((M, K, K))
+    B_c = np.zeros((M, K, K), dtype=np.complex128)
+    C_c = np.zeros((M, K, K), dtype=np.complex128)
+    D_c = np.zeros((M, K), dtype=np.complex128)
+    Sc_c = np.zeros((M, K, K), dtype=np.complex128)
+    # adjoints G[slot[p]] = dL/dP_p of the pieces with a dense P (multi-piece
+    # rows, fallback generators)
+    n_slots = P.shape[0]
+    G = np.zeros((n_slots, K, K))
+    has_g = np.zeros(n_slots, dtype=np.bool_)
     max_len = 1
     for r in range(n_rows):
         max_len = max(max_len, row_ptr[r + 1] - row_ptr[r])
@@ -826,75 +957,85 @@ def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, ro
         n = row_ptr[r + 1] - start
         if n == 1:
             p = row_piece[start]
-            G[p, a, b] += g
-            has_g[p] = True
+            m = piece_q[p]
+            t = piece_t[p]
+            if mode[m] == _MODE_REAL:
+                if t > 0.0:  # P(0) = I does not depend on Q
+                    _accumulate_row_spectral(
+                        U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g,
+                        B_r, C_r, D_r, Sc_r, n_close, close_i, close_j,
+                    )  # fmt: skip
+            elif mode[m] == _MODE_COMPLEX:
+                if t > 0.0:
+                    _accumulate_row_spectral(
+                        U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, a, b, g,
+                        B_c, C_c, D_c, Sc_c, n_close, close_i, close_j,
+                    )  # fmt: skip
+            else:
+                G[slot[p], a, b] += g
+                has_g[slot[p]] = True
             continue
         # lefts[k] = row a of P_0 ... P_(k-1); rights[k] = column b of P_(k+1) ... P_(n-1)
         lefts[0, :] = 0.0
         lefts[0, a] = 1.0
         for k in range(1, n):
-            Pk = P[row_piece[start + k - 1]]
+            Pk = P[slot[row_piece[start + k - 1]]]
             for j in range(K):
-                s = 0.0
+                acc = 0.0
                 for i in range(K):
-                    s += lefts[k - 1, i] * Pk[i, j]
-                lefts[k, j] = s
+                    acc += lefts[k - 1, i] * Pk[i, j]
+                lefts[k, j] = acc
         rights[n - 1, :] = 0.0
         rights[n - 1, b] = 1.0
         for k in range(n - 2, -1, -1):
-            Pk = P[row_piece[start + k + 1]]
+            Pk = P[slot[row_piece[start + k + 1]]]
             for i in range(K):
-                s = 0.0
+                acc = 0.0
                 for j in range(K):
-                    s += Pk[i, j] * rights[k + 1, j]
-                rights[k, i] = s
+                    acc += Pk[i, j] * rights[k + 1, j]
+                rights[k, i] = acc
         for k in range(n):
-            p = row_piece[start + k]
-            has_g[p] = True
+            sp = slot[row_piece[start + k]]
+            has_g[sp] = True
             for i in range(K):
                 li = g * lefts[k, i]
                 for j in range(K):
-                    G[p, i, j] += li * rights[k, j]
+                    G[sp, i, j] += li * rights[k, j]
 
     W_r = np.zeros((M, K, K))
     W_c = np.zeros((M, K, K), dtype=np.complex128)
-    invd_r = np.zeros((M, K, K))
-    invd_c = np.zeros((M, K, K), dtype=np.complex128)
-    absd = np.zeros((M, K, K))
-    for m in range(M):
-        if mode[m] == _MODE_REAL:
-            _eigen_gaps(lam_r[m], invd_r[m], absd[m])
-        elif mode[m] == _MODE_COMPLEX:
-            _eigen_gaps(lam_c[m], invd_c[m], absd[m])
     X_r = np.zeros((K, K))
     X_c = np.zeros((K, K), dtype=np.complex128)
     nz_a = np.zeros(K * K, dtype=np.int64)
     nz_b = np.zeros(K * K, dtype=np.int64)
     nz_g = np.zeros(K * K)
     for p in range(n_pieces):
-        if not has_g[p]:
+        sp = slot[p]
+        if sp < 0 or not has_g[sp]:
             continue
         m = piece_q[p]
         t = piece_t[p]
         if mode[m] == _MODE_REAL:
             _accumulate_spectral_adjoint(
-                U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, G, W_r, X_r, nz_a, nz_b, nz_g
+                U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, G, sp, W_r, X_r, nz_a, nz_b, nz_g
             )
         elif mode[m] == _MODE_COMPLEX:
             _accumulate_spectral_adjoint(
-                U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, G, W_c, X_c, nz_a, nz_b, nz_g
+                U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, G, sp, W_c, X_c, nz_a, nz_b, nz_g
             )
         else:
             # <G, L(Q t, E t)> = <t L(Q^T t, G), E>
             try:
-                _, L = _expm_frechet_numba(np.ascontiguousarray(Q[m].T) * t, G[p])
+                _, Lf = _expm_frechet_numba(np.ascontiguousarray(Q[m].T) * t, G[sp])
             except Exception:
                 return -np.inf, np.zeros((M, K, K))
-            dQ[m] += t * L
+            dQ[m] += t * Lf
     for m in range(M):
         if mode[m] == _MODE_REAL:
+            _spectral_from_sums(U_r, Ui_r, invd_r, m, B_r, C_r, D_r, Sc_r, close, W_r)
             _back_transform(U_r[m], Ui_r[m], W_r[m], dQ[m])
         elif mode[m] == _MODE_COMPLEX:
+            _spectral_from_sums(U_c, Ui_c, invd_c, m, B_c, C_c, D_c, Sc_c, close, W_c)
             _back_transform(U_c[m], Ui_c[m], W_c[m], dQ[m])
     return total, dQ
 
