@@ -235,7 +235,10 @@ def _decimal_years(values: pd.Series, path: str, column: str) -> np.ndarray:
         dt = pd.to_datetime(values, format="ISO8601", utc=True, errors="coerce")
         bad = int(np.flatnonzero(dt.isna().to_numpy())[0])
         raise PanelError(
-            f"'{values.iloc[bad]}' is neither a number nor an ISO date", path=path, row=bad + 1, column=column
+            f"'{values.iloc[bad]}' is neither a number nor an ISO date",
+            path=path,
+            row=bad + 1,
+            column=column,
         ) from None
     year = dt.dt.year.to_numpy()
     start = pd.to_datetime(pd.Series(year).astype(str) + "-01-01", utc=True).to_numpy()
@@ -250,7 +253,9 @@ def _parse_time(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.n
     else:
         s = raw.astype("string").str.strip()
         numeric = pd.to_numeric(s, errors="coerce")
-        looks_date = s.str.match(r"^\d{4}-\d{2}(-\d{2})?([T ].*)?$").fillna(False).to_numpy(dtype=bool)
+        looks_date = (
+            s.str.match(r"^\d{4}-\d{2}(-\d{2})?([T ].*)?$").fillna(False).to_numpy(dtype=bool)
+        )
         if looks_date.any() and numeric.isna().all():
             t = _decimal_years(s, path, column) * UNIT_PER_YEAR[spec.time_unit]
         else:
@@ -259,7 +264,9 @@ def _parse_time(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.n
                 i = int(bad[0])
                 raise PanelError(
                     f"time '{s.iloc[i]}' is not a number (or every time must be an ISO date)",
-                    path=path, row=i + 1, column=column,
+                    path=path,
+                    row=i + 1,
+                    column=column,
                 )
             t = numeric.to_numpy(dtype=float)
     bad = np.flatnonzero(~np.isfinite(t))
@@ -280,7 +287,9 @@ def _parse_state(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.
             i = int(bad[0])
             raise PanelError(
                 f"unknown state code '{raw.iloc[i]}' (declared codes: {', '.join(map(str, sorted(codes)))})",
-                path=path, row=i + 1, column=column,
+                path=path,
+                row=i + 1,
+                column=column,
             )
         return mapped.to_numpy(dtype=np.int64)
     # Factorize first: the lookup then runs over the few distinct labels, not every row.
@@ -293,7 +302,9 @@ def _parse_state(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.
         i = int(bad[0])
         raise PanelError(
             f"unknown state '{str(raw.iloc[i]).strip()}' (model states: {', '.join(spec.states)})",
-            path=path, row=i + 1, column=column,
+            path=path,
+            row=i + 1,
+            column=column,
         )
     return mapped
 
@@ -416,13 +427,16 @@ def parse_model_columns(df: pd.DataFrame, spec: ModelSpec, path: str) -> dict[st
                 raise PanelError(
                     f"covariate '{cov.name}' is numeric: '{str(raw.iloc[i]).strip()}' is not a "
                     "finite number",
-                    path=path, row=i + 1, column=c,
+                    path=path,
+                    row=i + 1,
+                    column=c,
                 )
             if np.all(values == values[0]):
                 raise PanelError(
                     f"numeric covariate '{cov.name}' is {values[0]:g} on every row: its effect "
                     "cannot be estimated",
-                    path=path, column=c,
+                    path=path,
+                    column=c,
                 )
             out[c] = values
             continue
@@ -435,20 +449,24 @@ def parse_model_columns(df: pd.DataFrame, spec: ModelSpec, path: str) -> dict[st
                 raise PanelError(
                     f"'{values[i]}' is not a level of covariate '{cov.name}' "
                     f"(levels: {', '.join(cov.levels)})",
-                    path=path, row=i + 1, column=c,
+                    path=path,
+                    row=i + 1,
+                    column=c,
                 )
         elif len(present) < 2:
             raise PanelError(
                 f"categorical covariate '{cov.name}' has a single level in the data "
                 f"('{values[0]}'): there is nothing to compare it with",
-                path=path, column=c,
+                path=path,
+                column=c,
             )
         reference = cov.reference or sorted(cov.levels or present)[0]
         if reference not in present:
             raise PanelError(
                 f"the reference level '{reference}' of covariate '{cov.name}' does not occur in "
                 "the data (set 'reference' in [covariates." + cov.name + "] to a level that does)",
-                path=path, column=c,
+                path=path,
+                column=c,
             )
         out[c] = values
     if spec.groups is not None:
@@ -487,7 +505,9 @@ def load_panel(path: str | Path, spec: ModelSpec) -> Panel:
     return validate_panel(df, spec, path=path, sha256=file_sha256(path))
 
 
-def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", sha256: str = "") -> Panel:
+def validate_panel(
+    df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", sha256: str = ""
+) -> Panel:
     """Validate a raw long-format DataFrame (see :func:`load_panel`)."""
     cols = spec.data
     needed = [cols.id, cols.time, cols.state, *model_columns(spec)]
@@ -497,7 +517,9 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         needed.append(weight_col)
     for c in needed:
         if c not in df.columns:
-            raise PanelError(f"missing column '{c}' (columns: {', '.join(map(str, df.columns))})", path=path)
+            raise PanelError(
+                f"missing column '{c}' (columns: {', '.join(map(str, df.columns))})", path=path
+            )
     notes: list[str] = []
     n_rows = len(df)
     for c in (cols.id, cols.time, cols.state):
@@ -518,7 +540,9 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
             raw = df[weight_col].iloc[i]
             raise PanelError(
                 "missing weight" if pd.isna(raw) else f"weight '{raw}' must be a positive number",
-                path=path, row=i + 1, column=weight_col,
+                path=path,
+                row=i + 1,
+                column=weight_col,
             )
         out["weight"] = w
     else:
@@ -528,13 +552,16 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         out[c] = values
 
     res = spec.resolution
-    too_big = np.flatnonzero(np.abs(out["time"].to_numpy()) / res > _MAX_TICKS)
+    with np.errstate(over="ignore"):  # 1e308 / res is inf: too big, and no RuntimeWarning
+        too_big = np.flatnonzero(np.abs(out["time"].to_numpy()) / res > _MAX_TICKS)
     if too_big.size:
         i = int(too_big[0])
         raise PanelError(
             f"time {out['time'].iloc[i]:g} is too large: intervals would overflow at a "
             f"resolution of {res:g} {spec.time_unit}",
-            path=path, row=i + 1, column=cols.time,
+            path=path,
+            row=i + 1,
+            column=cols.time,
         )
 
     # Group respondents in order of first appearance (ids are text: "10" must not
@@ -560,10 +587,14 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
             f"respondent '{ids[j]}' is observed twice at time {t[j]:g} in different states "
             f"({spec.states[st[j]]} and {spec.states[st[j + 1]]}; rows {out['row'].iloc[j]} and "
             f"{out['row'].iloc[j + 1]})",
-            path=path, row=int(out["row"].iloc[j + 1]), column=cols.state,
+            path=path,
+            row=int(out["row"].iloc[j + 1]),
+            column=cols.state,
         )
     if same_time.any():
-        notes.append(f"removed {int(same_time.sum())} duplicate rows (same respondent, time and state)")
+        notes.append(
+            f"removed {int(same_time.sum())} duplicate rows (same respondent, time and state)"
+        )
         keep = np.concatenate([[True], ~same_time])
         out = out[keep].reset_index(drop=True)
         ids, t, st = out["id"].to_numpy(), out["time"].to_numpy(), out["state"].to_numpy()
@@ -576,7 +607,9 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         j = int(wchange[0])
         raise PanelError(
             f"weight of respondent '{ids[j]}' changes between observations (one weight per respondent)",
-            path=path, row=int(out["row"].iloc[j + 1]), column=weight_col,
+            path=path,
+            row=int(out["row"].iloc[j + 1]),
+            column=weight_col,
         )
 
     gaps = np.where(same_id, t[1:] - t[:-1], np.inf)
@@ -585,7 +618,9 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         j = int(overflow[0])
         raise PanelError(
             "interval between observations overflows (times too large)",
-            path=path, row=int(out["row"].iloc[j + 1]), column=cols.time,
+            path=path,
+            row=int(out["row"].iloc[j + 1]),
+            column=cols.time,
         )
     short = np.flatnonzero(same_id & (np.round(gaps / res) < 1))
     if short.size:
@@ -593,7 +628,9 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
         raise PanelError(
             f"respondent '{ids[j]}' has two observations {gaps[j]:g} {spec.time_unit} apart, "
             f"shorter than the resolution {res:g} (a zero gap)",
-            path=path, row=int(out["row"].iloc[j + 1]), column=cols.time,
+            path=path,
+            row=int(out["row"].iloc[j + 1]),
+            column=cols.time,
         )
 
     if spec.time == "discrete":
@@ -604,7 +641,9 @@ def validate_panel(df: pd.DataFrame, spec: ModelSpec, *, path: str = "<panel>", 
             raise PanelError(
                 f"discrete-time model: the gap {gaps[j]:g} is not a whole number of steps "
                 "(time must hold wave numbers)",
-                path=path, row=int(out["row"].iloc[j + 1]), column=cols.time,
+                path=path,
+                row=int(out["row"].iloc[j + 1]),
+                column=cols.time,
             )
 
     per_respondent = np.bincount(code)
@@ -634,12 +673,18 @@ def check_possible(panel: Panel, spec: ModelSpec) -> None:
     pair = (int(first["from"]), int(first["to"]))
     n_pair = int(((pb["from"] == pair[0]) & (pb["to"] == pair[1])).sum())
     others = int(bad.sum()) - n_pair
-    why = "it is absorbing" if spec.states[pair[0]] in spec.absorbing else "no allowed path leads there"
+    why = (
+        "it is absorbing"
+        if spec.states[pair[0]] in spec.absorbing
+        else "no allowed path leads there"
+    )
     more = f"; {others} other impossible pairs" if others else ""
     raise PanelError(
         f"transition {spec.states[pair[0]]}->{spec.states[pair[1]]} is impossible under the model "
         f"({why}): {n_pair} times, first by respondent '{first['id']}'{more}",
-        path=panel.path, row=int(first["row"]), column=spec.data.state,
+        path=panel.path,
+        row=int(first["row"]),
+        column=spec.data.state,
     )
 
 
@@ -673,16 +718,15 @@ def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) ->
         j = int(np.flatnonzero(ticks < 1)[0])
         raise PanelError(
             f"respondent '{p['id'].iloc[j]}' has a gap shorter than the resolution {res:g} (a zero gap)",
-            path=panel.path, row=int(p["row"].iloc[j]),
+            path=panel.path,
+            row=int(p["row"].iloc[j]),
         )
     p["interval"] = ticks * res
     if spec.periods:
         p[START_PERIOD], p[LEAD_TIME] = period_keys(p["t0"].to_numpy(), ticks, spec, res)
     p, n_absorbed = _drop_absorbed(p, spec)
     keys = ["from", "to", "interval", *aggregation_keys(spec)]
-    table = (
-        p.groupby(keys, sort=True, observed=True)["weight"].sum().rename("count").reset_index()
-    )
+    table = p.groupby(keys, sort=True, observed=True)["weight"].sum().rename("count").reset_index()
     table = table[[*COUNT_COLUMNS, *keys[3:]]]
     weighted = not np.all(p["weight"].to_numpy() == 1.0)
     return AggregatedData(
@@ -697,7 +741,9 @@ def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) ->
     )
 
 
-def load_counts(path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = None) -> AggregatedData:
+def load_counts(
+    path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = None
+) -> AggregatedData:
     """Load an aggregated-counts table (``from,to,interval,count`` [+ covariates]).
 
     States are names (or integer codes when the model declares them); intervals
@@ -709,7 +755,9 @@ def load_counts(path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = Non
         df = read_table(path)
     for c in [*COUNT_COLUMNS, *model_columns(spec)]:
         if c not in df.columns:
-            raise PanelError(f"missing column '{c}' (columns: {', '.join(map(str, df.columns))})", path=path)
+            raise PanelError(
+                f"missing column '{c}' (columns: {', '.join(map(str, df.columns))})", path=path
+            )
     out = pd.DataFrame(
         {
             "from": _parse_state(df["from"], spec, path, "from"),
@@ -731,7 +779,9 @@ def load_counts(path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = Non
     ticks = np.round(out["interval"].to_numpy() / res)
     if (ticks < 1).any():
         i = int(np.flatnonzero(ticks < 1)[0])
-        raise PanelError(f"interval shorter than the resolution {res:g}", path=path, row=i + 1, column="interval")
+        raise PanelError(
+            f"interval shorter than the resolution {res:g}", path=path, row=i + 1, column="interval"
+        )
     out["interval"] = ticks * res
     for c, values in parse_model_columns(df, spec, path).items():
         out[c] = values
@@ -754,11 +804,15 @@ def load_counts(path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = Non
             raise PanelError(msg, path=path, row=i + 1, column=START_COLUMN)
         out[START_PERIOD], out[LEAD_TIME] = period_keys(start, ticks, spec, res)
     reach = reachable(spec)
-    bad = np.flatnonzero(~reach[out["from"].to_numpy(), out["to"].to_numpy()] & (out["count"].to_numpy() > 0))
+    bad = np.flatnonzero(
+        ~reach[out["from"].to_numpy(), out["to"].to_numpy()] & (out["count"].to_numpy() > 0)
+    )
     if bad.size:
         i = int(bad[0])
         a, b = spec.states[out["from"].iloc[i]], spec.states[out["to"].iloc[i]]
-        raise PanelError(f"transition {a}->{b} is impossible under the model", path=path, row=i + 1, column="to")
+        raise PanelError(
+            f"transition {a}->{b} is impossible under the model", path=path, row=i + 1, column="to"
+        )
     out, n_absorbed = _drop_absorbed(out, spec, weight="count")
     keys = ["from", "to", "interval", *aggregation_keys(spec)]
     table = out.groupby(keys, sort=True, observed=True)["count"].sum().reset_index()

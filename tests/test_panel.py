@@ -144,6 +144,15 @@ BAD_PANELS = [
         "time",
     ),
     (
+        # 1e308 / resolution overflows to inf: no RuntimeWarning before the error line.
+        "huge-times-overflow",
+        None,
+        "id,time,state\n1,2022.7,abroad\n1,1e308,abroad\n",
+        "time 1e+308 is too large: intervals would overflow at a resolution of 0.00273785 years",
+        2,
+        "time",
+    ),
+    (
         "conflicting-duplicate",
         None,
         "id,time,state\n1,2022.7,abroad\n1,2022.7,transit\n",
