@@ -19,6 +19,11 @@ Quantities (continuous time; moves and times in the model's time unit)
     Mean length of a stay in r, ``-1 / q_rr`` (absorbing states excluded).
 ``pnext``
     Probability that the next move out of r goes to s, ``q_rs / -q_rr``.
+``leave``
+    Probability of leaving r at least once within ``t`` time units,
+    ``1 - exp(q_rr t)`` (e.g. the annual departure probability from a host
+    country; absorbing states excluded). Not ``1 - P(t)_rr``, which counts
+    those who left and came back as staying.
 ``totlos``
     Expected time spent in each state within ``horizon`` time units from a
     start state or distribution ``pi``: ``pi^T int_0^H P(u) du`` (R msm's
@@ -32,9 +37,15 @@ Quantities (continuous time; moves and times in the model's time unit)
 ``hazard``
     Hazard ratios of covariates (only fits with covariates have them).
 
+Fits with covariates, groups or periods have one ``Q`` per categorical
+pattern, group and period, and every quantity is summarised for each (extra
+leading dims). :func:`at_generator` instead picks one generator: given
+covariate values (numbers in the data's unit), a group, or a *new* group not in
+the data (the population distribution of groups), and a period.
+
 Discrete-time fits (one-step matrix ``P``, times in steps) have the analogous
 ``pmatrix`` (``P^n``), ``sojourn`` (``1 / (1 - p_rr)`` steps), ``pnext``
-(``p_rs / (1 - p_rr)``), ``totlos`` (expected number of steps spent in each
+(``p_rs / (1 - p_rr)``), ``leave`` (``1 - p_rr^t``), ``totlos`` (expected number of steps spent in each
 state among steps ``0 .. H-1``) and ``passage`` (``(I - P_FF)^-1 1`` steps).
 
 Examples
@@ -62,7 +73,9 @@ from markov_migration.errors import InputError
 from markov_migration.spec import ModelSpec
 
 #: Quantities :func:`summarize` knows.
-QUANTITIES = ("qmatrix", "pmatrix", "sojourn", "pnext", "totlos", "passage", "hazard")
+QUANTITIES = (
+    "qmatrix", "pmatrix", "sojourn", "pnext", "leave", "totlos", "passage", "hazard",
+)  # fmt: skip
 #: Dims of posterior draws.
 SAMPLE_DIMS = ("chain", "draw")
 #: Quantities indexed by (from_state, to_state); the others are per state.
@@ -462,6 +475,107 @@ def sojourn(tree: xr.DataTree) -> xr.DataArray:
     )
 
 
+def leave(tree: xr.DataTree, t: float = 1.0) -> xr.DataArray:
+    """Posterior draws of the probability of leaving each state within ``t``.
+
+    ``1 - exp(q_rr t)``: the probability that a person in r at the start moves
+    out at least once within ``t`` time units (whether or not they come back);
+    for a discrete-time fit ``1 - p_rr^t`` over ``t`` whole steps. Absorbing
+    states are left out. ``t = 1`` year gives the annual departure probability
+    that survey reports publish per host country.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A fit.
+    t : float
+        Time window (time units, or whole steps), > 0.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (chain, draw, [extra...,] state); probabilities.
+    """
+    t = float(t)
+    if not math.isfinite(t) or t <= 0:
+        raise InputError(f"--t must be a finite time > 0 for leave, got {t:g}")
+    spec = _spec(tree)
+    m = _matrix_draws(tree)
+    diag = np.diagonal(m.to_numpy(), axis1=-2, axis2=-1)
+    if is_discrete(tree):
+        if abs(t - round(t)) > 1e-9:
+            raise InputError(
+                f"a discrete-time fit needs a whole number of steps for --t, got {t:g}"
+            )
+        values = 1.0 - diag ** int(round(t))
+    else:
+        values = -np.expm1(diag * t)
+    keep = [i for i, s in enumerate(spec.states) if s not in spec.absorbing]
+    unit = _unit(tree)
+    notes = (
+        [f"absorbing states are never left: {', '.join(spec.absorbing)}"] if spec.absorbing else []
+    )
+    return _wrap(
+        values[..., keep],
+        m,
+        ("state",),
+        {"state": [spec.states[i] for i in keep]},
+        quantity="leave",
+        description=f"probability of leaving the state at least once within {_amount(t, unit)}",
+        units="probability",
+        t=t,
+        time_unit=unit,
+        notes=json.dumps(notes),
+    )
+
+
+def at_generator(
+    tree: xr.DataTree,
+    covariates: dict | None = None,
+    group: str | None = None,
+    period: str | int | None = None,
+    *,
+    seed: int = 0,
+) -> xr.DataTree:
+    """The fit with its posterior ``Q`` replaced by one chosen generator.
+
+    Every summary of the returned tree is then of that generator alone.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A continuous-time fit with covariates, groups or periods.
+    covariates : dict, optional
+        ``{name: value}``: a level of a categorical covariate, a number in the
+        data's unit for a numeric one; those not given stay at the reference
+        level or centre.
+    group : str, optional
+        A group of the fit, or ``"new"`` for a group not in the data (a new
+        random effect drawn from ``Normal(0, group_sd)`` per posterior draw:
+        the population distribution of groups). Required for fits with groups.
+    period : str or int, optional
+        Period label or index. Required for fits with periods.
+    seed : int
+        Seed of the new group's random effects.
+
+    Returns
+    -------
+    xarray.DataTree
+        A shallow copy; root attr ``generator`` records the choice (JSON).
+    """
+    from markov_migration.projection import _chosen_generators
+
+    if is_discrete(tree):
+        raise InputError("--covariate, --group and --period need a continuous-time fit")
+    q, choice = _chosen_generators(tree, _spec(tree), covariates, group, period, None, seed)
+    post = tree["posterior"].to_dataset().drop_vars("Q")
+    post["Q"] = q.transpose(*SAMPLE_DIMS, "from_state", "to_state")
+    out = tree.copy()
+    out["posterior"] = xr.DataTree(post)
+    out.attrs = {**tree.attrs, "generator": json.dumps(choice, default=str)}
+    return out
+
+
 def pnext(tree: xr.DataTree) -> xr.DataArray:
     """Posterior draws of the next-state probabilities ``q_rs / -q_rr``.
 
@@ -744,6 +858,10 @@ def summarize(
     start: str | Sequence[float] | None = None,
     horizon: float | None = None,
     to: str | Sequence[str] | None = None,
+    covariates: dict | None = None,
+    group: str | None = None,
+    period: str | int | None = None,
+    seed: int = 0,
 ) -> xr.Dataset:
     """Posterior summary (mean, sd, median, interval) of one quantity of a fit.
 
@@ -751,15 +869,17 @@ def summarize(
     ----------
     tree : xarray.DataTree
         A fit (see :func:`markov_migration.fitfile.read_fit`).
-    what : {"qmatrix", "pmatrix", "sojourn", "pnext", "totlos", "passage", "hazard"}
+    what : {"qmatrix", "pmatrix", "sojourn", "pnext", "leave", "totlos", "passage", "hazard"}
     t : float
-        Time for ``pmatrix`` (time units).
+        Time for ``pmatrix`` and ``leave`` (time units).
     ci : float
         Probability of the equal-tailed interval.
     start, horizon
         For ``totlos`` (``horizon`` is required).
     to
         Target state(s) for ``passage``.
+    covariates, group, period, seed
+        Summarise one generator, see :func:`at_generator` (not for ``hazard``).
 
     Returns
     -------
@@ -769,6 +889,12 @@ def summarize(
         ``ci_prob``, ``ci_kind`` and the quantity's parameters.
     """
     check_ci(ci)
+    choice = None
+    if covariates or group is not None or period is not None:
+        if what == "hazard":
+            raise InputError("hazard ratios do not depend on --covariate, --group or --period")
+        tree = at_generator(tree, covariates, group, period, seed=seed)
+        choice = tree.attrs["generator"]
     if what == "qmatrix":
         draws = qmatrix(tree)
     elif what == "pmatrix":
@@ -777,6 +903,8 @@ def summarize(
         draws = sojourn(tree)
     elif what == "pnext":
         draws = pnext(tree)
+    elif what == "leave":
+        draws = leave(tree, t)
     elif what == "totlos":
         if horizon is None:
             raise InputError(
@@ -789,7 +917,10 @@ def summarize(
         draws = hazard(tree)
     else:
         raise InputError(f"unknown quantity '{what}' (use one of: {', '.join(QUANTITIES)})")
-    return posterior_summary(draws, ci)
+    summary = posterior_summary(draws, ci)
+    if choice is not None:
+        summary.attrs["generator"] = choice
+    return summary
 
 
 def notes(summary: xr.Dataset) -> list[str]:
@@ -804,10 +935,18 @@ def to_frame(summary: xr.Dataset) -> pd.DataFrame:
     (impossible moves and rows of absorbing states left out of ``qmatrix``
     and ``pnext``); per-state quantities give ``state,mean,sd,median,lower,upper``.
     Fits with more dims (e.g. a group or covariate pattern) get one leading
-    column per dim; hazard ratios give ``effect,mean,sd,median,lower,upper``.
+    column per dim. Hazard ratios give ``covariate,from,to,mean,sd,median,lower,upper``
+    with ``covariate`` the numeric covariate's name or ``name[level]`` of a
+    categorical level (``period[...]`` for a period effect); effects shared by
+    several transitions appear once per transition, with the same values.
     """
     quantity = summary.attrs.get("quantity")
     frame = summary[list(STATS)].to_dataframe().reset_index()
+    if quantity == "hazard" and {"covariate", "from", "to"} <= set(frame.columns):
+        level = frame["level"].fillna("").astype(str) if "level" in frame else ""
+        name = frame["covariate"].astype(str)
+        frame["covariate"] = np.where(level != "", name + "[" + level + "]", name)
+        return frame[["covariate", "from", "to", *STATS]].reset_index(drop=True)
     if "from_state" in summary.dims:
         frame = frame.rename(columns={"from_state": "from", "to_state": "to"})
         keys = [c for c in frame.columns if c not in ("from", "to", *STATS)]

@@ -103,3 +103,60 @@ def fake_fit(
     stats = fake_sample_stats(chains, draws, seed)
     settings = {"chains": chains, "draws": draws, "tune": 0, "seed": seed, "sampler": "fake"}
     return assemble_fit(spec, agg, posterior, stats, settings, "fake_fit", validated)
+
+
+def fake_design_fit(
+    spec: ModelSpec,
+    panel: pd.DataFrame,
+    *,
+    chains: int = 2,
+    draws: int = 100,
+    spread: float = 0.1,
+    effect_sd: float = 0.1,
+    group_sd: float = 0.5,
+    seed: int = 0,
+) -> xr.DataTree:
+    """Like :func:`fake_fit` for a model with covariates, groups or periods.
+
+    Log hazard ratios are ``Normal(0, effect_sd)`` draws, group standard
+    deviations near ``group_sd`` and group effects their non-centred products;
+    ``Q`` of every pattern, group and period is built from them exactly as the
+    fitting layer does, so the fit file has the real layout.
+    """
+    from markov_migration.design import generators_from_rates, model_design
+
+    validated = validate_panel(panel, spec, path="<fake panel>", sha256="0" * 64)
+    agg = aggregate(validated, spec)
+    design = model_design(spec, agg)
+    rng = np.random.default_rng(seed)
+    base = fake_posterior(spec, chains=chains, draws=draws, spread=spread, seed=seed)
+    log_rate = base["log_rate"].to_numpy()
+    shape = (chains, draws)
+    sample = ("chain", "draw")
+    out = log_rate[..., None, :] + np.zeros((len(design.grid_x), 1))
+    post = {"log_rate": base["log_rate"], "rate": base["rate"]}
+    coords = {k: v for k, v in design.coords().items() if k != "hr_parameter"}
+    if design.has_effects:
+        par = effect_sd * rng.standard_normal((*shape, len(design.parameter_labels)))
+        lhr = par[..., design.effect_parameter]
+        out = out + (design.grid_x * lhr[..., None, :]) @ design.effect_transition
+        post["log_hazard_ratio"] = ((*sample, "covariate_effect"), lhr)
+        post["hazard_ratio"] = ((*sample, "covariate_effect"), np.exp(lhr))
+    if design.has_groups:
+        n_gt = len(design.group_transitions)
+        sd = np.abs(rng.normal(group_sd, 0.05 * group_sd, (*shape, n_gt)))
+        effect = rng.standard_normal((*shape, len(design.group_levels), n_gt)) * sd[..., None, :]
+        out = out + np.take(effect, design.grid_group, axis=-2) @ design.group_transition
+        post["group_sd"] = ((*sample, "group_transition"), sd)
+        post["group_effect"] = ((*sample, "group", "group_transition"), effect)
+    k = spec.n_states
+    q = generators_from_rates(np.exp(out), spec).reshape(*shape, *design.grid_shape, k, k)
+    post["Q"] = ((*sample, *design.grid_dims, "from_state", "to_state"), q)
+    posterior = xr.Dataset(
+        post,
+        coords={**coords, "chain": np.arange(chains), "draw": np.arange(draws),
+                "from_state": list(spec.states), "to_state": list(spec.states)},
+    )  # fmt: skip
+    stats = fake_sample_stats(chains, draws, seed)
+    settings = {"chains": chains, "draws": draws, "tune": 0, "seed": seed, "sampler": "fake"}
+    return assemble_fit(spec, agg, posterior, stats, settings, "fake_design_fit", validated)

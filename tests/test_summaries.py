@@ -300,13 +300,42 @@ def test_hazard_ratios_of_a_fit_with_covariates(three):
         ("chain", "draw", "covariate_effect"),
         rng.normal(0.4, 0.1, (2, 50, 2)),
     )
-    post = post.assign_coords(covariate_effect=effects)
+    # the coordinates the fitting layer attaches (fitfile._label_posterior)
+    post = post.assign_coords(
+        covariate_effect=effects,
+        covariate=("covariate_effect", ["reason", "reason"]),
+        level=("covariate_effect", ["political", "political"]),
+        **{"from": ("covariate_effect", ["a", "b"]), "to": ("covariate_effect", ["b", "a"])},
+    )
     with_cov["posterior"] = xr.DataTree(post)
     hr = S.hazard(with_cov)
     np.testing.assert_allclose(hr.to_numpy(), np.exp(post["log_hazard_ratio"].to_numpy()))
     frame = S.to_frame(S.summarize(with_cov, "hazard"))
-    assert list(frame.columns) == ["effect", "mean", "sd", "median", "lower", "upper"]
-    assert list(frame["effect"]) == effects
+    assert list(frame.columns) == ["covariate", "from", "to", *S.STATS]
+    assert list(frame["covariate"]) == ["reason[political]"] * 2
+    assert list(frame["from"]) == ["a", "b"]
+    flat = np.exp(post["log_hazard_ratio"].to_numpy()).reshape(-1, 2)
+    np.testing.assert_allclose(frame["median"], np.median(flat, axis=0), rtol=1e-12)
+
+
+def test_leave_is_the_chance_of_not_staying_put(three):
+    """1 - exp(q_rr t) against expm of Q with every other state made absorbing."""
+    spec, tree = three
+    t = 1.5
+    draws = S.leave(tree, t)
+    assert list(draws["state"].values) == ["a", "b"]  # c is absorbing
+    q = S.qmatrix(tree).to_numpy()
+    for c, d in [(0, 0), (1, 37)]:
+        for i, state in enumerate(["a", "b"]):
+            sticky = np.zeros_like(q[c, d])
+            sticky[i] = q[c, d, i]  # only state i moves; reaching any other state ends the path
+            stayed = expm(sticky * t)[i, i]
+            assert float(draws.sel(state=state)[c, d]) == pytest.approx(1 - stayed, rel=1e-12)
+    summary = S.summarize(tree, "leave", t=t)
+    assert summary.attrs["t"] == t
+    assert "absorbing states are never left: c" in S.notes(summary)
+    with pytest.raises(InputError, match="finite time > 0"):
+        S.leave(tree, 0.0)
 
 
 def test_invalid_arguments(three):
@@ -524,3 +553,124 @@ def test_against_r_msm(tmp_path, model, migration5):
     assert np.all(
         ref["efpt"][[i for i in range(spec.n_states) if i not in finite and i != target]] < 0
     )
+
+
+# -- fits with covariates and groups: one summary per generator, or a chosen one ----------
+
+DESIGN = (
+    THREE
+    + """
+[covariates.reason]
+kind = "categorical"
+transitions = ["a->b", "b->a"]
+[covariates.age]
+kind = "numeric"
+transitions = ["a->b"]
+[groups]
+column = "host"
+transitions = ["a->b", "b->a"]
+[simulate.covariates.reason]
+levels = { draft = 0.5, work = 0.5 }
+[simulate.covariates.age]
+normal = { mean = 35, sd = 10 }
+[simulate.groups]
+column = "host"
+[simulate.groups.levels_by_state]
+a = { X = 0.5, Y = 0.5 }
+b = { X = 0.3, Y = 0.3, Z = 0.4 }
+"""
+)
+
+
+@pytest.fixture(scope="module")
+def design_fit(tmp_path_factory):
+    from markov_migration.fitfile import write_fit
+    from markov_migration.testing import fake_design_fit
+
+    spec = parse_spec(DESIGN)
+    tree = fake_design_fit(spec, simulate_panel(spec, 400, seed=5), draws=200, group_sd=0.5)
+    path = write_fit(tree, tmp_path_factory.mktemp("design") / "fit.nc")
+    return spec, tree, path
+
+
+def test_summaries_per_pattern_and_group(design_fit):
+    _, tree, _ = design_fit
+    frame = S.to_frame(S.summarize(tree, "leave"))
+    assert list(frame.columns) == ["pattern", "group", "state", *S.STATS]
+    assert len(frame) == 2 * 3 * 2  # patterns x groups x non-absorbing states
+    q = tree["posterior"]["Q"].sel(pattern="reason=work", group="Y", from_state="b", to_state="b")
+    row = frame.query("pattern == 'reason=work' and group == 'Y' and state == 'b'")
+    assert float(row["mean"].iloc[0]) == pytest.approx(float((-np.expm1(q)).mean()), rel=1e-12)
+    hz = S.to_frame(S.summarize(tree, "hazard"))
+    assert list(hz.columns) == ["covariate", "from", "to", *S.STATS]
+    assert list(hz["covariate"]) == ["reason[work]", "reason[work]", "age"]
+
+
+def test_a_chosen_generator(design_fit):
+    _, tree, _ = design_fit
+    post = tree["posterior"]
+    chosen = S.at_generator(tree, {"reason": "work"}, group="Y")
+    expected = post["Q"].sel(pattern="reason=work", group="Y")
+    np.testing.assert_allclose(chosen["posterior"]["Q"].values, expected.values, rtol=1e-12)
+    assert json.loads(chosen.attrs["generator"])["group"] == "Y"
+    # ten years older: a->b (the only transition age acts on) times HR^10
+    older = S.at_generator(
+        tree,
+        {
+            "reason": "work",
+            "age": 10
+            + float(tree["constant_data"]["covariate_center"].sel(numeric_covariate="age")),
+        },
+        group="Y",
+    )
+    hr_age = post["hazard_ratio"].isel(covariate_effect=2).values
+    ratio = older["posterior"]["Q"].values[..., 0, 1] / expected.values[..., 0, 1]
+    np.testing.assert_allclose(ratio, hr_age**10, rtol=1e-10)
+    np.testing.assert_allclose(
+        older["posterior"]["Q"].values[..., 1, 0], expected.values[..., 1, 0], rtol=1e-12
+    )
+
+
+def test_a_new_group_has_the_population_spread(design_fit):
+    _, tree, _ = design_fit
+    post = tree["posterior"]
+    new = S.at_generator(tree, {"reason": "draft"}, group="new", seed=4)
+    again = S.at_generator(tree, {"reason": "draft"}, group="new", seed=4)
+    np.testing.assert_array_equal(new["posterior"]["Q"].values, again["posterior"]["Q"].values)
+    # log q_ab of a new host minus the baseline log rate is u ~ Normal(0, group_sd ~ 0.5)
+    u = np.log(new["posterior"]["Q"].values[..., 0, 1]) - post["log_rate"].values[..., 0]
+    # a->b also has the age effect at the centre (0) and reason at the reference (1)
+    assert u.mean() == pytest.approx(0.0, abs=0.1)  # 400 draws: se 0.025
+    assert u.std() == pytest.approx(float(post["group_sd"].values[..., 0].mean()), rel=0.15)
+
+
+def test_summarize_command_with_a_chosen_generator(design_fit):
+    from typer.testing import CliRunner
+
+    from markov_migration.cli.app import app
+
+    _, _, path = design_fit
+    runner = CliRunner()
+    res = runner.invoke(
+        app, ["summarize", str(path), "--what", "leave", "--format", "csv", "--group", "new",
+              "--covariate", "reason=work", "--covariate", "age=50"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    header, *rows = res.stdout.strip().splitlines()
+    assert header == "state,mean,sd,median,lower,upper" and len(rows) == 2
+    res = runner.invoke(app, ["summarize", str(path), "--what", "hazard", "--format", "csv"])
+    assert res.stdout.splitlines()[0] == "covariate,from,to,mean,sd,median,lower,upper"
+    res = runner.invoke(
+        app, ["summarize", str(path), "--what", "qmatrix", "--format", "json", "--group", "X",
+              "--covariate", "reason=draft"],
+    )  # fmt: skip
+    assert json.loads(json.loads(res.stdout)["generator"])["group"] == "X"
+    for args, message in [
+        (["--group", "Q"], "'Q' is not a group of the fit"),
+        (["--group", "X", "--covariate", "age=old"], "'old' is not a number"),
+        (["--covariate", "reason=work"], "choose one with --group"),
+        (["--what", "hazard", "--group", "X"], "do not depend on --covariate"),
+    ]:
+        res = runner.invoke(app, ["summarize", str(path), *args])
+        assert res.exit_code == 2, res.output
+        assert message in res.stderr

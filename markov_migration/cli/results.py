@@ -61,13 +61,13 @@ def summarize(
             "--what",
             "-w",
             help="qmatrix (intensities), pmatrix (P(t)), sojourn (mean stay), pnext (next-state "
-            "probabilities), totlos (time spent within --horizon), passage (time until first "
-            "reaching "
-            "--to), hazard (hazard ratios of covariates).",
+            "probabilities), leave (probability of leaving each state within --t), totlos (time "
+            "spent within --horizon), passage (time until first reaching --to), hazard (hazard "
+            "ratios of covariates).",
         ),
     ] = "qmatrix",
     t: Annotated[
-        float, typer.Option("--t", help="Time for pmatrix, in the model's time unit.")
+        float, typer.Option("--t", help="Time for pmatrix and leave, in the model's time unit.")
     ] = 1.0,
     ci: CiOpt = 0.95,
     output_format: Annotated[
@@ -90,6 +90,26 @@ def summarize(
             "--to", help="passage target state(s), comma-separated; default the home states."
         ),
     ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            help="Fits with groups: summarise this group only, or 'new' for a group not in the "
+            "data (the population distribution of groups). Default: every group."
+        ),
+    ] = None,
+    covariate: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--covariate",
+            help="Fits with covariates: NAME=VALUE (a level, or a number in the data's unit); "
+            "repeatable. Default: every categorical pattern, numeric covariates at their centre.",
+        ),
+    ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option(help="Fits with periods: a period label or index. Default: every period."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of a new group's random effects.")] = 0,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write CSV or JSON here instead of stdout.")
     ] = None,
@@ -104,8 +124,14 @@ def summarize(
     _check_format(output_format)
     if out is not None:
         check_output(out, force)
+    from markov_migration.cli.project import _parse_covariates
+
+    covariates = _parse_covariates(covariate or [])
     tree = read_fit(fit)
-    summary = summarize_fit(tree, what, t=t, ci=ci, start=start, horizon=horizon, to=to)
+    summary = summarize_fit(
+        tree, what, t=t, ci=ci, start=start, horizon=horizon, to=to,
+        covariates=covariates, group=group, period=period, seed=seed,
+    )  # fmt: skip
     fmt = output_format
     if out is not None and fmt == "table":
         fmt = "json" if out.suffix.lower() == ".json" else "csv"
@@ -142,6 +168,8 @@ def print_summary(summary, con=None) -> None:
     for _, row in frame.iterrows():
         table.add_row(*[str(v) if isinstance(v, str) else _num(float(v)) for v in row])
     con.print(table)
+    if summary.attrs.get("generator"):
+        con.print(f"generator: {summary.attrs['generator']}", soft_wrap=True)
     for n in notes(summary):
         con.print(f"note: {n}")
 
