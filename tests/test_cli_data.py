@@ -91,7 +91,45 @@ def test_no_arguments_shows_help():
 def test_unknown_command_is_a_usage_error():
     result = invoke("frobnicate")
     assert result.exit_code == 2
-    assert "frobnicate" in result.stderr
+    assert result.stderr == "error: No such command 'frobnicate' (see markov-migration --help)\n"
+    assert result.stdout == ""
+
+
+# -- usage errors: exit 2 and one line on stderr, for every command -----------------------
+
+
+def assert_one_usage_line(result, start: str, command: str | None = None) -> None:
+    """Exit 2, nothing on stdout, exactly one stderr line: ``start`` ... ``(see ... --help)``."""
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.endswith("\n"), result.stderr
+    assert result.stderr.startswith(start), result.stderr
+    path = "markov-migration" if command is None else f"markov-migration {command}"
+    assert result.stderr.endswith(f" (see {path} --help)\n"), result.stderr
+    assert "Usage:" not in result.stderr and "\u256d" not in result.stderr  # no rich box
+
+
+@pytest.mark.parametrize("command", command_names())
+def test_unknown_option_is_one_line_for_every_command(command):
+    result = invoke(command, "--no-such-option")
+    assert_one_usage_line(result, f"error: {command}: No such option: --no-such-option", command)
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (["--bogus"], "error: No such option: --bogus"),
+        (["--debug"], "error: Missing command"),
+    ],
+)
+def test_top_level_usage_errors_are_one_line(args, start):
+    assert_one_usage_line(invoke(*args), start)
+
+
+def test_validate_missing_argument_is_one_line():
+    result = invoke("validate")
+    assert_one_usage_line(result, "error: validate: Missing argument", "validate")
+    assert "panel" in result.stderr.lower()
 
 
 # -- validate --------------------------------------------------------------------------
@@ -320,27 +358,44 @@ def test_simulate_missing_output_folder(simulate_available, tmp_path):
     assert not out.parent.exists()
 
 
-@pytest.mark.parametrize("args", [["--n", "0"], ["--attrition", "1.5"]])
-def test_simulate_out_of_range_options_are_usage_errors(tmp_path, args):
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (
+            ["--n", "0"],
+            "error: simulate: Invalid value for '--n': Input should be greater than or equal "
+            "to 1, got 0",
+        ),
+        (
+            ["--attrition", "1.5"],
+            "error: simulate: Invalid value for '--attrition': Input should be less than or "
+            "equal to 0.99, got 1.5",
+        ),
+        (["--n", "many"], "error: simulate: Invalid value for '--n': "),
+        (["--bogus"], "error: simulate: No such option: --bogus"),
+        (["--seed"], "error: simulate: Option '--seed' requires an argument"),
+    ],
+)
+def test_simulate_usage_errors_are_one_line(tmp_path, args, start):
     out = tmp_path / "panel.csv"
     result = invoke("simulate", "--out", out, *args)
-    assert result.exit_code == 2
-    assert "Invalid value" in result.stderr
+    assert_one_usage_line(result, start, "simulate")
     assert not out.exists()
+    assert leftovers(tmp_path) == []
 
 
-def test_simulate_requires_out():
-    result = invoke("simulate")
-    assert result.exit_code == 2
-    assert "--out" in result.stderr
+def test_simulate_requires_out(tmp_path):
+    result = invoke("simulate", "--n", "10")
+    assert_one_usage_line(result, "error: simulate: Missing option '--out'", "simulate")
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- error style in a real process: one line, or a traceback with --debug ----------------
 
 
-def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def run_script(*args: str, cwd: Path, columns: str = "200") -> subprocess.CompletedProcess:
     assert SCRIPT.exists(), f"console script not installed at {SCRIPT}"
-    env = {**os.environ, "COLUMNS": "200"}
+    env = {**os.environ, "COLUMNS": columns}
     return subprocess.run(
         [str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
     )
@@ -351,6 +406,46 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == "error: missing.csv: file not found\n"
     assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("columns", ["200", "40"])
+def test_usage_error_is_one_line_in_a_real_process(tmp_path, columns):
+    # Also on a narrow terminal: the line is not wrapped and not boxed.
+    proc = run_script("simulate", "--out", "panel.csv", "--n", "0", cwd=tmp_path, columns=columns)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "error: simulate: Invalid value for '--n': Input should be greater than or equal to 1, "
+        "got 0 (see markov-migration simulate --help)\n"
+    )
+    assert proc.stdout == ""
+    assert not (tmp_path / "panel.csv").exists()
+
+
+def test_unknown_command_is_one_line_in_a_real_process(tmp_path):
+    proc = run_script("frobnicate", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == "error: No such command 'frobnicate' (see markov-migration --help)\n"
+
+
+def test_overflowing_time_is_one_line_in_a_real_process(tmp_path):
+    # 1e308 / resolution overflows: no RuntimeWarning may precede the error line.
+    (tmp_path / "huge.csv").write_text("id,time,state\n1,2022.7,abroad\n1,1e308,abroad\n")
+    proc = run_script("validate", "huge.csv", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        "error: huge.csv, row 2, column 'time': time 1e+308 is too large: intervals would "
+        "overflow at a resolution of 0.00273785 years\n"
+    )
+
+
+def test_help_and_version_in_a_real_process(tmp_path):
+    version = run_script("--version", cwd=tmp_path)
+    assert (version.returncode, version.stdout, version.stderr) == (
+        0, f"markov-migration {__version__}\n", ""
+    )  # fmt: skip
+    helped = run_script("simulate", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and helped.stderr == ""
+    assert "markov-migration simulate" in helped.stdout
 
 
 def test_debug_shows_the_traceback(tmp_path):

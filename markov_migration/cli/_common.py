@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import typer
 from rich.console import Console
+
+try:  # typer >= 0.2x ships its own copy of Click
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer runs on Click itself
+    from click import exceptions as click_exceptions
 
 #: Set by the ``--debug`` global option: show tracebacks instead of one line.
 DEBUG = {"on": False}
@@ -41,6 +47,67 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(code=130) from None
 
     return wrapper
+
+
+def _rejected_value(err: BaseException) -> str | None:
+    """The value a typer/pydantic constraint rejected (``--n 0`` -> ``"0"``), if known."""
+    errors = getattr(err.__cause__, "errors", None)
+    if not callable(errors):
+        return None
+    try:
+        value = errors()[0]["input"]
+    except Exception:  # noqa: BLE001 - only a nicety for the message
+        return None
+    text = " ".join(str(value).split())
+    return text if 0 < len(text) <= 60 else None
+
+
+def usage_message(err: BaseException, group: Any = None) -> str:
+    """One line for a Click usage error: ``simulate: Invalid value for '--n': ... (see ...)``.
+
+    The command (for errors in a command's arguments), Click's message on one line,
+    the rejected value when Click does not name it, and where to find the usage.
+    ``group`` is the top-level context, used when the error carries no context of
+    its own (Click's parser raises some without one); the command being parsed is
+    then the one recorded in its ``meta`` under :data:`COMMAND_KEY`.
+    """
+    message = " ".join(err.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    value = _rejected_value(err)
+    if value is not None:
+        message = f"{message}, got {value}"
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None:
+        name, path = (ctx.info_name if ctx.parent is not None else None), ctx.command_path
+    elif group is not None:
+        name = group.meta.get(COMMAND_KEY)
+        path = group.command_path if name is None else f"{group.command_path} {name}"
+    else:
+        return message
+    if name:
+        message = f"{name}: {message}"
+    return f"{message} (see {path} --help)"
+
+
+#: Key in the top-level context's ``meta`` naming the command being parsed.
+COMMAND_KEY = "markov_migration.command"
+
+
+@contextlib.contextmanager
+def usage_errors(group: Any = None) -> Iterator[None]:
+    """Turn Click's usage errors into one stderr line and their exit code (2).
+
+    Click (through typer) would print a ``Usage:`` line, a hint and a rich error
+    box. ``--help``, ``--version`` and a bare command with ``no_args_is_help``
+    (which shows the help) pass through unchanged. ``group``: see
+    :func:`usage_message`.
+    """
+    no_args_help = getattr(click_exceptions, "NoArgsIsHelpError", ())
+    try:
+        yield
+    except click_exceptions.ClickException as err:
+        if isinstance(err, no_args_help):
+            raise
+        raise fail(usage_message(err, group), code=err.exit_code) from None
 
 
 def command_line() -> str:

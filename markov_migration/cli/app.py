@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from markov_migration import __version__
 from markov_migration.cli import _common, data, demo, fit, project, results
 
+
+class _App(TyperGroup):
+    """The top-level command: every usage error of every command is one line on stderr.
+
+    Click parses the global options in the group's ``make_context`` and the
+    command's options (and resolves the command name) in the group's ``invoke``,
+    so wrapping these two covers the usage errors of all commands.
+    """
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _common.usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[_common.COMMAND_KEY] = name  # for errors Click raises without a context
+        return name, command, rest
+
+    def invoke(self, ctx: Any) -> Any:
+        with _common.usage_errors(ctx):
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
+    cls=_App,
     name="markov-migration",
     help="Bayesian multi-state Markov models of migration panels: simulate, validate, fit, "
     "check, summarize and project returnees and diaspora.",
@@ -29,7 +54,9 @@ def _version(value: bool) -> None:
 def main_callback(
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
