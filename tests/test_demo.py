@@ -1,8 +1,10 @@
-"""The ``demo`` command end to end: every step runs and every promised file is written."""
+"""The ``demo`` command: outputs refused up front (fast), then end to end (slow): every step
+runs and every promised file is written."""
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 
 import pandas as pd
@@ -12,7 +14,108 @@ from typer.testing import CliRunner
 
 from markov_migration.cli.app import app
 
-pytestmark = pytest.mark.slow
+
+def tree_listing(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+@pytest.fixture
+def no_pipeline(monkeypatch):
+    """Make any pipeline step fail loudly: the tests below must stop before the first one."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the demo started its pipeline")
+
+    monkeypatch.setattr("markov_migration.simulate.simulate_panel", boom)
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_out_dir_that_is_a_file_exits_2_and_creates_nothing(tmp_path, no_pipeline, under):
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    out = blocker / "sub" / "deeper" if under else blocker
+    result = CliRunner().invoke(app, ["demo", "--out-dir", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert str(blocker) in result.stderr and "not a folder" in result.stderr
+    assert "Traceback" not in result.output
+    assert tree_listing(tmp_path) == ["taken"] and blocker.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    "existing",
+    [
+        "panel.csv",
+        "fit.nc",
+        "report.html",
+        "checks/checks.csv",
+        "checks/trace.png",
+        "summaries/sojourn.csv",
+        "projection/projection.nc",
+        "projection/projection.csv",
+        "projection/charts/returnees.png",
+    ],
+)
+def test_every_existing_output_is_refused_before_anything_runs(tmp_path, no_pipeline, existing):
+    out = tmp_path / "out"
+    (out / existing).parent.mkdir(parents=True, exist_ok=True)
+    (out / existing).write_text("earlier run")
+    before = tree_listing(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--out-dir", str(out)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("\n") == 1
+    assert f"error: {out / existing}: output exists; use --force" in result.stderr
+    assert tree_listing(tmp_path) == before
+    assert (out / existing).read_text() == "earlier run"
+
+
+@pytest.mark.parametrize("blocked", ["fit.nc", "checks", "projection/charts"])
+def test_outputs_blocked_by_a_folder_or_a_file_are_refused_even_with_force(
+    tmp_path, no_pipeline, blocked
+):
+    out = tmp_path / "out"
+    path = out / blocked
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if blocked.endswith(".nc"):
+        path.mkdir()  # a folder where a file goes
+    else:
+        path.write_text("x")  # a file where a folder goes
+    before = tree_listing(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--out-dir", str(out), "--force"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {path}: ") and result.stderr.count("\n") == 1
+    assert tree_listing(tmp_path) == before
+
+
+def test_projection_summary_lines_are_not_wrapped(tmp_path):
+    """The planner's lines are printed whole, however narrow the console."""
+    from markov_migration.cli import demo
+    from markov_migration.cli._common import console
+    from markov_migration.fitfile import write_fit
+    from markov_migration.io import models_dir
+    from markov_migration.simulate import simulate_panel
+    from markov_migration.spec import load_spec
+    from markov_migration.testing import fake_fit
+
+    spec = load_spec(models_dir() / "migration5.toml")
+    fit = tmp_path / "fit.nc"
+    write_fit(fake_fit(spec, simulate_panel(spec, 300, seed=2), chains=2, draws=40, seed=3), fit)
+    width = console._width
+    console.width = 80
+    try:
+        with console.capture() as cap:
+            demo._project(fit, tmp_path / "projection", seed=1, force=False)
+    finally:
+        console._width = width
+    text = cap.get()
+    pattern = re.compile(
+        r"^(baseline|ceasefire-2026): (returnees|diaspora|cumulative returns) at 20(30|35): "
+        r"median [\d,]+ \(80% interval [\d,]+-[\d,]+\)$"
+    )
+    lines = [line for line in text.splitlines() if line.startswith(("baseline", "ceasefire"))]
+    assert len(lines) == 12, text
+    assert all(pattern.match(line) for line in lines), text
+    assert max(len(line) for line in lines) > 80  # the test would see a wrap
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +125,7 @@ def demo_run(tmp_path_factory):
     return out, result
 
 
+@pytest.mark.slow
 def test_demo_runs_every_step(demo_run):
     out, result = demo_run
     assert result.exit_code == 0, result.output
@@ -39,8 +143,15 @@ def test_demo_runs_every_step(demo_run):
     assert "baseline: returnees at 2030: median" in result.output
     assert "ceasefire-2026: diaspora at 2035: median" in result.output
     assert "mean length of a stay" in result.output
+    # whole lines, not soft-wrapped at the console width
+    assert re.search(
+        r"^ceasefire-2026: cumulative returns at 2035: median [\d,]+ \(80% interval [\d,]+-[\d,]+\)$",
+        result.output,
+        flags=re.MULTILINE,
+    )
 
 
+@pytest.mark.slow
 def test_demo_writes_the_promised_files(demo_run):
     out, result = demo_run
     assert result.exit_code == 0, result.output
@@ -68,13 +179,16 @@ def test_demo_writes_the_promised_files(demo_run):
     assert stat.S_IMODE((out / "fit.nc").stat().st_mode) == 0o666 & ~umask
     sojourn = pd.read_csv(out / "summaries" / "sojourn.csv")
     assert list(sojourn.columns) == ["state", "mean", "sd", "median", "lower", "upper"]
-    assert (sojourn["lower"] <= sojourn["median"]).all() and (sojourn["median"] <= sojourn["upper"]).all()
+    assert (sojourn["lower"] <= sojourn["median"]).all() and (
+        sojourn["median"] <= sojourn["upper"]
+    ).all()
     proj = xr.open_dataset(out / "projection" / "projection.nc")
     assert list(proj["scenario"].values) == ["baseline", "ceasefire-2026"]
     html = (out / "report.html").read_text()
     assert "<img" in html and "provenance" in html.lower()
 
 
+@pytest.mark.slow
 def test_demo_refuses_to_overwrite_without_force(demo_run):
     out, _ = demo_run
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}

@@ -16,12 +16,18 @@ DEMO_N = 8500
 
 @handle_errors
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for the demo's outputs.")] = Path(
-        "demo-output"
-    ),
-    force: Annotated[bool, typer.Option("--force", help="Overwrite outputs of an earlier demo run.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of the simulated example panel and the fit.")] = DEMO_SEED,
-    draws: Annotated[int, typer.Option(min=100, help="Posterior draws per chain (4 chains).")] = 1000,
+    out_dir: Annotated[
+        Path, typer.Option("--out-dir", help="Folder for the demo's outputs.")
+    ] = Path("demo-output"),
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite outputs of an earlier demo run.")
+    ] = False,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the simulated example panel and the fit.")
+    ] = DEMO_SEED,
+    draws: Annotated[
+        int, typer.Option(min=100, help="Posterior draws per chain (4 chains).")
+    ] = 1000,
 ) -> None:
     """Run the whole pipeline on the calibrated OutRush-like example.
 
@@ -31,21 +37,29 @@ def demo(
     and projects returnees and diaspora to 2035 for a baseline and a ceasefire
     scenario.
     """
+    from rich.markup import escape
+
     from markov_migration.calibration import calibration_table
     from markov_migration.cli.data import print_data_summary
+    from markov_migration.errors import InputError
     from markov_migration.io import atomic_output, resolve_model
     from markov_migration.panel import data_summary
     from markov_migration.simulate import simulate_panel
     from markov_migration.spec import load_spec
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # every output is checked before anything runs or is written (a refused run creates nothing)
+    check_outputs(out_dir, force)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InputError(f"--out-dir cannot be created ({err.strerror})", path=out_dir) from None
     spec = load_spec(resolve_model("migration5"))
     console.rule("[bold]1. Simulate the calibrated OutRush-like panel")
     panel = simulate_panel(spec, DEMO_N, seed=seed, progress=True)
     panel_path = out_dir / "panel.csv"
     with atomic_output(panel_path, force) as tmp:
         panel.to_csv(tmp, index=False, float_format="%.6f")
-    console.print(f"wrote {panel_path}: {panel['id'].nunique():,} respondents, {len(panel):,} observations")
+    _line(f"wrote {panel_path}: {panel['id'].nunique():,} respondents, {len(panel):,} observations")
 
     console.rule("[bold]2. Validate it against the model")
     print_data_summary(data_summary(panel_path, spec), console)
@@ -68,9 +82,14 @@ def demo(
     _project(fit_path, out_dir / "projection", seed=seed, force=force)
 
     console.rule("[bold]Done")
-    console.print(f"all outputs are in {out_dir}/:")
+    _line(f"all outputs are in {out_dir}/:")
     for name, what in _OUTPUTS:
-        console.print(f"  {out_dir / name}  [dim]{what}[/]")
+        _line(f"  {escape(str(out_dir / name))}  [dim]{what}[/]", markup=True)
+
+
+def _line(text: str, *, markup: bool = False) -> None:
+    """Print one line whole: no soft wrapping at the console width (paths, summary lines)."""
+    console.print(text, soft_wrap=True, markup=markup)
 
 
 _OUTPUTS = [
@@ -89,6 +108,62 @@ DEMO_SUMMARIES = [
     ("passage-returned", "passage", {"to": "returned"}),
 ]
 
+#: Every file ``checks.write_outputs`` can write (those that apply to a fit are written).
+CHECK_FILES = (
+    "checks.csv", "convergence.csv", "ppc_transitions.csv", "ppc_prevalence.csv",
+    "ppc_discrepancy.csv", "ppc_transitions.png", "ppc_prevalence.png", "ppc_discrepancy.png",
+    "trace.png",
+)  # fmt: skip
+#: Files of ``projection.write_outputs`` in ``projection/`` (default stem, charts, no states).
+PROJECTION_FILES = (
+    "projection.nc", "projection.csv", "charts/returnees.png", "charts/diaspora.png",
+)  # fmt: skip
+
+
+def planned_outputs(out_dir: Path) -> tuple[list[Path], list[Path]]:
+    """Folders and files a demo run writes into ``out_dir`` (folders first, outermost first)."""
+    folders = [out_dir] + [out_dir / d for d in ("checks", "summaries", "projection")]
+    folders.append(out_dir / "projection" / "charts")
+    files = [out_dir / n for n in ("panel.csv", "fit.nc", "report.html")]
+    files += [out_dir / "checks" / n for n in CHECK_FILES]
+    files += [out_dir / "summaries" / f"{stem}.csv" for stem, _, _ in DEMO_SUMMARIES]
+    files += [out_dir / "projection" / n for n in PROJECTION_FILES]
+    return folders, files
+
+
+def check_outputs(out_dir: Path, force: bool) -> None:
+    """Refuse, before anything runs, every output the demo cannot write.
+
+    A folder that is a file (or lies under one), a file that is a folder, and,
+    without ``force``, any output of an earlier run.
+
+    Raises
+    ------
+    InputError
+        Naming the first path in the way.
+    """
+    from markov_migration.errors import InputError
+
+    folders, files = planned_outputs(out_dir)
+    # the nearest existing ancestor of the output folder must be a folder
+    for parent in [out_dir, *out_dir.parents]:
+        if parent.exists():
+            if parent == out_dir and not parent.is_dir():
+                raise InputError("--out-dir is a file, not a folder", path=out_dir)
+            if not parent.is_dir():
+                raise InputError(
+                    f"--out-dir is under '{parent}', which is a file, not a folder", path=out_dir
+                )
+            break
+    for folder in folders:
+        if folder.exists() and not folder.is_dir():
+            raise InputError("is a file, not a folder (the demo writes a folder here)", path=folder)
+    for path in files:
+        if path.is_dir():
+            raise InputError("output is a directory", path=path)
+        if path.exists() and not force:
+            raise InputError("output exists; use --force to overwrite it", path=path)
+
 
 def _check(tree, fit_path: Path, out_dir: Path, *, seed: int, force: bool) -> None:
     from markov_migration.checks import run_checks, write_outputs
@@ -103,7 +178,7 @@ def _check(tree, fit_path: Path, out_dir: Path, *, seed: int, force: bool) -> No
     written = write_outputs(result, tree, out_dir / "checks", force)
     write_report(render_report(tree, result, fit_path=fit_path), report, force)
     verdict = "all checks pass" if result.ok else f"{len(result.failed)} check(s) FAIL"
-    console.print(f"{verdict}; wrote {len(written)} files to {out_dir / 'checks'} and {report}")
+    _line(f"{verdict}; wrote {len(written)} files to {out_dir / 'checks'} and {report}")
 
 
 def _summaries(tree, out: Path, *, force: bool) -> None:
@@ -117,7 +192,7 @@ def _summaries(tree, out: Path, *, force: bool) -> None:
         print_summary(summary)
         with atomic_output(out / f"{stem}.csv", force) as tmp:
             to_frame(summary).to_csv(tmp, index=False, float_format="%.6g")
-    console.print(f"wrote {len(DEMO_SUMMARIES)} tables to {out}")
+    _line(f"wrote {len(DEMO_SUMMARIES)} tables to {out}")
 
 
 #: About 650,000 emigrants who left since 2022 had not returned by July 2024 (DOMAIN.md).
@@ -135,7 +210,7 @@ def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
 
     stocks = initial_stocks_from_fit(fit_path, DEMO_STILL_ABROAD, at=DEMO_START)
     split = ", ".join(f"{k} {v:,}" for k, v in stocks.items() if v)
-    console.print(
+    _line(
         f"initial stocks at {DEMO_START}: {DEMO_STILL_ABROAD:,} still abroad, "
         f"split as the fit implies: {split}"
     )
@@ -151,10 +226,10 @@ def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
     )
     paths = write_outputs(ds, out, force=force)
     for line in summary_lines(ds, [2030.0, 2035.0]):
-        console.print(line)
-    console.print(f"wrote projection files to {out}/:")
+        _line(line)
+    _line(f"wrote projection files to {out}/:")
     for p in paths:
-        console.print(f"  {p}")
+        _line(f"  {p}")
 
 
 def print_calibration(table, con) -> None:
@@ -166,8 +241,12 @@ def print_calibration(table, con) -> None:
         out.add_column(c, justify="left" if c in ("figure", "from") else "right")
     for row in table.rename(columns={"pass": "ok"}).itertuples(index=False):
         out.add_row(
-            str(row.figure), str(row.source), f"{row.target:.3f}", f"{row.simulated:.3f}",
-            f"{row.low:.3f}-{row.high:.3f}", "yes" if row.ok else "NO",
+            str(row.figure),
+            str(row.source),
+            f"{row.target:.3f}",
+            f"{row.simulated:.3f}",
+            f"{row.low:.3f}-{row.high:.3f}",
+            "yes" if row.ok else "NO",
         )
     con.print(out)
 
@@ -185,7 +264,7 @@ def _fit(spec, panel_path: Path, fit_path: Path, *, seed: int, draws: int, force
     tree = sample(spec, agg, settings, progress=True, command=command_line(), panel=validated)
     write_fit(tree, fit_path, force)
     t = settings.timings
-    console.print(f"wrote {fit_path} (compile {t['compile']:.1f} s, sampling {t['sample']:.1f} s)")
+    _line(f"wrote {fit_path} (compile {t['compile']:.1f} s, sampling {t['sample']:.1f} s)")
     return tree
 
 
@@ -205,8 +284,14 @@ def print_recovery(tree, spec, con) -> None:
         ok = lo[k] <= truth <= hi[k]
         covered += ok
         table.add_row(
-            label, f"{truth:.3f}", f"{rate[:, k].mean():.3f}", f"{lo[k]:.3f}-{hi[k]:.3f}", "yes" if ok else "no"
+            label,
+            f"{truth:.3f}",
+            f"{rate[:, k].mean():.3f}",
+            f"{lo[k]:.3f}-{hi[k]:.3f}",
+            "yes" if ok else "no",
         )
     con.print(table)
     n_div = int(np.asarray(tree["sample_stats"]["diverging"]).sum())
-    con.print(f"{covered} of {len(spec.transitions)} true intensities inside their 95% interval; {n_div} divergences")
+    con.print(
+        f"{covered} of {len(spec.transitions)} true intensities inside their 95% interval; {n_div} divergences"
+    )
