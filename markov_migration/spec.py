@@ -280,8 +280,75 @@ def load_spec(path: str | Path) -> ModelSpec:
 
 def parse_spec(text: str, path: str | None = None) -> ModelSpec:
     """Parse and validate model-file text (see :func:`load_spec`)."""
+    return _Parser(_toml(text, path), text, path).parse()
+
+
+def load_rates(path: str | Path, spec: ModelSpec) -> dict[tuple[int, int], float]:
+    """Read known intensities from a separate rates file, for ``simulate --rates``.
+
+    The file holds one ``[rates]`` table in the model file's format
+    (``"from->to" = 0.05``, per time unit) and nothing else; it is validated
+    exactly as a model file's ``[rates]`` table, against ``spec``'s states and
+    transitions. The result replaces ``spec.rates`` (allowed transitions without
+    an entry have intensity 0).
+
+    Parameters
+    ----------
+    path : str or Path
+        TOML rates file.
+    spec : ModelSpec
+        The model the rates are for.
+
+    Returns
+    -------
+    dict of (int, int) to float
+        Intensity of each listed transition (state indices), as ``ModelSpec.rates``;
+        pass it to :func:`markov_migration.simulate.simulate_panel` as ``rates=``.
+
+    Raises
+    ------
+    SpecError
+        If the file is missing, not valid TOML, has no (or an empty) ``[rates]``
+        table or other keys, or a key that is not an allowed transition of the
+        model, or a value that is negative or not a finite number; the message
+        names the rates file and the line.
+    """
+    path = Path(path)
     try:
-        raw = tomllib.loads(text)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("rates file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(f"cannot read rates file: {err}", path=path) from None
+    return parse_rates(text, spec, path=str(path))
+
+
+def parse_rates(
+    text: str, spec: ModelSpec, path: str | None = None
+) -> dict[tuple[int, int], float]:
+    """Parse and validate rates-file text (see :func:`load_rates`)."""
+    parser = _Parser(_toml(text, path), text, path)
+    parser.states, parser.transitions = spec.states, spec.transitions
+    parser.transitions_source = f"the model's [transitions] ({spec.path or spec.name})"
+    unknown = sorted(set(parser.raw) - {"rates"})
+    if unknown:
+        raise parser.fail(
+            f"unknown top-level key '{unknown[0]}' (a rates file holds only a [rates] table "
+            "of 'from->to' = intensity)",
+            unknown[0],
+        )
+    if "rates" not in parser.raw:
+        raise SpecError("has no [rates] table of 'from->to' = intensity", path=path)
+    rates = parser.parse_rates()
+    if not rates:
+        raise parser.fail("[rates] is empty: give at least one 'from->to' = intensity", "rates")
+    return rates
+
+
+def _toml(text: str, path: str | None) -> dict[str, Any]:
+    """Parse TOML text; a syntax error becomes a SpecError with its line."""
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         line = getattr(err, "lineno", None)
         msg = getattr(err, "msg", str(err))
@@ -291,7 +358,6 @@ def parse_spec(text: str, path: str | None = None) -> ModelSpec:
             if m:
                 line, msg = int(m.group(1)), f"{msg[: m.start()].rstrip()} (column {m.group(2)})"
         raise SpecError(f"TOML syntax error: {msg}", path=path, line=line) from None
-    return _Parser(raw, text, path).parse()
 
 
 class _Parser:
@@ -305,6 +371,8 @@ class _Parser:
         self.text = text
         self.path = path
         self.lines = text.splitlines()
+        #: Where the allowed transitions are declared (a rates file names its model).
+        self.transitions_source = "[transitions]"
 
     # -- helpers -----------------------------------------------------------------
     def line_of(self, *needles: str, section: str | None = None) -> int | None:
@@ -362,17 +430,24 @@ class _Parser:
     def transition(self, label: Any, where: str) -> tuple[int, int]:
         m = _ARROW.match(label) if isinstance(label, str) else None
         if not m:
-            raise self.fail(f"{where}: '{label}' is not a transition of the form 'from->to'", str(label))
+            raise self.fail(
+                f"{where}: '{label}' is not a transition of the form 'from->to'", str(label)
+            )
         pair = (self.state_index(m.group(1), where), self.state_index(m.group(2), where))
         if pair not in self.transitions:
-            raise self.fail(f"{where}: '{label}' is not an allowed transition in [transitions]", label)
+            raise self.fail(
+                f"{where}: '{label}' is not an allowed transition in {self.transitions_source}",
+                label,
+            )
         return pair
 
     def number(self, value: Any, where: str, *, positive: bool = True, needle: str = "") -> float:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if not ok or (positive and value <= 0):
             kind = "a positive number" if positive else "a finite number"
-            raise self.fail(f"{where} must be {kind}, got {value!r}", needle or where.split(".")[-1])
+            raise self.fail(
+                f"{where} must be {kind}, got {value!r}", needle or where.split(".")[-1]
+            )
         return float(value)
 
     # -- sections ----------------------------------------------------------------
@@ -549,7 +624,9 @@ class _Parser:
                 r = self.state_index(key, "[priors]")
                 n_out = sum(1 for a, _ in self.transitions if a == r)
                 if n_out == 0:
-                    raise self.fail(f"[priors] {key}: state '{key}' is absorbing (no moves out)", key)
+                    raise self.fail(
+                        f"[priors] {key}: state '{key}' is absorbing (no moves out)", key
+                    )
                 # A state-level statement is about the total exit rate: split it evenly.
                 per_state[r] = (None if rate is None else rate / n_out, sd, source)
         priors: dict[tuple[int, int], Prior] = {}
@@ -596,14 +673,18 @@ class _Parser:
                 raise self.fail(f"{where}: unknown key '{unknown[0]}'", unknown[0])
             kind = c.get("kind")
             if kind not in ("numeric", "categorical"):
-                raise self.fail(f"{where}: kind must be 'numeric' or 'categorical', got {kind!r}", name)
+                raise self.fail(
+                    f"{where}: kind must be 'numeric' or 'categorical', got {kind!r}", name
+                )
             column = c.get("column", name)
             if not isinstance(column, str) or not column:
                 raise self.fail(f"{where}: column must be a column name", name)
             reference = c.get("reference")
             levels = c.get("levels")
             if kind == "numeric" and (reference is not None or levels is not None):
-                raise self.fail(f"{where}: 'reference' and 'levels' apply to categorical covariates", name)
+                raise self.fail(
+                    f"{where}: 'reference' and 'levels' apply to categorical covariates", name
+                )
             if levels is not None:
                 if not isinstance(levels, list) or len(levels) < 2:
                     raise self.fail(f"{where}: levels must list at least two levels", "levels")
@@ -613,7 +694,9 @@ class _Parser:
             if reference is not None:
                 reference = str(reference)
                 if levels is not None and reference not in levels:
-                    raise self.fail(f"{where}: reference '{reference}' is not one of levels", "reference")
+                    raise self.fail(
+                        f"{where}: reference '{reference}' is not one of levels", "reference"
+                    )
             transitions = self.transition_list(c.get("transitions"), where)
             shared_raw = c.get("shared", [])
             if not isinstance(shared_raw, list):
@@ -623,17 +706,23 @@ class _Parser:
             for block in shared_raw:
                 pairs = self.transition_list(block, f"{where}.shared")
                 if len(pairs) < 2:
-                    raise self.fail(f"{where}: each shared set needs at least two transitions", "shared")
+                    raise self.fail(
+                        f"{where}: each shared set needs at least two transitions", "shared"
+                    )
                 for p in pairs:
                     if p not in transitions:
-                        raise self.fail(f"{where}: shared transition not in its transitions", "shared")
+                        raise self.fail(
+                            f"{where}: shared transition not in its transitions", "shared"
+                        )
                     if p in seen:
                         raise self.fail(f"{where}: a transition is in two shared sets", "shared")
                     seen.add(p)
                 shared.append(pairs)
             prior_sd = self.number(c.get("prior_sd", DEFAULT_COVARIATE_SD), f"{where}.prior_sd")
             out.append(
-                Covariate(name, column, kind, reference, levels, transitions, tuple(shared), prior_sd)
+                Covariate(
+                    name, column, kind, reference, levels, transitions, tuple(shared), prior_sd
+                )
             )
         return tuple(out)
 
@@ -642,7 +731,9 @@ class _Parser:
         if g is None:
             return None
         if not isinstance(g, dict) or "column" not in g:
-            raise self.fail("[groups] must be a table with a 'column' (e.g. 'host_country')", "groups")
+            raise self.fail(
+                "[groups] must be a table with a 'column' (e.g. 'host_country')", "groups"
+            )
         unknown = sorted(set(g) - {"column", "transitions", "sd_prior"})
         if unknown:
             raise self.fail(f"[groups]: unknown key '{unknown[0]}'", unknown[0])
@@ -677,7 +768,10 @@ class _Parser:
         allowed = {"id", "time", "state", "weight", "state_codes", "resolution"}
         unknown = sorted(set(d) - allowed)
         if unknown:
-            raise self.fail(f"[data]: unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})", unknown[0])
+            raise self.fail(
+                f"[data]: unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})",
+                unknown[0],
+            )
         for key in ("id", "time", "state", "weight"):
             if key in d and (not isinstance(d[key], str) or not d[key]):
                 raise self.fail(f"[data] {key} must be a column name", key)
@@ -691,10 +785,14 @@ class _Parser:
                 try:
                     code = int(k)
                 except ValueError:
-                    raise self.fail(f"[data] state_codes: '{k}' is not an integer code", "state_codes") from None
+                    raise self.fail(
+                        f"[data] state_codes: '{k}' is not an integer code", "state_codes"
+                    ) from None
                 mapping[code] = self.states[self.state_index(v, "[data] state_codes")]
         elif codes not in (None, False):
-            raise self.fail("[data] state_codes must be true (1..K in state order) or a table", "state_codes")
+            raise self.fail(
+                "[data] state_codes must be true (1..K in state order) or a table", "state_codes"
+            )
         resolution = None
         if "resolution" in d:
             resolution = self.number(d["resolution"], "[data] resolution", needle="resolution")

@@ -66,7 +66,8 @@ def test_simulate_help_shows_table_names():
     result = invoke("simulate", "--help")
     assert "([rates] table)" in result.stdout
     assert "[simulate]" in result.stdout
-    for option in ("--out", "--model", "--n", "--waves", "--attrition", "--seed", "--force"):
+    for option in ("--out", "--model", "--n", "--waves", "--attrition", "--rates", "--seed",
+                   "--force"):  # fmt: skip
         assert option in result.stdout
 
 
@@ -339,6 +340,131 @@ def test_simulate_bad_waves(simulate_available, tmp_path, args, message):
     result = invoke("simulate", "--out", out, "--n", "10", *args)
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {message}")
+    assert result.stderr.count("\n") == 1
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("model_text", "message"),
+    [
+        (
+            'states = ["a", "b"]\n[transitions]\na = ["b"]\n[rates]\n"a->b" = 0.1\n'
+            "[simulate]\nwave = [0, 1]\n",
+            "line 7: [simulate]: unknown key 'wave'",
+        ),
+        (
+            'states = ["a", "b"]\n[transitions]\na = ["c"]\n',
+            "line 3: [transitions] a: 'c' is not a declared state",
+        ),
+        ('states = ["a", "b"]\n[transitions\n', "line 2: TOML syntax error"),
+    ],
+)
+def test_simulate_bad_model_writes_nothing(
+    simulate_available, tmp_path, write_model, model_text, message
+):
+    model = write_model(model_text)
+    out = tmp_path / "panel.csv"
+    result = invoke("simulate", "--out", out, "--model", model, "--n", "10")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {model}, {message}")
+    assert result.stderr.count("\n") == 1
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_simulate_missing_model_writes_nothing(simulate_available, tmp_path):
+    out, model = tmp_path / "panel.csv", tmp_path / "nowhere.toml"
+    result = invoke("simulate", "--out", out, "--model", model, "--n", "10")
+    assert result.exit_code == 2
+    assert result.stderr == f"error: {model}: model file not found\n"
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+
+
+# -- simulate --rates ------------------------------------------------------------------
+
+
+def test_simulate_rates_file_replaces_the_models_rates(simulate_available, tmp_path, toy_model):
+    # Only "well->dead", and fast: everyone is dead by the second wave and nobody is ever
+    # ill (the model's own "well->ill" = 0.3 is replaced, not merged).
+    rates = tmp_path / "rates.toml"
+    rates.write_text('[rates]\n"well->dead" = 50.0\n')
+    out = tmp_path / "panel.csv"
+    args = ["simulate", "--out", out, "--model", toy_model, "--n", "50", "--seed", "1"]
+    result = invoke(*args, "--rates", rates)
+    assert result.exit_code == 0, result.output
+    assert f"(model toy, rates {rates}, seed 1)" in " ".join(result.stdout.split())
+    frame = pd.read_csv(out)
+    assert "ill" not in set(frame["state"])
+    later = frame[frame.groupby("id").cumcount() > 0]
+    assert len(later) > 0 and set(later["state"]) == {"dead"}
+    # The same as the Python API with the same rates; different from the model's rates.
+    from markov_migration.simulate import simulate_panel
+    from markov_migration.spec import load_rates
+
+    spec = load_spec(toy_model)
+    api = simulate_panel(spec, 50, seed=1, rates=load_rates(rates, spec))
+    pd.testing.assert_frame_equal(frame, api, check_exact=False, atol=1e-6)
+    plain = tmp_path / "plain.csv"
+    assert invoke(*[plain if a == out else a for a in args]).exit_code == 0
+    assert plain.read_bytes() != out.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("rates_text", "message"),
+    [
+        (None, "rates file not found"),
+        ('[rates]\n"well->ill" = \n', "line 2: TOML syntax error: "),
+        ('[rates]\n"well->moon" = 0.1\n', "line 2: [rates]: 'moon' is not a declared state"),
+        ('[rates]\n"well>ill" = 0.1\n', "line 2: [rates]: 'well>ill' is not a transition"),
+        (
+            '[rates]\n"well->ill" = 0.1\n"dead->well" = 0.1\n',
+            "line 3: [rates]: 'dead->well' is not an allowed transition in the model's "
+            "[transitions] (",
+        ),
+        ('[rates]\n"well->ill" = -0.1\n', "line 2: [rates] well->ill must not be negative"),
+        ('[rates]\n"well->ill" = inf\n', "line 2: [rates] well->ill must be a finite number"),
+        ('[rates]\n"well->ill" = nan\n', "line 2: [rates] well->ill must be a finite number"),
+        ('[rates]\n"well->ill" = "fast"\n', "line 2: [rates] well->ill must be a finite"),
+        ('"well->ill" = 0.1\n', "line 1: unknown top-level key 'well->ill'"),
+        ("[rates]\n", "line 1: [rates] is empty"),
+    ],
+    ids=[
+        "missing",
+        "syntax",
+        "unknown-state",
+        "not-a-transition",
+        "not-allowed",
+        "negative",
+        "inf",
+        "nan",
+        "text",
+        "no-table",
+        "empty",
+    ],  # fmt: skip
+)
+def test_simulate_bad_rates_file(simulate_available, tmp_path, toy_model, rates_text, message):
+    rates = tmp_path / "rates.toml"
+    if rates_text is not None:
+        rates.write_text(rates_text)
+    out = tmp_path / "panel.csv"
+    result = invoke("simulate", "--out", out, "--model", toy_model, "--n", "10", "--rates", rates)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {rates}{':' if rates_text is None else ','} ")
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert result.stdout == ""
+    assert not out.exists()
+    assert leftovers(tmp_path) == []
+
+
+def test_simulate_rates_folder_is_refused(simulate_available, tmp_path, toy_model):
+    out = tmp_path / "panel.csv"
+    result = invoke("simulate", "--out", out, "--model", toy_model, "--rates", tmp_path)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {tmp_path}: cannot read rates file")
+    assert result.stderr.count("\n") == 1
     assert not out.exists()
 
 

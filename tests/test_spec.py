@@ -17,7 +17,9 @@ from markov_migration.spec import (
     DEFAULT_GROUP_SD,
     DEFAULT_PRIOR_RATE,
     DEFAULT_PRIOR_SD,
+    load_rates,
     load_spec,
+    parse_rates,
     parse_spec,
 )
 
@@ -673,3 +675,83 @@ def test_error_line_in_the_default_model_layout(migration5, tmp_path):
     with pytest.raises(SpecError) as info:
         parse_spec("\n".join(lines), path="migration5.toml")
     assert info.value.line == row + 1
+
+
+# -- separate rates files (simulate --rates) ---------------------------------------------
+
+
+def test_rates_file_is_read_like_the_models_rates_table(toy_model):
+    spec = load_spec(toy_model)
+    rates = parse_rates('[rates]\n"ill->dead" = 0.4\n"well->ill" = 0\n', spec, path="r.toml")
+    # The file's table replaces the model's: only what it lists, in state indices.
+    assert rates == {(1, 2): 0.4, (0, 1): 0.0}
+    assert spec.rates[(1, 2)] == 0.2  # the spec itself is unchanged
+
+
+def test_load_rates_reads_the_file(toy_model, tmp_path):
+    path = tmp_path / "rates.toml"
+    path.write_text('# known intensities\n[rates]\n"well->dead" = 1e-3\n', encoding="utf-8")
+    assert load_rates(path, load_spec(toy_model)) == {(0, 2): 1e-3}
+
+
+INVALID_RATES = [
+    ("syntax", '[rates]\n"well->ill" = \n', "TOML syntax error: ", 2),
+    (
+        "unknown-state",
+        '[rates]\n"well->moon" = 0.1\n',
+        "[rates]: 'moon' is not a declared state",
+        2,
+    ),
+    ("not-arrow", '[rates]\n"well" = 0.1\n', "'well' is not a transition of the form", 2),
+    (
+        "not-allowed",
+        '[rates]\n"well->ill" = 0.1\n"dead->well" = 0.1\n',
+        "[rates]: 'dead->well' is not an allowed transition in the model's [transitions] (",
+        3,
+    ),
+    ("negative", '[rates]\n"well->ill" = -0.1\n', "[rates] well->ill must not be negative", 2),
+    (
+        "inf",
+        '[rates]\n"well->ill" = inf\n',
+        "[rates] well->ill must be a finite number, got inf",
+        2,
+    ),
+    (
+        "nan",
+        '[rates]\n"well->ill" = nan\n',
+        "[rates] well->ill must be a finite number, got nan",
+        2,
+    ),
+    ("bool", '[rates]\n"well->ill" = true\n', "must be a finite number, got True", 2),
+    ("not-a-table", "rates = 3\n", "[rates] must be a table", 1),
+    ("empty", "# nothing\n[rates]\n", "[rates] is empty", 2),
+    ("no-table", "", "has no [rates] table", None),
+    ("other-key", 'states = ["a"]\n[rates]\n', "unknown top-level key 'states'", 1),
+    ("bare-keys", '"well->ill" = 0.1\n', "unknown top-level key 'well->ill'", 1),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment", "line"), [c[1:] for c in INVALID_RATES], ids=[c[0] for c in INVALID_RATES]
+)
+def test_invalid_rates_files(toy_model, text, fragment, line):
+    spec = load_spec(toy_model)
+    with pytest.raises(SpecError) as info:
+        parse_rates(text, spec, path="rates.toml")
+    err = info.value
+    assert fragment in err.message
+    assert (err.path, err.line) == ("rates.toml", line)  # the rates file, not the model file
+    prefix = "rates.toml" if line is None else f"rates.toml, line {line}"
+    assert str(err).startswith(f"{prefix}: ") and "\n" not in str(err)
+
+
+def test_missing_rates_file(toy_model, tmp_path):
+    path = tmp_path / "nowhere.toml"
+    with pytest.raises(SpecError) as info:
+        load_rates(path, load_spec(toy_model))
+    assert str(info.value) == f"{path}: rates file not found"
+
+
+def test_model_file_message_for_a_disallowed_rate_is_unchanged():
+    with pytest.raises(SpecError, match=r"is not an allowed transition in \[transitions\]$"):
+        spec_of('states = ["a", "b"]\n[transitions]\na = "b"\n[rates]\n"b->a" = 1\n')

@@ -31,7 +31,9 @@ def _parse_waves(waves: str | None) -> list[float] | None:
 
 @handle_errors
 def simulate(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Panel file to write (.csv or .parquet).")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Panel file to write (.csv or .parquet).")
+    ],
     model: ModelOpt = "migration5",
     n: Annotated[int, typer.Option("--n", min=1, help="Number of respondents.")] = 8500,
     waves: Annotated[
@@ -43,7 +45,19 @@ def simulate(
     ] = None,
     attrition: Annotated[
         float | None,
-        typer.Option(min=0.0, max=0.99, help="Probability of dropping out between waves (default: the model's)."),
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="Probability of dropping out between waves (default: the model's).",
+        ),
+    ] = None,
+    rates: Annotated[
+        Path | None,
+        typer.Option(
+            "--rates",
+            help='TOML file with a \\[rates] table ("from->to" = 0.05) replacing the model\'s '
+            "\\[rates].",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same panel.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
@@ -51,7 +65,7 @@ def simulate(
     r"""Simulate a synthetic panel from a model file with known rates (\[rates] table)."""
     from markov_migration.io import atomic_output, check_output, resolve_model
     from markov_migration.simulate import simulate_panel
-    from markov_migration.spec import load_spec
+    from markov_migration.spec import load_rates, load_spec
 
     check_output(out, force)
     if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
@@ -59,23 +73,33 @@ def simulate(
 
         raise InputError("output must end in .csv or .parquet", path=out)
     spec = load_spec(resolve_model(model))
+    known = None if rates is None else load_rates(rates, spec)
     panel = simulate_panel(
-        spec, n, waves=_parse_waves(waves), attrition=attrition, seed=seed, progress=True
+        spec,
+        n,
+        waves=_parse_waves(waves),
+        attrition=attrition,
+        seed=seed,
+        progress=True,
+        rates=known,
     )
     with atomic_output(out, force) as tmp:
         if out.suffix.lower() == ".csv":
             panel.to_csv(tmp, index=False, float_format="%.6f")
         else:
             panel.to_parquet(tmp, index=False)
+    source = f"model {spec.name}" if rates is None else f"model {spec.name}, rates {rates}"
     console.print(
         f"wrote {out}: {panel['id'].nunique():,} respondents, {len(panel):,} observations "
-        f"(model {spec.name}, seed {seed})"
+        f"({source}, seed {seed})"
     )
 
 
 @handle_errors
 def validate(
-    panel: Annotated[Path, typer.Argument(help="Panel file (CSV or Parquet, long format) or a counts table.")],
+    panel: Annotated[
+        Path, typer.Argument(help="Panel file (CSV or Parquet, long format) or a counts table.")
+    ],
     model: ModelOpt = "migration5",
     output_format: Annotated[
         str, typer.Option("--format", help="table (for people) or json (for scripts).")
@@ -103,7 +127,9 @@ def print_data_summary(summary: dict, con) -> None:
     """Print the result of :func:`markov_migration.panel.data_summary` as tables."""
     from rich.table import Table
 
-    con.print(f"[bold]{summary['file']}[/bold] ({summary['kind']}, sha256 {summary['sha256'][:12]}...)")
+    con.print(
+        f"[bold]{summary['file']}[/bold] ({summary['kind']}, sha256 {summary['sha256'][:12]}...)"
+    )
     con.print(f"model {summary['model']}: {len(summary['states'])} states")
     if summary["kind"] == "panel":
         con.print(
