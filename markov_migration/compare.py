@@ -19,7 +19,12 @@ log-likelihood ``count * log P``. Two units of "one observation" are offered:
     for survey-weighted fits, whose counts are not whole numbers.
 
 Fits are only compared when they were fitted to the same data: the same input
-SHA-256 and the same aggregated observations (``observed_data``). The table is
+SHA-256 and the same observations. When every fit file embeds its panel with
+the columns its model reads (``panel_data``, written by ``fit``), the unit
+``transition`` is one consecutive observation pair of the panel, in the
+panel's order, whatever each model aggregates by: so a model with covariates
+or host-country groups can be compared with one without (their
+``observed_data`` differ). Otherwise the fits need the same aggregated rows. The table is
 :func:`arviz_stats.compare`'s: ``rank, elpd_diff, dse, p_worse, diag_diff,
 diag_elpd, p, elpd, se, weight`` plus the number of observations with Pareto
 ``k`` above ArviZ's threshold ``good_k = min(1 - 1/log10(S), 0.7)`` for S draws.
@@ -82,7 +87,35 @@ def _sampled_posterior(tree: xr.DataTree) -> xr.Dataset:
     return sampled_parameters(tree)
 
 
-def loo_fit(tree: xr.DataTree, unit: str = "transition", name: str = "fit") -> LooResult:
+def panel_pairs(tree: xr.DataTree) -> tuple[pd.DataFrame, np.ndarray] | None:
+    """The embedded panel's observation pairs and the aggregated row of each, or None.
+
+    ``None`` when the fit does not embed its panel with every column its model
+    reads. Raises InputError when the embedded panel does not reproduce the
+    fit's aggregated data.
+    """
+    from markov_migration.fitfile import fit_spec
+    from markov_migration.panel import aggregate, pair_rows
+    from markov_migration.reproduce import _same_aggregate, embeds_panel, recorded_panel
+
+    spec = fit_spec(tree)
+    if not embeds_panel(tree, spec):
+        return None
+    panel = recorded_panel(tree, spec)
+    const = tree.children.get("constant_data")
+    resolution = float(const["resolution"]) if const is not None and "resolution" in const else None
+    agg = aggregate(panel, spec, resolution)
+    if not _same_aggregate(tree, agg):
+        raise InputError("the embedded panel does not reproduce the fit's aggregated data")
+    return pair_rows(panel, spec, agg)
+
+
+def loo_fit(
+    tree: xr.DataTree,
+    unit: str = "transition",
+    name: str = "fit",
+    pair_rows: np.ndarray | None = None,
+) -> LooResult:
     """PSIS-LOO of a fit.
 
     Parameters
@@ -93,6 +126,11 @@ def loo_fit(tree: xr.DataTree, unit: str = "transition", name: str = "fit") -> L
         What one left-out observation is (see the module docstring).
     name : str
         Label of the fit.
+    pair_rows : ndarray of int64, optional
+        Aggregated row of every observation pair (:func:`panel_pairs`): the
+        pointwise values are then in the panel's pair order, comparable between
+        fits that aggregate differently. Default: each row repeated ``count``
+        times.
 
     Returns
     -------
@@ -132,10 +170,14 @@ def loo_fit(tree: xr.DataTree, unit: str = "transition", name: str = "fit") -> L
     values = ll.to_numpy().reshape(-1, count.size)
     lppd_row = np.logaddexp.reduce(values, axis=0) - np.log(values.shape[0])
     p_row = lppd_row - elpd_row
-    elpd_i = np.repeat(elpd_row, reps)
+    if pair_rows is None:
+        pair_rows = np.repeat(np.arange(count.size), reps)
+    elif not np.array_equal(np.bincount(pair_rows, minlength=count.size), reps):
+        raise InputError(f"{name}: the panel's pairs do not add up to the aggregated counts")
+    elpd_i = elpd_row[pair_rows]
     n = int(elpd_i.size)
     se = float(np.sqrt(n * np.var(elpd_i, ddof=1))) if n > 1 else 0.0
-    k_i = np.repeat(k_row, reps)
+    k_i = k_row[pair_rows]
     dims = ("transition_obs",)
     out = ELPDDataLOO(
         elpd=float(elpd_i.sum()),
@@ -162,8 +204,18 @@ def loo_fit(tree: xr.DataTree, unit: str = "transition", name: str = "fit") -> L
     )
 
 
-def check_same_data(trees: dict[str, xr.DataTree]) -> None:
-    """Raise InputError unless all fits were fitted to the same aggregated data.
+def check_same_data(
+    trees: dict[str, xr.DataTree],
+    pairs: dict[str, pd.DataFrame] | None = None,
+) -> None:
+    """Raise InputError unless all fits were fitted to the same data.
+
+    Parameters
+    ----------
+    trees : dict of name to DataTree
+    pairs : dict of name to DataFrame, optional
+        Every fit's panel pairs (:func:`panel_pairs`); then the pairs must be
+        the same, not the aggregated rows.
 
     Raises
     ------
@@ -183,6 +235,17 @@ def check_same_data(trees: dict[str, xr.DataTree]) -> None:
                 f"{sha_a[:12]}...): LOO compares models of the same data only",
                 path=other,
             )
+        if pairs is not None:
+            a, b = pairs[ref_name], pairs[other]
+            if len(a) != len(b) or not all(
+                np.array_equal(a[c].to_numpy(), b[c].to_numpy()) for c in a.columns
+            ):
+                raise InputError(
+                    f"its panel's observation pairs differ from those of {ref_name} (other "
+                    "states or absorbing states): LOO needs the same observations in both fits",
+                    path=other,
+                )
+            continue
         obs = tree["observed_data"]
         same = obs.sizes.get("obs") == ref_obs.sizes.get("obs") and all(
             np.array_equal(obs[v].to_numpy(), ref_obs[v].to_numpy())
@@ -191,7 +254,9 @@ def check_same_data(trees: dict[str, xr.DataTree]) -> None:
         if not same:
             raise InputError(
                 f"its aggregated observations differ from those of {ref_name} (other states, "
-                "resolution or covariate patterns): LOO needs the same observations in both fits",
+                "resolution or covariate patterns) and not every fit file embeds its panel "
+                "with the model's columns (weighted fits, or panels over the embedding limit): "
+                "LOO needs the same observations in both fits",
                 path=other,
             )
 
@@ -237,8 +302,22 @@ def compare_fits(
         fits = {n: read_fit(p) for n, p in zip(names, paths, strict=True)}
     if len(fits) < 2:
         raise InputError("compare needs at least two fit files")
-    check_same_data(fits)
-    loos = {name: loo_fit(tree, unit, name) for name, tree in fits.items()}
+    pairs = {}
+    for name, tree in fits.items():
+        try:
+            found = panel_pairs(tree)
+        except InputError as exc:
+            raise InputError(str(exc), path=name) from None
+        if found is None:
+            break
+        pairs[name] = found
+    weighted = any(bool(int(t.attrs.get("data_weighted", 0))) for t in fits.values())
+    by_pair = len(pairs) == len(fits) and unit == "transition" and not weighted
+    check_same_data(fits, {n: p for n, (p, _) in pairs.items()} if by_pair else None)
+    loos = {
+        name: loo_fit(tree, unit, name, pairs[name][1] if by_pair else None)
+        for name, tree in fits.items()
+    }
     units = {r.unit for r in loos.values()}
     if len(units) > 1:
         raise InputError("cannot compare weighted and unweighted fits (different LOO units)")

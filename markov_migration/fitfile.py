@@ -68,7 +68,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def provenance(spec: ModelSpec, agg: AggregatedData, settings: dict[str, Any], command: str | None) -> dict:
+def provenance(
+    spec: ModelSpec, agg: AggregatedData, settings: dict[str, Any], command: str | None
+) -> dict:
     """Root attributes of a fit file."""
     versions = library_versions()
     return {
@@ -117,8 +119,19 @@ def observed_dataset(agg: AggregatedData) -> xr.Dataset:
     return ds
 
 
-def panel_dataset(panel: Panel) -> xr.Dataset:
-    """The validated panel as a Dataset with dim ``observation``."""
+#: Prefix of the covariate and group columns in ``panel_data``.
+PANEL_COLUMN_PREFIX = "column_"
+
+
+def panel_dataset(panel: Panel, spec: ModelSpec | None = None) -> xr.Dataset:
+    """The validated panel as a Dataset with dim ``observation``.
+
+    With ``spec``, the covariate and group columns the model reads are kept
+    too, as ``column_<name>``: floats for numeric covariates, integer codes
+    into the coordinate ``column_<name>_level`` for categorical ones and groups
+    (attr ``column`` names the panel column). They make the panel complete
+    for reproduction and per-transition model comparison.
+    """
     d = panel.data
     codes, ids = np.unique(d["id"].to_numpy(dtype=str), return_inverse=True)
     ds = xr.Dataset(
@@ -130,6 +143,20 @@ def panel_dataset(panel: Panel) -> xr.Dataset:
         },
         coords={"observation": np.arange(len(d)), "respondent_id": codes},
     )
+    if spec is not None:
+        from markov_migration.panel import model_columns
+
+        numeric = {c.column for c in spec.covariates if c.kind == "numeric"}
+        for column in model_columns(spec):
+            name = PANEL_COLUMN_PREFIX + column
+            if column in numeric:
+                ds[name] = ("observation", d[column].to_numpy(dtype=np.float64))
+            else:
+                levels, index = np.unique(d[column].to_numpy(dtype=str), return_inverse=True)
+                ds = ds.assign_coords({f"{name}_level": levels})
+                ds[name] = ("observation", index.astype(np.int64))
+            ds[name].attrs["column"] = column
+        ds.attrs["model_columns"] = json.dumps(model_columns(spec))
     ds.attrs["states"] = json.dumps(list(panel.states))
     ds.attrs["description"] = "validated panel; respondent indexes respondent_id"
     return ds
@@ -172,7 +199,9 @@ def _has_design(spec: ModelSpec) -> bool:
 _CHUNK_BYTES = 64 * 2**20
 
 
-def log_likelihood_dataset(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset) -> xr.Dataset:
+def log_likelihood_dataset(
+    spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset
+) -> xr.Dataset:
     """Per-row log-likelihood ``count * log P[from, to]`` for every draw.
 
     With covariates, groups or periods each row uses its own generator(s),
@@ -235,7 +264,9 @@ def _design_row_loglik(spec: ModelSpec, agg: AggregatedData, posterior: xr.Datas
     return per
 
 
-def design_generators(spec: ModelSpec, design, posterior: xr.Dataset, draws: np.ndarray) -> np.ndarray:
+def design_generators(
+    spec: ModelSpec, design, posterior: xr.Dataset, draws: np.ndarray
+) -> np.ndarray:
     """The design's generators for chosen draws: shape (len(draws), M, K, K).
 
     ``draws`` index the flattened (chain, draw) samples; ``design`` is
@@ -349,9 +380,8 @@ def _label_posterior(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset
         for name in ("hazard_ratio", "log_hazard_ratio"):
             if name in posterior:
                 posterior[name].attrs.update(
-                    description=(
-                        "hazard ratio" if name == "hazard_ratio" else "log hazard ratio"
-                    ) + " of the covariate level (vs its reference), of one unit of a numeric "
+                    description=("hazard ratio" if name == "hazard_ratio" else "log hazard ratio")
+                    + " of the covariate level (vs its reference), of one unit of a numeric "
                     "covariate as in the data, or of the period (vs the first period), on the "
                     "intensity of the transition from -> to (coordinates); entries with the same "
                     "effect_parameter share one effect",
@@ -385,7 +415,9 @@ def assemble_fit(
     order = [d for d in ("chain", "draw") if d in posterior.dims]
     posterior = posterior.transpose(*order, ...)
     if "Q" in posterior:
-        posterior["Q"].attrs.update(units=f"moves per {spec.time_unit[:-1]}", description="generator matrix")
+        posterior["Q"].attrs.update(
+            units=f"moves per {spec.time_unit[:-1]}", description="generator matrix"
+        )
     posterior = _label_posterior(spec, agg, posterior)
     groups = {
         "posterior": posterior,
@@ -395,7 +427,7 @@ def assemble_fit(
         "constant_data": xr.merge([constant_dataset(spec, agg), design_dataset(spec, agg)]),
     }
     if panel is not None and len(panel.data) <= MAX_EMBEDDED_OBSERVATIONS:
-        groups["panel_data"] = panel_dataset(panel)
+        groups["panel_data"] = panel_dataset(panel, spec)
     tree = xr.DataTree.from_dict(groups)
     tree.attrs = provenance(spec, agg, settings, command)
     return tree
@@ -426,7 +458,9 @@ def read_fit(path: str | Path) -> xr.DataTree:
     except Exception as err:  # h5py/xarray raise many kinds
         raise FitFileError(f"not a NetCDF fit file ({type(err).__name__})", path=path) from None
     if FIT_MARKER not in tree.attrs:
-        raise FitFileError("not a markov-migration fit file (no fit provenance attributes)", path=path)
+        raise FitFileError(
+            "not a markov-migration fit file (no fit provenance attributes)", path=path
+        )
     for group in ("posterior", "observed_data"):
         if group not in tree.children:
             raise FitFileError(f"fit file has no '{group}' group", path=path)
@@ -488,7 +522,9 @@ def _log_rates_at(
             try:
                 covariates[c] = float(value)
             except (TypeError, ValueError):
-                raise FitFileError(f"covariate '{c}' is numeric: '{value}' is not a number") from None
+                raise FitFileError(
+                    f"covariate '{c}' is numeric: '{value}' is not a number"
+                ) from None
             if not np.isfinite(covariates[c]):
                 raise FitFileError(f"covariate '{c}' must be finite, got {value}")
     x = np.zeros(cov.size)
@@ -525,8 +561,11 @@ def _generators(spec: ModelSpec, log_rate: xr.DataArray) -> xr.DataArray:
     return xr.DataArray(
         q,
         dims=(*dims, "from_state", "to_state"),
-        coords={**{d: lr[d] for d in dims if d in lr.coords},
-                "from_state": list(spec.states), "to_state": list(spec.states)},  # fmt: skip
+        coords={
+            **{d: lr[d] for d in dims if d in lr.coords},
+            "from_state": list(spec.states),
+            "to_state": list(spec.states),
+        },  # fmt: skip
         attrs={"units": f"moves per {spec.time_unit[:-1]}", "description": "generator matrix"},
     )
 

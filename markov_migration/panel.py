@@ -712,20 +712,7 @@ def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) ->
     AggregatedData
     """
     res = spec.resolution if resolution is None else float(resolution)
-    p = panel.pairs()
-    ticks = np.round((p["t1"].to_numpy() - p["t0"].to_numpy()) / res)
-    if (ticks < 1).any():
-        j = int(np.flatnonzero(ticks < 1)[0])
-        raise PanelError(
-            f"respondent '{p['id'].iloc[j]}' has a gap shorter than the resolution {res:g} (a zero gap)",
-            path=panel.path,
-            row=int(p["row"].iloc[j]),
-        )
-    p["interval"] = ticks * res
-    if spec.periods:
-        p[START_PERIOD], p[LEAD_TIME] = period_keys(p["t0"].to_numpy(), ticks, spec, res)
-    p, n_absorbed = _drop_absorbed(p, spec)
-    keys = ["from", "to", "interval", *aggregation_keys(spec)]
+    p, keys, n_absorbed = _keyed_pairs(panel, spec, res)
     table = p.groupby(keys, sort=True, observed=True)["weight"].sum().rename("count").reset_index()
     table = table[[*COUNT_COLUMNS, *keys[3:]]]
     weighted = not np.all(p["weight"].to_numpy() == 1.0)
@@ -739,6 +726,52 @@ def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) ->
         weighted=weighted,
         n_absorbed=n_absorbed,
     )
+
+
+def pair_rows(
+    panel: Panel, spec: ModelSpec, agg: AggregatedData
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The aggregated row of every consecutive observation pair that ``agg`` counts.
+
+    Parameters
+    ----------
+    panel : Panel
+    spec : ModelSpec
+    agg : AggregatedData
+        ``aggregate(panel, spec)`` (same resolution).
+
+    Returns
+    -------
+    pairs : pandas.DataFrame
+        The pairs in panel order (``id, t0, t1, from, to``), those out of
+        absorbing states left out as in :func:`aggregate`.
+    rows : ndarray of int64
+        Index into ``agg.table`` of each pair's row.
+    """
+    p, keys, _ = _keyed_pairs(panel, spec, agg.resolution)
+    index = agg.table[keys].assign(_row=np.arange(len(agg.table)))
+    rows = p[keys].merge(index, on=keys, how="left", sort=False)["_row"]
+    if rows.isna().any():
+        raise PanelError("the panel does not reproduce the aggregated data", path=panel.path)
+    return p[["id", "t0", "t1", "from", "to"]].reset_index(drop=True), rows.to_numpy(np.int64)
+
+
+def _keyed_pairs(panel: Panel, spec: ModelSpec, res: float):
+    """Pairs with their aggregation keys; (pairs, keys, weight out of absorbing states)."""
+    p = panel.pairs()
+    ticks = np.round((p["t1"].to_numpy() - p["t0"].to_numpy()) / res)
+    if (ticks < 1).any():
+        j = int(np.flatnonzero(ticks < 1)[0])
+        raise PanelError(
+            f"respondent '{p['id'].iloc[j]}' has a gap shorter than the resolution {res:g} (a zero gap)",
+            path=panel.path,
+            row=int(p["row"].iloc[j]),
+        )
+    p["interval"] = ticks * res
+    if spec.periods:
+        p[START_PERIOD], p[LEAD_TIME] = period_keys(p["t0"].to_numpy(), ticks, spec, res)
+    p, n_absorbed = _drop_absorbed(p, spec)
+    return p, ["from", "to", "interval", *aggregation_keys(spec)], n_absorbed
 
 
 def load_counts(

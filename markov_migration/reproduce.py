@@ -105,9 +105,26 @@ class Reproduction:
         )
 
 
+def embeds_panel(tree: xr.DataTree, spec) -> bool:
+    """Whether the fit embeds its panel with every column the model reads."""
+    from markov_migration.fitfile import PANEL_COLUMN_PREFIX
+    from markov_migration.panel import model_columns
+
+    if "panel_data" not in tree.children:
+        return False
+    pdata = tree["panel_data"]
+    return all(PANEL_COLUMN_PREFIX + c in pdata for c in model_columns(spec))
+
+
 def recorded_panel(tree: xr.DataTree, spec):
-    """Return the panel embedded in a fit file as a :class:`~markov_migration.panel.Panel`."""
-    from markov_migration.panel import Panel
+    """Return the panel embedded in a fit file as a :class:`~markov_migration.panel.Panel`.
+
+    Covariate and group columns come back as the panel layer makes them
+    (floats; categorical values as strings) when the fit embeds them
+    (:func:`embeds_panel`); fits written before they were embedded have none.
+    """
+    from markov_migration.fitfile import PANEL_COLUMN_PREFIX
+    from markov_migration.panel import Panel, model_columns
 
     pdata = tree["panel_data"]
     codes = np.asarray(pdata["respondent_id"].values).astype(str)
@@ -119,6 +136,16 @@ def recorded_panel(tree: xr.DataTree, spec):
             "weight": pdata["weight"].to_numpy().astype(float),
         }
     )
+    for column in model_columns(spec):
+        name = PANEL_COLUMN_PREFIX + column
+        if name not in pdata:
+            continue
+        values = pdata[name].to_numpy()
+        if f"{name}_level" in pdata.coords:
+            levels = np.asarray(pdata[f"{name}_level"].values).astype(str).astype(object)
+            frame[column] = levels[values.astype(np.int64)]
+        else:
+            frame[column] = values.astype(float)
     frame["row"] = np.arange(1, len(frame) + 1)
     return Panel(
         data=frame,
@@ -151,7 +178,7 @@ def recorded_data(tree: xr.DataTree, spec, path: str | Path | None = None):
     """
     from markov_migration.panel import aggregate, file_sha256, load_data
 
-    if "panel_data" in tree.children and not spec.covariates and spec.groups is None:
+    if embeds_panel(tree, spec):
         panel = recorded_panel(tree, spec)
         agg = aggregate(panel, spec)
         if not _same_aggregate(tree, agg):

@@ -128,8 +128,13 @@ def test_pareto_k_warnings_for_influential_rows(spec, panel):
 
 def test_refuses_fits_of_different_data(spec, panel, fits):
     other = fake_fit(spec, simulate_panel(spec, 300, seed=32), chains=2, draws=200)
-    with pytest.raises(InputError, match="aggregated observations differ"):
+    with pytest.raises(InputError, match="panel's observation pairs differ from those of true"):
         M.compare_fits({"true": fits["true"], "other": other})
+    # without an embedded panel the aggregated rows must be the same
+    bare = other.copy()
+    del bare["panel_data"]
+    with pytest.raises(InputError, match="aggregated observations differ"):
+        M.compare_fits({"true": fits["true"], "other": bare})
     changed = fits["double"].copy()
     changed.attrs = {**changed.attrs, "data_sha256": "f" * 64}
     with pytest.raises(InputError, match="fitted to different data than true"):
@@ -148,3 +153,56 @@ def test_compare_fit_files(fits, tmp_path):
     assert table.index[0] == str(paths[1])
     with pytest.raises(InputError, match="same fit file is given twice"):
         M.compare_fits([paths[0], paths[0]])
+
+
+COVARIATE_MODEL = (
+    THREE
+    + """
+[covariates.reason]
+kind = "categorical"
+transitions = ["a->b", "b->a"]
+[groups]
+column = "host"
+transitions = ["a->c"]
+[simulate.covariates.reason]
+levels = { draft = 0.5, work = 0.5 }
+effects = { "work:a->b" = 2.0 }
+[simulate.groups]
+column = "host"
+[simulate.groups.levels_by_state]
+a = { X = 0.5, Y = 0.5 }
+b = { X = 0.5, Y = 0.5 }
+"""
+)
+
+
+def test_models_that_aggregate_differently_compare_by_transition():
+    """The same panel with and without covariates and groups: pairs in panel order."""
+    from markov_migration.testing import fake_design_fit
+
+    cov_spec = parse_spec(COVARIATE_MODEL)
+    plain_spec = parse_spec(THREE)
+    df = simulate_panel(cov_spec, 300, seed=7)
+    plain = fake_fit(plain_spec, df, chains=2, draws=200, spread=0.05)
+    cov = fake_design_fit(cov_spec, df, chains=2, draws=200, spread=0.05)
+    assert cov["observed_data"].sizes["obs"] > plain["observed_data"].sizes["obs"]
+    pairs, rows = M.panel_pairs(plain)
+    cov_pairs, cov_rows = M.panel_pairs(cov)
+    assert pairs.equals(cov_pairs) and not np.array_equal(rows, cov_rows)
+    # one pair's value is its row's log P, whichever row it is aggregated into
+    ll = plain["log_likelihood"]["transitions"].values / plain["observed_data"]["count"].values
+    res = M.loo_fit(plain, pair_rows=rows)
+    assert res.n_units == len(pairs) == int(plain["observed_data"]["count"].sum())
+    assert res.elpd.elpd == pytest.approx(M.loo_fit(plain).elpd.elpd, rel=1e-12)
+    i = 17
+    lppd = np.logaddexp.reduce(ll[..., rows[i]].ravel()) - np.log(400)
+    assert float(res.elpd.elpd_i[i]) <= lppd + 1e-12  # LOO never beats the in-sample fit
+    table, loos = M.compare_fits({"plain": plain, "covariates": cov})
+    assert set(table.index) == {"plain", "covariates"}
+    assert set(table["n"]) == {len(pairs)}
+    # the pointwise differences line up pair by pair
+    d = loos["covariates"].elpd.elpd_i.values - loos["plain"].elpd.elpd_i.values
+    assert table["elpd_diff"].abs().max() == pytest.approx(abs(d.sum()), rel=1e-9)
+    # ...and ArviZ's standard error of the difference is the paired one
+    worse = table.index[1]
+    assert table.loc[worse, "dse"] == pytest.approx(np.sqrt(d.size * np.var(d)), rel=1e-9)

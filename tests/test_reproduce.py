@@ -55,6 +55,60 @@ def test_embedded_panel_rebuilds_the_aggregated_data(spec, fake):
     assert panel.n_respondents == int(fake["panel_data"]["respondent"].max()) + 1
 
 
+def test_embedded_panel_keeps_covariate_and_group_columns(tmp_path):
+    """A covariate/group fit rebuilds its data from the file alone, after a NetCDF round trip."""
+    from markov_migration.fitfile import read_fit, write_fit
+    from markov_migration.testing import fake_design_fit
+
+    text = (
+        THREE
+        + """
+[covariates.reason]
+kind = "categorical"
+transitions = ["a->b"]
+[covariates.age]
+kind = "numeric"
+transitions = ["b->a"]
+[groups]
+column = "host"
+transitions = ["a->c"]
+[simulate.covariates.reason]
+levels = { draft = 0.5, work = 0.5 }
+[simulate.covariates.age]
+normal = { mean = 35, sd = 10 }
+[simulate.groups]
+column = "host"
+[simulate.groups.levels_by_state]
+a = { X = 0.5, Y = 0.5 }
+b = { X = 0.5, Z = 0.5 }
+"""
+    )
+    cov_spec = parse_spec(text)
+    df = simulate_panel(cov_spec, 150, seed=2)
+    tree = read_fit(write_fit(fake_design_fit(cov_spec, df), tmp_path / "fit.nc"))
+    assert R.embeds_panel(tree, cov_spec)
+    panel, agg, source = R.recorded_data(tree, cov_spec)
+    assert "embedded" in source
+    assert set(panel.data["host"]) == set(df["host"]) and set(panel.data["reason"]) == {
+        "draft",
+        "work",
+    }
+    by_id = df.groupby(df["id"].astype(str))["age"].first()
+    np.testing.assert_array_equal(
+        panel.data.groupby("id")["age"].first().to_numpy(), by_id.sort_index().to_numpy()
+    )
+    obs = tree["observed_data"]
+    np.testing.assert_array_equal(agg.table["count"].to_numpy(), obs["count"].to_numpy())
+    # older fit files without the columns fall back to the recorded data file
+    old = tree.copy()
+    old["panel_data"] = xr.DataTree(
+        tree["panel_data"].to_dataset()[["respondent", "time", "state", "weight"]]
+    )
+    assert not R.embeds_panel(old, cov_spec)
+    with pytest.raises(InputError, match="embeds no panel"):
+        R.recorded_data(old, cov_spec)
+
+
 def test_missing_or_changed_data_file(spec, fake, tmp_path):
     tree = fake.copy()
     del tree["panel_data"]
