@@ -49,6 +49,10 @@ def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+#: Key in the top-level context's ``meta`` naming the command being parsed.
+COMMAND_KEY = "markov_migration.command"
+
+
 def _rejected_value(err: BaseException) -> str | None:
     """The value a typer/pydantic constraint rejected (``--n 0`` -> ``"0"``), if known."""
     errors = getattr(err.__cause__, "errors", None)
@@ -56,7 +60,7 @@ def _rejected_value(err: BaseException) -> str | None:
         return None
     try:
         value = errors()[0]["input"]
-    except Exception:  # noqa: BLE001 - only a nicety for the message
+    except Exception:  # only a nicety for the message: never fail on it
         return None
     text = " ".join(str(value).split())
     return text if 0 < len(text) <= 60 else None
@@ -86,10 +90,6 @@ def usage_message(err: BaseException, group: Any = None) -> str:
     if name:
         message = f"{name}: {message}"
     return f"{message} (see {path} --help)"
-
-
-#: Key in the top-level context's ``meta`` naming the command being parsed.
-COMMAND_KEY = "markov_migration.command"
 
 
 @contextlib.contextmanager
