@@ -239,8 +239,16 @@ class _Checker:
         line = self.line_of(*needles) if needles else self.line_of("[simulate")
         return SpecError(message, path=self.spec.path, line=line)
 
-    def number(self, value: Any, where: str, needle: str, *, low: float = 0.0,
-               below_one: bool = False, positive: bool = False) -> float:
+    def number(
+        self,
+        value: Any,
+        where: str,
+        needle: str,
+        *,
+        low: float = 0.0,
+        below_one: bool = False,
+        positive: bool = False,
+    ) -> float:
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         if ok and below_one and not low <= value < 1:
             raise self.fail(f"{where} must be a probability in [0, 1), got {value!r}", needle)
@@ -279,8 +287,9 @@ class _Checker:
             raise self.fail(f"{where}: shares sum to {total:.6g}, not 1", needle)
         return out
 
-    def transitions_of(self, label: str, where: str, needle: str,
-                       allowed: tuple[tuple[int, int], ...] | None) -> list[tuple[int, int]]:
+    def transitions_of(
+        self, label: str, where: str, needle: str, allowed: tuple[tuple[int, int], ...] | None
+    ) -> list[tuple[int, int]]:
         """Transitions named by 'from->to' or 'from->*' (all allowed moves out of from)."""
         spec = self.spec
         m = re.match(r"^\s*([^>]+?)\s*->\s*(\S+?)\s*$", label)
@@ -288,8 +297,10 @@ class _Checker:
             raise self.fail(f"{where}: '{label}' is not a transition 'from->to'", needle)
         origin, target = m.group(1), m.group(2)
         if origin not in spec.states:
-            raise self.fail(f"{where}: '{origin}' is not a declared state "
-                            f"(states: {', '.join(spec.states)})", needle)
+            raise self.fail(
+                f"{where}: '{origin}' is not a declared state (states: {', '.join(spec.states)})",
+                needle,
+            )
         r = spec.index(origin)
         if target == "*":
             pairs = [p for p in spec.transitions if p[0] == r]
@@ -301,19 +312,32 @@ class _Checker:
                 )
             return pairs
         if target not in spec.states:
-            raise self.fail(f"{where}: '{target}' is not a declared state "
-                            f"(states: {', '.join(spec.states)})", needle)
+            raise self.fail(
+                f"{where}: '{target}' is not a declared state (states: {', '.join(spec.states)})",
+                needle,
+            )
         pair = (r, spec.index(target))
         if pair not in spec.transitions:
-            raise self.fail(f"{where}: '{origin}->{target}' is not an allowed transition in "
-                            "[transitions]", needle)
+            raise self.fail(
+                f"{where}: '{origin}->{target}' is not an allowed transition in [transitions]",
+                needle,
+            )
         if allowed is not None and pair not in allowed:
-            raise self.fail(f"{where}: the model does not let this act on '{origin}->{target}' "
-                            "(add it to the model's transitions list for it)", needle)
+            raise self.fail(
+                f"{where}: the model does not let this act on '{origin}->{target}' "
+                "(add it to the model's transitions list for it)",
+                needle,
+            )
         return [pair]
 
-    def effects(self, value: Any, where: str, levels: tuple[str, ...] | None,
-                reference: str | None, allowed: tuple[tuple[int, int], ...] | None) -> dict:
+    def effects(
+        self,
+        value: Any,
+        where: str,
+        levels: tuple[str, ...] | None,
+        reference: str | None,
+        allowed: tuple[tuple[int, int], ...] | None,
+    ) -> dict:
         """Hazard ratios keyed 'level:from->to' (levels given) or 'from->to' (numeric)."""
         table = self.table(value, f"{where} effects", "effects")
         out: dict[tuple[str | None, tuple[int, int]], float] = {}
@@ -325,11 +349,16 @@ class _Checker:
                 raise self.fail(f"{where} effects: '{key}' must have the form {form}", key)
             if levels is not None:
                 if level not in levels:
-                    raise self.fail(f"{where} effects: '{level}' is not a level "
-                                    f"(levels: {', '.join(levels)})", key)
+                    raise self.fail(
+                        f"{where} effects: '{level}' is not a level (levels: {', '.join(levels)})",
+                        key,
+                    )
                 if level == reference:
-                    raise self.fail(f"{where} effects: '{level}' is the reference level "
-                                    "(its hazard ratio is 1)", key)
+                    raise self.fail(
+                        f"{where} effects: '{level}' is the reference level "
+                        "(its hazard ratio is 1)",
+                        key,
+                    )
             ratio = self.number(hr, f"{where} effects '{key}' (a hazard ratio)", key, positive=True)
             label = f"{m.group('origin')}->{m.group('target')}"
             for pair in self.transitions_of(label, f"{where} effects", key, allowed):
@@ -378,24 +407,29 @@ def parse_design(
     jitter = chk.number(raw.get("jitter", 0.0), "[simulate] jitter", "jitter")
     gap = min(b - a for a, b in zip(wave_list, wave_list[1:], strict=False))
     if jitter >= gap / 2:
-        raise chk.fail(f"[simulate] jitter {jitter:g} must be below half the smallest gap "
-                       f"between waves ({gap / 2:g}) so that interviews stay in wave order",
-                       "jitter")
+        raise chk.fail(
+            f"[simulate] jitter {jitter:g} must be below half the smallest gap "
+            f"between waves ({gap / 2:g}) so that interviews stay in wave order",
+            "jitter",
+        )
     if attrition is not None:
         ok = isinstance(attrition, int | float) and not isinstance(attrition, bool)
         if not ok or not 0 <= attrition < 1:
             raise InputError(f"attrition must be a probability in [0, 1), got {attrition!r}")
         attrition = float(attrition)
     else:
-        attrition = chk.number(raw.get("attrition", 0.0), "[simulate] attrition", "attrition",
-                               below_one=True)
-    late_entry = chk.number(raw.get("late_entry", 0.0), "[simulate] late_entry", "late_entry",
-                            below_one=True)
+        attrition = chk.number(
+            raw.get("attrition", 0.0), "[simulate] attrition", "attrition", below_one=True
+        )
+    late_entry = chk.number(
+        raw.get("late_entry", 0.0), "[simulate] late_entry", "late_entry", below_one=True
+    )
 
     initial = np.zeros(k)
     if "initial" in raw:
-        for name, share in chk.shares(raw["initial"], spec.states, "[simulate] initial",
-                                      "initial").items():
+        for name, share in chk.shares(
+            raw["initial"], spec.states, "[simulate] initial", "initial"
+        ).items():
             initial[spec.index(name)] = share
     else:
         initial[0] = 1.0
@@ -419,8 +453,10 @@ def _check_waves(value: Any, chk: _Checker | None) -> list[float]:
     ok = (
         isinstance(value, list)
         and len(value) >= 2
-        and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-                for v in value)
+        and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
         and all(b > a for a, b in zip(value, value[1:], strict=False))
     )
     if not ok:
@@ -452,43 +488,62 @@ def _parse_covariates(chk: _Checker, table: Any) -> tuple[SimulatedCovariate, ..
         if not isinstance(column, str) or not column:
             raise chk.fail(f"{where} column must be a column name", name)
         if declared is not None and column != declared.column:
-            raise chk.fail(f"{where} column '{column}' differs from the model's column "
-                           f"'{declared.column}' for covariate '{name}'", "column")
+            raise chk.fail(
+                f"{where} column '{column}' differs from the model's column "
+                f"'{declared.column}' for covariate '{name}'",
+                "column",
+            )
         if column in (spec.data.id, spec.data.time, spec.data.state):
-            raise chk.fail(f"{where} column '{column}' clashes with the panel's id/time/state "
-                           "column",
-                           name)
+            raise chk.fail(
+                f"{where} column '{column}' clashes with the panel's id/time/state column", name
+            )
         if ("levels" in c) == ("normal" in c):
-            raise chk.fail(f"{where} needs exactly one of levels = {{...}} (categorical shares) "
-                           "or normal = { mean, sd } (numeric)", name)
+            raise chk.fail(
+                f"{where} needs exactly one of levels = {{...}} (categorical shares) "
+                "or normal = { mean, sd } (numeric)",
+                name,
+            )
         allowed = declared.transitions if declared is not None else None
         if "levels" in c:
             if declared is not None and declared.kind != "categorical":
-                raise chk.fail(f"{where}: the model declares '{name}' numeric; use normal = "
-                               "{ mean, sd }", "levels")
+                raise chk.fail(
+                    f"{where}: the model declares '{name}' numeric; use normal = {{ mean, sd }}",
+                    "levels",
+                )
             if "center" in c:
                 raise chk.fail(f"{where}: 'center' applies to numeric covariates", "center")
             shares = chk.shares(c["levels"], None, f"{where} levels", "levels")
             levels = tuple(shares)
             if len(levels) < 2:
                 raise chk.fail(f"{where} levels must list at least two levels", "levels")
-            if declared is not None and declared.levels is not None and set(levels) != set(
-                declared.levels
+            if (
+                declared is not None
+                and declared.levels is not None
+                and set(levels) != set(declared.levels)
             ):
-                raise chk.fail(f"{where} levels {sorted(levels)} differ from the model's "
-                               f"{sorted(declared.levels)}", "levels")
+                raise chk.fail(
+                    f"{where} levels {sorted(levels)} differ from the model's "
+                    f"{sorted(declared.levels)}",
+                    "levels",
+                )
             reference = c.get("reference", declared.reference if declared else None)
             if reference is None:
                 reference = sorted(levels)[0]  # the model's default reference
             reference = str(reference)
             if reference not in levels:
-                raise chk.fail(f"{where}: reference '{reference}' is not one of the levels",
-                               "reference")
-            if declared is not None and declared.reference is not None and (
-                reference != declared.reference
+                raise chk.fail(
+                    f"{where}: reference '{reference}' is not one of the levels", "reference"
+                )
+            if (
+                declared is not None
+                and declared.reference is not None
+                and (reference != declared.reference)
             ):
-                raise chk.fail(f"{where}: reference '{reference}' differs from the model's "
-                               f"'{declared.reference}'", "reference")
+                raise chk.fail(
+                    f"{where}: reference '{reference}' differs from the model's "
+                    f"'{declared.reference}'",
+                    "reference",
+                )
             effects = chk.effects(c.get("effects", {}), where, levels, reference, allowed)
             out.append(SimulatedCovariate(
                 name, column, "categorical", levels, np.array([shares[v] for v in levels]),
@@ -496,11 +551,15 @@ def _parse_covariates(chk: _Checker, table: Any) -> tuple[SimulatedCovariate, ..
             ))  # fmt: skip
         else:
             if declared is not None and declared.kind != "numeric":
-                raise chk.fail(f"{where}: the model declares '{name}' categorical; use levels = "
-                               "{...} shares", "normal")
+                raise chk.fail(
+                    f"{where}: the model declares '{name}' categorical; use levels = "
+                    "{...} shares",
+                    "normal",
+                )
             if "reference" in c:
-                raise chk.fail(f"{where}: 'reference' applies to categorical covariates",
-                               "reference")
+                raise chk.fail(
+                    f"{where}: 'reference' applies to categorical covariates", "reference"
+                )
             normal = chk.table(c["normal"], f"{where} normal", "normal")
             chk.known(normal, ("mean", "sd"), f"{where} normal")
             if "mean" not in normal or "sd" not in normal:
@@ -528,26 +587,35 @@ def _parse_groups(chk: _Checker, table: Any, initial: np.ndarray) -> SimulatedGr
     spec = chk.spec
     if table is None:
         if spec.groups is not None:
-            raise chk.fail(f"the model has [groups] (column '{spec.groups.column}') but [simulate] "
-                           "has no [simulate.groups] table to draw them")
+            raise chk.fail(
+                f"the model has [groups] (column '{spec.groups.column}') but [simulate] "
+                "has no [simulate.groups] table to draw them"
+            )
         return None
     where = "[simulate.groups]"
     g = chk.table(table, where, "groups")
     chk.known(g, GROUP_KEYS, where)
     column = g.get("column")
     if not isinstance(column, str) or not column:
-        raise chk.fail(f"{where} needs column = \"...\" (the panel column, e.g. 'host_country')",
-                       "groups")
+        raise chk.fail(
+            f"{where} needs column = \"...\" (the panel column, e.g. 'host_country')", "groups"
+        )
     if spec.groups is not None and column != spec.groups.column:
-        raise chk.fail(f"{where} column '{column}' differs from the model's [groups] column "
-                       f"'{spec.groups.column}'", "column")
+        raise chk.fail(
+            f"{where} column '{column}' differs from the model's [groups] column "
+            f"'{spec.groups.column}'",
+            "column",
+        )
     if column in (spec.data.id, spec.data.time, spec.data.state) or column in {
         c.column for c in spec.covariates
     } | {str(n) for n in spec.simulation.get("covariates", {})}:
         raise chk.fail(f"{where} column '{column}' clashes with another panel column", "column")
     if ("levels" in g) == ("levels_by_state" in g):
-        raise chk.fail(f"{where} needs exactly one of levels = {{...}} (shares) or "
-                       "[simulate.groups.levels_by_state] (shares by initial state)", "groups")
+        raise chk.fail(
+            f"{where} needs exactly one of levels = {{...}} (shares) or "
+            "[simulate.groups.levels_by_state] (shares by initial state)",
+            "groups",
+        )
     k = spec.n_states
     if "levels" in g:
         shares = chk.shares(g["levels"], None, f"{where} levels", "levels")
@@ -558,8 +626,11 @@ def _parse_groups(chk: _Checker, table: Any, initial: np.ndarray) -> SimulatedGr
         per_state = {}
         for state, sh in table_bs.items():
             if state not in spec.states:
-                raise chk.fail(f"{where} levels_by_state: '{state}' is not a declared state "
-                               f"(states: {', '.join(spec.states)})", state)
+                raise chk.fail(
+                    f"{where} levels_by_state: '{state}' is not a declared state "
+                    f"(states: {', '.join(spec.states)})",
+                    state,
+                )
             per_state[state] = chk.shares(sh, None, f"{where} levels_by_state.{state}", state)
         levels = tuple(dict.fromkeys(v for sh in per_state.values() for v in sh))
         by_state = np.zeros((k, len(levels)))
@@ -567,14 +638,19 @@ def _parse_groups(chk: _Checker, table: Any, initial: np.ndarray) -> SimulatedGr
             if state in per_state:
                 by_state[i] = [per_state[state].get(v, 0.0) for v in levels]
             elif initial[i] > 0:
-                raise chk.fail(f"{where} levels_by_state has no shares for '{state}', which has "
-                               "a positive initial share", "levels_by_state")
+                raise chk.fail(
+                    f"{where} levels_by_state has no shares for '{state}', which has "
+                    "a positive initial share",
+                    "levels_by_state",
+                )
     if len(levels) < 2:
         raise chk.fail(f"{where} levels must list at least two levels", "levels")
     allowed = spec.groups.transitions if spec.groups is not None else None
     if ("effects" in g) and ("sd" in g):
-        raise chk.fail(f"{where}: give either effects (fixed hazard ratios) or sd (random "
-                       "effects), not both", "sd")
+        raise chk.fail(
+            f"{where}: give either effects (fixed hazard ratios) or sd (random effects), not both",
+            "sd",
+        )
     effects = chk.effects(g.get("effects", {}), where, levels, None, allowed)
     sd = None
     transitions: tuple[tuple[int, int], ...] = ()
@@ -610,10 +686,12 @@ def _parse_period_effects(chk: _Checker, table: Any) -> np.ndarray:
     for key, ratios in table.items():
         ok = isinstance(ratios, list) and len(ratios) == n_periods
         if not ok:
-            raise chk.fail(f"{where} '{key}' must list {n_periods} hazard ratios, one per period",
-                           key)
-        values = [chk.number(v, f"{where} '{key}' (a hazard ratio)", key, positive=True)
-                  for v in ratios]
+            raise chk.fail(
+                f"{where} '{key}' must list {n_periods} hazard ratios, one per period", key
+            )
+        values = [
+            chk.number(v, f"{where} '{key}' (a hazard ratio)", key, positive=True) for v in ratios
+        ]
         for r, s in chk.transitions_of(key, where, key, spec.period_transitions):
             hr[:, r, s] = values
     return hr
@@ -759,11 +837,13 @@ def simulate_paths_for_spec(
     # Every path runs to the last scheduled wave and is looked at on every scheduled
     # interview date, so the truth behind an unanswered wave is known too.
     if progress:
-        paths = _with_progress(q, pattern, start, times[:, 0], times, spec, x_cols, x_log_hr,
-                               ss_paths, history, n)
+        paths = _with_progress(
+            q, pattern, start, times[:, 0], times, spec, x_cols, x_log_hr, ss_paths, history, n
+        )
     else:
-        paths = _run(q, pattern, start, times[:, 0], times, spec, x_cols, x_log_hr, ss_paths,
-                     history, None)
+        paths = _run(
+            q, pattern, start, times[:, 0], times, spec, x_cols, x_log_hr, ss_paths, history, None
+        )
     observed_states = paths.observed
 
     ids = np.arange(1, n + 1)
@@ -816,8 +896,19 @@ def _with_progress(q, pattern, start, t0, times, spec, x_cols, x_log_hr, ss_path
         TimeElapsedColumn(), transient=True,
     ) as bar:  # fmt: skip
         task = bar.add_task("simulating paths", total=total)
-        return _run(q, pattern, start, t0, times, spec, x_cols, x_log_hr, ss_paths, history,
-                    lambda done: bar.advance(task, done))
+        return _run(
+            q,
+            pattern,
+            start,
+            t0,
+            times,
+            spec,
+            x_cols,
+            x_log_hr,
+            ss_paths,
+            history,
+            lambda done: bar.advance(task, done),
+        )
 
 
 def simulate_panel(
@@ -867,6 +958,12 @@ def simulate_panel(
         If an argument is invalid.
     """
     return simulate_paths_for_spec(
-        spec, n, waves=waves, attrition=attrition, seed=seed, progress=progress, rates=rates,
+        spec,
+        n,
+        waves=waves,
+        attrition=attrition,
+        seed=seed,
+        progress=progress,
+        rates=rates,
         history=False,
     ).panel

@@ -139,8 +139,9 @@ def test_history_and_observed_states_agree():
     n = 3_000
     obs = np.tile([0.0, 0.5, 2.0, 2.0, 3.5], (n, 1))
     obs[::3, 2] = np.nan  # unobserved in the middle
-    paths = simulate_paths(q[None, None], np.zeros(n, int), np.zeros(n, int), np.zeros(n), obs,
-                           seed=9)
+    paths = simulate_paths(
+        q[None, None], np.zeros(n, int), np.zeros(n, int), np.zeros(n), obs, seed=9
+    )
     assert np.all(paths.observed[::3, 2] == -1)
     truth = paths.states_at(obs)
     seen = ~np.isnan(obs)
@@ -226,7 +227,7 @@ def test_attrition_and_late_entry_shares():
 
 
 def test_initial_shares_and_override_arguments():
-    spec = toy_spec('[simulate]\nwaves = [0, 2]\ninitial = { well = 0.7, ill = 0.3 }\n')
+    spec = toy_spec("[simulate]\nwaves = [0, 2]\ninitial = { well = 0.7, ill = 0.3 }\n")
     n = 20_000
     sim = simulate_paths_for_spec(spec, n, seed=3, waves=[0.0, 0.5, 1.0], attrition=0.0)
     assert sim.design.waves == (0.0, 0.5, 1.0)
@@ -316,7 +317,11 @@ def test_group_effects_fixed_and_random(migration5):
     starts = sim.subjects["start_state"].to_numpy()
     # Hosts follow the first-wave state: transit countries only for transit starters.
     assert set(hosts[starts == "transit"]) == {
-        "Georgia", "Armenia", "Turkey", "Kazakhstan", "Montenegro"
+        "Georgia",
+        "Armenia",
+        "Turkey",
+        "Kazakhstan",
+        "Montenegro",
     }
     q = migration5.rate_matrix()
     t = migration5.index("transit")
@@ -328,7 +333,7 @@ def test_group_effects_fixed_and_random(migration5):
 
     spec = toy_spec(
         "[simulate]\nwaves = [0, 2]\n"
-        "[simulate.groups]\ncolumn = \"site\"\n"
+        '[simulate.groups]\ncolumn = "site"\n'
         "levels = { a = 0.25, b = 0.25, c = 0.25, d = 0.25 }\nsd = 0.8\n"
         'transitions = ["well->ill"]\n'
     )
@@ -343,9 +348,8 @@ def test_group_effects_fixed_and_random(migration5):
 
 
 def test_period_effects():
-    text = TOY.replace('[transitions]', 'periods = [1.0]\n\n[transitions]') + (
-        "[simulate]\nwaves = [0, 2]\n"
-        'period_effects = { "well->ill" = [1.0, 3.0] }\n'
+    text = TOY.replace("[transitions]", "periods = [1.0]\n\n[transitions]") + (
+        '[simulate]\nwaves = [0, 2]\nperiod_effects = { "well->ill" = [1.0, 3.0] }\n'
     )
     spec = parse_spec(text, path="toy.toml")
     sim = simulate_paths_for_spec(spec, 30_000, seed=2, waves=[0.0, 2.0], attrition=0.0)
@@ -375,29 +379,61 @@ def test_period_effects():
         ("[simulate]\nattrition = 1.0\n", "attrition must be a probability", 15),
         ("[simulate]\nlate_entry = -0.1\n", "late_entry must be a probability", 15),
         ("[simulate]\ninitial = { well = 0.5, ill = 0.3 }\n", "shares sum to 0.8, not 1", 15),
-        ("[simulate]\ninitial = { well = 0.5, sick = 0.5 }\n", "'sick' is not a declared state",
-         15),
+        (
+            "[simulate]\ninitial = { well = 0.5, sick = 0.5 }\n",
+            "'sick' is not a declared state",
+            15,
+        ),
         ("[simulate]\ninitial = { well = 1.5, ill = -0.5 }\n", "ill must be a number >= 0", 15),
-        ("[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.4 }\n", "shares sum to 0.9",
-         15),
-        ("[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.5 }\n"
-         'effects = { "c:well->ill" = 2 }\n', "'c' is not a level", 16),
-        ("[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.5 }\n"
-         'effects = { "a:well->ill" = 2 }\n', "'a' is the reference level", 16),
-        ("[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.5 }\n"
-         'effects = { "b:dead->well" = 2 }\n', "'dead->well' is not an allowed transition", 16),
-        ("[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.5 }\n"
-         'effects = { "b:well->ill" = -2 }\n', "must be a positive number", 16),
+        ("[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.4 }\n", "shares sum to 0.9", 15),
+        (
+            "[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.5 }\n"
+            'effects = { "c:well->ill" = 2 }\n',
+            "'c' is not a level",
+            16,
+        ),
+        (
+            "[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.5 }\n"
+            'effects = { "a:well->ill" = 2 }\n',
+            "'a' is the reference level",
+            16,
+        ),
+        (
+            "[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.5 }\n"
+            'effects = { "b:dead->well" = 2 }\n',
+            "'dead->well' is not an allowed transition",
+            16,
+        ),
+        (
+            "[simulate.covariates.reason]\nlevels = { a = 0.5, b = 0.5 }\n"
+            'effects = { "b:well->ill" = -2 }\n',
+            "must be a positive number",
+            16,
+        ),
         ("[simulate.covariates.age]\nnormal = { mean = 35 }\n", "normal needs mean and sd", 15),
-        ("[simulate.covariates.age]\nnormal = { mean = 35, sd = 1 }\n"
-         'effects = { "x:well->ill" = 2 }\n', "must have the form 'from->to'", 16),
-        ("[simulate.covariates.age]\nnormal = { mean = 35, sd = 1 }\nlevels = { a = 1 }\n",
-         "exactly one of levels", 14),
+        (
+            "[simulate.covariates.age]\nnormal = { mean = 35, sd = 1 }\n"
+            'effects = { "x:well->ill" = 2 }\n',
+            "must have the form 'from->to'",
+            16,
+        ),
+        (
+            "[simulate.covariates.age]\nnormal = { mean = 35, sd = 1 }\nlevels = { a = 1 }\n",
+            "exactly one of levels",
+            14,
+        ),
         ("[simulate.groups]\nlevels = { a = 0.5, b = 0.5 }\n", "needs column", 14),
-        ('[simulate.groups]\ncolumn = "site"\nlevels = { a = 0.5, b = 0.5 }\n'
-         'effects = { "a:well->ill" = 2 }\nsd = 1\n', "either effects", 18),
-        ('[simulate.groups]\ncolumn = "site"\nlevels = { a = 0.5, b = 0.5 }\nbogus = 1\n',
-         "unknown key 'bogus'", 17),
+        (
+            '[simulate.groups]\ncolumn = "site"\nlevels = { a = 0.5, b = 0.5 }\n'
+            'effects = { "a:well->ill" = 2 }\nsd = 1\n',
+            "either effects",
+            18,
+        ),
+        (
+            '[simulate.groups]\ncolumn = "site"\nlevels = { a = 0.5, b = 0.5 }\nbogus = 1\n',
+            "unknown key 'bogus'",
+            17,
+        ),
         ('[simulate]\nperiod_effects = { "well->ill" = [1, 2] }\n', "needs 'periods'", 15),
     ],
 )
