@@ -45,7 +45,7 @@ from __future__ import annotations
 import io
 import json
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -487,7 +487,9 @@ def _keyed_row_groups(
 
     spec = fit_spec(tree)
     if spec.time != "continuous":
-        raise InputError("predictive checks of discrete-time fits with covariates are not supported")
+        raise InputError(
+            "predictive checks of discrete-time fits with covariates are not supported"
+        )
     agg = aggregated_from_fit(tree)
     design = model_design(spec, agg)
     data = design.likelihood
@@ -502,27 +504,108 @@ def _keyed_row_groups(
     if not np.allclose(again, stored, rtol=1e-8, atol=1e-8):
         raise InputError("could not rebuild the fit's likelihood from its observed data")
 
-    k = spec.n_states
-    pieces = [tuple(data.row_piece[data.row_ptr[r] : data.row_ptr[r + 1]]) for r in range(data.n_rows)]
+    pieces = [
+        tuple(data.row_piece[data.row_ptr[r] : data.row_ptr[r + 1]]) for r in range(data.n_rows)
+    ]
     keys = list(zip(data.row_from.tolist(), pieces, strict=True))
     index: dict = {}
     row_group = np.array([index.setdefault(key, len(index)) for key in keys], dtype=np.int64)
     first = np.unique(row_group, return_index=True)[1]  # a representative row per group
     g_from = data.row_from[first]
     g_interval = np.asarray(agg.table["interval"], dtype=float)[first]
-    # every group once per destination state
-    rows = np.repeat(first, k)
+    probs = _destination_probs(q, data, first, spec.n_states)
+    return row_group, g_from, g_interval, probs
+
+
+def _destination_probs(q: np.ndarray, data, rows: np.ndarray, k: int) -> np.ndarray:
+    """``P_r[from_r, s]`` for every draw, chosen row r of a likelihood layout and state s.
+
+    ``q`` (D, M, K, K) generators, ``data`` the :class:`LikelihoodData` whose
+    rows' pieces (products over period pieces included) give ``P_r``.
+    Returns (D, len(rows), K).
+    """
+    from markov_migration.core.likelihood import row_loglik_draws
+
+    rows = np.repeat(np.asarray(rows, dtype=np.int64), k)  # every row once per destination
     lengths = data.row_ptr[rows + 1] - data.row_ptr[rows]
     ptr = np.concatenate([[0], np.cumsum(lengths)])
     piece = np.concatenate([data.row_piece[data.row_ptr[r] : data.row_ptr[r + 1]] for r in rows])
-    dest = np.tile(np.arange(k, dtype=np.int64), first.size)
+    dest = np.tile(np.arange(k, dtype=np.int64), rows.size // k)
     with np.errstate(divide="ignore"):
         logp = row_loglik_draws(
             q, data.piece_q, data.piece_t, ptr.astype(np.int64), piece.astype(np.int64),
             data.row_from[rows], dest,
         )  # fmt: skip
-    probs = np.exp(logp).reshape(len(draws), first.size, k)
-    return row_group, g_from, g_interval, probs
+    return np.exp(logp).reshape(q.shape[0], rows.size // k, k)
+
+
+def _keyed_prevalence_rows(
+    tree: xr.DataTree,
+    first_obs: np.ndarray,
+    t0: np.ndarray,
+    s0: np.ndarray,
+    dt: np.ndarray,
+    n_draws: int,
+):
+    """Expected state distribution of observations of a fit with covariates, groups or periods.
+
+    Observation ``i`` is ``dt[i]`` after its respondent's first observation
+    (row ``first_obs[i]`` of the embedded panel, at ``t0[i]`` in state ``s0[i]``),
+    with the covariates and group of that first observation. Each becomes a
+    row with count 0 appended to the fit's aggregated data, so the rebuilt
+    design keeps the fit's levels, centres and effects, and the kernel gives
+    ``P[s0, :]`` from each row's own generator pieces (periods crossed
+    included).
+
+    Returns
+    -------
+    q : (D, M, K, K) generators of the thinned draws
+    data : LikelihoodData of the rebuilt design
+    rows : (U,) its rows of the distinct observations (same keys)
+    key_index : (n,) distinct observation of each observation
+    """
+    from markov_migration.design import model_design
+    from markov_migration.fitfile import aggregated_from_fit, design_generators, fit_spec
+    from markov_migration.panel import LEAD_TIME, START_PERIOD, model_columns, period_keys
+    from markov_migration.reproduce import embeds_panel, recorded_panel
+
+    spec = fit_spec(tree)
+    if spec.time != "continuous":
+        raise InputError(
+            "predictive checks of discrete-time fits with covariates are not supported"
+        )
+    if not embeds_panel(tree, spec):
+        raise InputError(
+            "the fit file's embedded panel lacks its covariate or group columns (written by an "
+            "older version): no prevalence check"
+        )
+    agg = aggregated_from_fit(tree)
+    panel = recorded_panel(tree, spec).data
+    extra = pd.DataFrame(
+        {"from": s0, "to": s0, "interval": dt, "count": np.zeros(dt.size)},
+    )
+    for c in model_columns(spec):
+        extra[c] = panel[c].to_numpy()[first_obs]
+    if spec.periods:
+        ticks = np.round(dt / agg.resolution)
+        extra[START_PERIOD], extra[LEAD_TIME] = period_keys(t0, ticks, spec, agg.resolution)
+    keys = [c for c in extra.columns if c != "count"]
+    key_index = extra.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
+    unique = extra.drop_duplicates(keys).reset_index(drop=True)
+    table = pd.concat([agg.table, unique[agg.table.columns]], ignore_index=True)
+    base = model_design(spec, agg)
+    design = model_design(spec, replace(agg, table=table))
+    if (design.parameter_labels, design.group_levels) != (base.parameter_labels, base.group_levels):
+        raise InputError(
+            "respondents' first covariate values or groups are not among the fit's: "
+            "no prevalence check"
+        )
+    post = tree["posterior"].to_dataset()
+    n_total = post.sizes["chain"] * post.sizes["draw"]
+    draws = np.unique(np.round(np.linspace(0, n_total - 1, min(n_draws, n_total))).astype(np.int64))
+    q = design_generators(spec, design, post, draws)
+    rows = len(agg.table) + np.arange(len(unique))
+    return q, design.likelihood, rows, key_index
 
 
 def ppc_transitions(
@@ -694,6 +777,10 @@ def ppc_prevalence(
         of them in the state, percentages of ``n``; the intervals are
         posterior predictive, i.e. include the respondents' randomness).
 
+    For fits with covariates, groups or periods every respondent's expected
+    distribution comes from their own generator(s): the covariates and group
+    of their first observation, and the periods the time since crosses.
+
     Raises
     ------
     InputError
@@ -702,11 +789,6 @@ def ppc_prevalence(
     if "panel_data" not in tree.children:
         raise InputError(
             "the fit file has no embedded panel (fitted from a counts table?): no prevalence check"
-        )
-    if _has_keys(tree):
-        raise InputError(
-            "the prevalence check of fits with covariates, groups or periods is not "
-            "supported (each respondent would need their own generator)"
         )
     rng = np.random.default_rng(seed + 1)
     states = json.loads(tree.attrs["states"])
@@ -739,17 +821,35 @@ def ppc_prevalence(
     np.add.at(observed, (w, b), 1.0)
     n_w = observed.sum(axis=1)
 
-    durations, d_idx = np.unique(dt, return_inverse=True)
-    gkey = (w * k + a) * durations.size + d_idx
-    groups, g_inv = np.unique(gkey, return_inverse=True)
-    n_g = np.bincount(g_inv, minlength=groups.size)
-    g_d = groups % durations.size
-    g_a = (groups // durations.size) % k
-    g_w = groups // (durations.size * k)
-
-    mats, discrete = thinned_matrices(tree, n_draws)
-    p = transition_matrices(mats, durations, discrete, resolution)  # (D, T, K, K)
-    probs = np.clip(p[:, g_d, g_a, :], 0.0, None)
+    if _has_keys(tree):
+        # every observation from its respondent's own generator pieces
+        q, data, rows, key_index = _keyed_prevalence_rows(
+            tree, order[first_idx][use], t0[use], a, dt, n_draws
+        )
+        groups, g_inv = np.unique(w * rows.size + key_index, return_inverse=True)
+        n_g = np.bincount(g_inv, minlength=groups.size)
+        g_w = groups // rows.size
+        # in chunks of groups: a numeric covariate can make every respondent distinct
+        chunk = max(1, 4_000_000 // (q.shape[0] * k))
+        probs = np.concatenate(
+            [
+                _destination_probs(q, data, rows[groups[i : i + chunk] % rows.size], k)
+                for i in range(0, groups.size, chunk)
+            ],
+            axis=1,
+        )
+    else:
+        durations, d_idx = np.unique(dt, return_inverse=True)
+        gkey = (w * k + a) * durations.size + d_idx
+        groups, g_inv = np.unique(gkey, return_inverse=True)
+        n_g = np.bincount(g_inv, minlength=groups.size)
+        g_d = groups % durations.size
+        g_a = (groups // durations.size) % k
+        g_w = groups // (durations.size * k)
+        mats, discrete = thinned_matrices(tree, n_draws)
+        p = transition_matrices(mats, durations, discrete, resolution)  # (D, T, K, K)
+        probs = p[:, g_d, g_a, :]
+    probs = np.clip(probs, 0.0, None)
     probs /= probs.sum(axis=-1, keepdims=True)
     expected_g = n_g[None, :, None] * probs
     rep_g = rng.multinomial(n_g[None, :], probs)
