@@ -76,6 +76,12 @@ SPLIT_DRAWS = 1000
 MAX_WAVES = 12
 #: Observation gaps are rounded to this (time units) when propagating the panel.
 SPLIT_GAP_RESOLUTION = 0.01
+#: At most this many steps from the start to the horizon (:func:`projection_times`).
+MAX_STEPS = 10_000
+#: At most this many persons in a run: each initial stock, their total, and the total plus
+#: every arrival over the run in each scenario. Persons are then exact in float64 (< 2**53)
+#: and every count, also cumulative returns over :data:`MAX_STEPS` steps, fits in int64.
+MAX_PERSONS = 10**14
 
 UNCERTAINTY_NOTE = (
     "intervals across draws combine posterior uncertainty of the intensities, demographic "
@@ -108,25 +114,73 @@ def projection_times(start: float, horizon: float, step: float = 1.0) -> np.ndar
     [2024.5, 2025.0, 2026.0, 2027.0]
     >>> projection_times(2024.5, 2025.6, 0.5).tolist()
     [2024.5, 2025.0, 2025.5, 2025.6]
+
+    Raises
+    ------
+    InputError
+        On a start, horizon or step that is not a finite number, a step that
+        is not positive, a horizon not after the start, more than
+        :data:`MAX_STEPS` steps (counted before any time is built), or a step
+        too small to tell the times apart at their magnitude.
     """
     for name, value in (("start", start), ("horizon", horizon), ("step", step)):
-        if not isinstance(value, int | float) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise InputError(f"--{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InputError(f"--{name} must be a finite number, got {value!r}")
+    start, horizon, step = float(start), float(horizon), float(step)
     if step <= 0:
         raise InputError(f"--step must be positive, got {step:g}")
     if not horizon > start:
         raise InputError(f"--horizon {horizon:g} is not after --start {start:g}")
-    times = [float(start)]
+    # count first: the multiples of step after the start number about (horizon - start) / step
+    span = (horizon - start) / step  # may overflow to inf: then far too many
+    if not span <= MAX_STEPS + 1:
+        raise InputError(_too_many_steps(start, horizon, step, span, exact=False))
+    times = [start]
     k = math.floor(start / step + 1e-9) + 1
-    while k * step < horizon - TIME_TOL:
+    last = k + math.ceil(span) + 1  # bounds the loop whatever the rounding
+    while k <= last and k * step < horizon - TIME_TOL:
         t = round(k * step, 10)
         if t > start + TIME_TOL:
             times.append(t)
         k += 1
-    times.append(float(horizon))
-    if len(times) > 10_000:
-        raise InputError(f"{len(times) - 1} steps: use a larger --step")
-    return np.array(times)
+    times.append(horizon)
+    if len(times) - 1 > MAX_STEPS:
+        raise InputError(_too_many_steps(start, horizon, step, len(times) - 1, exact=True))
+    out = np.array(times)
+    if np.any(np.diff(out) <= 0):
+        raise InputError(
+            f"--step {step:g} is too small for times near {max(abs(start), abs(horizon)):g}: "
+            "consecutive output times are not distinct in floating point"
+        )
+    return out
+
+
+def _too_many_steps(start: float, horizon: float, step: float, n: float, exact: bool) -> str:
+    if exact:
+        count = f"{int(n):,} steps, more than {MAX_STEPS:,}"
+    else:
+        about = f" (about {n:.3g})" if math.isfinite(n) else ""
+        count = f"more than {MAX_STEPS:,} steps{about}"
+    return (
+        f"--start {start:g} to --horizon {horizon:g} with --step {step:g} is {count}: "
+        "use a larger --step or a nearer --horizon"
+    )
+
+
+def _persons(value: float) -> str:
+    """A count of persons for a message: exact with commas, or 3 digits when huge."""
+    v = float(value)
+    return f"{int(v):,}" if abs(v) < 1e15 and v == round(v) else f"{v:.3g}"
+
+
+def _check_persons(value: float, what: str) -> None:
+    """Refuse a count above :data:`MAX_PERSONS`: "``what`` N persons; at most ..."."""
+    if not value <= MAX_PERSONS:
+        raise InputError(
+            f"{what} {_persons(value)} persons; at most {MAX_PERSONS:.0e} are supported"
+        )
 
 
 def parse_initial(text: str, spec: ModelSpec) -> dict[str, int]:
@@ -179,6 +233,13 @@ def read_initial_file(path: str | Path, spec: ModelSpec) -> dict[str, int]:
                 row=i,
                 column="stock",
             )
+        if value > MAX_PERSONS:
+            raise InputError(
+                f"stock is {_persons(value)} persons; at most {MAX_PERSONS:.0e} are supported",
+                path=path,
+                row=i,
+                column="stock",
+            )
         out[state] = float(value)
     return initial_stocks(out, spec, where=str(path))
 
@@ -196,13 +257,19 @@ def initial_stocks(
                 f"{prefix}'{name}' is not a state of model {spec.name} (states: {known})"
             )
         v = float(value)
-        if not math.isfinite(v) or v < 0:
+        if not math.isfinite(v):
+            raise InputError(
+                f"{prefix}stock of '{name}' must be a finite whole number of persons, got {v:g}"
+            )
+        if v < 0:
             raise InputError(f"{prefix}stock of '{name}' must be >= 0, got {value:g}")
         if v != round(v):
             raise InputError(
                 f"{prefix}stock of '{name}' must be a whole number of persons, got {value:g}"
             )
+        _check_persons(v, f"{prefix}stock of '{name}' is")
         out[name] = int(round(v))
+    _check_persons(sum(out.values()), f"{prefix}stocks add up to")
     return out
 
 
@@ -260,6 +327,10 @@ class Inflow:
         """The same number of persons every time unit."""
         if not math.isfinite(per_year) or per_year < 0:
             raise InputError(f"--inflow must be >= 0 persons per year, got {per_year:g}")
+        if per_year > MAX_PERSONS:
+            raise InputError(
+                f"--inflow must be at most {MAX_PERSONS:.0e} persons per year, got {per_year:g}"
+            )
         return cls((-math.inf,), (float(per_year),), state, cv, f"{per_year:g} per time unit")
 
     @classmethod
@@ -273,9 +344,10 @@ class Inflow:
             nv = pd.to_numeric(pd.Series([n]), errors="coerce").iloc[0]
             if pd.isna(tv) or not math.isfinite(tv):
                 raise InputError(f"time is not a number: '{t}'", path=path, row=i, column="time")
-            if pd.isna(nv) or not math.isfinite(nv) or nv < 0:
+            if pd.isna(nv) or not math.isfinite(nv) or nv < 0 or nv > MAX_PERSONS:
                 raise InputError(
-                    f"inflow must be a number >= 0 (persons per year), got '{n}'",
+                    f"inflow must be a number from 0 to {MAX_PERSONS:.0e} (persons per year), "
+                    f"got '{n}'",
                     path=path,
                     row=i,
                     column="inflow",
@@ -871,14 +943,15 @@ def project_fit(
         A fit file (continuous time), or its DataTree.
     initial : mapping of state to persons, or DataArray
         Initial stocks at ``start`` (whole persons; states not named start
-        empty). A DataArray has dims ``(state,)`` or ``(draw, state)`` (one row
+        empty; at most :data:`MAX_PERSONS` in all, also counting every
+        arrival over the run). A DataArray has dims ``(state,)`` or ``(draw, state)`` (one row
         per projection draw, e.g. an uncertain initial split).
     start, horizon : float
         First and last output time (time units of the model, decimal years
         for the default model).
     step : float
         Output step; times after the start are whole multiples of it (see
-        :func:`projection_times`).
+        :func:`projection_times`; at most :data:`MAX_STEPS` steps).
     inflow : Inflow or float, optional
         New emigrants per time unit (a float: a constant rate into the model's
         first non-home state); see :class:`Inflow` for files, the entry state
@@ -921,7 +994,9 @@ def project_fit(
         ``stock (draw, time, state)``, ``returnees`` and ``diaspora (draw,
         time)`` (sums over the model's home and other states),
         ``flows (draw, time, from_state, to_state)`` (the moves of the step
-        ending at ``time``), ``inflow (draw, time)``, ``cumulative_returns
+        ending at ``time``), ``inflow (draw, time)``, the per-step flow series
+        ``returns``, ``reemigrations`` and ``moves_abroad (draw, time)`` (see
+        :func:`flow_series`; persons per step), ``cumulative_returns
         (draw, time)`` (persons abroad at one output time and home at the next,
         summed since the start), with a leading ``scenario`` dim when more
         than one scenario runs; ``observed_share (wave, state)`` when the fit
@@ -963,6 +1038,10 @@ def project_fit(
     plans = []
     for s in resolved:
         plan = scenario_plan(s, times, spec, inflow)
+        _check_persons(  # every count of the run then fits exactly in int64
+            float(x0.sum(axis=-1).max()) + float(np.sum(plan.inflow)),
+            f"initial stocks plus the inflows of scenario '{s.name}' come to",
+        )
         plans.append(
             {
                 "steps": plan.steps,
@@ -989,7 +1068,7 @@ def project_fit(
     stock[:, :, 1:] = flows[:, :, 1:].sum(axis=3)
     stock[:, :, 1:, spec.index(inflow.state)] += arrivals[:, :, 1:]
     home = np.array([s in spec.home for s in spec.states])
-    returns = flows[:, :, :, ~home][..., home].sum(axis=(-2, -1))
+    named = flow_series(flows, home)
 
     dims = ("scenario", "draw", "time")
     ds = xr.Dataset(
@@ -999,7 +1078,8 @@ def project_fit(
             "diaspora": (dims, stock[..., ~home].sum(axis=-1)),
             "flows": (dims + ("from_state", "to_state"), flows),
             "inflow": (dims, arrivals),
-            "cumulative_returns": (dims, np.cumsum(returns, axis=-1)),
+            **{name: (dims, values) for name, values in named.items()},
+            "cumulative_returns": (dims, np.cumsum(named["returns"], axis=-1)),
         },
         coords={
             "scenario": names_all(resolved),
@@ -1037,6 +1117,43 @@ def project_fit(
     return ds
 
 
+def flow_series(flows: np.ndarray, home: np.ndarray) -> dict[str, np.ndarray]:
+    """Named per-step series from the flow matrices ``(..., from_state, to_state)``.
+
+    ``returns``: from a non-home state into a home state; ``reemigrations``:
+    from a home state into a non-home state; ``moves_abroad``: between two
+    different non-home states (e.g. from one host country to another). So
+    ``returns - reemigrations`` is the change of the home stock over a step,
+    less the inflow when the inflow enters a home state.
+
+    Parameters
+    ----------
+    flows : ndarray of int, shape (..., K, K)
+    home : ndarray of bool, shape (K,)
+        Which states are home states.
+    """
+    home = np.asarray(home, dtype=bool)
+    away = ~home
+    among = flows[..., away, :][..., away]
+    stayed = np.trace(among, axis1=-2, axis2=-1)
+    return {
+        "returns": flows[..., away, :][..., home].sum(axis=(-2, -1)),
+        "reemigrations": flows[..., home, :][..., away].sum(axis=(-2, -1)),
+        "moves_abroad": among.sum(axis=(-2, -1)) - stayed,
+    }
+
+
+#: What the named flow series count (attributes of the projection file).
+FLOW_SERIES_NOTE = {
+    "returns": "persons in a non-home state at the previous output time and in a home state at "
+    "time: returns during the step ending at time",
+    "reemigrations": "persons in a home state at the previous output time and in a non-home "
+    "state at time: re-emigrations during the step ending at time",
+    "moves_abroad": "persons in one non-home state at the previous output time and in another "
+    "at time (e.g. from one host country to another) during the step ending at time",
+}
+
+
 def names_all(scenarios: Sequence[Scenario]) -> list[str]:
     """Scenario names in run order."""
     return [s.name for s in scenarios]
@@ -1065,11 +1182,14 @@ def _initial_array(
     else:
         out = np.array([initial_stocks(initial, spec)[s] for s in spec.states], dtype=np.float64)
     if not np.all(np.isfinite(out)) or np.any(out < 0):
-        raise InputError("initial stocks must be >= 0")
+        raise InputError("initial stocks must be finite and >= 0")
     if np.any(out != np.round(out)):
         raise InputError("initial stocks must be whole numbers of persons")
-    if np.any(out.sum(axis=-1) <= 0):
+    totals = out.sum(axis=-1)
+    if np.any(totals <= 0):
         raise InputError("initial stocks are all zero: give at least one state a positive stock")
+    # before the int64 cast: beyond MAX_PERSONS it would be inexact or overflow
+    _check_persons(float(np.max(totals)), "initial stocks add up to")
     return np.ascontiguousarray(np.broadcast_to(out.astype(np.int64), (n, spec.n_states)))
 
 
@@ -1089,6 +1209,12 @@ def _describe_variables(ds: xr.Dataset, spec: ModelSpec) -> None:
     }
     for name, desc in text.items():
         ds[name].attrs.update(units="persons", description=desc)
+    for name, desc in FLOW_SERIES_NOTE.items():
+        ds[name].attrs.update(
+            units="persons per step",
+            description=f"{desc}; home states: {home}; moves made and undone within one step "
+            "are not seen; zero at the start time",
+        )
     ds["time"].attrs.update(
         units=unit, description="output time (decimal years: 2025.0 = 1 January 2025)"
     )
@@ -1161,7 +1287,8 @@ def _provenance(
 def write_projection(ds: xr.Dataset, path: str | Path, force: bool = False) -> Path:
     """Write a projection as NetCDF (atomically: temporary file, then rename)."""
     path = Path(path)
-    encoding = {name: {"zlib": True, "complevel": 4} for name in ("stock", "flows", "inflow")}
+    names = ("stock", "flows", "inflow", *FLOW_SERIES_NOTE)
+    encoding = {name: {"zlib": True, "complevel": 4} for name in names if name in ds}
     with atomic_output(path, force) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
     return path
@@ -1229,8 +1356,14 @@ def read_projection(path: str | Path) -> xr.Dataset:
 
 
 def series_names(ds: xr.Dataset) -> list[str]:
-    """Series of the quantile table: aggregates, then ``stock:<state>`` per state."""
-    return ["returnees", "diaspora", "cumulative_returns", "inflow"] + [
+    """Series of the quantile table: aggregates, flows per step, then ``stock:<state>``.
+
+    The flow series (``returns``, ``reemigrations``, ``moves_abroad``) are
+    listed when the projection holds them (files written before they existed
+    do not).
+    """
+    flows = [name for name in FLOW_SERIES_NOTE if name in ds]
+    return ["returnees", "diaspora", "cumulative_returns", "inflow", *flows] + [
         f"stock:{s}" for s in ds["state"].values
     ]
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import signal
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,22 @@ INITIAL = "abroad=30000,transit=15000,swing=8000,reemigrated=5000"
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Fail with TimeoutError instead of hanging when the block runs longer than ``seconds``."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +131,10 @@ def test_project_writes_netcdf_csv_and_fan_charts(fit_file, tmp_path):
     table = pd.read_csv(csv)
     assert tuple(table.columns) == QUANTILE_COLUMNS
     assert set(table["scenario"]) == {"baseline", "ceasefire-2026"}
+    assert {"returns", "reemigrations", "moves_abroad"} <= set(table["series"])
+    for name in ("returns", "reemigrations", "moves_abroad"):
+        assert ds[name].dims == ("scenario", "draw", "time")
+        assert ds[name].attrs["units"] == "persons per step"
     names = sorted(p.name for p in plots.iterdir())
     assert names == sorted(
         ["returnees.png", "diaspora.png"] + [f"stock-{s}.png" for s in ds["state"].values]
@@ -179,6 +201,26 @@ def scenario_file(tmp_path, text, name="bad.toml"):
         ({"--scenario": "nope.toml"}, "nope.toml: scenario file not found"),
         ({"--step": "0"}, "--step must be positive"),
         ({"--draws": "0"}, "--draws must be at least 1"),
+        ({"--horizon": "1e9"}, "is more than 10,000 steps (about 1e+09): use a larger --step"),
+        ({"--start": "1e300", "--horizon": "1e301"}, "is more than 10,000 steps"),
+        ({"--step": "1e-300"}, "is more than 10,000 steps"),
+        ({"--horizon": "inf"}, "--horizon must be a finite number, got inf"),
+        ({"--start": "nan"}, "--start must be a finite number, got nan"),
+        ({"--step": "inf"}, "--step must be a finite number, got inf"),
+        (
+            {"--initial": "abroad=10000000000000000000000"},
+            "--initial: stock of 'abroad' is 1e+22 persons; at most 1e+14 are supported",
+        ),
+        ({"--initial": "abroad=1e400"}, "stock of 'abroad' must be a finite whole number"),
+        (
+            {"--initial": "abroad=60000000000000,transit=60000000000000"},
+            "--initial: stocks add up to 120,000,000,000,000 persons; at most 1e+14",
+        ),
+        ({"--inflow": "1e22"}, "--inflow must be at most 1e+14 persons per year, got 1e+22"),
+        (
+            {"--initial": "abroad=90000000000000", "--inflow": "5000000000000"},
+            "initial stocks plus the inflows of scenario 'baseline' come to 117,500,000,000,000",
+        ),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line_and_no_output(fit_file, tmp_path, change, message):
@@ -193,7 +235,8 @@ def test_bad_inputs_exit_2_with_one_line_and_no_output(fit_file, tmp_path, chang
     flat = ["project", fit_file, "--csv", tmp_path / "p.csv", "--plot-dir", tmp_path / "plots"]
     for k, v in args.items():
         flat += [k, v]
-    result = invoke(*flat)
+    with deadline(20):
+        result = invoke(*flat)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
@@ -274,3 +317,48 @@ def test_bad_initial_file_names_row_and_column(fit_file, tmp_path):
         in result.stderr
     )
     assert not (tmp_path / "p.nc").exists()
+
+
+def test_huge_inflow_in_a_file_names_row_and_column(fit_file, tmp_path):
+    inflow = tmp_path / "inflow.csv"
+    inflow.write_text("time,inflow\n2025,100\n2026,10000000000000000000000\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke(*base_args(fit_file, out / "p.nc", "--inflow-file", inflow))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: {inflow}, row 2, column 'inflow': inflow must be")
+    assert result.stderr.count("\n") == 1
+    assert list(out.iterdir()) == []
+
+
+def test_huge_stock_in_a_file_names_row_and_column(fit_file, tmp_path):
+    stocks = tmp_path / "stocks.csv"
+    stocks.write_text("state,stock\nabroad,1000\nswing,10000000000000000000000\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["project", fit_file, "--initial-file", stocks, "--start", 2025, "--horizon", 2028]
+    result = invoke(*args, "--out", out / "p.nc")
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        f"error: {stocks}, row 2, column 'stock': stock is 1e+22 persons; "
+        "at most 1e+14 are supported\n"
+    )
+    assert list(out.iterdir()) == []
+
+
+def test_inflow_into_a_home_state_warns_that_it_counts_as_returnees(fit_file, tmp_path):
+    out = tmp_path / "p.nc"
+    args = base_args(fit_file, out, "--inflow", 500, "--inflow-state", "returned", "-q")
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("warning: --inflow-state 'returned' is a home state")
+    assert "counts as returnees" in result.stderr
+    ds = read_projection(out)
+    assert json.loads(ds.attrs["inflow"])["state"] == "returned"
+    change = ds["returnees"].diff("time").values
+    balance = (ds["returns"] - ds["reemigrations"]).isel(time=slice(1, None)).values
+    np.testing.assert_array_equal(balance, change - ds["inflow"].isel(time=slice(1, None)).values)
+    # a non-home inflow state: no warning
+    quiet = invoke(*base_args(fit_file, tmp_path / "q.nc", "--inflow-state", "transit", "-q"))
+    assert quiet.exit_code == 0 and quiet.stderr == ""

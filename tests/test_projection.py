@@ -9,8 +9,11 @@ stocks, with fixed seeds.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
+import signal
 import subprocess
 import sys
 import textwrap
@@ -30,8 +33,10 @@ from markov_migration.core.projection import (
     step_pmatrices,
 )
 from markov_migration.errors import InputError
-from markov_migration.fitfile import write_fit
+from markov_migration.fitfile import fit_spec, write_fit
 from markov_migration.projection import (
+    MAX_PERSONS,
+    MAX_STEPS,
     QUANTILE_COLUMNS,
     Inflow,
     initial_stocks_from_fit,
@@ -78,6 +83,22 @@ def expm_steps(q, durations):
         cache = {t: scipy.linalg.expm(qd * t) for t in set(durations)}
         out[d] = [cache[t] for t in durations]
     return out
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Fail with TimeoutError instead of hanging when the block runs longer than ``seconds``."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def within_mc_error(sample, expected, z=Z):
@@ -258,6 +279,34 @@ def test_projection_times_are_calendar_aligned():
         projection_times(2024.5, 2030, 0)
 
 
+@pytest.mark.parametrize(
+    ("start", "horizon", "step", "message"),
+    [
+        (2024.5, 1e9, 1.0, r"more than 10,000 steps \(about 1e\+09\)"),
+        (1e300, 1e301, 1.0, "more than 10,000 steps"),
+        (-1e308, 1e308, 1.0, "more than 10,000 steps"),
+        (2024.5, 2030.0, 1e-300, "more than 10,000 steps"),
+        (2024.0, 2024.0 + MAX_STEPS + 1, 1.0, "10,001 steps"),
+        (2024.5, math.inf, 1.0, "--horizon must be a finite number, got inf"),
+        (math.nan, 2030.0, 1.0, "--start must be a finite number, got nan"),
+        (2024.5, 2030.0, math.inf, "--step must be a finite number, got inf"),
+        (1e17, 1e17 + 64, 1.0, r"--step 1 is too small for times near 1e\+17"),
+    ],
+)
+def test_projection_times_refuses_too_many_steps_before_building_them(
+    start, horizon, step, message
+):
+    with deadline(5), pytest.raises(InputError, match=message):
+        projection_times(start, horizon, step)
+
+
+def test_projection_times_at_the_step_limit():
+    with deadline(5):
+        times = projection_times(2024.0, 2024.0 + MAX_STEPS, 1.0)
+    assert times.size == MAX_STEPS + 1 and times[-1] == 2024.0 + MAX_STEPS
+    assert np.all(np.diff(times) == 1.0)
+
+
 def test_select_draws():
     assert select_draws(100, None).tolist() == list(range(100))
     assert select_draws(100, 5).tolist() == [0, 25, 50, 74, 99]
@@ -397,11 +446,22 @@ def test_quantiles_ordered_and_csv_layout(tree, tmp_path):
     v = table[cols].to_numpy()
     assert np.all(np.diff(v, axis=1) >= 0)
     assert np.all((table["mean"] >= table["lower95"]) & (table["mean"] <= table["upper95"]))
-    n_series = 4 + 5
+    flow_series = {"returns", "reemigrations", "moves_abroad"}
+    n_series = 4 + 3 + 5
     assert len(table) == 2 * ds.sizes["time"] * n_series
-    assert set(table["series"]) == {"returnees", "diaspora", "cumulative_returns", "inflow"} | {
-        f"stock:{s}" for s in STATES
-    }
+    assert set(table["series"]) == {
+        "returnees",
+        "diaspora",
+        "cumulative_returns",
+        "inflow",
+    } | flow_series | {f"stock:{s}" for s in STATES}
+    for name in flow_series:
+        rows = table[(table.scenario == "baseline") & (table.series == name)]
+        assert rows["time"].tolist() == ds["time"].values.tolist()
+        manual = ds[name].sel(scenario="baseline").transpose("time", "draw").values
+        np.testing.assert_allclose(rows["median"], np.median(manual, axis=-1))
+        np.testing.assert_allclose(rows["mean"], manual.mean(axis=-1))
+        assert rows["upper95"].iloc[0] == 0  # no moves before the start
     r = table[
         (table.scenario == "ceasefire-2026")
         & (table.series == "returnees")
@@ -417,6 +477,108 @@ def test_quantiles_ordered_and_csv_layout(tree, tmp_path):
     assert res["lower"] <= res["median"] <= res["upper"] and res["time"] == 2028.0
     lines = summary_lines(ds, [2027.0])
     assert lines[0].startswith("baseline: returnees at 2027: median ")
+
+
+def test_named_flow_series_balance_the_home_stock_exactly(tree, spec):
+    ds = project_fit(
+        tree,
+        INITIAL,
+        start=2024.5,
+        horizon=2031,
+        scenarios=["ceasefire-2026"],
+        inflow=Inflow.constant(1200, state="transit"),
+        draws=60,
+        seed=3,
+    )
+    home, away = ["returned"], [s for s in STATES if s != "returned"]
+    for name in ("returns", "reemigrations", "moves_abroad"):
+        da = ds[name]
+        assert da.dims == ("scenario", "draw", "time") and da.dtype == np.int64
+        assert da.attrs["units"] == "persons per step" and da.attrs["description"]
+        assert int(abs(da.isel(time=0)).max()) == 0
+        assert int(da.isel(time=slice(1, None)).min()) >= 0
+    later = {"time": slice(1, None)}
+    balance = (ds["returns"] - ds["reemigrations"]).isel(later)
+    np.testing.assert_array_equal(balance.values, ds["returnees"].diff("time").values)
+    # the same series read off the flow matrix independently
+    flows = ds["flows"]
+    back = flows.sel(from_state=away, to_state=home).sum(("from_state", "to_state"))
+    out = flows.sel(from_state=home, to_state=away).sum(("from_state", "to_state"))
+    among = flows.sel(from_state=away, to_state=away).sum(("from_state", "to_state"))
+    stayed = sum(flows.sel(from_state=s, to_state=s) for s in away)
+    np.testing.assert_array_equal(ds["returns"], back)
+    np.testing.assert_array_equal(ds["reemigrations"], out)
+    np.testing.assert_array_equal(ds["moves_abroad"], among - stayed)
+    np.testing.assert_array_equal(ds["cumulative_returns"], ds["returns"].cumsum("time"))
+    for name in ("returns", "reemigrations", "moves_abroad"):
+        assert int(ds[name].sum()) > 0, name
+    # one scenario: no scenario dim
+    alone = project_fit(tree, INITIAL, start=2024.5, horizon=2027, draws=10, seed=3)
+    assert alone["moves_abroad"].dims == ("draw", "time")
+
+
+def test_inflow_into_a_home_state_joins_the_home_stock_but_is_not_a_return(tree):
+    ds = project_fit(
+        tree,
+        INITIAL,
+        start=2024.5,
+        horizon=2030,
+        inflow=Inflow.constant(800, state="returned"),
+        draws=40,
+        seed=6,
+    )
+    later = {"time": slice(1, None)}
+    balance = (ds["returns"] - ds["reemigrations"]).isel(later).values
+    change = ds["returnees"].diff("time").values - ds["inflow"].isel(later).values
+    np.testing.assert_array_equal(balance, change)
+    assert int(ds["inflow"].sum()) == 40 * 800 * 5.5
+
+
+@pytest.mark.parametrize(
+    ("initial", "message"),
+    [
+        ({"abroad": 10**22}, r"stock of 'abroad' is 1e\+22 persons; at most 1e\+14"),
+        ({"abroad": 1e19}, r"stock of 'abroad' is 1e\+19 persons; at most 1e\+14"),
+        ({"abroad": math.inf}, "stock of 'abroad' must be a finite whole number of persons"),
+        ({"abroad": math.nan}, "stock of 'abroad' must be a finite whole number of persons"),
+        (
+            {"abroad": MAX_PERSONS, "swing": 1},
+            "initial stocks: stocks add up to 100,000,000,000,001 persons",
+        ),
+        (
+            xr.DataArray([1e22, 0, 0, 0, 0], dims="state", coords={"state": STATES}),
+            r"initial stocks add up to 1e\+22 persons; at most 1e\+14",
+        ),
+        (
+            xr.DataArray([[1e300, 0, 0, 0, 0]] * 5, dims=("draw", "state")),
+            r"initial stocks add up to 1e\+300 persons",
+        ),
+    ],
+)
+def test_stocks_beyond_the_supported_bound_are_refused(tree, initial, message):
+    with pytest.raises(InputError, match=message):
+        project_fit(tree, initial, start=2024.5, horizon=2026, draws=5)
+
+
+def test_inflows_beyond_the_supported_bound_are_refused(tree, tmp_path):
+    with pytest.raises(InputError, match=r"--inflow must be at most 1e\+14 persons per year"):
+        Inflow.constant(1e22)
+    f = tmp_path / "inflow.csv"
+    f.write_text("time,inflow\n2025,1000\n2026,1e22\n")
+    with pytest.raises(InputError, match=r"inflow.csv, row 2, column 'inflow': inflow must be"):
+        Inflow.read_csv(f)
+    # each part within bounds, but not the run's total
+    big = {"abroad": 9 * 10**13}
+    kw = {"start": 2024.5, "horizon": 2030, "draws": 5}
+    with pytest.raises(InputError, match=r"initial stocks plus the inflows of scenario 'baseline'"):
+        project_fit(tree, big, inflow=Inflow.constant(5e12), **kw)
+    sc = parse_scenario('name = "surge"\nfrom = 2026.0\n[inflow]\nadd = 5e13\n', fit_spec(tree))
+    with pytest.raises(
+        InputError, match="inflows of scenario 'surge' come to 210,000,000,000,000 persons"
+    ):
+        project_fit(tree, {"abroad": 10**13}, scenarios=[sc], **kw)
+    ok = project_fit(tree, {"abroad": 10**13}, inflow=Inflow.constant(10**12), **kw)
+    assert int(ok["stock"].isel(time=-1).sum("state").min()) == 10**13 + 55 * 10**11
 
 
 def test_netcdf_round_trip_with_provenance(tree, fit_path, tmp_path):
@@ -589,6 +751,8 @@ def test_fan_charts_are_written(tree, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     with pytest.raises(InputError, match="output exists"):
         write_fan_charts(ds, tmp_path / "plots")
+    flows = write_fan_charts(ds, tmp_path / "flows", series=("returns", "moves_abroad"))
+    assert [p.name for p in flows] == ["returns.png", "moves_abroad.png"]
 
 
 def test_write_outputs_for_the_demo(tree, tmp_path):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from markov_migration.cli._common import command_line, console, handle_errors
+from markov_migration.cli._common import command_line, console, err_console, handle_errors
 
 #: Output times shown in the printed summary (besides the horizon).
 SUMMARY_EVERY = 5
@@ -44,7 +44,10 @@ def project(
     ] = None,
     inflow_state: Annotated[
         str | None,
-        typer.Option(help="State new emigrants enter (default: the model's first non-home state)."),
+        typer.Option(
+            help="State new emigrants enter (default: the model's first non-home state); a "
+            "home state is accepted with a warning (the inflow then counts as returnees)."
+        ),
     ] = None,
     inflow_cv: Annotated[
         float,
@@ -189,6 +192,14 @@ def project(
         dict(covariates=covariates, group=group, period=period),
     )
 
+    if inflow_state is not None and inflow_state in spec.home:
+        # accepted (the arithmetic does not assume emigrants), but rarely what is meant; after
+        # the run, so that a refused input still gets exactly one line on stderr
+        err_console.print(
+            f"warning: --inflow-state '{inflow_state}' is a home state: its inflow counts as "
+            "returnees (in the home stock, not the diaspora), not as returns",
+            markup=False,
+        )
     write_projection(ds, out, force)
     written = [out]
     if csv is not None:
@@ -219,7 +230,19 @@ def _parse_covariates(items: list[str]) -> dict[str, str]:
 
 
 def _run(
-    fit, tree, stocks, start, horizon, step, flow, scenarios, draws, seed, dask, quiet, command,
+    fit,
+    tree,
+    stocks,
+    start,
+    horizon,
+    step,
+    flow,
+    scenarios,
+    draws,
+    seed,
+    dask,
+    quiet,
+    command,
     generator,
 ):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn

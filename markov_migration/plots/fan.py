@@ -26,6 +26,12 @@ from markov_migration.io import atomic_output
 #: Shading of the central intervals, widest first (probability, opacity).
 BANDS = ((0.95, 0.18), (0.8, 0.3), (0.5, 0.45))
 COLORS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#16a085")
+#: Titles of the per-step flow series (persons per step, zero at the start).
+FLOW_TITLES = {
+    "returns": "Returns per step (non-home to home state, persons)",
+    "reemigrations": "Re-emigrations per step (home to non-home state, persons)",
+    "moves_abroad": "Moves between non-home states per step (persons)",
+}
 
 
 def _series(ds: xr.Dataset, name: str) -> tuple[xr.DataArray, list[str], str]:
@@ -43,6 +49,8 @@ def _series(ds: xr.Dataset, name: str) -> tuple[xr.DataArray, list[str], str]:
         return ds["diaspora"], away, "Diaspora (persons abroad: " + ", ".join(away) + ")"
     if name == "cumulative_returns":
         return ds["cumulative_returns"], [], "Cumulative returns since the start (persons)"
+    if name in FLOW_TITLES and name in ds:
+        return ds[name], [], FLOW_TITLES[name]
     state = name.split(":", 1)[1] if name.startswith("stock:") else name
     if state not in states:
         raise ValueError(f"unknown series '{name}'")
@@ -59,7 +67,8 @@ def fan_chart(
     ds : Dataset
         A projection (:func:`markov_migration.projection.project_fit`).
     name : str
-        ``returnees``, ``diaspora``, ``cumulative_returns`` or ``stock:<state>``.
+        ``returnees``, ``diaspora``, ``cumulative_returns``, a flow series
+        (``returns``, ``reemigrations``, ``moves_abroad``) or ``stock:<state>``.
     observed : bool
         Draw the observed wave prevalence (if the projection holds it).
     width : float
