@@ -16,6 +16,8 @@ They are generic on purpose so that every test module can use them:
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -25,6 +27,30 @@ import pytest
 
 from markov_migration.io import models_dir as _models_dir
 from markov_migration.spec import ModelSpec, load_spec
+
+#: Covariate and host-group tables for the three-state test models with states a, b, c
+#: (and a [simulate] table): a categorical ``reason`` and a numeric ``age`` on the
+#: intensities, partially pooled ``host`` effects, and how ``simulate`` draws them.
+DESIGN_TABLES = """
+[covariates.reason]
+kind = "categorical"
+transitions = ["a->b", "b->a"]
+[covariates.age]
+kind = "numeric"
+transitions = ["a->b"]
+[groups]
+column = "host"
+transitions = ["a->b", "b->a"]
+[simulate.covariates.reason]
+levels = { draft = 0.5, work = 0.5 }
+[simulate.covariates.age]
+normal = { mean = 35, sd = 10 }
+[simulate.groups]
+column = "host"
+[simulate.groups.levels_by_state]
+a = { X = 0.5, Y = 0.5 }
+b = { X = 0.3, Y = 0.3, Z = 0.4 }
+"""
 
 #: A three-state illness-death model: "dead" is absorbing; known rates per year.
 TOY_MODEL = """\
@@ -136,3 +162,19 @@ def small_panel_rows() -> list[tuple[str, float, str]]:
 def toy_model(write_model: Callable[..., Path]) -> Path:
     """The three-state ``TOY_MODEL`` written to a file."""
     return write_model(TOY_MODEL, name="toy.toml")
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Fail with TimeoutError instead of hanging when the block runs longer than ``seconds``."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)

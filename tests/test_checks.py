@@ -19,6 +19,7 @@ from markov_migration.errors import InputError
 from markov_migration.simulate import simulate_panel
 from markov_migration.spec import parse_spec
 from markov_migration.testing import fake_fit
+from tests.conftest import DESIGN_TABLES
 
 #: Three states, "c" absorbing (same structure as the fit tests: one shared compile).
 THREE = """
@@ -245,29 +246,7 @@ def test_prevalence_without_embedded_panel_is_skipped(good):
     assert report.ok
 
 
-PREVALENCE_DESIGN = (
-    THREE.replace('home = ["a"]', 'home = ["a"]\nperiods = [1.5]')
-    + """
-[covariates.reason]
-kind = "categorical"
-transitions = ["a->b", "b->a"]
-[covariates.age]
-kind = "numeric"
-transitions = ["a->b"]
-[groups]
-column = "host"
-transitions = ["a->c"]
-[simulate.covariates.reason]
-levels = { draft = 0.5, work = 0.5 }
-[simulate.covariates.age]
-normal = { mean = 35, sd = 10 }
-[simulate.groups]
-column = "host"
-[simulate.groups.levels_by_state]
-a = { X = 0.5, Y = 0.5 }
-b = { X = 0.5, Y = 0.5 }
-"""
-)
+PREVALENCE_DESIGN = THREE.replace('home = ["a"]', 'home = ["a"]\nperiods = [1.5]') + DESIGN_TABLES
 
 
 def test_prevalence_of_a_fit_with_covariates_groups_and_periods():

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import signal
 
 import numpy as np
 import pandas as pd
@@ -18,6 +16,7 @@ from markov_migration.fitfile import write_fit
 from markov_migration.projection import QUANTILE_COLUMNS, read_projection
 from markov_migration.simulate import simulate_panel
 from markov_migration.testing import fake_fit
+from tests.conftest import deadline
 
 runner = CliRunner()
 INITIAL = "abroad=30000,transit=15000,swing=8000,reemigrated=5000"
@@ -25,22 +24,6 @@ INITIAL = "abroad=30000,transit=15000,swing=8000,reemigrated=5000"
 
 def invoke(*args):
     return runner.invoke(app, [str(a) for a in args])
-
-
-@contextlib.contextmanager
-def deadline(seconds):
-    """Fail with TimeoutError instead of hanging when the block runs longer than ``seconds``."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from markov_migration.errors import InputError
 from markov_migration.simulate import simulate_panel
 from markov_migration.spec import parse_spec
 from markov_migration.testing import fake_fit, fake_posterior
+from tests.conftest import DESIGN_TABLES
 
 THREE = """
 name = "three"
@@ -155,25 +156,7 @@ def test_compare_fit_files(fits, tmp_path):
         M.compare_fits([paths[0], paths[0]])
 
 
-COVARIATE_MODEL = (
-    THREE
-    + """
-[covariates.reason]
-kind = "categorical"
-transitions = ["a->b", "b->a"]
-[groups]
-column = "host"
-transitions = ["a->c"]
-[simulate.covariates.reason]
-levels = { draft = 0.5, work = 0.5 }
-effects = { "work:a->b" = 2.0 }
-[simulate.groups]
-column = "host"
-[simulate.groups.levels_by_state]
-a = { X = 0.5, Y = 0.5 }
-b = { X = 0.5, Y = 0.5 }
-"""
-)
+COVARIATE_MODEL = THREE + DESIGN_TABLES
 
 
 def test_models_that_aggregate_differently_compare_by_transition():

@@ -9,11 +9,9 @@ stocks, with fixed seeds.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import signal
 import subprocess
 import sys
 import textwrap
@@ -55,6 +53,7 @@ from markov_migration.projection import (
 from markov_migration.scenario import parse_scenario
 from markov_migration.simulate import simulate_panel
 from markov_migration.testing import fake_fit
+from tests.conftest import deadline
 
 #: Monte Carlo tolerance in standard errors.
 Z = 4.0
@@ -83,22 +82,6 @@ def expm_steps(q, durations):
         cache = {t: scipy.linalg.expm(qd * t) for t in set(durations)}
         out[d] = [cache[t] for t in durations]
     return out
-
-
-@contextlib.contextmanager
-def deadline(seconds):
-    """Fail with TimeoutError instead of hanging when the block runs longer than ``seconds``."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def within_mc_error(sample, expected, z=Z):

@@ -13,6 +13,7 @@ from markov_migration.errors import InputError
 from markov_migration.simulate import simulate_panel
 from markov_migration.spec import parse_spec
 from markov_migration.testing import fake_fit
+from tests.conftest import DESIGN_TABLES
 
 #: Same structure as the fit tests (one shared compile per session).
 THREE = """
@@ -60,29 +61,7 @@ def test_embedded_panel_keeps_covariate_and_group_columns(tmp_path):
     from markov_migration.fitfile import read_fit, write_fit
     from markov_migration.testing import fake_design_fit
 
-    text = (
-        THREE
-        + """
-[covariates.reason]
-kind = "categorical"
-transitions = ["a->b"]
-[covariates.age]
-kind = "numeric"
-transitions = ["b->a"]
-[groups]
-column = "host"
-transitions = ["a->c"]
-[simulate.covariates.reason]
-levels = { draft = 0.5, work = 0.5 }
-[simulate.covariates.age]
-normal = { mean = 35, sd = 10 }
-[simulate.groups]
-column = "host"
-[simulate.groups.levels_by_state]
-a = { X = 0.5, Y = 0.5 }
-b = { X = 0.5, Z = 0.5 }
-"""
-    )
+    text = THREE + DESIGN_TABLES
     cov_spec = parse_spec(text)
     df = simulate_panel(cov_spec, 150, seed=2)
     tree = read_fit(write_fit(fake_design_fit(cov_spec, df), tmp_path / "fit.nc"))

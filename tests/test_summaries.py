@@ -31,6 +31,7 @@ from markov_migration.reference.msm import msm_available
 from markov_migration.simulate import simulate_panel
 from markov_migration.spec import parse_spec
 from markov_migration.testing import fake_fit, fake_sample_stats
+from tests.conftest import DESIGN_TABLES
 
 #: Three states, "c" absorbing; known rates per year (same structure as the fit tests).
 THREE = """
@@ -557,29 +558,7 @@ def test_against_r_msm(tmp_path, model, migration5):
 
 # -- fits with covariates and groups: one summary per generator, or a chosen one ----------
 
-DESIGN = (
-    THREE
-    + """
-[covariates.reason]
-kind = "categorical"
-transitions = ["a->b", "b->a"]
-[covariates.age]
-kind = "numeric"
-transitions = ["a->b"]
-[groups]
-column = "host"
-transitions = ["a->b", "b->a"]
-[simulate.covariates.reason]
-levels = { draft = 0.5, work = 0.5 }
-[simulate.covariates.age]
-normal = { mean = 35, sd = 10 }
-[simulate.groups]
-column = "host"
-[simulate.groups.levels_by_state]
-a = { X = 0.5, Y = 0.5 }
-b = { X = 0.3, Y = 0.3, Z = 0.4 }
-"""
-)
+DESIGN = THREE + DESIGN_TABLES
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import contextlib
 import functools
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -113,3 +113,31 @@ def usage_errors(group: Any = None) -> Iterator[None]:
 def command_line() -> str:
     """The command line that started this process (recorded in output files)."""
     return " ".join(["markov-migration", *sys.argv[1:]])
+
+
+#: ``--covariate NAME=VALUE`` (repeatable), for commands that pick one generator of a fit.
+CovariateOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--covariate",
+        help="Fits with covariates: NAME=VALUE (a level, or a number in the data's unit); "
+        "repeatable or comma-separated. Covariates not given are at their reference level "
+        "or centre.",
+    ),
+]
+
+
+def parse_covariates(items: list[str] | None) -> dict[str, str]:
+    """``["reason=work", "age=40"]`` as a dict (values as text; the fit converts them)."""
+    from markov_migration.errors import InputError
+
+    out: dict[str, str] = {}
+    for item in items or []:
+        for part in item.split(","):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip() or not value.strip():
+                raise InputError(f"--covariate: expected NAME=VALUE, got '{part}'")
+            if name.strip() in out:
+                raise InputError(f"--covariate: '{name.strip()}' given twice")
+            out[name.strip()] = value.strip()
+    return out

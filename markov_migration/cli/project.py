@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from markov_migration.cli._common import command_line, console, err_console, handle_errors
+from markov_migration.cli._common import (
+    CovariateOpt,
+    command_line,
+    console,
+    err_console,
+    handle_errors,
+    parse_covariates,
+)
 
 #: Output times shown in the printed summary (besides the horizon).
 SUMMARY_EVERY = 5
@@ -91,14 +98,7 @@ def project(
             "group not in the data (the population distribution of groups)."
         ),
     ] = None,
-    covariate: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--covariate",
-            help="Fits with covariates: NAME=VALUE (a level, or a number in the data's unit); "
-            "repeatable. Covariates not given are at baseline.",
-        ),
-    ] = None,
+    covariate: CovariateOpt = None,
     period: Annotated[
         str | None,
         typer.Option(
@@ -145,7 +145,7 @@ def project(
         raise InputError(f"--draws must be at least 1, got {draws}")
     tree = read_fit(fit)
     spec = fit_spec(tree)
-    covariates = _parse_covariates(covariate or [])
+    covariates = parse_covariates(covariate)
     stocks = (
         parse_initial(initial, spec)
         if initial is not None
@@ -211,22 +211,6 @@ def project(
     _print_summary(ds, times)
     for path in written:
         console.print(f"wrote {path}")
-
-
-def _parse_covariates(items: list[str]) -> dict[str, str]:
-    """``["reason=work", "age=40"]`` as a dict (values as text; the fit converts them)."""
-    from markov_migration.errors import InputError
-
-    out: dict[str, str] = {}
-    for item in items:
-        for part in item.split(","):
-            name, sep, value = part.partition("=")
-            if not sep or not name.strip() or not value.strip():
-                raise InputError(f"--covariate: expected NAME=VALUE, got '{part}'")
-            if name.strip() in out:
-                raise InputError(f"--covariate: '{name.strip()}' given twice")
-            out[name.strip()] = value.strip()
-    return out
 
 
 def _run(

@@ -10,7 +10,14 @@ from typing import Annotated
 
 import typer
 
-from markov_migration.cli._common import console, err_console, fail, handle_errors
+from markov_migration.cli._common import (
+    CovariateOpt,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    parse_covariates,
+)
 
 FitArg = Annotated[
     Path, typer.Argument(help="Fit file (NetCDF) written by `markov-migration fit`.")
@@ -97,14 +104,7 @@ def summarize(
             "data (the population distribution of groups). Default: every group."
         ),
     ] = None,
-    covariate: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--covariate",
-            help="Fits with covariates: NAME=VALUE (a level, or a number in the data's unit); "
-            "repeatable. Default: every categorical pattern, numeric covariates at their centre.",
-        ),
-    ] = None,
+    covariate: CovariateOpt = None,
     period: Annotated[
         str | None,
         typer.Option(help="Fits with periods: a period label or index. Default: every period."),
@@ -124,9 +124,7 @@ def summarize(
     _check_format(output_format)
     if out is not None:
         check_output(out, force)
-    from markov_migration.cli.project import _parse_covariates
-
-    covariates = _parse_covariates(covariate or [])
+    covariates = parse_covariates(covariate)
     tree = read_fit(fit)
     summary = summarize_fit(
         tree, what, t=t, ci=ci, start=start, horizon=horizon, to=to,
