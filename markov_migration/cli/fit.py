@@ -12,17 +12,24 @@ from markov_migration.cli._common import command_line, console, handle_errors
 
 @handle_errors
 def fit(
-    panel: Annotated[Path, typer.Argument(help="Panel file (CSV/Parquet, long format) or a counts table.")],
+    panel: Annotated[
+        Path, typer.Argument(help="Panel file (CSV/Parquet, long format) or a counts table.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Fit file to write (NetCDF).")],
     model: Annotated[
-        str, typer.Option("--model", "-m", help="Model file (TOML), or the name of a bundled model.")
+        str,
+        typer.Option("--model", "-m", help="Model file (TOML), or the name of a bundled model."),
     ] = "migration5",
     chains: Annotated[int, typer.Option(min=1, help="Number of chains.")] = 4,
     draws: Annotated[int, typer.Option(min=1, help="Draws kept per chain.")] = 1000,
     tune: Annotated[int, typer.Option(min=0, help="Warm-up draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    sampler: Annotated[str, typer.Option(help="nutpie (default, compiled) or pymc (PyMC's NUTS).")] = "nutpie",
-    cores: Annotated[int | None, typer.Option(min=1, help="Chains run in parallel (default: one per chain).")] = None,
+    sampler: Annotated[
+        str, typer.Option(help="nutpie (default, compiled) or pymc (PyMC's NUTS).")
+    ] = "nutpie",
+    cores: Annotated[
+        int | None, typer.Option(min=1, help="Chains run in parallel (default: one per chain).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing fit file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -52,7 +59,9 @@ def fit(
 
     write_fit(tree, out, force)
     t = settings.timings
-    console.print(f"wrote {out} (compile {t.get('compile', 0):.1f} s, sampling {t.get('sample', 0):.1f} s)")
+    console.print(
+        f"wrote {out} (compile {t.get('compile', 0):.1f} s, sampling {t.get('sample', 0):.1f} s)"
+    )
     print_posterior_table(tree, console)
 
 
