@@ -1185,6 +1185,14 @@ def figures(report: CheckReport, tree: xr.DataTree) -> dict[str, object]:
     return figs
 
 
+#: Every file :func:`write_outputs` can write (those that apply to a fit are written).
+OUTPUT_FILES = (
+    "checks.csv", "convergence.csv", "ppc_transitions.csv", "ppc_prevalence.csv",
+    "ppc_discrepancy.csv", "ppc_transitions.png", "ppc_prevalence.png", "ppc_discrepancy.png",
+    "trace.png",
+)  # fmt: skip
+
+
 def write_outputs(
     report: CheckReport, tree: xr.DataTree, out_dir: str | Path, force: bool = False
 ) -> list[Path]:
@@ -1219,6 +1227,8 @@ def write_outputs(
         tables["ppc_discrepancy"] = pd.DataFrame(disc).rename_axis("draw").reset_index()
     figs = figures(report, tree)
     names = [f"{n}.csv" for n in tables] + [f"{n}.png" for n in figs]
+    if not set(names) <= set(OUTPUT_FILES):  # callers plan their outputs from OUTPUT_FILES
+        raise RuntimeError(f"undeclared check outputs: {sorted(set(names) - set(OUTPUT_FILES))}")
     out_dir.mkdir(parents=True, exist_ok=True)
     for n in names:  # refuse before writing anything
         check_output(out_dir / n, force)

@@ -108,12 +108,6 @@ DEMO_SUMMARIES = [
     ("passage-returned", "passage", {"to": "returned"}),
 ]
 
-#: Every file ``checks.write_outputs`` can write (those that apply to a fit are written).
-CHECK_FILES = (
-    "checks.csv", "convergence.csv", "ppc_transitions.csv", "ppc_prevalence.csv",
-    "ppc_discrepancy.csv", "ppc_transitions.png", "ppc_prevalence.png", "ppc_discrepancy.png",
-    "trace.png",
-)  # fmt: skip
 #: Files of ``projection.write_outputs`` in ``projection/`` (default stem, charts, no states).
 PROJECTION_FILES = (
     "projection.nc", "projection.csv", "charts/returnees.png", "charts/diaspora.png",
@@ -125,7 +119,9 @@ def planned_outputs(out_dir: Path) -> tuple[list[Path], list[Path]]:
     folders = [out_dir] + [out_dir / d for d in ("checks", "summaries", "projection")]
     folders.append(out_dir / "projection" / "charts")
     files = [out_dir / n for n in ("panel.csv", "fit.nc", "report.html")]
-    files += [out_dir / "checks" / n for n in CHECK_FILES]
+    from markov_migration.checks import OUTPUT_FILES
+
+    files += [out_dir / "checks" / n for n in OUTPUT_FILES]
     files += [out_dir / "summaries" / f"{stem}.csv" for stem, _, _ in DEMO_SUMMARIES]
     files += [out_dir / "projection" / n for n in PROJECTION_FILES]
     return folders, files
