@@ -317,6 +317,7 @@ def reproduce(
         seed=int(settings_raw["seed"]) if seed is None else int(seed),
         sampler=sampler,
         cores=settings_raw.get("cores"),
+        target_accept=float(settings_raw.get("target_accept", 0.8)),
     )
     t0 = time.perf_counter()
     rerun = sample(spec, agg, settings, progress=progress, command=command, panel=panel)

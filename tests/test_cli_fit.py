@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -26,7 +28,9 @@ def test_fit_writes_a_fit_file(three, tmp_path):
     model, panel = three
     out = tmp_path / "fit.nc"
     args = ["fit", str(panel), "--model", str(model), "--out", str(out)]
-    res = runner.invoke(app, [*args, "--chains", "2", "--draws", "200", "--tune", "200", "--seed", "3", "-q"])
+    res = runner.invoke(
+        app, [*args, "--chains", "2", "--draws", "200", "--tune", "200", "--seed", "3", "-q"]
+    )
     assert res.exit_code == 0, res.output
     assert "Posterior intensities" in res.output and "divergences" in res.output
     tree = read_fit(out)
@@ -39,6 +43,24 @@ def test_fit_writes_a_fit_file(three, tmp_path):
     assert res.exit_code == 2
     assert "exists; use --force" in res.stderr
     assert out.read_bytes() == before
+
+
+def test_target_accept_is_used_and_recorded(three, tmp_path):
+    model, panel = three
+    step = {}
+    for accept in (0.8, 0.97):
+        out = tmp_path / f"fit-{accept}.nc"
+        res = runner.invoke(
+            app,
+            ["fit", str(panel), "--model", str(model), "--out", str(out), "--chains", "2",
+             "--draws", "200", "--tune", "200", "--seed", "3", "-q", "--target-accept", str(accept)],
+        )  # fmt: skip
+        assert res.exit_code == 0, res.output
+        tree = read_fit(out)
+        assert json.loads(tree.attrs["sampler_settings"])["target_accept"] == accept
+        step[accept] = float(tree["sample_stats"]["step_size"].mean())
+    # a higher acceptance target adapts smaller steps
+    assert step[0.97] < 0.8 * step[0.8]
 
 
 def _forbid_compile(monkeypatch):
@@ -72,6 +94,7 @@ def test_impossible_transition_fails_before_compiling(three, tmp_path, monkeypat
     [
         (["--sampler", "stan"], "unknown sampler 'stan'"),
         (["--draws", "0"], "Invalid value for '--draws'"),
+        (["--target-accept", "1.0"], "--target-accept must be between 0 and 1, got 1"),
     ],
 )
 def test_bad_options(three, tmp_path, monkeypatch, extra, message):
@@ -88,7 +111,9 @@ def test_bad_model_and_missing_panel(three, tmp_path, monkeypatch):
     _forbid_compile(monkeypatch)
     model, panel = three
     out = tmp_path / "fit.nc"
-    res = runner.invoke(app, ["fit", str(tmp_path / "none.csv"), "--model", str(model), "--out", str(out)])
+    res = runner.invoke(
+        app, ["fit", str(tmp_path / "none.csv"), "--model", str(model), "--out", str(out)]
+    )
     assert res.exit_code == 2 and "none.csv: file not found" in res.stderr
     bad_model = tmp_path / "bad.toml"
     bad_model.write_text('states = ["a", "a"]\n[transitions]\na = ["a"]\n')

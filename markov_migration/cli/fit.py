@@ -30,6 +30,13 @@ def fit(
     cores: Annotated[
         int | None, typer.Option(min=1, help="Chains run in parallel (default: one per chain).")
     ] = None,
+    target_accept: Annotated[
+        float,
+        typer.Option(
+            help="Target acceptance probability of the step-size adaptation; 0.9-0.99 for "
+            "divergences in hierarchical (group) models."
+        ),
+    ] = 0.8,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing fit file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -43,7 +50,7 @@ def fit(
     if out.suffix.lower() not in (".nc", ".netcdf", ".h5"):
         raise InputError("fit file must end in .nc", path=out)
     check_output(out, force)
-    settings = FitSettings(chains, draws, tune, seed, sampler, cores)
+    settings = FitSettings(chains, draws, tune, seed, sampler, cores, target_accept)
     settings.check()
     spec = load_spec(resolve_model(model))
     from markov_migration.inference.model import check_supported

@@ -35,6 +35,10 @@ class FitSettings:
     sampler : {"nutpie", "pymc"}
     cores : int or None
         Chains run in parallel (default: all cores).
+    target_accept : float
+        Average acceptance probability the step size is adapted to, in (0, 1);
+        default 0.8. Larger values (0.9-0.99) take smaller steps, which helps
+        posteriors with bad geometry (divergences in hierarchical models).
     """
 
     chains: int = 4
@@ -43,16 +47,21 @@ class FitSettings:
     seed: int = 0
     sampler: str = "nutpie"
     cores: int | None = None
+    target_accept: float = 0.8
     timings: dict[str, float] = field(default_factory=dict)
 
     def check(self) -> None:
         """Raise InputError on invalid settings."""
         if self.sampler not in SAMPLERS:
             raise InputError(f"unknown sampler '{self.sampler}' (use {' or '.join(SAMPLERS)})")
+        if not 0.0 < self.target_accept < 1.0:
+            raise InputError(f"--target-accept must be between 0 and 1, got {self.target_accept:g}")
         for name in ("chains", "draws", "tune"):
             value = getattr(self, name)
             if value < (0 if name == "tune" else 1):
-                raise InputError(f"--{name} must be at least {0 if name == 'tune' else 1}, got {value}")
+                raise InputError(
+                    f"--{name} must be at least {0 if name == 'tune' else 1}, got {value}"
+                )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready settings (timings in seconds)."""
@@ -63,6 +72,7 @@ class FitSettings:
             "seed": self.seed,
             "sampler": self.sampler,
             "cores": self.cores,
+            "target_accept": self.target_accept,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -138,6 +148,7 @@ def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progres
         seed=s.seed,
         progress_bar=progress,
         save_warmup=False,
+        target_accept=s.target_accept,
     )
     s.timings["sample"] = time.perf_counter() - t1
     return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset()
@@ -159,6 +170,7 @@ def _sample_pymc(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress:
             cores=s.cores or min(s.chains, 2),
             random_seed=s.seed,
             nuts_sampler="pymc",
+            target_accept=s.target_accept,
             progressbar=progress,
             compute_convergence_checks=False,
         )
@@ -219,6 +231,7 @@ def fit(
     seed: int = 0,
     sampler: str = "nutpie",
     cores: int | None = None,
+    target_accept: float = 0.8,
     progress: bool = False,
     out: str | Path | None = None,
     force: bool = False,
@@ -232,7 +245,7 @@ def fit(
         Long-format panel (CSV/Parquet) or aggregated-counts table.
     model : str, Path or ModelSpec
         Model file or a parsed spec.
-    chains, draws, tune, seed, sampler, cores
+    chains, draws, tune, seed, sampler, cores, target_accept
         See :class:`FitSettings`.
     progress : bool
         Show a progress bar.
@@ -256,7 +269,7 @@ def fit(
     from markov_migration.io import check_output
 
     spec = model if isinstance(model, ModelSpec) else load_spec(model)
-    settings = FitSettings(chains, draws, tune, seed, sampler, cores)
+    settings = FitSettings(chains, draws, tune, seed, sampler, cores, target_accept)
     settings.check()
     if out is not None:
         check_output(out, force)
