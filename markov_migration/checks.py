@@ -593,14 +593,20 @@ def _keyed_prevalence_rows(
     key_index = extra.groupby(keys, sort=False, observed=True).ngroup().to_numpy()
     unique = extra.drop_duplicates(keys).reset_index(drop=True)
     table = pd.concat([agg.table, unique[agg.table.columns]], ignore_index=True)
-    base = model_design(spec, agg)
     design = model_design(spec, replace(agg, table=table))
-    if (design.parameter_labels, design.group_levels) != (base.parameter_labels, base.group_levels):
+    post = tree["posterior"]
+    effects = (
+        [str(x) for x in post["covariate_effect"].values]
+        if "covariate_effect" in post.coords
+        else []
+    )
+    groups = [str(x) for x in post["group"].values] if "group" in post.coords else []
+    if [e.label for e in design.effects] != effects or list(design.group_levels) != groups:
         raise InputError(
             "respondents' first covariate values or groups are not among the fit's: "
             "no prevalence check"
         )
-    post = tree["posterior"].to_dataset()
+    post = post.to_dataset()
     n_total = post.sizes["chain"] * post.sizes["draw"]
     draws = np.unique(np.round(np.linspace(0, n_total - 1, min(n_draws, n_total))).astype(np.int64))
     q = design_generators(spec, design, post, draws)

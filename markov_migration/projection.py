@@ -463,7 +463,7 @@ def posterior_generators(
         q = post["Q"].transpose("chain", "draw", "from_state", "to_state")
         described = "the fit's posterior Q"
     else:
-        q, choice = _chosen_generators(tree, spec, covariates, group, period, at, seed)
+        q, choice = chosen_generators(tree, spec, covariates, group, period, at, seed)
         described = json.dumps(choice, default=str)
     states = [str(s) for s in q["from_state"].values]
     if states != list(spec.states):
@@ -478,8 +478,14 @@ def posterior_generators(
     return q
 
 
-def _chosen_generators(tree, spec, covariates, group, period, at, seed) -> xr.DataArray:
-    """Q draws at given covariate values, group and period, and the choice made."""
+def chosen_generators(tree, spec, covariates, group, period, at, seed) -> tuple[xr.DataArray, dict]:
+    """Q draws at given covariate values, group and period, and the choice made.
+
+    The checks and defaults of :func:`posterior_generators` (a fit with groups
+    needs ``group``, one with periods ``period`` or ``at``); returns the
+    ``(chain, draw, from_state, to_state)`` draws and the choice as a dict.
+    Shared with :func:`markov_migration.summaries.at_generator`.
+    """
     from markov_migration.fitfile import generator_draws, new_group_generators
 
     post = tree["posterior"]

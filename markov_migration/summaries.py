@@ -563,11 +563,11 @@ def at_generator(
     xarray.DataTree
         A shallow copy; root attr ``generator`` records the choice (JSON).
     """
-    from markov_migration.projection import _chosen_generators
+    from markov_migration.projection import chosen_generators
 
     if is_discrete(tree):
         raise InputError("--covariate, --group and --period need a continuous-time fit")
-    q, choice = _chosen_generators(tree, _spec(tree), covariates, group, period, None, seed)
+    q, choice = chosen_generators(tree, _spec(tree), covariates, group, period, None, seed)
     post = tree["posterior"].to_dataset().drop_vars("Q")
     post["Q"] = q.transpose(*SAMPLE_DIMS, "from_state", "to_state")
     out = tree.copy()
