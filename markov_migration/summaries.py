@@ -371,6 +371,29 @@ def _wrap(
     )
 
 
+def _transient_states(
+    values: np.ndarray, like: xr.DataArray, spec: ModelSpec, absorbing_note: str, **attrs
+) -> xr.DataArray:
+    """Label per-state draws ``(..., K)`` without the absorbing states, noting which were left out."""
+    keep = [i for i, s in enumerate(spec.states) if s not in spec.absorbing]
+    notes = [f"{absorbing_note}: {', '.join(spec.absorbing)}"] if spec.absorbing else []
+    return _wrap(
+        values[..., keep],
+        like,
+        ("state",),
+        {"state": [spec.states[i] for i in keep]},
+        notes=json.dumps(notes),
+        **attrs,
+    )
+
+
+def _whole_steps(t: float) -> int:
+    """``t`` as a whole number of steps of a discrete-time fit (InputError otherwise)."""
+    if abs(t - round(t)) > 1e-9:
+        raise InputError(f"a discrete-time fit needs a whole number of steps for --t, got {t:g}")
+    return int(round(t))
+
+
 def _amount(value: float, unit: str) -> str:
     """``1 year``, ``2.5 years``, ``1 step``."""
     return f"{value:g} {unit.rstrip('s') if value == 1 else unit}"
@@ -423,11 +446,7 @@ def pmatrix(tree: xr.DataTree, t: float = 1.0) -> xr.DataArray:
     m = _matrix_draws(tree)
     values = m.to_numpy()
     if is_discrete(tree):
-        if abs(t - round(t)) > 1e-9:
-            raise InputError(
-                f"a discrete-time fit needs a whole number of steps for --t, got {t:g}"
-            )
-        p = np.linalg.matrix_power(values, int(round(t)))
+        p = np.linalg.matrix_power(values, _whole_steps(t))
     else:
         p = _expm_qt(values, t)
     unit = _unit(tree)
@@ -455,23 +474,16 @@ def sojourn(tree: xr.DataTree) -> xr.DataArray:
     spec = _spec(tree)
     m = _matrix_draws(tree)
     values = _discrete_sojourn(m.to_numpy()) if is_discrete(tree) else sojourn_times(m.to_numpy())
-    keep = [i for i, s in enumerate(spec.states) if s not in spec.absorbing]
     unit = _unit(tree)
-    notes = (
-        [f"absorbing states have no finite sojourn: {', '.join(spec.absorbing)}"]
-        if spec.absorbing
-        else []
-    )
-    return _wrap(
-        values[..., keep],
+    return _transient_states(
+        values,
         m,
-        ("state",),
-        {"state": [spec.states[i] for i in keep]},
+        spec,
+        "absorbing states have no finite sojourn",
         quantity="sojourn",
         description="mean length of a stay in the state",
         units=unit,
         time_unit=unit,
-        notes=json.dumps(notes),
     )
 
 
@@ -503,29 +515,20 @@ def leave(tree: xr.DataTree, t: float = 1.0) -> xr.DataArray:
     m = _matrix_draws(tree)
     diag = np.diagonal(m.to_numpy(), axis1=-2, axis2=-1)
     if is_discrete(tree):
-        if abs(t - round(t)) > 1e-9:
-            raise InputError(
-                f"a discrete-time fit needs a whole number of steps for --t, got {t:g}"
-            )
-        values = 1.0 - diag ** int(round(t))
+        values = 1.0 - diag ** _whole_steps(t)
     else:
         values = -np.expm1(diag * t)
-    keep = [i for i, s in enumerate(spec.states) if s not in spec.absorbing]
     unit = _unit(tree)
-    notes = (
-        [f"absorbing states are never left: {', '.join(spec.absorbing)}"] if spec.absorbing else []
-    )
-    return _wrap(
-        values[..., keep],
+    return _transient_states(
+        values,
         m,
-        ("state",),
-        {"state": [spec.states[i] for i in keep]},
+        spec,
+        "absorbing states are never left",
         quantity="leave",
         description=f"probability of leaving the state at least once within {_amount(t, unit)}",
         units="probability",
         t=t,
         time_unit=unit,
-        notes=json.dumps(notes),
     )
 
 
