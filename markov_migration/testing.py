@@ -79,6 +79,12 @@ def fake_sample_stats(chains: int, draws: int, seed: int = 0) -> xr.Dataset:
     )
 
 
+def _fake_data(spec: ModelSpec, panel: pd.DataFrame) -> tuple[Panel, AggregatedData]:
+    """The validated panel (SHA-256 of zeros) and its aggregated data."""
+    validated = validate_panel(panel, spec, path="<fake panel>", sha256="0" * 64)
+    return validated, aggregate(validated, spec)
+
+
 def fake_fit(
     spec: ModelSpec,
     panel: pd.DataFrame,
@@ -97,12 +103,9 @@ def fake_fit(
     >>> spec = load_spec("models/migration5.toml")  # doctest: +SKIP
     >>> tree = fake_fit(spec, simulate_panel(spec, 500, seed=1))  # doctest: +SKIP
     """
-    validated: Panel = validate_panel(panel, spec, path="<fake panel>", sha256="0" * 64)
-    agg: AggregatedData = aggregate(validated, spec)
+    validated, agg = _fake_data(spec, panel)
     posterior = fake_posterior(spec, chains=chains, draws=draws, spread=spread, seed=seed)
-    stats = fake_sample_stats(chains, draws, seed)
-    settings = {"chains": chains, "draws": draws, "tune": 0, "seed": seed, "sampler": "fake"}
-    return assemble_fit(spec, agg, posterior, stats, settings, "fake_fit", validated)
+    return _assemble_fake(spec, agg, posterior, validated, seed, "fake_fit")
 
 
 def fake_design_fit(
@@ -125,30 +128,29 @@ def fake_design_fit(
     """
     from markov_migration.design import generators_from_rates, model_design
 
-    validated = validate_panel(panel, spec, path="<fake panel>", sha256="0" * 64)
-    agg = aggregate(validated, spec)
+    validated, agg = _fake_data(spec, panel)
     design = model_design(spec, agg)
     rng = np.random.default_rng(seed)
     base = fake_posterior(spec, chains=chains, draws=draws, spread=spread, seed=seed)
     log_rate = base["log_rate"].to_numpy()
     shape = (chains, draws)
     sample = ("chain", "draw")
-    out = log_rate[..., None, :] + np.zeros((len(design.grid_x), 1))
     post = {"log_rate": base["log_rate"], "rate": base["rate"]}
     coords = {k: v for k, v in design.coords().items() if k != "hr_parameter"}
+    lhr = effect = None
     if design.has_effects:
         par = effect_sd * rng.standard_normal((*shape, len(design.parameter_labels)))
         lhr = par[..., design.effect_parameter]
-        out = out + (design.grid_x * lhr[..., None, :]) @ design.effect_transition
         post["log_hazard_ratio"] = ((*sample, "covariate_effect"), lhr)
         post["hazard_ratio"] = ((*sample, "covariate_effect"), np.exp(lhr))
     if design.has_groups:
         n_gt = len(design.group_transitions)
         sd = np.abs(rng.normal(group_sd, 0.05 * group_sd, (*shape, n_gt)))
         effect = rng.standard_normal((*shape, len(design.group_levels), n_gt)) * sd[..., None, :]
-        out = out + np.take(effect, design.grid_group, axis=-2) @ design.group_transition
         post["group_sd"] = ((*sample, "group_transition"), sd)
         post["group_effect"] = ((*sample, "group", "group_transition"), effect)
+    # the reported generators (pattern x group x period grid), as the fitting layer builds them
+    out = design.log_rates(log_rate, lhr, effect, x=design.grid_x, group=design.grid_group)
     k = spec.n_states
     q = generators_from_rates(np.exp(out), spec).reshape(*shape, *design.grid_shape, k, k)
     post["Q"] = ((*sample, *design.grid_dims, "from_state", "to_state"), q)
@@ -157,6 +159,12 @@ def fake_design_fit(
         coords={**coords, "chain": np.arange(chains), "draw": np.arange(draws),
                 "from_state": list(spec.states), "to_state": list(spec.states)},
     )  # fmt: skip
+    return _assemble_fake(spec, agg, posterior, validated, seed, "fake_design_fit")
+
+
+def _assemble_fake(spec, agg, posterior, validated, seed, command) -> xr.DataTree:
+    """The fit file of a fake posterior: well-behaved sample stats, sampler 'fake'."""
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     stats = fake_sample_stats(chains, draws, seed)
     settings = {"chains": chains, "draws": draws, "tune": 0, "seed": seed, "sampler": "fake"}
-    return assemble_fit(spec, agg, posterior, stats, settings, "fake_design_fit", validated)
+    return assemble_fit(spec, agg, posterior, stats, settings, command, validated)
