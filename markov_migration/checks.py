@@ -370,6 +370,11 @@ def convergence_checks(tree: xr.DataTree, table: pd.DataFrame | None = None) -> 
 # --------------------------------------------------------------------------
 
 
+def thinned_draws(n_total: int, n_draws: int) -> np.ndarray:
+    """Indices of at most ``n_draws`` of ``n_total`` flattened posterior samples, evenly spread."""
+    return np.unique(np.round(np.linspace(0, n_total - 1, min(n_draws, n_total))).astype(np.int64))
+
+
 def thinned_matrices(tree: xr.DataTree, n_draws: int = PPC_DRAWS) -> tuple[np.ndarray, bool]:
     """Up to ``n_draws`` posterior generators (or one-step matrices), evenly thinned.
 
@@ -387,10 +392,7 @@ def thinned_matrices(tree: xr.DataTree, n_draws: int = PPC_DRAWS) -> tuple[np.nd
     )
     k = m.shape[-1]
     m = m.reshape(-1, k, k)
-    if m.shape[0] > n_draws:
-        idx = np.unique(np.round(np.linspace(0, m.shape[0] - 1, n_draws)).astype(np.int64))
-        m = m[idx]
-    return np.ascontiguousarray(m), discrete
+    return np.ascontiguousarray(m[thinned_draws(m.shape[0], n_draws)]), discrete
 
 
 def transition_matrices(
@@ -495,7 +497,7 @@ def _keyed_row_groups(
     data = design.likelihood
     post = tree["posterior"].to_dataset()
     n_total = post.sizes["chain"] * post.sizes["draw"]
-    draws = np.unique(np.round(np.linspace(0, n_total - 1, min(n_draws, n_total))).astype(np.int64))
+    draws = thinned_draws(n_total, n_draws)
     q = design_generators(spec, design, post, draws)
     # the rebuilt design must give the log-likelihood stored at fitting time
     stored = tree["log_likelihood"]["transitions"].transpose("chain", "draw", "obs").to_numpy()
@@ -608,7 +610,7 @@ def _keyed_prevalence_rows(
         )
     post = post.to_dataset()
     n_total = post.sizes["chain"] * post.sizes["draw"]
-    draws = np.unique(np.round(np.linspace(0, n_total - 1, min(n_draws, n_total))).astype(np.int64))
+    draws = thinned_draws(n_total, n_draws)
     q = design_generators(spec, design, post, draws)
     rows = len(agg.table) + np.arange(len(unique))
     return q, design.likelihood, rows, key_index
