@@ -95,18 +95,14 @@ def panel_pairs(tree: xr.DataTree) -> tuple[pd.DataFrame, np.ndarray] | None:
     fit's aggregated data.
     """
     from markov_migration.fitfile import fit_spec
-    from markov_migration.panel import aggregate, pair_rows
-    from markov_migration.reproduce import _same_aggregate, embeds_panel, recorded_panel
+    from markov_migration.panel import pair_rows
+    from markov_migration.reproduce import embeds_panel, recorded_data
 
     spec = fit_spec(tree)
     if not embeds_panel(tree, spec):
         return None
-    panel = recorded_panel(tree, spec)
-    const = tree.children.get("constant_data")
-    resolution = float(const["resolution"]) if const is not None and "resolution" in const else None
-    agg = aggregate(panel, spec, resolution)
-    if not _same_aggregate(tree, agg):
-        raise InputError("the embedded panel does not reproduce the fit's aggregated data")
+    # the embedded panel, re-aggregated and checked against observed_data
+    panel, agg, _ = recorded_data(tree, spec)
     return pair_rows(panel, spec, agg)
 
 
