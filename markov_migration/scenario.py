@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from markov_migration.errors import InputError
-from markov_migration.spec import ModelSpec
+from markov_migration.spec import ModelSpec, read_text
 
 #: Name of the scenario without changes.
 BASELINE = "baseline"
@@ -228,12 +228,7 @@ def load_scenario(path: str | Path, spec: ModelSpec) -> Scenario:
         If the file is missing, not valid TOML or not a valid scenario.
     """
     path = resolve_scenario(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ScenarioError("scenario file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ScenarioError(f"cannot read scenario file: {err}", path=path) from None
+    text = read_text(path, "scenario file", ScenarioError)
     return parse_scenario(text, spec, path=str(path))
 
 

@@ -269,13 +269,17 @@ def load_spec(path: str | Path) -> ModelSpec:
         If the file is missing, not valid TOML or not a valid model.
     """
     path = Path(path)
+    return parse_spec(read_text(path, "model file", SpecError), path=str(path))
+
+
+def read_text(path: Path, what: str, error: type[Exception]) -> str:
+    """A UTF-8 text file's content; ``error`` with one line ("model file not found", ...)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SpecError("model file not found", path=path) from None
+        raise error(f"{what} not found", path=path) from None
     except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(f"cannot read model file: {err}", path=path) from None
-    return parse_spec(text, path=str(path))
+        raise error(f"cannot read {what}: {err}", path=path) from None
 
 
 def parse_spec(text: str, path: str | None = None) -> ModelSpec:
@@ -314,13 +318,7 @@ def load_rates(path: str | Path, spec: ModelSpec) -> dict[tuple[int, int], float
         names the rates file and the line.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError("rates file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise SpecError(f"cannot read rates file: {err}", path=path) from None
-    return parse_rates(text, spec, path=str(path))
+    return parse_rates(read_text(path, "rates file", SpecError), spec, path=str(path))
 
 
 def parse_rates(
