@@ -35,9 +35,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from markov_migration.calibration import HOST_DEPARTURE, host_departure  # noqa: E402
+from markov_migration.inputs.calibration import HOST_DEPARTURE, host_departure  # noqa: E402
+from markov_migration.inputs.spec import parse_spec  # noqa: E402
 from markov_migration.reference.msm import MsmCovariate, fit_msm, msm_available  # noqa: E402
-from markov_migration.spec import parse_spec  # noqa: E402
 
 INTO_RETURNED = ["abroad->returned", "transit->returned", "swing->returned",
                  "reemigrated->returned"]  # fmt: skip
@@ -83,7 +83,7 @@ def per_eval_ms(spec, agg) -> float:
     which takes the slower Pade fallback.)
     """
     from markov_migration.core.likelihood import loglik_and_grad
-    from markov_migration.design import generators_from_rates, model_design
+    from markov_migration.inputs.design import generators_from_rates, model_design
 
     design = model_design(spec, agg)
     log_rate = np.log([spec.rates[p] for p in spec.transitions])
@@ -114,10 +114,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2024)
     args = parser.parse_args()
 
-    from markov_migration.design import model_design
     from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.panel import aggregate, validate_panel
-    from markov_migration.simulate import simulate_panel
+    from markov_migration.inputs.design import model_design
+    from markov_migration.inputs.panel import aggregate, validate_panel
+    from markov_migration.inputs.simulate import simulate_panel
 
     text_groups, text_plain = model_texts()
     spec_g, spec_c = parse_spec(text_groups), parse_spec(text_plain)

@@ -36,8 +36,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from markov_migration.inputs.spec import load_spec, parse_spec  # noqa: E402
 from markov_migration.reference.msm import fit_msm, msm_available  # noqa: E402
-from markov_migration.spec import load_spec, parse_spec  # noqa: E402
 
 
 def cli() -> list[str]:
@@ -75,9 +75,32 @@ def bench_a(tmp: Path) -> None:
     export_cav(cav)
     spec = load_spec(ROOT / "models" / "cav.toml")
     cache = tmp / "pytensor-cache"
-    env = dict(os.environ, PYTENSOR_FLAGS=f"base_compiledir={cache}", NUMBA_CACHE_DIR=str(tmp / "numba-cache"))
-    cmd = [*cli(), "fit", str(cav), "--model", str(ROOT / "models" / "cav.toml"), "--out", str(tmp / "cav.nc")]
-    cmd += ["--chains", "4", "--draws", "1000", "--tune", "1000", "--seed", "1", "--quiet", "--force"]
+    env = dict(
+        os.environ,
+        PYTENSOR_FLAGS=f"base_compiledir={cache}",
+        NUMBA_CACHE_DIR=str(tmp / "numba-cache"),
+    )
+    cmd = [
+        *cli(),
+        "fit",
+        str(cav),
+        "--model",
+        str(ROOT / "models" / "cav.toml"),
+        "--out",
+        str(tmp / "cav.nc"),
+    ]
+    cmd += [
+        "--chains",
+        "4",
+        "--draws",
+        "1000",
+        "--tune",
+        "1000",
+        "--seed",
+        "1",
+        "--quiet",
+        "--force",
+    ]
     cold = timed_run(cmd, env)
     warm = timed_run(cmd, env)
     df = pd.read_csv(cav)
@@ -85,7 +108,9 @@ def bench_a(tmp: Path) -> None:
     ref = fit_msm(panel, spec.allowed_matrix())
     print(f"    markov-migration fit, cold cache : {cold:7.1f} s")
     print(f"    markov-migration fit, warm cache : {warm:7.1f} s")
-    print(f"    R msm (Rscript, whole process)   : {ref.wall_seconds:7.1f} s (msm() itself {ref.seconds:.2f} s)")
+    print(
+        f"    R msm (Rscript, whole process)   : {ref.wall_seconds:7.1f} s (msm() itself {ref.seconds:.2f} s)"
+    )
     print(f"    ratio cold / msm = {cold / ref.wall_seconds:.1f}x   (target <= 8x)")
     print(f"    ratio warm / msm = {warm / ref.wall_seconds:.1f}x   (target <= 2x)")
 
@@ -128,7 +153,7 @@ def bench_b(tmp: Path) -> None:
     import pymc as pm
 
     from markov_migration.inference.model import build_model
-    from markov_migration.panel import load_data
+    from markov_migration.inputs.panel import load_data
 
     print("\n(b) fast Op vs naive per-interval expm PyMC model (cav panel)")
     cav = tmp / "cav.csv"
@@ -139,7 +164,9 @@ def bench_b(tmp: Path) -> None:
             return
         export_cav(cav)
     _, full = load_data(cav, spec)
-    print(f"    full panel: {len(full.table)} aggregated rows, {full.intervals.size} distinct intervals")
+    print(
+        f"    full panel: {len(full.table)} aggregated rows, {full.intervals.size} distinct intervals"
+    )
     # The naive model of the full panel (617 expm graphs) did not finish compiling here:
     # PyTensor's rewrites of its gradient grew past 20 GiB of memory in 6 minutes. So the
     # naive model is measured on the rows of the n most common intervals, n = 10..80, and
@@ -180,12 +207,22 @@ def bench_b(tmp: Path) -> None:
         with model:
             start = time.perf_counter()
             pm.sample(
-                draws=100, tune=100, chains=1, cores=1, random_seed=1, nuts_sampler="pymc",
-                progressbar=False, compute_convergence_checks=False,
+                draws=100,
+                tune=100,
+                chains=1,
+                cores=1,
+                random_seed=1,
+                nuts_sampler="pymc",
+                progressbar=False,
+                compute_convergence_checks=False,
             )
             times[name] = time.perf_counter() - start
-        print(f"    PyMC NUTS 1 chain x 200 iterations, 40 intervals, {name:5s}: {times[name]:7.1f} s")
-    print(f"    ratio sampling (40 intervals, compile included) = {times['naive'] / times['fast']:.0f}x")
+        print(
+            f"    PyMC NUTS 1 chain x 200 iterations, 40 intervals, {name:5s}: {times[name]:7.1f} s"
+        )
+    print(
+        f"    ratio sampling (40 intervals, compile included) = {times['naive'] / times['fast']:.0f}x"
+    )
     # The full panel: our fit (nutpie, 4 x (1,000 + 1,000)) and what the naive model's
     # evaluations alone would cost for the same number of gradient evaluations.
     from markov_migration.inference.fit import FitSettings, sample
@@ -232,8 +269,8 @@ def eval_time(model, reps: int) -> tuple[float, float]:
 
 def bench_c(tmp: Path) -> None:
     from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.panel import aggregate, validate_panel
-    from markov_migration.simulate import simulate_panel
+    from markov_migration.inputs.panel import aggregate, validate_panel
+    from markov_migration.inputs.simulate import simulate_panel
 
     print("\n(c) 8,500 vs 850,000 respondents, same wave grid (migration5, 4 x 1,000 draws)")
     spec = load_spec(ROOT / "models" / "migration5.toml")
@@ -252,7 +289,9 @@ def bench_c(tmp: Path) -> None:
         s = settings()
         sample(spec, agg, s)
         total = time.perf_counter() - start
-        rows.append((n, len(df), len(agg.table), agg.intervals.size, prep, s.timings["sample"], total))
+        rows.append(
+            (n, len(df), len(agg.table), agg.intervals.size, prep, s.timings["sample"], total)
+        )
         print(
             f"    {n:>9,} respondents ({len(df):,} rows -> {len(agg.table):,} aggregated rows, "
             f"{agg.intervals.size} intervals): validate+aggregate {prep:5.1f} s, "
@@ -279,7 +318,7 @@ resolution = 1e-9   # keep every gap distinct
 def bench_d(tmp: Path) -> None:
     from markov_migration.core.simulate import simulate_paths
     from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.panel import aggregate, validate_panel
+    from markov_migration.inputs.panel import aggregate, validate_panel
 
     print("\n(d) continuous, all-distinct gaps (~14,000 observations, 5 states) vs R msm")
     spec = parse_spec(DISTINCT)
@@ -288,9 +327,15 @@ def bench_d(tmp: Path) -> None:
     n, w = 3500, 4
     times = np.cumsum(rng.uniform(0.2, 1.5, (n, w)), axis=1)
     start = rng.integers(0, 3, n)
-    sim = simulate_paths(rates[None, None], np.zeros(n, dtype=np.int64), start, times[:, 0], times, seed=3)
+    sim = simulate_paths(
+        rates[None, None], np.zeros(n, dtype=np.int64), start, times[:, 0], times, seed=3
+    )
     df = pd.DataFrame(
-        {"id": np.repeat(np.arange(n), w), "time": times.ravel(), "state": sim.observed.ravel().astype(int)}
+        {
+            "id": np.repeat(np.arange(n), w),
+            "time": times.ravel(),
+            "state": sim.observed.ravel().astype(int),
+        }
     )
     df["state"] = np.array(spec.states)[df["state"]]
     panel = validate_panel(df, spec)
@@ -301,7 +346,9 @@ def bench_d(tmp: Path) -> None:
     exact = sample(spec, agg, s)
     ours = time.perf_counter() - t0
     t = s.timings
-    print(f"    markov-migration (compile {t['compile']:.1f} s + sampling {t['sample']:.1f} s): {ours:7.1f} s")
+    print(
+        f"    markov-migration (compile {t['compile']:.1f} s + sampling {t['sample']:.1f} s): {ours:7.1f} s"
+    )
     # The package's default: gaps rounded to one day (DISTINCT without its resolution line).
     day_spec = parse_spec(DISTINCT.replace("resolution = 1e-9   # keep every gap distinct", ""))
     day = aggregate(validate_panel(df, day_spec), day_spec)
@@ -322,7 +369,9 @@ def bench_d(tmp: Path) -> None:
         return
     ref = fit_msm(panel.data.assign(state=panel.data["state"]), spec.allowed_matrix())
     print(f"    R msm: {ref.wall_seconds:7.1f} s (msm() itself {ref.seconds:.1f} s)")
-    print(f"    ratio msm / ours, all gaps distinct = {ref.wall_seconds / ours:.1f}x   (target >= 10x)")
+    print(
+        f"    ratio msm / ours, all gaps distinct = {ref.wall_seconds / ours:.1f}x   (target >= 10x)"
+    )
     print(f"    ratio msm / ours, gaps rounded to 1 day = {ref.wall_seconds / ours_day:.1f}x")
 
 

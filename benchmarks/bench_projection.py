@@ -18,8 +18,8 @@ import numpy as np
 import scipy.linalg
 
 from markov_migration.core.projection import draw_seeds, project_stocks, step_pmatrices
+from markov_migration.inputs.spec import load_spec
 from markov_migration.io import models_dir
-from markov_migration.spec import load_spec
 
 STEPS = 11
 X0 = np.array([300_000, 150_000, 100_000, 0, 100_000])

@@ -30,8 +30,8 @@ def timed(fn, repeat: int = 3) -> tuple[float, float]:
 
 def main() -> None:
     t = time.perf_counter()
-    from markov_migration.simulate import simulate_panel, simulate_paths_for_spec
-    from markov_migration.spec import load_spec
+    from markov_migration.inputs.simulate import simulate_panel, simulate_paths_for_spec
+    from markov_migration.inputs.spec import load_spec
 
     print(f"import: {time.perf_counter() - t:.2f} s; CPUs: {os.cpu_count()}")
     spec = load_spec(ROOT / "models" / "migration5.toml")

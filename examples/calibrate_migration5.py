@@ -10,7 +10,7 @@ Method (docs/calibration.md has the full account)
 -------------------------------------------------
 1. The published figures are shares a survey measures between waves (e.g. 8% of those
    abroad in summer 2023 were back in Russia in summer 2024) or one-year departure
-   probabilities by host country. ``markov_migration.calibration.FIGURES`` defines each
+   probabilities by host country. ``markov_migration.inputs.calibration.FIGURES`` defines each
    one on the wave states of a panel, or on the model's rates.
 2. Host-country departures are matched exactly, not fitted: every host gets a hazard
    ratio on all moves out of its state (``"Georgia:transit->*"``) so that
@@ -43,14 +43,14 @@ import pandas as pd
 from scipy.linalg import expm
 from scipy.optimize import least_squares
 
-from markov_migration.calibration import (
+from markov_migration.inputs.calibration import (
     HOST_DEPARTURE,
     calibration_table,
     stationary_distribution,
     wave_metrics,
 )
-from markov_migration.simulate import parse_design, simulate_panel
-from markov_migration.spec import load_spec
+from markov_migration.inputs.simulate import parse_design, simulate_panel
+from markov_migration.inputs.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "migration5.toml"
@@ -207,8 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     panel = simulate_panel(spec, N_RESPONDENTS, seed=SEED)
     if args.write:
         panel.to_csv(PANEL, index=False, float_format="%.6f")
-        print(f"wrote {PANEL.relative_to(ROOT)}: {panel['id'].nunique():,} respondents, "
-              f"{len(panel):,} interviews (seed {SEED})\n")
+        print(
+            f"wrote {PANEL.relative_to(ROOT)}: {panel['id'].nunique():,} respondents, "
+            f"{len(panel):,} interviews (seed {SEED})\n"
+        )
     table = calibration_table(spec, panel)
     shown = table.assign(
         target=table["target"].map("{:.3f}".format),

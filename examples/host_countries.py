@@ -36,9 +36,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from markov_migration.calibration import HOST_DEPARTURE, host_departure  # noqa: E402
-from markov_migration.fitfile import new_group_generators, write_fit  # noqa: E402
-from markov_migration.spec import load_spec  # noqa: E402
+from markov_migration.fitfile.format import write_fit  # noqa: E402
+from markov_migration.fitfile.generators import new_group_generators  # noqa: E402
+from markov_migration.inputs.calibration import HOST_DEPARTURE, host_departure  # noqa: E402
+from markov_migration.inputs.spec import load_spec  # noqa: E402
 
 MODEL = ROOT / "models" / "migration5_hosts.toml"
 PANEL = ROOT / "examples" / "outrush_synthetic.csv"

@@ -1,6 +1,6 @@
 """Helpers for tests: fit files with fake posteriors, so results code is tested without MCMC.
 
-A fake fit has the exact layout of a real one (see :mod:`markov_migration.fitfile`);
+A fake fit has the exact layout of a real one (see :mod:`markov_migration.fitfile.format`);
 its posterior draws are log-normal perturbations of known rates, not samples of a
 posterior, so use it to test code that *reads* fits, never to test inference.
 """
@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from markov_migration.fitfile import assemble_fit
-from markov_migration.panel import AggregatedData, Panel, aggregate, validate_panel
-from markov_migration.spec import ModelSpec
+from markov_migration.fitfile.assemble import assemble_fit
+from markov_migration.inputs.panel import AggregatedData, Panel, aggregate, validate_panel
+from markov_migration.inputs.spec import ModelSpec
 
 
 def fake_posterior(
@@ -98,8 +98,8 @@ def fake_fit(
 
     Examples
     --------
-    >>> from markov_migration.spec import load_spec  # doctest: +SKIP
-    >>> from markov_migration.simulate import simulate_panel  # doctest: +SKIP
+    >>> from markov_migration.inputs.spec import load_spec  # doctest: +SKIP
+    >>> from markov_migration.inputs.simulate import simulate_panel  # doctest: +SKIP
     >>> spec = load_spec("models/migration5.toml")  # doctest: +SKIP
     >>> tree = fake_fit(spec, simulate_panel(spec, 500, seed=1))  # doctest: +SKIP
     """
@@ -126,7 +126,7 @@ def fake_design_fit(
     ``Q`` of every pattern, group and period is built from them exactly as the
     fitting layer does, so the fit file has the real layout.
     """
-    from markov_migration.design import generators_from_rates, model_design
+    from markov_migration.inputs.design import generators_from_rates, model_design
 
     validated, agg = _fake_data(spec, panel)
     design = model_design(spec, agg)

@@ -25,8 +25,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from markov_migration.inputs.spec import ModelSpec, load_spec
 from markov_migration.io import models_dir as _models_dir
-from markov_migration.spec import ModelSpec, load_spec
 
 #: Covariate and host-group tables for the three-state test models with states a, b, c
 #: (and a [simulate] table): a categorical ``reason`` and a numeric ``age`` on the

@@ -2,7 +2,7 @@
 
 The panel is simulated from the bundled model file with the example's seed and size
 (examples/README.md); every figure must lie in its stated tolerance interval
-(``markov_migration.calibration.FIGURES``). The intervals include 3+ standard errors
+(``markov_migration.inputs.calibration.FIGURES``). The intervals include 3+ standard errors
 of sampling noise at 8,500 respondents (measured over 100 seeds).
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from markov_migration.calibration import (
+from markov_migration.inputs.calibration import (
     FIGURES,
     HOST_DEPARTURE,
     calibration_metrics,
@@ -23,8 +23,8 @@ from markov_migration.calibration import (
     stationary_distribution,
     wave_states,
 )
-from markov_migration.simulate import simulate_panel
-from markov_migration.spec import load_spec
+from markov_migration.inputs.simulate import simulate_panel
+from markov_migration.inputs.spec import load_spec
 
 SEED, N = 2024, 8500
 

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from markov_migration import __version__
 from markov_migration.cli.app import app
-from markov_migration.panel import load_panel
-from markov_migration.spec import load_spec
+from markov_migration.inputs.panel import load_panel
+from markov_migration.inputs.spec import load_spec
 
 runner = CliRunner()
 
@@ -257,7 +257,7 @@ def test_messages_with_brackets_are_printed_verbatim(small_panel, write_model):
 
 @pytest.fixture
 def simulate_available():
-    pytest.importorskip("markov_migration.simulate")
+    pytest.importorskip("markov_migration.inputs.simulate")
 
 
 def test_simulate_refuses_an_existing_output(simulate_available, tmp_path):
@@ -400,8 +400,8 @@ def test_simulate_rates_file_replaces_the_models_rates(simulate_available, tmp_p
     later = frame[frame.groupby("id").cumcount() > 0]
     assert len(later) > 0 and set(later["state"]) == {"dead"}
     # The same as the Python API with the same rates; different from the model's rates.
-    from markov_migration.simulate import simulate_panel
-    from markov_migration.spec import load_rates
+    from markov_migration.inputs.simulate import simulate_panel
+    from markov_migration.inputs.spec import load_rates
 
     spec = load_spec(toy_model)
     api = simulate_panel(spec, 50, seed=1, rates=load_rates(rates, spec))

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from markov_migration.cli.app import app
-from markov_migration.fitfile import read_fit
+from markov_migration.fitfile.format import read_fit
 from tests.test_fit import Q3, THREE, simulate_expm
 
 runner = CliRunner()

@@ -12,9 +12,9 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from markov_migration.cli.app import app
-from markov_migration.fitfile import write_fit
-from markov_migration.projection import QUANTILE_COLUMNS, read_projection
-from markov_migration.simulate import simulate_panel
+from markov_migration.fitfile.format import write_fit
+from markov_migration.inputs.simulate import simulate_panel
+from markov_migration.projection.run import QUANTILE_COLUMNS, read_projection
 from markov_migration.testing import fake_fit
 from tests.conftest import deadline
 
@@ -28,8 +28,8 @@ def invoke(*args):
 
 @pytest.fixture(scope="module")
 def fit_file(tmp_path_factory):
+    from markov_migration.inputs.spec import load_spec
     from markov_migration.io import models_dir
-    from markov_migration.spec import load_spec
 
     spec = load_spec(models_dir() / "migration5.toml")
     tree = fake_fit(spec, simulate_panel(spec, 300, seed=2), chains=2, draws=40, seed=3)

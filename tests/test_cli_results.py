@@ -18,9 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from markov_migration.cli.app import app
-from markov_migration.fitfile import write_fit
-from markov_migration.simulate import simulate_panel
-from markov_migration.spec import parse_spec
+from markov_migration.fitfile.format import write_fit
+from markov_migration.inputs.simulate import simulate_panel
+from markov_migration.inputs.spec import parse_spec
 from markov_migration.testing import fake_fit
 
 runner = CliRunner()

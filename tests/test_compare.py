@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from markov_migration import compare as M
 from markov_migration.errors import InputError
-from markov_migration.simulate import simulate_panel
-from markov_migration.spec import parse_spec
+from markov_migration.inputs.simulate import simulate_panel
+from markov_migration.inputs.spec import parse_spec
+from markov_migration.results import compare as M
 from markov_migration.testing import fake_fit, fake_posterior
 from tests.conftest import DESIGN_TABLES
 
@@ -44,8 +44,8 @@ def panel(spec):
 
 def with_rates(tree, spec, factor, spread=0.05, seed=0):
     """The fit with its posterior moved to ``factor`` x the true rates (log-lik recomputed)."""
-    from markov_migration.fitfile import log_likelihood_dataset
-    from markov_migration.panel import AggregatedData
+    from markov_migration.fitfile.assemble import log_likelihood_dataset
+    from markov_migration.inputs.panel import AggregatedData
 
     rates = factor * np.array([spec.rates[p] for p in spec.transitions])
     post = fake_posterior(spec, rates, chains=2, draws=200, spread=spread, seed=seed)
@@ -147,7 +147,7 @@ def test_refuses_fits_of_different_data(spec, panel, fits):
 
 
 def test_compare_fit_files(fits, tmp_path):
-    from markov_migration.fitfile import write_fit
+    from markov_migration.fitfile.format import write_fit
 
     paths = [write_fit(fits[n], tmp_path / f"{n}.nc") for n in ("double", "true")]
     table, _ = M.compare_fits(paths)

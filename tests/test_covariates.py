@@ -14,14 +14,15 @@ from scipy.linalg import expm
 from typer.testing import CliRunner
 
 from markov_migration.core.likelihood import loglik, loglik_and_grad
-from markov_migration.design import generators_from_rates, model_design
 from markov_migration.errors import InputError, PanelError
-from markov_migration.fitfile import generator_draws, read_fit, write_fit
+from markov_migration.fitfile.format import read_fit, write_fit
+from markov_migration.fitfile.generators import generator_draws
 from markov_migration.inference.fit import FitSettings, sample, structure_key
 from markov_migration.inference.model import check_supported
-from markov_migration.panel import aggregate, validate_panel
-from markov_migration.simulate import simulate_paths_for_spec
-from markov_migration.spec import parse_spec
+from markov_migration.inputs.design import generators_from_rates, model_design
+from markov_migration.inputs.panel import aggregate, validate_panel
+from markov_migration.inputs.simulate import simulate_paths_for_spec
+from markov_migration.inputs.spec import parse_spec
 
 BASE = """
 name = "cov3"
@@ -212,7 +213,7 @@ BAD_VALUES = [
 @pytest.mark.parametrize(("case", "csv", "message", "row", "column"), BAD_VALUES,
                          ids=[b[0] for b in BAD_VALUES])  # fmt: skip
 def test_bad_covariate_values(case, csv, message, row, column, write_panel):
-    from markov_migration.panel import load_panel
+    from markov_migration.inputs.panel import load_panel
 
     spec = parse_spec(BASE + '[covariates.reason]\nkind = "categorical"\n'
                       '[covariates.age]\nkind = "numeric"\n')  # fmt: skip
@@ -223,7 +224,7 @@ def test_bad_covariate_values(case, csv, message, row, column, write_panel):
 
 
 def test_undeclared_level_and_missing_reference(write_panel):
-    from markov_migration.panel import load_panel
+    from markov_migration.inputs.panel import load_panel
 
     spec = parse_spec(
         BASE + '[covariates.sex]\nkind = "categorical"\nlevels = ["f", "m"]\nreference = "m"\n'
@@ -501,7 +502,7 @@ def test_fit_command_prints_hazard_ratios(cov_fit):
 
 def test_predictive_check_of_transitions_with_covariates(cov_fit, tmp_path):
     """The transition-count PPC runs on covariate fits (rows grouped by pattern too)."""
-    from markov_migration.checks import ppc_transitions, run_checks
+    from markov_migration.results.checks import ppc_transitions, run_checks
 
     _, _, agg, tree = cov_fit
     back = read_fit(write_fit(tree, tmp_path / "fit.nc"))

@@ -26,7 +26,7 @@ def no_pipeline(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("the demo started its pipeline")
 
-    monkeypatch.setattr("markov_migration.simulate.simulate_panel", boom)
+    monkeypatch.setattr("markov_migration.inputs.simulate.simulate_panel", boom)
 
 
 @pytest.mark.parametrize("under", [False, True])
@@ -91,10 +91,10 @@ def test_projection_summary_lines_are_not_wrapped(tmp_path):
     """The planner's lines are printed whole, however narrow the console."""
     from markov_migration.cli import demo
     from markov_migration.cli._common import console
-    from markov_migration.fitfile import write_fit
+    from markov_migration.fitfile.format import write_fit
+    from markov_migration.inputs.simulate import simulate_panel
+    from markov_migration.inputs.spec import load_spec
     from markov_migration.io import models_dir
-    from markov_migration.simulate import simulate_panel
-    from markov_migration.spec import load_spec
     from markov_migration.testing import fake_fit
 
     spec = load_spec(models_dir() / "migration5.toml")

@@ -16,10 +16,10 @@ import xarray as xr
 from scipy import stats
 from scipy.linalg import expm
 
-from markov_migration.fitfile import read_fit, write_fit
+from markov_migration.fitfile.format import read_fit, write_fit
 from markov_migration.inference.fit import FitSettings, sample
-from markov_migration.panel import aggregate, validate_panel
-from markov_migration.spec import parse_spec
+from markov_migration.inputs.panel import aggregate, validate_panel
+from markov_migration.inputs.spec import parse_spec
 
 THREE = """
 name = "three"
@@ -196,7 +196,7 @@ def test_against_r_msm():
     from scipy.optimize import minimize
 
     from markov_migration.core.likelihood import loglik, loglik_and_grad
-    from markov_migration.design import likelihood_data
+    from markov_migration.inputs.design import likelihood_data
     from markov_migration.reference.msm import fit_msm, msm_available
 
     if not msm_available():
@@ -250,8 +250,8 @@ def test_coverage_of_rate_intervals(model, n_panels, respondents):
     about 72 +- 2.7 (binomial sd) resp. 79 +- 2.8; fewer than 80% covered fails.
     The figures are printed (``pytest -m slow -s``) for the docs.
     """
-    from markov_migration.simulate import simulate_panel
-    from markov_migration.spec import load_spec
+    from markov_migration.inputs.simulate import simulate_panel
+    from markov_migration.inputs.spec import load_spec
 
     if model == "three":
         spec = parse_spec(THREE)

@@ -11,13 +11,14 @@ import pytest
 from scipy.linalg import expm
 
 from markov_migration.core.likelihood import loglik
-from markov_migration.design import generators_from_rates, model_design
 from markov_migration.errors import FitFileError
-from markov_migration.fitfile import generator_draws, new_group_generators, read_fit, write_fit
+from markov_migration.fitfile.format import read_fit, write_fit
+from markov_migration.fitfile.generators import generator_draws, new_group_generators
 from markov_migration.inference.fit import FitSettings, sample, structure_key
-from markov_migration.panel import aggregate, validate_panel
-from markov_migration.simulate import simulate_paths_for_spec
-from markov_migration.spec import parse_spec
+from markov_migration.inputs.design import generators_from_rates, model_design
+from markov_migration.inputs.panel import aggregate, validate_panel
+from markov_migration.inputs.simulate import simulate_paths_for_spec
+from markov_migration.inputs.spec import parse_spec
 
 MODEL = """
 name = "grp3"
@@ -241,7 +242,7 @@ def test_projection_needs_a_group_and_uses_its_intensities(group_fit, tmp_path):
     from markov_migration.cli.app import app
     from markov_migration.core.likelihood import pmatrix
     from markov_migration.errors import InputError
-    from markov_migration.projection import posterior_generators, project_fit, select_draws
+    from markov_migration.projection.run import posterior_generators, project_fit, select_draws
 
     spec, _, _, _, tree = group_fit
     x0 = {"a": 60_000, "b": 40_000}
@@ -262,7 +263,9 @@ def test_projection_needs_a_group_and_uses_its_intensities(group_fit, tmp_path):
         tree, x0, start=3, horizon=5, group="g3", covariates={"reason": "work"}, draws=400, seed=1
     )
     assert json.loads(ds.attrs["generator"]) == {
-        "covariates": {"reason": "work"}, "group": "g3", "period": None
+        "covariates": {"reason": "work"},
+        "group": "g3",
+        "period": None,
     }
     # Mean over draws of the stochastic projection = mean of x0 P(2) over the same draws
     # (demographic noise: sd of a stock per draw <= sqrt(100,000 / 4) = 158, so the mean of
@@ -294,7 +297,7 @@ def test_projection_needs_a_group_and_uses_its_intensities(group_fit, tmp_path):
 
 
 def test_predictive_check_of_transitions_with_groups(group_fit):
-    from markov_migration.checks import ppc_transitions
+    from markov_migration.results.checks import ppc_transitions
 
     _, _, _, agg, tree = group_fit
     result = ppc_transitions(tree, n_draws=200, seed=2)

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from markov_migration.cli.app import app
 from markov_migration.errors import InputError, PanelError
-from markov_migration.panel import (
+from markov_migration.inputs.panel import (
     COUNT_COLUMNS,
     aggregate,
     load_counts,
@@ -22,7 +22,7 @@ from markov_migration.panel import (
     load_panel,
     reachable,
 )
-from markov_migration.spec import load_spec, parse_spec
+from markov_migration.inputs.spec import load_spec, parse_spec
 
 STATES5 = "abroad, transit, swing, returned, reemigrated"
 

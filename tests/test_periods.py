@@ -12,13 +12,20 @@ import pytest
 from scipy.linalg import expm
 
 from markov_migration.core.likelihood import loglik
-from markov_migration.design import generators_from_rates, model_design, period_labels
 from markov_migration.errors import InputError, PanelError
-from markov_migration.fitfile import generator_draws, read_fit, write_fit
+from markov_migration.fitfile.format import read_fit, write_fit
+from markov_migration.fitfile.generators import generator_draws
 from markov_migration.inference.fit import FitSettings, sample
-from markov_migration.panel import LEAD_TIME, START_PERIOD, aggregate, load_data, validate_panel
-from markov_migration.simulate import simulate_paths_for_spec
-from markov_migration.spec import parse_spec
+from markov_migration.inputs.design import generators_from_rates, model_design, period_labels
+from markov_migration.inputs.panel import (
+    LEAD_TIME,
+    START_PERIOD,
+    aggregate,
+    load_data,
+    validate_panel,
+)
+from markov_migration.inputs.simulate import simulate_paths_for_spec
+from markov_migration.inputs.spec import parse_spec
 
 #: Every move allowed, so that random states make a valid panel.
 FULL = """
@@ -294,7 +301,7 @@ transitions = ["a->b"]
 
 def test_projection_uses_the_period_in_effect_at_its_start(period_fit):
     from markov_migration.errors import InputError
-    from markov_migration.projection import posterior_generators
+    from markov_migration.projection.run import posterior_generators
 
     spec, _, tree = period_fit
 
@@ -314,7 +321,7 @@ def test_projection_uses_the_period_in_effect_at_its_start(period_fit):
 
 
 def test_predictive_check_of_transitions_with_periods(period_fit):
-    from markov_migration.checks import ppc_transitions
+    from markov_migration.results.checks import ppc_transitions
 
     _, agg, tree = period_fit
     result = ppc_transitions(tree, n_draws=200, seed=3)

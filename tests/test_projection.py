@@ -31,8 +31,11 @@ from markov_migration.core.projection import (
     step_pmatrices,
 )
 from markov_migration.errors import InputError
-from markov_migration.fitfile import fit_spec, write_fit
-from markov_migration.projection import (
+from markov_migration.fitfile.format import fit_spec, write_fit
+from markov_migration.inputs.scenario import parse_scenario
+from markov_migration.inputs.simulate import simulate_panel
+from markov_migration.plots.fan import write_projection_outputs
+from markov_migration.projection.run import (
     MAX_PERSONS,
     MAX_STEPS,
     QUANTILE_COLUMNS,
@@ -46,12 +49,9 @@ from markov_migration.projection import (
     read_projection,
     select_draws,
     summary_lines,
-    write_outputs,
     write_projection,
     write_quantile_csv,
 )
-from markov_migration.scenario import parse_scenario
-from markov_migration.simulate import simulate_panel
 from markov_migration.testing import fake_fit
 from tests.conftest import deadline
 
@@ -224,8 +224,8 @@ def test_core_input_checks():
 
 @pytest.fixture(scope="module")
 def tree(request):
+    from markov_migration.inputs.spec import load_spec
     from markov_migration.io import models_dir
-    from markov_migration.spec import load_spec
 
     spec = load_spec(models_dir() / "migration5.toml")
     panel = simulate_panel(spec, 400, seed=3)
@@ -241,7 +241,7 @@ def fit_path(tree, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def spec(tree):
-    from markov_migration.fitfile import fit_spec
+    from markov_migration.fitfile.format import fit_spec
 
     return fit_spec(tree)
 
@@ -705,7 +705,7 @@ def test_dask_path_equals_in_memory_path(tree):
 def test_projection_does_not_import_pymc(fit_path, tmp_path):
     code = f"""
 import sys
-from markov_migration.projection import project_fit, write_projection, write_quantile_csv
+from markov_migration.projection.run import project_fit, write_projection, write_quantile_csv
 from markov_migration.plots.fan import write_fan_charts
 ds = project_fit({str(fit_path)!r}, {{"abroad": 1000, "transit": 500}}, start=2024.5, horizon=2027,
                  draws=10, scenarios=["ceasefire-2026"])
@@ -743,7 +743,7 @@ def test_write_outputs_for_the_demo(tree, tmp_path):
     ds = project_fit(
         tree, stocks, start=2024.5, horizon=2035, scenarios=["ceasefire-2026"], draws=30, seed=1
     )
-    paths = write_outputs(ds, tmp_path / "demo")
+    paths = write_projection_outputs(ds, tmp_path / "demo")
     assert sorted(p.relative_to(tmp_path / "demo").as_posix() for p in paths) == [
         "charts/diaspora.png",
         "charts/returnees.png",
@@ -752,6 +752,6 @@ def test_write_outputs_for_the_demo(tree, tmp_path):
     ]
     before = {p: p.stat().st_mtime_ns for p in paths}
     with pytest.raises(InputError, match="output exists"):
-        write_outputs(ds, tmp_path / "demo")
+        write_projection_outputs(ds, tmp_path / "demo")
     assert {p: p.stat().st_mtime_ns for p in paths} == before
-    assert write_outputs(ds, tmp_path / "demo", force=True) == paths
+    assert write_projection_outputs(ds, tmp_path / "demo", force=True) == paths

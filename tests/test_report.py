@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from markov_migration.checks import run_checks
 from markov_migration.errors import InputError
-from markov_migration.report import render_report, write_report
-from markov_migration.simulate import simulate_panel
-from markov_migration.spec import parse_spec
+from markov_migration.inputs.simulate import simulate_panel
+from markov_migration.inputs.spec import parse_spec
+from markov_migration.plots.report import render_report, write_report
+from markov_migration.results.checks import run_checks
 from markov_migration.testing import fake_fit, fake_posterior
 
 THREE = """
@@ -135,7 +135,7 @@ def test_write_report(html, tmp_path):
 
 
 def test_summaries_per_group(tree):
-    from markov_migration.report import _summaries
+    from markov_migration.plots.report import _summaries
 
     q = tree["posterior"]["Q"]
     grouped = xr.concat([q, 2 * q], dim=xr.DataArray(["GE", "DE"], dims="group", name="group"))

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from markov_migration import reproduce as R
 from markov_migration.errors import InputError
-from markov_migration.simulate import simulate_panel
-from markov_migration.spec import parse_spec
+from markov_migration.fitfile import readback
+from markov_migration.inputs.simulate import simulate_panel
+from markov_migration.inputs.spec import parse_spec
+from markov_migration.results import reproduce as R
 from markov_migration.testing import fake_fit
 from tests.conftest import DESIGN_TABLES
 
@@ -48,7 +49,7 @@ def fake(spec):
 
 
 def test_embedded_panel_rebuilds_the_aggregated_data(spec, fake):
-    panel, agg, source = R.recorded_data(fake, spec)
+    panel, agg, source = readback.recorded_data(fake, spec)
     assert "embedded" in source
     obs = fake["observed_data"]
     np.testing.assert_array_equal(agg.table["count"].to_numpy(), obs["count"].to_numpy())
@@ -58,15 +59,15 @@ def test_embedded_panel_rebuilds_the_aggregated_data(spec, fake):
 
 def test_embedded_panel_keeps_covariate_and_group_columns(tmp_path):
     """A covariate/group fit rebuilds its data from the file alone, after a NetCDF round trip."""
-    from markov_migration.fitfile import read_fit, write_fit
+    from markov_migration.fitfile.format import read_fit, write_fit
     from markov_migration.testing import fake_design_fit
 
     text = THREE + DESIGN_TABLES
     cov_spec = parse_spec(text)
     df = simulate_panel(cov_spec, 150, seed=2)
     tree = read_fit(write_fit(fake_design_fit(cov_spec, df), tmp_path / "fit.nc"))
-    assert R.embeds_panel(tree, cov_spec)
-    panel, agg, source = R.recorded_data(tree, cov_spec)
+    assert readback.embeds_panel(tree, cov_spec)
+    panel, agg, source = readback.recorded_data(tree, cov_spec)
     assert "embedded" in source
     assert set(panel.data["host"]) == set(df["host"]) and set(panel.data["reason"]) == {
         "draft",
@@ -83,9 +84,9 @@ def test_embedded_panel_keeps_covariate_and_group_columns(tmp_path):
     old["panel_data"] = xr.DataTree(
         tree["panel_data"].to_dataset()[["respondent", "time", "state", "weight"]]
     )
-    assert not R.embeds_panel(old, cov_spec)
+    assert not readback.embeds_panel(old, cov_spec)
     with pytest.raises(InputError, match="embeds no panel"):
-        R.recorded_data(old, cov_spec)
+        readback.recorded_data(old, cov_spec)
 
 
 def test_missing_or_changed_data_file(spec, fake, tmp_path):
@@ -93,12 +94,12 @@ def test_missing_or_changed_data_file(spec, fake, tmp_path):
     del tree["panel_data"]
     tree.attrs = {**tree.attrs, "data_path": str(tmp_path / "gone.csv")}
     with pytest.raises(InputError, match="embeds no panel and its data file .* is missing"):
-        R.recorded_data(tree, spec)
+        readback.recorded_data(tree, spec)
     data = tmp_path / "panel.csv"
     data.write_text("id,time,state\n1,0,a\n1,1,b\n")
     tree.attrs = {**tree.attrs, "data_path": str(data)}
     with pytest.raises(InputError, match="changed since the fit"):
-        R.recorded_data(tree, spec)
+        readback.recorded_data(tree, spec)
 
 
 def test_fake_fits_cannot_be_rerun(fake):
@@ -167,7 +168,7 @@ def test_rerun_matches_exactly(real):
 
 @pytest.mark.slow
 def test_rerun_from_the_data_file(real, tmp_path):
-    from markov_migration.fitfile import read_fit, write_fit
+    from markov_migration.fitfile.format import read_fit, write_fit
 
     path, data = real
     tree = read_fit(path)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from markov_migration.errors import InputError
-from markov_migration.scenario import (
+from markov_migration.inputs.scenario import (
     BASELINE,
     InflowChange,
     Scenario,

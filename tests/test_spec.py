@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from markov_migration.errors import InputError, SpecError
-from markov_migration.spec import (
+from markov_migration.inputs.spec import (
     DAY_IN_UNIT,
     DEFAULT_CONCENTRATION,
     DEFAULT_COVARIATE_SD,

@@ -23,13 +23,13 @@ import xarray as xr
 from scipy.integrate import quad_vec
 from scipy.linalg import expm
 
-from markov_migration import summaries as S
 from markov_migration.errors import InputError
-from markov_migration.fitfile import assemble_fit
-from markov_migration.panel import aggregate, validate_panel
+from markov_migration.fitfile.assemble import assemble_fit
+from markov_migration.inputs.panel import aggregate, validate_panel
+from markov_migration.inputs.simulate import simulate_panel
+from markov_migration.inputs.spec import parse_spec
 from markov_migration.reference.msm import msm_available
-from markov_migration.simulate import simulate_panel
-from markov_migration.spec import parse_spec
+from markov_migration.results import summaries as S
 from markov_migration.testing import fake_fit, fake_sample_stats
 from tests.conftest import DESIGN_TABLES
 
@@ -475,8 +475,8 @@ def test_summaries_do_not_import_pymc():
     code = textwrap.dedent(
         """
         import sys
-        import markov_migration.summaries, markov_migration.checks, markov_migration.compare
-        import markov_migration.report, markov_migration.reproduce
+        import markov_migration.results.summaries, markov_migration.results.checks, markov_migration.results.compare
+        import markov_migration.plots.report, markov_migration.results.reproduce
         bad = [m for m in sys.modules if m.split(".")[0] in ("pymc", "pytensor", "nutpie")]
         print(",".join(bad))
         """
@@ -563,7 +563,7 @@ DESIGN = THREE + DESIGN_TABLES
 
 @pytest.fixture(scope="module")
 def design_fit(tmp_path_factory):
-    from markov_migration.fitfile import write_fit
+    from markov_migration.fitfile.format import write_fit
     from markov_migration.testing import fake_design_fit
 
     spec = parse_spec(DESIGN)

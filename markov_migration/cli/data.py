@@ -63,9 +63,9 @@ def simulate(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
     r"""Simulate a synthetic panel from a model file with known rates (\[rates] table)."""
+    from markov_migration.inputs.simulate import simulate_panel
+    from markov_migration.inputs.spec import load_rates, load_spec
     from markov_migration.io import atomic_output, check_output, resolve_model
-    from markov_migration.simulate import simulate_panel
-    from markov_migration.spec import load_rates, load_spec
 
     check_output(out, force)
     if out.suffix.lower() not in (".csv", ".parquet", ".pq"):
@@ -107,9 +107,9 @@ def validate(
 ) -> None:
     """Check a panel against a model; print its state table and what was fixed or dropped."""
     from markov_migration.errors import InputError
+    from markov_migration.inputs.panel import data_summary
+    from markov_migration.inputs.spec import load_spec
     from markov_migration.io import resolve_model
-    from markov_migration.panel import data_summary
-    from markov_migration.spec import load_spec
 
     if output_format not in ("table", "json"):
         raise InputError(f"--format must be 'table' or 'json', got '{output_format}'")
@@ -124,7 +124,7 @@ def validate(
 
 
 def print_data_summary(summary: dict, con) -> None:
-    """Print the result of :func:`markov_migration.panel.data_summary` as tables."""
+    """Print the result of :func:`markov_migration.inputs.panel.data_summary` as tables."""
     from rich.table import Table
 
     con.print(

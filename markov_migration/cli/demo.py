@@ -39,13 +39,13 @@ def demo(
     """
     from rich.markup import escape
 
-    from markov_migration.calibration import calibration_table
     from markov_migration.cli.data import print_data_summary
     from markov_migration.errors import InputError
+    from markov_migration.inputs.calibration import calibration_table
+    from markov_migration.inputs.panel import data_summary
+    from markov_migration.inputs.simulate import simulate_panel
+    from markov_migration.inputs.spec import load_spec
     from markov_migration.io import atomic_output, resolve_model
-    from markov_migration.panel import data_summary
-    from markov_migration.simulate import simulate_panel
-    from markov_migration.spec import load_spec
 
     # every output is checked before anything runs or is written (a refused run creates nothing)
     check_outputs(out_dir, force)
@@ -108,7 +108,7 @@ DEMO_SUMMARIES = [
     ("passage-returned", "passage", {"to": "returned"}),
 ]
 
-#: Files of ``projection.write_outputs`` in ``projection/`` (default stem, charts, no states).
+#: Files of ``plots.fan.write_projection_outputs`` in ``projection/`` (default stem, charts, no states).
 PROJECTION_FILES = (
     "projection.nc", "projection.csv", "charts/returnees.png", "charts/diaspora.png",
 )  # fmt: skip
@@ -119,7 +119,7 @@ def planned_outputs(out_dir: Path) -> tuple[list[Path], list[Path]]:
     folders = [out_dir] + [out_dir / d for d in ("checks", "summaries", "projection")]
     folders.append(out_dir / "projection" / "charts")
     files = [out_dir / n for n in ("panel.csv", "fit.nc", "report.html")]
-    from markov_migration.checks import OUTPUT_FILES
+    from markov_migration.results.checks import OUTPUT_FILES
 
     files += [out_dir / "checks" / n for n in OUTPUT_FILES]
     files += [out_dir / "summaries" / f"{stem}.csv" for stem, _, _ in DEMO_SUMMARIES]
@@ -162,10 +162,10 @@ def check_outputs(out_dir: Path, force: bool) -> None:
 
 
 def _check(tree, fit_path: Path, out_dir: Path, *, seed: int, force: bool) -> None:
-    from markov_migration.checks import run_checks, write_outputs
     from markov_migration.cli.results import print_checks
     from markov_migration.io import check_output
-    from markov_migration.report import render_report, write_report
+    from markov_migration.plots.report import render_report, write_report
+    from markov_migration.results.checks import run_checks, write_outputs
 
     report = out_dir / "report.html"
     check_output(report, force)
@@ -180,7 +180,7 @@ def _check(tree, fit_path: Path, out_dir: Path, *, seed: int, force: bool) -> No
 def _summaries(tree, out: Path, *, force: bool) -> None:
     from markov_migration.cli.results import print_summary
     from markov_migration.io import atomic_output
-    from markov_migration.summaries import summarize, to_frame
+    from markov_migration.results.summaries import summarize, to_frame
 
     out.mkdir(parents=True, exist_ok=True)
     for stem, what, kwargs in DEMO_SUMMARIES:
@@ -197,12 +197,8 @@ DEMO_START, DEMO_HORIZON = 2024.5, 2035.0
 
 
 def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
-    from markov_migration.projection import (
-        initial_stocks_from_fit,
-        project_fit,
-        summary_lines,
-        write_outputs,
-    )
+    from markov_migration.plots.fan import write_projection_outputs
+    from markov_migration.projection.run import initial_stocks_from_fit, project_fit, summary_lines
 
     stocks = initial_stocks_from_fit(fit_path, DEMO_STILL_ABROAD, at=DEMO_START)
     split = ", ".join(f"{k} {v:,}" for k, v in stocks.items() if v)
@@ -220,7 +216,7 @@ def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
         seed=seed,
         fit_file=fit_path,
     )
-    paths = write_outputs(ds, out, force=force)
+    paths = write_projection_outputs(ds, out, force=force)
     for line in summary_lines(ds, [2030.0, 2035.0]):
         _line(line)
     _line(f"wrote projection files to {out}/:")
@@ -249,10 +245,10 @@ def print_calibration(table, con) -> None:
 
 def _fit(spec, panel_path: Path, fit_path: Path, *, seed: int, draws: int, force: bool):
     from markov_migration.cli._common import command_line
-    from markov_migration.fitfile import write_fit
+    from markov_migration.fitfile.format import write_fit
     from markov_migration.inference.fit import FitSettings, sample
+    from markov_migration.inputs.panel import load_data
     from markov_migration.io import check_output
-    from markov_migration.panel import load_data
 
     check_output(fit_path, force)
     validated, agg = load_data(panel_path, spec)

@@ -43,9 +43,9 @@ def fit(
     """Fit a model to a panel; write the posterior, diagnostics and provenance to a fit file."""
     from markov_migration.errors import InputError
     from markov_migration.inference.fit import FitSettings, sample
+    from markov_migration.inputs.panel import load_data
+    from markov_migration.inputs.spec import load_spec
     from markov_migration.io import check_output, resolve_model
-    from markov_migration.panel import load_data
-    from markov_migration.spec import load_spec
 
     if out.suffix.lower() not in (".nc", ".netcdf", ".h5"):
         raise InputError("fit file must end in .nc", path=out)
@@ -62,7 +62,7 @@ def fit(
         f"transitions in {len(agg.table):,} aggregated rows ({agg.intervals.size:,} distinct intervals)"
     )
     tree = sample(spec, agg, settings, progress=not quiet, command=command_line(), panel=validated)
-    from markov_migration.fitfile import write_fit
+    from markov_migration.fitfile.format import write_fit
 
     write_fit(tree, out, force)
     t = settings.timings

@@ -117,9 +117,9 @@ def project(
     intervals.
     """
     from markov_migration.errors import InputError
-    from markov_migration.fitfile import fit_spec, read_fit
+    from markov_migration.fitfile.format import fit_spec, read_fit
     from markov_migration.io import check_output
-    from markov_migration.projection import (
+    from markov_migration.projection.run import (
         Inflow,
         parse_initial,
         read_initial_file,
@@ -157,8 +157,8 @@ def project(
         flow = Inflow.constant(inflow, state=inflow_state, cv=inflow_cv)
     else:
         flow = Inflow(state=inflow_state, cv=inflow_cv)
-    from markov_migration.projection import projection_times
-    from markov_migration.scenario import load_scenario
+    from markov_migration.inputs.scenario import load_scenario
+    from markov_migration.projection.run import projection_times
 
     times = projection_times(start, horizon, step)
     scenarios = [load_scenario(s, spec) for s in scenario or []]
@@ -231,7 +231,7 @@ def _run(
 ):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from markov_migration.projection import project_fit
+    from markov_migration.projection.run import project_fit
 
     n_runs = draws * (1 + len(scenarios))
     console.print(
@@ -267,7 +267,7 @@ def _print_summary(ds, times) -> None:
     import numpy as np
     from rich.table import Table
 
-    from markov_migration.projection import interval
+    from markov_migration.projection.run import interval
 
     shown = [t for t in times[1:] if abs(t - round(t)) < 1e-9 and round(t) % SUMMARY_EVERY == 0]
     shown = sorted({float(times[0]), *shown, float(times[-1])})

@@ -116,10 +116,10 @@ def summarize(
     force: ForceOpt = False,
 ) -> None:
     """Posterior summaries of a fit: mean, sd, median and an equal-tailed interval."""
-    from markov_migration.fitfile import read_fit
+    from markov_migration.fitfile.format import read_fit
     from markov_migration.io import check_output
-    from markov_migration.summaries import summarize as summarize_fit
-    from markov_migration.summaries import to_frame, to_json
+    from markov_migration.results.summaries import summarize as summarize_fit
+    from markov_migration.results.summaries import to_frame, to_json
 
     _check_format(output_format)
     if out is not None:
@@ -150,7 +150,7 @@ def print_summary(summary, con=None) -> None:
     """Print a summary as a rich table with its description and notes."""
     from rich.table import Table
 
-    from markov_migration.summaries import notes, to_frame
+    from markov_migration.results.summaries import notes, to_frame
 
     con = con or console
     frame = to_frame(summary)
@@ -190,10 +190,10 @@ def check(
     force: ForceOpt = False,
 ) -> None:
     """Convergence (R-hat, ESS, divergences, E-BFMI) and posterior predictive checks of a fit."""
-    from markov_migration.checks import run_checks, write_outputs
     from markov_migration.errors import InputError
-    from markov_migration.fitfile import read_fit
+    from markov_migration.fitfile.format import read_fit
     from markov_migration.io import check_output
+    from markov_migration.results.checks import run_checks, write_outputs
 
     if report is not None:
         if report.suffix.lower() not in (".html", ".htm"):
@@ -210,7 +210,7 @@ def check(
             f"wrote {len(written)} files to {out_dir}: {', '.join(p.name for p in written)}"
         )
     if report is not None:
-        from markov_migration.report import render_report, write_report
+        from markov_migration.plots.report import render_report, write_report
 
         write_report(render_report(tree, result, fit_path=fit, ci=ci), report, force)
         console.print(f"wrote {report}")
@@ -257,8 +257,8 @@ def compare(
     force: ForceOpt = False,
 ) -> None:
     """Compare fits of the same data by PSIS-LOO: ELPD differences, standard errors, Pareto k."""
-    from markov_migration.compare import compare_fits, pareto_k_warnings
     from markov_migration.io import check_output
+    from markov_migration.results.compare import compare_fits, pareto_k_warnings
 
     _check_format(output_format)
     if out is not None:
@@ -348,7 +348,7 @@ def reproduce(
     """Re-run a fit from what its file records; check the draws match (exit 1 if they disagree)."""
     from markov_migration.cli._common import command_line
     from markov_migration.io import check_output
-    from markov_migration.reproduce import reproduce as reproduce_fit
+    from markov_migration.results.reproduce import reproduce as reproduce_fit
 
     if out is not None:
         check_output(out, force)
@@ -374,7 +374,7 @@ def reproduce(
         )
     console.print(t)
     if out is not None:
-        from markov_migration.fitfile import write_fit
+        from markov_migration.fitfile.format import write_fit
 
         write_fit(result.rerun, out, force)
         console.print(f"wrote {out}")

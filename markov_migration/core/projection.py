@@ -46,9 +46,6 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-#: Cut points closer than this (in time units) are treated as equal.
-TIME_TOL = 1e-9
-
 
 @dataclass(frozen=True)
 class ProjectedStocks:

@@ -71,9 +71,7 @@ def _uniform(state):
 
 
 @njit(cache=True)
-def _walk(
-    i, q, cuts, m, x, log_hr, r0, t0, t_end, obs, key0, key1, obs_out, write, offset, jt, js
-):
+def _walk(i, q, cuts, m, x, log_hr, r0, t0, t_end, obs, key0, key1, obs_out, write, offset, jt, js):
     """Simulate subject ``i``; fill its observed states; return its history length.
 
     With ``write`` the history (start, then every jump) goes to ``jt``/``js``

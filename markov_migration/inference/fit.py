@@ -13,8 +13,8 @@ from typing import Any
 import xarray as xr
 
 from markov_migration.errors import InputError
-from markov_migration.panel import AggregatedData, Panel, load_data
-from markov_migration.spec import ModelSpec, load_spec
+from markov_migration.inputs.panel import AggregatedData, Panel, load_data
+from markov_migration.inputs.spec import ModelSpec, load_spec
 
 SAMPLERS = ("nutpie", "pymc")
 
@@ -92,8 +92,8 @@ def structure_key(spec: ModelSpec, agg: AggregatedData | None = None) -> str:
     parts += [repr(spec.covariates), repr(spec.groups), repr(spec.periods),
               repr(spec.period_transitions)]  # fmt: skip
     if agg is not None and spec.time == "continuous":
-        from markov_migration.design import model_design
         from markov_migration.inference.model import model_coords
+        from markov_migration.inputs.design import model_design
 
         coords = model_coords(spec, agg, model_design(spec, agg))
         coords.pop("obs")
@@ -102,7 +102,7 @@ def structure_key(spec: ModelSpec, agg: AggregatedData | None = None) -> str:
 
 
 def _data_arrays(spec: ModelSpec, agg: AggregatedData) -> dict[str, Any]:
-    from markov_migration.design import model_design
+    from markov_migration.inputs.design import model_design
 
     return model_design(spec, agg).packed_data()[0]
 
@@ -204,9 +204,9 @@ def sample(
     Returns
     -------
     xarray.DataTree
-        The fit (see :mod:`markov_migration.fitfile` for its layout).
+        The fit (see :mod:`markov_migration.fitfile.format` for its layout).
     """
-    from markov_migration.fitfile import assemble_fit
+    from markov_migration.fitfile.assemble import assemble_fit
     from markov_migration.inference.model import check_supported
 
     s = settings or FitSettings()
@@ -277,7 +277,7 @@ def fit(
     validated, agg = load_data(panel, spec)
     tree = sample(spec, agg, settings, progress=progress, command=command, panel=validated)
     if out is not None:
-        from markov_migration.fitfile import write_fit
+        from markov_migration.fitfile.format import write_fit
 
         write_fit(tree, out, force)
     return tree

@@ -4,7 +4,7 @@ Continuous time
     ``log_rate[transition] ~ Normal(mu, sigma)`` from the model file's priors
     (log of moves per time unit) are the *baseline* log-intensities: categorical
     covariates at their reference level, numeric covariates at their mean,
-    group effect 0 and the first period (see :mod:`markov_migration.design`).
+    group effect 0 and the first period (see :mod:`markov_migration.inputs.design`).
     Covariate and period effects are log hazard ratios
     ``log_hazard_ratio[covariate_effect]`` with ``Normal(0, prior_sd)`` priors per
     unit of the covariate (sampled on the covariate's standardised scale);
@@ -34,10 +34,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from markov_migration.design import ModelDesign, check_design, model_design, unpack_arrays
 from markov_migration.errors import InputError
-from markov_migration.panel import AggregatedData
-from markov_migration.spec import ModelSpec
+from markov_migration.inputs.design import ModelDesign, check_design, model_design, unpack_arrays
+from markov_migration.inputs.panel import AggregatedData
+from markov_migration.inputs.spec import ModelSpec
 
 #: Posterior variables kept in fit files (internal sampler variables are dropped).
 POSTERIOR_VARIABLES = (
@@ -69,7 +69,7 @@ def check_supported(spec: ModelSpec) -> None:
     InputError
         Covariates, groups or periods in a discrete-time model, reserved
         covariate names, a column used twice (see
-        :func:`markov_migration.design.check_design`).
+        :func:`markov_migration.inputs.design.check_design`).
     """
     check_design(spec)
 

@@ -22,6 +22,7 @@ import numpy as np
 import xarray as xr
 
 from markov_migration.io import atomic_output
+from markov_migration.projection.run import write_projection, write_quantile_csv
 
 #: Shading of the central intervals, widest first (probability, opacity).
 BANDS = ((0.95, 0.18), (0.8, 0.3), (0.5, 0.45))
@@ -65,7 +66,7 @@ def fan_chart(
     Parameters
     ----------
     ds : Dataset
-        A projection (:func:`markov_migration.projection.project_fit`).
+        A projection (:func:`markov_migration.projection.run.project_fit`).
     name : str
         ``returnees``, ``diaspora``, ``cumulative_returns``, a flow series
         (``returns``, ``reemigrations``, ``moves_abroad``) or ``stock:<state>``.
@@ -169,3 +170,47 @@ def write_fan_charts(
             fig.savefig(tmp, format="png", dpi=dpi)
         paths.append(path)
     return paths
+
+
+def write_projection_outputs(
+    ds: xr.Dataset,
+    out_dir: str | Path,
+    *,
+    stem: str = "projection",
+    charts: bool = True,
+    states: bool = False,
+    force: bool = False,
+) -> list[Path]:
+    """Write the NetCDF, the quantile CSV and the fan charts of a projection into a folder.
+
+    Files: ``<stem>.nc``, ``<stem>.csv`` and, with ``charts``, ``returnees.png``
+    and ``diaspora.png`` (plus ``stock-<state>.png`` with ``states``) in
+    ``out_dir/charts``. Every existing output is checked before anything is
+    written, so a refused run writes nothing.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    from markov_migration.io import check_output
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nc, csv = out_dir / f"{stem}.nc", out_dir / f"{stem}.csv"
+    chart_dir = out_dir / "charts"
+    planned = [nc, csv]
+    if charts:
+        names = ["returnees", "diaspora"] + (
+            [f"stock-{s}" for s in ds["state"].values] if states else []
+        )
+        planned += [chart_dir / f"{n}.png" for n in names]
+    for path in planned:
+        if path.parent.exists():
+            check_output(path, force)
+    written = [write_projection(ds, nc, force), write_quantile_csv(ds, csv, force)]
+    if charts:
+        from markov_migration.plots.fan import write_fan_charts
+
+        written += write_fan_charts(ds, chart_dir, states=states, force=force)
+    return written

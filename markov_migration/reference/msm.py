@@ -79,7 +79,9 @@ def _r_string(value: str) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _covariate_script(covariates: list[MsmCovariate] | None, baseline: dict[str, Any] | None) -> str:
+def _covariate_script(
+    covariates: list[MsmCovariate] | None, baseline: dict[str, Any] | None
+) -> str:
     """R code defining ``covariates`` (per-transition formulas) and ``baseline``."""
     if not covariates:
         return "covariates <- NULL\nbaseline <- NULL\n"
@@ -88,7 +90,9 @@ def _covariate_script(covariates: list[MsmCovariate] | None, baseline: dict[str,
         if c.kind == "categorical":
             lines.append(f"dat${c.name} <- factor(as.character(dat${c.name}))")
             if c.reference is not None:
-                lines.append(f"dat${c.name} <- relevel(dat${c.name}, ref = {_r_string(c.reference)})")
+                lines.append(
+                    f"dat${c.name} <- relevel(dat${c.name}, ref = {_r_string(c.reference)})"
+                )
     terms: dict[tuple[int, int], list[str]] = {}
     for c in covariates:
         for pair in c.transitions:

@@ -22,7 +22,7 @@ imported only for ``dask=...`` runs.
 
 Examples
 --------
->>> from markov_migration.projection import project_fit  # doctest: +SKIP
+>>> from markov_migration.projection.run import project_fit  # doctest: +SKIP
 >>> ds = project_fit("fit.nc", {"abroad": 300_000, "transit": 150_000},
 ...                  start=2024.5, horizon=2035, scenarios=["ceasefire-2026"])  # doctest: +SKIP
 >>> ds["returnees"].sel(time=2030.0).quantile([0.1, 0.5, 0.9], "draw")  # doctest: +SKIP
@@ -46,17 +46,14 @@ import pandas as pd
 import xarray as xr
 
 from markov_migration import __version__
-from markov_migration.core.projection import (
-    TIME_TOL,
-    draw_seeds,
-    project_stocks,
-    step_pmatrices,
-)
+from markov_migration.core.projection import draw_seeds, project_stocks, step_pmatrices
+from markov_migration.defaults import TIME_TOL
 from markov_migration.errors import InputError
-from markov_migration.fitfile import fit_spec, read_fit
+from markov_migration.fitfile.format import fit_spec, read_fit
+from markov_migration.fitfile.generators import chosen_generators
+from markov_migration.inputs.scenario import Scenario, load_scenario
+from markov_migration.inputs.spec import ModelSpec
 from markov_migration.io import atomic_output
-from markov_migration.scenario import Scenario, load_scenario
-from markov_migration.spec import ModelSpec
 
 #: Marker attribute and format version of projection files.
 PROJECTION_MARKER = "markov_migration_projection"
@@ -443,7 +440,7 @@ def posterior_generators(
     group : str, optional
         Required when the fit has groups: a group of the data, or ``"new"``
         for a group not in the data (the population distribution of groups,
-        see :func:`markov_migration.fitfile.new_group_generators`).
+        see :func:`markov_migration.fitfile.generators.new_group_generators`).
     period : str or int, optional
         Period label or index; default the period in effect at ``at``.
     at : float, optional
@@ -476,59 +473,6 @@ def posterior_generators(
         raise InputError("fit file's posterior Q has non-finite values")
     q.attrs["generator"] = described
     return q
-
-
-def chosen_generators(tree, spec, covariates, group, period, at, seed) -> tuple[xr.DataArray, dict]:
-    """Q draws at given covariate values, group and period, and the choice made.
-
-    The checks and defaults of :func:`posterior_generators` (a fit with groups
-    needs ``group``, one with periods ``period`` or ``at``); returns the
-    ``(chain, draw, from_state, to_state)`` draws and the choice as a dict.
-    Shared with :func:`markov_migration.summaries.at_generator`.
-    """
-    from markov_migration.fitfile import generator_draws, new_group_generators
-
-    post = tree["posterior"]
-    if "group_effect" in post:
-        groups = [str(g) for g in post["group"].values]
-        if group is None:
-            column = spec.groups.column if spec.groups is not None else "group"
-            raise InputError(
-                f"the fit has {column} groups: choose one with --group "
-                f"({', '.join(groups)}), or --group new for a {column} not in the data"
-            )
-        if group != "new" and str(group) not in groups:
-            raise InputError(
-                f"'{group}' is not a group of the fit (groups: {', '.join(groups)}; "
-                "or 'new' for a group not in the data)"
-            )
-    elif group is not None:
-        raise InputError(f"--group {group}: the fit has no groups")
-    if "period" in post.coords:
-        labels = [str(x) for x in post["period"].values]
-        if period is None:
-            if at is None:
-                raise InputError(f"the fit has periods: choose one ({', '.join(labels)})")
-            period = int(np.searchsorted(np.asarray(spec.periods), at + TIME_TOL, side="right"))
-        elif isinstance(period, str) and period.strip().lstrip("-").isdigit():
-            period = int(period)
-        if isinstance(period, int) and not -len(labels) <= period < len(labels):
-            raise InputError(f"period {period} out of range (periods: {', '.join(labels)})")
-        if isinstance(period, int):
-            period = labels[period]
-    elif period is not None:
-        raise InputError(f"--period {period}: the fit has no periods")
-    choice = {"covariates": dict(covariates or {}), "group": group, "period": period}
-    if group == "new":
-        choice["new_group_seed"] = seed
-    try:
-        if group == "new":
-            return new_group_generators(tree, dict(covariates or {}), period, seed=seed), choice
-        return generator_draws(tree, dict(covariates or {}), group, period), choice
-    except InputError:
-        raise
-    except (ValueError, TypeError) as exc:  # e.g. a numeric covariate given as text
-        raise InputError(f"covariate values {dict(covariates or {})}: {exc}") from None
 
 
 def select_draws(n_available: int, draws: int | None) -> np.ndarray:
@@ -963,7 +907,7 @@ def project_fit(
         first non-home state); see :class:`Inflow` for files, the entry state
         and uncertain inflows.
     scenarios : sequence of Scenario, path or bundled name
-        Scenarios to compare (see :mod:`markov_migration.scenario`).
+        Scenarios to compare (see :mod:`markov_migration.inputs.scenario`).
     baseline : bool
         Also run the baseline (no changes) first. With no scenarios the
         baseline always runs.
@@ -1298,50 +1242,6 @@ def write_projection(ds: xr.Dataset, path: str | Path, force: bool = False) -> P
     with atomic_output(path, force) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
     return path
-
-
-def write_outputs(
-    ds: xr.Dataset,
-    out_dir: str | Path,
-    *,
-    stem: str = "projection",
-    charts: bool = True,
-    states: bool = False,
-    force: bool = False,
-) -> list[Path]:
-    """Write the NetCDF, the quantile CSV and the fan charts of a projection into a folder.
-
-    Files: ``<stem>.nc``, ``<stem>.csv`` and, with ``charts``, ``returnees.png``
-    and ``diaspora.png`` (plus ``stock-<state>.png`` with ``states``) in
-    ``out_dir/charts``. Every existing output is checked before anything is
-    written, so a refused run writes nothing.
-
-    Returns
-    -------
-    list of Path
-        The files written.
-    """
-    from markov_migration.io import check_output
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    nc, csv = out_dir / f"{stem}.nc", out_dir / f"{stem}.csv"
-    chart_dir = out_dir / "charts"
-    planned = [nc, csv]
-    if charts:
-        names = ["returnees", "diaspora"] + (
-            [f"stock-{s}" for s in ds["state"].values] if states else []
-        )
-        planned += [chart_dir / f"{n}.png" for n in names]
-    for path in planned:
-        if path.parent.exists():
-            check_output(path, force)
-    written = [write_projection(ds, nc, force), write_quantile_csv(ds, csv, force)]
-    if charts:
-        from markov_migration.plots.fan import write_fan_charts
-
-        written += write_fan_charts(ds, chart_dir, states=states, force=force)
-    return written
 
 
 def read_projection(path: str | Path) -> xr.Dataset:

@@ -484,8 +484,10 @@ def _keyed_row_groups(
     probs : (D, G, K) predictive distribution of the next state
     """
     from markov_migration.core.likelihood import row_loglik_draws
-    from markov_migration.design import model_design
-    from markov_migration.fitfile import aggregated_from_fit, design_generators, fit_spec
+    from markov_migration.fitfile.format import fit_spec
+    from markov_migration.fitfile.generators import design_generators
+    from markov_migration.fitfile.readback import aggregated_from_fit
+    from markov_migration.inputs.design import model_design
 
     spec = fit_spec(tree)
     if spec.time != "continuous":
@@ -566,10 +568,11 @@ def _keyed_prevalence_rows(
     rows : (U,) its rows of the distinct observations (same keys)
     key_index : (n,) distinct observation of each observation
     """
-    from markov_migration.design import model_design
-    from markov_migration.fitfile import aggregated_from_fit, design_generators, fit_spec
-    from markov_migration.panel import LEAD_TIME, START_PERIOD, model_columns, period_keys
-    from markov_migration.reproduce import embeds_panel, recorded_panel
+    from markov_migration.fitfile.format import fit_spec
+    from markov_migration.fitfile.generators import design_generators
+    from markov_migration.fitfile.readback import aggregated_from_fit, embeds_panel, recorded_panel
+    from markov_migration.inputs.design import model_design
+    from markov_migration.inputs.panel import LEAD_TIME, START_PERIOD, model_columns, period_keys
 
     spec = fit_spec(tree)
     if spec.time != "continuous":
@@ -932,7 +935,7 @@ def run_checks(
     Parameters
     ----------
     tree : xarray.DataTree
-        A fit (see :func:`markov_migration.fitfile.read_fit`).
+        A fit (see :func:`markov_migration.fitfile.format.read_fit`).
     n_draws : int
         Posterior draws used by the predictive checks.
     n_bands : int
@@ -946,7 +949,7 @@ def run_checks(
     -------
     CheckReport
     """
-    from markov_migration.summaries import check_ci
+    from markov_migration.results.summaries import check_ci
 
     check_ci(ci)
     if n_draws < 1:

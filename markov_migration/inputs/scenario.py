@@ -31,7 +31,7 @@ allow, a negative multiplier, a date outside the projection.
 
 Examples
 --------
->>> from markov_migration.spec import parse_spec
+>>> from markov_migration.inputs.spec import parse_spec
 >>> spec = parse_spec('''
 ... states = ["away", "home"]
 ... home = ["home"]
@@ -57,7 +57,7 @@ from typing import Any
 import numpy as np
 
 from markov_migration.errors import InputError
-from markov_migration.spec import ModelSpec, read_text
+from markov_migration.inputs.spec import ModelSpec, read_text
 
 #: Name of the scenario without changes.
 BASELINE = "baseline"

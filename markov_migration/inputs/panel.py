@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from markov_migration.errors import PanelError
-from markov_migration.spec import ModelSpec
+from markov_migration.inputs.spec import ModelSpec
 
 #: Columns that identify an aggregated-counts table.
 COUNT_COLUMNS = ("from", "to", "interval", "count")

@@ -82,7 +82,7 @@ class LooResult:
 
 
 def _sampled_posterior(tree: xr.DataTree) -> xr.Dataset:
-    from markov_migration.checks import sampled_parameters
+    from markov_migration.results.checks import sampled_parameters
 
     return sampled_parameters(tree)
 
@@ -94,9 +94,9 @@ def panel_pairs(tree: xr.DataTree) -> tuple[pd.DataFrame, np.ndarray] | None:
     reads. Raises InputError when the embedded panel does not reproduce the
     fit's aggregated data.
     """
-    from markov_migration.fitfile import fit_spec
-    from markov_migration.panel import pair_rows
-    from markov_migration.reproduce import embeds_panel, recorded_data
+    from markov_migration.fitfile.format import fit_spec
+    from markov_migration.fitfile.readback import embeds_panel, recorded_data
+    from markov_migration.inputs.panel import pair_rows
 
     spec = fit_spec(tree)
     if not embeds_panel(tree, spec):
@@ -117,7 +117,7 @@ def loo_fit(
     Parameters
     ----------
     tree : xarray.DataTree
-        A fit (see :func:`markov_migration.fitfile.read_fit`).
+        A fit (see :func:`markov_migration.fitfile.format.read_fit`).
     unit : {"transition", "row"}
         What one left-out observation is (see the module docstring).
     name : str
@@ -288,7 +288,7 @@ def compare_fits(
     """
     import arviz_stats as azs
 
-    from markov_migration.fitfile import read_fit
+    from markov_migration.fitfile.format import read_fit
 
     if not isinstance(fits, dict):
         paths = [Path(p) for p in fits]

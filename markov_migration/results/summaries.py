@@ -50,7 +50,7 @@ state among steps ``0 .. H-1``) and ``passage`` (``(I - P_FF)^-1 1`` steps).
 
 Examples
 --------
->>> from markov_migration.fitfile import read_fit  # doctest: +SKIP
+>>> from markov_migration.fitfile.format import read_fit  # doctest: +SKIP
 >>> tree = read_fit("fit.nc")  # doctest: +SKIP
 >>> s = summarize(tree, "pmatrix", t=1.0, ci=0.9)  # doctest: +SKIP
 >>> to_frame(s).columns.tolist()  # doctest: +SKIP
@@ -70,7 +70,7 @@ import xarray as xr
 
 from markov_migration.core.likelihood import pmatrix as _expm_qt
 from markov_migration.errors import InputError
-from markov_migration.spec import ModelSpec
+from markov_migration.inputs.spec import ModelSpec
 
 #: Quantities :func:`summarize` knows.
 QUANTITIES = (
@@ -334,7 +334,7 @@ def check_ci(ci: float) -> None:
 
 
 def _spec(tree: xr.DataTree) -> ModelSpec:
-    from markov_migration.fitfile import fit_spec
+    from markov_migration.fitfile.format import fit_spec
 
     return fit_spec(tree)
 
@@ -566,7 +566,7 @@ def at_generator(
     xarray.DataTree
         A shallow copy; root attr ``generator`` records the choice (JSON).
     """
-    from markov_migration.projection import chosen_generators
+    from markov_migration.fitfile.generators import chosen_generators
 
     if is_discrete(tree):
         raise InputError("--covariate, --group and --period need a continuous-time fit")
@@ -871,7 +871,7 @@ def summarize(
     Parameters
     ----------
     tree : xarray.DataTree
-        A fit (see :func:`markov_migration.fitfile.read_fit`).
+        A fit (see :func:`markov_migration.fitfile.format.read_fit`).
     what : {"qmatrix", "pmatrix", "sojourn", "pnext", "leave", "totlos", "passage", "hazard"}
     t : float
         Time for ``pmatrix`` and ``leave`` (time units).

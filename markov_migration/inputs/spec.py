@@ -8,7 +8,7 @@ naming the file, the line where it can be found, and what is wrong.
 
 Examples
 --------
->>> from markov_migration.spec import parse_spec
+>>> from markov_migration.inputs.spec import parse_spec
 >>> spec = parse_spec('''
 ... name = "toy"
 ... states = ["well", "ill", "dead"]
@@ -170,7 +170,7 @@ class ModelSpec:
         Known intensities (per time unit), used by ``simulate``.
     simulation : dict
         The raw ``[simulate]`` table (observation design for ``simulate``),
-        validated by :mod:`markov_migration.simulate`.
+        validated by :mod:`markov_migration.inputs.simulate`.
     text : str
         The model file's text, recorded in fit files.
     path : str or None
@@ -307,7 +307,7 @@ def load_rates(path: str | Path, spec: ModelSpec) -> dict[tuple[int, int], float
     -------
     dict of (int, int) to float
         Intensity of each listed transition (state indices), as ``ModelSpec.rates``;
-        pass it to :func:`markov_migration.simulate.simulate_panel` as ``rates=``.
+        pass it to :func:`markov_migration.inputs.simulate.simulate_panel` as ``rates=``.
 
     Raises
     ------

@@ -17,9 +17,9 @@ pass/fail for every figure.
 
 Examples
 --------
->>> from markov_migration.spec import load_spec
->>> from markov_migration.simulate import simulate_panel
->>> from markov_migration.calibration import calibration_table
+>>> from markov_migration.inputs.spec import load_spec
+>>> from markov_migration.inputs.simulate import simulate_panel
+>>> from markov_migration.inputs.calibration import calibration_table
 >>> spec = load_spec("models/migration5.toml")  # doctest: +SKIP
 >>> table = calibration_table(spec, simulate_panel(spec, 8500, seed=2024))  # doctest: +SKIP
 >>> bool(table["pass"].all())  # doctest: +SKIP
@@ -36,7 +36,7 @@ import pandas as pd
 from scipy.linalg import expm, null_space
 
 from markov_migration.errors import InputError
-from markov_migration.spec import ModelSpec
+from markov_migration.inputs.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -162,7 +162,7 @@ def wave_states(
     numpy.ndarray of int, shape (respondents, W)
         State index, -1 where the respondent was not interviewed at that wave.
     """
-    from markov_migration.simulate import parse_design
+    from markov_migration.inputs.simulate import parse_design
 
     if waves is None:
         waves = parse_design(spec).waves
@@ -209,7 +209,7 @@ def host_departure(spec: ModelSpec) -> dict[str, float]:
     ``[simulate.groups] effects`` for every host of :data:`HOST_DEPARTURE` that
     is a level of the simulated groups: ``1 - exp(-sum_s q_rs HR_rs)``.
     """
-    from markov_migration.simulate import parse_design
+    from markov_migration.inputs.simulate import parse_design
 
     design = parse_design(spec)
     if design.groups is None:
@@ -283,8 +283,11 @@ def model_metrics(spec: ModelSpec) -> dict[str, float]:
     q = spec.rate_matrix()
     m: dict[str, float] = {}
     for name, key in (("transit", "transit_departure"), ("abroad", "settled_departure")):
-        m[key] = 1.0 - math.exp(q[spec.index(name), spec.index(name)]) if name in spec.states \
+        m[key] = (
+            1.0 - math.exp(q[spec.index(name), spec.index(name)])
+            if name in spec.states
             else math.nan
+        )
     home_idx = [spec.index(s) for s in spec.home]
     m["stationary_return"] = math.nan
     if home_idx:

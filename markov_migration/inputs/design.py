@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 
 from markov_migration.errors import InputError
-from markov_migration.panel import LEAD_TIME, START_PERIOD, AggregatedData, aggregation_keys
-from markov_migration.spec import DEFAULT_COVARIATE_SD, ModelSpec
+from markov_migration.inputs.panel import LEAD_TIME, START_PERIOD, AggregatedData, aggregation_keys
+from markov_migration.inputs.spec import DEFAULT_COVARIATE_SD, ModelSpec
 
 #: Covariate name of the period effects in ``hazard_ratio`` (a period is a
 #: categorical covariate whose reference is the first period; as R msm's ``pci``).
@@ -465,7 +465,7 @@ def model_design(spec: ModelSpec, agg: AggregatedData) -> ModelDesign:
     ----------
     spec : ModelSpec
     agg : AggregatedData
-        Aggregated by :func:`markov_migration.panel.aggregate` (or a counts
+        Aggregated by :func:`markov_migration.inputs.panel.aggregate` (or a counts
         table) for this model: it must have the model's key columns.
 
     Returns

@@ -12,8 +12,8 @@ reference. Every problem in the ``[simulate]`` table raises
 
 Examples
 --------
->>> from markov_migration.spec import parse_spec
->>> from markov_migration.simulate import simulate_panel
+>>> from markov_migration.inputs.spec import parse_spec
+>>> from markov_migration.inputs.simulate import simulate_panel
 >>> spec = parse_spec('''
 ... states = ["well", "ill", "dead"]
 ... [transitions]
@@ -48,7 +48,7 @@ import pandas as pd
 
 from markov_migration.core.simulate import SimulatedPaths, simulate_paths
 from markov_migration.errors import InputError, SpecError
-from markov_migration.spec import ModelSpec
+from markov_migration.inputs.spec import ModelSpec
 
 #: Known keys of each ``[simulate]`` table.
 DESIGN_KEYS = (

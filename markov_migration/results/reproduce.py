@@ -35,6 +35,7 @@ import pandas as pd
 import xarray as xr
 
 from markov_migration.errors import InputError
+from markov_migration.fitfile.readback import recorded_data
 
 #: Largest |z| of posterior means still counted as agreement.
 Z_TOLERANCE = 4.0
@@ -105,112 +106,9 @@ class Reproduction:
         )
 
 
-def embeds_panel(tree: xr.DataTree, spec) -> bool:
-    """Whether the fit embeds its panel with every column the model reads."""
-    from markov_migration.fitfile import PANEL_COLUMN_PREFIX
-    from markov_migration.panel import model_columns
-
-    if "panel_data" not in tree.children:
-        return False
-    pdata = tree["panel_data"]
-    return all(PANEL_COLUMN_PREFIX + c in pdata for c in model_columns(spec))
-
-
-def recorded_panel(tree: xr.DataTree, spec):
-    """Return the panel embedded in a fit file as a :class:`~markov_migration.panel.Panel`.
-
-    Covariate and group columns come back as the panel layer makes them
-    (floats; categorical values as strings) when the fit embeds them
-    (:func:`embeds_panel`); fits written before they were embedded have none.
-    """
-    from markov_migration.fitfile import PANEL_COLUMN_PREFIX
-    from markov_migration.panel import Panel, model_columns
-
-    pdata = tree["panel_data"]
-    codes = np.asarray(pdata["respondent_id"].values).astype(str)
-    frame = pd.DataFrame(
-        {
-            "id": codes[pdata["respondent"].to_numpy()],
-            "time": pdata["time"].to_numpy().astype(float),
-            "state": pdata["state"].to_numpy().astype(np.int64),
-            "weight": pdata["weight"].to_numpy().astype(float),
-        }
-    )
-    for column in model_columns(spec):
-        name = PANEL_COLUMN_PREFIX + column
-        if name not in pdata:
-            continue
-        values = pdata[name].to_numpy()
-        if f"{name}_level" in pdata.coords:
-            levels = np.asarray(pdata[f"{name}_level"].values).astype(str).astype(object)
-            frame[column] = levels[values.astype(np.int64)]
-        else:
-            frame[column] = values.astype(float)
-    frame["row"] = np.arange(1, len(frame) + 1)
-    return Panel(
-        data=frame,
-        states=tuple(spec.states),
-        path=str(tree.attrs.get("data_path", "<embedded panel>")),
-        sha256=str(tree.attrs.get("data_sha256", "")),
-        n_rows=len(frame),
-    )
-
-
-def _same_aggregate(tree: xr.DataTree, agg) -> bool:
-    obs = tree["observed_data"]
-    t = agg.table
-    if len(t) != obs.sizes["obs"]:
-        return False
-    return all(np.array_equal(t[c].to_numpy(), obs[c].to_numpy()) for c in ("from", "to")) and all(
-        np.allclose(t[c].to_numpy(), obs[c].to_numpy(), rtol=0, atol=1e-12)
-        for c in ("interval", "count")
-    )
-
-
-def recorded_data(tree: xr.DataTree, spec, path: str | Path | None = None):
-    """Rebuild a fit's data: the embedded panel, or the recorded data file (SHA-256 checked).
-
-    Returns
-    -------
-    panel : Panel or None
-    agg : AggregatedData
-    source : str
-    """
-    from markov_migration.panel import aggregate, file_sha256, load_data
-
-    if embeds_panel(tree, spec):
-        panel = recorded_panel(tree, spec)
-        agg = aggregate(panel, spec)
-        if not _same_aggregate(tree, agg):
-            raise InputError(
-                "the embedded panel does not reproduce the fit's aggregated data", path=path
-            )
-        agg.weighted = bool(int(tree.attrs.get("data_weighted", 0)))
-        return panel, agg, f"panel embedded in the fit file ({panel.n_respondents:,} respondents)"
-    data_path = Path(str(tree.attrs.get("data_path", "")))
-    recorded = str(tree.attrs.get("data_sha256", ""))
-    if not data_path.is_file():
-        raise InputError(
-            f"the fit embeds no panel and its data file '{data_path}' is missing", path=path
-        )
-    actual = file_sha256(data_path)
-    if actual != recorded:
-        raise InputError(
-            f"data file '{data_path}' changed since the fit (SHA-256 {actual[:12]}... , recorded "
-            f"{recorded[:12]}...)",
-            path=path,
-        )
-    panel, agg = load_data(data_path, spec)
-    if not _same_aggregate(tree, agg):
-        raise InputError(
-            f"data file '{data_path}' does not reproduce the fit's aggregated data", path=path
-        )
-    return panel, agg, f"data file {data_path} (SHA-256 matches)"
-
-
 def version_differences(tree: xr.DataTree) -> dict[str, tuple[str, str]]:
     """Libraries whose version recorded in the fit differs from the installed one."""
-    from markov_migration.fitfile import library_versions
+    from markov_migration.fitfile.format import library_versions
 
     recorded = json.loads(str(tree.attrs.get("versions", "{}")))
     current = library_versions()
@@ -232,7 +130,7 @@ def compare_draws(
     table : pandas.DataFrame
     max_abs_z : float
     """
-    from markov_migration.checks import convergence_table
+    from markov_migration.results.checks import convergence_table
 
     a, b = original["posterior"], rerun["posterior"]
     common = [v for v in a.data_vars if v in b.data_vars]
@@ -271,7 +169,7 @@ def reproduce(
     Parameters
     ----------
     fit : str, Path or xarray.DataTree
-        A fit file (or one read with :func:`~markov_migration.fitfile.read_fit`).
+        A fit file (or one read with :func:`~markov_migration.fitfile.format.read_fit`).
     seed : int, optional
         Re-run with another seed (default: the recorded one). With another
         seed the draws differ, so the best possible verdict is ``agree``.
@@ -292,7 +190,7 @@ def reproduce(
         If the fit cannot be re-run: a fake fit, no embedded panel and a
         missing or changed data file, unknown settings.
     """
-    from markov_migration.fitfile import fit_spec, read_fit
+    from markov_migration.fitfile.format import fit_spec, read_fit
 
     path = None
     if not isinstance(fit, xr.DataTree):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from markov_migration.checks import CheckReport, figure_png, figures
+from markov_migration.results.checks import CheckReport, figure_png, figures
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; margin: 0;
@@ -133,7 +133,7 @@ def _checks_table(report: CheckReport) -> str:
 
 
 def _convergence_table(report: CheckReport) -> str:
-    from markov_migration.checks import THRESHOLDS
+    from markov_migration.results.checks import THRESHOLDS
 
     ess_min = THRESHOLDS["ess_per_chain_min"] * report.n_chains
     rows = []
@@ -208,7 +208,7 @@ def _per_group(summary: xr.Dataset, table) -> list[str]:
 
 def _summaries(tree: xr.DataTree, ci: float) -> str:
     from markov_migration.errors import InputError
-    from markov_migration.summaries import is_discrete, notes, summarize
+    from markov_migration.results.summaries import is_discrete, notes, summarize
 
     out = []
     pct = f"{ci:.0%}"
@@ -319,7 +319,7 @@ def render_report(
     tree : xarray.DataTree
         The fit.
     report : CheckReport
-        From :func:`markov_migration.checks.run_checks`.
+        From :func:`markov_migration.results.checks.run_checks`.
     fit_path : str or Path, optional
         Shown in the header and provenance.
     ci : float

@@ -1,0 +1,42 @@
+"""One home for the package's defaults: sample dims, interval probability, thresholds.
+
+In the manner of ``arviz_base.rcParams`` (``data.sample_dims``, ``stats.ci_prob``):
+every module that needs one of these values imports it from here, so a change is made
+once. Values are plain constants; nothing here imports anything from the package.
+"""
+
+from __future__ import annotations
+
+#: The dims that index posterior draws in fit files and derived datasets.
+SAMPLE_DIMS: tuple[str, str] = ("chain", "draw")
+
+#: Default probability of the equal-tailed credible interval in summaries and tables.
+CI_PROB: float = 0.95
+
+#: Convergence and predictive-check thresholds of ``check`` (Vehtari et al. 2021 for
+#: R-hat and ESS; E-BFMI after Betancourt 2016): R-hat below ``rhat_max``, bulk and tail
+#: ESS at least ``ess_per_chain_min`` per chain, at most ``divergences_max`` divergent
+#: transitions, E-BFMI of every chain above ``ebfmi_min``, predictive p-values inside
+#: ``[ppp_min, 1 - ppp_min]``.
+THRESHOLDS: dict[str, float] = {
+    "rhat_max": 1.01,
+    "ess_per_chain_min": 100,
+    "divergences_max": 0,
+    "ebfmi_min": 0.3,
+    "ppp_min": 0.01,
+}
+
+#: Default number of posterior draws used by the predictive checks.
+PPC_DRAWS: int = 500
+
+#: Largest number of survey waves found by gap clustering of observation times before
+#: falling back to bins (see :func:`markov_migration.inputs.waves.wave_bins`).
+MAX_WAVES: int = 12
+#: Number of equal-count bins when observation times do not cluster into waves.
+QUANTILE_WAVES: int = 6
+#: A gap between consecutive distinct observation times wider than this share of the
+#: panel's time span starts a new wave.
+WAVE_GAP_SHARE: float = 0.1
+
+#: Times and cut points closer than this (in the model's time unit) are treated as equal.
+TIME_TOL: float = 1e-9

@@ -1,0 +1,161 @@
+"""Putting a fit file together.
+
+Posterior, sampler statistics, pointwise log-likelihood, data and provenance in the
+layout of :mod:`markov_migration.fitfile.format`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from markov_migration.fitfile.format import (
+    MAX_EMBEDDED_OBSERVATIONS,
+    constant_dataset,
+    design_dataset,
+    has_design,
+    observed_dataset,
+    panel_dataset,
+    provenance,
+    sanitize,
+)
+from markov_migration.fitfile.generators import design_generators
+from markov_migration.inputs.panel import AggregatedData, Panel
+from markov_migration.inputs.spec import ModelSpec
+
+#: Memory budget (bytes) of the generator stacks built per chunk of draws.
+_CHUNK_BYTES = 64 * 2**20
+
+
+def log_likelihood_dataset(
+    spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset
+) -> xr.Dataset:
+    """Per-row log-likelihood ``count * log P[from, to]`` for every draw.
+
+    With covariates, groups or periods each row uses its own generator(s),
+    rebuilt from ``log_rate``, ``log_hazard_ratio`` and ``group_effect``; an
+    interval crossing period cut points uses the product of its pieces.
+    """
+    t = agg.table
+    count = t["count"].to_numpy(dtype=np.float64)
+    frm = t["from"].to_numpy(dtype=np.int64)
+    to = t["to"].to_numpy(dtype=np.int64)
+    nchain, ndraw = posterior.sizes["chain"], posterior.sizes["draw"]
+    if has_design(spec):
+        per = _design_row_loglik(spec, agg, posterior)
+    elif spec.time == "continuous":
+        from markov_migration.core.likelihood import row_loglik_draws
+        from markov_migration.inputs.design import likelihood_data
+
+        data = likelihood_data(agg)
+        q = posterior["Q"].transpose("chain", "draw", "from_state", "to_state").to_numpy()
+        q = q.reshape(nchain * ndraw, 1, spec.n_states, spec.n_states)
+        per = row_loglik_draws(np.ascontiguousarray(q), *data.arrays())
+    else:
+        p = posterior["P"].transpose("chain", "draw", "from_state", "to_state").to_numpy()
+        p = p.reshape(nchain * ndraw, spec.n_states, spec.n_states)
+        steps = np.round(t["interval"].to_numpy() / agg.resolution).astype(np.int64)
+        per = np.empty((p.shape[0], len(t)))
+        for n in np.unique(steps):
+            pn = np.linalg.matrix_power(p, int(n))
+            sel = steps == n
+            with np.errstate(divide="ignore"):
+                per[:, sel] = np.log(pn[:, frm[sel], to[sel]])
+    values = (per * count).reshape(nchain, ndraw, len(t))
+    return xr.Dataset(
+        {"transitions": (("chain", "draw", "obs"), values)},
+        coords={"chain": posterior["chain"], "draw": posterior["draw"], "obs": np.arange(len(t))},
+    )
+
+
+def _design_row_loglik(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset) -> np.ndarray:
+    from markov_migration.core.likelihood import row_loglik_draws
+    from markov_migration.inputs.design import model_design
+
+    design = model_design(spec, agg)
+    data = design.likelihood
+    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    chunk = max(1, _CHUNK_BYTES // (8 * design.n_generators * spec.n_states**2))
+    per = np.empty((n_draws, data.n_rows))
+    for lo in range(0, n_draws, chunk):
+        q = design_generators(spec, design, posterior, np.arange(lo, min(lo + chunk, n_draws)))
+        per[lo : lo + chunk] = row_loglik_draws(q, *data.arrays())
+    return per
+
+
+def _label_posterior(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset) -> xr.Dataset:
+    """Coordinates and attributes of the covariate, group and period variables."""
+    if not has_design(spec):
+        return posterior
+    from markov_migration.inputs.design import model_design
+
+    design = model_design(spec, agg)
+    unit = spec.time_unit[:-1]
+    if "covariate_effect" in posterior.dims:
+        effects = {e.label: e for e in design.effects}
+        es = [effects[str(lab)] for lab in posterior["covariate_effect"].values]
+        posterior = posterior.assign_coords(
+            covariate=("covariate_effect", [e.covariate for e in es]),
+            level=("covariate_effect", [e.level for e in es]),
+            **{
+                "from": ("covariate_effect", [spec.states[e.transition[0]] for e in es]),
+                "to": ("covariate_effect", [spec.states[e.transition[1]] for e in es]),
+            },
+            effect_parameter=("covariate_effect", [e.parameter for e in es]),
+        )
+        for name in ("hazard_ratio", "log_hazard_ratio"):
+            if name in posterior:
+                posterior[name].attrs.update(
+                    description=("hazard ratio" if name == "hazard_ratio" else "log hazard ratio")
+                    + " of the covariate level (vs its reference), of one unit of a numeric "
+                    "covariate as in the data, or of the period (vs the first period), on the "
+                    "intensity of the transition from -> to (coordinates); entries with the same "
+                    "effect_parameter share one effect",
+                )
+    if "group_effect" in posterior:
+        posterior["group_effect"].attrs["description"] = (
+            f"log hazard ratio of each {spec.groups.column} against the median group "
+            "(random effect; group_sd is its sd)"
+        )
+        posterior["group"].attrs["column"] = spec.groups.column
+    if "Q" in posterior:
+        posterior["Q"].attrs.update(
+            units=f"moves per {unit}",
+            description="generator matrix of each categorical covariate pattern, group and "
+            "period; numeric covariates at their centre (constant_data covariate_center)",
+        )
+    return posterior
+
+
+def assemble_fit(
+    spec: ModelSpec,
+    agg: AggregatedData,
+    posterior: xr.Dataset,
+    sample_stats: xr.Dataset,
+    settings: dict[str, Any],
+    command: str | None = None,
+    panel: Panel | None = None,
+) -> xr.DataTree:
+    """Put a sampled posterior and its data into the fit-file DataTree."""
+    posterior = sanitize(posterior)
+    order = [d for d in ("chain", "draw") if d in posterior.dims]
+    posterior = posterior.transpose(*order, ...)
+    if "Q" in posterior:
+        posterior["Q"].attrs.update(
+            units=f"moves per {spec.time_unit[:-1]}", description="generator matrix"
+        )
+    posterior = _label_posterior(spec, agg, posterior)
+    groups = {
+        "posterior": posterior,
+        "sample_stats": sanitize(sample_stats),
+        "log_likelihood": log_likelihood_dataset(spec, agg, posterior),
+        "observed_data": observed_dataset(agg),
+        "constant_data": xr.merge([constant_dataset(spec, agg), design_dataset(spec, agg)]),
+    }
+    if panel is not None and len(panel.data) <= MAX_EMBEDDED_OBSERVATIONS:
+        groups["panel_data"] = panel_dataset(panel, spec)
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs = provenance(spec, agg, settings, command)
+    return tree

@@ -1,0 +1,285 @@
+"""Fit files: NetCDF in ArviZ's DataTree layout with provenance (no PyMC here).
+
+Groups
+------
+``posterior``
+    ``Q`` (continuous; dims chain, draw, from_state, to_state; moves per time
+    unit), ``rate`` and ``log_rate`` (dim transition); or ``P`` (discrete; the
+    one-step matrix) and the Dirichlet rows ``p_<state>``.
+``sample_stats``
+    The sampler's statistics (``diverging``, ``energy``, ``tree_depth`` ...).
+``log_likelihood``
+    ``transitions`` (chain, draw, obs): the log-likelihood of each aggregated
+    row, ``count * log P(interval)[from, to]``. The unit of PSIS-LOO is
+    therefore an aggregated row: all transitions between the same two states
+    over the same interval (and covariate pattern).
+``observed_data``
+    The aggregated data: ``from``, ``to`` (state indices), ``interval`` (time
+    units), ``count`` (weighted transitions), dim ``obs``.
+``panel_data``
+    The validated long-format panel (``id`` codes, ``time``, ``state``,
+    ``weight``; dim ``observation``) when it has at most
+    :data:`MAX_EMBEDDED_OBSERVATIONS` rows: posterior predictive prevalence
+    checks and reproduction read it. Absent for counts-table input.
+``constant_data``
+    Priors and structure: ``allowed`` (from_state, to_state), ``prior_mu``,
+    ``prior_sigma`` (transition; continuous) and ``resolution``.
+
+Root attributes record the model file's text, the input data's SHA-256 and
+path, the seed and sampler settings, library versions, the creation time and
+the command line, so that a fit can be re-run and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from markov_migration import __version__
+from markov_migration.errors import FitFileError
+from markov_migration.inputs.panel import AggregatedData, Panel
+from markov_migration.inputs.spec import ModelSpec, parse_spec
+from markov_migration.io import atomic_output
+
+#: Marker attribute and format version of fit files.
+FIT_MARKER = "markov_migration_fit"
+FIT_FORMAT_VERSION = 1
+#: Panels with more observations than this are not embedded in fit files.
+MAX_EMBEDDED_OBSERVATIONS = 1_000_000
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a fit depends on."""
+    out = {"python": platform.python_version(), "markov_migration": __version__}
+    for name in ("pymc", "pytensor", "nutpie", "arviz", "numpy", "scipy", "numba", "xarray"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def provenance(
+    spec: ModelSpec, agg: AggregatedData, settings: dict[str, Any], command: str | None
+) -> dict:
+    """Root attributes of a fit file."""
+    versions = library_versions()
+    return {
+        FIT_MARKER: FIT_FORMAT_VERSION,
+        "model_name": spec.name,
+        "model_text": spec.text,
+        "model_path": spec.path or "",
+        "time_mode": spec.time,
+        "time_unit": spec.time_unit,
+        "states": json.dumps(list(spec.states)),
+        "home": json.dumps(list(spec.home)),
+        "data_path": str(agg.source),
+        "data_sha256": agg.sha256,
+        "data_respondents": -1 if agg.n_respondents is None else int(agg.n_respondents),
+        "data_weighted": int(agg.weighted),
+        "seed": int(settings.get("seed", 0)),
+        "sampler": str(settings.get("sampler", "")),
+        "sampler_settings": json.dumps(settings, sort_keys=True),
+        "versions": json.dumps(versions, sort_keys=True),
+        "package_version": versions["markov_migration"],
+        "pymc_version": versions["pymc"],
+        "python_version": versions["python"],
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command_line": command or " ".join(sys.argv),
+    }
+
+
+def observed_dataset(agg: AggregatedData) -> xr.Dataset:
+    """The aggregated data as a Dataset with dim ``obs``."""
+    t = agg.table
+    ds = xr.Dataset(
+        {
+            "from": ("obs", t["from"].to_numpy(dtype=np.int64)),
+            "to": ("obs", t["to"].to_numpy(dtype=np.int64)),
+            "interval": ("obs", t["interval"].to_numpy(dtype=np.float64)),
+            "count": ("obs", t["count"].to_numpy(dtype=np.float64)),
+        },
+        coords={"obs": np.arange(len(t))},
+    )
+    for col in t.columns[4:]:
+        values = t[col].to_numpy()
+        ds[col] = ("obs", values.astype(str) if values.dtype == object else values)
+    ds["interval"].attrs["units"] = "time units of the model (see root attr time_unit)"
+    ds["count"].attrs["description"] = "number of observed transitions (weighted if data_weighted)"
+    ds.attrs["states"] = json.dumps(list(agg.states))
+    return ds
+
+
+#: Prefix of the covariate and group columns in ``panel_data``.
+PANEL_COLUMN_PREFIX = "column_"
+
+
+def panel_dataset(panel: Panel, spec: ModelSpec | None = None) -> xr.Dataset:
+    """The validated panel as a Dataset with dim ``observation``.
+
+    With ``spec``, the covariate and group columns the model reads are kept
+    too, as ``column_<name>``: floats for numeric covariates, integer codes
+    into the coordinate ``column_<name>_level`` for categorical ones and groups
+    (attr ``column`` names the panel column). They make the panel complete
+    for reproduction and per-transition model comparison.
+    """
+    d = panel.data
+    codes, ids = np.unique(d["id"].to_numpy(dtype=str), return_inverse=True)
+    ds = xr.Dataset(
+        {
+            "respondent": ("observation", ids.astype(np.int64)),
+            "time": ("observation", d["time"].to_numpy(dtype=np.float64)),
+            "state": ("observation", d["state"].to_numpy(dtype=np.int64)),
+            "weight": ("observation", d["weight"].to_numpy(dtype=np.float64)),
+        },
+        coords={"observation": np.arange(len(d)), "respondent_id": codes},
+    )
+    if spec is not None:
+        from markov_migration.inputs.panel import model_columns
+
+        numeric = {c.column for c in spec.covariates if c.kind == "numeric"}
+        for column in model_columns(spec):
+            name = PANEL_COLUMN_PREFIX + column
+            if column in numeric:
+                ds[name] = ("observation", d[column].to_numpy(dtype=np.float64))
+            else:
+                levels, index = np.unique(d[column].to_numpy(dtype=str), return_inverse=True)
+                ds = ds.assign_coords({f"{name}_level": levels})
+                ds[name] = ("observation", index.astype(np.int64))
+            ds[name].attrs["column"] = column
+        ds.attrs["model_columns"] = json.dumps(model_columns(spec))
+    ds.attrs["states"] = json.dumps(list(panel.states))
+    ds.attrs["description"] = "validated panel; respondent indexes respondent_id"
+    return ds
+
+
+def constant_dataset(spec: ModelSpec, agg: AggregatedData) -> xr.Dataset:
+    """Model structure and priors as a Dataset."""
+    ds = xr.Dataset(
+        {"allowed": (("from_state", "to_state"), spec.allowed_matrix().astype(np.int8))},
+        coords={"from_state": list(spec.states), "to_state": list(spec.states)},
+    )
+    ds["resolution"] = agg.resolution
+    if spec.time == "continuous":
+        ds = ds.assign_coords(transition=list(spec.transition_labels))
+        ds["prior_mu"] = ("transition", [spec.priors[p].mu for p in spec.transitions])
+        ds["prior_sigma"] = ("transition", [spec.priors[p].sigma for p in spec.transitions])
+        ds["prior_mu"].attrs["units"] = "log of moves per time unit"
+    return ds
+
+
+def sanitize(ds: xr.Dataset) -> xr.Dataset:
+    """Drop variables NetCDF cannot store (object dtype, e.g. divergence messages)."""
+    drop = [name for name, var in ds.data_vars.items() if var.dtype == object]
+    ds = ds.drop_vars(drop)
+    for name, var in ds.data_vars.items():
+        if var.dtype == bool:
+            ds[name] = var.astype(np.int8)
+            ds[name].attrs["dtype"] = "bool"
+        elif var.dtype.kind == "u":
+            ds[name] = var.astype(np.int64)
+    ds.attrs = {k: v for k, v in ds.attrs.items() if isinstance(v, str | int | float)}
+    return ds
+
+
+def has_design(spec: ModelSpec) -> bool:
+    """Whether the model has covariates, groups or periods (a design beyond plain rates)."""
+    return spec.time == "continuous" and bool(spec.covariates or spec.groups or spec.periods)
+
+
+def design_dataset(spec: ModelSpec, agg: AggregatedData) -> xr.Dataset:
+    """Covariate, group and period structure for ``constant_data`` (empty for a plain model)."""
+    if not has_design(spec):
+        return xr.Dataset()
+    from markov_migration.inputs.design import model_design
+
+    design = model_design(spec, agg)
+    ds = xr.Dataset()
+    numeric = [c.name for c in spec.covariates if c.kind == "numeric"]
+    if numeric:
+        ds = ds.assign_coords(numeric_covariate=numeric)
+        ds["covariate_center"] = ("numeric_covariate", [design.centers[n] for n in numeric])
+        ds["covariate_scale"] = ("numeric_covariate", [design.scales[n] for n in numeric])
+        ds["covariate_center"].attrs["description"] = (
+            "mean over the observed transitions: baseline intensities (log_rate, rate, Q) are at it"
+        )
+        ds["covariate_scale"].attrs["description"] = (
+            "sd over the observed transitions (the sampler's internal scale; effects are per unit)"
+        )
+    if "pattern" in design.grid_coords:
+        categorical = [c.name for c in spec.covariates if c.kind == "categorical"]
+        ds = ds.assign_coords(
+            pattern=design.grid_coords["pattern"], categorical_covariate=categorical
+        )
+        ds["pattern_level"] = (
+            ("pattern", "categorical_covariate"),
+            np.array([[p[c] for c in categorical] for p in design.pattern_levels], dtype=str),
+        )
+        ds["reference_level"] = (
+            "categorical_covariate", np.array([design.levels[c][0] for c in categorical], dtype=str)
+        )  # fmt: skip
+    t = agg.table
+    if design.has_groups:
+        column = spec.groups.column
+        ds = ds.assign_coords(group=list(design.group_levels))
+        counts = t.groupby(t[column].astype(str))["count"].sum()
+        ds["group_count"] = ("group", [float(counts.get(g, 0.0)) for g in design.group_levels])
+        ds["group_count"].attrs["description"] = f"observed transitions (weighted) by {column}"
+        ds["group"].attrs["column"] = column
+    if spec.periods:
+        edges = np.array([-np.inf, *spec.periods, np.inf])
+        ds = ds.assign_coords(period=list(design.period_labels))
+        ds["period_start"] = ("period", edges[:-1])
+        ds["period_end"] = ("period", edges[1:])
+        ds["period_start"].attrs["units"] = "time units of the model (see root attr time_unit)"
+    return ds
+
+
+def write_fit(tree: xr.DataTree, path: str | Path, force: bool = False) -> Path:
+    """Write a fit file atomically (temporary file, then rename)."""
+    path = Path(path)
+    with atomic_output(path, force) as tmp:
+        tree.to_netcdf(tmp, engine="h5netcdf")
+    return path
+
+
+def read_fit(path: str | Path) -> xr.DataTree:
+    """Read a fit file into memory and check it is one.
+
+    Raises
+    ------
+    FitFileError
+        If the file is missing, not NetCDF or not a markov-migration fit file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FitFileError("fit file not found", path=path)
+    try:
+        with xr.open_datatree(path, engine="h5netcdf") as tree:
+            tree = tree.load()
+    except Exception as err:  # h5py/xarray raise many kinds
+        raise FitFileError(f"not a NetCDF fit file ({type(err).__name__})", path=path) from None
+    if FIT_MARKER not in tree.attrs:
+        raise FitFileError(
+            "not a markov-migration fit file (no fit provenance attributes)", path=path
+        )
+    for group in ("posterior", "observed_data"):
+        if group not in tree.children:
+            raise FitFileError(f"fit file has no '{group}' group", path=path)
+    return tree
+
+
+def fit_spec(tree: xr.DataTree) -> ModelSpec:
+    """The model specification recorded in a fit file."""
+    return parse_spec(str(tree.attrs["model_text"]), path=str(tree.attrs.get("model_path") or None))
+
+
+# -- generators of any covariate values, group or period, from a fit -------------------------
