@@ -14,10 +14,16 @@ import pytest
 import xarray as xr
 from scipy import stats
 
+from markov_migration.core import ppc as CP
+from markov_migration.defaults import QUANTILE_WAVES, THRESHOLDS
 from markov_migration.errors import InputError
 from markov_migration.inputs.simulate import simulate_panel
 from markov_migration.inputs.spec import parse_spec
-from markov_migration.results import checks as C
+from markov_migration.inputs.waves import wave_bins, wave_index
+from markov_migration.plots.check_figures import write_outputs
+from markov_migration.results import diagnostics as D
+from markov_migration.results import ppc as P
+from markov_migration.results.checks import run_checks
 from markov_migration.testing import fake_fit
 from tests.conftest import DESIGN_TABLES
 
@@ -77,7 +83,7 @@ def wrong(spec, panel):
 def test_convergence_table_matches_arviz(good):
     import arviz_stats as azs
 
-    table = C.convergence_table(good)
+    table = D.convergence_table(good)
     assert list(table.columns) == [
         "parameter",
         "mean",
@@ -97,14 +103,14 @@ def test_convergence_table_matches_arviz(good):
 
 
 def test_convergence_passes_for_independent_draws(good):
-    checks = {c.name: c for c in C.convergence_checks(good)}
+    checks = {c.name: c for c in D.convergence_checks(good)}
     assert all(checks[n].passed for n in ("rhat", "ess_bulk", "ess_tail", "divergences", "ebfmi"))
     assert checks["ess_bulk"].threshold.startswith(">= 400")  # 4 chains x 100
 
 
 def test_convergence_fails_with_few_draws(spec, panel):
     tree = fake_fit(spec, panel, chains=2, draws=30, spread=0.1, seed=5)
-    checks = {c.name: c for c in C.convergence_checks(tree)}
+    checks = {c.name: c for c in D.convergence_checks(tree)}
     assert checks["ess_bulk"].passed is False and checks["ess_tail"].passed is False
     assert checks["ess_bulk"].value < 200
 
@@ -116,7 +122,7 @@ def test_rhat_fails_when_chains_disagree(spec, panel):
     shifted[1] += 0.1  # chain 1 sits elsewhere
     post["log_rate"] = shifted
     tree["posterior"] = xr.DataTree(post)
-    checks = {c.name: c for c in C.convergence_checks(tree)}
+    checks = {c.name: c for c in D.convergence_checks(tree)}
     assert checks["rhat"].passed is False and checks["rhat"].value > 1.1
 
 
@@ -130,7 +136,7 @@ def test_divergences_and_ebfmi_fail(spec, panel):
     rng = np.random.default_rng(0)
     ss["energy"] = (("chain", "draw"), np.cumsum(rng.standard_normal((2, 300)), axis=1))
     tree["sample_stats"] = xr.DataTree(ss)
-    checks = {c.name: c for c in C.convergence_checks(tree)}
+    checks = {c.name: c for c in D.convergence_checks(tree)}
     assert checks["divergences"].passed is False and checks["divergences"].value == 3
     assert "per chain: 3, 0" in checks["divergences"].detail
     assert checks["ebfmi"].passed is False and checks["ebfmi"].value < 0.3
@@ -139,7 +145,7 @@ def test_divergences_and_ebfmi_fail(spec, panel):
 def test_missing_sample_stats_are_skipped_not_failed(good):
     tree = good.copy()
     tree["sample_stats"] = xr.DataTree(xr.Dataset())
-    checks = {c.name: c for c in C.convergence_checks(tree)}
+    checks = {c.name: c for c in D.convergence_checks(tree)}
     assert checks["divergences"].passed is None and checks["ebfmi"].passed is None
     assert checks["divergences"].status == "skipped"
 
@@ -148,7 +154,7 @@ def test_missing_sample_stats_are_skipped_not_failed(good):
 
 
 def test_ppc_transitions_conserves_counts(good):
-    res = C.ppc_transitions(good, n_draws=100, seed=1)
+    res = P.ppc_transitions(good, n_draws=100, seed=1)
     obs = good["observed_data"].to_dataset().to_dataframe()
     t = res.table
     assert list(t.columns) == [
@@ -166,22 +172,22 @@ def test_ppc_transitions_conserves_counts(good):
     np.testing.assert_allclose(tot["expected"], tot["observed"], rtol=1e-12)
     assert (t["lower"] <= t["upper"]).all()
     assert res.observed_discrepancy.shape == (100,) and 0 <= res.ppp <= 1
-    assert set(t["band"]) and len(set(t["band"])) <= C.PPC_BANDS
+    assert set(t["band"]) and len(set(t["band"])) <= P.PPC_BANDS
 
 
 def test_ppc_is_reproducible_with_a_seed(good):
-    a = C.ppc_transitions(good, n_draws=50, seed=3)
-    b = C.ppc_transitions(good, n_draws=50, seed=3)
+    a = P.ppc_transitions(good, n_draws=50, seed=3)
+    b = P.ppc_transitions(good, n_draws=50, seed=3)
     pd.testing.assert_frame_equal(a.table, b.table)
     assert a.ppp == b.ppp
 
 
 def test_ppc_detects_wrong_rates(good, wrong):
-    assert C.ppc_transitions(good, n_draws=200).ppp > 0.05
-    assert C.ppc_transitions(wrong, n_draws=200).ppp < C.THRESHOLDS["ppp_min"]
-    assert C.ppc_prevalence(good, n_draws=200).ppp > 0.05
-    assert C.ppc_prevalence(wrong, n_draws=200).ppp < C.THRESHOLDS["ppp_min"]
-    report = C.run_checks(wrong, n_draws=200)
+    assert P.ppc_transitions(good, n_draws=200).ppp > 0.05
+    assert P.ppc_transitions(wrong, n_draws=200).ppp < THRESHOLDS["ppp_min"]
+    assert P.ppc_prevalence(good, n_draws=200).ppp > 0.05
+    assert P.ppc_prevalence(wrong, n_draws=200).ppp < THRESHOLDS["ppp_min"]
+    report = run_checks(wrong, n_draws=200)
     failed = {c.name for c in report.failed}
     assert {"ppc_transitions", "ppc_prevalence"} <= failed
 
@@ -189,15 +195,15 @@ def test_ppc_detects_wrong_rates(good, wrong):
 def test_chi_square():
     y = np.array([[3.0, 0.0, 5.0]])
     e = np.array([[2.0, 0.0, 4.0]])
-    assert C.chi_square(y, e)[0] == pytest.approx(1 / 2 + 1 / 4)
+    assert CP.chi_square(y, e)[0] == pytest.approx(1 / 2 + 1 / 4)
 
 
 def test_interval_bands_equal_counts():
     iv = np.array([1.0, 1.0, 2.0, 2.0, 3.0, 3.0])
     w = np.ones(6)
-    edges = C.interval_bands(iv, w, 3)
+    edges = CP.interval_bands(iv, w, 3)
     np.testing.assert_allclose(edges, [1.0, 2.0, 3.0, 3.0][: edges.size])
-    assert C.interval_bands(np.array([0.5, 0.5]), np.ones(2), 3).tolist() == [0.5]
+    assert CP.interval_bands(np.array([0.5, 0.5]), np.ones(2), 3).tolist() == [0.5]
 
 
 # ---------------------------------------------------------------- PPC: prevalence
@@ -206,17 +212,17 @@ def test_interval_bands_equal_counts():
 def test_wave_bins_cluster_or_fall_back_to_quantiles():
     rng = np.random.default_rng(1)
     waves = np.concatenate([w + rng.uniform(-0.1, 0.1, 50) for w in (2022.7, 2023.55, 2024.55)])
-    edges = C.wave_bins(waves)
+    edges = wave_bins(waves)
     assert edges.size == 4
-    idx = C._wave_index(waves, edges)
+    idx = wave_index(waves, edges)
     assert np.bincount(idx).tolist() == [50, 50, 50]
     spread = rng.uniform(0, 10, 300)
-    edges = C.wave_bins(spread)
-    assert edges.size == C.QUANTILE_WAVES + 1
+    edges = wave_bins(spread)
+    assert edges.size == QUANTILE_WAVES + 1
 
 
 def test_ppc_prevalence_counts(good):
-    res = C.ppc_prevalence(good, n_draws=100)
+    res = P.ppc_prevalence(good, n_draws=100)
     t = res.table
     pdata = good["panel_data"].to_dataset()
     resp, time, state = (pdata[v].to_numpy() for v in ("respondent", "time", "state"))
@@ -239,8 +245,8 @@ def test_prevalence_without_embedded_panel_is_skipped(good):
     tree = good.copy()
     del tree["panel_data"]
     with pytest.raises(InputError, match="no embedded panel"):
-        C.ppc_prevalence(tree)
-    report = C.run_checks(tree, n_draws=50)
+        P.ppc_prevalence(tree)
+    report = run_checks(tree, n_draws=50)
     prev = next(c for c in report.checks if c.name == "ppc_prevalence")
     assert prev.passed is None and "no embedded panel" in prev.detail
     assert report.ok
@@ -265,7 +271,7 @@ def test_prevalence_of_a_fit_with_covariates_groups_and_periods():
 
     spec = parse_spec(PREVALENCE_DESIGN)
     tree = fake_design_fit(spec, simulate_panel(spec, 120, seed=9), draws=40, group_sd=0.5)
-    res = C.ppc_prevalence(tree, n_draws=80)
+    res = P.ppc_prevalence(tree, n_draws=80)
     assert 0.0 <= res.ppp <= 1.0
     data = recorded_panel(tree, spec).data
     res_ = float(tree["constant_data"]["resolution"])
@@ -296,7 +302,7 @@ def test_prevalence_of_a_fit_with_covariates_groups_and_periods():
         np.testing.assert_allclose(
             sub.loc[["a", "b", "c"], "expected_pct"].to_numpy(), 100 * total / n[w], atol=1e-9
         )
-    report = C.run_checks(tree, n_draws=40)
+    report = run_checks(tree, n_draws=40)
     prev = next(c for c in report.checks if c.name == "ppc_prevalence")
     assert prev.passed is not None  # run, not skipped
 
@@ -305,9 +311,9 @@ def test_prevalence_of_a_fit_with_covariates_groups_and_periods():
 
 
 def test_write_outputs(good, tmp_path):
-    report = C.run_checks(good, n_draws=80)
+    report = run_checks(good, n_draws=80)
     assert report.ok, report.table()
-    files = C.write_outputs(report, good, tmp_path / "out")
+    files = write_outputs(report, good, tmp_path / "out")
     names = sorted(p.name for p in files)
     assert names == sorted(
         ["checks.csv", "convergence.csv", "ppc_transitions.csv", "ppc_prevalence.csv",
@@ -323,8 +329,8 @@ def test_write_outputs(good, tmp_path):
     ]  # fmt: skip
     assert set(checks["status"]) == {"pass"}
     with pytest.raises(InputError, match="output exists"):
-        C.write_outputs(report, good, tmp_path / "out")
-    C.write_outputs(report, good, tmp_path / "out", force=True)
+        write_outputs(report, good, tmp_path / "out")
+    write_outputs(report, good, tmp_path / "out", force=True)
 
 
 # ---------------------------------------------------------------- real posteriors (slow)
@@ -345,9 +351,9 @@ def real_fits(spec, panel):
 @pytest.mark.slow
 def test_real_fit_passes_and_short_run_fails(real_fits):
     well, short = real_fits
-    ok = C.run_checks(well, n_draws=300)
+    ok = run_checks(well, n_draws=300)
     assert ok.ok, ok.table().to_string()
-    bad = C.run_checks(short, n_draws=30)
+    bad = run_checks(short, n_draws=30)
     failed = {c.name for c in bad.failed}
     assert {"ess_bulk", "ess_tail"} <= failed, bad.table().to_string()
 
@@ -378,11 +384,11 @@ def test_ppp_roughly_uniform_under_the_true_model(spec):
         validated = validate_panel(df, spec, path="<sim>", sha256="0" * 64)
         settings = FitSettings(chains=2, draws=250, tune=300, seed=r)
         tree = sample(spec, aggregate(validated, spec), settings, panel=validated)
-        transitions = C.ppc_transitions(tree, n_draws=250, seed=r).ppp
-        ppp.append((transitions, C.ppc_prevalence(tree, n_draws=250, seed=r).ppp))
+        transitions = P.ppc_transitions(tree, n_draws=250, seed=r).ppp
+        ppp.append((transitions, P.ppc_prevalence(tree, n_draws=250, seed=r).ppp))
     ppp = np.array(ppp)
     for p in ppp.T:
-        assert p.min() >= C.THRESHOLDS["ppp_min"], p
+        assert p.min() >= THRESHOLDS["ppp_min"], p
         assert abs(p.mean() - 0.5) < 0.1, p
     assert stats.kstest(ppp[:, 0], "uniform").statistic < 0.2, ppp[:, 0]
     assert 0.08 <= ppp[:, 1].std() <= 0.32, ppp[:, 1]

@@ -297,7 +297,7 @@ def test_projection_needs_a_group_and_uses_its_intensities(group_fit, tmp_path):
 
 
 def test_predictive_check_of_transitions_with_groups(group_fit):
-    from markov_migration.results.checks import ppc_transitions
+    from markov_migration.results.ppc import ppc_transitions
 
     _, _, _, agg, tree = group_fit
     result = ppc_transitions(tree, n_draws=200, seed=2)

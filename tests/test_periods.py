@@ -321,7 +321,7 @@ def test_projection_uses_the_period_in_effect_at_its_start(period_fit):
 
 
 def test_predictive_check_of_transitions_with_periods(period_fit):
-    from markov_migration.results.checks import ppc_transitions
+    from markov_migration.results.ppc import ppc_transitions
 
     _, agg, tree = period_fit
     result = ppc_transitions(tree, n_draws=200, seed=3)

@@ -119,7 +119,7 @@ def planned_outputs(out_dir: Path) -> tuple[list[Path], list[Path]]:
     folders = [out_dir] + [out_dir / d for d in ("checks", "summaries", "projection")]
     folders.append(out_dir / "projection" / "charts")
     files = [out_dir / n for n in ("panel.csv", "fit.nc", "report.html")]
-    from markov_migration.results.checks import OUTPUT_FILES
+    from markov_migration.plots.check_figures import OUTPUT_FILES
 
     files += [out_dir / "checks" / n for n in OUTPUT_FILES]
     files += [out_dir / "summaries" / f"{stem}.csv" for stem, _, _ in DEMO_SUMMARIES]
@@ -164,8 +164,9 @@ def check_outputs(out_dir: Path, force: bool) -> None:
 def _check(tree, fit_path: Path, out_dir: Path, *, seed: int, force: bool) -> None:
     from markov_migration.cli.results import print_checks
     from markov_migration.io import check_output
+    from markov_migration.plots.check_figures import write_outputs
     from markov_migration.plots.report import render_report, write_report
-    from markov_migration.results.checks import run_checks, write_outputs
+    from markov_migration.results.checks import run_checks
 
     report = out_dir / "report.html"
     check_output(report, force)

@@ -193,7 +193,8 @@ def check(
     from markov_migration.errors import InputError
     from markov_migration.fitfile.format import read_fit
     from markov_migration.io import check_output
-    from markov_migration.results.checks import run_checks, write_outputs
+    from markov_migration.plots.check_figures import write_outputs
+    from markov_migration.results.checks import run_checks
 
     if report is not None:
         if report.suffix.lower() not in (".html", ".htm"):

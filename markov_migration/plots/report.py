@@ -21,7 +21,9 @@ from pathlib import Path
 
 import xarray as xr
 
-from markov_migration.results.checks import CheckReport, figure_png, figures
+from markov_migration.defaults import CI_PROB, THRESHOLDS
+from markov_migration.plots.check_figures import figure_png, figures
+from markov_migration.results.checks import CheckReport
 
 _CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; margin: 0;
@@ -133,8 +135,6 @@ def _checks_table(report: CheckReport) -> str:
 
 
 def _convergence_table(report: CheckReport) -> str:
-    from markov_migration.results.checks import THRESHOLDS
-
     ess_min = THRESHOLDS["ess_per_chain_min"] * report.n_chains
     rows = []
     for _, r in report.convergence.iterrows():
@@ -182,7 +182,7 @@ def _state_table(summary: xr.Dataset, unit: str) -> str:
         ci = _interval(float(cell["lower"]), float(cell["upper"]))
         cells = [_td(s, "l"), _td(_fmt(float(cell["mean"]))), _td(_fmt(float(cell["median"])))]
         rows.append(_row([*cells, _td(ci, raw=True)]))
-    pct = f"{summary.attrs.get('ci_prob', 0.95):.0%}"
+    pct = f"{summary.attrs.get('ci_prob', CI_PROB):.0%}"
     return _table(
         _head("state", f"mean ({unit})", "median", f"{pct} interval", left=("state",)), rows
     )
@@ -310,7 +310,7 @@ def render_report(
     report: CheckReport,
     *,
     fit_path: str | Path | None = None,
-    ci: float = 0.95,
+    ci: float = CI_PROB,
 ) -> str:
     """Render the HTML report of a fit and its checks.
 
@@ -359,9 +359,11 @@ def render_report(
         "<h2 id='checks'>Checks</h2>",
         _checks_table(report),
         _note(
-            "Thresholds: R-hat < 1.01 and bulk/tail ESS ≥ 100 per chain (Vehtari et al. 2021); "
-            "no divergent transitions; E-BFMI > 0.3 (Betancourt 2016); posterior predictive "
-            "p-value ≥ 0.01."
+            f"Thresholds: R-hat < {THRESHOLDS['rhat_max']} and bulk/tail ESS ≥ "
+            f"{THRESHOLDS['ess_per_chain_min']} per chain (Vehtari et al. 2021); "
+            f"at most {THRESHOLDS['divergences_max']:g} divergent transitions; E-BFMI > "
+            f"{THRESHOLDS['ebfmi_min']} (Betancourt 2016); posterior predictive "
+            f"p-value ≥ {THRESHOLDS['ppp_min']}."
         ),
         "<h2 id='convergence'>Convergence by parameter</h2>",
         _note(

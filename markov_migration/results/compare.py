@@ -40,7 +40,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.results.diagnostics import sampled_parameters
 
 UNITS = ("transition", "row")
 
@@ -79,12 +81,6 @@ class LooResult:
     def max_k(self) -> float:
         """Largest Pareto k."""
         return float(np.max(self.elpd.pareto_k.values)) if self.n_units else float("nan")
-
-
-def _sampled_posterior(tree: xr.DataTree) -> xr.Dataset:
-    from markov_migration.results.checks import sampled_parameters
-
-    return sampled_parameters(tree)
 
 
 def panel_pairs(tree: xr.DataTree) -> tuple[pd.DataFrame, np.ndarray] | None:
@@ -139,7 +135,7 @@ def loo_fit(
         raise InputError(f"unknown LOO unit '{unit}' (use {' or '.join(UNITS)})")
     if "log_likelihood" not in tree.children or "transitions" not in tree["log_likelihood"]:
         raise InputError(f"{name}: fit file has no log_likelihood group: cannot compute LOO")
-    ll = tree["log_likelihood"]["transitions"].transpose("chain", "draw", "obs")
+    ll = tree["log_likelihood"]["transitions"].transpose(*SAMPLE_DIMS, "obs")
     count = tree["observed_data"]["count"].to_numpy().astype(float)
     notes = []
     if unit == "transition" and not np.allclose(count, np.round(count)):
@@ -148,7 +144,7 @@ def loo_fit(
     if unit == "transition":
         ll = ll / xr.DataArray(count, dims="obs")
     data = xr.DataTree.from_dict(
-        {"posterior": _sampled_posterior(tree), "log_likelihood": xr.Dataset({"transitions": ll})}
+        {"posterior": sampled_parameters(tree), "log_likelihood": xr.Dataset({"transitions": ll})}
     )
     with warnings.catch_warnings():
         # Pareto k warnings are reported in the table instead

@@ -36,6 +36,7 @@ import xarray as xr
 
 from markov_migration.errors import InputError
 from markov_migration.fitfile.readback import recorded_data
+from markov_migration.results.diagnostics import convergence_table
 
 #: Largest |z| of posterior means still counted as agreement.
 Z_TOLERANCE = 4.0
@@ -130,8 +131,6 @@ def compare_draws(
     table : pandas.DataFrame
     max_abs_z : float
     """
-    from markov_migration.results.checks import convergence_table
-
     a, b = original["posterior"], rerun["posterior"]
     common = [v for v in a.data_vars if v in b.data_vars]
     exact = bool(common) and all(
