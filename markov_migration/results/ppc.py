@@ -21,10 +21,11 @@ Layer 4 (results); reads fit files, never imports PyMC. Both checks use up to
     rule. Needs the panel embedded in the fit file.
 
 The two checks are not independent: prevalences are first-to-later
-transitions. Both treat observations as unweighted. ArviZ has no predictive checks
-of this kind (``arviz_stats`` offers Bayesian p-values of stored ``posterior_predictive``
-draws; these replications are made here from ``P(t)``), so they are our own; the array
-arithmetic is in :mod:`markov_migration.core.ppc`.
+transitions. Both treat observations as unweighted. ArviZ's predictive checks
+(``arviz_stats.loo_pit``, the ``arviz_plots`` ``ppc_*`` plots) work on
+``posterior_predictive`` draws stored with a fit; these replications are drawn here
+from ``P(t)`` and summed into cells, so the checks are our own. The array arithmetic
+is in :mod:`markov_migration.core.ppc`.
 """
 
 from __future__ import annotations
