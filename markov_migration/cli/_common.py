@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
@@ -29,22 +30,70 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code=code)
 
 
-def handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn bad input into one stderr line and exit code 2 (traceback with --debug)."""
+#: Command options that name outputs; every other option or argument naming an existing
+#: file is an input, which no output may replace.
+OUTPUT_OPTIONS = frozenset({"out", "csv", "plot_dir", "out_dir", "report"})
+
+
+def _input_paths(kwargs: dict[str, Any]) -> list[Any]:
+    paths: list[Any] = []
+    for key, value in kwargs.items():
+        if key in OUTPUT_OPTIONS:
+            continue
+        for v in value if isinstance(value, list | tuple) else [value]:
+            if isinstance(v, str | os.PathLike):
+                paths.append(v)
+    return paths
+
+
+def handle_errors(
+    func: Callable[..., Any] | None = None, *, transaction: bool = True
+) -> Callable[..., Any]:
+    """Run a command so that bad input and interrupts end it cleanly.
+
+    Bad input (:class:`~markov_migration.errors.InputError`), an unwritable output
+    or a full disk (``OSError``) and too little memory: one stderr line, exit 2
+    (a traceback with ``--debug``). Ctrl-C: ``interrupted``, exit 130; SIGTERM: exit
+    143. With ``transaction`` (all commands but ``demo``, which reads back what it
+    writes) every output is placed together at the end
+    (:func:`markov_migration.io.output_transaction`), so a failed or interrupted run
+    writes nothing and leaves existing outputs as they were.
+    """
+    if func is None:
+        return functools.partial(handle_errors, transaction=transaction)
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from markov_migration import interrupts
         from markov_migration.errors import InputError
+        from markov_migration.io import clear_inputs, output_transaction, register_inputs
 
+        interrupts.install()
+        register_inputs(_input_paths(kwargs))
+        scope = output_transaction() if transaction else contextlib.nullcontext()
         try:
-            return func(*args, **kwargs)
+            with scope:
+                return func(*args, **kwargs)
         except InputError as err:
             if DEBUG["on"]:
                 raise
             raise fail(str(err)) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:
             err_console.print("interrupted", markup=False)
-            raise typer.Exit(code=130) from None
+            raise typer.Exit(code=interrupts.exit_code(err)) from None
+        except MemoryError:
+            if DEBUG["on"]:
+                raise
+            raise fail(
+                "not enough memory for this request (fewer draws, chains or steps?)"
+            ) from None
+        except OSError as err:
+            if DEBUG["on"]:
+                raise
+            where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+            raise fail(f"{where}{err.strerror or err}") from None
+        finally:
+            clear_inputs()
 
     return wrapper
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any
 
 import typer
@@ -76,5 +77,25 @@ app.command("reproduce")(results.reproduce)
 
 
 def main() -> None:
-    """Entry point of the console script."""
-    app()
+    """Entry point of the console script.
+
+    Standard output that cannot be written (``> /dev/full``, a closed pipe) is bad
+    output like any other: one line on stderr, exit 2.
+    """
+    import os
+    import sys
+
+    code: int | str | None = 0
+    try:
+        app()
+    except SystemExit as done:  # typer.Exit, --help and --version end here
+        code = done.code
+    try:
+        sys.stdout.flush()
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"error: cannot write to standard output ({err.strerror or err})\n")
+        # the interpreter flushes stdout again at exit: point it at /dev/null first
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 2
+    sys.exit(code)

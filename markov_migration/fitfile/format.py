@@ -274,6 +274,9 @@ def read_fit(path: str | Path) -> xr.DataTree:
     for group in ("posterior", "observed_data"):
         if group not in tree.children:
             raise FitFileError(f"fit file has no '{group}' group", path=path)
+    from markov_migration.fitfile.verify import verify_fit
+
+    verify_fit(tree, path)
     return tree
 
 

@@ -213,7 +213,10 @@ def sample(
     s.check()
     check_supported(spec)
     runner = _sample_nutpie if s.sampler == "nutpie" else _sample_pymc
-    posterior, stats = runner(spec, agg, s, progress)
+    from markov_migration.interrupts import reraise_after
+
+    with reraise_after():  # nutpie returns the draws so far on Ctrl-C: not a fit
+        posterior, stats = runner(spec, agg, s, progress)
     from markov_migration.inference.model import POSTERIOR_VARIABLES
 
     keep = [v for v in POSTERIOR_VARIABLES if v in posterior]

@@ -1,0 +1,68 @@
+"""Interrupts (SIGINT, SIGTERM) as exceptions that every command handles the same way.
+
+SIGTERM becomes :class:`Terminated` (a ``KeyboardInterrupt``), so the clean-up that
+runs for Ctrl-C (temporary files removed, nothing placed) runs for it too, and the
+command line exits with 143 instead of 130. Libraries that swallow a
+``KeyboardInterrupt`` and return partial results (nutpie returns the draws sampled so
+far) are wrapped in :func:`reraise_after`, which raises it again when they return.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM."""
+
+
+#: Exit codes of the command line after an interrupt (128 + signal number).
+EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def install() -> None:
+    """Turn SIGTERM into :class:`Terminated` (main thread only; a no-op elsewhere)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def exit_code(err: BaseException) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM."""
+    return EXIT_CODES[signal.SIGTERM if isinstance(err, Terminated) else signal.SIGINT]
+
+
+@contextlib.contextmanager
+def reraise_after() -> Iterator[None]:
+    """Run a block whose callee may swallow an interrupt; raise it once the block returns.
+
+    Examples
+    --------
+    >>> with reraise_after():  # doctest: +SKIP
+    ...     trace = nutpie.sample(compiled)  # returns partial draws on Ctrl-C
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    seen: list[int] = []
+
+    def record(signum: int, frame: Any) -> None:
+        seen.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    old_int = signal.signal(signal.SIGINT, record)
+    old_term = signal.signal(signal.SIGTERM, record)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+    if seen:
+        raise Terminated() if seen[0] == signal.SIGTERM else KeyboardInterrupt()
