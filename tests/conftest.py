@@ -17,6 +17,7 @@ They are generic on purpose so that every test module can use them:
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import textwrap
 from collections.abc import Callable, Iterable, Sequence
@@ -25,7 +26,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from markov_migration.inputs.spec import ModelSpec, load_spec
+# Command output is matched by the tests: a wide console keeps rich from wrapping long
+# temporary paths (pytest-xdist workers' paths are longer), before the CLI is imported.
+os.environ["COLUMNS"] = "400"
+
+from markov_migration.inputs.spec import ModelSpec, load_spec  # noqa: E402
 from markov_migration.io import models_dir as _models_dir
 
 #: Covariate and host-group tables for the three-state test models with states a, b, c
