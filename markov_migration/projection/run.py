@@ -364,7 +364,7 @@ def project_fit(
             "state": list(spec.states),
             "from_state": list(spec.states),
             "to_state": list(spec.states),
-            "chain": ("draw", q_all[chain_dim].values[chosen]),
+            chain_dim: ("draw", q_all[chain_dim].values[chosen]),
             "posterior_draw": ("draw", q_all[draw_dim].values[chosen]),
         },
     )
