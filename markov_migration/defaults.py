@@ -40,3 +40,9 @@ WAVE_GAP_SHARE: float = 0.1
 
 #: Times and cut points closer than this (in the model's time unit) are treated as equal.
 TIME_TOL: float = 1e-9
+
+#: Central interval probabilities of projections: the quantile table's columns and the
+#: fan charts' bands (widest lightest).
+PROJECTION_INTERVALS: tuple[float, ...] = (0.5, 0.8, 0.95)
+#: Probability of the interval in projection summaries (one line or table cell per time).
+PROJECTION_SUMMARY_PROB: float = 0.8

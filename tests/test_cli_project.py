@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from markov_migration.cli.app import app
 from markov_migration.fitfile.format import write_fit
 from markov_migration.inputs.simulate import simulate_panel
-from markov_migration.projection.run import QUANTILE_COLUMNS, read_projection
+from markov_migration.projection.files import QUANTILE_COLUMNS, read_projection
 from markov_migration.testing import fake_fit
 from tests.conftest import deadline
 

@@ -22,6 +22,7 @@ import pytest
 import scipy.linalg
 import xarray as xr
 
+from markov_migration.core.draws import select_draws
 from markov_migration.core.projection import (
     draw_seeds,
     expected_stocks,
@@ -30,28 +31,24 @@ from markov_migration.core.projection import (
     project_stocks,
     step_pmatrices,
 )
+from markov_migration.defaults import QUANTILE_WAVES
 from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec, write_fit
 from markov_migration.inputs.scenario import parse_scenario
 from markov_migration.inputs.simulate import simulate_panel
 from markov_migration.plots.fan import write_projection_outputs
-from markov_migration.projection.run import (
-    MAX_PERSONS,
-    MAX_STEPS,
+from markov_migration.projection.files import (
     QUANTILE_COLUMNS,
-    Inflow,
-    initial_stocks_from_fit,
     interval,
-    observed_prevalence,
-    project_fit,
-    projection_times,
     quantile_table,
     read_projection,
-    select_draws,
     summary_lines,
     write_projection,
     write_quantile_csv,
 )
+from markov_migration.projection.fitted import initial_stocks_from_fit, observed_prevalence
+from markov_migration.projection.plan import MAX_PERSONS, MAX_STEPS, Inflow, projection_times
+from markov_migration.projection.run import project_fit
 from markov_migration.testing import fake_fit
 from tests.conftest import deadline
 
@@ -615,16 +612,22 @@ def test_observed_prevalence_finds_the_three_waves(tree):
     np.testing.assert_allclose(obs["observed_share"].sum("state"), 1.0)
 
 
-def test_observed_prevalence_without_clear_waves_uses_time_bins(tree):
+def test_observed_prevalence_without_clear_waves_uses_equal_count_bins(tree):
+    # the one wave rule of inputs.waves (as in the checks): no gap over 10% of the span, so
+    # QUANTILE_WAVES bins with equal numbers of observations
     panel = tree["panel_data"].to_dataset()
     rng = np.random.default_rng(0)
-    spread = panel.assign(
-        time=("observation", rng.uniform(2022.0, 2025.0, panel.sizes["observation"]))
-    )
+    times = rng.uniform(2022.0, 2025.0, panel.sizes["observation"])
+    spread = panel.assign(time=("observation", times))
     other = tree.copy()
     other["panel_data"] = xr.DataTree(spread)
     obs = observed_prevalence(other)
-    assert obs.sizes["wave"] == 12
+    assert obs.sizes["wave"] == QUANTILE_WAVES
+    # equal counts: n / QUANTILE_WAVES each, up to one observation where an interpolated
+    # quantile edge falls between two ranks (n = 969 here is not a multiple of 6)
+    counts = obs["observed_respondents"].values
+    assert counts.sum() == times.size
+    assert np.all(np.abs(counts - times.size / QUANTILE_WAVES) <= 1)
     assert np.all(np.diff(obs["wave_time"]) > 0)
     np.testing.assert_allclose(obs["observed_share"].sum("state"), 1.0)
 
@@ -705,7 +708,8 @@ def test_dask_path_equals_in_memory_path(tree):
 def test_projection_does_not_import_pymc(fit_path, tmp_path):
     code = f"""
 import sys
-from markov_migration.projection.run import project_fit, write_projection, write_quantile_csv
+from markov_migration.projection.files import write_projection, write_quantile_csv
+from markov_migration.projection.run import project_fit
 from markov_migration.plots.fan import write_fan_charts
 ds = project_fit({str(fit_path)!r}, {{"abroad": 1000, "transit": 500}}, start=2024.5, horizon=2027,
                  draws=10, scenarios=["ceasefire-2026"])

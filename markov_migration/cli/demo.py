@@ -199,7 +199,9 @@ DEMO_START, DEMO_HORIZON = 2024.5, 2035.0
 
 def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
     from markov_migration.plots.fan import write_projection_outputs
-    from markov_migration.projection.run import initial_stocks_from_fit, project_fit, summary_lines
+    from markov_migration.projection.files import summary_lines
+    from markov_migration.projection.fitted import initial_stocks_from_fit
+    from markov_migration.projection.run import project_fit
 
     stocks = initial_stocks_from_fit(fit_path, DEMO_STILL_ABROAD, at=DEMO_START)
     split = ", ".join(f"{k} {v:,}" for k, v in stocks.items() if v)

@@ -119,13 +119,8 @@ def project(
     from markov_migration.errors import InputError
     from markov_migration.fitfile.format import fit_spec, read_fit
     from markov_migration.io import check_output
-    from markov_migration.projection.run import (
-        Inflow,
-        parse_initial,
-        read_initial_file,
-        write_projection,
-        write_quantile_csv,
-    )
+    from markov_migration.projection.files import write_projection, write_quantile_csv
+    from markov_migration.projection.plan import Inflow, parse_initial, read_initial_file
 
     # every input is checked before anything is computed or written
     if out.suffix.lower() not in (".nc", ".netcdf", ".h5"):
@@ -158,7 +153,7 @@ def project(
     else:
         flow = Inflow(state=inflow_state, cv=inflow_cv)
     from markov_migration.inputs.scenario import load_scenario
-    from markov_migration.projection.run import projection_times
+    from markov_migration.projection.plan import projection_times
 
     times = projection_times(start, horizon, step)
     scenarios = [load_scenario(s, spec) for s in scenario or []]
@@ -267,16 +262,18 @@ def _print_summary(ds, times) -> None:
     import numpy as np
     from rich.table import Table
 
-    from markov_migration.projection.run import interval
+    from markov_migration.defaults import PROJECTION_SUMMARY_PROB
+    from markov_migration.projection.files import interval
 
+    pct = f"{PROJECTION_SUMMARY_PROB:.0%}"
     shown = [t for t in times[1:] if abs(t - round(t)) < 1e-9 and round(t) % SUMMARY_EVERY == 0]
     shown = sorted({float(times[0]), *shown, float(times[-1])})
     for sc in np.atleast_1d(ds["scenario"].values):
-        table = Table(title=f"{sc}: persons, median and 80% interval across draws")
+        table = Table(title=f"{sc}: persons, median and {pct} interval across draws")
         table.add_column("time", justify="right")
         for name in ("returnees", "diaspora"):
             table.add_column(name, justify="right")
-            table.add_column("80% interval", justify="right")
+            table.add_column(f"{pct} interval", justify="right")
         for t in shown:
             cells = []
             for name in ("returnees", "diaspora"):

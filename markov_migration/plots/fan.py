@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from markov_migration.defaults import PROJECTION_INTERVALS
 from markov_migration.io import atomic_output
-from markov_migration.projection.run import write_projection, write_quantile_csv
+from markov_migration.projection.files import write_projection, write_quantile_csv
 
 #: Shading of the central intervals, widest first (probability, opacity).
-BANDS = ((0.95, 0.18), (0.8, 0.3), (0.5, 0.45))
+BANDS = tuple(zip(sorted(PROJECTION_INTERVALS, reverse=True), (0.18, 0.3, 0.45), strict=True))
 COLORS = ("#1f5fa8", "#c0392b", "#2e8b57", "#8e44ad", "#d35400", "#16a085")
 #: Titles of the per-step flow series (persons per step, zero at the start).
 FLOW_TITLES = {
@@ -130,7 +131,8 @@ def fan_chart(
     if len(scenarios) > 1:
         axes[1].legend(loc="best", fontsize=8, framealpha=0.85)
     draws = ds.sizes["draw"]
-    fig.suptitle(f"{title}\nmedian and 50/80/95% intervals over {draws:,} draws", fontsize=12)
+    probs = "/".join(str(round(p * 100)) for p in PROJECTION_INTERVALS)
+    fig.suptitle(f"{title}\nmedian and {probs}% intervals over {draws:,} draws", fontsize=12)
     return fig
 
 

@@ -1,0 +1,451 @@
+"""What a projection is asked to do: output times, initial stocks, inflows, scenario steps.
+
+Everything here checks and prepares the inputs of :func:`markov_migration.projection.run.project_fit`
+(the step grid of :func:`projection_times`, initial stocks by state, the
+:class:`Inflow` of new emigrants, and the :class:`StepPlan` of a scenario on the
+grid) before anything is computed, so a bad input is refused with one clear
+message. Splitting a published total across states as a fit implies is in
+:mod:`markov_migration.projection.fitted`.
+
+Examples
+--------
+>>> projection_times(2024.5, 2027, 1).tolist()
+[2024.5, 2025.0, 2026.0, 2027.0]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from markov_migration.defaults import TIME_TOL
+from markov_migration.errors import InputError
+from markov_migration.inputs.scenario import Scenario
+from markov_migration.inputs.spec import ModelSpec
+
+#: At most this many steps from the start to the horizon (:func:`projection_times`).
+MAX_STEPS = 10_000
+#: At most this many persons in a run: each initial stock, their total, and the total plus
+#: every arrival over the run in each scenario. Persons are then exact in float64 (< 2**53)
+#: and every count, also cumulative returns over :data:`MAX_STEPS` steps, fits in int64.
+MAX_PERSONS = 10**14
+
+
+# ---------------------------------------------------------------------------
+# time grid, initial stocks, inflows
+# ---------------------------------------------------------------------------
+
+
+def projection_times(start: float, horizon: float, step: float = 1.0) -> np.ndarray:
+    """Output times: the start, every whole multiple of ``step`` after it, and the horizon.
+
+    With ``step = 1`` the times after the start are calendar year boundaries
+    (2025.0 = 1 January 2025), so a projection from mid-2024 reports the
+    stocks at the start of each year; the first (and last) step can be shorter.
+
+    Examples
+    --------
+    >>> projection_times(2024.5, 2027, 1).tolist()
+    [2024.5, 2025.0, 2026.0, 2027.0]
+    >>> projection_times(2024.5, 2025.6, 0.5).tolist()
+    [2024.5, 2025.0, 2025.5, 2025.6]
+
+    Raises
+    ------
+    InputError
+        On a start, horizon or step that is not a finite number, a step that
+        is not positive, a horizon not after the start, more than
+        :data:`MAX_STEPS` steps (counted before any time is built), or a step
+        too small to tell the times apart at their magnitude.
+    """
+    for name, value in (("start", start), ("horizon", horizon), ("step", step)):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"--{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise InputError(f"--{name} must be a finite number, got {value!r}")
+    start, horizon, step = float(start), float(horizon), float(step)
+    if step <= 0:
+        raise InputError(f"--step must be positive, got {step:g}")
+    if not horizon > start:
+        raise InputError(f"--horizon {horizon:g} is not after --start {start:g}")
+    # count first: the multiples of step after the start number about (horizon - start) / step
+    span = (horizon - start) / step  # may overflow to inf: then far too many
+    if not span <= MAX_STEPS + 1:
+        raise InputError(_too_many_steps(start, horizon, step, span, exact=False))
+    times = [start]
+    k = math.floor(start / step + 1e-9) + 1
+    last = k + math.ceil(span) + 1  # bounds the loop whatever the rounding
+    while k <= last and k * step < horizon - TIME_TOL:
+        t = round(k * step, 10)
+        if t > start + TIME_TOL:
+            times.append(t)
+        k += 1
+    times.append(horizon)
+    if len(times) - 1 > MAX_STEPS:
+        raise InputError(_too_many_steps(start, horizon, step, len(times) - 1, exact=True))
+    out = np.array(times)
+    if np.any(np.diff(out) <= 0):
+        raise InputError(
+            f"--step {step:g} is too small for times near {max(abs(start), abs(horizon)):g}: "
+            "consecutive output times are not distinct in floating point"
+        )
+    return out
+
+
+def _too_many_steps(start: float, horizon: float, step: float, n: float, exact: bool) -> str:
+    if exact:
+        count = f"{int(n):,} steps, more than {MAX_STEPS:,}"
+    else:
+        about = f" (about {n:.3g})" if math.isfinite(n) else ""
+        count = f"more than {MAX_STEPS:,} steps{about}"
+    return (
+        f"--start {start:g} to --horizon {horizon:g} with --step {step:g} is {count}: "
+        "use a larger --step or a nearer --horizon"
+    )
+
+
+def _persons(value: float) -> str:
+    """A count of persons for a message: exact with commas, or 3 digits when huge."""
+    v = float(value)
+    return f"{int(v):,}" if abs(v) < 1e15 and v == round(v) else f"{v:.3g}"
+
+
+def check_persons(value: float, what: str) -> None:
+    """Refuse a count above :data:`MAX_PERSONS`: "``what`` N persons; at most ..."."""
+    if not value <= MAX_PERSONS:
+        raise InputError(
+            f"{what} {_persons(value)} persons; at most {MAX_PERSONS:.0e} are supported"
+        )
+
+
+def parse_initial(text: str, spec: ModelSpec) -> dict[str, int]:
+    """Initial stocks from ``"abroad=300000,transit=150000"`` (states not named start empty).
+
+    Raises
+    ------
+    InputError
+        On an unknown state, a state named twice, or a stock that is not a
+        whole number >= 0.
+    """
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise InputError(f"--initial: '{item.strip()}' is not of the form state=persons")
+        if name in out:
+            raise InputError(f"--initial: state '{name}' given twice")
+        try:
+            out[name] = float(value.replace("_", ""))
+        except ValueError:
+            raise InputError(
+                f"--initial: stock of '{name}' is not a number: '{value.strip()}'"
+            ) from None
+    return initial_stocks(out, spec, where="--initial")
+
+
+def read_initial_file(path: str | Path, spec: ModelSpec) -> dict[str, int]:
+    """Initial stocks from a CSV with columns ``state,stock`` (one row per state)."""
+    path = Path(path)
+    frame = _read_csv(path, ("state", "stock"))
+    out: dict[str, float] = {}
+    for i, (state, stock) in enumerate(zip(frame["state"], frame["stock"], strict=True), start=1):
+        state = str(state).strip()
+        if state not in spec.states:
+            raise InputError(
+                f"'{state}' is not a state of model {spec.name} (states: {', '.join(spec.states)})",
+                path=path, row=i, column="state",
+            )  # fmt: skip
+        if state in out:
+            raise InputError(f"state '{state}' appears twice", path=path, row=i, column="state")
+        value = pd.to_numeric(pd.Series([stock]), errors="coerce").iloc[0]
+        if pd.isna(value) or not math.isfinite(value) or value < 0 or value != round(value):
+            raise InputError(
+                f"stock must be a whole number of persons >= 0, got '{stock}'",
+                path=path,
+                row=i,
+                column="stock",
+            )
+        if value > MAX_PERSONS:
+            raise InputError(
+                f"stock is {_persons(value)} persons; at most {MAX_PERSONS:.0e} are supported",
+                path=path,
+                row=i,
+                column="stock",
+            )
+        out[state] = float(value)
+    return initial_stocks(out, spec, where=str(path))
+
+
+def initial_stocks(
+    stocks: Mapping[str, float], spec: ModelSpec, where: str = "initial stocks"
+) -> dict[str, int]:
+    """Validate initial stocks by state name; return whole persons for every state."""
+    prefix = f"{where}: " if where else ""
+    out = dict.fromkeys(spec.states, 0)
+    for name, value in stocks.items():
+        if name not in spec.states:
+            known = ", ".join(spec.states)
+            raise InputError(
+                f"{prefix}'{name}' is not a state of model {spec.name} (states: {known})"
+            )
+        v = float(value)
+        if not math.isfinite(v):
+            raise InputError(
+                f"{prefix}stock of '{name}' must be a finite whole number of persons, got {v:g}"
+            )
+        if v < 0:
+            raise InputError(f"{prefix}stock of '{name}' must be >= 0, got {value:g}")
+        if v != round(v):
+            raise InputError(
+                f"{prefix}stock of '{name}' must be a whole number of persons, got {value:g}"
+            )
+        check_persons(v, f"{prefix}stock of '{name}' is")
+        out[name] = int(round(v))
+    check_persons(sum(out.values()), f"{prefix}stocks add up to")
+    return out
+
+
+def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError("file not found", path=path)
+    try:
+        frame = pd.read_csv(path, dtype=str, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"not a readable CSV file ({type(err).__name__})", path=path) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    for c in columns:
+        if c not in frame.columns:
+            found = ", ".join(frame.columns)
+            raise InputError(
+                f"missing column '{c}' (needs {', '.join(columns)}; found {found})", path=path
+            )
+    if frame.empty:
+        raise InputError("has no rows", path=path)
+    return frame
+
+
+@dataclass(frozen=True)
+class Inflow:
+    """Inflow of new emigrants: a piecewise-constant rate, persons per time unit.
+
+    ``rates[i]`` is in force from ``times[i]`` until ``times[i + 1]`` (the last
+    until the horizon); before ``times[0]`` the rate is 0.
+
+    Attributes
+    ----------
+    times : tuple of float
+    rates : tuple of float
+        Persons per time unit (per year in the default model).
+    state : str or None
+        State the new emigrants enter (default: the model's first non-home state).
+    cv : float
+        Coefficient of variation of the inflow *level*: each projection draw
+        multiplies all inflows of the run by one factor ``g ~ Gamma(mean 1,
+        CV cv)`` and the arrivals of a step are ``Poisson(g * expected)``, a
+        negative-binomial count. 0 (default) means the inflows are known and
+        arrive exactly (rounded to whole persons).
+    source : str
+        How it was given (for provenance).
+    """
+
+    times: tuple[float, ...] = (-math.inf,)
+    rates: tuple[float, ...] = (0.0,)
+    state: str | None = None
+    cv: float = 0.0
+    source: str = "none"
+
+    @classmethod
+    def constant(cls, per_year: float, state: str | None = None, cv: float = 0.0) -> Inflow:
+        """The same number of persons every time unit."""
+        if not math.isfinite(per_year) or per_year < 0:
+            raise InputError(f"--inflow must be >= 0 persons per year, got {per_year:g}")
+        if per_year > MAX_PERSONS:
+            raise InputError(
+                f"--inflow must be at most {MAX_PERSONS:.0e} persons per year, got {per_year:g}"
+            )
+        return cls((-math.inf,), (float(per_year),), state, cv, f"{per_year:g} per time unit")
+
+    @classmethod
+    def read_csv(cls, path: str | Path, state: str | None = None, cv: float = 0.0) -> Inflow:
+        """Rates from a CSV ``time,inflow``: persons per time unit from each time on."""
+        path = Path(path)
+        frame = _read_csv(path, ("time", "inflow"))
+        times, rates = [], []
+        for i, (t, n) in enumerate(zip(frame["time"], frame["inflow"], strict=True), start=1):
+            tv = pd.to_numeric(pd.Series([t]), errors="coerce").iloc[0]
+            nv = pd.to_numeric(pd.Series([n]), errors="coerce").iloc[0]
+            if pd.isna(tv) or not math.isfinite(tv):
+                raise InputError(f"time is not a number: '{t}'", path=path, row=i, column="time")
+            if pd.isna(nv) or not math.isfinite(nv) or nv < 0 or nv > MAX_PERSONS:
+                raise InputError(
+                    f"inflow must be a number from 0 to {MAX_PERSONS:.0e} (persons per year), "
+                    f"got '{n}'",
+                    path=path,
+                    row=i,
+                    column="inflow",
+                )
+            if times and tv <= times[-1]:
+                raise InputError(
+                    "times must increase from row to row", path=path, row=i, column="time"
+                )
+            times.append(float(tv))
+            rates.append(float(nv))
+        return cls(tuple(times), tuple(rates), state, cv, f"file {path}")
+
+    def check(self, spec: ModelSpec) -> Inflow:
+        """Validate the state and CV against a model; fill in the default state."""
+        if not math.isfinite(self.cv) or self.cv < 0:
+            raise InputError(f"--inflow-cv must be >= 0, got {self.cv:g}")
+        state = self.state
+        if state is None:
+            away = [s for s in spec.states if s not in spec.home]
+            state = away[0] if away else spec.states[0]
+        if state not in spec.states:
+            known = ", ".join(spec.states)
+            raise InputError(
+                f"--inflow-state '{state}' is not a state of model {spec.name} (states: {known})"
+            )
+        return Inflow(self.times, self.rates, state, self.cv, self.source)
+
+    def rate_at(self, t: float) -> float:
+        """Rate in force just after time ``t``."""
+        i = int(np.searchsorted(np.asarray(self.times), t + TIME_TOL, side="right")) - 1
+        return 0.0 if i < 0 else self.rates[i]
+
+    def expected(self, times: np.ndarray, scenario: Scenario | None = None) -> np.ndarray:
+        """Expected arrivals in each step ``(times[k], times[k + 1]]`` under a scenario."""
+        cuts = [t for t in self.times if math.isfinite(t)]
+        if scenario is not None:
+            cuts += scenario.change_points()
+        out = np.zeros(len(times) - 1)
+        for k, (a, b) in enumerate(zip(times[:-1], times[1:], strict=True)):
+            edges = sorted({a, b} | {c for c in cuts if a + TIME_TOL < c < b - TIME_TOL})
+            for u, v in zip(edges[:-1], edges[1:], strict=True):
+                rate = self.rate_at(u)
+                if scenario is not None:
+                    rate = scenario.inflow_at(u, rate)
+                out[k] += rate * (v - u)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description (for provenance attributes)."""
+        return {
+            "source": self.source,
+            "state": self.state,
+            "cv": self.cv,
+            "times": [t if math.isfinite(t) else None for t in self.times],
+            "rates_per_time_unit": list(self.rates),
+            "distribution": "fixed (rounded to whole persons)" if self.cv == 0 else (
+                f"per draw a level g ~ Gamma(mean 1, CV {self.cv:g}) for the whole run; "
+                "arrivals per step ~ Poisson(g * expected)"
+            ),
+        }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------
+# scenario application: a scenario on the output time grid
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What one scenario does in each step: pieces of constant generator, and inflows.
+
+    Attributes
+    ----------
+    steps : list of list of (float, int)
+        Per step, ``(duration, multiplier index)`` pieces in time order.
+    multipliers : ndarray, shape (M, K, K)
+    inflow : ndarray, shape (S,)
+        Expected arrivals per step (persons).
+    """
+
+    steps: list[list[tuple[float, int]]]
+    multipliers: np.ndarray
+    inflow: np.ndarray
+
+
+def scenario_plan(
+    scenario: Scenario, times: np.ndarray, spec: ModelSpec, inflow: Inflow
+) -> StepPlan:
+    """The step plan of a scenario on the output time grid.
+
+    A step is split where the scenario switches multipliers on or off, and
+    adjacent pieces with the same multipliers are merged again, so a scenario
+    whose multipliers are all 1 has exactly the baseline's pieces.
+    """
+    k = spec.n_states
+    mats: list[np.ndarray] = []
+
+    def index_of(m: np.ndarray) -> int:
+        for i, existing in enumerate(mats):
+            if np.array_equal(existing, m):
+                return i
+        mats.append(m)
+        return len(mats) - 1
+
+    cuts = scenario.change_points()
+    steps = []
+    for a, b in zip(times[:-1], times[1:], strict=True):
+        edges = sorted({float(a), float(b)} | {c for c in cuts if a + TIME_TOL < c < b - TIME_TOL})
+        pieces: list[tuple[float, int]] = []
+        for u, v in zip(edges[:-1], edges[1:], strict=True):
+            m = index_of(scenario.multipliers_at(u, k))
+            if pieces and pieces[-1][1] == m:
+                pieces[-1] = (pieces[-1][0] + (v - u), m)
+            else:
+                pieces.append((v - u, m))
+        # a single piece uses the step length itself, so it is bit-identical across scenarios
+        if len(pieces) == 1:
+            pieces = [(float(b - a), pieces[0][1])]
+        steps.append(pieces)
+    return StepPlan(steps, np.stack(mats), inflow.expected(times, scenario))
+
+
+def initial_array(
+    initial: Mapping[str, float] | xr.DataArray, spec: ModelSpec, n: int
+) -> np.ndarray:
+    """Initial stocks as whole persons per projection draw, shape ``(n, K)`` (int64).
+
+    ``initial`` is a mapping of state to persons (the same for every draw) or a
+    DataArray with dims ``(state,)`` or ``(draw, state)``.
+    """
+    if isinstance(initial, xr.DataArray):
+        if "state" not in initial.dims or set(initial.dims) - {"state", "draw"}:
+            raise InputError(
+                f"initial stocks must have dims (state,) or (draw, state), got {initial.dims}"
+            )
+        arr = initial.transpose(..., "state")
+        labels = (
+            [str(s) for s in arr["state"].values] if "state" in arr.coords else list(spec.states)
+        )
+        unknown = [s for s in labels if s not in spec.states]
+        if unknown:
+            raise InputError(f"initial stocks: '{unknown[0]}' is not a state of model {spec.name}")
+        values = np.asarray(arr.values, dtype=np.float64)
+        out = np.zeros(values.shape[:-1] + (spec.n_states,))
+        out[..., [spec.index(s) for s in labels]] = values
+        if out.ndim == 2 and out.shape[0] != n:
+            raise InputError(f"initial stocks have {out.shape[0]} draws, the projection {n}")
+    else:
+        out = np.array([initial_stocks(initial, spec)[s] for s in spec.states], dtype=np.float64)
+    if not np.all(np.isfinite(out)) or np.any(out < 0):
+        raise InputError("initial stocks must be finite and >= 0")
+    if np.any(out != np.round(out)):
+        raise InputError("initial stocks must be whole numbers of persons")
+    totals = out.sum(axis=-1)
+    if np.any(totals <= 0):
+        raise InputError("initial stocks are all zero: give at least one state a positive stock")
+    # before the int64 cast: beyond MAX_PERSONS it would be inexact or overflow
+    check_persons(float(np.max(totals)), "initial stocks add up to")
+    return np.ascontiguousarray(np.broadcast_to(out.astype(np.int64), (n, spec.n_states)))
