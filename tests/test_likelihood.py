@@ -13,6 +13,7 @@ import scipy.linalg
 
 from markov_migration.core import expm as E
 from markov_migration.core import likelihood as L
+from markov_migration.core import spectral
 
 # --------------------------------------------------------------------------
 # helpers
@@ -97,7 +98,7 @@ def spectral_modes(Q):
     K = Q.shape[-1]
     return [
         int(
-            L._decompose(
+            spectral._decompose(
                 np.ascontiguousarray(q),
                 np.zeros(K),
                 np.zeros((K, K)),
@@ -111,7 +112,7 @@ def spectral_modes(Q):
     ]
 
 
-REAL, COMPLEX, FALLBACK = L._MODE_REAL, L._MODE_COMPLEX, L._MODE_FALLBACK
+REAL, COMPLEX, FALLBACK = spectral._MODE_REAL, spectral._MODE_COMPLEX, spectral._MODE_FALLBACK
 
 
 def _absorbing():
@@ -216,7 +217,7 @@ def close_pairs(Q, durations):
     """Ordered eigenvalue pairs the kernel treats as close (white-box)."""
     lam = np.linalg.eigvals(Q)
     gap = np.abs(lam[:, None] - lam[None, :]) * min(durations)
-    return int(np.sum(~np.eye(len(lam), dtype=bool) & (gap < L._SEPARATED_MIN)))
+    return int(np.sum(~np.eye(len(lam), dtype=bool) & (gap < spectral._SEPARATED_MIN)))
 
 
 def test_hard_cases_mix_close_and_separated_eigenvalue_pairs():
