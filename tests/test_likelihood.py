@@ -13,6 +13,7 @@ import scipy.linalg
 
 from markov_migration.core import expm as E
 from markov_migration.core import likelihood as L
+from markov_migration.core import spectral
 
 # --------------------------------------------------------------------------
 # helpers
@@ -97,7 +98,7 @@ def spectral_modes(Q):
     K = Q.shape[-1]
     return [
         int(
-            L._decompose(
+            spectral._decompose(
                 np.ascontiguousarray(q),
                 np.zeros(K),
                 np.zeros((K, K)),
@@ -111,7 +112,7 @@ def spectral_modes(Q):
     ]
 
 
-REAL, COMPLEX, FALLBACK = L._MODE_REAL, L._MODE_COMPLEX, L._MODE_FALLBACK
+REAL, COMPLEX, FALLBACK = spectral._MODE_REAL, spectral._MODE_COMPLEX, spectral._MODE_FALLBACK
 
 
 def _absorbing():
@@ -216,7 +217,7 @@ def close_pairs(Q, durations):
     """Ordered eigenvalue pairs the kernel treats as close (white-box)."""
     lam = np.linalg.eigvals(Q)
     gap = np.abs(lam[:, None] - lam[None, :]) * min(durations)
-    return int(np.sum(~np.eye(len(lam), dtype=bool) & (gap < L._SEPARATED_MIN)))
+    return int(np.sum(~np.eye(len(lam), dtype=bool) & (gap < spectral._SEPARATED_MIN)))
 
 
 def test_hard_cases_mix_close_and_separated_eigenvalue_pairs():
@@ -537,3 +538,50 @@ def test_numba_expm_and_frechet_match_scipy(norm):
     np.testing.assert_allclose(E.expm(A), R_ref, rtol=0, atol=tol)
     np.testing.assert_allclose(R, R_ref, rtol=0, atol=tol)
     np.testing.assert_allclose(Lf, L_ref, rtol=0, atol=1e-14 * max(1.0, norm) * np.abs(L_ref).max())
+
+
+# --------------------------------------------------------------------------
+# On-disk caching of the kernel
+# --------------------------------------------------------------------------
+
+
+def test_kernel_hash_covers_every_kernel_module_and_inner_kernels_are_not_cached():
+    # numba keys a cached function on its own file only: the entry point's key
+    # (KERNEL_HASH) must hash every file whose numba code it links, and the
+    # kernels it links must not be cached on their own (they would go stale)
+    from markov_migration.core import expm, layout, loglik_kernel, native
+
+    names = {p.name for p in native.KERNEL_SOURCES}
+    for module in (expm, layout, spectral, loglik_kernel, native):
+        assert module.__file__.rsplit("/", 1)[-1] in names
+    for fn in (
+        loglik_kernel._forward,
+        loglik_kernel._loglik_kernel,
+        loglik_kernel._row_loglik_kernel,
+    ):
+        assert type(fn._cache).__name__ == "NullCache"
+
+
+@pytest.mark.slow
+def test_second_process_loads_the_kernel_from_the_cache():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from markov_migration.core.likelihood import loglik_and_grad\n"
+        "Q = np.array([[[-0.2, 0.2], [0.1, -0.1]]])\n"
+        "print(loglik_and_grad(Q, [0], [1.0], [0, 1, 2], [0, 0], [0, 0], [0, 1], [30.0, 5.0])[0])\n"
+    )
+    env = {**os.environ, "NUMBA_DEBUG_CACHE": "1"}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        for _ in range(2)
+    ]
+    # the first run may compile (a cold cache); the second only loads
+    assert "data saved" not in runs[1].stdout + runs[1].stderr
+    assert "data loaded" in runs[1].stdout + runs[1].stderr
+    assert runs[0].stdout.splitlines()[-1] == runs[1].stdout.splitlines()[-1]

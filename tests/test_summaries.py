@@ -23,6 +23,7 @@ import xarray as xr
 from scipy.integrate import quad_vec
 from scipy.linalg import expm
 
+from markov_migration.core import quantities as cq
 from markov_migration.errors import InputError
 from markov_migration.fitfile.assemble import assemble_fit
 from markov_migration.inputs.panel import aggregate, validate_panel
@@ -110,10 +111,10 @@ def test_sojourn_and_pnext_closed_forms():
     rng = np.random.default_rng(0)
     allowed = parse_spec(THREE).allowed_matrix()
     q = random_generators(rng, 20, allowed)
-    soj = S.sojourn_times(q)
+    soj = cq.sojourn(q)
     np.testing.assert_allclose(soj[:, :2], -1.0 / q[:, [0, 1], [0, 1]], rtol=1e-15)
     assert np.all(np.isinf(soj[:, 2]))  # absorbing
-    nxt = S.next_state_probs(q)
+    nxt = cq.pnext(q)
     np.testing.assert_allclose(nxt[:, 0, 1], q[:, 0, 1] / -q[:, 0, 0], rtol=1e-15)
     np.testing.assert_allclose(nxt[:, :2].sum(axis=-1), 1.0, rtol=1e-14)
     assert np.all(np.isnan(nxt[:, 2]))
@@ -125,7 +126,7 @@ def test_integrated_pmatrix_matches_quadrature():
     allowed = parse_spec(CYCLE).allowed_matrix()
     q = random_generators(rng, 3, allowed)
     for horizon in (0.5, 4.0, 25.0):
-        got = S.integrated_pmatrix(q, horizon)
+        got = cq.integrated_pmatrix(q, horizon)
         for i in range(q.shape[0]):
             ref, err = quad_vec(
                 lambda u, i=i: expm(q[i] * u), 0.0, horizon, epsabs=1e-12, epsrel=1e-12
@@ -135,13 +136,13 @@ def test_integrated_pmatrix_matches_quadrature():
         np.testing.assert_allclose(got.sum(axis=-1), horizon, rtol=1e-12)
 
 
-def test_expected_los_infinite_horizon_is_the_limit():
+def test_totlos_infinite_horizon_is_the_limit():
     rng = np.random.default_rng(2)
     allowed = parse_spec(THREE).allowed_matrix()
     q = random_generators(rng, 5, allowed)
     start = np.array([0.3, 0.7, 0.0])
-    inf = S.expected_los(q, np.inf, start)
-    long = S.expected_los(q, 400.0, start)
+    inf = cq.totlos(q, np.inf, start)
+    long = cq.totlos(q, 400.0, start)
     np.testing.assert_allclose(inf[:, :2], long[:, :2], rtol=1e-9)
     assert np.all(np.isinf(inf[:, 2]))
 
@@ -164,9 +165,9 @@ def simulate_first_passage(q, start, target, n, rng):
 def test_first_passage_matches_simulation_and_closed_form():
     spec = parse_spec(CYCLE)
     q = spec.rate_matrix()
-    finite = S.passage_states(spec.allowed_matrix(), [0])
+    finite = cq.passage_states(spec.allowed_matrix(), [0])
     assert finite.tolist() == [False, True, True]
-    m = S.first_passage_times(q, [0], finite)
+    m = cq.passage(q, [0], finite)
     assert m[0] == 0.0
     rng = np.random.default_rng(5)
     for s in (1, 2):
@@ -175,18 +176,18 @@ def test_first_passage_matches_simulation_and_closed_form():
         assert abs(sim.mean() - m[s]) < 4 * se, (s, sim.mean(), m[s], se)
     # two states: the passage time is exponential with mean 1 / q_12
     q2 = np.array([[-0.4, 0.4], [0.1, -0.1]])
-    m2 = S.first_passage_times(q2, [1], np.array([True, False]))
+    m2 = cq.passage(q2, [1], np.array([True, False]))
     assert m2[0] == pytest.approx(1 / 0.4, rel=1e-14)
 
 
 def test_passage_states_structure():
     # from c (absorbing) a never reaches "a"; from b it may be absorbed first: infinite
     allowed = parse_spec(THREE).allowed_matrix()
-    assert S.passage_states(allowed, [0]).tolist() == [False, False, False]
+    assert cq.passage_states(allowed, [0]).tolist() == [False, False, False]
     # to the absorbing state: finite from a and b
-    assert S.passage_states(allowed, [2]).tolist() == [True, True, False]
+    assert cq.passage_states(allowed, [2]).tolist() == [True, True, False]
     # targets {a, c}: from b every path ends in a or c
-    assert S.passage_states(allowed, [0, 2]).tolist() == [False, True, False]
+    assert cq.passage_states(allowed, [0, 2]).tolist() == [False, True, False]
 
 
 # ---------------------------------------------------------------- labelled API

@@ -1,7 +1,7 @@
 """PyTensor Op for the aggregated panel log-likelihood, with a numba implementation.
 
 Layer 3. :class:`PanelLogLik` wraps the numba kernel
-:func:`markov_migration.core.likelihood.loglik_and_grad_kernel`: one call
+:func:`markov_migration.core.native.native_loglik_and_grad`: one call
 returns the log-likelihood and its gradient with respect to the stack of
 generators ``Q``, so a gradient evaluation costs one kernel call (the gradient
 graph reuses the Op's second output). The data arrays are graph inputs (in
@@ -38,9 +38,9 @@ from pytensor.link.numba.dispatch.basic import (  # noqa: TID251
     register_funcify_and_cache_key,
 )
 
-from markov_migration.core.likelihood import (
+from markov_migration.core.layout import PANEL_FIELDS
+from markov_migration.core.native import (
     KERNEL_HASH,
-    PANEL_FIELDS,
     ensure_native_kernel,
     native_loglik_and_grad,
 )
@@ -54,7 +54,7 @@ class PanelLogLik(Op):
     """Panel log-likelihood of a stack of generators and its gradient.
 
     Inputs: ``Q`` float64 (M, K, K) and the seven panel arrays of
-    :data:`markov_migration.core.likelihood.PANEL_FIELDS` (int64 / float64
+    :data:`markov_migration.core.layout.PANEL_FIELDS` (int64 / float64
     vectors). Outputs: the log-likelihood (float64 scalar) and
     ``dQ = d loglik / dQ`` (float64, (M, K, K)), computed together.
 
@@ -145,7 +145,7 @@ def panel_loglik(Q, data: Mapping[str, Any] | Sequence[Any] | Any) -> pt.TensorV
     data : mapping, sequence or object
         The panel arrays (numpy arrays or tensors, typically ``pm.Data``):
         a mapping with the keys of
-        :data:`~markov_migration.core.likelihood.PANEL_FIELDS`, a sequence of
+        :data:`~markov_migration.core.layout.PANEL_FIELDS`, a sequence of
         the seven in that order, or an object with those attributes (e.g.
         :class:`markov_migration.inputs.design.LikelihoodData`).
 

@@ -1,0 +1,234 @@
+"""The C entry point of the log-likelihood kernel, its on-disk cache key and callers.
+
+Layer 1 (numpy, numba, llvmlite only).
+"""
+
+import hashlib
+from pathlib import Path
+
+import llvmlite.binding as llvm
+import numpy as np
+from numba import carray, cfunc, njit, types
+
+from markov_migration.core import expm as _expm_module
+from markov_migration.core import layout as _layout_module
+from markov_migration.core import loglik_kernel as _kernel_module
+from markov_migration.core import spectral as _spectral_module
+from markov_migration.core.layout import _layout_status
+from markov_migration.core.loglik_kernel import _loglik_kernel, _row_loglik_kernel
+
+__all__ = ["KERNEL_HASH", "ensure_native_kernel", "native_loglik_and_grad"]
+
+# --------------------------------------------------------------------------
+# One native entry point
+# --------------------------------------------------------------------------
+# numba links the LLVM code of every jitted callee into its caller and
+# re-optimises the whole module: a jitted caller of the (large) kernel would pay
+# 10-40 s of LLVM work on each fresh compile -- every new PyTensor graph, every
+# nutpie model. So the kernel is compiled once as a C callback (cached on disk)
+# and called through an external symbol, as numba calls its own LAPACK
+# wrappers; callers then compile only a few lines.
+
+_TASK_LOGLIK = 0
+_TASK_LOGLIK_GRAD = 1
+_TASK_ROW_LOGLIK = 2
+
+_C_SIGNATURE = types.int64(
+    types.int64,  # task
+    types.CPointer(types.float64),  # Q, (M, K, K) in C order
+    types.int64,  # M
+    types.int64,  # K
+    types.CPointer(types.int64),  # piece_q
+    types.CPointer(types.float64),  # piece_t
+    types.int64,  # n_pieces
+    types.CPointer(types.int64),  # row_ptr, n_rows + 1
+    types.CPointer(types.int64),  # row_piece
+    types.int64,  # nnz
+    types.CPointer(types.int64),  # row_from
+    types.CPointer(types.int64),  # row_to
+    types.CPointer(types.float64),  # row_count
+    types.int64,  # n_rows
+    types.CPointer(types.float64),  # out_value: 1 (loglik) or n_rows (row log-probabilities)
+    types.CPointer(types.float64),  # out_grad: M * K * K
+)
+
+
+def _make_native_entry(kernel_hash):
+    """Build the C entry point, tied to the kernels' source hash.
+
+    numba invalidates a cached function only when its own file changes; the
+    hash (a closure variable, part of numba's cache index key) makes a change
+    in any kernel module (:data:`KERNEL_SOURCES`) recompile the entry point too.
+    """
+
+    def _native_entry(
+        task, q_ptr, M, K, pq_ptr, pt_ptr, n_pieces, rp_ptr, rpi_ptr, nnz, rf_ptr, rt_ptr,
+        rc_ptr, n_rows, out_value_ptr, out_grad_ptr,
+    ):  # fmt: skip
+        """C entry point; returns 0 or a layout error code (``_LAYOUT_ERRORS``).
+
+        Tasks: 0 log-likelihood, 1 log-likelihood and gradient (``out_grad``),
+        2 row log-probabilities (``out_value`` of length n_rows).
+        """
+        if task < 0:  # never: references the hash so that it keys the cache
+            return -len(kernel_hash)
+        Q = carray(q_ptr, (M, K, K))
+        piece_q = carray(pq_ptr, (n_pieces,))
+        piece_t = carray(pt_ptr, (n_pieces,))
+        row_ptr = carray(rp_ptr, (n_rows + 1,))
+        row_piece = carray(rpi_ptr, (nnz,))
+        row_from = carray(rf_ptr, (n_rows,))
+        row_to = carray(rt_ptr, (n_rows,))
+        row_count = carray(rc_ptr, (n_rows,))
+        status = _layout_status(
+            M, K, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+        )
+        if status != 0:
+            return status
+        if task == _TASK_ROW_LOGLIK:
+            out = carray(out_value_ptr, (n_rows,))
+            out[:] = _row_loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to)
+            return 0
+        total, dQ = _loglik_kernel(
+            Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count,
+            task == _TASK_LOGLIK_GRAD,
+        )  # fmt: skip
+        carray(out_value_ptr, (1,))[0] = total
+        if task == _TASK_LOGLIK_GRAD:
+            carray(out_grad_ptr, (M, K, K))[:, :, :] = dQ
+        return 0
+
+    return _native_entry
+
+
+@njit(cache=True)
+def _raise_layout_error(status):
+    """Raise the ValueError of a non-zero layout status (inside numba code)."""
+    if status == 1:
+        raise ValueError("piece_t and piece_q must have the same length")
+    if status == 2:
+        raise ValueError("row_from, row_to and row_count must have the same length")
+    if status == 3:
+        raise ValueError("row_ptr must have length n_rows + 1")
+    if status == 4:
+        raise ValueError("row_ptr must start at 0 and end at len(row_piece)")
+    if status == 5:
+        raise ValueError("piece_q holds an index outside 0..M-1")
+    if status == 6:
+        raise ValueError("piece_t must be finite and >= 0")
+    if status == 7:
+        raise ValueError("every row needs at least one piece (row_ptr must increase)")
+    if status == 8:
+        raise ValueError("row_from/row_to hold a state outside 0..K-1")
+    if status == 9:
+        raise ValueError("row_piece holds an index outside 0..n_pieces-1")
+    if status != 0:
+        raise ValueError("invalid panel data layout")
+
+
+#: The files whose numba code ends up in the compiled entry point. The kernels of
+#: ``loglik_kernel`` are not cached on their own (``cache=True`` would key them on
+#: their own file only, and a cached caller would keep stale code of ``spectral``
+#: or ``expm``); they are compiled into the entry point, which this hash keys.
+KERNEL_SOURCES = tuple(
+    Path(m.__file__) for m in (_layout_module, _spectral_module, _kernel_module, _expm_module)
+) + (Path(__file__),)
+
+
+def _kernel_source_hash() -> str:
+    h = hashlib.sha256()
+    for path in KERNEL_SOURCES:
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+#: Source hash of the numba kernels (:data:`KERNEL_SOURCES`); keys the compiled
+#: entry point and the PyTensor numba cache.
+KERNEL_HASH = _kernel_source_hash()
+# The symbol name depends only on the C signature: cached callers resolve it
+# when they are loaded, so they always call the current kernel.
+_NATIVE_SYMBOL = (
+    "markov_migration_panel_kernel_" + hashlib.sha256(str(_C_SIGNATURE).encode()).hexdigest()[:12]
+)
+_native_call = types.ExternalFunction(_NATIVE_SYMBOL, _C_SIGNATURE)
+_native_entry_cfunc = []
+
+
+def ensure_native_kernel() -> None:
+    """Compile (or load from numba's cache) the C kernel and register its symbol.
+
+    Must run before any jitted code that calls the kernel is compiled or loaded
+    from a cache (LLVM resolves the symbol at link time); every public entry
+    point of this module and the PyTensor Op call it.
+    """
+    if not _native_entry_cfunc:
+        entry = cfunc(_C_SIGNATURE, cache=True)(_make_native_entry(KERNEL_HASH))
+        llvm.add_symbol(_NATIVE_SYMBOL, entry.address)
+        _native_entry_cfunc.append(entry)  # keep the compiled code alive
+
+
+@njit(cache=True)
+def _call_native(task, Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    """Run the C kernel on arrays (any layout); returns (out_value, out_grad)."""
+    Qc = np.ascontiguousarray(Q)
+    pq = np.ascontiguousarray(piece_q)
+    pt = np.ascontiguousarray(piece_t)
+    rp = np.ascontiguousarray(row_ptr)
+    rpi = np.ascontiguousarray(row_piece)
+    rf = np.ascontiguousarray(row_from)
+    rt = np.ascontiguousarray(row_to)
+    rc = np.ascontiguousarray(row_count)
+    M, K = Qc.shape[0], Qc.shape[1]
+    n_rows = rf.shape[0]
+    # the C kernel takes these lengths on trust
+    if pt.shape[0] != pq.shape[0]:
+        _raise_layout_error(1)
+    if rt.shape[0] != n_rows or rc.shape[0] != n_rows:
+        _raise_layout_error(2)
+    if rp.shape[0] != n_rows + 1:
+        _raise_layout_error(3)
+    out_value = np.zeros(n_rows if task == _TASK_ROW_LOGLIK else 1)
+    out_grad = np.zeros((M, K, K))
+    status = _native_call(
+        task, Qc.ctypes, M, K, pq.ctypes, pt.ctypes, pq.shape[0], rp.ctypes, rpi.ctypes,
+        rpi.shape[0], rf.ctypes, rt.ctypes, rc.ctypes, n_rows, out_value.ctypes, out_grad.ctypes,
+    )  # fmt: skip
+    # use the inputs after the call, so that their buffers outlive it
+    if Qc.size + pq.size + pt.size + rp.size + rpi.size + rf.size + rt.size + rc.size < 0:
+        status = -1
+    if status != 0:
+        _raise_layout_error(status)
+    return out_value, out_grad
+
+
+@njit(cache=True)
+def _loglik_and_grad_native(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count):
+    value, grad = _call_native(
+        _TASK_LOGLIK_GRAD, Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count
+    )
+    return value[0], grad
+
+
+def native_loglik_and_grad():
+    """Return the jitted ``(Q, *panel) -> (loglik, dQ)`` function, for numba callers.
+
+    Same arguments and results as :func:`loglik_and_grad` (arrays of the
+    documented dtypes, any memory layout, read-only allowed); raises
+    ValueError on an inconsistent layout. Registers the native kernel first.
+    Used by the PyTensor Op's numba implementation.
+    """
+    ensure_native_kernel()
+    return _loglik_and_grad_native
+
+
+@njit(cache=True)
+def _row_loglik_draws_native(Q_draws, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
+    S = Q_draws.shape[0]
+    out = np.empty((S, row_from.shape[0]))
+    row_count = np.zeros(row_from.shape[0])
+    for s in range(S):
+        out[s] = _call_native(
+            _TASK_ROW_LOGLIK, Q_draws[s], piece_q, piece_t, row_ptr, row_piece, row_from, row_to,
+            row_count,
+        )[0]  # fmt: skip
+    return out
