@@ -38,7 +38,8 @@ import pandas as pd
 
 from markov_migration.errors import InputError
 from markov_migration.inputs.panel import LEAD_TIME, START_PERIOD, AggregatedData, aggregation_keys
-from markov_migration.inputs.spec import DEFAULT_COVARIATE_SD, ModelSpec
+from markov_migration.inputs.spec import ModelSpec
+from markov_migration.inputs.spec_tables import DEFAULT_COVARIATE_SD
 
 #: Covariate name of the period effects in ``hazard_ratio`` (a period is a
 #: categorical covariate whose reference is the first period; as R msm's ``pci``).
