@@ -115,8 +115,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from markov_migration.inference.fit import FitSettings, sample
+    from markov_migration.inputs.aggregate import aggregate
     from markov_migration.inputs.design import model_design
-    from markov_migration.inputs.panel import aggregate, validate_panel
+    from markov_migration.inputs.panel import validate_panel
     from markov_migration.inputs.simulate import simulate_panel
 
     text_groups, text_plain = model_texts()

@@ -12,7 +12,8 @@ import pandas as pd
 import xarray as xr
 
 from markov_migration.fitfile.assemble import assemble_fit
-from markov_migration.inputs.panel import AggregatedData, Panel, aggregate, validate_panel
+from markov_migration.inputs.aggregate import AggregatedData, aggregate
+from markov_migration.inputs.panel import Panel, validate_panel
 from markov_migration.inputs.spec import ModelSpec
 
 

@@ -35,8 +35,8 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from markov_migration.errors import InputError
+from markov_migration.inputs.aggregate import AggregatedData
 from markov_migration.inputs.design import ModelDesign, check_design, model_design, unpack_arrays
-from markov_migration.inputs.panel import AggregatedData
 from markov_migration.inputs.spec import ModelSpec
 
 #: Posterior variables kept in fit files (internal sampler variables are dropped).

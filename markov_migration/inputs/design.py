@@ -37,7 +37,12 @@ import numpy as np
 import pandas as pd
 
 from markov_migration.errors import InputError
-from markov_migration.inputs.panel import LEAD_TIME, START_PERIOD, AggregatedData, aggregation_keys
+from markov_migration.inputs.aggregate import (
+    LEAD_TIME,
+    START_PERIOD,
+    AggregatedData,
+    aggregation_keys,
+)
 from markov_migration.inputs.spec import ModelSpec
 from markov_migration.inputs.spec_tables import DEFAULT_COVARIATE_SD
 
@@ -466,7 +471,7 @@ def model_design(spec: ModelSpec, agg: AggregatedData) -> ModelDesign:
     ----------
     spec : ModelSpec
     agg : AggregatedData
-        Aggregated by :func:`markov_migration.inputs.panel.aggregate` (or a counts
+        Aggregated by :func:`markov_migration.inputs.aggregate.aggregate` (or a counts
         table) for this model: it must have the model's key columns.
 
     Returns
