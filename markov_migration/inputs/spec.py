@@ -75,7 +75,7 @@ class ModelSpec:
         Known intensities (per time unit), used by ``simulate``.
     simulation : dict
         The raw ``[simulate]`` table (observation design for ``simulate``),
-        validated by :mod:`markov_migration.inputs.simulate`.
+        validated by :mod:`markov_migration.inputs.simulate_design`.
     text : str
         The model file's text, recorded in fit files.
     path : str or None
