@@ -127,7 +127,8 @@ def fake_design_fit(
     ``Q`` of every pattern, group and period is built from them exactly as the
     fitting layer does, so the fit file has the real layout.
     """
-    from markov_migration.inputs.design import generators_from_rates, model_design
+    from markov_migration.inputs.design import model_design
+    from markov_migration.inputs.likelihood_arrays import generators_from_rates
 
     validated, agg = _fake_data(spec, panel)
     design = model_design(spec, agg)
