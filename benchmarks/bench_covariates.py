@@ -83,7 +83,8 @@ def per_eval_ms(spec, agg) -> float:
     which takes the slower Pade fallback.)
     """
     from markov_migration.core.likelihood import loglik_and_grad
-    from markov_migration.inputs.design import generators_from_rates, model_design
+    from markov_migration.inputs.design import model_design
+    from markov_migration.inputs.likelihood_arrays import generators_from_rates
 
     design = model_design(spec, agg)
     log_rate = np.log([spec.rates[p] for p in spec.transitions])
@@ -115,8 +116,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from markov_migration.inference.fit import FitSettings, sample
+    from markov_migration.inputs.aggregate import aggregate
     from markov_migration.inputs.design import model_design
-    from markov_migration.inputs.panel import aggregate, validate_panel
+    from markov_migration.inputs.panel import validate_panel
     from markov_migration.inputs.simulate import simulate_panel
 
     text_groups, text_plain = model_texts()

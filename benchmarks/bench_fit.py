@@ -153,7 +153,7 @@ def bench_b(tmp: Path) -> None:
     import pymc as pm
 
     from markov_migration.inference.model import build_model
-    from markov_migration.inputs.panel import load_data
+    from markov_migration.inputs.aggregate import load_data
 
     print("\n(b) fast Op vs naive per-interval expm PyMC model (cav panel)")
     cav = tmp / "cav.csv"
@@ -269,7 +269,8 @@ def eval_time(model, reps: int) -> tuple[float, float]:
 
 def bench_c(tmp: Path) -> None:
     from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.inputs.panel import aggregate, validate_panel
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.panel import validate_panel
     from markov_migration.inputs.simulate import simulate_panel
 
     print("\n(c) 8,500 vs 850,000 respondents, same wave grid (migration5, 4 x 1,000 draws)")
@@ -318,7 +319,8 @@ resolution = 1e-9   # keep every gap distinct
 def bench_d(tmp: Path) -> None:
     from markov_migration.core.simulate import simulate_paths
     from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.inputs.panel import aggregate, validate_panel
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.panel import validate_panel
 
     print("\n(d) continuous, all-distinct gaps (~14,000 observations, 5 states) vs R msm")
     spec = parse_spec(DISTINCT)

@@ -49,7 +49,8 @@ from markov_migration.inputs.calibration import (
     stationary_distribution,
     wave_metrics,
 )
-from markov_migration.inputs.simulate import parse_design, simulate_panel
+from markov_migration.inputs.simulate import simulate_panel
+from markov_migration.inputs.simulate_design import parse_design
 from markov_migration.inputs.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

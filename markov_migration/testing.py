@@ -12,7 +12,8 @@ import pandas as pd
 import xarray as xr
 
 from markov_migration.fitfile.assemble import assemble_fit
-from markov_migration.inputs.panel import AggregatedData, Panel, aggregate, validate_panel
+from markov_migration.inputs.aggregate import AggregatedData, aggregate
+from markov_migration.inputs.panel import Panel, validate_panel
 from markov_migration.inputs.spec import ModelSpec
 
 
@@ -126,7 +127,8 @@ def fake_design_fit(
     ``Q`` of every pattern, group and period is built from them exactly as the
     fitting layer does, so the fit file has the real layout.
     """
-    from markov_migration.inputs.design import generators_from_rates, model_design
+    from markov_migration.inputs.design import model_design
+    from markov_migration.inputs.likelihood_arrays import generators_from_rates
 
     validated, agg = _fake_data(spec, panel)
     design = model_design(spec, agg)

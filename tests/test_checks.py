@@ -316,7 +316,7 @@ def test_prevalence_of_a_fit_with_covariates_groups_and_periods():
     from markov_migration.core.likelihood import pmatrix
     from markov_migration.fitfile.generators import generator_draws
     from markov_migration.fitfile.readback import recorded_panel
-    from markov_migration.inputs.panel import period_keys
+    from markov_migration.inputs.aggregate import period_keys
     from markov_migration.testing import fake_design_fit
 
     spec = parse_spec(PREVALENCE_DESIGN)
@@ -389,7 +389,8 @@ def test_write_outputs(good, tmp_path):
 @pytest.fixture(scope="module")
 def real_fits(spec, panel):
     from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.inputs.panel import aggregate, validate_panel
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.panel import validate_panel
 
     validated = validate_panel(panel, spec, path="<sim>", sha256="1" * 64)
     agg = aggregate(validated, spec)
@@ -426,7 +427,8 @@ def test_ppp_roughly_uniform_under_the_true_model(spec):
     critical value for 60 draws is 0.21); of the prevalence an sd in [0.08, 0.32].
     """
     from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.inputs.panel import aggregate, validate_panel
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.panel import validate_panel
 
     ppp = []
     for r in range(N_REPLICATIONS):

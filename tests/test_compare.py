@@ -45,7 +45,7 @@ def panel(spec):
 def with_rates(tree, spec, factor, spread=0.05, seed=0):
     """The fit with its posterior moved to ``factor`` x the true rates (log-lik recomputed)."""
     from markov_migration.fitfile.assemble import log_likelihood_dataset
-    from markov_migration.inputs.panel import AggregatedData
+    from markov_migration.inputs.aggregate import AggregatedData
 
     rates = factor * np.array([spec.rates[p] for p in spec.transitions])
     post = fake_posterior(spec, rates, chains=2, draws=200, spread=spread, seed=seed)

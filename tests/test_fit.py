@@ -18,7 +18,8 @@ from scipy.linalg import expm
 
 from markov_migration.fitfile.format import read_fit, write_fit
 from markov_migration.inference.fit import FitSettings, sample
-from markov_migration.inputs.panel import aggregate, validate_panel
+from markov_migration.inputs.aggregate import aggregate
+from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.spec import parse_spec
 
 THREE = """

@@ -15,8 +15,10 @@ from markov_migration.errors import FitFileError
 from markov_migration.fitfile.format import read_fit, write_fit
 from markov_migration.fitfile.generators import generator_draws, new_group_generators
 from markov_migration.inference.fit import FitSettings, sample, structure_key
-from markov_migration.inputs.design import generators_from_rates, model_design
-from markov_migration.inputs.panel import aggregate, validate_panel
+from markov_migration.inputs.aggregate import aggregate
+from markov_migration.inputs.design import model_design
+from markov_migration.inputs.likelihood_arrays import generators_from_rates
+from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.simulate import simulate_paths_for_spec
 from markov_migration.inputs.spec import parse_spec
 

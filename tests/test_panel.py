@@ -14,14 +14,9 @@ from typer.testing import CliRunner
 
 from markov_migration.cli.app import app
 from markov_migration.errors import InputError, PanelError
-from markov_migration.inputs.panel import (
-    COUNT_COLUMNS,
-    aggregate,
-    load_counts,
-    load_data,
-    load_panel,
-    reachable,
-)
+from markov_migration.inputs.aggregate import aggregate, load_counts, load_data
+from markov_migration.inputs.columns import COUNT_COLUMNS
+from markov_migration.inputs.panel import load_panel, reachable
 from markov_migration.inputs.spec import load_spec, parse_spec
 
 STATES5 = "abroad, transit, swing, returned, reemigrated"

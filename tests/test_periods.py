@@ -16,14 +16,10 @@ from markov_migration.errors import InputError, PanelError
 from markov_migration.fitfile.format import read_fit, write_fit
 from markov_migration.fitfile.generators import generator_draws
 from markov_migration.inference.fit import FitSettings, sample
-from markov_migration.inputs.design import generators_from_rates, model_design, period_labels
-from markov_migration.inputs.panel import (
-    LEAD_TIME,
-    START_PERIOD,
-    aggregate,
-    load_data,
-    validate_panel,
-)
+from markov_migration.inputs.aggregate import LEAD_TIME, START_PERIOD, aggregate, load_data
+from markov_migration.inputs.design import model_design, period_labels
+from markov_migration.inputs.likelihood_arrays import generators_from_rates
+from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.simulate import simulate_paths_for_spec
 from markov_migration.inputs.spec import parse_spec
 

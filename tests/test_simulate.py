@@ -16,11 +16,8 @@ from scipy.linalg import expm
 
 from markov_migration.core.simulate import simulate_paths
 from markov_migration.errors import InputError, SpecError
-from markov_migration.inputs.simulate import (
-    parse_design,
-    simulate_panel,
-    simulate_paths_for_spec,
-)
+from markov_migration.inputs.simulate import simulate_panel, simulate_paths_for_spec
+from markov_migration.inputs.simulate_design import parse_design
 from markov_migration.inputs.spec import load_spec, parse_spec
 
 Z = 4.0

@@ -10,17 +10,13 @@ import numpy as np
 import pytest
 
 from markov_migration.errors import InputError, SpecError
-from markov_migration.inputs.spec import (
-    DAY_IN_UNIT,
+from markov_migration.inputs.spec import DAY_IN_UNIT, load_rates, load_spec, parse_rates, parse_spec
+from markov_migration.inputs.spec_tables import (
     DEFAULT_CONCENTRATION,
     DEFAULT_COVARIATE_SD,
     DEFAULT_GROUP_SD,
     DEFAULT_PRIOR_RATE,
     DEFAULT_PRIOR_SD,
-    load_rates,
-    load_spec,
-    parse_rates,
-    parse_spec,
 )
 
 MIGRATION5_STATES = ("abroad", "transit", "swing", "returned", "reemigrated")

@@ -26,7 +26,8 @@ from scipy.linalg import expm
 from markov_migration.core import quantities as cq
 from markov_migration.errors import InputError
 from markov_migration.fitfile.assemble import assemble_fit
-from markov_migration.inputs.panel import aggregate, validate_panel
+from markov_migration.inputs.aggregate import aggregate
+from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.simulate import simulate_panel
 from markov_migration.inputs.spec import parse_spec
 from markov_migration.reference.msm import msm_available

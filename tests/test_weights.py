@@ -16,8 +16,9 @@ from scipy.linalg import expm
 
 from markov_migration.core.likelihood import loglik
 from markov_migration.inference.fit import FitSettings, sample
+from markov_migration.inputs.aggregate import aggregate
 from markov_migration.inputs.design import likelihood_data
-from markov_migration.inputs.panel import aggregate, validate_panel
+from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.spec import parse_spec
 
 THREE = """

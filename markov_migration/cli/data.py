@@ -107,7 +107,7 @@ def validate(
 ) -> None:
     """Check a panel against a model; print its state table and what was fixed or dropped."""
     from markov_migration.errors import InputError
-    from markov_migration.inputs.panel import data_summary
+    from markov_migration.inputs.aggregate import data_summary
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import resolve_model
 
@@ -124,7 +124,7 @@ def validate(
 
 
 def print_data_summary(summary: dict, con) -> None:
-    """Print the result of :func:`markov_migration.inputs.panel.data_summary` as tables."""
+    """Print the result of :func:`markov_migration.inputs.aggregate.data_summary` as tables."""
     from rich.table import Table
 
     con.print(

@@ -41,8 +41,8 @@ def demo(
 
     from markov_migration.cli.data import print_data_summary
     from markov_migration.errors import InputError
+    from markov_migration.inputs.aggregate import data_summary
     from markov_migration.inputs.calibration import calibration_table
-    from markov_migration.inputs.panel import data_summary
     from markov_migration.inputs.simulate import simulate_panel
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import atomic_output, resolve_model
@@ -250,7 +250,7 @@ def _fit(spec, panel_path: Path, fit_path: Path, *, seed: int, draws: int, force
     from markov_migration.cli._common import command_line
     from markov_migration.fitfile.format import write_fit
     from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.inputs.panel import load_data
+    from markov_migration.inputs.aggregate import load_data
     from markov_migration.io import check_output
 
     check_output(fit_path, force)

@@ -43,7 +43,7 @@ def fit(
     """Fit a model to a panel; write the posterior, diagnostics and provenance to a fit file."""
     from markov_migration.errors import InputError
     from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.inputs.panel import load_data
+    from markov_migration.inputs.aggregate import load_data
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import check_output, resolve_model
 

@@ -22,7 +22,8 @@ from markov_migration.fitfile.format import (
     sanitize,
 )
 from markov_migration.fitfile.generators import design_generators
-from markov_migration.inputs.panel import AggregatedData, Panel
+from markov_migration.inputs.aggregate import AggregatedData
+from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec
 
 #: Memory budget (bytes) of the generator stacks built per chunk of draws.

@@ -45,7 +45,8 @@ import xarray as xr
 
 from markov_migration import __version__
 from markov_migration.errors import FitFileError
-from markov_migration.inputs.panel import AggregatedData, Panel
+from markov_migration.inputs.aggregate import AggregatedData
+from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec, parse_spec
 from markov_migration.io import atomic_output
 
@@ -143,7 +144,7 @@ def panel_dataset(panel: Panel, spec: ModelSpec | None = None) -> xr.Dataset:
         coords={"observation": np.arange(len(d)), "respondent_id": codes},
     )
     if spec is not None:
-        from markov_migration.inputs.panel import model_columns
+        from markov_migration.inputs.columns import model_columns
 
         numeric = {c.column for c in spec.covariates if c.kind == "numeric"}
         for column in model_columns(spec):

@@ -25,7 +25,7 @@ def design_generators(
     ``draws`` index the flattened (chain, draw) samples; ``design`` is
     :func:`markov_migration.inputs.design.model_design` of the fit's model and data.
     """
-    from markov_migration.inputs.design import generators_from_rates
+    from markov_migration.inputs.likelihood_arrays import generators_from_rates
 
     labels = {
         "transition": list(spec.transition_labels),
@@ -123,7 +123,7 @@ def _log_rates_at(
 
 
 def _generators(spec: ModelSpec, log_rate: xr.DataArray) -> xr.DataArray:
-    from markov_migration.inputs.design import generators_from_rates
+    from markov_migration.inputs.likelihood_arrays import generators_from_rates
 
     labels = list(spec.transition_labels)
     lr = log_rate.sel(transition=labels).transpose(..., "transition")

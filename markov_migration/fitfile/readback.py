@@ -14,7 +14,7 @@ import pandas as pd
 import xarray as xr
 
 from markov_migration.errors import InputError
-from markov_migration.inputs.panel import AggregatedData
+from markov_migration.inputs.aggregate import AggregatedData
 
 
 def aggregated_from_fit(tree: xr.DataTree) -> AggregatedData:
@@ -36,7 +36,7 @@ def aggregated_from_fit(tree: xr.DataTree) -> AggregatedData:
 def embeds_panel(tree: xr.DataTree, spec) -> bool:
     """Whether the fit embeds its panel with every column the model reads."""
     from markov_migration.fitfile.format import PANEL_COLUMN_PREFIX
-    from markov_migration.inputs.panel import model_columns
+    from markov_migration.inputs.columns import model_columns
 
     if "panel_data" not in tree.children:
         return False
@@ -52,7 +52,8 @@ def recorded_panel(tree: xr.DataTree, spec):
     (:func:`embeds_panel`); fits written before they were embedded have none.
     """
     from markov_migration.fitfile.format import PANEL_COLUMN_PREFIX
-    from markov_migration.inputs.panel import Panel, model_columns
+    from markov_migration.inputs.columns import model_columns
+    from markov_migration.inputs.panel import Panel
 
     pdata = tree["panel_data"]
     codes = np.asarray(pdata["respondent_id"].values).astype(str)
@@ -104,7 +105,8 @@ def recorded_data(tree: xr.DataTree, spec, path: str | Path | None = None):
     agg : AggregatedData
     source : str
     """
-    from markov_migration.inputs.panel import aggregate, file_sha256, load_data
+    from markov_migration.inputs.aggregate import aggregate, load_data
+    from markov_migration.inputs.columns import file_sha256
 
     if embeds_panel(tree, spec):
         panel = recorded_panel(tree, spec)

@@ -13,7 +13,8 @@ from typing import Any
 import xarray as xr
 
 from markov_migration.errors import InputError
-from markov_migration.inputs.panel import AggregatedData, Panel, load_data
+from markov_migration.inputs.aggregate import AggregatedData, load_data
+from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec, load_spec
 
 SAMPLERS = ("nutpie", "pymc")

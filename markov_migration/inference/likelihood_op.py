@@ -147,7 +147,7 @@ def panel_loglik(Q, data: Mapping[str, Any] | Sequence[Any] | Any) -> pt.TensorV
         a mapping with the keys of
         :data:`~markov_migration.core.layout.PANEL_FIELDS`, a sequence of
         the seven in that order, or an object with those attributes (e.g.
-        :class:`markov_migration.inputs.design.LikelihoodData`).
+        :class:`markov_migration.inputs.likelihood_arrays.LikelihoodData`).
 
     Returns
     -------

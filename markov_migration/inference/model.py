@@ -35,8 +35,10 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from markov_migration.errors import InputError
-from markov_migration.inputs.design import ModelDesign, check_design, model_design, unpack_arrays
-from markov_migration.inputs.panel import AggregatedData
+from markov_migration.inputs.aggregate import AggregatedData
+from markov_migration.inputs.design import ModelDesign, model_design
+from markov_migration.inputs.effects import check_design
+from markov_migration.inputs.likelihood_arrays import unpack_arrays
 from markov_migration.inputs.spec import ModelSpec
 
 #: Posterior variables kept in fit files (internal sampler variables are dropped).
@@ -69,7 +71,7 @@ def check_supported(spec: ModelSpec) -> None:
     InputError
         Covariates, groups or periods in a discrete-time model, reserved
         covariate names, a column used twice (see
-        :func:`markov_migration.inputs.design.check_design`).
+        :func:`markov_migration.inputs.effects.check_design`).
     """
     check_design(spec)
 

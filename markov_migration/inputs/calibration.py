@@ -162,7 +162,7 @@ def wave_states(
     numpy.ndarray of int, shape (respondents, W)
         State index, -1 where the respondent was not interviewed at that wave.
     """
-    from markov_migration.inputs.simulate import parse_design
+    from markov_migration.inputs.simulate_design import parse_design
 
     if waves is None:
         waves = parse_design(spec).waves
@@ -209,7 +209,7 @@ def host_departure(spec: ModelSpec) -> dict[str, float]:
     ``[simulate.groups] effects`` for every host of :data:`HOST_DEPARTURE` that
     is a level of the simulated groups: ``1 - exp(-sum_s q_rs HR_rs)``.
     """
-    from markov_migration.inputs.simulate import parse_design
+    from markov_migration.inputs.simulate_design import parse_design
 
     design = parse_design(spec)
     if design.groups is None:

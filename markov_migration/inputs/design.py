@@ -37,90 +37,21 @@ import numpy as np
 import pandas as pd
 
 from markov_migration.errors import InputError
-from markov_migration.inputs.panel import LEAD_TIME, START_PERIOD, AggregatedData, aggregation_keys
-from markov_migration.inputs.spec import DEFAULT_COVARIATE_SD, ModelSpec
-
-#: Covariate name of the period effects in ``hazard_ratio`` (a period is a
-#: categorical covariate whose reference is the first period; as R msm's ``pci``).
-PERIOD_COVARIATE = "period"
-#: Names a covariate may not have (dims and coordinates of fit files).
-RESERVED_NAMES = (
-    "chain", "draw", "state", "from_state", "to_state", "transition", "obs", "pattern",
-    "group", "group_transition", "period", "covariate_effect", "hr_parameter",
-)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class LikelihoodData:
-    """Arrays of the aggregated panel likelihood (see module docstring).
-
-    Attributes
-    ----------
-    piece_q : ndarray of int64, (n_pieces,)
-        Generator index of each piece.
-    piece_t : ndarray of float64, (n_pieces,)
-        Duration of each piece (time units, > 0).
-    row_ptr : ndarray of int64, (n_rows + 1,)
-        Row r's pieces are ``row_piece[row_ptr[r]:row_ptr[r + 1]]``, in time order.
-    row_piece : ndarray of int64, (nnz,)
-    row_from, row_to : ndarray of int64, (n_rows,)
-        State indices of each aggregated row.
-    row_count : ndarray of float64, (n_rows,)
-        (Weighted) number of transitions in each row.
-    n_generators : int
-    """
-
-    piece_q: np.ndarray
-    piece_t: np.ndarray
-    row_ptr: np.ndarray
-    row_piece: np.ndarray
-    row_from: np.ndarray
-    row_to: np.ndarray
-    row_count: np.ndarray
-    n_generators: int = 1
-
-    def arrays(self) -> tuple[np.ndarray, ...]:
-        """The seven arrays in the order the likelihood functions take them."""
-        return (
-            self.piece_q,
-            self.piece_t,
-            self.row_ptr,
-            self.row_piece,
-            self.row_from,
-            self.row_to,
-            self.row_count,
-        )
-
-    @property
-    def n_rows(self) -> int:
-        """Number of aggregated rows."""
-        return int(self.row_from.size)
-
-
-@dataclass(frozen=True)
-class HazardEffect:
-    """One log hazard ratio acting on one transition (an entry of ``covariate_effect``).
-
-    Attributes
-    ----------
-    covariate : str
-        Covariate name, or :data:`PERIOD_COVARIATE` for a period effect.
-    level : str
-        Categorical level (or period label) compared with the reference; ``""``
-        for a numeric covariate (the effect of one unit).
-    transition : (int, int)
-        The transition (from, to) it multiplies.
-    parameter : int
-        Index of its free parameter (entries of a shared effect have the same).
-    label : str
-        E.g. ``"reason[politics]: abroad->returned"``, ``"age: abroad->returned"``.
-    """
-
-    covariate: str
-    level: str
-    transition: tuple[int, int]
-    parameter: int
-    label: str
+from markov_migration.inputs.aggregate import (
+    LEAD_TIME,
+    START_PERIOD,
+    AggregatedData,
+    aggregation_keys,
+)
+from markov_migration.inputs.effects import (
+    PERIOD_COVARIATE,
+    HazardEffect,
+    check_design,
+    covariate_levels,
+    hazard_effects,
+)
+from markov_migration.inputs.likelihood_arrays import LikelihoodData, pack_arrays
+from markov_migration.inputs.spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -248,7 +179,7 @@ class ModelDesign:
     def packed_data(self) -> tuple[dict[str, np.ndarray], tuple[tuple[str, str, int], ...]]:
         """:meth:`data_arrays` packed into the PyMC model's two ``pm.Data`` vectors.
 
-        See :func:`pack_arrays`.
+        See :func:`markov_migration.inputs.likelihood_arrays.pack_arrays`.
         """
         return pack_arrays(self.data_arrays())
 
@@ -307,121 +238,10 @@ class ModelDesign:
         return out
 
 
-def generators_from_rates(rates: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """Generators (..., K, K) from intensities (..., T) of ``spec.transitions`` (NumPy)."""
-    rates = np.asarray(rates, dtype=float)
-    k = spec.n_states
-    frm = np.array([r for r, _ in spec.transitions], dtype=np.int64)
-    to = np.array([s for _, s in spec.transitions], dtype=np.int64)
-    q = np.zeros((*rates.shape[:-1], k, k))
-    q[..., frm, to] = rates
-    q[..., np.arange(k), np.arange(k)] = -q.sum(axis=-1)
-    return q
-
-
 def period_labels(spec: ModelSpec) -> tuple[str, ...]:
     """Labels of the periods: ``"[-inf, 2022.72)"``, ..., ``"[2024, inf)"``."""
     edges = [-math.inf, *spec.periods, math.inf]
     return tuple(f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:], strict=False))
-
-
-def check_design(spec: ModelSpec) -> None:
-    """Refuse covariate/group/period combinations the model cannot fit, before any data.
-
-    Raises
-    ------
-    InputError
-        For covariates, groups or periods in a discrete-time model, a covariate
-        or group column used twice or clashing with a key column, or a reserved name.
-    """
-    used = [s for s, on in (("[covariates]", spec.covariates), ("[groups]", spec.groups),
-                            ("periods", spec.periods)) if on]  # fmt: skip
-    if spec.time == "discrete" and used:
-        raise InputError(
-            f"model uses {', '.join(used)}: discrete-time models support none of covariates, "
-            'groups and periods (use time = "continuous")',
-            path=spec.path,
-        )
-    columns: dict[str, str] = {}
-    taken = {"from", "to", "interval", "count", START_PERIOD, LEAD_TIME,
-             spec.data.id, spec.data.time, spec.data.state}  # fmt: skip
-    if spec.data.weight:
-        taken.add(spec.data.weight)
-    for cov in spec.covariates:
-        if cov.name in RESERVED_NAMES:
-            raise InputError(
-                f"[covariates.{cov.name}]: '{cov.name}' is a reserved name; rename the table "
-                "(keep the panel column with column = ...)",
-                path=spec.path,
-            )
-        if cov.column in columns or cov.column in taken:
-            raise InputError(
-                f"[covariates.{cov.name}]: column '{cov.column}' is already used "
-                f"({columns.get(cov.column, 'by the panel layout')})",
-                path=spec.path,
-            )
-        columns[cov.column] = f"by covariate '{cov.name}'"
-    if spec.groups is not None:
-        c = spec.groups.column
-        if c in columns or c in taken:
-            raise InputError(
-                f"[groups]: column '{c}' is already used ({columns.get(c, 'by the panel layout')})",
-                path=spec.path,
-            )
-
-
-def _levels(spec: ModelSpec, table: pd.DataFrame) -> dict[str, tuple[str, ...]]:
-    out = {}
-    for cov in spec.covariates:
-        if cov.kind != "categorical":
-            continue
-        present = sorted(set(table[cov.column].astype(str)))
-        declared = list(cov.levels) if cov.levels is not None else present
-        unknown = sorted(set(present) - set(declared))
-        if unknown:
-            raise InputError(f"'{unknown[0]}' is not a level of covariate '{cov.name}'")
-        reference = cov.reference or sorted(declared)[0]
-        out[cov.name] = (reference, *[v for v in declared if v != reference])
-    return out
-
-
-def _effects(spec: ModelSpec, levels: dict[str, tuple[str, ...]], periods: tuple[str, ...]):
-    """Hazard effects, free-parameter labels, the covariate of each parameter, prior sds."""
-    effects: list[HazardEffect] = []
-    labels: list[str] = []
-    owner: list[str] = []
-    sds: list[float] = []
-    names = spec.states
-
-    def tr(pair):
-        return f"{names[pair[0]]}->{names[pair[1]]}"
-
-    def add(covariate: str, level: str, transitions, shared, prior_sd: float):
-        tag = f"{covariate}[{level}]" if level else covariate
-        blocks = list(shared)
-        in_shared = {p for block in blocks for p in block}
-        blocks += [(p,) for p in transitions if p not in in_shared]
-        # Parameters in the order of the transitions they first act on.
-        blocks.sort(key=lambda b: min(transitions.index(p) for p in b))
-        param_of = {}
-        for block in blocks:
-            param_of.update({p: len(labels) for p in block})
-            labels.append(f"{tag}: {'|'.join(tr(p) for p in block)}")
-            owner.append(covariate)
-            sds.append(prior_sd)
-        for p in transitions:
-            effects.append(HazardEffect(covariate, level, p, param_of[p], f"{tag}: {tr(p)}"))
-
-    for cov in spec.covariates:
-        if cov.kind == "numeric":
-            add(cov.name, "", cov.transitions, cov.shared, cov.prior_sd)
-        else:
-            for level in levels[cov.name][1:]:
-                add(cov.name, level, cov.transitions, cov.shared, cov.prior_sd)
-    if spec.periods:
-        for level in periods[1:]:
-            add(PERIOD_COVARIATE, level, spec.period_transitions, (), DEFAULT_COVARIATE_SD)
-    return tuple(effects), tuple(labels), owner, np.array(sds, dtype=float)
 
 
 def _pieces(table: pd.DataFrame, spec: ModelSpec):
@@ -465,7 +285,7 @@ def model_design(spec: ModelSpec, agg: AggregatedData) -> ModelDesign:
     ----------
     spec : ModelSpec
     agg : AggregatedData
-        Aggregated by :func:`markov_migration.inputs.panel.aggregate` (or a counts
+        Aggregated by :func:`markov_migration.inputs.aggregate.aggregate` (or a counts
         table) for this model: it must have the model's key columns.
 
     Returns
@@ -482,9 +302,9 @@ def model_design(spec: ModelSpec, agg: AggregatedData) -> ModelDesign:
     for c in aggregation_keys(spec):
         if c not in t.columns:
             raise InputError(f"aggregated data have no '{c}' column: aggregate them for this model")
-    levels = _levels(spec, t)
+    levels = covariate_levels(spec, t)
     periods = period_labels(spec)
-    effects, labels, owner, sds = _effects(spec, levels, periods)
+    effects, labels, owner, sds = hazard_effects(spec, levels, periods)
     count = t["count"].to_numpy(dtype=float)
     centers, scales = {}, {}
     for cov in spec.covariates:
@@ -641,71 +461,3 @@ def likelihood_data(agg: AggregatedData, spec: ModelSpec | None = None) -> Likel
         row_count=t["count"].to_numpy(dtype=np.float64),
         n_generators=1,
     )
-
-
-#: Names of the two packed data vectors of the PyMC model (``pm.Data``).
-PACKED_NAMES = ("data_int", "data_float")
-
-
-def pack_arrays(
-    arrays: dict[str, np.ndarray],
-) -> tuple[dict[str, np.ndarray], tuple[tuple[str, str, int], ...]]:
-    """Pack named 1-d and 2-d arrays into one int64 and one float64 vector.
-
-    nutpie compiles a wrapper per shared data array of a PyMC model (about 0.3 s
-    each, never cached), so the model carries two packed vectors instead of
-    seven to ten arrays, and unpacks them symbolically (views, no copies).
-
-    Parameters
-    ----------
-    arrays : dict of str to ndarray
-        Integer arrays go to the int64 vector, the others to the float64 one.
-
-    Returns
-    -------
-    packed : dict
-        ``{"data_int": int64 vector, "data_float": float64 vector}``. The int
-        vector starts with a header of three numbers per array, in the order
-        of ``layout``: the offset of the array in its vector, its first and
-        its second dimension (1 for a vector).
-    layout : tuple of (name, kind, ndim)
-        ``kind`` is ``"i"`` or ``"f"``; it depends only on the model structure.
-
-    Examples
-    --------
-    >>> packed, layout = pack_arrays({"a": np.array([1, 2]), "x": np.ones((2, 3))})
-    >>> layout
-    (('a', 'i', 1), ('x', 'f', 2))
-    >>> packed["data_int"].tolist()
-    [6, 2, 1, 0, 2, 3, 1, 2]
-    """
-    layout = []
-    header: list[int] = []
-    parts: dict[str, list[np.ndarray]] = {"i": [], "f": []}
-    offsets = {"i": 3 * len(arrays), "f": 0}
-    for name, value in arrays.items():
-        a = np.asarray(value)
-        if a.ndim not in (1, 2):
-            raise ValueError(f"cannot pack '{name}' with ndim {a.ndim}")
-        kind = "i" if np.issubdtype(a.dtype, np.integer) else "f"
-        d0, d1 = (a.shape[0], 1) if a.ndim == 1 else a.shape
-        header += [offsets[kind], d0, d1]
-        parts[kind].append(a.reshape(-1).astype(np.int64 if kind == "i" else np.float64))
-        offsets[kind] += a.size
-        layout.append((name, kind, a.ndim))
-    ints = np.concatenate([np.asarray(header, dtype=np.int64), *parts["i"]])
-    floats = np.concatenate([np.zeros(0), *parts["f"]])
-    return {"data_int": ints, "data_float": floats}, tuple(layout)
-
-
-def unpack_arrays(
-    packed: dict[str, Any], layout: tuple[tuple[str, str, int], ...]
-) -> dict[str, Any]:
-    """Inverse of :func:`pack_arrays`; works on NumPy arrays and PyTensor tensors alike."""
-    ints, floats = packed["data_int"], packed["data_float"]
-    out = {}
-    for i, (name, kind, ndim) in enumerate(layout):
-        off, d0, d1 = ints[3 * i], ints[3 * i + 1], ints[3 * i + 2]
-        flat = (ints if kind == "i" else floats)[off : off + d0 * d1]
-        out[name] = flat if ndim == 1 else flat.reshape((d0, d1))
-    return out

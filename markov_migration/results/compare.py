@@ -92,7 +92,7 @@ def panel_pairs(tree: xr.DataTree) -> tuple[pd.DataFrame, np.ndarray] | None:
     """
     from markov_migration.fitfile.format import fit_spec
     from markov_migration.fitfile.readback import embeds_panel, recorded_data
-    from markov_migration.inputs.panel import pair_rows
+    from markov_migration.inputs.aggregate import pair_rows
 
     spec = fit_spec(tree)
     if not embeds_panel(tree, spec):

@@ -22,8 +22,9 @@ from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec
 from markov_migration.fitfile.generators import design_generators
 from markov_migration.fitfile.readback import aggregated_from_fit, embeds_panel, recorded_panel
+from markov_migration.inputs.aggregate import LEAD_TIME, START_PERIOD, period_keys
+from markov_migration.inputs.columns import model_columns
 from markov_migration.inputs.design import model_design
-from markov_migration.inputs.panel import LEAD_TIME, START_PERIOD, model_columns, period_keys
 
 
 def has_keys(tree: xr.DataTree) -> bool:

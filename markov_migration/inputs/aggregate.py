@@ -1,0 +1,376 @@
+"""Sufficient statistics: counts of transitions per (interval, from, to, keys).
+
+Aggregation counts consecutive observation pairs of a respondent by
+(interval, from, to, covariate pattern, group[, start period, lead time]), with
+intervals rounded to a resolution (one day by default). The fitted likelihood
+then costs as many transition-matrix evaluations as there are distinct
+intervals, not respondents. An aggregated-counts table (columns ``from``,
+``to``, ``interval``, ``count`` plus any covariates) is read into the same
+:class:`AggregatedData`.
+
+Every problem raises :class:`~markov_migration.errors.PanelError` naming the
+file, the 1-based data row and the column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from markov_migration.errors import PanelError
+from markov_migration.inputs.columns import (
+    COUNT_COLUMNS,
+    file_sha256,
+    is_counts_table,
+    model_columns,
+    parse_model_columns,
+    parse_state,
+    read_table,
+)
+from markov_migration.inputs.panel import Panel, reachable, validate_panel
+from markov_migration.inputs.spec import ModelSpec
+
+#: Key columns of aggregated rows of a model with periods (see :func:`aggregation_keys`).
+START_PERIOD, LEAD_TIME = "start_period", "lead_time"
+#: Column of a counts table giving the start time of each interval (models with periods).
+START_COLUMN = "start"
+
+
+@dataclass
+class AggregatedData:
+    """Sufficient statistics of a panel: counts of transitions per interval.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per distinct (from, to, interval[, key columns]) with columns
+        ``from`` and ``to`` (int state indices), ``interval`` (time units,
+        rounded to ``resolution``), ``count`` (float: weighted count of
+        transitions) and any key columns (covariates, group).
+    states : tuple of str
+    resolution : float
+        Rounding resolution of the intervals (time units).
+    source : str
+        What it was made from (a panel file path, or a counts file path).
+    sha256 : str
+        SHA-256 of the input file.
+    n_respondents : int or None
+        Respondents contributing (None for a counts table).
+    weighted : bool
+        True when counts carry survey weights (a pseudo-likelihood).
+    n_absorbed : float
+        Pairs that start in an absorbing state (and so stay there): they carry
+        no information (log P = 0 for every Q) and are left out of ``table``.
+    """
+
+    table: pd.DataFrame
+    states: tuple[str, ...]
+    resolution: float
+    source: str
+    sha256: str
+    n_respondents: int | None = None
+    weighted: bool = False
+    n_absorbed: float = 0.0
+
+    @property
+    def intervals(self) -> np.ndarray:
+        """Distinct intervals (time units), sorted."""
+        return np.unique(self.table["interval"].to_numpy())
+
+    @property
+    def n_transitions(self) -> float:
+        """Total (weighted) number of observed transitions."""
+        return float(self.table["count"].sum())
+
+
+def aggregation_keys(spec: ModelSpec) -> list[str]:
+    """Columns besides (from, to, interval) that aggregated rows are keyed on.
+
+    The covariate and group columns, and for a model with periods the start
+    period of the interval (:data:`START_PERIOD`) and the time spent in it
+    (:data:`LEAD_TIME`): with the interval they fix every piece of an interval
+    that crosses cut points, so aggregation keeps the exact piecewise likelihood.
+    """
+    keys = model_columns(spec)
+    if spec.periods:
+        keys += [START_PERIOD, LEAD_TIME]
+    return keys
+
+
+def period_of(times: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """Index of the period each time falls in (a time on a cut point starts the new period)."""
+    return np.searchsorted(np.asarray(spec.periods, dtype=float), times, side="right")
+
+
+def period_keys(
+    start: np.ndarray, ticks: np.ndarray, spec: ModelSpec, res: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Start period and time spent in it of intervals starting at ``start``.
+
+    Parameters
+    ----------
+    start : ndarray
+        Start time of each interval (time units).
+    ticks : ndarray
+        Interval lengths in multiples of the resolution ``res``.
+    spec : ModelSpec
+    res : float
+        Resolution (time units).
+
+    Returns
+    -------
+    start_period : ndarray of int64
+        Period the interval starts in. An interval starting less than half a
+        resolution before a cut point starts in the next period.
+    lead_time : ndarray of float64
+        Time spent in the start period, rounded to the resolution and at most
+        the interval (equal to it when no cut point is crossed).
+    """
+    cuts = np.asarray(spec.periods, dtype=float)
+    start = np.asarray(start, dtype=float)
+    ticks = np.asarray(ticks, dtype=float)
+    period = period_of(start, spec)
+    lead = np.full(start.shape, np.inf)
+    for _ in range(len(cuts) + 1):
+        inside = period < len(cuts)
+        next_cut = cuts[np.minimum(period, len(cuts) - 1)]
+        lead = np.where(inside, np.round((next_cut - start) / res), np.inf)
+        at_cut = inside & (lead <= 0)
+        if not at_cut.any():
+            break
+        period = period + at_cut
+    lead = np.minimum(lead, ticks)
+    return period.astype(np.int64), lead * res
+
+
+def _drop_absorbed(pairs: pd.DataFrame, spec: ModelSpec, weight: str = "weight"):
+    """Remove pairs starting in an absorbing state; return them counted (weighted)."""
+    absorbing = np.array([spec.index(s) for s in spec.absorbing], dtype=np.int64)
+    stuck = np.isin(pairs["from"].to_numpy(), absorbing)
+    return pairs[~stuck], float(pairs[weight].to_numpy()[stuck].sum())
+
+
+def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) -> AggregatedData:
+    """Count consecutive observation pairs by (interval, from, to, covariates, group).
+
+    Parameters
+    ----------
+    panel : Panel
+    spec : ModelSpec
+    resolution : float, optional
+        Intervals are rounded to a multiple of this (time units); default the
+        model's (one day). It removes floating-point noise without merging
+        gaps that really differ by a day or more.
+
+    Returns
+    -------
+    AggregatedData
+    """
+    res = spec.resolution if resolution is None else float(resolution)
+    p, keys, n_absorbed = _keyed_pairs(panel, spec, res)
+    table = p.groupby(keys, sort=True, observed=True)["weight"].sum().rename("count").reset_index()
+    table = table[[*COUNT_COLUMNS, *keys[3:]]]
+    weighted = not np.all(p["weight"].to_numpy() == 1.0)
+    return AggregatedData(
+        table=table,
+        states=spec.states,
+        resolution=res,
+        source=panel.path,
+        sha256=panel.sha256,
+        n_respondents=panel.n_respondents,
+        weighted=weighted,
+        n_absorbed=n_absorbed,
+    )
+
+
+def pair_rows(
+    panel: Panel, spec: ModelSpec, agg: AggregatedData
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The aggregated row of every consecutive observation pair that ``agg`` counts.
+
+    Parameters
+    ----------
+    panel : Panel
+    spec : ModelSpec
+    agg : AggregatedData
+        ``aggregate(panel, spec)`` (same resolution).
+
+    Returns
+    -------
+    pairs : pandas.DataFrame
+        The pairs in panel order (``id, t0, t1, from, to``), those out of
+        absorbing states left out as in :func:`aggregate`.
+    rows : ndarray of int64
+        Index into ``agg.table`` of each pair's row.
+    """
+    p, keys, _ = _keyed_pairs(panel, spec, agg.resolution)
+    index = agg.table[keys].assign(_row=np.arange(len(agg.table)))
+    rows = p[keys].merge(index, on=keys, how="left", sort=False)["_row"]
+    if rows.isna().any():
+        raise PanelError("the panel does not reproduce the aggregated data", path=panel.path)
+    return p[["id", "t0", "t1", "from", "to"]].reset_index(drop=True), rows.to_numpy(np.int64)
+
+
+def _keyed_pairs(panel: Panel, spec: ModelSpec, res: float):
+    """Pairs with their aggregation keys; (pairs, keys, weight out of absorbing states)."""
+    p = panel.pairs()
+    ticks = np.round((p["t1"].to_numpy() - p["t0"].to_numpy()) / res)
+    if (ticks < 1).any():
+        j = int(np.flatnonzero(ticks < 1)[0])
+        raise PanelError(
+            f"respondent '{p['id'].iloc[j]}' has a gap shorter than the resolution {res:g} (a zero gap)",
+            path=panel.path,
+            row=int(p["row"].iloc[j]),
+        )
+    p["interval"] = ticks * res
+    if spec.periods:
+        p[START_PERIOD], p[LEAD_TIME] = period_keys(p["t0"].to_numpy(), ticks, spec, res)
+    p, n_absorbed = _drop_absorbed(p, spec)
+    return p, ["from", "to", "interval", *aggregation_keys(spec)], n_absorbed
+
+
+def load_counts(
+    path: str | Path, spec: ModelSpec, df: pd.DataFrame | None = None
+) -> AggregatedData:
+    """Load an aggregated-counts table (``from,to,interval,count`` [+ covariates]).
+
+    States are names (or integer codes when the model declares them); intervals
+    are in time units and are rounded to the model's resolution; counts are
+    non-negative numbers.
+    """
+    path = str(path)
+    if df is None:
+        df = read_table(path)
+    for c in [*COUNT_COLUMNS, *model_columns(spec)]:
+        if c not in df.columns:
+            raise PanelError(
+                f"missing column '{c}' (columns: {', '.join(map(str, df.columns))})", path=path
+            )
+    out = pd.DataFrame(
+        {
+            "from": parse_state(df["from"], spec, path, "from"),
+            "to": parse_state(df["to"], spec, path, "to"),
+        }
+    )
+    for c in ("interval", "count"):
+        v = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
+        positive = c == "interval"
+        bad = np.flatnonzero(~np.isfinite(v) | ((v <= 0) if positive else (v < 0)))
+        if bad.size:
+            i = int(bad[0])
+            need = "a positive number" if positive else "a non-negative number"
+            raw = df[c].iloc[i]
+            msg = f"missing {c}" if pd.isna(raw) else f"{c} '{raw}' must be {need}"
+            raise PanelError(msg, path=path, row=i + 1, column=c)
+        out[c] = v
+    res = spec.resolution
+    ticks = np.round(out["interval"].to_numpy() / res)
+    if (ticks < 1).any():
+        i = int(np.flatnonzero(ticks < 1)[0])
+        raise PanelError(
+            f"interval shorter than the resolution {res:g}", path=path, row=i + 1, column="interval"
+        )
+    out["interval"] = ticks * res
+    for c, values in parse_model_columns(df, spec, path).items():
+        out[c] = values
+    if spec.periods:
+        if START_COLUMN not in df.columns:
+            raise PanelError(
+                f"the model has periods: a counts table needs a '{START_COLUMN}' column "
+                "(the time at the start of each interval) to place intervals in periods",
+                path=path,
+            )
+        start = pd.to_numeric(df[START_COLUMN], errors="coerce").to_numpy(dtype=float)
+        bad = np.flatnonzero(~np.isfinite(start))
+        if bad.size:
+            i = int(bad[0])
+            raw = df[START_COLUMN].iloc[i]
+            msg = (
+                f"missing {START_COLUMN}" if pd.isna(raw)
+                else f"{START_COLUMN} '{raw}' is not a number"
+            )  # fmt: skip
+            raise PanelError(msg, path=path, row=i + 1, column=START_COLUMN)
+        out[START_PERIOD], out[LEAD_TIME] = period_keys(start, ticks, spec, res)
+    reach = reachable(spec)
+    bad = np.flatnonzero(
+        ~reach[out["from"].to_numpy(), out["to"].to_numpy()] & (out["count"].to_numpy() > 0)
+    )
+    if bad.size:
+        i = int(bad[0])
+        a, b = spec.states[out["from"].iloc[i]], spec.states[out["to"].iloc[i]]
+        raise PanelError(
+            f"transition {a}->{b} is impossible under the model", path=path, row=i + 1, column="to"
+        )
+    out, n_absorbed = _drop_absorbed(out, spec, weight="count")
+    keys = ["from", "to", "interval", *aggregation_keys(spec)]
+    table = out.groupby(keys, sort=True, observed=True)["count"].sum().reset_index()
+    table = table[table["count"] > 0][[*COUNT_COLUMNS, *keys[3:]]].reset_index(drop=True)
+    if table.empty:
+        raise PanelError("all counts are zero: nothing to fit", path=path)
+    return AggregatedData(table, spec.states, res, path, file_sha256(path), None, False, n_absorbed)
+
+
+def load_data(path: str | Path, spec: ModelSpec) -> tuple[Panel | None, AggregatedData]:
+    """Load a panel or a counts table and aggregate it.
+
+    Returns
+    -------
+    panel : Panel or None
+        The validated panel (None for a counts table).
+    aggregated : AggregatedData
+    """
+    df = read_table(path)
+    if is_counts_table(df) and spec.data.id not in df.columns:
+        return None, load_counts(path, spec, df)
+    panel = validate_panel(df, spec, path=str(path), sha256=file_sha256(path))
+    return panel, aggregate(panel, spec)
+
+
+def data_summary(path: str | Path, spec: ModelSpec) -> dict:
+    """Load, validate and describe a panel or counts file (for ``validate``).
+
+    Returns
+    -------
+    dict
+        JSON-ready: file, sha256, kind, rows, respondents, dropped single
+        observations, notes, observations per state, the from x to transition
+        counts, the number of distinct intervals and their range (time units).
+    """
+    panel, agg = load_data(path, spec)
+    t = agg.table
+    trans = np.zeros((spec.n_states, spec.n_states))
+    np.add.at(trans, (t["from"].to_numpy(), t["to"].to_numpy()), t["count"].to_numpy())
+    out: dict = {
+        "file": str(path),
+        "sha256": agg.sha256,
+        "model": spec.name,
+        "states": list(spec.states),
+        "kind": "panel" if panel is not None else "counts",
+        "time_unit": spec.time_unit if spec.time == "continuous" else "steps",
+        "transitions": {
+            a: {b: float(trans[i, j]) for j, b in enumerate(spec.states)}
+            for i, a in enumerate(spec.states)
+        },
+        "n_transitions": agg.n_transitions,
+        "n_intervals": int(agg.intervals.size),
+        "interval_min": float(agg.intervals.min()),
+        "interval_max": float(agg.intervals.max()),
+        "resolution": agg.resolution,
+        "n_rows_aggregated": len(t),
+        "weighted": agg.weighted,
+    }
+    if panel is not None:
+        obs = np.bincount(panel.data["state"].to_numpy(), minlength=spec.n_states)
+        out.update(
+            rows=panel.n_rows,
+            respondents=panel.n_respondents,
+            dropped_single=panel.n_single,
+            observations={s: int(obs[i]) for i, s in enumerate(spec.states)},
+            time_min=float(panel.data["time"].min()),
+            time_max=float(panel.data["time"].max()),
+            notes=panel.notes,
+        )
+    return out

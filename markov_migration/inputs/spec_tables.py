@@ -1,0 +1,507 @@
+"""Model files: the optional tables and the parser's shared machinery.
+
+The value types of a model file's optional tables (:class:`Prior`,
+:class:`Covariate`, :class:`Groups`, :class:`DataColumns`) with their defaults,
+and :class:`TableParser`, which parses and validates the ``[priors]``,
+``[covariates]``, ``[groups]``, ``periods``, ``[data]``, ``[rates]`` and
+``[simulate]`` tables and locates every problem on a line of the file.
+:mod:`markov_migration.inputs.spec` builds the :class:`ModelSpec` from them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from typing import Any
+
+from markov_migration.errors import SpecError
+
+#: Default prior on every log-intensity: median 0.2 moves per time unit (an
+#: 18% chance of making that move within one unit if nothing else happens),
+#: with a log-scale sd of 1.5, i.e. a 95% prior range of about 0.01 to 3.8 per unit.
+DEFAULT_PRIOR_RATE = 0.2
+DEFAULT_PRIOR_SD = 1.5
+#: Default Dirichlet concentration for each allowed target (discrete time).
+DEFAULT_CONCENTRATION = 1.0
+#: Default prior sd of a log hazard ratio (a 95% range of hazard ratios 0.14-7.1).
+DEFAULT_COVARIATE_SD = 1.0
+#: Default half-normal scale of the sd of group random effects on log-intensities.
+DEFAULT_GROUP_SD = 1.0
+
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+_HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]")
+_ARROW = re.compile(r"^\s*([^\s>-][^>]*?)\s*->\s*(\S.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Normal prior on one log-intensity (continuous time).
+
+    Attributes
+    ----------
+    mu : float
+        Prior median of the log-intensity (log of moves per time unit).
+    sigma : float
+        Prior sd of the log-intensity.
+    source : str
+        How the user stated it (e.g. ``"mean_sojourn = 2 years"``), for reports.
+    """
+
+    mu: float
+    sigma: float
+    source: str = "default"
+
+
+@dataclass(frozen=True)
+class Covariate:
+    """A covariate acting log-linearly on chosen intensities (hazard ratios).
+
+    Attributes
+    ----------
+    name : str
+        Name in the model file.
+    column : str
+        Panel column holding it.
+    kind : {"numeric", "categorical"}
+    reference : str or None
+        Reference level of a categorical covariate (default: the first level
+        in sorted order).
+    levels : tuple of str or None
+        Declared levels of a categorical covariate (default: taken from the data).
+    transitions : tuple of (int, int)
+        Transitions (from, to) it acts on, as state indices.
+    shared : tuple of tuple of (int, int)
+        Sets of transitions constrained to share one effect.
+    prior_sd : float
+        Prior sd of each log hazard ratio.
+    """
+
+    name: str
+    column: str
+    kind: str
+    reference: str | None
+    levels: tuple[str, ...] | None
+    transitions: tuple[tuple[int, int], ...]
+    shared: tuple[tuple[tuple[int, int], ...], ...] = ()
+    prior_sd: float = DEFAULT_COVARIATE_SD
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Partially pooled random effects on log-intensities by a grouping column.
+
+    Attributes
+    ----------
+    column : str
+        Panel column naming the group (e.g. ``host_country``).
+    transitions : tuple of (int, int)
+        Transitions whose log-intensity gets a group effect.
+    sd_prior : float
+        Scale of the half-normal prior on the random-effect sd.
+    """
+
+    column: str
+    transitions: tuple[tuple[int, int], ...]
+    sd_prior: float = DEFAULT_GROUP_SD
+
+
+@dataclass(frozen=True)
+class DataColumns:
+    """Column names of the panel file and the optional integer state codes."""
+
+    id: str = "id"
+    time: str = "time"
+    state: str = "state"
+    weight: str | None = None
+    state_codes: dict[int, str] | None = None
+    resolution: float | None = None
+
+
+def toml_table(text: str, path: str | None) -> dict[str, Any]:
+    """Parse TOML text; a syntax error becomes a SpecError with its line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        line = getattr(err, "lineno", None)
+        msg = getattr(err, "msg", str(err))
+        if line is None:
+            # Before Python 3.14 the position is only in the text: "... (at line 3, column 1)".
+            m = _TOML_POSITION.search(msg)
+            if m:
+                line, msg = int(m.group(1)), f"{msg[: m.start()].rstrip()} (column {m.group(2)})"
+        raise SpecError(f"TOML syntax error: {msg}", path=path, line=line) from None
+
+
+class TableParser:
+    """Parses and validates the tables of a model (or rates) file, naming the line of a problem.
+
+    ``states`` and ``transitions`` are set by the caller (the model file's own,
+    or the model's when reading a separate rates file) before any table that
+    refers to them is parsed.
+    """
+
+    states: tuple[str, ...]
+    transitions: tuple[tuple[int, int], ...]
+
+    def __init__(self, raw: dict[str, Any], text: str, path: str | None) -> None:
+        self.raw = raw
+        self.text = text
+        self.path = path
+        self.lines = text.splitlines()
+        #: Where the allowed transitions are declared (a rates file names its model).
+        self.transitions_source = "[transitions]"
+
+    # -- helpers -----------------------------------------------------------------
+    def line_of(self, *needles: str, section: str | None = None) -> int | None:
+        """First line containing all needles (for error positions).
+
+        A line whose key is the (single) needle comes first. With ``section`` (a
+        table name such as ``"priors"`` or ``"covariates.sex"``, or ``""`` for the
+        top-level keys before the first table), the lines of that table are
+        searched first, so that a state named in an error inside ``[transitions]``
+        is not found on the ``states`` line.
+        """
+
+        def search(lines: list[tuple[int, str]]) -> int | None:
+            # A line assigning the needle as a key ("ill = [...]") beats one merely mentioning it.
+            for i, line in lines:
+                key = line.split("#", 1)[0].split("=", 1)[0].strip().strip("\"'")
+                if len(needles) == 1 and "=" in line and key == needles[0]:
+                    return i
+            for i, line in lines:
+                stripped = line.split("#", 1)[0]
+                if all(n in stripped for n in needles):
+                    return i
+            return None
+
+        numbered = list(enumerate(self.lines, start=1))
+        if section is not None:
+            block: list[tuple[int, str]] = []
+            inside = section == ""
+            for i, line in numbered:
+                header = _HEADER.match(line.split("#", 1)[0])
+                if header:
+                    inside = header.group(1).replace(" ", "") == section
+                if inside:
+                    block.append((i, line))
+            found = search(block)
+            if found is not None:
+                return found
+        return search(numbered)
+
+    def fail(self, message: str, *needles: str) -> SpecError:
+        """A SpecError with ``message`` at the line holding ``needles`` (in the table it names)."""
+        # A message about a table starts with its name: "[priors] ...", "[covariates.sex]: ...".
+        m = re.match(r"^\[([^\]\s]+)\]", message)
+        section = m.group(1) if m else ""
+        line = self.line_of(*needles, section=section) if needles else None
+        return SpecError(message, path=self.path, line=line)
+
+    def state_index(self, name: Any, where: str) -> int:
+        """Index of a declared state; ``where`` names the place in errors."""
+        if not isinstance(name, str) or name not in self.states:
+            raise self.fail(
+                f"{where}: '{name}' is not a declared state (states: {', '.join(self.states)})",
+                str(name),
+            )
+        return self.states.index(name)
+
+    def transition(self, label: Any, where: str) -> tuple[int, int]:
+        """State indices (from, to) of an allowed transition ``'from->to'``."""
+        m = _ARROW.match(label) if isinstance(label, str) else None
+        if not m:
+            raise self.fail(
+                f"{where}: '{label}' is not a transition of the form 'from->to'", str(label)
+            )
+        pair = (self.state_index(m.group(1), where), self.state_index(m.group(2), where))
+        if pair not in self.transitions:
+            raise self.fail(
+                f"{where}: '{label}' is not an allowed transition in {self.transitions_source}",
+                label,
+            )
+        return pair
+
+    def number(self, value: Any, where: str, *, positive: bool = True, needle: str = "") -> float:
+        """A finite (by default positive) number, as float."""
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or (positive and value <= 0):
+            kind = "a positive number" if positive else "a finite number"
+            raise self.fail(
+                f"{where} must be {kind}, got {value!r}", needle or where.split(".")[-1]
+            )
+        return float(value)
+
+    # -- optional tables -----------------------------------------------------------
+    def parse_prior_value(self, key: str, value: Any) -> tuple[float | None, float | None, str]:
+        """Return (rate, sd, source) from one [priors] entry."""
+        if not isinstance(value, dict):
+            raise self.fail(f"[priors] {key} must be a table, e.g. {{ mean_sojourn = 2 }}", key)
+        allowed = {"rate", "mean_sojourn", "probability", "within", "sd", "concentration"}
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise self.fail(
+                f"[priors] {key}: unknown key '{unknown[0]}' (use one of rate, mean_sojourn, "
+                "probability [+ within], and optionally sd)",
+                key,
+            )
+        given = [k for k in ("rate", "mean_sojourn", "probability") if k in value]
+        if len(given) > 1:
+            raise self.fail(f"[priors] {key}: give only one of {', '.join(given)}", key)
+        sd = None
+        if "sd" in value:
+            sd = self.number(value["sd"], f"[priors] {key}.sd", needle=key)
+        if not given:
+            return None, sd, "default"
+        kind = given[0]
+        x = self.number(value[kind], f"[priors] {key}.{kind}", needle=key)
+        if kind == "rate":
+            return x, sd, f"rate = {x:g} per unit"
+        if kind == "mean_sojourn":
+            return 1.0 / x, sd, f"mean_sojourn = {x:g} units"
+        if x >= 1:
+            raise self.fail(f"[priors] {key}.probability must be below 1, got {x}", key)
+        within = self.number(value.get("within", 1.0), f"[priors] {key}.within", needle=key)
+        return -math.log1p(-x) / within, sd, f"probability = {x:g} within {within:g} units"
+
+    def parse_priors(self, time: str):
+        """Priors of every transition and Dirichlet concentrations from ``[priors]``."""
+        table = self.raw.get("priors", {})
+        if not isinstance(table, dict):
+            raise self.fail("[priors] must be a table", "priors")
+        default_rate, default_sd, default_source = DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, "default"
+        default_conc = DEFAULT_CONCENTRATION
+        per_state: dict[int, tuple] = {}
+        per_transition: dict[tuple[int, int], tuple] = {}
+        conc: dict[tuple[int, int], float] = {}
+        for key, value in table.items():
+            if key == "concentration":
+                default_conc = self.number(value, "[priors] concentration", needle="concentration")
+                continue
+            if isinstance(value, dict) and "concentration" in value:
+                c = self.number(value["concentration"], f"[priors] {key}.concentration", needle=key)
+                if "->" in key:
+                    conc[self.transition(key, "[priors]")] = c
+                else:
+                    r = self.state_index(key, "[priors]")
+                    conc[(r, r)] = c
+                value = {k: v for k, v in value.items() if k != "concentration"}
+                if not value:
+                    continue
+            rate, sd, source = self.parse_prior_value(key, value)
+            if key == "default":
+                default_rate = rate if rate is not None else default_rate
+                default_sd = sd if sd is not None else default_sd
+                default_source = source
+            elif "->" in key:
+                per_transition[self.transition(key, "[priors]")] = (rate, sd, source)
+            else:
+                r = self.state_index(key, "[priors]")
+                n_out = sum(1 for a, _ in self.transitions if a == r)
+                if n_out == 0:
+                    raise self.fail(
+                        f"[priors] {key}: state '{key}' is absorbing (no moves out)", key
+                    )
+                # A state-level statement is about the total exit rate: split it evenly.
+                per_state[r] = (None if rate is None else rate / n_out, sd, source)
+        priors: dict[tuple[int, int], Prior] = {}
+        for pair in self.transitions:
+            rate, sd, source = default_rate, default_sd, default_source
+            for override in (per_state.get(pair[0]), per_transition.get(pair)):
+                if override is not None:
+                    rate = override[0] if override[0] is not None else rate
+                    sd = override[1] if override[1] is not None else sd
+                    source = override[2]
+            priors[pair] = Prior(mu=math.log(rate), sigma=sd, source=source)
+        concentration: dict[tuple[int, int], float] = {}
+        for r in range(len(self.states)):
+            concentration[(r, r)] = conc.get((r, r), default_conc)
+        for pair in self.transitions:
+            concentration[pair] = conc.get(pair, default_conc)
+        del time
+        return priors, concentration
+
+    def transition_list(self, value: Any, where: str) -> tuple[tuple[int, int], ...]:
+        """A list of allowed transitions (None: all of them)."""
+        if value is None:
+            return self.transitions
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise self.fail(f"{where}.transitions must be a non-empty list of 'from->to'", where)
+        out = tuple(self.transition(v, f"{where}.transitions") for v in value)
+        if len(set(out)) != len(out):
+            raise self.fail(f"{where}.transitions lists a transition twice", where)
+        return out
+
+    def parse_covariates(self) -> tuple[Covariate, ...]:
+        """The ``[covariates.NAME]`` tables."""
+        table = self.raw.get("covariates", {})
+        if not isinstance(table, dict):
+            raise self.fail("[covariates] must hold one table per covariate", "covariates")
+        out = []
+        for name, c in table.items():
+            where = f"[covariates.{name}]"
+            if not isinstance(c, dict):
+                raise self.fail(f"{where} must be a table", name)
+            allowed = {"kind", "reference", "levels", "transitions", "shared", "column", "prior_sd"}
+            unknown = sorted(set(c) - allowed)
+            if unknown:
+                raise self.fail(f"{where}: unknown key '{unknown[0]}'", unknown[0])
+            kind = c.get("kind")
+            if kind not in ("numeric", "categorical"):
+                raise self.fail(
+                    f"{where}: kind must be 'numeric' or 'categorical', got {kind!r}", name
+                )
+            column = c.get("column", name)
+            if not isinstance(column, str) or not column:
+                raise self.fail(f"{where}: column must be a column name", name)
+            reference = c.get("reference")
+            levels = c.get("levels")
+            if kind == "numeric" and (reference is not None or levels is not None):
+                raise self.fail(
+                    f"{where}: 'reference' and 'levels' apply to categorical covariates", name
+                )
+            if levels is not None:
+                if not isinstance(levels, list) or len(levels) < 2:
+                    raise self.fail(f"{where}: levels must list at least two levels", "levels")
+                levels = tuple(str(v) for v in levels)
+                if len(set(levels)) != len(levels):
+                    raise self.fail(f"{where}: levels lists a level twice", "levels")
+            if reference is not None:
+                reference = str(reference)
+                if levels is not None and reference not in levels:
+                    raise self.fail(
+                        f"{where}: reference '{reference}' is not one of levels", "reference"
+                    )
+            transitions = self.transition_list(c.get("transitions"), where)
+            shared_raw = c.get("shared", [])
+            if not isinstance(shared_raw, list):
+                raise self.fail(f"{where}: shared must be a list of lists of 'from->to'", "shared")
+            shared = []
+            seen: set[tuple[int, int]] = set()
+            for block in shared_raw:
+                pairs = self.transition_list(block, f"{where}.shared")
+                if len(pairs) < 2:
+                    raise self.fail(
+                        f"{where}: each shared set needs at least two transitions", "shared"
+                    )
+                for p in pairs:
+                    if p not in transitions:
+                        raise self.fail(
+                            f"{where}: shared transition not in its transitions", "shared"
+                        )
+                    if p in seen:
+                        raise self.fail(f"{where}: a transition is in two shared sets", "shared")
+                    seen.add(p)
+                shared.append(pairs)
+            prior_sd = self.number(c.get("prior_sd", DEFAULT_COVARIATE_SD), f"{where}.prior_sd")
+            out.append(
+                Covariate(
+                    name, column, kind, reference, levels, transitions, tuple(shared), prior_sd
+                )
+            )
+        return tuple(out)
+
+    def parse_groups(self) -> Groups | None:
+        """The ``[groups]`` table (None without one)."""
+        g = self.raw.get("groups")
+        if g is None:
+            return None
+        if not isinstance(g, dict) or "column" not in g:
+            raise self.fail(
+                "[groups] must be a table with a 'column' (e.g. 'host_country')", "groups"
+            )
+        unknown = sorted(set(g) - {"column", "transitions", "sd_prior"})
+        if unknown:
+            raise self.fail(f"[groups]: unknown key '{unknown[0]}'", unknown[0])
+        if not isinstance(g["column"], str) or not g["column"]:
+            raise self.fail("[groups] column must be a column name", "column")
+        transitions = self.transition_list(g.get("transitions"), "[groups]")
+        sd_prior = self.number(g.get("sd_prior", DEFAULT_GROUP_SD), "[groups] sd_prior")
+        return Groups(g["column"], transitions, sd_prior)
+
+    def parse_periods(self):
+        """Cut points and period transitions from ``periods`` (a list or a table)."""
+        p = self.raw.get("periods", [])
+        transitions = None
+        if isinstance(p, dict):
+            unknown = sorted(set(p) - {"cuts", "transitions"})
+            if unknown:
+                raise self.fail(f"[periods]: unknown key '{unknown[0]}'", unknown[0])
+            transitions = p.get("transitions")
+            p = p.get("cuts", [])
+        if not isinstance(p, list):
+            raise self.fail("'periods' must be a list of cut points (time units)", "periods")
+        cuts = tuple(self.number(x, "periods", positive=False) for x in p)
+        if any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+            raise self.fail("'periods' cut points must be strictly increasing", "periods")
+        if not cuts:
+            return (), ()
+        return cuts, self.transition_list(transitions, "[periods]")
+
+    def parse_data(self) -> DataColumns:
+        """Column names, state codes and resolution from ``[data]``."""
+        d = self.raw.get("data", {})
+        if not isinstance(d, dict):
+            raise self.fail("[data] must be a table", "data")
+        allowed = {"id", "time", "state", "weight", "state_codes", "resolution"}
+        unknown = sorted(set(d) - allowed)
+        if unknown:
+            raise self.fail(
+                f"[data]: unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})",
+                unknown[0],
+            )
+        for key in ("id", "time", "state", "weight"):
+            if key in d and (not isinstance(d[key], str) or not d[key]):
+                raise self.fail(f"[data] {key} must be a column name", key)
+        codes = d.get("state_codes")
+        mapping = None
+        if codes is True:
+            mapping = {i + 1: s for i, s in enumerate(self.states)}
+        elif isinstance(codes, dict):
+            mapping = {}
+            for k, v in codes.items():
+                try:
+                    code = int(k)
+                except ValueError:
+                    raise self.fail(
+                        f"[data] state_codes: '{k}' is not an integer code", "state_codes"
+                    ) from None
+                mapping[code] = self.states[self.state_index(v, "[data] state_codes")]
+        elif codes not in (None, False):
+            raise self.fail(
+                "[data] state_codes must be true (1..K in state order) or a table", "state_codes"
+            )
+        resolution = None
+        if "resolution" in d:
+            resolution = self.number(d["resolution"], "[data] resolution", needle="resolution")
+        return DataColumns(
+            id=d.get("id", "id"),
+            time=d.get("time", "time"),
+            state=d.get("state", "state"),
+            weight=d.get("weight"),
+            state_codes=mapping,
+            resolution=resolution,
+        )
+
+    def parse_rates(self) -> dict[tuple[int, int], float]:
+        """Known intensities (per time unit) from ``[rates]``."""
+        table = self.raw.get("rates", {})
+        if not isinstance(table, dict):
+            raise self.fail("[rates] must be a table of 'from->to' = intensity", "rates")
+        rates = {}
+        for key, value in table.items():
+            pair = self.transition(key, "[rates]")
+            rates[pair] = self.number(value, f"[rates] {key}", positive=False, needle=key)
+            if rates[pair] < 0:
+                raise self.fail(f"[rates] {key} must not be negative", key)
+        return rates
+
+    def parse_simulation(self) -> dict[str, Any]:
+        """The raw ``[simulate]`` table (validated by the simulation design)."""
+        s = self.raw.get("simulate", {})
+        if not isinstance(s, dict):
+            raise self.fail("[simulate] must be a table", "simulate")
+        return s
