@@ -134,12 +134,12 @@ def test_summarize_out_file(files, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--what", "bogus"], "unknown quantity 'bogus'"),
+        (["--what", "bogus"], "summarize: Invalid value for '--what' / '-w': 'bogus' is not"),
         (["--what", "hazard"], "model 'three' has no covariates, so the fit has no hazard ratios"),
         (["--what", "totlos"], "--what totlos needs --horizon H"),
         (["--what", "totlos", "--horizon", "3", "--start", "z"], "unknown start state 'z'"),
         (["--what", "passage", "--to", "a"], "no state has a finite expected passage time to a"),
-        (["--format", "xml"], "unknown --format 'xml'"),
+        (["--format", "xml"], "summarize: Invalid value for '--format' / '-f': 'xml' is not"),
         (["--ci", "95"], "--ci must be between 0 and 1"),
     ],
 )

@@ -125,8 +125,10 @@ def usage_message(err: BaseException, group: Any = None) -> str:
     then the one recorded in its ``meta`` under :data:`COMMAND_KEY`.
     """
     message = " ".join(err.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    # pydantic's prefix on a rejected choice ("Value error, 'x' is not one of ...") says nothing
+    message = message.replace(": Value error, ", ": ")
     value = _rejected_value(err)
-    if value is not None:
+    if value is not None and f"'{value}'" not in message:
         message = f"{message}, got {value}"
     ctx = getattr(err, "ctx", None)
     if ctx is not None:
