@@ -162,6 +162,26 @@ def test_bad_fit_files(tmp_path):
     assert result.exit_code == 2 and "not a NetCDF fit file" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["summarize", "check", "compare", "reproduce"])
+def test_fit_file_of_a_newer_format_is_refused(files, tmp_path, command):
+    import xarray as xr
+
+    from markov_migration.fitfile.format import FIT_FORMAT_VERSION, FIT_MARKER, read_fit
+
+    tree = read_fit(files["good"])
+    tree.attrs = {**tree.attrs, FIT_MARKER: FIT_FORMAT_VERSION + 1}
+    newer = write_fit(tree, tmp_path / "newer.nc")
+    with xr.open_datatree(newer, engine="h5netcdf") as raw:  # the file itself is fine
+        assert "posterior" in raw.children
+    args = [files["good"], newer] if command == "compare" else [newer]
+    result = invoke(command, *args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"error: {newer}: written by a newer markov-migration (format {FIT_FORMAT_VERSION + 1}, "
+        f"this version reads up to {FIT_FORMAT_VERSION}); upgrade markov-migration to read it\n"
+    )
+
+
 # -- check ------------------------------------------------------------------------------
 
 

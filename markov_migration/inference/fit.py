@@ -228,6 +228,10 @@ def _sample_pymc(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress:
     return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset()
 
 
+#: The sampling function of each of :data:`SAMPLERS` (same order).
+_RUNNERS = {"nutpie": _sample_nutpie, "pymc": _sample_pymc}
+
+
 def sample(
     spec: ModelSpec,
     agg: AggregatedData,
@@ -262,8 +266,7 @@ def sample(
     s = settings or FitSettings()
     s.check()
     check_supported(spec)
-    runner = _sample_nutpie if s.sampler == "nutpie" else _sample_pymc
-    posterior, stats = runner(spec, agg, s, progress)
+    posterior, stats = _RUNNERS[s.sampler](spec, agg, s, progress)
     from markov_migration.inference.model import POSTERIOR_VARIABLES
 
     keep = [v for v in POSTERIOR_VARIABLES if v in posterior]
