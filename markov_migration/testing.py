@@ -11,10 +11,17 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.fitfile.assemble import assemble_fit
+from markov_migration.inference.fit import FitSettings
 from markov_migration.inputs.aggregate import AggregatedData, aggregate
 from markov_migration.inputs.panel import Panel, validate_panel
 from markov_migration.inputs.spec import ModelSpec
+
+
+def _sample_coords(chains: int, draws: int) -> dict[str, np.ndarray]:
+    """Coordinates of the sample dims: chain and draw numbers from 0."""
+    return dict(zip(SAMPLE_DIMS, (np.arange(chains), np.arange(draws)), strict=True))
 
 
 def fake_posterior(
@@ -50,17 +57,16 @@ def fake_posterior(
         q[:, :, r, s] = rate[:, :, i]
     q[:, :, np.arange(k), np.arange(k)] = -q.sum(axis=-1)
     coords = {
-        "chain": np.arange(chains),
-        "draw": np.arange(draws),
+        **_sample_coords(chains, draws),
         "transition": list(spec.transition_labels),
         "from_state": list(spec.states),
         "to_state": list(spec.states),
     }
     return xr.Dataset(
         {
-            "log_rate": (("chain", "draw", "transition"), log_rate),
-            "rate": (("chain", "draw", "transition"), rate),
-            "Q": (("chain", "draw", "from_state", "to_state"), q),
+            "log_rate": ((*SAMPLE_DIMS, "transition"), log_rate),
+            "rate": ((*SAMPLE_DIMS, "transition"), rate),
+            "Q": ((*SAMPLE_DIMS, "from_state", "to_state"), q),
         },
         coords=coords,
     )
@@ -71,12 +77,12 @@ def fake_sample_stats(chains: int, draws: int, seed: int = 0) -> xr.Dataset:
     rng = np.random.default_rng(seed)
     return xr.Dataset(
         {
-            "diverging": (("chain", "draw"), np.zeros((chains, draws), dtype=bool)),
-            "energy": (("chain", "draw"), rng.standard_normal((chains, draws)) + 10),
-            "tree_depth": (("chain", "draw"), np.full((chains, draws), 3)),
-            "step_size": (("chain", "draw"), np.full((chains, draws), 0.5)),
+            "diverging": (SAMPLE_DIMS, np.zeros((chains, draws), dtype=bool)),
+            "energy": (SAMPLE_DIMS, rng.standard_normal((chains, draws)) + 10),
+            "tree_depth": (SAMPLE_DIMS, np.full((chains, draws), 3)),
+            "step_size": (SAMPLE_DIMS, np.full((chains, draws), 0.5)),
         },
-        coords={"chain": np.arange(chains), "draw": np.arange(draws)},
+        coords=_sample_coords(chains, draws),
     )
 
 
@@ -136,7 +142,7 @@ def fake_design_fit(
     base = fake_posterior(spec, chains=chains, draws=draws, spread=spread, seed=seed)
     log_rate = base["log_rate"].to_numpy()
     shape = (chains, draws)
-    sample = ("chain", "draw")
+    sample = SAMPLE_DIMS
     post = {"log_rate": base["log_rate"], "rate": base["rate"]}
     coords = {k: v for k, v in design.coords().items() if k != "hr_parameter"}
     lhr = effect = None
@@ -158,7 +164,7 @@ def fake_design_fit(
     post["Q"] = ((*sample, *design.grid_dims, "from_state", "to_state"), q)
     posterior = xr.Dataset(
         post,
-        coords={**coords, "chain": np.arange(chains), "draw": np.arange(draws),
+        coords={**coords, **_sample_coords(chains, draws),
                 "from_state": list(spec.states), "to_state": list(spec.states)},
     )  # fmt: skip
     return _assemble_fake(spec, agg, posterior, validated, seed, "fake_design_fit")
@@ -166,7 +172,7 @@ def fake_design_fit(
 
 def _assemble_fake(spec, agg, posterior, validated, seed, command) -> xr.DataTree:
     """The fit file of a fake posterior: well-behaved sample stats, sampler 'fake'."""
-    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    chains, draws = (posterior.sizes[d] for d in SAMPLE_DIMS)
     stats = fake_sample_stats(chains, draws, seed)
-    settings = {"chains": chains, "draws": draws, "tune": 0, "seed": seed, "sampler": "fake"}
-    return assemble_fit(spec, agg, posterior, stats, settings, command, validated)
+    settings = FitSettings(chains=chains, draws=draws, tune=0, seed=seed, sampler="fake")
+    return assemble_fit(spec, agg, posterior, stats, settings.to_attrs(), command, validated)

@@ -202,7 +202,10 @@ def test_validate_bundled_model_by_name(small_panel):
 def test_validate_bad_format(small_panel):
     result = invoke("validate", small_panel, "--format", "xml")
     assert result.exit_code == 2
-    assert result.stderr == "error: --format must be 'table' or 'json', got 'xml'\n"
+    assert result.stderr == (
+        "error: validate: Invalid value for '--format': 'xml' is not one of 'table', 'json' "
+        "(see markov-migration validate --help)\n"
+    )
 
 
 def test_validate_missing_model(small_panel, tmp_path):
@@ -599,3 +602,49 @@ def test_help_does_not_import_heavy_libraries():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == ""
+
+
+def _choice_lists() -> list[tuple[str, str, tuple[str, ...]]]:
+    """(command, option, the values the layer below accepts) for every fixed-choice option."""
+    from markov_migration.inference.fit import SAMPLERS
+    from markov_migration.results.summaries import QUANTITIES
+
+    return [
+        ("summarize", "--what", QUANTITIES),
+        ("summarize", "--format", ("table", "csv", "json")),
+        ("compare", "--format", ("table", "csv", "json")),
+        ("compare", "--unit", ("transition", "row")),
+        ("validate", "--format", ("table", "json")),
+        ("fit", "--sampler", SAMPLERS),
+    ]
+
+
+@pytest.mark.parametrize(("command", "option", "values"), _choice_lists())
+def test_choice_options_are_enums_listed_in_help(command, option, values):
+    import enum
+    import typing
+
+    # The option is typed by a str enum whose values are the ones the package accepts
+    # (spelled twice so that the command line starts without importing the layers below).
+    func = typer.main.get_command(app).commands[command].callback
+    hints = typing.get_type_hints(func, include_extras=True)
+    name = option.lstrip("-").replace("-", "_")
+    kind = hints["output_format" if name == "format" else name].__origin__
+    assert issubclass(kind, enum.StrEnum)
+    assert tuple(kind) == tuple(values)
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"})
+    assert f"<{'|'.join(values)}>" in result.stdout
+
+
+@pytest.mark.parametrize(("command", "option", "values"), _choice_lists())
+def test_choice_typo_is_one_usage_line(command, option, values, tmp_path):
+    args = {"fit": ["p.csv", "--out", tmp_path / "f.nc"], "compare": ["a.nc", "b.nc"],
+            "validate": ["p.csv"], "summarize": ["f.nc"]}[command]  # fmt: skip
+    result = invoke(command, *args, option, "bogus")
+    assert result.exit_code == 2
+    expected = ", ".join(f"'{v}'" for v in values)
+    assert result.stderr.startswith(f"error: {command}: Invalid value for '{option}'")
+    assert f"'bogus' is not one of {expected} (see markov-migration {command} --help)\n" in (
+        result.stderr
+    )
+    assert result.stderr.count("\n") == 1 and result.stdout == ""

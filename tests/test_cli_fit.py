@@ -92,7 +92,7 @@ def test_impossible_transition_fails_before_compiling(three, tmp_path, monkeypat
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--sampler", "stan"], "unknown sampler 'stan'"),
+        (["--sampler", "stan"], "fit: Invalid value for '--sampler': 'stan' is not one of"),
         (["--draws", "0"], "Invalid value for '--draws'"),
         (["--target-accept", "1.0"], "--target-accept must be between 0 and 1, got 1"),
     ],

@@ -134,12 +134,12 @@ def test_summarize_out_file(files, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--what", "bogus"], "unknown quantity 'bogus'"),
+        (["--what", "bogus"], "summarize: Invalid value for '--what' / '-w': 'bogus' is not"),
         (["--what", "hazard"], "model 'three' has no covariates, so the fit has no hazard ratios"),
         (["--what", "totlos"], "--what totlos needs --horizon H"),
         (["--what", "totlos", "--horizon", "3", "--start", "z"], "unknown start state 'z'"),
         (["--what", "passage", "--to", "a"], "no state has a finite expected passage time to a"),
-        (["--format", "xml"], "unknown --format 'xml'"),
+        (["--format", "xml"], "summarize: Invalid value for '--format' / '-f': 'xml' is not"),
         (["--ci", "95"], "--ci must be between 0 and 1"),
     ],
 )
@@ -160,6 +160,26 @@ def test_bad_fit_files(tmp_path):
     junk.write_text("not netcdf")
     result = invoke("check", junk)
     assert result.exit_code == 2 and "not a NetCDF fit file" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["summarize", "check", "compare", "reproduce"])
+def test_fit_file_of_a_newer_format_is_refused(files, tmp_path, command):
+    import xarray as xr
+
+    from markov_migration.fitfile.format import FIT_FORMAT_VERSION, FIT_MARKER, read_fit
+
+    tree = read_fit(files["good"])
+    tree.attrs = {**tree.attrs, FIT_MARKER: FIT_FORMAT_VERSION + 1}
+    newer = write_fit(tree, tmp_path / "newer.nc")
+    with xr.open_datatree(newer, engine="h5netcdf") as raw:  # the file itself is fine
+        assert "posterior" in raw.children
+    args = [files["good"], newer] if command == "compare" else [newer]
+    result = invoke(command, *args)
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"error: {newer}: written by a newer markov-migration (format {FIT_FORMAT_VERSION + 1}, "
+        f"this version reads up to {FIT_FORMAT_VERSION}); upgrade markov-migration to read it\n"
+    )
 
 
 # -- check ------------------------------------------------------------------------------

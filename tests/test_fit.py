@@ -6,7 +6,9 @@ wave drawn from the rows of P(gap)), independently of the package's simulator.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +18,14 @@ import xarray as xr
 from scipy import stats
 from scipy.linalg import expm
 
+from markov_migration.errors import FitFileError
+from markov_migration.fitfile import format as fitformat
 from markov_migration.fitfile.format import read_fit, write_fit
 from markov_migration.inference.fit import FitSettings, sample
 from markov_migration.inputs.aggregate import aggregate
 from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.spec import parse_spec
+from markov_migration.testing import fake_fit
 
 THREE = """
 name = "three"
@@ -96,6 +101,9 @@ def test_fit_file_layout(three_fit, tmp_path):
         assert attrs[key]
     path = write_fit(tree, tmp_path / "fit.nc")
     back = read_fit(path)
+    recorded = FitSettings.from_attrs(back.attrs)
+    assert (recorded.chains, recorded.draws, recorded.tune, recorded.seed) == (2, 300, 300, 5)
+    assert recorded.sampler == "nutpie" and set(recorded.timings) == {"compile", "sample"}
     xr.testing.assert_identical(back["posterior"].to_dataset(), tree["posterior"].to_dataset())
     np.testing.assert_array_equal(
         back["observed_data"]["count"].values, agg.table["count"].to_numpy()
@@ -103,6 +111,103 @@ def test_fit_file_layout(three_fit, tmp_path):
     # The file opens with xarray.open_datatree (the DESIGN.md contract).
     with xr.open_datatree(path, engine="h5netcdf") as raw:
         assert "Q" in raw["posterior"]
+
+
+# -- settings and format version through the fit file (fake fits: no sampling) -------------
+
+
+@pytest.fixture(scope="module")
+def fake_three():
+    rates = '[rates]\n"a->b" = 0.3\n"a->c" = 0.15\n"b->a" = 0.5\n"b->c" = 0.2\n'
+    spec = parse_spec(THREE + rates)
+    return fake_fit(spec, simulate_expm(Q3, 60, [0.0, 1.0], seed=3), draws=20)
+
+
+def _non_default_settings() -> FitSettings:
+    """Settings whose every field differs from its default (so a dropped field shows)."""
+    s = FitSettings(
+        chains=3, draws=123, tune=45, seed=678, sampler="pymc", cores=2, target_accept=0.93,
+        timings={"compile": 1.25, "sample": 9.5},
+    )  # fmt: skip
+    default = FitSettings()
+    for f in dataclasses.fields(FitSettings):
+        assert getattr(s, f.name) != getattr(default, f.name), f.name
+    return s
+
+
+def test_every_setting_survives_write_and_read(fake_three, tmp_path):
+    settings = _non_default_settings()
+    tree = fake_three.copy()
+    tree.attrs = {**fake_three.attrs, **settings.to_attrs()}
+    back = read_fit(write_fit(tree, tmp_path / "fit.nc"))
+    assert FitSettings.from_attrs(back.attrs) == settings
+    assert (back.attrs["seed"], back.attrs["sampler"]) == (678, "pymc")
+
+
+def test_fake_fit_settings_read_back(fake_three):
+    s = FitSettings.from_attrs(fake_three.attrs)
+    assert (s.sampler, s.chains, s.draws, s.tune, s.seed) == ("fake", 2, 20, 0, 0)
+
+
+def test_settings_missing_from_an_older_record_take_defaults(fake_three):
+    record = json.loads(fake_three.attrs["sampler_settings"])
+    del record["target_accept"], record["cores"]
+    s = FitSettings.from_attrs({"sampler_settings": json.dumps(record)})
+    assert s.target_accept == FitSettings().target_accept and s.cores is None
+    assert s.draws == 20
+
+
+@pytest.mark.parametrize(
+    ("attrs", "message"),
+    [
+        ({}, "records no sampler settings"),
+        ({"sampler_settings": "{not json"}, "is not a JSON object"),
+        ({"sampler_settings": "[1, 2]"}, "is not a JSON object"),
+        ({"sampler_settings": '{"draws": "many"}'}, "draws='many' is not int"),
+        ({"sampler_settings": '{"timings": 3}'}, "timings=3 is not"),
+    ],
+)
+def test_garbled_settings_are_a_fit_file_error(attrs, message):
+    with pytest.raises(FitFileError, match=message):
+        FitSettings.from_attrs(attrs)
+
+
+def _with_version(tree: xr.DataTree, version, path: Path) -> Path:
+    tree = tree.copy()
+    tree.attrs = {**tree.attrs, fitformat.FIT_MARKER: version}
+    return write_fit(tree, path)
+
+
+def test_newer_format_version_is_refused(fake_three, tmp_path):
+    newer = fitformat.FIT_FORMAT_VERSION + 1
+    path = _with_version(fake_three, newer, tmp_path / "new.nc")
+    expected = (
+        f"written by a newer markov-migration (format {newer}, this version reads up to "
+        f"{fitformat.FIT_FORMAT_VERSION})"
+    )
+    with pytest.raises(FitFileError, match=re.escape(expected)):
+        read_fit(path)
+
+
+def test_older_readable_format_version_is_read(fake_three, tmp_path, monkeypatch):
+    path = _with_version(fake_three, 1, tmp_path / "old.nc")
+    monkeypatch.setattr(fitformat, "FIT_FORMAT_VERSION", 2)
+    assert int(read_fit(path).attrs[fitformat.FIT_MARKER]) == 1
+    monkeypatch.setattr(fitformat, "OLDEST_FIT_FORMAT_VERSION", 2)
+    with pytest.raises(FitFileError, match="fit format 1 is older than this version reads"):
+        read_fit(path)
+
+
+@pytest.mark.parametrize("version", ["one", "1.5", 1.5, ""])
+def test_garbled_format_version_is_a_clear_error(fake_three, tmp_path, version):
+    path = _with_version(fake_three, version, tmp_path / "bad.nc")
+    with pytest.raises(FitFileError, match="is not a whole number"):
+        read_fit(path)
+
+
+def test_format_version_as_text_digits_is_read(fake_three, tmp_path):
+    path = _with_version(fake_three, str(fitformat.FIT_FORMAT_VERSION), tmp_path / "text.nc")
+    assert "posterior" in read_fit(path).children
 
 
 def test_log_likelihood_matches_expm(three_fit):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import functools
 import os
 import sys
@@ -16,6 +17,54 @@ try:  # typer >= 0.2x ships its own copy of Click
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer runs on Click itself
     from click import exceptions as click_exceptions
+
+# Options with a fixed set of values are str enums: ``--help`` lists the values and Click
+# refuses a typo as a usage error (one line, exit 2). The values are spelled here rather
+# than imported so that the command line starts without importing the layers below;
+# tests/test_cli_data.py checks them against the lists those layers accept.
+
+
+class OutputFormat(enum.StrEnum):
+    """``--format`` of ``summarize`` and ``compare``."""
+
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ReportFormat(enum.StrEnum):
+    """``--format`` of ``validate``."""
+
+    table = "table"
+    json = "json"
+
+
+class Sampler(enum.StrEnum):
+    """``fit --sampler`` (:data:`markov_migration.inference.fit.SAMPLERS`)."""
+
+    nutpie = "nutpie"
+    pymc = "pymc"
+
+
+class Quantity(enum.StrEnum):
+    """``summarize --what`` (:data:`markov_migration.results.summaries.QUANTITIES`)."""
+
+    qmatrix = "qmatrix"
+    pmatrix = "pmatrix"
+    sojourn = "sojourn"
+    pnext = "pnext"
+    leave = "leave"
+    totlos = "totlos"
+    passage = "passage"
+    hazard = "hazard"
+
+
+class LooUnit(enum.StrEnum):
+    """``compare --unit``: what PSIS-LOO leaves out."""
+
+    transition = "transition"
+    row = "row"
+
 
 #: Set by the ``--debug`` global option: show tracebacks instead of one line.
 DEBUG = {"on": False}
@@ -125,8 +174,10 @@ def usage_message(err: BaseException, group: Any = None) -> str:
     then the one recorded in its ``meta`` under :data:`COMMAND_KEY`.
     """
     message = " ".join(err.format_message().split()).rstrip(".")  # type: ignore[attr-defined]
+    # pydantic's prefix on a rejected choice ("Value error, 'x' is not one of ...") says nothing
+    message = message.replace(": Value error, ", ": ")
     value = _rejected_value(err)
-    if value is not None:
+    if value is not None and f"'{value}'" not in message:
         message = f"{message}, got {value}"
     ctx = getattr(err, "ctx", None)
     if ctx is not None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from markov_migration.cli._common import console, handle_errors
+from markov_migration.cli._common import ReportFormat, console, handle_errors
 
 ModelOpt = Annotated[
     str,
@@ -102,20 +102,17 @@ def validate(
     ],
     model: ModelOpt = "migration5",
     output_format: Annotated[
-        str, typer.Option("--format", help="table (for people) or json (for scripts).")
-    ] = "table",
+        ReportFormat, typer.Option("--format", help="table (for people) or json (for scripts).")
+    ] = ReportFormat.table,
 ) -> None:
     """Check a panel against a model; print its state table and what was fixed or dropped."""
-    from markov_migration.errors import InputError
     from markov_migration.inputs.aggregate import data_summary
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import resolve_model
 
-    if output_format not in ("table", "json"):
-        raise InputError(f"--format must be 'table' or 'json', got '{output_format}'")
     spec = load_spec(resolve_model(model))
     summary = data_summary(panel, spec)
-    if output_format == "json":
+    if output_format is ReportFormat.json:
         import json
 
         typer.echo(json.dumps(summary, indent=2))

@@ -269,9 +269,11 @@ def print_recovery(tree, spec, con) -> None:
     from rich.table import Table
 
     rate = tree["posterior"]["rate"].values.reshape(-1, len(spec.transitions))
-    lo, hi = np.quantile(rate, [0.025, 0.975], axis=0)
+    from markov_migration.defaults import CI_PROB
+
+    lo, hi = np.quantile(rate, [(1 - CI_PROB) / 2, (1 + CI_PROB) / 2], axis=0)
     table = Table(title="Posterior intensities (moves per person-year) vs the simulating truth")
-    for c in ("transition", "true", "posterior mean", "95% interval", "covers"):
+    for c in ("transition", "true", "posterior mean", f"{100 * CI_PROB:g}% interval", "covers"):
         table.add_column(c, justify="left" if c == "transition" else "right")
     covered = 0
     for k, (pair, label) in enumerate(zip(spec.transitions, spec.transition_labels, strict=True)):
@@ -288,5 +290,6 @@ def print_recovery(tree, spec, con) -> None:
     con.print(table)
     n_div = int(np.asarray(tree["sample_stats"]["diverging"]).sum())
     con.print(
-        f"{covered} of {len(spec.transitions)} true intensities inside their 95% interval; {n_div} divergences"
+        f"{covered} of {len(spec.transitions)} true intensities inside their {100 * CI_PROB:g}% "
+        f"interval; {n_div} divergences"
     )

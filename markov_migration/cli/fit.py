@@ -7,7 +7,12 @@ from typing import Annotated
 
 import typer
 
-from markov_migration.cli._common import command_line, console, handle_errors
+from markov_migration.cli._common import Sampler, command_line, console, handle_errors
+from markov_migration.defaults import CI_PROB
+
+#: Quantiles of the equal-tailed interval in the printed tables, and their column labels.
+_TAILS = ((1 - CI_PROB) / 2, (1 + CI_PROB) / 2)
+_TAIL_LABELS = tuple(f"{100 * q:g}%" for q in _TAILS)
 
 
 @handle_errors
@@ -25,8 +30,8 @@ def fit(
     tune: Annotated[int, typer.Option(min=0, help="Warm-up draws per chain.")] = 1000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     sampler: Annotated[
-        str, typer.Option(help="nutpie (default, compiled) or pymc (PyMC's NUTS).")
-    ] = "nutpie",
+        Sampler, typer.Option(help="nutpie (default, compiled) or pymc (PyMC's NUTS).")
+    ] = Sampler.nutpie,
     cores: Annotated[
         int | None, typer.Option(min=1, help="Chains run in parallel (default: one per chain).")
     ] = None,
@@ -50,7 +55,7 @@ def fit(
     if out.suffix.lower() not in (".nc", ".netcdf", ".h5"):
         raise InputError("fit file must end in .nc", path=out)
     check_output(out, force)
-    settings = FitSettings(chains, draws, tune, seed, sampler, cores, target_accept)
+    settings = FitSettings(chains, draws, tune, seed, sampler.value, cores, target_accept)
     settings.check()
     spec = load_spec(resolve_model(model))
     from markov_migration.inference.model import check_supported
@@ -73,7 +78,7 @@ def fit(
 
 
 def print_posterior_table(tree, con) -> None:
-    """Print posterior mean and 95% interval of each intensity (or probability)."""
+    """Print posterior mean and equal-tailed interval (``CI_PROB``) of each intensity."""
     import numpy as np
     from rich.table import Table
 
@@ -94,9 +99,9 @@ def print_posterior_table(tree, con) -> None:
         title = "Posterior one-step transition probabilities"
     values = np.asarray(var).reshape(-1, len(labels))
     table = Table(title=title)
-    for c in ("transition", "mean", "2.5%", "97.5%"):
+    for c in ("transition", "mean", *_TAIL_LABELS):
         table.add_column(c, justify="left" if c == "transition" else "right")
-    lo, hi = np.quantile(values, [0.025, 0.975], axis=0)
+    lo, hi = np.quantile(values, _TAILS, axis=0)
     for k, lab in enumerate(labels):
         table.add_row(str(lab), f"{values[:, k].mean():.4f}", f"{lo[k]:.4f}", f"{hi[k]:.4f}")
     if "hazard_ratio" in post or "group_sd" in post:
@@ -124,14 +129,14 @@ def print_posterior_table(tree, con) -> None:
 
 
 def _interval_table(con, title: str, first: str, rows) -> None:
-    """A table of posterior mean and 95% interval per labelled draw vector."""
+    """A table of posterior mean and equal-tailed interval per labelled draw vector."""
     import numpy as np
     from rich.table import Table
 
     table = Table(title=title)
-    for c in (first, "mean", "2.5%", "97.5%"):
+    for c in (first, "mean", *_TAIL_LABELS):
         table.add_column(c, justify="left" if c == first else "right")
     for label, draws in rows:
-        lo, hi = np.quantile(draws, [0.025, 0.975])
+        lo, hi = np.quantile(draws, _TAILS)
         table.add_row(label, f"{draws.mean():.4f}", f"{lo:.4f}", f"{hi:.4f}")
     con.print(table)

@@ -12,12 +12,16 @@ import typer
 
 from markov_migration.cli._common import (
     CovariateOpt,
+    LooUnit,
+    OutputFormat,
+    Quantity,
     console,
     err_console,
     fail,
     handle_errors,
     parse_covariates,
 )
+from markov_migration.defaults import CI_PROB
 
 FitArg = Annotated[
     Path, typer.Argument(help="Fit file (NetCDF) written by `markov-migration fit`.")
@@ -26,14 +30,17 @@ CiOpt = Annotated[
     float, typer.Option("--ci", help="Probability of the equal-tailed posterior intervals.")
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
-FORMATS = ("table", "csv", "json")
+FormatOpt = Annotated[
+    OutputFormat,
+    typer.Option("--format", "-f", help="table (for people), csv or json (for scripts)."),
+]
 
 
-def _check_format(output_format: str) -> None:
-    from markov_migration.errors import InputError
-
-    if output_format not in FORMATS:
-        raise InputError(f"unknown --format '{output_format}' (use table, csv or json)")
+def _file_format(output_format: OutputFormat, out: Path | None) -> OutputFormat:
+    """The format to write: a table asked for with ``--out`` becomes JSON or CSV by suffix."""
+    if out is None or output_format is not OutputFormat.table:
+        return output_format
+    return OutputFormat.json if out.suffix.lower() == ".json" else OutputFormat.csv
 
 
 def _num(x: float) -> str:
@@ -63,7 +70,7 @@ def _write_text(text: str, out: Path, force: bool) -> None:
 def summarize(
     fit: FitArg,
     what: Annotated[
-        str,
+        Quantity,
         typer.Option(
             "--what",
             "-w",
@@ -72,14 +79,12 @@ def summarize(
             "spent within --horizon), passage (time until first reaching --to), hazard (hazard "
             "ratios of covariates).",
         ),
-    ] = "qmatrix",
+    ] = Quantity.qmatrix,
     t: Annotated[
         float, typer.Option("--t", help="Time for pmatrix and leave, in the model's time unit.")
     ] = 1.0,
-    ci: CiOpt = 0.95,
-    output_format: Annotated[
-        str, typer.Option("--format", "-f", help="table, csv or json.")
-    ] = "table",
+    ci: CiOpt = CI_PROB,
+    output_format: FormatOpt = OutputFormat.table,
     start: Annotated[
         str | None,
         typer.Option(
@@ -121,25 +126,23 @@ def summarize(
     from markov_migration.results.summaries import summarize as summarize_fit
     from markov_migration.results.summaries import to_frame, to_json
 
-    _check_format(output_format)
     if out is not None:
         check_output(out, force)
     covariates = parse_covariates(covariate)
     tree = read_fit(fit)
     summary = summarize_fit(
-        tree, what, t=t, ci=ci, start=start, horizon=horizon, to=to,
+        tree, what.value, t=t, ci=ci, start=start, horizon=horizon, to=to,
         covariates=covariates, group=group, period=period, seed=seed,
     )  # fmt: skip
-    fmt = output_format
-    if out is not None and fmt == "table":
-        fmt = "json" if out.suffix.lower() == ".json" else "csv"
-    if fmt == "json":
-        text = to_json(summary) + "\n"
-    elif fmt == "csv":
-        text = to_frame(summary).to_csv(index=False, float_format="%.6g")
-    else:
+    fmt = _file_format(output_format, out)
+    if fmt is OutputFormat.table:
         print_summary(summary)
         return
+    render = {
+        OutputFormat.json: lambda: to_json(summary) + "\n",
+        OutputFormat.csv: lambda: to_frame(summary).to_csv(index=False, float_format="%.6g"),
+    }
+    text = render[fmt]()
     if out is None:
         typer.echo(text, nl=False)
     else:
@@ -154,7 +157,7 @@ def print_summary(summary, con=None) -> None:
 
     con = con or console
     frame = to_frame(summary)
-    pct = f"{summary.attrs.get('ci_prob', 0.95) * 100:g}%"
+    pct = f"{summary.attrs.get('ci_prob', CI_PROB) * 100:g}%"
     title = f"{summary.attrs.get('quantity', '')}: {summary.attrs.get('description', '')}"
     table = Table(
         title=title,
@@ -186,7 +189,7 @@ def check(
         int, typer.Option("--draws", min=1, help="Posterior draws used by the predictive checks.")
     ] = 500,
     seed: Annotated[int, typer.Option(help="Seed of the predictive replications.")] = 0,
-    ci: CiOpt = 0.95,
+    ci: CiOpt = CI_PROB,
     force: ForceOpt = False,
 ) -> None:
     """Convergence (R-hat, ESS, divergences, E-BFMI) and posterior predictive checks of a fit."""
@@ -243,15 +246,13 @@ def print_checks(result, con=None) -> None:
 def compare(
     fits: Annotated[list[Path], typer.Argument(help="Two or more fit files of the same data.")],
     unit: Annotated[
-        str,
+        LooUnit,
         typer.Option(
             help="What LOO leaves out: 'transition' (one observed move) or 'row' "
             "(an aggregated row)."
         ),
-    ] = "transition",
-    output_format: Annotated[
-        str, typer.Option("--format", "-f", help="table, csv or json.")
-    ] = "table",
+    ] = LooUnit.transition,
+    output_format: FormatOpt = OutputFormat.table,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write CSV or JSON here instead of stdout.")
     ] = None,
@@ -261,15 +262,12 @@ def compare(
     from markov_migration.io import check_output
     from markov_migration.results.compare import compare_fits, pareto_k_warnings
 
-    _check_format(output_format)
     if out is not None:
         check_output(out, force)
-    table, loos = compare_fits(fits, unit=unit)
+    table, loos = compare_fits(fits, unit=unit.value)
     warnings = pareto_k_warnings(loos)
-    fmt = output_format
-    if out is not None and fmt == "table":
-        fmt = "json" if out.suffix.lower() == ".json" else "csv"
-    if fmt == "table":
+    fmt = _file_format(output_format, out)
+    if fmt is OutputFormat.table:
         from rich.table import Table
 
         t = Table(
@@ -310,22 +308,19 @@ def compare(
             err_console.print(f"warning: {w}", markup=False)
         return
     frame = table.reset_index()
-    if fmt == "csv":
-        text = frame.to_csv(index=False, float_format="%.6g")
-    else:
+
+    def as_json() -> str:
         import json
 
-        text = (
-            json.dumps(
-                {
-                    "unit": next(iter(loos.values())).unit,
-                    "warnings": warnings,
-                    "rows": json.loads(frame.to_json(orient="records")),
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+        rows = json.loads(frame.to_json(orient="records"))
+        record = {"unit": next(iter(loos.values())).unit, "warnings": warnings, "rows": rows}
+        return json.dumps(record, indent=2) + "\n"
+
+    render = {
+        OutputFormat.csv: lambda: frame.to_csv(index=False, float_format="%.6g"),
+        OutputFormat.json: as_json,
+    }
+    text = render[fmt]()
     for w in warnings:
         err_console.print(f"warning: {w}", markup=False)
     if out is None:

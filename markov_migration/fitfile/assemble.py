@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.fitfile.format import (
     MAX_EMBEDDED_OBSERVATIONS,
     constant_dataset,
@@ -43,7 +44,7 @@ def log_likelihood_dataset(
     count = t["count"].to_numpy(dtype=np.float64)
     frm = t["from"].to_numpy(dtype=np.int64)
     to = t["to"].to_numpy(dtype=np.int64)
-    nchain, ndraw = posterior.sizes["chain"], posterior.sizes["draw"]
+    nchain, ndraw = (posterior.sizes[d] for d in SAMPLE_DIMS)
     if has_design(spec):
         per = _design_row_loglik(spec, agg, posterior)
     elif spec.time == "continuous":
@@ -51,11 +52,11 @@ def log_likelihood_dataset(
         from markov_migration.inputs.design import likelihood_data
 
         data = likelihood_data(agg)
-        q = posterior["Q"].transpose("chain", "draw", "from_state", "to_state").to_numpy()
+        q = posterior["Q"].transpose(*SAMPLE_DIMS, "from_state", "to_state").to_numpy()
         q = q.reshape(nchain * ndraw, 1, spec.n_states, spec.n_states)
         per = row_loglik_draws(np.ascontiguousarray(q), *data.arrays())
     else:
-        p = posterior["P"].transpose("chain", "draw", "from_state", "to_state").to_numpy()
+        p = posterior["P"].transpose(*SAMPLE_DIMS, "from_state", "to_state").to_numpy()
         p = p.reshape(nchain * ndraw, spec.n_states, spec.n_states)
         steps = np.round(t["interval"].to_numpy() / agg.resolution).astype(np.int64)
         per = np.empty((p.shape[0], len(t)))
@@ -66,8 +67,8 @@ def log_likelihood_dataset(
                 per[:, sel] = np.log(pn[:, frm[sel], to[sel]])
     values = (per * count).reshape(nchain, ndraw, len(t))
     return xr.Dataset(
-        {"transitions": (("chain", "draw", "obs"), values)},
-        coords={"chain": posterior["chain"], "draw": posterior["draw"], "obs": np.arange(len(t))},
+        {"transitions": ((*SAMPLE_DIMS, "obs"), values)},
+        coords={**{d: posterior[d] for d in SAMPLE_DIMS}, "obs": np.arange(len(t))},
     )
 
 
@@ -77,7 +78,7 @@ def _design_row_loglik(spec: ModelSpec, agg: AggregatedData, posterior: xr.Datas
 
     design = model_design(spec, agg)
     data = design.likelihood
-    n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+    n_draws = int(np.prod([posterior.sizes[d] for d in SAMPLE_DIMS]))
     chunk = max(1, _CHUNK_BYTES // (8 * design.n_generators * spec.n_states**2))
     per = np.empty((n_draws, data.n_rows))
     for lo in range(0, n_draws, chunk):
@@ -139,9 +140,13 @@ def assemble_fit(
     command: str | None = None,
     panel: Panel | None = None,
 ) -> xr.DataTree:
-    """Put a sampled posterior and its data into the fit-file DataTree."""
+    """Put a sampled posterior and its data into the fit-file DataTree.
+
+    ``settings``: the sampler settings, as ``FitSettings.to_attrs()`` or a JSON-ready
+    dict (see :func:`markov_migration.fitfile.format.provenance`).
+    """
     posterior = sanitize(posterior)
-    order = [d for d in ("chain", "draw") if d in posterior.dims]
+    order = [d for d in SAMPLE_DIMS if d in posterior.dims]
     posterior = posterior.transpose(*order, ...)
     if "Q" in posterior:
         posterior["Q"].attrs.update(

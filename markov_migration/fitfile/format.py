@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import platform
 import sys
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -50,9 +51,14 @@ from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec, parse_spec
 from markov_migration.io import atomic_output
 
-#: Marker attribute and format version of fit files.
+#: Marker attribute of fit files; its value is the format version the file was written in.
 FIT_MARKER = "markov_migration_fit"
+#: Format version this package writes, and the newest it reads.
 FIT_FORMAT_VERSION = 1
+#: Oldest format version this package still reads.
+OLDEST_FIT_FORMAT_VERSION = 1
+#: Root attribute holding the sampler settings (JSON object, see ``FitSettings.to_attrs``).
+SETTINGS_ATTR = "sampler_settings"
 #: Panels with more observations than this are not embedded in fit files.
 MAX_EMBEDDED_OBSERVATIONS = 1_000_000
 
@@ -68,10 +74,50 @@ def library_versions() -> dict[str, str]:
     return out
 
 
+def settings_attrs(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Root attributes recording JSON-ready sampler settings.
+
+    The whole record goes to :data:`SETTINGS_ATTR`; ``seed`` and ``sampler`` are
+    repeated as attributes of their own for people browsing the file.
+    """
+    return {
+        "seed": int(settings.get("seed", 0)),
+        "sampler": str(settings.get("sampler", "")),
+        SETTINGS_ATTR: json.dumps(dict(settings), sort_keys=True),
+    }
+
+
+def recorded_settings(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The sampler settings recorded in a fit file's root attributes.
+
+    The inverse of :func:`settings_attrs`.
+
+    Raises
+    ------
+    FitFileError
+        If :data:`SETTINGS_ATTR` is missing or not a JSON object.
+    """
+    if SETTINGS_ATTR not in attrs:
+        raise FitFileError(f"fit file records no sampler settings (no '{SETTINGS_ATTR}')")
+    try:
+        raw = json.loads(str(attrs[SETTINGS_ATTR]))
+    except json.JSONDecodeError:
+        raw = None
+    if not isinstance(raw, dict):
+        raise FitFileError(f"fit file's '{SETTINGS_ATTR}' is not a JSON object (garbled file?)")
+    return raw
+
+
 def provenance(
-    spec: ModelSpec, agg: AggregatedData, settings: dict[str, Any], command: str | None
+    spec: ModelSpec, agg: AggregatedData, settings: Mapping[str, Any], command: str | None
 ) -> dict:
-    """Root attributes of a fit file."""
+    """Root attributes of a fit file.
+
+    ``settings``: JSON-ready sampler settings, e.g. ``FitSettings.as_dict()``, or the
+    attributes :func:`settings_attrs` (``FitSettings.to_attrs()``) makes of them.
+    """
+    if SETTINGS_ATTR not in settings:
+        settings = settings_attrs(settings)
     versions = library_versions()
     return {
         FIT_MARKER: FIT_FORMAT_VERSION,
@@ -86,9 +132,9 @@ def provenance(
         "data_sha256": agg.sha256,
         "data_respondents": -1 if agg.n_respondents is None else int(agg.n_respondents),
         "data_weighted": int(agg.weighted),
-        "seed": int(settings.get("seed", 0)),
-        "sampler": str(settings.get("sampler", "")),
-        "sampler_settings": json.dumps(settings, sort_keys=True),
+        "seed": settings["seed"],
+        "sampler": settings["sampler"],
+        SETTINGS_ATTR: settings[SETTINGS_ATTR],
         "versions": json.dumps(versions, sort_keys=True),
         "package_version": versions["markov_migration"],
         "pymc_version": versions["pymc"],
@@ -258,7 +304,8 @@ def read_fit(path: str | Path) -> xr.DataTree:
     Raises
     ------
     FitFileError
-        If the file is missing, not NetCDF or not a markov-migration fit file.
+        If the file is missing, not NetCDF, not a markov-migration fit file, or
+        written in a format version this package does not read (a newer one).
     """
     path = Path(path)
     if not path.exists():
@@ -272,6 +319,7 @@ def read_fit(path: str | Path) -> xr.DataTree:
         raise FitFileError(
             "not a markov-migration fit file (no fit provenance attributes)", path=path
         )
+    check_format_version(tree.attrs[FIT_MARKER], path)
     for group in ("posterior", "observed_data"):
         if group not in tree.children:
             raise FitFileError(f"fit file has no '{group}' group", path=path)
@@ -279,6 +327,41 @@ def read_fit(path: str | Path) -> xr.DataTree:
 
     verify_fit(tree, path)
     return tree
+
+
+def check_format_version(value: Any, path: str | Path | None = None) -> int:
+    """The fit-format version recorded in :data:`FIT_MARKER`, checked readable.
+
+    Raises
+    ------
+    FitFileError
+        If it is not a whole number (a garbled file), newer than
+        :data:`FIT_FORMAT_VERSION` (written by a newer markov-migration) or older
+        than :data:`OLDEST_FIT_FORMAT_VERSION`.
+    """
+    # NetCDF returns integer attributes as numpy integers; accept digits written as text.
+    if isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_):
+        version = int(value)
+    elif isinstance(value, str) and value.strip().isdigit():
+        version = int(value)
+    else:
+        raise FitFileError(
+            f"fit format version {value!r} in '{FIT_MARKER}' is not a whole number (garbled file?)",
+            path=path,
+        )
+    if version > FIT_FORMAT_VERSION:
+        raise FitFileError(
+            f"written by a newer markov-migration (format {version}, this version reads up to "
+            f"{FIT_FORMAT_VERSION}); upgrade markov-migration to read it",
+            path=path,
+        )
+    if version < OLDEST_FIT_FORMAT_VERSION:
+        raise FitFileError(
+            f"fit format {version} is older than this version reads "
+            f"(formats {OLDEST_FIT_FORMAT_VERSION} to {FIT_FORMAT_VERSION}); re-run the fit",
+            path=path,
+        )
+    return version
 
 
 def fit_spec(tree: xr.DataTree) -> ModelSpec:

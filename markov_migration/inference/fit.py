@@ -6,13 +6,15 @@ import contextlib
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 
-from markov_migration.errors import InputError
+from markov_migration.errors import FitFileError, InputError
+from markov_migration.fitfile.format import recorded_settings, settings_attrs
 from markov_migration.inputs.aggregate import AggregatedData, load_data
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec, load_spec
@@ -65,17 +67,65 @@ class FitSettings:
                 )
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready settings (timings in seconds)."""
-        return {
-            "chains": self.chains,
-            "draws": self.draws,
-            "tune": self.tune,
-            "seed": self.seed,
-            "sampler": self.sampler,
-            "cores": self.cores,
-            "target_accept": self.target_accept,
-            "timings": {k: round(v, 3) for k, v in self.timings.items()},
-        }
+        """JSON-ready settings, every field (timings in seconds, rounded to ms)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
+        return out
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The fit file's root attributes that record these settings.
+
+        ``sampler_settings`` (JSON of :meth:`as_dict`) plus ``seed`` and ``sampler``
+        on their own; :meth:`from_attrs` reads them back.
+        """
+        return settings_attrs(self.as_dict())
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> FitSettings:
+        """Settings recorded in a fit file's root attributes (inverse of :meth:`to_attrs`).
+
+        Fields missing from the record (written before the field existed) take their
+        defaults; unknown keys are ignored. The settings are not checked: a fake fit's
+        sampler ``"fake"`` is read as it is.
+
+        Raises
+        ------
+        FitFileError
+            If the record is missing, not JSON or a value has the wrong type.
+        """
+        raw = recorded_settings(attrs)
+        values = {}
+        for f in fields(cls):
+            if f.name not in raw:
+                continue
+            try:
+                values[f.name] = _FIELD_TYPES[f.type](raw[f.name])
+            except (TypeError, ValueError):
+                raise FitFileError(
+                    f"recorded sampler setting {f.name}={raw[f.name]!r} is not {f.type}"
+                ) from None
+        return cls(**values)
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _timings(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping):
+        raise TypeError("timings must be a mapping")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+#: Reader of each FitSettings field's recorded value, by its annotation (a new field
+#: with a new type fails loudly in ``from_attrs`` until it is added here).
+_FIELD_TYPES = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "int | None": _optional_int,
+    "dict[str, float]": _timings,
+}
 
 
 def structure_key(spec: ModelSpec, agg: AggregatedData | None = None) -> str:
@@ -179,6 +229,10 @@ def _sample_pymc(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress:
     return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset()
 
 
+#: The sampling function of each of :data:`SAMPLERS` (same order).
+_RUNNERS = {"nutpie": _sample_nutpie, "pymc": _sample_pymc}
+
+
 def sample(
     spec: ModelSpec,
     agg: AggregatedData,
@@ -213,16 +267,15 @@ def sample(
     s = settings or FitSettings()
     s.check()
     check_supported(spec)
-    runner = _sample_nutpie if s.sampler == "nutpie" else _sample_pymc
     from markov_migration.interrupts import reraise_after
 
     with reraise_after():  # nutpie returns the draws so far on Ctrl-C: not a fit
-        posterior, stats = runner(spec, agg, s, progress)
+        posterior, stats = _RUNNERS[s.sampler](spec, agg, s, progress)
     from markov_migration.inference.model import POSTERIOR_VARIABLES
 
     keep = [v for v in POSTERIOR_VARIABLES if v in posterior]
     keep += [v for v in posterior.data_vars if v.startswith("p_")]
-    return assemble_fit(spec, agg, posterior[keep], stats, s.as_dict(), command, panel)
+    return assemble_fit(spec, agg, posterior[keep], stats, s.to_attrs(), command, panel)
 
 
 def fit(
@@ -267,8 +320,9 @@ def fit(
     Examples
     --------
     >>> from markov_migration import fit  # doctest: +SKIP
+    >>> from markov_migration.defaults import SAMPLE_DIMS  # doctest: +SKIP
     >>> tree = fit("panel.csv", "models/migration5.toml", draws=500, seed=1)  # doctest: +SKIP
-    >>> tree.posterior["Q"].mean(("chain", "draw"))  # doctest: +SKIP
+    >>> tree.posterior["Q"].mean(SAMPLE_DIMS)  # doctest: +SKIP
     """
     from markov_migration.io import check_output
 

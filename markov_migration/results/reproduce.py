@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -196,33 +196,24 @@ def reproduce(
         path = Path(fit)
         fit = read_fit(path)
     tree = fit
-    settings_raw = json.loads(str(tree.attrs.get("sampler_settings", "{}")))
-    sampler = str(settings_raw.get("sampler", tree.attrs.get("sampler", "")))
-    if sampler not in ("nutpie", "pymc"):
+    from markov_migration.inference.fit import SAMPLERS, FitSettings, sample
+
+    recorded = FitSettings.from_attrs(tree.attrs)
+    if recorded.sampler not in SAMPLERS:
         raise InputError(
-            f"the fit was made by sampler '{sampler}', which cannot be re-run", path=path
+            f"the fit was made by sampler '{recorded.sampler}', which cannot be re-run", path=path
         )
     spec = fit_spec(tree)
     panel, agg, source = recorded_data(tree, spec, path)
-
-    from markov_migration.inference.fit import FitSettings, sample
-
-    settings = FitSettings(
-        chains=int(settings_raw["chains"]),
-        draws=int(settings_raw["draws"]),
-        tune=int(settings_raw["tune"]),
-        seed=int(settings_raw["seed"]) if seed is None else int(seed),
-        sampler=sampler,
-        cores=settings_raw.get("cores"),
-        target_accept=float(settings_raw.get("target_accept", 0.8)),
-    )
+    # the recorded settings, new timings, and the seed asked for
+    settings = replace(recorded, timings={}, seed=recorded.seed if seed is None else int(seed))
     t0 = time.perf_counter()
     rerun = sample(spec, agg, settings, progress=progress, command=command, panel=panel)
     seconds = time.perf_counter() - t0
     verdict, table, max_z = compare_draws(tree, rerun, tolerance)
     notes = []
-    if seed is not None and seed != int(settings_raw["seed"]):
-        notes.append(f"re-run with seed {seed} instead of the recorded {settings_raw['seed']}")
+    if seed is not None and seed != recorded.seed:
+        notes.append(f"re-run with seed {seed} instead of the recorded {recorded.seed}")
     return Reproduction(
         verdict=verdict,
         data_source=source,
