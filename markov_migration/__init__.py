@@ -27,8 +27,8 @@ _API: dict[str, tuple[str, str]] = {
     # model files and data
     "load_spec": ("markov_migration.inputs.spec", "load_spec"),
     "load_panel": ("markov_migration.inputs.panel", "load_panel"),
-    "load_data": ("markov_migration.inputs.panel", "load_data"),
-    "validate": ("markov_migration.inputs.panel", "data_summary"),
+    "load_data": ("markov_migration.inputs.aggregate", "load_data"),
+    "validate": ("markov_migration.inputs.aggregate", "data_summary"),
     "validate_panel": ("markov_migration.inputs.panel", "validate_panel"),
     "simulate": ("markov_migration.inputs.simulate", "simulate_panel"),
     "load_scenario": ("markov_migration.inputs.scenario", "load_scenario"),
@@ -44,11 +44,11 @@ _API: dict[str, tuple[str, str]] = {
     "reproduce": ("markov_migration.results.reproduce", "reproduce"),
     # projection
     "project": ("markov_migration.projection.run", "project_fit"),
-    "read_projection": ("markov_migration.projection.run", "read_projection"),
+    "read_projection": ("markov_migration.projection.files", "read_projection"),
     # types
     "ModelSpec": ("markov_migration.inputs.spec", "ModelSpec"),
     "Panel": ("markov_migration.inputs.panel", "Panel"),
-    "AggregatedData": ("markov_migration.inputs.panel", "AggregatedData"),
+    "AggregatedData": ("markov_migration.inputs.aggregate", "AggregatedData"),
     "Scenario": ("markov_migration.inputs.scenario", "Scenario"),
     "CheckReport": ("markov_migration.results.checks", "CheckReport"),
     "Reproduction": ("markov_migration.results.reproduce", "Reproduction"),
