@@ -190,22 +190,22 @@ def test_discrete_matches_conjugate_dirichlet():
     np.testing.assert_allclose(p.sum(axis=-1), 1.0, atol=1e-12)
 
 
-@pytest.mark.r
 def test_against_r_msm():
-    """Posterior means vs msm's MLE; our log-likelihood at msm's MLE equals msm's maximum."""
+    """Posterior means vs msm's MLE; our log-likelihood at msm's MLE equals msm's maximum.
+
+    msm's fit is the committed reference tests/results/fit_three.json (msm 1.7), of
+    this panel (tests/results/fit_three_panel.csv, checked by test_msm_results.py).
+    """
     from scipy.optimize import minimize
 
     from markov_migration.core.likelihood import loglik, loglik_and_grad
     from markov_migration.inputs.design import likelihood_data
-    from markov_migration.reference.msm import fit_msm, msm_available
+    from tests.results import load_fit
+    from tests.results.make_inputs import three_panel
 
-    if not msm_available():
-        pytest.skip("Rscript with the msm package is not installed")
-    spec = parse_spec(THREE)
-    df = simulate_expm(Q3, 1500, [0.0, 0.8, 1.9, 3.1], seed=21)
-    panel = validate_panel(df, spec, path="<sim>", sha256="m" * 64)
+    spec, panel = three_panel()  # simulate_expm(Q3, 1500, [0, 0.8, 1.9, 3.1], seed=21)
     agg = aggregate(panel, spec)
-    ref = fit_msm(panel.data[["id", "time", "state"]], spec.allowed_matrix())
+    ref = load_fit("fit_three")
     assert ref.converged
     # Same rounding of gaps: msm sees the panel's times, we see gaps rounded to a day.
     data = likelihood_data(agg)
