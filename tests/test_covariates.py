@@ -383,32 +383,21 @@ def test_fit_from_the_command_line(cov_fit, tmp_path):
     assert read_fit(out)["posterior"]["hazard_ratio"].sizes["covariate_effect"] == 8
 
 
-@pytest.mark.r
 def test_hazard_ratios_against_r_msm():
     """msm's maximum likelihood: our log-likelihood at msm's MLE equals msm's maximum, our
-    own maximum gives msm's hazard ratios, and posterior medians are within 3 sd of them."""
+    own maximum gives msm's hazard ratios, and posterior medians are within 3 sd of them.
+
+    msm's fit is the committed reference tests/results/fit_covariates.json (msm 1.7) of
+    this panel (fit_covariates_panel.csv there, checked by test_msm_results.py).
+    """
     from scipy.optimize import minimize
 
-    from markov_migration.reference.msm import MsmCovariate, fit_msm, msm_available
+    from tests.results import load_fit
+    from tests.results.make_inputs import covariate_panel
 
-    if not msm_available():
-        pytest.skip("Rscript with the msm package is not installed")
-    spec = parse_spec(MODEL)
-    # msm sees exact times, we see gaps rounded to days: put the times on whole days.
-    df = simulated(spec, 2000, seed=21)
-    df["time"] = np.round(df["time"] * 365.25) / 365.25
-    panel = validate_panel(df, spec, path="<sim>", sha256="r" * 64)
+    spec, panel, design, _ = covariate_panel()
     agg = aggregate(panel, spec)
-    design = model_design(spec, agg)
-    covs = [
-        MsmCovariate(
-            c.name, c.kind, list(c.transitions), "draft" if c.kind == "categorical" else None
-        )
-        for c in spec.covariates
-    ]
-    ref = fit_msm(
-        panel.data, spec.allowed_matrix(), covariates=covs, baseline={"age": design.centers["age"]}
-    )
+    ref = load_fit("fit_covariates")
     assert ref.converged
     frm = np.array([r for r, _ in spec.transitions])
     to = np.array([s for _, s in spec.transitions])

@@ -1,7 +1,16 @@
-"""Maximum-likelihood fits with R's ``msm`` package, for cross-checks and benchmarks.
+"""Maximum-likelihood fits with R's ``msm`` package, for benchmarks and reference files.
 
 Runs ``Rscript`` in a subprocess; needs R with the ``msm`` package (Debian:
 ``r-cran-msm``). :func:`msm_available` tells whether it is there.
+
+The tests do not call msm live: they compare against JSON files written by the
+R scripts in ``tests/results/`` (see its README). This module is the tooling
+both share: :func:`msm_frame` writes a panel the way msm reads it (the input
+CSVs there are written with it), :func:`parse_msm_output` reads the JSON the
+scripts print. The benchmarks (``benchmarks/bench_fit.py``,
+``bench_covariates.py``) time :func:`fit_msm` live. It lives in the package's
+top layer (nothing else imports it) so the benchmarks can import it without the
+tests being a package on their path.
 """
 
 from __future__ import annotations
@@ -79,10 +88,12 @@ def _r_string(value: str) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _covariate_script(
-    covariates: list[MsmCovariate] | None, baseline: dict[str, Any] | None
-) -> str:
-    """R code defining ``covariates`` (per-transition formulas) and ``baseline``."""
+def covariate_r_code(covariates: list[MsmCovariate] | None, baseline: dict[str, Any] | None) -> str:
+    """R code defining ``covariates`` (per-transition formulas) and ``baseline``.
+
+    It expects the panel as ``dat`` (turns categorical columns into factors
+    with the reference level first).
+    """
     if not covariates:
         return "covariates <- NULL\nbaseline <- NULL\n"
     lines = []
@@ -190,29 +201,16 @@ def fit_msm(
     """
     q0 = np.where(allowed, 0.1, 0.0)
     np.fill_diagonal(q0, 0.0)
+    df, covariates = msm_frame(panel, covariates)
     with tempfile.TemporaryDirectory() as tmp:
         data_path = Path(tmp) / "panel.csv"
         q_path = Path(tmp) / "q0.csv"
         script = Path(tmp) / "fit.R"
         cov_script = Path(tmp) / "covariates.R"
-        df = pd.DataFrame(
-            {
-                "id": pd.factorize(panel["id"])[0] + 1,
-                "time": panel["time"].to_numpy(dtype=float),
-                "state": panel["state"].to_numpy(dtype=int) + 1,
-            }
-        )
-        for c in covariates or []:
-            df[c.name] = panel[c.name].to_numpy()
-        covariates = [
-            c if c.kind != "categorical" or c.reference is not None
-            else MsmCovariate(c.name, c.kind, c.transitions, sorted(map(str, set(df[c.name])))[0])
-            for c in covariates or []
-        ]  # fmt: skip
-        df.to_csv(data_path, index=False, float_format="%.10f")
+        df.to_csv(data_path, index=False, float_format=FLOAT_FORMAT)
         np.savetxt(q_path, q0, delimiter=",")
         script.write_text(_SCRIPT)
-        cov_script.write_text(_covariate_script(covariates, baseline))
+        cov_script.write_text(covariate_r_code(covariates, baseline))
         start = time.perf_counter()
         res = subprocess.run(
             ["Rscript", str(script), str(data_path), str(q_path), str(cov_script)],
@@ -224,7 +222,67 @@ def fit_msm(
     if res.returncode != 0:
         last = res.stderr.strip().splitlines()[-1] if res.stderr else res.returncode
         raise RuntimeError(f"msm failed: {last}")
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+    return parse_msm_output(json.loads(res.stdout.strip().splitlines()[-1]), wall_seconds=wall)
+
+
+#: printf format of times in the CSVs given to msm (a tenth of a nanosecond of a year).
+FLOAT_FORMAT = "%.10f"
+
+
+def msm_frame(
+    panel: pd.DataFrame, covariates: list[MsmCovariate] | None = None
+) -> tuple[pd.DataFrame, list[MsmCovariate]]:
+    """The panel as msm reads it: ids and states numbered from 1.
+
+    Parameters
+    ----------
+    panel : DataFrame
+        Columns ``id``, ``time`` (time units), ``state`` (0-based state index),
+        plus a column per covariate.
+    covariates : list of MsmCovariate, optional
+
+    Returns
+    -------
+    frame : DataFrame
+        Columns ``id`` (1, 2, ... in order of appearance), ``time``, ``state``
+        (1-based) and the covariates; write it with :data:`FLOAT_FORMAT`.
+    covariates : list of MsmCovariate
+        The covariates with a categorical one's reference level filled in (the
+        first level in sort order, as R's ``factor``).
+    """
+    df = pd.DataFrame(
+        {
+            "id": pd.factorize(panel["id"])[0] + 1,
+            "time": panel["time"].to_numpy(dtype=float),
+            "state": panel["state"].to_numpy(dtype=int) + 1,
+        }
+    )
+    for c in covariates or []:
+        df[c.name] = panel[c.name].to_numpy()
+    resolved = [
+        c if c.kind != "categorical" or c.reference is not None
+        else MsmCovariate(c.name, c.kind, c.transitions, sorted(map(str, set(df[c.name])))[0])
+        for c in covariates or []
+    ]  # fmt: skip
+    return df, resolved
+
+
+def parse_msm_output(out: dict[str, Any], wall_seconds: float = float("nan")) -> MsmFit:
+    """An :class:`MsmFit` from the JSON object an msm fit script writes.
+
+    Parameters
+    ----------
+    out : dict
+        Keys ``Q`` (rows of the generator), ``loglik``, ``converged``,
+        ``hazard`` (list of ``{term, transition "State i - State j" or "i-j",
+        hr, lower, upper}``) and optionally ``seconds``.
+    wall_seconds : float
+        Whole-process time, if measured (NaN for a committed reference).
+
+    Returns
+    -------
+    MsmFit
+    """
     rows = []
     for h in out["hazard"]:
         frm, to = (int(x) - 1 for x in h["transition"].replace("State", "").split("-"))
@@ -233,8 +291,8 @@ def fit_msm(
     return MsmFit(
         np.array(out["Q"], dtype=float),
         float(out["loglik"]),
-        float(out["seconds"]),
-        wall,
+        float(out.get("seconds", float("nan"))),
+        wall_seconds,
         bool(out["converged"]),
         pd.DataFrame(rows, columns=["term", "from", "to", "hr", "lower", "upper"]),
     )
