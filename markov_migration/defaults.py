@@ -40,3 +40,10 @@ WAVE_GAP_SHARE: float = 0.1
 
 #: Times and cut points closer than this (in the model's time unit) are treated as equal.
 TIME_TOL: float = 1e-9
+
+#: PSIS-LOO (``compare``) refuses fits with fewer posterior draws (all chains) than this:
+#: the Pareto tail fit needs several draws in its tail (ArviZ fails below 25 in all) and
+#: estimates from fewer than about a hundred draws mean nothing.
+LOO_MIN_DRAWS: int = 100
+#: ... and notes that estimates from fewer draws than this are noisy.
+LOO_FEW_DRAWS: int = 400
