@@ -46,3 +46,10 @@ TIME_TOL: float = 1e-9
 PROJECTION_INTERVALS: tuple[float, ...] = (0.5, 0.8, 0.95)
 #: Probability of the interval in projection summaries (one line or table cell per time).
 PROJECTION_SUMMARY_PROB: float = 0.8
+
+#: PSIS-LOO (``compare``) refuses fits with fewer posterior draws (all chains) than this:
+#: the Pareto tail fit needs several draws in its tail (ArviZ fails below 25 in all) and
+#: estimates from fewer than about a hundred draws mean nothing.
+LOO_MIN_DRAWS: int = 100
+#: ... and notes that estimates from fewer draws than this are noisy.
+LOO_FEW_DRAWS: int = 400

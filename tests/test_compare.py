@@ -189,3 +189,26 @@ def test_models_that_aggregate_differently_compare_by_transition():
     # ...and ArviZ's standard error of the difference is the paired one
     worse = table.index[1]
     assert table.loc[worse, "dse"] == pytest.approx(np.sqrt(d.size * np.var(d)), rel=1e-9)
+
+
+def test_small_posteriors_are_refused_or_flagged():
+    """PSIS-LOO needs a tail: fewer than LOO_MIN_DRAWS draws is one clear error, a few
+    hundred a warning; never ArviZ's IndexError or 'n_draws_tail' traceback."""
+    from markov_migration.defaults import LOO_FEW_DRAWS, LOO_MIN_DRAWS
+    from markov_migration.inputs.spec import load_spec
+    from markov_migration.io import models_dir
+
+    spec = load_spec(models_dir() / "migration5.toml")
+    panel = simulate_panel(spec, 200, seed=5)
+    for chains, draws in [(1, 1), (1, 4), (2, 12), (4, 6), (1, LOO_MIN_DRAWS - 1)]:
+        tiny = fake_fit(spec, panel, chains=chains, draws=draws, seed=1)
+        with pytest.raises(InputError, match="too few for PSIS-LOO"):
+            M.loo_fit(tiny, "transition", "tiny")
+    few = {
+        s: fake_fit(spec, panel, chains=2, draws=LOO_MIN_DRAWS // 2 + 10, seed=s) for s in (1, 2)
+    }
+    table, loos = M.compare_fits({"a": few[1], "b": few[2]})
+    assert np.isfinite(table["elpd"]).all()
+    warnings = M.pareto_k_warnings(loos)
+    assert any("LOO estimates are noisy" in w for w in warnings)
+    assert LOO_FEW_DRAWS > LOO_MIN_DRAWS

@@ -355,8 +355,8 @@ def test_cav_against_r_msm(models_dir):
     from scipy.optimize import minimize
 
     from markov_migration.core.likelihood import loglik, loglik_and_grad
+    from markov_migration.inputs.aggregate import load_data
     from markov_migration.inputs.design import likelihood_data
-    from markov_migration.inputs.panel import load_data
     from markov_migration.inputs.spec import load_spec
     from tests.results import RESULTS, load_fit
 

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from markov_migration.defaults import SAMPLE_DIMS
+from markov_migration.defaults import LOO_FEW_DRAWS, LOO_MIN_DRAWS, SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.results.diagnostics import sampled_parameters
 
@@ -138,6 +138,16 @@ def loo_fit(
     ll = tree["log_likelihood"]["transitions"].transpose(*SAMPLE_DIMS, "obs")
     count = tree["observed_data"]["count"].to_numpy().astype(float)
     notes = []
+    n_draws = int(np.prod([ll.sizes[d] for d in SAMPLE_DIMS]))
+    if n_draws < LOO_MIN_DRAWS:
+        raise InputError(
+            f"{name}: {n_draws} posterior draws are too few for PSIS-LOO "
+            f"(at least {LOO_MIN_DRAWS}; refit with more --draws)"
+        )
+    if n_draws < LOO_FEW_DRAWS:
+        notes.append(f"only {n_draws} posterior draws: LOO estimates are noisy")
+    if not np.all(np.isfinite(ll.to_numpy())):
+        raise InputError(f"{name}: the log-likelihood has non-finite values: cannot compute LOO")
     if unit == "transition" and not np.allclose(count, np.round(count)):
         notes.append("weighted counts: LOO leaves out aggregated rows (unit 'row')")
         unit = "row"
@@ -325,9 +335,10 @@ def compare_fits(
 
 
 def pareto_k_warnings(loos: dict[str, LooResult]) -> list[str]:
-    """One line per fit with Pareto k above ArviZ's threshold."""
+    """One line per fit with Pareto k above ArviZ's threshold, or with few draws."""
     out = []
     for name, r in loos.items():
+        out += [f"{name}: {n}" for n in r.notes if "draws" in n]
         if r.high_k_units:
             what = "transitions" if r.unit == "transition" else "rows"
             rows = f" in {r.high_k_rows} aggregated rows" if r.unit == "transition" else ""
