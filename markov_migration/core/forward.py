@@ -1,0 +1,477 @@
+"""Hidden-Markov (observation model) log-likelihood of panel histories: the forward algorithm.
+
+Layer 1 (numpy, scipy, numba only).
+
+A respondent's history is a hidden continuous-time Markov chain on ``K``
+states with generator ``Q`` (intensities per unit of the model's time). Each
+observation contributes an *emission vector* ``e`` of length ``K``: the
+probability of what was recorded given each true state. An exact state is a
+unit vector, a censored code the indicator of a set of states, a
+misclassified record a column of the misclassification matrix
+(``E[true, recorded]``, rows summing to 1), a latent phase the indicator of
+the phases of the recorded state. An observation may also be an *exact entry
+time* into the recorded state (msm's ``deathexact``, obstype 3): its
+contribution from the previous observation is ``P(t) Q_off`` (``Q_off`` is
+``Q`` with a zero diagonal), the density of entering the state at exactly
+``t`` from another state.
+
+The first observation is weighted by ``pi`` (length ``K``): the likelihood of
+a history is ``pi^T diag(e_1) T_1 diag(e_2) ... T_(n-1) diag(e_n) 1``.
+Conventions, matching R msm:
+
+* hidden models (misclassification, phases): ``pi`` is the initial state
+  distribution (msm's ``initprobs``), and the first record contributes
+  ``sum(pi * e_1)``;
+* non-hidden models (exact and censored codes only): ``pi = ones(K)``. The
+  first observation then contributes 1 if it is exact (the likelihood is
+  conditional on the first state, as the pure-panel kernel) and msm's weight 1
+  on every state of a censored first code;
+* ``condition_first=True`` divides by ``sum(pi * e_1)``: the likelihood
+  conditional on the first record, with ``pi`` as the prior of the first true
+  state.
+
+Data layout (:data:`FORWARD_FIELDS`, built by :func:`aggregate_histories`):
+
+``piece_q`` : int64 (n_pieces,)
+    Generator index of each distinct ``(generator, gap)``.
+``piece_t`` : float64 (n_pieces,)
+    The gap, >= 0, in the model's time unit.
+``hist_ptr`` : int64 (n_hist + 1,)
+    Observations of distinct history ``h`` are ``hist_ptr[h]:hist_ptr[h + 1]``.
+``obs_code`` : int64 (n_obs,)
+    Row of the emission table ``B`` (``n_codes x K``) of each observation.
+``obs_piece`` : int64 (n_obs,)
+    Piece of the interval that ends at the observation (-1 at a first one).
+``obs_type`` : int64 (n_obs,)
+    1 (panel) or 3 (exact entry time); ignored at a first observation.
+``hist_count`` : float64 (n_hist,)
+    Number (or weight) of respondents with this history.
+
+Each history uses one generator throughout (covariate pattern or group);
+intervals crossing period cuts are not supported here.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import scipy.linalg
+
+from markov_migration.core.forward_kernel import OBS_EXACT, OBS_PANEL, forward_kernel
+
+__all__ = [
+    "FORWARD_FIELDS",
+    "OBS_EXACT",
+    "OBS_PANEL",
+    "Histories",
+    "PhaseLayout",
+    "aggregate_histories",
+    "emission_table",
+    "emission_table_grad",
+    "generator_from_rates",
+    "log_rate_grad",
+    "loglik",
+    "loglik_and_grad",
+    "loglik_reference",
+    "phase_expansion",
+]
+
+#: Names of the data arrays that follow ``(Q, pi, B)`` in every function here.
+FORWARD_FIELDS = (
+    "piece_q",
+    "piece_t",
+    "hist_ptr",
+    "obs_code",
+    "obs_piece",
+    "obs_type",
+    "hist_count",
+)
+
+
+class Histories(NamedTuple):
+    """Aggregated histories in the layout of the module docstring (unpack with ``*``)."""
+
+    piece_q: np.ndarray
+    piece_t: np.ndarray
+    hist_ptr: np.ndarray
+    obs_code: np.ndarray
+    obs_piece: np.ndarray
+    obs_type: np.ndarray
+    hist_count: np.ndarray
+
+
+def aggregate_histories(
+    ids, times, codes, obstype=None, generator=None, weight=None, resolution=None
+) -> Histories:
+    """Count identical histories once, in the compact layout of the kernels.
+
+    Two respondents share a history when they have the same generator, the
+    same sequence of codes and observation types and the same sequence of
+    gaps (after rounding to ``resolution``).
+
+    Parameters
+    ----------
+    ids : array_like, shape (n_rows,)
+        Respondent of each row (long format, one row per observation).
+    times : array_like of float, shape (n_rows,)
+        Observation times in the model's time unit.
+    codes : array_like of int, shape (n_rows,)
+        Row of the emission table of each observation (0-based).
+    obstype : array_like of int, optional
+        1 (panel, default) or 3 (exact entry time into the recorded state).
+    generator : array_like of int, optional
+        Generator index per row; the first row of a respondent counts.
+        Default 0.
+    weight : array_like of float, optional
+        Survey weight per row; the first row of a respondent counts.
+        Default 1.
+    resolution : float, optional
+        Gaps are rounded to multiples of this (time units); default exact.
+
+    Returns
+    -------
+    Histories
+        Rows are sorted by respondent and time (stable).
+
+    Examples
+    --------
+    >>> h = aggregate_histories([1, 1, 2, 2], [0.0, 1.0, 0.0, 1.0], [0, 1, 0, 1])
+    >>> h.hist_count.tolist(), h.piece_t.tolist()
+    ([2.0], [1.0])
+    """
+    ids = np.asarray(ids)
+    times = np.asarray(times, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    n = ids.shape[0]
+    obstype = np.full(n, OBS_PANEL, np.int64) if obstype is None else np.asarray(obstype, np.int64)
+    generator = np.zeros(n, np.int64) if generator is None else np.asarray(generator, np.int64)
+    weight = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
+    for name, a in (("times", times), ("codes", codes), ("obstype", obstype)):
+        if a.shape != (n,):
+            raise ValueError(f"{name} must have the shape of ids, {(n,)}, got {a.shape}")
+    if not np.all(np.isin(obstype, (OBS_PANEL, OBS_EXACT))):
+        raise ValueError(f"obstype must be {OBS_PANEL} or {OBS_EXACT}")
+    order = np.lexsort((times, ids))
+    ids, times, codes, obstype = ids[order], times[order], codes[order], obstype[order]
+    generator, weight = generator[order], weight[order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    stops = np.r_[starts[1:], n]
+    if not np.all(np.isfinite(times)):
+        raise ValueError("times must be finite")
+    gaps = np.diff(times, prepend=times[:1])  # >= 0 within a respondent after the sort
+    ticks = gaps if resolution is None else np.round(gaps / resolution)
+    seen: dict[tuple, int] = {}
+    counts: list[float] = []
+    hists: list[tuple] = []
+    for a, b in zip(starts, stops, strict=True):
+        key = (
+            int(generator[a]),
+            codes[a:b].tobytes(),
+            ticks[a + 1 : b].tobytes(),
+            obstype[a + 1 : b].tobytes(),
+        )
+        h = seen.get(key)
+        if h is None:
+            seen[key] = len(hists)
+            hists.append((a, b))
+            counts.append(weight[a])
+        else:
+            counts[h] += weight[a]
+    pieces: dict[tuple[int, float], int] = {}
+    ptr = [0]
+    obs_code: list[np.ndarray] = []
+    obs_piece: list[int] = []
+    obs_type: list[np.ndarray] = []
+    for a, b in hists:
+        m = int(generator[a])
+        obs_code.append(codes[a:b])
+        t = np.zeros(b - a, dtype=np.int64)
+        t[0] = OBS_PANEL
+        t[1:] = obstype[a + 1 : b]
+        obs_type.append(t)
+        obs_piece.append(-1)
+        for k in range(a + 1, b):
+            obs_piece.append(pieces.setdefault((m, float(ticks[k])), len(pieces)))
+        ptr.append(ptr[-1] + b - a)
+    keys = list(pieces)
+    piece_t = np.array([k[1] for k in keys], dtype=np.float64)
+    if resolution is not None:
+        piece_t = piece_t * resolution
+    return Histories(
+        piece_q=np.array([k[0] for k in keys], dtype=np.int64),
+        piece_t=piece_t,
+        hist_ptr=np.array(ptr, dtype=np.int64),
+        obs_code=np.concatenate(obs_code) if obs_code else np.zeros(0, np.int64),
+        obs_piece=np.array(obs_piece, dtype=np.int64),
+        obs_type=np.concatenate(obs_type) if obs_type else np.zeros(0, np.int64),
+        hist_count=np.array(counts, dtype=np.float64),
+    )
+
+
+def emission_table(E, code_sets) -> np.ndarray:
+    """Emission table ``B[c, k] = sum_{r in code_sets[c]} E[k, r]``.
+
+    Parameters
+    ----------
+    E : array_like, shape (K, R)
+        ``E[k, r]``: probability that true (hidden) state ``k`` is recorded as
+        ``r`` (identity for exact records; a 0/1 phase map for latent phases;
+        a misclassification matrix, or a product of both).
+    code_sets : sequence of sequences of int
+        The recorded states each code stands for (one for an exact or
+        misclassified record, several for a censored code).
+
+    Returns
+    -------
+    ndarray, shape (len(code_sets), K)
+    """
+    return _code_matrix(code_sets, np.shape(E)[1]) @ np.asarray(E, dtype=np.float64).T
+
+
+def emission_table_grad(dB, code_sets, n_recorded) -> np.ndarray:
+    """Chain rule of :func:`emission_table`: ``dE[k, r] = sum_{c: r in code_sets[c]} dB[c, k]``."""
+    return np.asarray(dB, dtype=np.float64).T @ _code_matrix(code_sets, n_recorded)
+
+
+def _code_matrix(code_sets, n_recorded) -> np.ndarray:
+    S = np.zeros((len(code_sets), n_recorded))
+    for c, states in enumerate(code_sets):
+        S[c, list(states)] = 1.0
+    return S
+
+
+class PhaseLayout(NamedTuple):
+    """Hidden state space of an observed model with latent phases (:func:`phase_expansion`)."""
+
+    #: observed state of each hidden state, int (K_h,)
+    observed: np.ndarray
+    #: phase number (0-based) of each hidden state within its observed state, int (K_h,)
+    phase: np.ndarray
+    #: ``emission[k, s] = 1`` if hidden state ``k`` is a phase of observed ``s``, (K_h, K)
+    emission: np.ndarray
+    #: hidden origin and destination of each free intensity, int (n_rates,)
+    rate_from: np.ndarray
+    rate_to: np.ndarray
+    #: observed transition ``(r, s)`` each intensity belongs to; ``r == s`` for
+    #: the progression from one phase to the next, int (n_rates, 2)
+    rate_observed: np.ndarray
+
+
+def phase_expansion(allowed, phases) -> PhaseLayout:
+    """Expand observed states into latent Coxian phases (msm's ``phase.states``).
+
+    A state ``r`` with ``n`` phases becomes hidden states ``r_0 .. r_(n-1)``:
+    the chain enters at ``r_0``, moves on ``r_i -> r_(i+1)``, and every phase
+    may leave to each allowed destination ``s`` of ``r`` (into ``s``'s first
+    phase), each with its own intensity. States without phases stay single.
+
+    Parameters
+    ----------
+    allowed : array_like of bool, shape (K, K)
+        Allowed direct transitions between observed states (diagonal ignored).
+    phases : mapping of int to int
+        Number of phases (>= 1) of observed states, by 0-based index.
+
+    Returns
+    -------
+    PhaseLayout
+        Hidden states are ordered by observed state, then phase. The emission
+        matrix goes with :func:`emission_table`; the rate index with
+        :func:`generator_from_rates`.
+
+    Examples
+    --------
+    >>> lay = phase_expansion([[0, 1], [1, 0]], {1: 2})
+    >>> lay.observed.tolist(), lay.rate_from.tolist(), lay.rate_to.tolist()
+    ([0, 1, 1], [0, 1, 1, 2], [1, 2, 0, 0])
+    """
+    allowed = np.asarray(allowed, dtype=bool)
+    K = allowed.shape[0]
+    if allowed.shape != (K, K):
+        raise ValueError(f"allowed must be square, got {allowed.shape}")
+    allowed = allowed & ~np.eye(K, dtype=bool)
+    n = np.ones(K, dtype=np.int64)
+    for state, count in phases.items():
+        if not (0 <= state < K) or int(count) < 1:
+            raise ValueError(f"phases: state {state} with {count} phases is not valid")
+        if int(count) > 1 and not allowed[state].any():
+            raise ValueError(f"phases: state {state} is absorbing; it cannot have phases")
+        n[state] = int(count)
+    first = np.concatenate([[0], np.cumsum(n)[:-1]])
+    observed = np.repeat(np.arange(K), n)
+    phase = np.concatenate([np.arange(c) for c in n])
+    rate_from, rate_to, rate_observed = [], [], []
+    for r in range(K):
+        for i in range(n[r]):
+            h = first[r] + i
+            if i + 1 < n[r]:
+                rate_from.append(h)
+                rate_to.append(h + 1)
+                rate_observed.append((r, r))
+            for s in np.flatnonzero(allowed[r]):
+                rate_from.append(h)
+                rate_to.append(first[s])
+                rate_observed.append((r, s))
+    return PhaseLayout(
+        observed=observed,
+        phase=phase,
+        emission=(observed[:, None] == np.arange(K)[None, :]).astype(np.float64),
+        rate_from=np.array(rate_from, dtype=np.int64),
+        rate_to=np.array(rate_to, dtype=np.int64),
+        rate_observed=np.array(rate_observed, dtype=np.int64).reshape(-1, 2),
+    )
+
+
+def generator_from_rates(n_states, rate_from, rate_to, rates) -> np.ndarray:
+    """Generator with ``Q[rate_from[i], rate_to[i]] = rates[i]`` and rows summing to 0."""
+    Q = np.zeros((n_states, n_states))
+    np.add.at(Q, (np.asarray(rate_from), np.asarray(rate_to)), np.asarray(rates, dtype=float))
+    Q[np.diag_indices(n_states)] = -Q.sum(axis=1)
+    return Q
+
+
+def log_rate_grad(Q, dQ, rate_from, rate_to) -> np.ndarray:
+    """Chain rule to log-intensities: ``q_ij (dQ[i, j] - dQ[i, i])`` (diagonal = -row sum)."""
+    i, j = np.asarray(rate_from), np.asarray(rate_to)
+    return np.asarray(Q)[i, j] * (np.asarray(dQ)[i, j] - np.asarray(dQ)[i, i])
+
+
+def _prepare(Q, pi, B, piece_q, piece_t, hist_ptr, obs_code, obs_piece, obs_type, hist_count):
+    Q = np.asarray(Q, dtype=np.float64)
+    squeeze = Q.ndim == 2
+    Q = np.ascontiguousarray(Q[None] if squeeze else Q)
+    if Q.ndim != 3 or Q.shape[1] != Q.shape[2]:
+        raise ValueError(f"Q must have shape (M, K, K) or (K, K), got {Q.shape}")
+    M, K = Q.shape[0], Q.shape[1]
+    pi = np.ascontiguousarray(pi, dtype=np.float64)
+    B = np.ascontiguousarray(B, dtype=np.float64)
+    if pi.shape != (K,):
+        raise ValueError(f"pi must have shape ({K},), got {pi.shape}")
+    if B.ndim != 2 or B.shape[1] != K:
+        raise ValueError(f"B must have shape (n_codes, {K}), got {B.shape}")
+    ints = [np.ascontiguousarray(a, dtype=np.int64) for a in (piece_q, hist_ptr, obs_code)]
+    piece_q, hist_ptr, obs_code = ints
+    obs_piece = np.ascontiguousarray(obs_piece, dtype=np.int64)
+    obs_type = np.ascontiguousarray(obs_type, dtype=np.int64)
+    piece_t = np.ascontiguousarray(piece_t, dtype=np.float64)
+    hist_count = np.ascontiguousarray(hist_count, dtype=np.float64)
+    n_obs = obs_code.shape[0]
+    if piece_t.shape != piece_q.shape or np.any(piece_t < 0) or not np.all(np.isfinite(piece_t)):
+        raise ValueError("piece_t must be finite, >= 0, one per piece")
+    if np.any((piece_q < 0) | (piece_q >= M)):
+        raise ValueError(f"piece_q must index the {M} generators")
+    if (
+        hist_ptr.ndim != 1
+        or hist_ptr.shape[0] != hist_count.shape[0] + 1
+        or hist_ptr[0] != 0
+        or hist_ptr[-1] != n_obs
+        or np.any(np.diff(hist_ptr) < 1)
+    ):
+        raise ValueError("hist_ptr must rise from 0 to n_obs, one step of >= 1 per history")
+    if obs_piece.shape != (n_obs,) or obs_type.shape != (n_obs,):
+        raise ValueError("obs_code, obs_piece and obs_type must have the same length")
+    if np.any((obs_code < 0) | (obs_code >= B.shape[0])):
+        raise ValueError(f"obs_code must index the {B.shape[0]} rows of B")
+    later = np.ones(n_obs, dtype=bool)
+    later[hist_ptr[:-1]] = False
+    if np.any((obs_piece[later] < 0) | (obs_piece[later] >= piece_q.shape[0])):
+        raise ValueError("obs_piece must index a piece at every observation but the first")
+    if not np.all(np.isin(obs_type[later], (OBS_PANEL, OBS_EXACT))):
+        raise ValueError(f"obs_type must be {OBS_PANEL} or {OBS_EXACT}")
+    return squeeze, Q, pi, B, piece_q, piece_t, hist_ptr, obs_code, obs_piece, obs_type, hist_count
+
+
+def loglik(Q, pi, B, *histories, condition_first=False) -> float:
+    """Log-likelihood of aggregated histories under a hidden CTMC.
+
+    Parameters
+    ----------
+    Q : array_like, shape (M, K, K) or (K, K)
+        Generator(s), intensities per unit of the model's time.
+    pi : array_like, shape (K,)
+        Weights of the first true state (see the module docstring).
+    B : array_like, shape (n_codes, K)
+        Emission table: ``B[c, k]`` = probability of record ``c`` given true
+        state ``k`` (see :func:`emission_table`).
+    *histories
+        The seven arrays of :data:`FORWARD_FIELDS` (e.g. ``*Histories``).
+    condition_first : bool
+        Divide each history's likelihood by ``sum(pi * e_1)``.
+
+    Returns
+    -------
+    float
+        ``sum_h count_h log L_h``; ``-inf`` if ``Q`` is not finite or a
+        history is impossible.
+    """
+    _, *args = _prepare(Q, pi, B, *histories)
+    return float(forward_kernel(*args, bool(condition_first), False)[0])
+
+
+def loglik_and_grad(Q, pi, B, *histories, condition_first=False):
+    """Log-likelihood and its gradient with respect to ``Q``, ``B`` and ``pi``.
+
+    Entries are treated as independent variables (the diagonal of ``Q``
+    included); the caller applies the chain rule, e.g.
+    ``d/d log q_ij = q_ij (dQ[i, j] - dQ[i, i])`` when the diagonal is minus
+    the row sum, and :func:`emission_table_grad` for the emission parameters.
+
+    Parameters
+    ----------
+    Q, pi, B, *histories, condition_first
+        As :func:`loglik`.
+
+    Returns
+    -------
+    loglik : float
+    dQ : ndarray, shape of ``Q``
+    dB : ndarray, shape (n_codes, K)
+    dpi : ndarray, shape (K,)
+        All zeros when ``loglik`` is ``-inf``.
+    """
+    squeeze, *args = _prepare(Q, pi, B, *histories)
+    value, dQ, dB, dpi = forward_kernel(*args, bool(condition_first), True)
+    return float(value), (dQ[0] if squeeze else dQ), dB, dpi
+
+
+def loglik_reference(
+    Q, pi, B, ids, times, codes, obstype=None, weight=None, condition_first=False
+) -> float:
+    """Compute :func:`loglik` from long-format records, one respondent at a time (reference).
+
+    No aggregation, no scaling and no eigendecomposition: the product of the
+    module docstring with :func:`scipy.linalg.expm` per interval, formed left
+    to right, then its log. One generator ``Q`` (K, K).
+
+    Parameters
+    ----------
+    Q, pi, B, condition_first
+        As :func:`loglik`.
+    ids, times, codes, obstype, weight
+        As :func:`aggregate_histories` (weight: first row of a respondent).
+    """
+    Q = np.asarray(Q, dtype=np.float64)
+    pi = np.asarray(pi, dtype=np.float64)
+    B = np.asarray(B, dtype=np.float64)
+    ids = np.asarray(ids)
+    times = np.asarray(times, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    n = ids.shape[0]
+    obstype = np.full(n, OBS_PANEL) if obstype is None else np.asarray(obstype)
+    weight = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
+    Q_off = Q - np.diag(np.diag(Q))
+    total = 0.0
+    for person in np.unique(ids):
+        rows = np.flatnonzero(ids == person)
+        rows = rows[np.argsort(times[rows], kind="stable")]
+        row = pi * B[codes[rows[0]]]
+        first_prob = row.sum()
+        for prev, o in zip(rows[:-1], rows[1:], strict=True):
+            T = scipy.linalg.expm(Q * (times[o] - times[prev]))
+            if obstype[o] == OBS_EXACT:
+                T = T @ Q_off
+            row = (row @ T) * B[codes[o]]
+        lik = row.sum() / (first_prob if condition_first else 1.0)
+        if not (lik > 0 and np.isfinite(lik)):
+            return -np.inf
+        total += weight[rows[0]] * np.log(lik)
+    return float(total)
