@@ -16,6 +16,7 @@ References and tolerances:
   misclassification with initprobs.
 """
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,185 @@ def test_forward_matches_scipy_reference(records, name):
     ref = F.loglik_reference(Q4, pi, B, ids, times, codes, obstype, condition_first=cond)
     assert np.isfinite(ref)
     assert F.loglik(Q4, pi, B, *h, condition_first=cond) == pytest.approx(ref, rel=1e-10)
+
+
+# --------------------------------------------------------------------------
+# gradient against finite differences
+# --------------------------------------------------------------------------
+
+
+def _check_grad(Q, allowed_from, allowed_to, pi, B, hist, cond):
+    """Analytic gradient vs Richardson differences in log-rates, B and pi."""
+    K = Q.shape[0]
+    rates = Q[allowed_from, allowed_to]
+    ll, dQ, dB, dpi = F.loglik_and_grad(Q, pi, B, *hist, condition_first=cond)
+    assert np.isfinite(ll)
+
+    def f_rates(x):
+        Qx = F.generator_from_rates(K, allowed_from, allowed_to, np.exp(x))
+        return F.loglik(Qx, pi, B, *hist, condition_first=cond)
+
+    g = F.log_rate_grad(Q, dQ, allowed_from, allowed_to)
+    assert_rel(g, richardson_grad(f_rates, np.log(rates)), 1e-6)
+    # B and pi entries as free variables (those that are non-zero: a zero
+    # emission of an observed code can make a history impossible)
+    used = np.unique(hist.obs_code)
+    mask = B[used] > 0
+
+    def f_b(x):
+        Bx = B.copy()
+        sub = Bx[used]
+        sub[mask] = x
+        Bx[used] = sub
+        return F.loglik(Q, pi, Bx, *hist, condition_first=cond)
+
+    x0 = B[used][mask]
+    assert_rel(dB[used][mask], richardson_grad(f_b, x0, h=1e-5), 1e-6)
+    assert np.all(dB[np.setdiff1d(np.arange(B.shape[0]), used)] == 0)
+    pos = pi > 0
+
+    def f_pi(x):
+        p = pi.copy()
+        p[pos] = x
+        return F.loglik(Q, p, B, *hist, condition_first=cond)
+
+    assert_rel(dpi[pos], richardson_grad(f_pi, pi[pos], h=1e-5), 1e-6)
+
+
+@pytest.mark.parametrize("name", ["misclassification", "censored", "exact_death", "all"])
+def test_gradient_matches_finite_differences(records, name):
+    ids, times, _, _ = records
+    B, pi, codes, obstype, cond = _case(name, records)
+    h = F.aggregate_histories(ids, times, codes, obstype)
+    _check_grad(Q4, FROM, TO, pi, B, h, cond)
+
+
+REPEATED = {
+    # 0 -> 1 -> 2 -> 3 with equal exit rates: triangular with a repeated
+    # diagonal, defective (the Pade/Frechet fallback)
+    "defective": (np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0, 0, 0]]), 0.4),
+    # 0 <-> 1 and 2 <-> 3 with equal rates, both -> absorbing states: repeated
+    # eigenvalues of a diagonalisable Q (close-pair divided differences)
+    "diagonalisable": (
+        np.array(
+            [[0, 1, 0, 0, 1, 0], [1, 0, 0, 0, 0, 1], [0, 0, 0, 1, 1, 0], [0, 0, 1, 0, 0, 1]]
+            + [[0] * 6] * 2
+        ),
+        0.3,
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REPEATED))
+def test_gradient_with_repeated_eigenvalues(kind):
+    allowed, rate = REPEATED[kind]
+    K = allowed.shape[0]
+    frm, to = np.nonzero(allowed)
+    Q = F.generator_from_rates(K, frm, to, np.full(frm.size, rate))
+    lam = np.linalg.eigvals(Q)
+    assert np.min(np.abs(lam[:, None] - lam[None, :]) + 9 * np.eye(K)) < 1e-8  # repeated
+    E = 0.9 * np.eye(K) + 0.1 / K
+    E /= E.sum(axis=1, keepdims=True)
+    rng = np.random.default_rng(3)
+    pi = np.r_[np.full(K - 2, 1.0 / (K - 2)), 0, 0] if kind != "defective" else np.eye(K)[0]
+    ids, times, rec, _ = simulate_hidden(rng, Q, pi, E, 60, [0.0, 1.0, 2.0, 3.0])
+    h = F.aggregate_histories(ids, times, rec)
+    B = F.emission_table(E, [[k] for k in range(K)])
+    ref = F.loglik_reference(Q, pi, B, ids, times, rec)
+    assert F.loglik(Q, pi, B, *h) == pytest.approx(ref, rel=1e-10)
+    _check_grad(Q, frm, to, pi, B, h, False)
+
+
+# --------------------------------------------------------------------------
+# R msm at fixed parameters (committed JSON; see tests/results/forward/*.R)
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cav():
+    data = np.genfromtxt(RESULTS / "cav.csv", delimiter=",", names=True)
+    return data["PTNUM"].astype(np.int64), data["years"], data["state"].astype(np.int64)
+
+
+def _msm(name):
+    out = json.loads((RESULTS / f"{name}.json").read_text())
+    assert out["msm_version"] and out["R_version"]
+    return out["cases"]
+
+
+def _minus2ll(Q, pi, B, ids, times, codes, deathexact, cond=False):
+    obstype = np.where(codes == deathexact - 1, F.OBS_EXACT, F.OBS_PANEL) if deathexact else None
+    h = F.aggregate_histories(ids, times, codes, obstype)
+    return -2 * F.loglik(Q, pi, B, *h, condition_first=cond)
+
+
+def test_msm_deathexact(cav):
+    ids, times, state = cav
+    for case in _msm("msm_deathexact"):
+        Q = generator(case["qmatrix"])
+        value = _minus2ll(Q, np.ones(4), np.eye(4), ids, times, state - 1, case["deathexact"])
+        assert value == pytest.approx(case["minus2loglik"], rel=1e-8), case["name"]
+    mle = [c for c in _msm("msm_deathexact") if c["name"] == "mle_deathexact"][0]
+    assert mle["minus2loglik"] == pytest.approx(3968.80, abs=0.01)  # the msm manual's figure
+
+
+def test_msm_censored_states(cav):
+    ids, times, _ = cav
+    out = json.loads((RESULTS / "msm_censor.json").read_text())
+    recorded = np.asarray(out["states"], dtype=np.int64)
+    # codes 0..3 the states, 4 = msm code 99 (states 1-3), 5 = code 98 (states 1-2)
+    codes = np.select([recorded == 99, recorded == 98], [4, 5], recorded - 1)
+    assert np.any(codes[np.r_[0, np.flatnonzero(np.diff(ids)) + 1]] == 5)  # censored first records
+    B = F.emission_table(np.eye(4), [[0], [1], [2], [3], [0, 1, 2], [0, 1]])
+    for case in out["cases"]:
+        Q = generator(case["qmatrix"])
+        value = _minus2ll(Q, np.ones(4), B, ids, times, codes, case["deathexact"])
+        assert value == pytest.approx(case["minus2loglik"], rel=1e-8), case["name"]
+
+
+def test_msm_misclassification(cav):
+    ids, times, state = cav
+    for case in _msm("msm_misc"):
+        Q = generator(case["qmatrix"])
+        E = np.array(case["ematrix"], dtype=float)
+        E[np.diag_indices(4)] = 1 - E.sum(axis=1)
+        B = F.emission_table(E, [[0], [1], [2], [3]])
+        pi = np.array(case["initprobs"], dtype=float)
+        value = _minus2ll(Q, pi, B, ids, times, state - 1, case["deathexact"])
+        assert value == pytest.approx(case["minus2loglik"], rel=1e-8), case["name"]
+
+
+# --------------------------------------------------------------------------
+# latent phases
+# --------------------------------------------------------------------------
+
+
+def test_phase_expansion_layout():
+    allowed = np.array([[0, 1, 1], [1, 0, 1], [0, 0, 0]], dtype=bool)
+    lay = F.phase_expansion(allowed, {1: 3})
+    assert lay.observed.tolist() == [0, 1, 1, 1, 2]
+    assert lay.phase.tolist() == [0, 0, 1, 2, 0]
+    assert_rel(lay.emission.sum(axis=1), np.ones(5), 0)
+    pairs = set(zip(lay.rate_from.tolist(), lay.rate_to.tolist(), strict=True))
+    # entry into state 1 at its first phase; every phase leaves to 0 and 2; progression 1->2->3
+    assert pairs == {(0, 1), (0, 4), (1, 2), (2, 3), (1, 0), (2, 0), (3, 0), (1, 4), (2, 4), (3, 4)}
+    assert [tuple(r) for r in lay.rate_observed[lay.rate_from == 2]] == [(1, 1), (1, 0), (1, 2)]
+    with pytest.raises(ValueError, match="absorbing"):
+        F.phase_expansion(allowed, {2: 2})
+
+
+def test_lumpable_phases_equal_the_observed_markov_model(records):
+    """Phases with identical exit rates: the observed process is the plain Markov chain."""
+    ids, times, rec, obstype = _with_truth(records)
+    lay = F.phase_expansion(ALLOWED, {1: 2})
+    rates = np.array([Q4[r, s] if r != s else 0.7 for r, s in lay.rate_observed])
+    Qh = F.generator_from_rates(lay.observed.size, lay.rate_from, lay.rate_to, rates)
+    B = F.emission_table(lay.emission, [[0], [1], [2], [3]])
+    h = F.aggregate_histories(ids, times, rec)
+    hidden = F.loglik(Qh, np.ones(5), B, *h, condition_first=True)
+    assert hidden == pytest.approx(F.loglik(Q4, np.ones(4), np.eye(4), *h), rel=1e-10)
+    # and the gradient of a non-lumpable point against differences
+    rates = rates * np.linspace(0.7, 1.3, rates.size)
+    Qh = F.generator_from_rates(lay.observed.size, lay.rate_from, lay.rate_to, rates)
+    pi = np.array([0.5, 0.2, 0.1, 0.2, 0.0])
+    _check_grad(Qh, lay.rate_from, lay.rate_to, pi, B, h, False)
