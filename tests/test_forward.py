@@ -145,16 +145,15 @@ def _with_truth(records):
 def test_no_latent_features_equals_pure_panel(records):
     ids, times, rec, _ = _with_truth(records)
     h = F.aggregate_histories(ids, times, rec)
-    assert h.hist_count.sum() == np.unique(ids).size
-    assert h.hist_count.size < np.unique(ids).size  # aggregation did something
-    # the same data as pure-panel rows: one row per consecutive pair, counted
-    later = np.ones(h.obs_code.size, dtype=bool)
-    later[h.hist_ptr[:-1]] = False
-    hist_of = np.repeat(np.arange(h.hist_count.size), np.diff(h.hist_ptr))
-    idx = np.flatnonzero(later)
-    n = idx.size
-    panel = (h.piece_q, h.piece_t, np.arange(n + 1), h.obs_piece[idx])
-    panel += (h.obs_code[idx - 1], h.obs_code[idx], h.hist_count[hist_of[idx]])
+    assert h.node_count.sum() == np.unique(ids).size
+    assert h.n_histories < np.unique(ids).size  # aggregation did something
+    assert h.node_parent.size < ids.size  # and prefixes are shared
+    # the same data as pure-panel rows: one row per consecutive pair, count 1
+    pair = np.flatnonzero(ids[1:] == ids[:-1])
+    gaps, piece = np.unique(times[pair + 1] - times[pair], return_inverse=True)
+    n = pair.size
+    panel = (np.zeros(gaps.size, np.int64), gaps, np.arange(n + 1), piece)
+    panel += (rec[pair], rec[pair + 1], np.ones(n))
     ll_panel, dQ_panel = L.loglik_and_grad(Q4[None], *panel)
     for pi in (np.ones(4), PI4 + 0.1):  # pi only scales the first exact record
         cond = not np.all(pi == 1)
@@ -173,7 +172,7 @@ def test_forward_matches_scipy_reference(records, name):
     ids, times, _, _ = records
     B, pi, codes, obstype, cond = _case(name, records)
     h = F.aggregate_histories(ids, times, codes, obstype)
-    assert h.hist_count.size < np.unique(ids).size
+    assert h.n_histories < np.unique(ids).size
     ref = F.loglik_reference(Q4, pi, B, ids, times, codes, obstype, condition_first=cond)
     assert np.isfinite(ref)
     assert F.loglik(Q4, pi, B, *h, condition_first=cond) == pytest.approx(ref, rel=1e-10)
@@ -199,7 +198,7 @@ def _check_grad(Q, allowed_from, allowed_to, pi, B, hist, cond):
     assert_rel(g, richardson_grad(f_rates, np.log(rates)), 1e-6)
     # B and pi entries as free variables (those that are non-zero: a zero
     # emission of an observed code can make a history impossible)
-    used = np.unique(hist.obs_code)
+    used = np.unique(hist.node_code)
     mask = B[used] > 0
 
     def f_b(x):

@@ -51,10 +51,13 @@ OBS_EXACT = 3
 
 @njit(cache=True)
 def _pieces(Q, piece_q, piece_t, need_exact):
-    """Dense ``P(t_p)`` for every piece and ``P(t_p) Q_off`` where an exact entry needs it.
+    """Transition matrices of every piece, and the eigendecompositions behind them.
 
-    Returns the eigendecompositions too (per generator, real or complex, with
-    the mode chosen by :func:`markov_migration.core.likelihood._decompose`).
+    ``T[p] = P(t_p)`` and, where an exact entry needs it,
+    ``T[n_pieces + p] = P(t_p) Q_off`` (one array, so the hot loops index it
+    instead of taking views, whose reference counting costs more than the
+    arithmetic). Decompositions per generator, real or complex, with the mode
+    chosen by :func:`markov_migration.core.likelihood._decompose`.
     """
     M = Q.shape[0]
     K = Q.shape[1]
@@ -69,8 +72,7 @@ def _pieces(Q, piece_q, piece_t, need_exact):
     lam_c = np.zeros((M, K), dtype=np.complex128)
     U_c = np.zeros((M, K, K), dtype=np.complex128)
     Ui_c = np.zeros((M, K, K), dtype=np.complex128)
-    P = np.zeros((n_pieces, K, K))
-    PD = np.zeros((n_pieces, K, K))
+    T = np.zeros((2 * n_pieces, K, K))
     expo_r = np.zeros((n_pieces, K))
     expo_c = np.zeros((n_pieces, K), dtype=np.complex128)
     valid = True
@@ -80,39 +82,48 @@ def _pieces(Q, piece_q, piece_t, need_exact):
             if mode[m] == _MODE_INVALID:
                 valid = False
     if not valid:
-        return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, PD, False
+        return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, False
     for p in range(n_pieces):
         m = piece_q[p]
         t = piece_t[p]
         if mode[m] == _MODE_REAL:
             _piece_exponentials(lam_r, m, t, expo_r, p)
-            _dense(U_r, Ui_r, m, expo_r, p, P, p)
+            _dense(U_r, Ui_r, m, expo_r, p, T, p)
         elif mode[m] == _MODE_COMPLEX:
             _piece_exponentials(lam_c, m, t, expo_c, p)
-            _dense(U_c, Ui_c, m, expo_c, p, P, p)
+            _dense(U_c, Ui_c, m, expo_c, p, T, p)
         else:
-            P[p] = _expm_numba(np.ascontiguousarray(Q[m]) * t)
+            T[p] = _expm_numba(np.ascontiguousarray(Q[m]) * t)
         if need_exact[p]:
             for i in range(K):
                 for j in range(K):
                     s = 0.0
                     for k in range(K):
                         if k != j:
-                            s += P[p, i, k] * Q[m, k, j]
-                    PD[p, i, j] = s
-    return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, PD, True
+                            s += T[p, i, k] * Q[m, k, j]
+                    T[n_pieces + p, i, j] = s
+    return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, True
 
 
 @njit(cache=True)
 def forward_kernel(
-    Q, pi, B, piece_q, piece_t, hist_ptr, obs_code, obs_piece, obs_type, hist_count,
+    Q, pi, B, piece_q, piece_t, node_parent, node_piece, node_type, node_code, node_count,
     condition_first, with_grad,
 ):  # fmt: skip
-    """Log-likelihood of all histories and (if ``with_grad``) its gradient.
+    """Log-likelihood of a tree of histories and (if ``with_grad``) its gradient.
 
     Arguments are validated, contiguous arrays in the layout of
-    :mod:`markov_migration.core.forward`; ``condition_first`` (bool) drops
-    the first observation's factor ``sum(pi * e_1)``.
+    :mod:`markov_migration.core.forward` (parents before children);
+    ``condition_first`` (bool) drops the first observation's factor
+    ``sum(pi * e_1)``.
+
+    Each node ``n`` holds the normalised forward vector ``ahat_n`` and its
+    scale ``c_n``; the log-likelihood is ``sum_n W_n log c_n`` with ``W_n``
+    the weight of the histories through ``n``. The gradient is reverse-mode
+    differentiation of that recursion, children before parents. A leaf needs
+    only its scale, ``c = ahat_parent . (T B[code])``: ``T B[code]`` is formed
+    once per (interval, code), so a leaf costs O(K), not O(K^2), and its
+    adjoints are summed per (interval, code) before the O(K^2) products.
 
     Returns
     -------
@@ -124,124 +135,155 @@ def forward_kernel(
     M = Q.shape[0]
     K = Q.shape[1]
     n_pieces = piece_q.shape[0]
-    n_hist = hist_ptr.shape[0] - 1
+    n_nodes = node_parent.shape[0]
+    n_codes = B.shape[0]
     dQ = np.zeros((M, K, K))
-    dB = np.zeros(B.shape)
+    dB = np.zeros((n_codes, K))
     dpi = np.zeros(K)
     need_exact = np.zeros(n_pieces, dtype=np.bool_)
-    max_len = 1
-    for h in range(n_hist):
-        max_len = max(max_len, hist_ptr[h + 1] - hist_ptr[h])
-        for o in range(hist_ptr[h] + 1, hist_ptr[h + 1]):
-            if obs_type[o] == OBS_EXACT:
-                need_exact[obs_piece[o]] = True
-    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, PD, valid = _pieces(
+    has_child = np.zeros(n_nodes, dtype=np.bool_)
+    W = node_count.copy()
+    for n in range(n_nodes - 1, -1, -1):
+        par = node_parent[n]
+        if par >= 0:
+            has_child[par] = True
+            W[par] += W[n]
+            if node_type[n] == OBS_EXACT:
+                need_exact[node_piece[n]] = True
+    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, valid = _pieces(
         Q, piece_q, piece_t, need_exact
     )
     if not valid:
         return -np.inf, dQ, dB, dpi
 
-    G = np.zeros((n_pieces, K, K))  # d logL / d P_p
-    GD = np.zeros((n_pieces, K, K))  # d logL / d (P_p Q_off)
-    alpha = np.zeros((max_len, K))  # normalised forward vectors
-    pre = np.zeros((max_len, K))  # alpha_(k-1) T_(k-1) (pi at k = 0), before emission
-    c = np.zeros(max_len)
-    beta = np.zeros(K)
-    v = np.zeros(K)
+    # forward: internal nodes in full, leaves through Y[s, code] = T_s B[code]
+    ahat = np.empty((n_nodes, K))
+    pre = np.empty((n_nodes, K))  # ahat_parent T (pi at a root), before emission
+    cval = np.empty(n_nodes)
+    Y = np.empty((2 * n_pieces, n_codes, K))
+    ydone = np.zeros((2 * n_pieces, n_codes), dtype=np.bool_)
     total = 0.0
-    for h in range(n_hist):
-        w = hist_count[h]
-        if w == 0.0:
+    prod = 1.0  # product of the scales of weight-1 nodes not yet in total
+    for n in range(n_nodes):
+        if W[n] == 0.0:
             continue
-        start = hist_ptr[h]
-        n = hist_ptr[h + 1] - start
-        # forward pass
-        for k in range(n):
-            o = start + k
-            code = obs_code[o]
-            if k == 0:
-                for j in range(K):
-                    pre[0, j] = pi[j]
-            else:
-                p = obs_piece[o]
-                T = PD[p] if obs_type[o] == OBS_EXACT else P[p]
-                for j in range(K):
-                    s = 0.0
+        par = node_parent[n]
+        code = node_code[n]
+        s = node_piece[n] + (n_pieces if node_type[n] == OBS_EXACT else 0)
+        c = 0.0
+        if par >= 0 and not has_child[n]:
+            if not ydone[s, code]:
+                for i in range(K):
+                    y = 0.0
+                    for j in range(K):
+                        y += T[s, i, j] * B[code, j]
+                    Y[s, code, i] = y
+                ydone[s, code] = True
+            for i in range(K):
+                c += ahat[par, i] * Y[s, code, i]
+        else:
+            for j in range(K):
+                if par < 0:
+                    v = pi[j]
+                else:
+                    v = 0.0
                     for i in range(K):
-                        s += alpha[k - 1, i] * T[i, j]
-                    pre[k, j] = s
-            ck = 0.0
-            for j in range(K):
-                a = pre[k, j] * B[code, j]
-                alpha[k, j] = a
-                ck += a
-            if not (ck > 0.0 and np.isfinite(ck)):
-                return -np.inf, np.zeros((M, K, K)), np.zeros(B.shape), np.zeros(K)
-            c[k] = ck
-            for j in range(K):
-                alpha[k, j] /= ck
-            if k > 0 or not condition_first:
-                total += w * np.log(ck)
-        if not with_grad:
-            continue
-        # backward pass: beta_(n-1) = 1; v = e_k * beta_k / c_k is the adjoint
-        # of alpha_(k-1) T_(k-1) (per unit weight)
-        for j in range(K):
-            beta[j] = 1.0
-        for k in range(n - 1, -1, -1):
-            o = start + k
-            code = obs_code[o]
-            ck = c[k]
-            for j in range(K):
-                dB[code, j] += w * pre[k, j] * beta[j] / ck
-                v[j] = B[code, j] * beta[j] / ck
-            if k == 0:
+                        v += ahat[par, i] * T[s, i, j]
+                pre[n, j] = v
+                a = v * B[code, j]
+                ahat[n, j] = a
+                c += a
+            if c > 0.0:
                 for j in range(K):
-                    dpi[j] += w * v[j]
-                if condition_first:  # log L - log(pi . e_1)
-                    for j in range(K):
-                        dpi[j] -= w * B[code, j] / ck
-                        dB[code, j] -= w * pi[j] / ck
-                break
-            p = obs_piece[o]
-            exact = obs_type[o] == OBS_EXACT
-            Ga = GD[p] if exact else G[p]
-            T = PD[p] if exact else P[p]
-            for i in range(K):
-                ai = w * alpha[k - 1, i]
-                if ai != 0.0:
-                    for j in range(K):
-                        Ga[i, j] += ai * v[j]
-            for i in range(K):
-                s = 0.0
-                for j in range(K):
-                    s += T[i, j] * v[j]
-                beta[i] = s
-    if not np.isfinite(total):
-        return total, np.zeros((M, K, K)), np.zeros(B.shape), np.zeros(K)
-    if not with_grad:
+                    ahat[n, j] /= c
+        if not (c > 0.0 and np.isfinite(c)):
+            return -np.inf, dQ, dB, dpi
+        cval[n] = c
+        if par >= 0 or not condition_first:
+            if W[n] == 1.0:  # most histories: fold into one log per ~100 nodes
+                prod *= c
+                if not (1e-250 < prod < 1e250):
+                    total += np.log(prod)
+                    prod = 1.0
+            else:
+                total += W[n] * np.log(c)
+    total += np.log(prod)
+    if not np.isfinite(total) or not with_grad:
         return total, dQ, dB, dpi
 
-    # exact entries: T = P Q_off, so dP += GD Q_off^T and dQ_off += P^T GD
+    # reverse pass: abar[n] = d logL / d ahat_n, from the children
+    abar = np.zeros((n_nodes, K))
+    Z = np.zeros((2 * n_pieces, n_codes, K))  # leaves: sum of (W / c) ahat_parent
+    G = np.zeros((2 * n_pieces, K, K))  # d logL / d T_s
+    prebar = np.empty(K)
+    for n in range(n_nodes - 1, -1, -1):
+        if W[n] == 0.0:
+            continue
+        par = node_parent[n]
+        code = node_code[n]
+        c = cval[n]
+        s = node_piece[n] + (n_pieces if node_type[n] == OBS_EXACT else 0)
+        if par >= 0 and not has_child[n]:
+            g = W[n] / c
+            for i in range(K):
+                Z[s, code, i] += g * ahat[par, i]
+                abar[par, i] += g * Y[s, code, i]
+            continue
+        # adjoint of the unnormalised a_n = pre_n * B[code]
+        wterm = W[n] if (par >= 0 or not condition_first) else 0.0
+        dot = 0.0
+        for j in range(K):
+            dot += abar[n, j] * ahat[n, j]
+        for j in range(K):
+            abar_a = (abar[n, j] - dot + wterm) / c
+            dB[code, j] += abar_a * pre[n, j]
+            prebar[j] = abar_a * B[code, j]
+        if par < 0:
+            for j in range(K):
+                dpi[j] += prebar[j]
+            continue
+        for i in range(K):
+            ai = ahat[par, i]
+            acc = 0.0
+            for j in range(K):
+                G[s, i, j] += ai * prebar[j]
+                acc += T[s, i, j] * prebar[j]
+            abar[par, i] += acc
+    for s in range(2 * n_pieces):
+        for code in range(n_codes):
+            if not ydone[s, code]:
+                continue
+            for i in range(K):
+                z = Z[s, code, i]
+                for j in range(K):
+                    G[s, i, j] += z * B[code, j]
+            for j in range(K):
+                acc = 0.0
+                for i in range(K):
+                    acc += Z[s, code, i] * T[s, i, j]
+                dB[code, j] += acc
+
+    # exact entries: T_(n_pieces + p) = P Q_off, so dP += GD Q_off^T and dQ_off += P^T GD
     for p in range(n_pieces):
         if not need_exact[p]:
             continue
         m = piece_q[p]
+        e = n_pieces + p
         for i in range(K):
             for j in range(K):
-                s = 0.0
+                acc = 0.0
                 for k in range(K):
                     if k != j:
-                        s += GD[p, i, k] * Q[m, j, k]
-                G[p, i, j] += s
+                        acc += G[e, i, k] * Q[m, j, k]
+                G[p, i, j] += acc
         for i in range(K):
             for j in range(K):
                 if i == j:
                     continue
-                s = 0.0
+                acc = 0.0
                 for k in range(K):
-                    s += P[p, k, i] * GD[p, k, j]
-                dQ[m, i, j] += s
+                    acc += T[p, k, i] * G[e, k, j]
+                dQ[m, i, j] += acc
 
     # adjoint of P(t) -> adjoint of Q, as in the pure-panel kernel
     invd_r = np.zeros((M, K, K))
