@@ -358,3 +358,87 @@ def test_lumpable_phases_equal_the_observed_markov_model(records):
     Qh = F.generator_from_rates(lay.observed.size, lay.rate_from, lay.rate_to, rates)
     pi = np.array([0.5, 0.2, 0.1, 0.2, 0.0])
     _check_grad(Qh, lay.rate_from, lay.rate_to, pi, B, h, False)
+
+
+# --------------------------------------------------------------------------
+# layout, aggregation, several generators, weights, bad input
+# --------------------------------------------------------------------------
+
+
+def test_aggregation_builds_a_prefix_tree():
+    ids = [1, 1, 2, 2, 2, 3, 3, 4, 4]
+    times = [0.0, 1.0, 5.0, 6.001, 6.5, 0.0, 1.0, 2.0, 3.0]
+    codes = [0, 1, 0, 1, 2, 0, 2, 0, 1]
+    h = F.aggregate_histories(ids, times, codes, resolution=0.01)
+    # 1 and 4 share a history; 2 extends it (gap 1.001 rounds to 1.0); 3 branches off
+    assert h.node_parent.tolist() == [-1, 0, 1, 0]
+    assert h.node_code.tolist() == [0, 1, 2, 2]
+    assert h.node_count.tolist() == [0.0, 2.0, 1.0, 1.0]
+    assert h.node_piece.tolist() == [-1, 0, 1, 0]
+    assert_rel(h.piece_t, [1.0, 0.5], 1e-15)
+    assert h.n_histories == 3
+    exact = F.aggregate_histories(ids, times, codes)
+    # without rounding, 2's first gap differs: it no longer shares 1's prefix
+    assert exact.node_parent.tolist() == [-1, 0, 0, 2, 0]
+    assert exact.piece_t.size == 3
+
+
+def test_several_generators_and_weights(records):
+    ids, times, _, _ = records
+    B, pi, codes, obstype, cond = _case("all", records)
+    Q2 = generator(np.where(ALLOWED, Q4 * 1.7 + 0.01, 0.0))
+    person = np.unique(ids)
+    group = (person % 3 == 0).astype(np.int64)[np.searchsorted(person, ids)]
+    weight = (1.0 + (ids % 5) / 4.0)[:]
+    h = F.aggregate_histories(ids, times, codes, obstype, generator=group, weight=weight)
+    Qs = np.stack([Q4, Q2])
+    ref = sum(
+        F.loglik_reference(
+            Qs[g], pi, B, ids[sel], times[sel], codes[sel], obstype[sel], weight[sel], cond
+        )
+        for g in (0, 1)
+        for sel in [group == g]
+    )
+    ll, dQ, _, _ = F.loglik_and_grad(Qs, pi, B, *h, condition_first=cond)
+    assert ll == pytest.approx(ref, rel=1e-10)
+    assert dQ.shape == (2, 4, 4)
+    # the gradient of generator 1 against differences in its log-rates
+
+    def f(x):
+        Qx = Qs.copy()
+        Qx[1] = F.generator_from_rates(4, FROM, TO, np.exp(x))
+        return F.loglik(Qx, pi, B, *h, condition_first=cond)
+
+    g1 = F.log_rate_grad(Q2, dQ[1], FROM, TO)
+    assert_rel(g1, richardson_grad(f, np.log(Q2[FROM, TO])), 1e-6)
+
+
+def test_impossible_history_and_bad_generator(records):
+    ids, times, rec, obstype = records
+    B = F.emission_table(np.eye(4), CODE_SETS[:4])
+    h = F.aggregate_histories(ids, times, rec, obstype)
+    B0 = B.copy()
+    B0[1, 1] = 0.0  # code 1 impossible
+    ll, dQ, dB, dpi = F.loglik_and_grad(Q4, np.ones(4), B0, *h)
+    assert ll == -np.inf and not dQ.any() and not dB.any() and not dpi.any()
+    Qn = Q4.copy()
+    Qn[0, 1] = np.nan
+    assert F.loglik(Qn, np.ones(4), B, *h) == -np.inf
+
+
+def test_layout_errors(records):
+    ids, times, rec, obstype = records
+    h = F.aggregate_histories(ids, times, rec, obstype)
+    B = np.eye(4)
+    bad = {
+        "earlier node": h._replace(node_parent=np.r_[h.node_parent[:-1], h.node_parent.size]),
+        "rows of B": h._replace(node_code=np.r_[h.node_code[:-1], 4]),
+        "piece_t": h._replace(piece_t=-h.piece_t),
+        "node_type": h._replace(node_type=np.full_like(h.node_type, 2)),
+        "same length": h._replace(node_count=h.node_count[:-1]),
+    }
+    for match, hist in bad.items():
+        with pytest.raises(ValueError, match=match):
+            F.loglik(Q4, np.ones(4), B, *hist)
+    with pytest.raises(ValueError, match="pi"):
+        F.loglik(Q4, np.ones(3), B, *h)
