@@ -10,15 +10,20 @@ The likelihood of one history with observations ``1..n`` is
 
 with ``T_k = P(t_k)`` for a panel observation and ``T_k = P(t_k) Q_off`` for an
 exact entry time (``Q_off`` is ``Q`` with its diagonal set to 0: entry into a
-state at exactly ``t_k`` from another state; msm's ``deathexact``). The forward
-pass keeps the normalised ``alpha_k`` and the scale factors ``c_k``; the
-backward pass the normalised ``beta_k``, so that
-``d log L / d T_k = outer(alpha_k, e_(k+1) * beta_(k+1)) / c_(k+1)``. Those
-outer products are summed per distinct interval into the adjoint ``G_p`` of
-``P(t_p)``, which the eigenbasis machinery of the pure-panel kernel
-(:mod:`markov_migration.core.likelihood`: Kalbfleisch-Lawless divided
-differences, or the Pade Frechet derivative for defective or ill-conditioned
-``Q``) turns into ``d log L / d Q``, at O(K^3) per distinct interval.
+state at exactly ``t_k`` from another state; msm's ``deathexact``).
+
+Histories come as a tree of shared prefixes. The forward pass gives every node
+its normalised forward vector ``ahat`` and scale ``c`` (log L of a history is
+the sum of the log scales along its path); the gradient is reverse-mode
+differentiation of that recursion, children before parents: the adjoint of
+the ``T`` of an edge is the outer product of the parent's forward vector and
+the adjoint of the child's vector before emission (the ``alpha_k beta_(k+1)^T``
+weight of the forward-backward algorithm). Those outer products are summed per distinct
+interval into the adjoint ``G_p`` of ``P(t_p)``, which the eigenbasis
+machinery of the pure-panel kernel (:mod:`markov_migration.core.likelihood`:
+Kalbfleisch-Lawless divided differences, or the Pade Frechet derivative for
+defective or ill-conditioned ``Q``) turns into ``d log L / d Q`` at O(K^3) per
+distinct interval.
 """
 
 import numpy as np
