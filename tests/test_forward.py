@@ -442,3 +442,22 @@ def test_layout_errors(records):
             F.loglik(Q4, np.ones(4), B, *hist)
     with pytest.raises(ValueError, match="pi"):
         F.loglik(Q4, np.ones(3), B, *h)
+
+
+def test_gradient_of_misclassification_probabilities(records):
+    """Chain rule to E (``emission_table_grad``) against differences in E's entries."""
+    ids, times, _, _ = records
+    _, pi, codes, obstype, cond = _case("all", records)
+    h = F.aggregate_histories(ids, times, codes, obstype)
+    _, _, dB, _ = F.loglik_and_grad(
+        Q4, pi, F.emission_table(E4, CODE_SETS), *h, condition_first=cond
+    )
+    dE = F.emission_table_grad(dB, CODE_SETS, 4)
+    free = E4 > 0
+
+    def f(x):
+        E = E4.copy()
+        E[free] = x
+        return F.loglik(Q4, pi, F.emission_table(E, CODE_SETS), *h, condition_first=cond)
+
+    assert_rel(dE[free], richardson_grad(f, E4[free], h=1e-5), 1e-6)
