@@ -13,7 +13,7 @@ References and tolerances:
   the Pade/Frechet fallback; diagonalisable: close-pair divided differences);
 * R msm 1.7 at fixed parameters on ``cav`` (committed JSON from the scripts in
   ``tests/results/forward/``), to 1e-8 relative: deathexact, censored codes,
-  misclassification with initprobs.
+  misclassification with initprobs, phase.states.
 """
 
 import json
@@ -461,3 +461,22 @@ def test_gradient_of_misclassification_probabilities(records):
         return F.loglik(Q4, pi, F.emission_table(E, CODE_SETS), *h, condition_first=cond)
 
     assert_rel(dE[free], richardson_grad(f, E4[free], h=1e-5), 1e-6)
+
+
+def test_msm_phase_states(cav):
+    """msm's phase.states (Coxian phases of one state) at fixed parameters."""
+    ids, times, state = cav
+    allowed = np.array([[0, 1, 0, 1], [1, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]], dtype=bool)
+    for case in _msm("msm_phase"):
+        lay = F.phase_expansion(allowed, {case["phase_state"] - 1: case["n_phases"]})
+        Qh = np.array(case["hidden_qmatrix"], dtype=float)
+        # the hidden transitions msm builds are those of phase_expansion
+        pattern = np.zeros_like(Qh, dtype=bool)
+        pattern[lay.rate_from, lay.rate_to] = True
+        assert np.array_equal(pattern, np.array(case["imatrix"]) == 1), case["name"]
+        rates = Qh[lay.rate_from, lay.rate_to]
+        Qh = F.generator_from_rates(Qh.shape[0], lay.rate_from, lay.rate_to, rates)
+        B = F.emission_table(lay.emission, [[0], [1], [2], [3]])
+        pi = np.array(case["initprobs"], dtype=float)
+        value = _minus2ll(Qh, pi, B, ids, times, state - 1, case["deathexact"])
+        assert value == pytest.approx(case["minus2loglik"], rel=1e-8), case["name"]
