@@ -314,13 +314,18 @@ def test_msm_censored_states(cav):
 
 def test_msm_misclassification(cav):
     ids, times, state = cav
+    firstobs = np.genfromtxt(RESULTS / "cav.csv", delimiter=",", names=True)["firstobs"] == 1
     for case in _msm("msm_misc"):
         Q = generator(case["qmatrix"])
         E = np.array(case["ematrix"], dtype=float)
         E[np.diag_indices(4)] = 1 - E.sum(axis=1)
-        B = F.emission_table(E, [[0], [1], [2], [3]])
+        # codes 0-3: records through E; 4-7: records of the true state (msm's obstrue)
+        B = np.vstack([F.emission_table(E, [[0], [1], [2], [3]]), np.eye(4)])
+        codes = state - 1
+        if case.get("obstrue") == "firstobs":
+            codes = np.where(firstobs, codes + 4, codes)
         pi = np.array(case["initprobs"], dtype=float)
-        value = _minus2ll(Q, pi, B, ids, times, state - 1, case["deathexact"])
+        value = _minus2ll(Q, pi, B, ids, times, codes, case["deathexact"])
         assert value == pytest.approx(case["minus2loglik"], rel=1e-8), case["name"]
 
 

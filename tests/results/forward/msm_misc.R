@@ -21,4 +21,14 @@ for (ip in list(c(1, 0, 0, 0), c(0.7, 0.2, 0.1, 0))) {
       minus2loglik = fit$minus2loglik)
   }
 }
+# the manual's own call: first observations are the true state (obstrue =
+# firstobs), msm's default initprobs, deathexact = 4
+fit <- msm(state ~ years, subject = PTNUM, data = cav, qmatrix = oneway4.q,
+           ematrix = ematrix, deathexact = 4, obstrue = firstobs, fixedpars = TRUE)
+ip <- fit$hmodel$initprobs
+if (is.matrix(ip)) ip <- ip[1, ]
+cases[[length(cases) + 1]] <- list(
+  name = "misc_manual_obstrue_firstobs", deathexact = 4L, obstrue = "firstobs",
+  initprobs = unname(ip),
+  qmatrix = rows(oneway4.q), ematrix = rows(ematrix), minus2loglik = fit$minus2loglik)
 write_result("msm_misc", cases)
