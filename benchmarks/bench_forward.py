@@ -30,6 +30,7 @@ import numpy as np
 
 from markov_migration.core import forward as F
 from markov_migration.core import likelihood as L
+from markov_migration.core import phases as PH
 from markov_migration.inputs.design import likelihood_data
 from markov_migration.inputs.panel import aggregate, load_panel
 from markov_migration.inputs.spec import load_spec
@@ -67,7 +68,7 @@ def main() -> None:
     )
 
     ret = states.index("returned")
-    lay = F.phase_expansion(allowed, {ret: 2})
+    lay = PH.phase_expansion(allowed, {ret: 2})
     # phase 0: short stay (leaves at the observed rate), phase 1: settled (a
     # tenth of it); 1.0 a year from the first phase to the second
     hidden_rates = []
@@ -76,7 +77,7 @@ def main() -> None:
             hidden_rates.append(1.0)
         else:
             hidden_rates.append(rates[(r, s)] * (0.1 if phase == 1 else 1.0))
-    Qh = F.generator_from_rates(lay.observed.size, lay.rate_from, lay.rate_to, hidden_rates)
+    Qh = PH.generator_from_rates(lay.observed.size, lay.rate_from, lay.rate_to, hidden_rates)
     B = F.emission_table(lay.emission, [[s] for s in range(K)])
     init = spec.simulation.get("initial", {})
     pi_obs = np.array([float(init.get(s, 0.0)) for s in states]) + 0.02

@@ -25,6 +25,7 @@ import scipy.linalg
 
 from markov_migration.core import forward as F
 from markov_migration.core import likelihood as L
+from markov_migration.core import phases as PH
 
 RESULTS = Path(__file__).parent / "results" / "forward"
 
@@ -90,7 +91,7 @@ def assert_rel(a, b, rtol):
 ALLOWED = np.array([[0, 1, 0, 1], [1, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]], dtype=bool)
 RATES = np.array([0.3, 0.05, 0.2, 0.25, 0.1, 0.15, 0.4])
 FROM, TO = np.nonzero(ALLOWED)
-Q4 = F.generator_from_rates(4, FROM, TO, RATES)
+Q4 = PH.generator_from_rates(4, FROM, TO, RATES)
 # misclassification: 0 <-> 1 and 2 -> 1 errors
 E4 = np.array(
     [[0.9, 0.1, 0, 0], [0.08, 0.85, 0.07, 0], [0, 0.12, 0.88, 0], [0, 0, 0, 1.0]], dtype=float
@@ -191,10 +192,10 @@ def _check_grad(Q, allowed_from, allowed_to, pi, B, hist, cond):
     assert np.isfinite(ll)
 
     def f_rates(x):
-        Qx = F.generator_from_rates(K, allowed_from, allowed_to, np.exp(x))
+        Qx = PH.generator_from_rates(K, allowed_from, allowed_to, np.exp(x))
         return F.loglik(Qx, pi, B, *hist, condition_first=cond)
 
-    g = F.log_rate_grad(Q, dQ, allowed_from, allowed_to)
+    g = PH.log_rate_grad(Q, dQ, allowed_from, allowed_to)
     assert_rel(g, richardson_grad(f_rates, np.log(rates)), 1e-6)
     # B and pi entries as free variables (those that are non-zero: a zero
     # emission of an observed code can make a history impossible)
@@ -250,7 +251,7 @@ def test_gradient_with_repeated_eigenvalues(kind):
     allowed, rate = REPEATED[kind]
     K = allowed.shape[0]
     frm, to = np.nonzero(allowed)
-    Q = F.generator_from_rates(K, frm, to, np.full(frm.size, rate))
+    Q = PH.generator_from_rates(K, frm, to, np.full(frm.size, rate))
     lam = np.linalg.eigvals(Q)
     assert np.min(np.abs(lam[:, None] - lam[None, :]) + 9 * np.eye(K)) < 1e-8  # repeated
     E = 0.9 * np.eye(K) + 0.1 / K
@@ -336,7 +337,7 @@ def test_msm_misclassification(cav):
 
 def test_phase_expansion_layout():
     allowed = np.array([[0, 1, 1], [1, 0, 1], [0, 0, 0]], dtype=bool)
-    lay = F.phase_expansion(allowed, {1: 3})
+    lay = PH.phase_expansion(allowed, {1: 3})
     assert lay.observed.tolist() == [0, 1, 1, 1, 2]
     assert lay.phase.tolist() == [0, 0, 1, 2, 0]
     assert_rel(lay.emission.sum(axis=1), np.ones(5), 0)
@@ -345,22 +346,22 @@ def test_phase_expansion_layout():
     assert pairs == {(0, 1), (0, 4), (1, 2), (2, 3), (1, 0), (2, 0), (3, 0), (1, 4), (2, 4), (3, 4)}
     assert [tuple(r) for r in lay.rate_observed[lay.rate_from == 2]] == [(1, 1), (1, 0), (1, 2)]
     with pytest.raises(ValueError, match="absorbing"):
-        F.phase_expansion(allowed, {2: 2})
+        PH.phase_expansion(allowed, {2: 2})
 
 
 def test_lumpable_phases_equal_the_observed_markov_model(records):
     """Phases with identical exit rates: the observed process is the plain Markov chain."""
     ids, times, rec, obstype = _with_truth(records)
-    lay = F.phase_expansion(ALLOWED, {1: 2})
+    lay = PH.phase_expansion(ALLOWED, {1: 2})
     rates = np.array([Q4[r, s] if r != s else 0.7 for r, s in lay.rate_observed])
-    Qh = F.generator_from_rates(lay.observed.size, lay.rate_from, lay.rate_to, rates)
+    Qh = PH.generator_from_rates(lay.observed.size, lay.rate_from, lay.rate_to, rates)
     B = F.emission_table(lay.emission, [[0], [1], [2], [3]])
     h = F.aggregate_histories(ids, times, rec)
     hidden = F.loglik(Qh, np.ones(5), B, *h, condition_first=True)
     assert hidden == pytest.approx(F.loglik(Q4, np.ones(4), np.eye(4), *h), rel=1e-10)
     # and the gradient of a non-lumpable point against differences
     rates = rates * np.linspace(0.7, 1.3, rates.size)
-    Qh = F.generator_from_rates(lay.observed.size, lay.rate_from, lay.rate_to, rates)
+    Qh = PH.generator_from_rates(lay.observed.size, lay.rate_from, lay.rate_to, rates)
     pi = np.array([0.5, 0.2, 0.1, 0.2, 0.0])
     _check_grad(Qh, lay.rate_from, lay.rate_to, pi, B, h, False)
 
@@ -411,10 +412,10 @@ def test_several_generators_and_weights(records):
 
     def f(x):
         Qx = Qs.copy()
-        Qx[1] = F.generator_from_rates(4, FROM, TO, np.exp(x))
+        Qx[1] = PH.generator_from_rates(4, FROM, TO, np.exp(x))
         return F.loglik(Qx, pi, B, *h, condition_first=cond)
 
-    g1 = F.log_rate_grad(Q2, dQ[1], FROM, TO)
+    g1 = PH.log_rate_grad(Q2, dQ[1], FROM, TO)
     assert_rel(g1, richardson_grad(f, np.log(Q2[FROM, TO])), 1e-6)
 
 
@@ -473,15 +474,37 @@ def test_msm_phase_states(cav):
     ids, times, state = cav
     allowed = np.array([[0, 1, 0, 1], [1, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]], dtype=bool)
     for case in _msm("msm_phase"):
-        lay = F.phase_expansion(allowed, {case["phase_state"] - 1: case["n_phases"]})
+        lay = PH.phase_expansion(allowed, {case["phase_state"] - 1: case["n_phases"]})
         Qh = np.array(case["hidden_qmatrix"], dtype=float)
         # the hidden transitions msm builds are those of phase_expansion
         pattern = np.zeros_like(Qh, dtype=bool)
         pattern[lay.rate_from, lay.rate_to] = True
         assert np.array_equal(pattern, np.array(case["imatrix"]) == 1), case["name"]
         rates = Qh[lay.rate_from, lay.rate_to]
-        Qh = F.generator_from_rates(Qh.shape[0], lay.rate_from, lay.rate_to, rates)
+        Qh = PH.generator_from_rates(Qh.shape[0], lay.rate_from, lay.rate_to, rates)
         B = F.emission_table(lay.emission, [[0], [1], [2], [3]])
         pi = np.array(case["initprobs"], dtype=float)
         value = _minus2ll(Qh, pi, B, ids, times, state - 1, case["deathexact"])
         assert value == pytest.approx(case["minus2loglik"], rel=1e-8), case["name"]
+
+
+def test_pointwise_history_loglik(records):
+    """Per-respondent log-likelihood: the reference one respondent at a time, and the total."""
+    ids, times, _, _ = records
+    B, pi, codes, obstype, cond = _case("all", records)
+    h, people, node = F.aggregate_histories(ids, times, codes, obstype, return_nodes=True)
+    per_node = F.history_loglik(Q4, pi, B, *h, condition_first=cond)
+    assert np.sum(per_node * h.node_count) == pytest.approx(
+        F.loglik(Q4, pi, B, *h, condition_first=cond), rel=1e-12
+    )
+    for k in range(0, people.size, 7):
+        sel = ids == people[k]
+        ref = F.loglik_reference(
+            Q4, pi, B, ids[sel], times[sel], codes[sel], obstype[sel], condition_first=cond
+        )
+        assert per_node[node[k]] == pytest.approx(ref, rel=1e-10)
+    B0 = B.copy()
+    B0[1] = 0.0  # records of code 1 become impossible
+    bad = F.history_loglik(Q4, pi, B0, *h, condition_first=cond)
+    has1 = np.array([np.any(codes[ids == p] == 1) for p in people])
+    assert np.all(bad[node[has1]] == -np.inf) and np.all(np.isfinite(bad[node[~has1]]))

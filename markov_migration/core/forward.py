@@ -60,23 +60,25 @@ from typing import NamedTuple
 import numpy as np
 import scipy.linalg
 
-from markov_migration.core.forward_kernel import OBS_EXACT, OBS_PANEL, forward_kernel
+from markov_migration.core.forward_kernel import (
+    OBS_EXACT,
+    OBS_PANEL,
+    forward_kernel,
+    node_loglik_kernel,
+)
 
 __all__ = [
     "FORWARD_FIELDS",
     "OBS_EXACT",
     "OBS_PANEL",
     "Histories",
-    "PhaseLayout",
     "aggregate_histories",
     "emission_table",
     "emission_table_grad",
-    "generator_from_rates",
-    "log_rate_grad",
+    "history_loglik",
     "loglik",
     "loglik_and_grad",
     "loglik_reference",
-    "phase_expansion",
 ]
 
 #: Names of the data arrays that follow ``(Q, pi, B)`` in every function here.
@@ -109,8 +111,9 @@ class Histories(NamedTuple):
 
 
 def aggregate_histories(
-    ids, times, codes, obstype=None, generator=None, weight=None, resolution=None
-) -> Histories:
+    ids, times, codes, obstype=None, generator=None, weight=None, resolution=None,
+    return_nodes=False,
+):  # fmt: skip
     """Count identical histories once, in the compact layout of the kernels.
 
     Two respondents share a history when they have the same generator, the
@@ -135,11 +138,15 @@ def aggregate_histories(
         Default 1.
     resolution : float, optional
         Gaps are rounded to multiples of this (time units); default exact.
+    return_nodes : bool
+        Also return each respondent's node (where their history ends).
 
     Returns
     -------
     Histories
         Rows are sorted by respondent and time (stable).
+    respondents, nodes : ndarray, shape (n_respondents,)
+        With ``return_nodes``: the sorted distinct ``ids`` and the node of each.
 
     Examples
     --------
@@ -173,6 +180,7 @@ def aggregate_histories(
     nodes: dict[tuple, int] = {}
     pieces: dict[tuple[int, float], int] = {}
     parent, piece, kind, code, count = [], [], [], [], []
+    ends: list[int] = []
     for a, b in zip(starts, stops, strict=True):
         m = int(generator[a])
         node = -1
@@ -192,11 +200,12 @@ def aggregate_histories(
                 count.append(0.0)
             node = found
         count[node] += weight[a]
+        ends.append(node)
     keys = list(pieces)
     piece_t = np.array([k[1] for k in keys], dtype=np.float64)
     if resolution is not None:
         piece_t = piece_t * resolution
-    return Histories(
+    hist = Histories(
         piece_q=np.array([k[0] for k in keys], dtype=np.int64),
         piece_t=piece_t,
         node_parent=np.array(parent, dtype=np.int64),
@@ -205,6 +214,9 @@ def aggregate_histories(
         node_code=np.array(code, dtype=np.int64),
         node_count=np.array(count, dtype=np.float64),
     )
+    if return_nodes:
+        return hist, ids[starts], np.array(ends, dtype=np.int64)
+    return hist
 
 
 def emission_table(E, code_sets) -> np.ndarray:
@@ -237,102 +249,6 @@ def _code_matrix(code_sets, n_recorded) -> np.ndarray:
     for c, states in enumerate(code_sets):
         S[c, list(states)] = 1.0
     return S
-
-
-class PhaseLayout(NamedTuple):
-    """Hidden state space of an observed model with latent phases (:func:`phase_expansion`)."""
-
-    #: observed state of each hidden state, int (K_h,)
-    observed: np.ndarray
-    #: phase number (0-based) of each hidden state within its observed state, int (K_h,)
-    phase: np.ndarray
-    #: ``emission[k, s] = 1`` if hidden state ``k`` is a phase of observed ``s``, (K_h, K)
-    emission: np.ndarray
-    #: hidden origin and destination of each free intensity, int (n_rates,)
-    rate_from: np.ndarray
-    rate_to: np.ndarray
-    #: observed transition ``(r, s)`` each intensity belongs to; ``r == s`` for
-    #: the progression from one phase to the next, int (n_rates, 2)
-    rate_observed: np.ndarray
-
-
-def phase_expansion(allowed, phases) -> PhaseLayout:
-    """Expand observed states into latent Coxian phases (msm's ``phase.states``).
-
-    A state ``r`` with ``n`` phases becomes hidden states ``r_0 .. r_(n-1)``:
-    the chain enters at ``r_0``, moves on ``r_i -> r_(i+1)``, and every phase
-    may leave to each allowed destination ``s`` of ``r`` (into ``s``'s first
-    phase), each with its own intensity. States without phases stay single.
-
-    Parameters
-    ----------
-    allowed : array_like of bool, shape (K, K)
-        Allowed direct transitions between observed states (diagonal ignored).
-    phases : mapping of int to int
-        Number of phases (>= 1) of observed states, by 0-based index.
-
-    Returns
-    -------
-    PhaseLayout
-        Hidden states are ordered by observed state, then phase. The emission
-        matrix goes with :func:`emission_table`; the rate index with
-        :func:`generator_from_rates`.
-
-    Examples
-    --------
-    >>> lay = phase_expansion([[0, 1], [1, 0]], {1: 2})
-    >>> lay.observed.tolist(), lay.rate_from.tolist(), lay.rate_to.tolist()
-    ([0, 1, 1], [0, 1, 1, 2], [1, 2, 0, 0])
-    """
-    allowed = np.asarray(allowed, dtype=bool)
-    K = allowed.shape[0]
-    if allowed.shape != (K, K):
-        raise ValueError(f"allowed must be square, got {allowed.shape}")
-    allowed = allowed & ~np.eye(K, dtype=bool)
-    n = np.ones(K, dtype=np.int64)
-    for state, count in phases.items():
-        if not (0 <= state < K) or int(count) < 1:
-            raise ValueError(f"phases: state {state} with {count} phases is not valid")
-        if int(count) > 1 and not allowed[state].any():
-            raise ValueError(f"phases: state {state} is absorbing; it cannot have phases")
-        n[state] = int(count)
-    first = np.concatenate([[0], np.cumsum(n)[:-1]])
-    observed = np.repeat(np.arange(K), n)
-    phase = np.concatenate([np.arange(c) for c in n])
-    rate_from, rate_to, rate_observed = [], [], []
-    for r in range(K):
-        for i in range(n[r]):
-            h = first[r] + i
-            if i + 1 < n[r]:
-                rate_from.append(h)
-                rate_to.append(h + 1)
-                rate_observed.append((r, r))
-            for s in np.flatnonzero(allowed[r]):
-                rate_from.append(h)
-                rate_to.append(first[s])
-                rate_observed.append((r, s))
-    return PhaseLayout(
-        observed=observed,
-        phase=phase,
-        emission=(observed[:, None] == np.arange(K)[None, :]).astype(np.float64),
-        rate_from=np.array(rate_from, dtype=np.int64),
-        rate_to=np.array(rate_to, dtype=np.int64),
-        rate_observed=np.array(rate_observed, dtype=np.int64).reshape(-1, 2),
-    )
-
-
-def generator_from_rates(n_states, rate_from, rate_to, rates) -> np.ndarray:
-    """Generator with ``Q[rate_from[i], rate_to[i]] = rates[i]`` and rows summing to 0."""
-    Q = np.zeros((n_states, n_states))
-    np.add.at(Q, (np.asarray(rate_from), np.asarray(rate_to)), np.asarray(rates, dtype=float))
-    Q[np.diag_indices(n_states)] = -Q.sum(axis=1)
-    return Q
-
-
-def log_rate_grad(Q, dQ, rate_from, rate_to) -> np.ndarray:
-    """Chain rule to log-intensities: ``q_ij (dQ[i, j] - dQ[i, i])`` (diagonal = -row sum)."""
-    i, j = np.asarray(rate_from), np.asarray(rate_to)
-    return np.asarray(Q)[i, j] * (np.asarray(dQ)[i, j] - np.asarray(dQ)[i, i])
 
 
 def _prepare(Q, pi, B, piece_q, piece_t, node_parent, node_piece, node_type, node_code, count):
@@ -441,6 +357,30 @@ def loglik_and_grad(Q, pi, B, *histories, condition_first=False, check=True):
     squeeze, *args = (_prepare if check else _coerce)(Q, pi, B, *histories)
     value, dQ, dB, dpi = forward_kernel(*args, bool(condition_first), True)
     return float(value), (dQ[0] if squeeze else dQ), dB, dpi
+
+
+def history_loglik(Q, pi, B, *histories, condition_first=False) -> np.ndarray:
+    """Log-likelihood of the history that ends at each node of the tree.
+
+    The pointwise log-likelihood (e.g. for PSIS-LOO): the history of a
+    respondent is the node :func:`aggregate_histories` maps them to
+    (``return_nodes=True``).
+
+    Parameters
+    ----------
+    Q, pi, B, *histories, condition_first
+        As :func:`loglik`.
+
+    Returns
+    -------
+    ndarray of float64, shape (n_nodes,)
+        ``log L`` of the history from a root to each node (also for nodes
+        where no history ends); ``-inf`` where it is impossible.
+    """
+    _, Q, pi, B, piece_q, piece_t, parent, piece, kind, code, _ = _prepare(Q, pi, B, *histories)
+    return node_loglik_kernel(
+        Q, pi, B, piece_q, piece_t, parent, piece, kind, code, bool(condition_first)
+    )
 
 
 def loglik_reference(

@@ -46,7 +46,7 @@ from markov_migration.core.likelihood import (
     _piece_exponentials,
 )
 
-__all__ = ["OBS_EXACT", "OBS_PANEL", "forward_kernel"]
+__all__ = ["OBS_EXACT", "OBS_PANEL", "forward_kernel", "node_loglik_kernel"]
 
 #: msm's obstype codes: a panel observation of the state at a time, and an
 #: exact entry time into the recorded state (msm ``deathexact``, obstype 3).
@@ -111,6 +111,81 @@ def _pieces(Q, piece_q, piece_t, need_exact):
 
 
 @njit(cache=True)
+def _tree(node_parent, node_piece, node_type, node_count, n_pieces):
+    """Weight through each node, which nodes have children, which pieces need ``P Q_off``."""
+    n_nodes = node_parent.shape[0]
+    need_exact = np.zeros(n_pieces, dtype=np.bool_)
+    has_child = np.zeros(n_nodes, dtype=np.bool_)
+    W = node_count.copy()
+    for n in range(n_nodes - 1, -1, -1):
+        par = node_parent[n]
+        if par >= 0:
+            has_child[par] = True
+            W[par] += W[n]
+            if node_type[n] == OBS_EXACT:
+                need_exact[node_piece[n]] = True
+    return W, has_child, need_exact
+
+
+@njit(cache=True)
+def _forward_nodes(T, pi, B, node_parent, node_piece, node_type, node_code, W, has_child):
+    """Normalised forward vector ``ahat`` and scale ``c`` of every node with weight.
+
+    Internal nodes in full (O(K^2)); a leaf only needs its scale,
+    ``c = ahat_parent . Y[s, code]`` with ``Y[s, code] = T_s B[code]`` formed once
+    per (interval, code). Returns ``ok = False`` if some scale is not positive
+    and finite (that node's ``ahat`` is then 0, so its descendants get 0 too).
+    """
+    n_nodes = node_parent.shape[0]
+    K = B.shape[1]
+    n_codes = B.shape[0]
+    n_slots = T.shape[0]
+    n_pieces = n_slots // 2
+    ahat = np.empty((n_nodes, K))
+    pre = np.empty((n_nodes, K))  # ahat_parent T (pi at a root), before emission
+    cval = np.zeros(n_nodes)
+    Y = np.empty((n_slots, n_codes, K))
+    ydone = np.zeros((n_slots, n_codes), dtype=np.bool_)
+    ok = True
+    for n in range(n_nodes):
+        if W[n] == 0.0:
+            continue
+        par = node_parent[n]
+        code = node_code[n]
+        s = node_piece[n] + (n_pieces if node_type[n] == OBS_EXACT else 0)
+        c = 0.0
+        if par >= 0 and not has_child[n]:
+            if not ydone[s, code]:
+                for i in range(K):
+                    y = 0.0
+                    for j in range(K):
+                        y += T[s, i, j] * B[code, j]
+                    Y[s, code, i] = y
+                ydone[s, code] = True
+            for i in range(K):
+                c += ahat[par, i] * Y[s, code, i]
+        else:
+            for j in range(K):
+                if par < 0:
+                    v = pi[j]
+                else:
+                    v = 0.0
+                    for i in range(K):
+                        v += ahat[par, i] * T[s, i, j]
+                pre[n, j] = v
+                a = v * B[code, j]
+                ahat[n, j] = a
+                c += a
+            good = c > 0.0 and np.isfinite(c)
+            for j in range(K):
+                ahat[n, j] = ahat[n, j] / c if good else 0.0
+        if not (c > 0.0 and np.isfinite(c)):
+            ok = False
+        cval[n] = c
+    return ahat, pre, cval, Y, ydone, ok
+
+
+@njit(cache=True)
 def forward_kernel(
     Q, pi, B, piece_q, piece_t, node_parent, node_piece, node_type, node_code, node_count,
     condition_first, with_grad,
@@ -145,73 +220,31 @@ def forward_kernel(
     dQ = np.zeros((M, K, K))
     dB = np.zeros((n_codes, K))
     dpi = np.zeros(K)
-    need_exact = np.zeros(n_pieces, dtype=np.bool_)
-    has_child = np.zeros(n_nodes, dtype=np.bool_)
-    W = node_count.copy()
-    for n in range(n_nodes - 1, -1, -1):
-        par = node_parent[n]
-        if par >= 0:
-            has_child[par] = True
-            W[par] += W[n]
-            if node_type[n] == OBS_EXACT:
-                need_exact[node_piece[n]] = True
+    W, has_child, need_exact = _tree(node_parent, node_piece, node_type, node_count, n_pieces)
     mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, valid = _pieces(
         Q, piece_q, piece_t, need_exact
     )
     if not valid:
         return -np.inf, dQ, dB, dpi
 
-    # forward: internal nodes in full, leaves through Y[s, code] = T_s B[code]
-    ahat = np.empty((n_nodes, K))
-    pre = np.empty((n_nodes, K))  # ahat_parent T (pi at a root), before emission
-    cval = np.empty(n_nodes)
-    Y = np.empty((2 * n_pieces, n_codes, K))
-    ydone = np.zeros((2 * n_pieces, n_codes), dtype=np.bool_)
+    ahat, pre, cval, Y, ydone, ok = _forward_nodes(
+        T, pi, B, node_parent, node_piece, node_type, node_code, W, has_child
+    )
+    if not ok:
+        return -np.inf, dQ, dB, dpi
     total = 0.0
     prod = 1.0  # product of the scales of weight-1 nodes not yet in total
     for n in range(n_nodes):
-        if W[n] == 0.0:
+        if W[n] == 0.0 or (node_parent[n] < 0 and condition_first):
             continue
-        par = node_parent[n]
-        code = node_code[n]
-        s = node_piece[n] + (n_pieces if node_type[n] == OBS_EXACT else 0)
-        c = 0.0
-        if par >= 0 and not has_child[n]:
-            if not ydone[s, code]:
-                for i in range(K):
-                    y = 0.0
-                    for j in range(K):
-                        y += T[s, i, j] * B[code, j]
-                    Y[s, code, i] = y
-                ydone[s, code] = True
-            for i in range(K):
-                c += ahat[par, i] * Y[s, code, i]
+        c = cval[n]
+        if W[n] == 1.0:  # most histories: fold into one log per ~100 nodes
+            prod *= c
+            if not (1e-250 < prod < 1e250):
+                total += np.log(prod)
+                prod = 1.0
         else:
-            for j in range(K):
-                if par < 0:
-                    v = pi[j]
-                else:
-                    v = 0.0
-                    for i in range(K):
-                        v += ahat[par, i] * T[s, i, j]
-                pre[n, j] = v
-                a = v * B[code, j]
-                ahat[n, j] = a
-                c += a
-            if c > 0.0:
-                for j in range(K):
-                    ahat[n, j] /= c
-        if not (c > 0.0 and np.isfinite(c)):
-            return -np.inf, dQ, dB, dpi
-        cval[n] = c
-        if par >= 0 or not condition_first:
-            if W[n] == 1.0:  # most histories: fold into one log per ~100 nodes
-                prod *= c
-                if not (1e-250 < prod < 1e250):
-                    total += np.log(prod)
-                    prod = 1.0
-            else:
-                total += W[n] * np.log(c)
+            total += W[n] * np.log(c)
     total += np.log(prod)
     if not np.isfinite(total) or not with_grad:
         return total, dQ, dB, dpi
@@ -329,3 +362,35 @@ def forward_kernel(
         elif mode[m] == _MODE_COMPLEX:
             _back_transform(U_c[m], Ui_c[m], W_c[m], dQ[m])
     return total, dQ, dB, dpi
+
+
+@njit(cache=True)
+def node_loglik_kernel(
+    Q, pi, B, piece_q, piece_t, node_parent, node_piece, node_type, node_code, condition_first
+):  # fmt: skip
+    """Log-likelihood of the history that ends at each node (-inf if impossible).
+
+    The sum of the log scales along the node's path (without the first one
+    if ``condition_first``): the pointwise log-likelihood of each distinct
+    history, e.g. for PSIS-LOO.
+    """
+    n_nodes = node_parent.shape[0]
+    n_pieces = piece_q.shape[0]
+    out = np.full(n_nodes, -np.inf)
+    W, has_child, need_exact = _tree(node_parent, node_piece, node_type, np.ones(n_nodes), n_pieces)
+    pieces = _pieces(Q, piece_q, piece_t, need_exact)
+    T = pieces[9]
+    if not pieces[10]:
+        return out
+    _, _, cval, _, _, _ = _forward_nodes(
+        T, pi, B, node_parent, node_piece, node_type, node_code, W, has_child
+    )
+    for n in range(n_nodes):
+        c = cval[n]
+        par = node_parent[n]
+        term = np.log(c) if c > 0.0 and np.isfinite(c) else -np.inf
+        if par < 0:
+            out[n] = 0.0 if condition_first else term
+        else:
+            out[n] = out[par] + term
+    return out
