@@ -38,10 +38,10 @@ from markov_migration.core.likelihood import (
     _MODE_COMPLEX,
     _MODE_INVALID,
     _MODE_REAL,
-    _accumulate_spectral_adjoint,
     _back_transform,
     _decompose,
     _dense,
+    _divided_difference,
     _eigen_gaps,
     _piece_exponentials,
 )
@@ -108,6 +108,39 @@ def _pieces(Q, piece_q, piece_t, need_exact):
                             s += T[p, i, k] * Q[m, k, j]
                     T[n_pieces + p, i, j] = s
     return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, True
+
+
+@njit(cache=True)
+def _spectral_adjoint(U, Ui, lam, inv_d, abs_d, m, e, p, t, G, W, X, Y):
+    """``W_m += V(t) o (U_m^T G_p U_m^-T)`` for a dense adjoint ``G_p`` (Kalbfleisch-Lawless).
+
+    The pure-panel kernel's version sums over the few non-zeros of its ``G``
+    and is O(K^4) when ``G`` is dense, as it is here (every entry of ``P(t)``
+    is used by some history); two products make it O(K^3). ``X``, ``Y``:
+    scratch (K, K) of the decomposition's dtype.
+    """
+    K = e.shape[1]
+    zero = X[0, 0] * 0.0
+    for a in range(K):  # Y = G Ui^T
+        for j in range(K):
+            acc = zero
+            for b in range(K):
+                acc += G[p, a, b] * Ui[m, j, b]
+            Y[a, j] = acc
+    for i in range(K):  # X = U^T Y
+        for j in range(K):
+            acc = zero
+            for a in range(K):
+                acc += U[m, a, i] * Y[a, j]
+            X[i, j] = acc
+    for i in range(K):
+        W[m, i, i] += t * e[p, i] * X[i, i]
+        for j in range(i + 1, K):
+            v = _divided_difference(
+                lam[m, i], lam[m, j], e[p, i], e[p, j], t, inv_d[m, i, j], abs_d[m, i, j]
+            )
+            W[m, i, j] += v * X[i, j]
+            W[m, j, i] += v * X[j, i]
 
 
 @njit(cache=True)
@@ -336,22 +369,17 @@ def forward_kernel(
     W_c = np.zeros((M, K, K), dtype=np.complex128)
     X_r = np.zeros((K, K))
     X_c = np.zeros((K, K), dtype=np.complex128)
-    nz_a = np.zeros(K * K, dtype=np.int64)
-    nz_b = np.zeros(K * K, dtype=np.int64)
-    nz_g = np.zeros(K * K)
+    Y_r = np.zeros((K, K))
+    Y_c = np.zeros((K, K), dtype=np.complex128)
     for p in range(n_pieces):
         t = piece_t[p]
         if t == 0.0:  # P(0) = I does not depend on Q
             continue
         m = piece_q[p]
         if mode[m] == _MODE_REAL:
-            _accumulate_spectral_adjoint(
-                U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, G, p, W_r, X_r, nz_a, nz_b, nz_g
-            )
+            _spectral_adjoint(U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, G, W_r, X_r, Y_r)
         elif mode[m] == _MODE_COMPLEX:
-            _accumulate_spectral_adjoint(
-                U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, G, p, W_c, X_c, nz_a, nz_b, nz_g
-            )
+            _spectral_adjoint(U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, G, W_c, X_c, Y_c)
         else:
             # <G, L(Q t, E t)> = <t L(Q^T t, G), E>
             _, Lf = _expm_frechet_numba(np.ascontiguousarray(Q[m].T) * t, G[p])
