@@ -508,3 +508,22 @@ def test_pointwise_history_loglik(records):
     bad = F.history_loglik(Q4, pi, B0, *h, condition_first=cond)
     has1 = np.array([np.any(codes[ids == p] == 1) for p in people])
     assert np.all(bad[node[has1]] == -np.inf) and np.all(np.isfinite(bad[node[~has1]]))
+
+
+def test_gradient_with_a_complex_spectrum():
+    """A cycle 0 -> 1 -> 2 -> 0 (non-reversible): complex eigenvalues, complex arithmetic."""
+    allowed = np.array([[0, 1, 0, 1], [0, 0, 1, 0], [1, 0, 0, 1], [0, 0, 0, 0]], dtype=bool)
+    frm, to = np.nonzero(allowed)
+    Q = PH.generator_from_rates(4, frm, to, [0.9, 0.05, 0.8, 0.7, 0.1])
+    assert np.max(np.abs(np.linalg.eigvals(Q).imag)) > 0.1
+    rng = np.random.default_rng(5)
+    E = np.array([[0.9, 0.1, 0, 0], [0.05, 0.9, 0.05, 0], [0, 0.1, 0.9, 0], [0, 0, 0, 1.0]])
+    pi = np.array([0.5, 0.3, 0.2, 0.0])
+    ids, times, rec, obstype = simulate_hidden(
+        rng, Q, pi, E, 60, [0.0, 0.5, 1.5, 2.5], exact_state=3
+    )
+    h = F.aggregate_histories(ids, times, rec, obstype)
+    B = F.emission_table(E, [[k] for k in range(4)])
+    ref = F.loglik_reference(Q, pi, B, ids, times, rec, obstype)
+    assert F.loglik(Q, pi, B, *h) == pytest.approx(ref, rel=1e-10)
+    _check_grad(Q, frm, to, pi, B, h, False)
