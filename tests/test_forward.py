@@ -527,3 +527,27 @@ def test_gradient_with_a_complex_spectrum():
     ref = F.loglik_reference(Q, pi, B, ids, times, rec, obstype)
     assert F.loglik(Q, pi, B, *h) == pytest.approx(ref, rel=1e-10)
     _check_grad(Q, frm, to, pi, B, h, False)
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("script", ["msm_deathexact", "msm_censor", "msm_misc", "msm_phase"])
+def test_committed_msm_results_are_reproduced(tmp_path, script):
+    """Rerun a reference script on a copy of the folder: same -2 log L as committed."""
+    import shutil
+    import subprocess
+
+    from markov_migration.reference.msm import msm_available
+
+    if not msm_available():
+        pytest.skip("Rscript with the msm package is not installed")
+    for name in ("common.R", "cav.csv", f"{script}.R"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    res = subprocess.run(
+        ["Rscript", str(tmp_path / f"{script}.R")], capture_output=True, text=True, timeout=600
+    )
+    assert res.returncode == 0, res.stderr
+    new = json.loads((tmp_path / f"{script}.json").read_text())["cases"]
+    old = _msm(script)
+    assert [c["name"] for c in new] == [c["name"] for c in old]
+    for a, b in zip(new, old, strict=True):
+        assert a["minus2loglik"] == pytest.approx(b["minus2loglik"], rel=1e-12), a["name"]
