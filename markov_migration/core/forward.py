@@ -52,7 +52,9 @@ record, ...) is computed once.
     Number (or weight) of respondents whose history ends at this node.
 
 Each history uses one generator throughout (covariate pattern or group);
-intervals crossing period cuts are not supported here.
+intervals crossing period cuts are not supported here. Latent phases are a
+generator on an expanded state space plus a phase emission matrix
+(:mod:`markov_migration.core.phases`).
 """
 
 from typing import NamedTuple
