@@ -34,7 +34,7 @@ from numba import njit
 # suit the split of likelihood.py).
 from markov_migration.core.expm import expm as _expm_numba
 from markov_migration.core.expm import expm_frechet as _expm_frechet_numba
-from markov_migration.core.likelihood import (
+from markov_migration.core.spectral import (  # the eigen-basis machinery of the panel kernel
     _MODE_COMPLEX,
     _MODE_INVALID,
     _MODE_REAL,
