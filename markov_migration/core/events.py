@@ -282,7 +282,10 @@ def _events_parallel(
     # every draw reseeds its thread's generator, so the split over threads
     # does not change the result
     for d in prange(x0.shape[0]):
-        _events_draw(d, x0, q, piece_start, piece_dur, piece_gen, arrivals, seeds, stock, events)
+        # prange's index may be unsigned; int64 keeps the index arithmetic integral
+        _events_draw(
+            np.int64(d), x0, q, piece_start, piece_dur, piece_gen, arrivals, seeds, stock, events
+        )
 
 
 @njit(cache=True)
