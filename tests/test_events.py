@@ -23,14 +23,10 @@ from markov_migration.core.event_moments import (
     expected_step,
     occupancy_integrals,
 )
-from markov_migration.core.events import (
-    continuation_table,
-    project_events,
-    step_events,
-    step_events_pieces,
-)
+from markov_migration.core.events import project_events, step_events, step_events_pieces
 from markov_migration.core.ever_home import EverHomeSpace
-from markov_migration.core.projection import draw_seeds
+from markov_migration.core.projection import draw_seeds, inflow_counts
+from markov_migration.core.uniformization import continuation_table
 from markov_migration.inputs.spec import load_spec
 from markov_migration.io import models_dir
 
@@ -54,7 +50,7 @@ X0_3 = np.array([600, 300, 100])
 
 def replicate(x0, q, steps, n, seed, arrivals=None):
     """``n`` independent replications (draws) of one population."""
-    return project_events(x0, q, steps, seeds=draw_seeds(seed, np.arange(n)), arrivals=arrivals)
+    return project_events(x0, q, steps, seeds=draw_seeds(seed, np.arange(n)), inflow=arrivals)
 
 
 def zscore(sample: np.ndarray, expected) -> np.ndarray:
@@ -341,7 +337,7 @@ def test_conservation_is_exact_per_replication():
     steps = [[(0.5, 0)], [(0.2, 0), (0.3, 1)], [(0.25, 1), (0.05, 2), (0.2, 0)], [(1.0, 2)]]
     x0 = rng.integers(0, 5000, size=(n, k))
     arrivals = rng.integers(0, 300, size=(n, len(steps), k))
-    out = project_events(x0, q, steps, seeds=draw_seeds(4, np.arange(n)), arrivals=arrivals)
+    out = project_events(x0, q, steps, seeds=draw_seeds(4, np.arange(n)), inflow=arrivals)
     assert out.stock.dtype == np.int64 and out.events.dtype == np.int64
     assert np.all(out.stock[:, 0] == x0)
     assert np.all(out.arrivals == arrivals)
@@ -364,10 +360,10 @@ def test_results_depend_only_on_seed_and_draw_index():
     seeds = draw_seeds(7, np.arange(n))
     steps = [[(0.5, 0)], [(0.5, 0)]]
     arr = np.array([[0, 30, 0, 0, 0], [0, 10, 0, 0, 0]])
-    a = project_events(X0_5, q, steps, seeds=seeds, arrivals=arr, parallel=True)
-    b = project_events(X0_5, q, steps, seeds=seeds, arrivals=arr, parallel=False)
-    c = project_events(X0_5, np.broadcast_to(q, (n, 5, 5)), steps, seeds=seeds, arrivals=arr)
-    part = project_events(X0_5, q, steps, seeds=draw_seeds(7, np.arange(30, 40)), arrivals=arr)
+    a = project_events(X0_5, q, steps, seeds=seeds, inflow=arr, parallel=True)
+    b = project_events(X0_5, q, steps, seeds=seeds, inflow=arr, parallel=False)
+    c = project_events(X0_5, np.broadcast_to(q, (n, 5, 5)), steps, seeds=seeds, inflow=arr)
+    part = project_events(X0_5, q, steps, seeds=draw_seeds(7, np.arange(30, 40)), inflow=arr)
     for got in (b, c):
         assert np.array_equal(a.stock, got.stock) and np.array_equal(a.events, got.events)
     assert np.array_equal(a.events[30:], part.events) and np.array_equal(a.stock[30:], part.stock)
@@ -441,10 +437,34 @@ def test_ever_home_space_generator():
         ({"steps": [[(0.0, 0)]]}, "durations must be > 0"),
         ({"steps": [[(1.0, 1)]]}, "generator index"),
         ({"steps": [[]]}, "no pieces"),
-        ({"arrivals": [[1, 2]]}, "arrivals must have shape"),
+        ({"inflow": [[1, 2]]}, "inflow must have shape"),
+        ({"inflow": [[1, -2, 0]]}, "inflow must be finite"),
     ],
 )
 def test_bad_inputs_are_refused(kwargs, match):
-    args = {"x0": [1, 2, 3], "q": ABSORBING_Q, "steps": [[(1.0, 0)]], "arrivals": None} | kwargs
+    args = {"x0": [1, 2, 3], "q": ABSORBING_Q, "steps": [[(1.0, 0)]], "inflow": None} | kwargs
     with pytest.raises(ValueError, match=match):
-        project_events(args["x0"], args["q"], args["steps"], seeds=[1], arrivals=args["arrivals"])
+        project_events(args["x0"], args["q"], args["steps"], seeds=[1], inflow=args["inflow"])
+
+
+def test_fractional_and_uncertain_inflows():
+    q, n = ABSORBING_Q, 4000
+    steps = [[(0.5, 0)]] * 4
+    inflow = np.tile([12.5, 0.0, 0.0], (4, 1))  # 12.5 persons a half-year into state 0
+    out = project_events(X0_3, q, steps, seeds=draw_seeds(1, np.arange(3)), inflow=inflow)
+    # cumulative rounding, as project_stocks: 12.5, 25, 37.5, 50 -> 12, 25, 38, 50
+    counts = [12, 13, 13, 12]
+    assert out.arrivals[0, :, 0].tolist() == inflow_counts(inflow[:, 0]).tolist() == counts
+    cv = 0.5
+    out = project_events(
+        X0_3, q, steps, seeds=draw_seeds(2, np.arange(n)), inflow=inflow, inflow_cv=cv
+    )
+    total = out.arrivals.sum(axis=(1, 2)).astype(float)
+    mean = inflow.sum()
+    # Poisson with a gamma level (mean 1, CV cv): var = mean + (cv * mean)^2
+    assert abs(zscore(total[:, None], mean)[0]) < Z
+    var = mean + (cv * mean) ** 2
+    se_var = var * math.sqrt(2.0 / (n - 1)) * 2.5  # heavy-ish tails: generous
+    assert abs(total.var(ddof=1) - var) < Z * se_var
+    balance = out.stock[:, :-1] + out.arrivals + out.events.sum(axis=-2) - out.events.sum(axis=-1)
+    assert np.array_equal(out.stock[:, 1:], balance)
