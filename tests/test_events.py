@@ -323,6 +323,12 @@ def test_ever_home_agrees_across_step_lengths_and_with_first_passage():
     abroad[RETURNED] = False
     ref_back = (x0 * abroad) @ scipy.linalg.expm(q)[:, RETURNED]
     assert abs(zscore(back[1][:, None].astype(float), ref_back)[0]) < Z
+    # the flag alone (2K states) gives the same ever-home counts
+    flag_only = EverHomeSpace(k=5, home=[RETURNED], by_start=False)
+    arr = flag_only.arrivals(arrivals)[None]
+    out = replicate(flag_only.initial(x0), flag_only.generator(q), [[(1.0, 0)]], reps, 50, arr)
+    assert_close_distributions(flag_only.ever_home(out.stock[:, -1]), ever[1])
+    assert np.array_equal(flag_only.stock(out.stock[:, 0]), np.broadcast_to(x0, (reps, 5)))
 
 
 # ----------------------------------------------------------------------------- exact identities
@@ -403,25 +409,35 @@ def test_two_piece_generator_matches_chained_exponentials():
     np.testing.assert_allclose(halves[1], whole[1], rtol=1e-10)
 
 
-def test_ever_home_space_generator():
+@pytest.mark.parametrize("by_start", [True, False])
+def test_ever_home_space_generator(by_start):
     q = migration5_q()
-    space = EverHomeSpace(k=5, home=[RETURNED])
+    space = EverHomeSpace(k=5, home=[RETURNED], by_start=by_start)
+    n = 4 if by_start else 2
     qa = space.generator(np.stack([q, 2 * q]))
-    assert qa.shape == (2, 20, 20)
+    assert qa.shape == (2, 5 * n, 5 * n)
     np.testing.assert_allclose(qa.sum(axis=-1), 0.0, atol=1e-12)
     # lumpable: from every augmented state, the total rate into model state s is q[r, s]
     for i in range(space.size):
-        lumped = qa[0, i].reshape(4, 5).sum(axis=0)
+        lumped = qa[0, i].reshape(n, 5).sum(axis=0)
         np.testing.assert_allclose(lumped, q[i % 5], atol=1e-12)
+    # entering home sets the flag: no flag-0 state of a home state is entered
+    flag0_home = [space.index(label, 0, RETURNED) for label in range(space.labels)]
+    assert np.all(qa[0][:, flag0_home][~np.eye(space.size, dtype=bool)[:, flag0_home]] == 0)
     # the flag never goes back to 0 and the label never changes
-    for label in range(2):
+    for label in range(space.labels):
         for r in range(5):
             i = space.index(label, 1, r)
             assert np.all(qa[0, i, : space.index(label, 1, 0)] == 0)
             assert np.all(qa[0, i, space.index(label, 1, 4) + 1 :] == 0)
     x = space.initial(np.array([10, 20, 30, 40, 50]))
     assert space.stock(x).tolist() == [10, 20, 30, 40, 50]
-    assert int(space.ever_home(x)) == 0 and int(space.home_from_abroad(x)) == 0
+    assert int(space.ever_home(x)) == 0
+    if by_start:
+        assert int(space.home_from_abroad(x)) == 0
+    else:
+        with pytest.raises(ValueError, match="by_start"):
+            space.home_from_abroad(x)
     with pytest.raises(ValueError, match="home states"):
         EverHomeSpace(k=5, home=[7])
 

@@ -10,7 +10,11 @@ flag, state)``:
   states, and the re-entry of someone who was home at the start and left);
 - ``label`` is fixed: 0 for persons abroad at the start, 1 for persons home at
   the start and for arrivals. It lets ``home_from_abroad`` count persons back
-  home at the end who were abroad at the start.
+  home at the end who were abroad at the start. The flag alone cannot: someone
+  home at the start who left and came back is flagged too. Without
+  ``by_start`` there is one label (2K states); the kernel's cost grows with
+  the number of occupied augmented states (about 1.5x the K-state run for 2K,
+  2.4x for 4K on the migration5 benchmark).
 
 The augmented generator is built from ``Q`` alone (the flag and label only
 relabel states), so its events collapse to those of ``Q`` and its stocks
@@ -36,8 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Number of labels and flags: the augmented space has LABELS * FLAGS * K states.
-LABELS = 2
+#: Values of the flag (0: not yet entered a home state, 1: entered one).
 FLAGS = 2
 
 
@@ -53,10 +56,14 @@ class EverHomeSpace:
         Number of states of the model.
     home : sequence of int
         Indices of the home states.
+    by_start : bool
+        Label persons by where they were at the start (4K states), so that
+        :meth:`home_from_abroad` is available; otherwise 2K states.
     """
 
     k: int
     home: Sequence[int]
+    by_start: bool = True
 
     def __post_init__(self) -> None:
         home = tuple(int(h) for h in self.home)
@@ -65,9 +72,14 @@ class EverHomeSpace:
         object.__setattr__(self, "home", home)
 
     @property
+    def labels(self) -> int:
+        """Number of labels (2 with ``by_start``, else 1)."""
+        return 2 if self.by_start else 1
+
+    @property
     def size(self) -> int:
         """Number of augmented states."""
-        return LABELS * FLAGS * self.k
+        return self.labels * FLAGS * self.k
 
     def index(self, label: int, flag: int, state: int) -> int:
         """Augmented index of ``(label, flag, state)``."""
@@ -87,7 +99,7 @@ class EverHomeSpace:
         out = np.zeros(q.shape[:-2] + (self.size, self.size))
         home = np.zeros(k, dtype=bool)
         home[list(self.home)] = True
-        for label in range(LABELS):
+        for label in range(self.labels):
             for flag in range(FLAGS):
                 for r in range(k):
                     for s in range(k):
@@ -101,26 +113,27 @@ class EverHomeSpace:
         return out
 
     def initial(self, x0: np.ndarray) -> np.ndarray:
-        """Augmented start stocks (..., size): flag 0, label 0 abroad, label 1 home."""
+        """Augmented start stocks (..., size): flag 0; label 0 abroad, 1 home."""
         x0 = np.asarray(x0)
         out = np.zeros(x0.shape[:-1] + (self.size,), dtype=x0.dtype)
         for s in range(self.k):
-            label = 1 if s in self.home else 0
+            label = 1 if s in self.home and self.by_start else 0
             out[..., self.index(label, 0, s)] = x0[..., s]
         return out
 
     def arrivals(self, arrivals: np.ndarray) -> np.ndarray:
-        """Augmented arrivals (..., size): label 1 (not abroad at the start), flag 0."""
+        """Augmented arrivals (..., size): flag 0, the last label (not abroad at the start)."""
         arrivals = np.asarray(arrivals)
         out = np.zeros(arrivals.shape[:-1] + (self.size,), dtype=arrivals.dtype)
-        out[..., self.index(1, 0, 0) : self.index(1, 0, 0) + self.k] = arrivals
+        first = self.index(self.labels - 1, 0, 0)
+        out[..., first : first + self.k] = arrivals
         return out
 
     def _split(self, stock: np.ndarray) -> np.ndarray:
         stock = np.asarray(stock)
         if stock.shape[-1] != self.size:
             raise ValueError(f"augmented stocks must end in {self.size}, got {stock.shape}")
-        return stock.reshape(stock.shape[:-1] + (LABELS, FLAGS, self.k))
+        return stock.reshape(stock.shape[:-1] + (self.labels, FLAGS, self.k))
 
     def stock(self, stock: np.ndarray) -> np.ndarray:
         """Persons by model state (..., K) from augmented stocks (..., size)."""
@@ -129,7 +142,8 @@ class EverHomeSpace:
     def events(self, events: np.ndarray) -> np.ndarray:
         """Transitions ``r -> s`` (..., K, K) from augmented events (..., size, size)."""
         events = np.asarray(events)
-        shape = events.shape[:-2] + (LABELS * FLAGS, self.k, LABELS * FLAGS, self.k)
+        n = self.labels * FLAGS
+        shape = events.shape[:-2] + (n, self.k, n, self.k)
         return events.reshape(shape).sum(axis=(-4, -2))
 
     def ever_home(self, stock: np.ndarray) -> np.ndarray:
@@ -137,6 +151,8 @@ class EverHomeSpace:
         return self._split(stock)[..., 1, :].sum(axis=(-2, -1))
 
     def home_from_abroad(self, stock: np.ndarray) -> np.ndarray:
-        """Persons (...) in a home state now who were abroad at the start."""
+        """Persons (...) in a home state now who were abroad at the start (needs ``by_start``)."""
+        if not self.by_start:
+            raise ValueError("home_from_abroad needs EverHomeSpace(..., by_start=True)")
         abroad_at_start = self._split(stock)[..., 0, :, :]
         return abroad_at_start[..., list(self.home)].sum(axis=(-2, -1))
