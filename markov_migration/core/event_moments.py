@@ -36,32 +36,36 @@ import scipy.linalg
 
 
 def _complete(q: np.ndarray) -> np.ndarray:
-    """The generator with its diagonal rebuilt from the off-diagonal rates."""
+    """The generator(s) with the diagonal rebuilt from the off-diagonal rates."""
     q = np.array(q, dtype=np.float64)
     idx = np.arange(q.shape[-1])
-    q[idx, idx] = 0.0
-    q[idx, idx] = -q.sum(axis=-1)
+    q[..., idx, idx] = 0.0
+    q[..., idx, idx] = -q.sum(axis=-1)
     return q
 
 
 def occupancy_integrals(q: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``P(h)``, ``int_0^h P(u) du`` and ``int_0^h (h - u) P(u) du`` (K, K each).
+    """``P(h)``, ``int_0^h P(u) du`` and ``int_0^h (h - u) P(u) du``.
 
     Parameters
     ----------
-    q : ndarray, shape (K, K)
-        Generator (intensities per time unit; the diagonal is rebuilt).
+    q : ndarray, shape (..., K, K)
+        Generator(s) (intensities per time unit; the diagonal is rebuilt).
     h : float
         Length of the interval (time units, >= 0).
+
+    Returns
+    -------
+    tuple of three ndarray, shape (..., K, K)
     """
     q = _complete(q)
-    k = q.shape[0]
-    block = np.zeros((3 * k, 3 * k))
-    block[:k, :k] = q
-    block[:k, k : 2 * k] = np.eye(k)
-    block[k : 2 * k, 2 * k :] = np.eye(k)
+    k = q.shape[-1]
+    block = np.zeros(q.shape[:-2] + (3 * k, 3 * k))
+    block[..., :k, :k] = q
+    block[..., :k, k : 2 * k] = np.eye(k)
+    block[..., k : 2 * k, 2 * k :] = np.eye(k)
     e = scipy.linalg.expm(block * h)
-    return e[:k, :k], e[:k, k : 2 * k], e[:k, 2 * k :]
+    return e[..., :k, :k], e[..., :k, k : 2 * k], e[..., :k, 2 * k :]
 
 
 def expected_step(
@@ -71,43 +75,50 @@ def expected_step(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Expected end stocks and events of one step with a piecewise-constant generator.
 
+    Works on one population or on a batch (e.g. posterior draws): leading
+    dimensions of ``x0``, the generators and ``arrivals`` broadcast.
+
     Parameters
     ----------
-    x0 : array_like, shape (K,)
+    x0 : array_like, shape (..., K)
         Persons by state at the start of the step.
     pieces : sequence of (Q, duration)
-        Generators (K, K) in time order and how long each holds (time units).
-    arrivals : array_like, shape (K,), optional
+        Generators (..., K, K) in time order and how long each holds (time units, > 0).
+    arrivals : array_like, shape (..., K), optional
         Persons arriving during the step at uniform times (each piece gets
         its share by duration, uniform within it).
 
     Returns
     -------
-    stock : ndarray, shape (K,)
+    stock : ndarray, shape (..., K)
         Expected persons by state at the end of the step.
-    events : ndarray, shape (K, K)
+    events : ndarray, shape (..., K, K)
         Expected transitions ``r -> s`` within the step (diagonal 0).
     """
-    m = np.asarray(x0, dtype=np.float64).copy()
-    k = m.size
+    m = np.asarray(x0, dtype=np.float64)
+    k = m.shape[-1]
     arr = np.zeros(k) if arrivals is None else np.asarray(arrivals, dtype=np.float64)
     total = sum(float(h) for _, h in pieces)
-    events = np.zeros((k, k))
+    if not all(float(h) > 0 for _, h in pieces):
+        raise ValueError("piece durations must be > 0")
+    events = 0.0
     off = ~np.eye(k, dtype=bool)
     for q, h in pieces:
         q = _complete(q)
         p, int1, int2 = occupancy_integrals(q, h)
-        share = arr * (h / total) if total > 0 else arr  # arrivals in this piece
-        occupancy = m @ int1 + (share / h) @ int2 if h > 0 else m * 0.0
-        events += np.where(off, occupancy[:, None] * q, 0.0)
-        m = m @ p + ((share / h) @ int1 if h > 0 else share)
+        rate = arr / total  # arrivals per time unit, spread evenly over the step
+        occupancy = np.einsum("...r,...rs->...s", m, int1) + np.einsum(
+            "...r,...rs->...s", rate, int2
+        )
+        events = events + np.where(off, occupancy[..., :, None] * q, 0.0)
+        m = np.einsum("...r,...rs->...s", m, p) + np.einsum("...r,...rs->...s", rate, int1)
     return m, events
 
 
 def expected_events(
     x0: np.ndarray, q: np.ndarray, h: float, arrivals: np.ndarray | None = None
 ) -> np.ndarray:
-    """Expected transitions ``r -> s`` (K, K) within a step of length ``h``.
+    """Expected transitions ``r -> s`` (..., K, K) within a step of length ``h``.
 
     ``E[events r -> s] = (x0' int_0^h P(u) du)[r] q_rs``, plus the arrivals'
     ``(a' (1/h) int_0^h (h - u) P(u) du)[r] q_rs``; see :func:`expected_step`.

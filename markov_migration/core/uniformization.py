@@ -44,7 +44,7 @@ TABLE_PAD = 30
 
 
 @njit(cache=True)
-def continuation_table(lam, n, mixed):  # pragma: no cover
+def continuation_tables(lam, n):  # pragma: no cover
     """Continuation probabilities of the number of virtual jumps.
 
     Parameters
@@ -52,27 +52,27 @@ def continuation_table(lam, n, mixed):  # pragma: no cover
     lam : float
         ``mu h`` (expected virtual jumps of a person present the whole step).
     n : int
-        Length of the table.
-    mixed : bool
-        False: ``N ~ Poisson(lam)`` (present from the start of the step).
-        True: the mixed Poisson of an arrival at a uniform time in the step.
+        Length of the tables.
 
     Returns
     -------
-    ndarray, shape (n,)
-        ``c[j] = P(N >= j + 1 | N >= j)``; ``c[0] = P(N >= 1)``.
+    ndarray, shape (2, n)
+        ``c[g, j] = P(N >= j + 1 | N >= j)`` (``c[g, 0] = P(N >= 1)``) for
+        ``g = 0``: ``N ~ Poisson(lam)`` (present from the start of the step),
+        and ``g = 1``: the mixed Poisson of an arrival at a uniform time in the
+        step, ``P(N = m) = P(Poisson(lam) >= m + 1) / lam``.
 
     Notes
     -----
-    Both tables come from backward recursions that never subtract tail sums,
-    so they are accurate far into the tails. With ``a_j = lam / (j + 1)``:
-    Poisson ``c_j = a_j / (1 - c_{j+1} + a_j)`` (from ``P(N >= j) / P(N = j)
-    = 1 + a_j P(N >= j+1) / P(N = j+1)``); mixed ``m_j = c_{j+1} / (1 -
-    m_{j+1} + c_{j+1})`` (from ``P(M >= j) = E[(N - j)^+] / lam``). The
-    recursion starts at ``max(n, 2 lam) + 60`` from 0; each step down shrinks
-    the starting error by a factor below 1/2 while ``j > 2 lam``.
+    Both come from backward recursions that never subtract tail sums, so they
+    are accurate far into the tails. With ``a_j = lam / (j + 1)``: Poisson
+    ``c_j = a_j / (1 - c_{j+1} + a_j)`` (from ``P(N >= j) / P(N = j) = 1 +
+    a_j P(N >= j+1) / P(N = j+1)``); mixed ``m_j = c_{j+1} / (1 - m_{j+1} +
+    c_{j+1})`` (from ``P(M >= j) = E[(N - j)^+] / lam``). The recursion starts
+    at ``max(n, 2 lam) + 60`` from 0; each step down shrinks the starting
+    error by a factor below 1/2 while ``j > 2 lam``.
     """
-    out = np.zeros(n)
+    out = np.zeros((2, n))
     if lam <= 0.0 or n == 0:
         return out
     top = max(n, int(2.0 * lam)) + 60
@@ -80,13 +80,11 @@ def continuation_table(lam, n, mixed):  # pragma: no cover
     m_next = 0.0  # mixed m_{j+1}
     for j in range(top, -1, -1):
         a = lam / (j + 1.0)
-        c = a / (1.0 - c_next + a)
-        if mixed:
-            m = c_next / (1.0 - m_next + c_next)
-            m_next = m
-        c_next = c
+        m_next = c_next / (1.0 - m_next + c_next)
+        c_next = a / (1.0 - c_next + a)
         if j < n:
-            out[j] = m_next if mixed else c_next
+            out[0, j] = c_next
+            out[1, j] = m_next
     return out
 
 
@@ -136,15 +134,16 @@ def _piece(x, arr, q, h, ev, targets, cond, n_targets):  # pragma: no cover
             cond[r, i] = min(p / rest, 1.0)
     lam = mu * h
     n_tab = _table_length(lam)
-    table = np.empty((2, n_tab))
-    table[0] = continuation_table(lam, n_tab, False)
-    table[1] = continuation_table(lam, n_tab, True)
-    # active[0]: present from the start of the piece; active[1]: arrivals
+    table = continuation_tables(lam, n_tab)
+    # active[0]: present from the start of the piece; active[1]: arrivals.
+    # Persons in a state without exits only make self-jumps: they finish at once.
     active = np.zeros((2, k), dtype=np.int64)
     n_active = 0
     for r in range(k):
-        a0 = np.random.binomial(x[r], table[0, 0]) if x[r] > 0 else 0  # noqa: NPY002
-        a1 = np.random.binomial(arr[r], table[1, 0]) if arr[r] > 0 else 0  # noqa: NPY002
+        a0, a1 = 0, 0
+        if n_targets[r] > 0:
+            a0 = np.random.binomial(x[r], table[0, 0]) if x[r] > 0 else 0  # noqa: NPY002
+            a1 = np.random.binomial(arr[r], table[1, 0]) if arr[r] > 0 else 0  # noqa: NPY002
         active[0, r] = a0
         active[1, r] = a1
         x[r] += arr[r] - a0 - a1  # those without any jump finish where they are
@@ -155,9 +154,7 @@ def _piece(x, arr, q, h, ev, targets, cond, n_targets):  # pragma: no cover
         if j >= n_tab:
             # beyond the table (probability < 1e-20 per person): extend it
             n_tab *= 2
-            table = np.empty((2, n_tab))
-            table[0] = continuation_table(lam, n_tab, False)
-            table[1] = continuation_table(lam, n_tab, True)
+            table = continuation_tables(lam, n_tab)
         n_active = 0
         for g in range(2):
             landed[:] = 0
@@ -178,7 +175,9 @@ def _piece(x, arr, q, h, ev, targets, cond, n_targets):  # pragma: no cover
             p_more = table[g, j]
             for s in range(k):
                 n = landed[s]
-                more = np.random.binomial(n, p_more) if n > 0 else 0  # noqa: NPY002
+                more = 0
+                if n > 0 and n_targets[s] > 0:
+                    more = np.random.binomial(n, p_more)  # noqa: NPY002
                 active[g, s] = more
                 x[s] += n - more
                 n_active += more
