@@ -126,6 +126,18 @@ def test_event_means_match_van_loan(name, x0, h, with_arrivals):
     assert np.all(np.abs(z) < Z), z
 
 
+@pytest.mark.parametrize(("scale", "h"), [(1.0, 11.0), (50.0, 1.0)])
+def test_long_and_fast_steps_match_van_loan(scale, h):
+    """Many virtual jumps per step (mu h = 27.5 and 125): deep continuation tables."""
+    q = migration5_q() * scale
+    arrivals = np.array([0, 300, 0, 0, 0])
+    out = replicate(X0_5, q, [[(h, 0)]], 1000, seed=13, arrivals=arrivals[None])
+    stock_ref, events_ref = expected_step(X0_5, [(q, h)], arrivals)
+    allowed = q > 0
+    assert np.all(np.abs(zscore(out.events[:, 0][:, allowed], events_ref[allowed])) < Z)
+    assert np.all(np.abs(zscore(out.stock[:, 1].astype(float), stock_ref)) < Z)
+
+
 def test_per_draw_generators_match_van_loan_per_draw():
     """Posterior-like draws: mean over draws of (events - Van Loan of that draw) is 0."""
     rng = np.random.default_rng(5)

@@ -29,6 +29,27 @@ Examples
 1000
 >>> bool((end == np.array([1000, 0]) + events.sum(axis=0) - events.sum(axis=1)).all())
 True
+
+A projection as ``projection/run.py`` would run it: generators per draw (here
+one set for all draws) with one variant per period, the same ``steps``
+schedule as :func:`~markov_migration.core.projection.step_pmatrices` (the
+period changes inside the second step), and arrivals through every step.
+"Ever returned" runs the same kernel on the augmented space and collapses it:
+
+>>> from markov_migration.core.ever_home import EverHomeSpace
+>>> from markov_migration.core.projection import draw_seeds
+>>> periods = np.stack([q, 2.0 * q])[None]               # (1 draw set, 2 periods, K, K)
+>>> steps = [[(1.0, 0)], [(0.4, 0), (0.6, 1)], [(1.0, 1)]]
+>>> inflow = np.tile([50.0, 0.0], (3, 1))                 # persons per step and state
+>>> seeds = draw_seeds(7, np.arange(4))                   # 4 draws
+>>> out = project_events([900, 100], periods, steps, seeds=seeds, inflow=inflow)
+>>> out.stock.shape, out.events.shape
+((4, 4, 2), (4, 3, 2, 2))
+>>> space = EverHomeSpace(k=2, home=[1])
+>>> aug = project_events(space.initial(np.array([900, 100])), space.generator(periods), steps,
+...                      seeds=seeds, inflow=space.arrivals(inflow))
+>>> space.stock(aug.stock).shape, space.events(aug.events).shape, space.ever_home(aug.stock).shape
+((4, 4, 2), (4, 3, 2, 2), (4, 4))
 """
 
 from __future__ import annotations
