@@ -30,7 +30,7 @@ from markov_migration.testing import fake_fit
 runner = CliRunner()
 INITIAL = "abroad=30000,transit=15000,swing=8000,reemigrated=5000"
 #: The module the ``project`` command takes its file writers from.
-WRITERS = "markov_migration.projection.run"
+WRITERS = "markov_migration.projection.files"
 PROJECT = ["--initial", INITIAL, "--start", "2024.5", "--horizon", "2030", "--draws", "20"]
 
 
