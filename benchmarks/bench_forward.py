@@ -31,8 +31,9 @@ import numpy as np
 from markov_migration.core import forward as F
 from markov_migration.core import likelihood as L
 from markov_migration.core import phases as PH
+from markov_migration.inputs.aggregate import aggregate
 from markov_migration.inputs.design import likelihood_data
-from markov_migration.inputs.panel import aggregate, load_panel
+from markov_migration.inputs.panel import load_panel
 from markov_migration.inputs.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from markov_migration.inputs.aggregate import aggregate
 from markov_migration.inputs.design import model_design
-from markov_migration.inputs.panel import aggregate, validate_panel
+from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.simulate import simulate_panel
 from markov_migration.inputs.spec import load_spec, parse_spec
 from markov_migration.reference.msm import FLOAT_FORMAT, MsmCovariate, msm_frame
