@@ -21,6 +21,7 @@ test-fast: setup
 
 lint: setup
 	$(VENV)/bin/ruff check markov_migration tests benchmarks examples
+	$(VENV)/bin/lint-imports
 
 bench: setup
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

@@ -36,12 +36,11 @@ from markov_migration.core.expm import expm as _expm_numba
 from markov_migration.core.expm import expm_frechet as _expm_frechet_numba
 from markov_migration.core.spectral import (  # the eigen-basis machinery of the panel kernel
     _MODE_COMPLEX,
-    _MODE_INVALID,
     _MODE_REAL,
+    _add_divided,
     _back_transform,
-    _decompose,
+    _decompose_used,
     _dense,
-    _divided_difference,
     _eigen_gaps,
     _piece_exponentials,
 )
@@ -64,28 +63,12 @@ def _pieces(Q, piece_q, piece_t, need_exact):
     arithmetic). Decompositions per generator, real or complex, with the mode
     chosen by :func:`markov_migration.core.likelihood._decompose`.
     """
-    M = Q.shape[0]
     K = Q.shape[1]
     n_pieces = piece_q.shape[0]
-    used = np.zeros(M, dtype=np.bool_)
-    for p in range(n_pieces):
-        used[piece_q[p]] = True
-    mode = np.full(M, _MODE_REAL, dtype=np.int64)
-    lam_r = np.zeros((M, K))
-    U_r = np.zeros((M, K, K))
-    Ui_r = np.zeros((M, K, K))
-    lam_c = np.zeros((M, K), dtype=np.complex128)
-    U_c = np.zeros((M, K, K), dtype=np.complex128)
-    Ui_c = np.zeros((M, K, K), dtype=np.complex128)
+    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, valid = _decompose_used(Q, piece_q)
     T = np.zeros((2 * n_pieces, K, K))
     expo_r = np.zeros((n_pieces, K))
     expo_c = np.zeros((n_pieces, K), dtype=np.complex128)
-    valid = True
-    for m in range(M):
-        if used[m]:
-            mode[m] = _decompose(Q[m], lam_r[m], U_r[m], Ui_r[m], lam_c[m], U_c[m], Ui_c[m])
-            if mode[m] == _MODE_INVALID:
-                valid = False
     if not valid:
         return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, False
     for p in range(n_pieces):
@@ -133,14 +116,7 @@ def _spectral_adjoint(U, Ui, lam, inv_d, abs_d, m, e, p, t, G, W, X, Y):
             for a in range(K):
                 acc += U[m, a, i] * Y[a, j]
             X[i, j] = acc
-    for i in range(K):
-        W[m, i, i] += t * e[p, i] * X[i, i]
-        for j in range(i + 1, K):
-            v = _divided_difference(
-                lam[m, i], lam[m, j], e[p, i], e[p, j], t, inv_d[m, i, j], abs_d[m, i, j]
-            )
-            W[m, i, j] += v * X[i, j]
-            W[m, j, i] += v * X[j, i]
+    _add_divided(W, m, p, t, e, lam, inv_d, abs_d, X)
 
 
 @njit(cache=True)

@@ -6,6 +6,7 @@ Panel data enter as aggregated counts in a compressed layout that supports
 several generators (covariate patterns, groups) and piecewise-constant
 periods:
 
+``Q`` : float64 (M, K, K)
     Stack of ``M`` generators.
 ``piece_q`` : int64 (n_pieces,)
     Generator index of each *piece* (a distinct ``(generator, duration)`` pair).

@@ -12,23 +12,8 @@ Panel data enter as aggregated counts in a compressed layout that supports
 several generators (covariate patterns, groups) and piecewise-constant
 periods:
 
-``Q`` : float64 (M, K, K)
-    Stack of ``M`` generators.
-``piece_q`` : int64 (n_pieces,)
-    Generator index of each *piece* (a distinct ``(generator, duration)`` pair).
-``piece_t`` : float64 (n_pieces,)
-    Duration of each piece, >= 0, in the model's time unit.
-``row_ptr`` : int64 (n_rows + 1,)
-    CSR pointer into ``row_piece``; row ``r`` uses pieces
-    ``row_piece[row_ptr[r]:row_ptr[r + 1]]`` (at least one).
-``row_piece`` : int64 (nnz,)
-    Ordered pieces of each row: the interval's transition matrix is
-    ``P(piece_0) @ P(piece_1) @ ...`` (an interval that crosses period cut
-    points, as R msm's ``pci``). Almost always one piece per row.
-``row_from``, ``row_to`` : int64 (n_rows,)
-    Origin and destination state (0-based) of the observed transition.
-``row_count`` : float64 (n_rows,)
-    Number of (possibly weighted) persons making the transition.
+(the arrays ``Q``, ``piece_q``, ``piece_t``, ``row_ptr``, ``row_piece``, ``row_from``,
+``row_to``, ``row_count`` are described in :mod:`markov_migration.core.layout`).
 
 The log-likelihood is ``sum_r row_count[r] * log(P_r[row_from[r], row_to[r]])``.
 

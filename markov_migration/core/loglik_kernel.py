@@ -23,13 +23,12 @@ from markov_migration.core.expm import expm_frechet as _expm_frechet_numba
 from markov_migration.core.spectral import (
     _MODE_COMPLEX,
     _MODE_FALLBACK,
-    _MODE_INVALID,
     _MODE_REAL,
     _SEPARATED_MIN,
     _accumulate_row_spectral,
     _accumulate_spectral_adjoint,
     _back_transform,
-    _decompose,
+    _decompose_used,
     _dense,
     _eigen_gaps,
     _entry,
@@ -49,27 +48,10 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
     generators) at ``P[slot[p]]`` (``slot[p] = -1`` for the others), and
     ``value[r] = P_r[from_r, to_r]``.
     """
-    M = Q.shape[0]
     K = Q.shape[1]
     n_pieces = piece_q.shape[0]
     n_rows = row_from.shape[0]
-
-    used_gen = np.zeros(M, dtype=np.bool_)
-    for p in range(n_pieces):
-        used_gen[piece_q[p]] = True
-    mode = np.full(M, _MODE_REAL, dtype=np.int64)
-    lam_r = np.zeros((M, K))
-    U_r = np.zeros((M, K, K))
-    Ui_r = np.zeros((M, K, K))
-    lam_c = np.zeros((M, K), dtype=np.complex128)
-    U_c = np.zeros((M, K, K), dtype=np.complex128)
-    Ui_c = np.zeros((M, K, K), dtype=np.complex128)
-    valid = True
-    for m in range(M):
-        if used_gen[m]:
-            mode[m] = _decompose(Q[m], lam_r[m], U_r[m], Ui_r[m], lam_c[m], U_c[m], Ui_c[m])
-            if mode[m] == _MODE_INVALID:
-                valid = False
+    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, valid = _decompose_used(Q, piece_q)
 
     # each piece's row of exponentials is written for its generator's mode
     # before it is read, so no zeroing (it costs as much as the work here)

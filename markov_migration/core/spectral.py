@@ -251,14 +251,7 @@ def _accumulate_spectral_adjoint(
                         ga += G[s, a, b] * Ui[m, j, b]
                     x += U[m, a, i] * ga
                 X[i, j] = x
-    for i in range(K):
-        W[m, i, i] += t * e[p, i] * X[i, i]
-        for j in range(i + 1, K):
-            v = _divided_difference(
-                lam[m, i], lam[m, j], e[p, i], e[p, j], t, inv_d[m, i, j], abs_d[m, i, j]
-            )
-            W[m, i, j] += v * X[i, j]
-            W[m, j, i] += v * X[j, i]
+    _add_divided(W, m, p, t, e, lam, inv_d, abs_d, X)
 
 
 @njit(cache=True)
@@ -347,3 +340,51 @@ def _spectral_from_sums(U, Ui, inv_d, m, B, C, D, Sc, close, W):
                 t1 += B[m, k, i] * Ui[m, j, k]
                 t2 += U[m, k, i] * C[m, k, j]
             W[m, i, j] += (t1 - t2) * inv_d[m, i, j]
+
+
+@njit(cache=True, inline="always")
+def _add_divided(W, m, p, t, e, lam, inv_d, abs_d, X):
+    """``W_m += V(t) o X``: the divided differences of ``exp(lam t)`` times ``X``.
+
+    ``V(t)[i, i] = t exp(lam_i t)`` and ``V(t)[i, j] = (exp(lam_i t) - exp(lam_j t)) /
+    (lam_i - lam_j)`` (stable near equal eigenvalues); shared by the panel and the
+    forward-algorithm adjoints.
+    """
+    K = e.shape[1]
+    for i in range(K):
+        W[m, i, i] += t * e[p, i] * X[i, i]
+        for j in range(i + 1, K):
+            v = _divided_difference(
+                lam[m, i], lam[m, j], e[p, i], e[p, j], t, inv_d[m, i, j], abs_d[m, i, j]
+            )
+            W[m, i, j] += v * X[i, j]
+            W[m, j, i] += v * X[j, i]
+
+
+@njit(cache=True)
+def _decompose_used(Q, piece_q):
+    """Eigendecompose every generator that some piece uses.
+
+    Returns ``mode`` (per generator: real, complex, fallback or invalid), the real and
+    complex decompositions ``lam, U, Ui`` (only the one of each generator's mode is
+    filled) and whether every used generator is valid.
+    """
+    M = Q.shape[0]
+    K = Q.shape[1]
+    used = np.zeros(M, dtype=np.bool_)
+    for p in range(piece_q.shape[0]):
+        used[piece_q[p]] = True
+    mode = np.full(M, _MODE_REAL, dtype=np.int64)
+    lam_r = np.zeros((M, K))
+    U_r = np.zeros((M, K, K))
+    Ui_r = np.zeros((M, K, K))
+    lam_c = np.zeros((M, K), dtype=np.complex128)
+    U_c = np.zeros((M, K, K), dtype=np.complex128)
+    Ui_c = np.zeros((M, K, K), dtype=np.complex128)
+    valid = True
+    for m in range(M):
+        if used[m]:
+            mode[m] = _decompose(Q[m], lam_r[m], U_r[m], Ui_r[m], lam_c[m], U_c[m], Ui_c[m])
+            if mode[m] == _MODE_INVALID:
+                valid = False
+    return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, valid
