@@ -109,11 +109,12 @@ def test_projection_summary_lines_are_not_wrapped(tmp_path):
         console._width = width
     text = cap.get()
     pattern = re.compile(
-        r"^(baseline|ceasefire-2026): (returnees|diaspora|cumulative returns) at 20(30|35): "
+        r"^(baseline|ceasefire-2026): (returnees|diaspora|cumulative returns|ever returned) "
+        r"at 20(30|35): "
         r"median [\d,]+ \(80% interval [\d,]+-[\d,]+\)$"
     )
     lines = [line for line in text.splitlines() if line.startswith(("baseline", "ceasefire"))]
-    assert len(lines) == 12, text
+    assert len(lines) == 16, text
     assert all(pattern.match(line) for line in lines), text
     assert max(len(line) for line in lines) > 80  # the test would see a wrap
 

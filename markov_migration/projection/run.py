@@ -33,6 +33,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,13 +42,20 @@ import numpy as np
 import xarray as xr
 
 from markov_migration.core.draws import select_draws
-from markov_migration.core.projection import draw_seeds, project_stocks, step_pmatrices
+from markov_migration.core.events import project_events
+from markov_migration.core.ever_home import EverHomeSpace
+from markov_migration.core.projection import draw_seeds, generator_with_multipliers
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec, read_fit
 from markov_migration.inputs.scenario import Scenario, load_scenario
 from markov_migration.projection.files import describe_variables, provenance
-from markov_migration.projection.fitted import observed_prevalence, posterior_generators
+from markov_migration.projection.fitted import (
+    InitialTotal,
+    observed_prevalence,
+    period_generators,
+    periods_note,
+)
 from markov_migration.projection.plan import (
     Inflow,
     check_persons,
@@ -67,38 +75,78 @@ def project_chunk(
     *,
     steps: list[list[tuple[float, int]]],
     multipliers: np.ndarray,
+    periods: np.ndarray,
     inflow: np.ndarray,
     inflow_cv: float,
     inflow_state: int,
+    home: np.ndarray,
     parallel: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Project a block of draws: ``P`` per step from ``Q``, then the stochastic moves.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Project a block of draws: stocks and transition events, exactly, with "ever returned".
 
     The unit of work of both the in-memory and the Dask path (a module-level
-    function, so Dask can ship it to workers).
+    function, so Dask can ship it to workers). The generator of piece index
+    ``g`` is draw ``d``'s period ``periods[g]`` times the hazard multipliers
+    ``multipliers[g]``. The events kernel
+    (:func:`~markov_migration.core.events.project_events`) runs on the
+    augmented "ever home" space (:class:`~markov_migration.core.ever_home.EverHomeSpace`),
+    whose stocks and events collapse exactly to the model's states.
 
     Parameters
     ----------
-    q : ndarray, shape (D, K, K)
+    q : ndarray, shape (D, P, K, K)
+        Generators per draw and period.
     x0 : ndarray of int, shape (D, K)
     seeds : ndarray of uint32, shape (D,)
 
     Returns
     -------
-    flows : ndarray of int64, shape (D, S, K, K)
+    stock : ndarray of int64, shape (D, S + 1, K)
+    events : ndarray of int64, shape (D, S, K, K)
     arrivals : ndarray of int64, shape (D, S)
+    ever : ndarray of int64, shape (D, S + 1)
+        Persons who entered a home state at least once since the start.
+    back : ndarray of int64, shape (D, S + 1)
+        Persons in a home state who were in a non-home state at the start.
     """
-    p = step_pmatrices(q, steps, multipliers)
-    out = project_stocks(
-        x0,
-        p,
+    q = np.asarray(q, dtype=np.float64)
+    gens = np.stack(
+        [
+            generator_with_multipliers(q[:, int(p)], m)
+            for p, m in zip(periods, multipliers, strict=True)
+        ],
+        axis=1,
+    )
+    k = q.shape[-1]
+    space = EverHomeSpace(k=k, home=np.flatnonzero(home).tolist(), by_start=True)
+    per_state = np.zeros((len(steps), k))
+    per_state[:, inflow_state] = inflow
+    out = project_events(
+        space.initial(np.asarray(x0, dtype=np.int64)),
+        space.generator(gens),
+        steps,
         seeds=seeds,
-        inflow=inflow,
+        inflow=space.arrivals(per_state),
         inflow_cv=inflow_cv,
-        inflow_state=inflow_state,
         parallel=parallel,
     )
-    return out.flows, out.inflow
+    return (
+        space.stock(out.stock),
+        space.events(out.events),
+        out.arrivals.sum(axis=-1),
+        space.ever_home(out.stock),
+        space.home_from_abroad(out.stock),
+    )
+
+
+#: Outputs of :func:`project_chunk` in order: (name, core dims after ``draw``).
+CHUNK_OUTPUTS = (
+    ("stock", ["time", "state"]),
+    ("events", ["step", "from_state", "to_state"]),
+    ("arrivals", ["step"]),
+    ("ever", ["time"]),
+    ("back", ["time"]),
+)
 
 
 def _run_memory(q, x0, seeds, plans, chunk_draws, progress):
@@ -107,16 +155,14 @@ def _run_memory(q, x0, seeds, plans, chunk_draws, progress):
     done = 0
     results = []
     for plan in plans:
-        flows, arrivals = [], []
+        parts = []
         for lo in range(0, n, chunk_draws):
             hi = min(n, lo + chunk_draws)
-            f, a = project_chunk(q[lo:hi], x0[lo:hi], seeds[lo:hi], parallel=True, **plan)
-            flows.append(f)
-            arrivals.append(a)
+            parts.append(project_chunk(q[lo:hi], x0[lo:hi], seeds[lo:hi], parallel=True, **plan))
             done += hi - lo
             if progress is not None:
                 progress(done, total)
-        results.append((np.concatenate(flows), np.concatenate(arrivals)))
+        results.append(tuple(np.concatenate(values) for values in zip(*parts, strict=True)))
     return results
 
 
@@ -152,22 +198,24 @@ def _run_dask(q, x0, seeds, plans, chunk_draws, dask, progress):
     try:
         n = q.shape[0]
         chunks = {"draw": chunk_draws}
-        qa = xr.DataArray(q, dims=("draw", "from_state", "to_state")).chunk(chunks)
+        qa = xr.DataArray(q, dims=("draw", "period", "from_state", "to_state")).chunk(chunks)
         xa = xr.DataArray(x0, dims=("draw", "state")).chunk(chunks)
         sa = xr.DataArray(seeds, dims=("draw",)).chunk(chunks)
         lazy = []
         for plan in plans:
             n_steps = len(plan["steps"])
-            flows, arrivals = xr.apply_ufunc(
+            outs = xr.apply_ufunc(
                 project_chunk, qa, xa, sa,
-                input_core_dims=[["from_state", "to_state"], ["state"], []],
-                output_core_dims=[["step", "from_state", "to_state"], ["step"]],
+                input_core_dims=[["period", "from_state", "to_state"], ["state"], []],
+                output_core_dims=[dims for _, dims in CHUNK_OUTPUTS],
                 dask="parallelized",
-                output_dtypes=[np.int64, np.int64],
-                dask_gufunc_kwargs={"output_sizes": {"step": n_steps}},
+                output_dtypes=[np.int64] * len(CHUNK_OUTPUTS),
+                dask_gufunc_kwargs={
+                    "output_sizes": {"step": n_steps, "time": n_steps + 1}
+                },
                 kwargs={**plan, "parallel": False},
             )  # fmt: skip
-            lazy += [flows, arrivals]
+            lazy += list(outs)
         futures = client.compute(lazy)
         if progress is not None:
             from distributed import as_completed
@@ -175,7 +223,8 @@ def _run_dask(q, x0, seeds, plans, chunk_draws, dask, progress):
             for done, _ in enumerate(as_completed(futures), start=1):
                 progress(round(done / len(futures) * n * len(plans)), n * len(plans))
         values = client.gather(futures)
-        return [(values[2 * i].values, values[2 * i + 1].values) for i in range(len(plans))]
+        m = len(CHUNK_OUTPUTS)
+        return [tuple(values[m * i + j].values for j in range(m)) for i in range(len(plans))]
     finally:
         if cluster is not None:
             client.close()
@@ -297,20 +346,26 @@ def project_fit(
     if baseline or not resolved:
         resolved = [Scenario.baseline(), *resolved]
 
-    q_all = posterior_generators(
+    q_all, cuts = period_generators(
         fit, spec, covariates=covariates, group=group, period=period, at=float(times[0]), seed=seed
     )
     if draws is not None and draws < 1:  # the CLI's message (select_draws raises ValueError)
         raise InputError(f"--draws must be at least 1, got {draws}")
     chosen = select_draws(q_all.sizes["sample"], draws)
     n = chosen.size
-    q = np.ascontiguousarray(q_all.values[chosen])
+    q = np.ascontiguousarray(q_all.values[chosen])  # (draw, period, K, K)
     k = spec.n_states
-    x0 = initial_array(initial, spec, n)
+    seeds = draw_seeds(seed, np.arange(n))
+    total_note = None
+    if isinstance(initial, InitialTotal):
+        x0, total_note = initial.check().stocks(fit, spec, q, cuts, float(times[0]), seed)
+    else:
+        x0 = initial_array(initial, spec, n)
+    home = np.array([s in spec.home for s in spec.states])
 
     plans = []
     for s in resolved:
-        plan = scenario_plan(s, times, spec, inflow)
+        plan = scenario_plan(s, times, spec, inflow, period_cuts=cuts)
         check_persons(  # every count of the run then fits exactly in int64
             float(x0.sum(axis=-1).max()) + float(np.sum(plan.inflow)),
             f"initial stocks plus the inflows of scenario '{s.name}' come to",
@@ -319,29 +374,31 @@ def project_fit(
             {
                 "steps": plan.steps,
                 "multipliers": plan.multipliers,
+                "periods": plan.periods,
                 "inflow": plan.inflow,
                 "inflow_cv": float(inflow.cv),
                 "inflow_state": spec.index(inflow.state),
+                "home": home,
             }
         )
-    seeds = draw_seeds(seed, np.arange(n))
     if dask is None or dask is False:
         results = _run_memory(q, x0, seeds, plans, chunk_draws, progress)
     else:
         results = _run_dask(q, x0, seeds, plans, chunk_draws, dask, progress)
 
     n_sc, n_t = len(resolved), times.size
-    flows = np.zeros((n_sc, n, n_t, k, k), dtype=np.int64)
+    stock = np.stack([r[0] for r in results])
+    events = np.zeros((n_sc, n, n_t, k, k), dtype=np.int64)
     arrivals = np.zeros((n_sc, n, n_t), dtype=np.int64)
-    for i, (f, a) in enumerate(results):
-        flows[i, :, 1:] = f
-        arrivals[i, :, 1:] = a
-    stock = np.empty((n_sc, n, n_t, k), dtype=np.int64)
-    stock[:, :, 0] = x0[None]
-    stock[:, :, 1:] = flows[:, :, 1:].sum(axis=3)
-    stock[:, :, 1:, spec.index(inflow.state)] += arrivals[:, :, 1:]
-    home = np.array([s in spec.home for s in spec.states])
-    named = flow_series(flows, home)
+    for i, r in enumerate(results):
+        events[i, :, 1:] = r[1]
+        arrivals[i, :, 1:] = r[2]
+    ever = np.stack([r[3] for r in results])
+    back = np.stack([r[4] for r in results])
+    named = flow_series(events, home)
+    returnees = stock[..., home].sum(axis=-1)
+    net = np.zeros_like(returnees)
+    net[..., 1:] = np.diff(returnees, axis=-1)
 
     # the output's "draw" is the projection draw; the posterior sample's own indices
     # are kept as coords
@@ -350,12 +407,15 @@ def project_fit(
     ds = xr.Dataset(
         {
             "stock": (dims + ("state",), stock),
-            "returnees": (dims, stock[..., home].sum(axis=-1)),
+            "returnees": (dims, returnees),
             "diaspora": (dims, stock[..., ~home].sum(axis=-1)),
-            "flows": (dims + ("from_state", "to_state"), flows),
+            "events": (dims + ("from_state", "to_state"), events),
             "inflow": (dims, arrivals),
             **{name: (dims, values) for name, values in named.items()},
             "cumulative_returns": (dims, np.cumsum(named["returns"], axis=-1)),
+            "ever_returned": (dims, ever),
+            "returned_from_abroad": (dims, back),
+            "net_returnees_change": (dims, net),
         },
         coords={
             "scenario": names_all(resolved),
@@ -390,6 +450,9 @@ def project_fit(
         command,
     )
     ds.attrs["generator"] = q_all.attrs.get("generator", "the fit's posterior Q")
+    ds.attrs["periods"] = json.dumps(periods_note(q_all, cuts, times))
+    if total_note is not None:
+        ds.attrs["initial_total_distribution"] = json.dumps(total_note)
     return ds
 
 
