@@ -33,7 +33,12 @@ FLOW_TITLES = {
     "returns": "Returns per step (non-home to home state, persons)",
     "reemigrations": "Re-emigrations per step (home to non-home state, persons)",
     "moves_abroad": "Moves between non-home states per step (persons)",
+    "ever_returned": "Persons who returned at least once since the start",
+    "returned_from_abroad": "Persons home who were abroad at the start",
+    "net_returnees_change": "Net change of returnees per step (step-end, persons)",
 }
+#: Charts of the ``project`` command and the demo besides the states.
+DEFAULT_CHARTS = ("returnees", "diaspora", "cumulative_returns", "ever_returned")
 
 
 def _series(ds: xr.Dataset, name: str) -> tuple[xr.DataArray, list[str], str]:
@@ -50,7 +55,7 @@ def _series(ds: xr.Dataset, name: str) -> tuple[xr.DataArray, list[str], str]:
         away = [s for s in states if s not in home]
         return ds["diaspora"], away, "Diaspora (persons abroad: " + ", ".join(away) + ")"
     if name == "cumulative_returns":
-        return ds["cumulative_returns"], [], "Cumulative returns since the start (persons)"
+        return ds["cumulative_returns"], [], "Cumulative return events since the start (persons)"
     if name in FLOW_TITLES and name in ds:
         return ds[name], [], FLOW_TITLES[name]
     state = name.split(":", 1)[1] if name.startswith("stock:") else name
