@@ -190,10 +190,11 @@ def write_projection_outputs(
 ) -> list[Path]:
     """Write the NetCDF, the quantile CSV and the fan charts of a projection into a folder.
 
-    Files: ``<stem>.nc``, ``<stem>.csv`` and, with ``charts``, ``returnees.png``
-    and ``diaspora.png`` (plus ``stock-<state>.png`` with ``states``) in
-    ``out_dir/charts``. Every existing output is checked before anything is
-    written, so a refused run writes nothing.
+    Files: ``<stem>.nc``, ``<stem>.csv`` and, with ``charts``, ``returnees.png``,
+    ``diaspora.png``, ``cumulative_returns.png`` and ``ever_returned.png``
+    (plus ``stock-<state>.png`` with ``states``) in ``out_dir/charts``. Every
+    existing output is checked before anything is written, so a refused run
+    writes nothing.
 
     Returns
     -------
@@ -208,7 +209,7 @@ def write_projection_outputs(
     chart_dir = out_dir / "charts"
     planned = [nc, csv]
     if charts:
-        names = ["returnees", "diaspora"] + (
+        names = list(DEFAULT_CHARTS) + (
             [f"stock-{s}" for s in ds["state"].values] if states else []
         )
         planned += [chart_dir / f"{n}.png" for n in names]
@@ -219,5 +220,7 @@ def write_projection_outputs(
     if charts:
         from markov_migration.plots.fan import write_fan_charts
 
-        written += write_fan_charts(ds, chart_dir, states=states, force=force)
+        written += write_fan_charts(
+            ds, chart_dir, states=states, series=DEFAULT_CHARTS, force=force
+        )
     return written
