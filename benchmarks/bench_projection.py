@@ -25,6 +25,7 @@ import time
 import numpy as np
 import scipy.linalg
 
+from markov_migration.core.events import project_events
 from markov_migration.core.projection import draw_seeds, project_stocks, step_pmatrices
 from markov_migration.inputs.spec import load_spec
 from markov_migration.io import models_dir
@@ -86,7 +87,7 @@ def best_of(func, repeat: int, *args) -> tuple[float, object]:
     return min(times), result
 
 
-def with_events(q: np.ndarray, seed: int):
+def with_events(q: np.ndarray, seed: int, by_start: bool = True):
     """The projection's unit of work: stocks, events, ever returned (augmented space)."""
     from markov_migration.projection.run import project_chunk
 
@@ -96,7 +97,7 @@ def with_events(q: np.ndarray, seed: int):
     return project_chunk(
         q[:, None], np.broadcast_to(X0, (n, k)), draw_seeds(seed, np.arange(n)),
         steps=[[(1.0, 0)]] * STEPS, multipliers=np.ones((1, k, k)), periods=np.zeros(1, int),
-        inflow=np.full(STEPS, INFLOW), inflow_cv=0.0, inflow_state=1, home=home, parallel=True,
+        inflow=np.full(STEPS, INFLOW), inflow_cv=0.0, inflow_state=1, home=home, by_start=by_start, parallel=True,
     )  # fmt: skip
 
 
@@ -116,13 +117,25 @@ def events_main(args) -> None:
     t_new, out = best_of(with_events, args.repeat, q, 1)
     cpu_new = (sum(os.times()[:2]) - sum(cpu0[:2])) / args.repeat
     cpu0 = os.times()
+    t_2k, _ = best_of(with_events, args.repeat, q, 1, False)
+    cpu_2k = (sum(os.times()[:2]) - sum(cpu0[:2])) / args.repeat
+    cpu0 = os.times()
+    t_k, _ = best_of(lambda: project_events(X0, q, [[(1.0, 0)]] * STEPS,
+                     seeds=draw_seeds(1, np.arange(q.shape[0])),
+                     inflow=np.tile([0.0, INFLOW, 0, 0, 0], (STEPS, 1))), args.repeat)  # fmt: skip
+    cpu_k = (sum(os.times()[:2]) - sum(cpu0[:2])) / args.repeat
+    cpu0 = os.times()
     t_old, _ = best_of(vectorised, args.repeat, q, 1)
     cpu_old = (sum(os.times()[:2]) - sum(cpu0[:2])) / args.repeat
     print(f"projection kernels: {args.draws:,} draws x 5 states x {STEPS} yearly steps, "
           f"650,000 persons + {INFLOW:,.0f}/year")  # fmt: skip
     print(f"  events + ever returned (project_chunk)   {t_new:7.3f} s wall  {cpu_new:7.3f} s cpu")
+    print(f"  same, 2K space (no one home, no arrivals) {t_2k:6.3f} s wall  {cpu_2k:7.3f} s cpu")
+    print(f"  events only, K states (project_events)   {t_k:7.3f} s wall  {cpu_k:7.3f} s cpu")
     print(f"  old net change (P + project_stocks)      {t_old:7.3f} s wall  {cpu_old:7.3f} s cpu")
-    print(f"  ratio new / old                          {t_new / t_old:7.1f} x")
+    print(
+        f"  ratio new / old (wall; cpu)              {t_new / t_old:7.1f} x  {cpu_new / cpu_old:7.1f} x"
+    )
     assert np.all(out[0].sum(axis=-1) == X0.sum() + INFLOW * np.arange(STEPS + 1))
 
     tree = fake_fit(spec, simulate_panel(spec, 600, seed=1), chains=4, draws=1000, seed=2)
@@ -146,7 +159,7 @@ def events_main(args) -> None:
               f"ever returned mean {e.mean():10,.0f}")  # fmt: skip
     net = yearly["net_returnees_change"].sum("time").values
     print(f"  Van Loan expectation (mean over draws)  {expected:12,.0f}")
-    print(f"  old-style step-end net change, yearly   {net.mean():12,.0f}")
+    print(f"  sum of net_returnees_change (yearly)     {net.mean():12,.0f}  (= returnees at 2035)")
 
 
 def main() -> None:

@@ -710,7 +710,7 @@ def test_dask_path_equals_in_memory_path(tree):
     }
     memory = project_fit(tree, INITIAL, **kw)
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as c:
         with distributed.Client(c) as client:
             seen = []
@@ -770,7 +770,9 @@ def test_write_outputs_for_the_demo(tree, tmp_path):
     )
     paths = write_projection_outputs(ds, tmp_path / "demo")
     assert sorted(p.relative_to(tmp_path / "demo").as_posix() for p in paths) == [
+        "charts/cumulative_returns.png",
         "charts/diaspora.png",
+        "charts/ever_returned.png",
         "charts/returnees.png",
         "projection.csv",
         "projection.nc",

@@ -80,6 +80,7 @@ def project_chunk(
     inflow_cv: float,
     inflow_state: int,
     home: np.ndarray,
+    by_start: bool = True,
     parallel: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Project a block of draws: stocks and transition events, exactly, with "ever returned".
@@ -98,6 +99,11 @@ def project_chunk(
         Generators per draw and period.
     x0 : ndarray of int, shape (D, K)
     seeds : ndarray of uint32, shape (D,)
+    by_start : bool
+        Label persons by where they were at the start (4K augmented states).
+        Needed only when someone is home at the start or arrives during the
+        run; otherwise everyone was abroad at the start, persons back home are
+        the returnees, and the 2K-state chain (about 1.6 times faster) is run.
 
     Returns
     -------
@@ -118,7 +124,7 @@ def project_chunk(
         axis=1,
     )
     k = q.shape[-1]
-    space = EverHomeSpace(k=k, home=np.flatnonzero(home).tolist(), by_start=True)
+    space = EverHomeSpace(k=k, home=np.flatnonzero(home).tolist(), by_start=by_start)
     per_state = np.zeros((len(steps), k))
     per_state[:, inflow_state] = inflow
     out = project_events(
@@ -130,12 +136,14 @@ def project_chunk(
         inflow_cv=inflow_cv,
         parallel=parallel,
     )
+    stock = space.stock(out.stock)
+    back = space.home_from_abroad(out.stock) if by_start else stock[..., home].sum(axis=-1)
     return (
-        space.stock(out.stock),
+        stock,
         space.events(out.events),
         out.arrivals.sum(axis=-1),
         space.ever_home(out.stock),
-        space.home_from_abroad(out.stock),
+        back,
     )
 
 
@@ -181,7 +189,8 @@ def _dask_client(target: Any):
     if isinstance(target, distributed.Client):
         return target, None
     if target is True or target == "local":
-        cluster = distributed.LocalCluster(processes=False, dashboard_address=None)
+        # any free port for the dashboard: another cluster on the machine may hold 8787
+        cluster = distributed.LocalCluster(processes=False, dashboard_address=":0")
         return distributed.Client(cluster), cluster
     if isinstance(target, str):
         try:
@@ -362,10 +371,13 @@ def project_fit(
     else:
         x0 = initial_array(initial, spec, n)
     home = np.array([s in spec.home for s in spec.states])
+    plan_list = [scenario_plan(s, times, spec, inflow, period_cuts=cuts) for s in resolved]
+    # the (start label) space only when someone is home at the start or anyone arrives;
+    # decided for the whole run, so that chunks and Dask give the same result
+    by_start = bool(x0[:, home].any()) or any(np.any(p.inflow > 0) for p in plan_list)
 
     plans = []
-    for s in resolved:
-        plan = scenario_plan(s, times, spec, inflow, period_cuts=cuts)
+    for s, plan in zip(resolved, plan_list, strict=True):
         check_persons(  # every count of the run then fits exactly in int64
             float(x0.sum(axis=-1).max()) + float(np.sum(plan.inflow)),
             f"initial stocks plus the inflows of scenario '{s.name}' come to",
@@ -379,6 +391,7 @@ def project_fit(
                 "inflow_cv": float(inflow.cv),
                 "inflow_state": spec.index(inflow.state),
                 "home": home,
+                "by_start": by_start,
             }
         )
     if dask is None or dask is False:
