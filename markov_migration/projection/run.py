@@ -1,10 +1,13 @@
 """Projection of stocks by state from a fit: returnees and diaspora by year.
 
-For every posterior draw of the generator ``Q`` the people of the initial
-stocks move step by step through ``P(step) = expm(Q step)`` (with scenario
-multipliers where a scenario is in force), each person independently
-(multinomial moves, :mod:`markov_migration.core.projection`), new emigrants
-arrive in one state, and the stocks, flows and cumulative returns are recorded.
+For every posterior draw of the generator ``Q`` (the period in force at each
+time, with scenario multipliers where a scenario is in force) the people of the
+initial stocks move through the continuous-time chain, each person
+independently; the step-end stocks and every transition within each step are
+sampled jointly and exactly (:mod:`markov_migration.core.events`, on the "ever
+returned" space of :mod:`markov_migration.core.ever_home`), new emigrants arrive
+in one state at uniform times through each step, and the stocks, transition
+events, returns, cumulative returns and persons ever returned are recorded.
 The result is an :class:`xarray.Dataset` (see :func:`project_fit`) that
 :mod:`markov_migration.projection.files` writes as NetCDF and summarises for a
 spreadsheet and :mod:`markov_migration.plots.fan` draws as fan charts. The
@@ -267,12 +270,14 @@ def project_fit(
     ----------
     fit : DataTree or path
         A fit file (continuous time), or its DataTree.
-    initial : mapping of state to persons, or DataArray
+    initial : mapping of state to persons, DataArray, or InitialTotal
         Initial stocks at ``start`` (whole persons; states not named start
         empty; at most :data:`~markov_migration.projection.plan.MAX_PERSONS`
         in all, also counting every arrival over the run). A DataArray has dims
-        ``(state,)`` or ``(draw, state)`` (one row per projection draw, e.g. an
-        uncertain initial split).
+        ``(state,)`` or ``(draw, state)`` (one row per projection draw). An
+        :class:`~markov_migration.projection.fitted.InitialTotal` is split per
+        draw as that draw's posterior sample implies, with an optionally
+        uncertain total (recorded in the attribute ``initial_total_distribution``).
     start, horizon : float
         First and last output time (time units of the model, decimal years
         for the default model).
@@ -314,21 +319,25 @@ def project_fit(
         with (see
         :func:`~markov_migration.projection.fitted.posterior_generators`): covariates at the given
         values (others at baseline), a group of the data or ``"new"``
-        (required for a fit with groups), a period (default: the one in effect
-        at ``start``). Recorded in the attribute ``generator``.
+        (required for a fit with groups), a period held for the whole run
+        (default: the period in force at each time, switching at the fit's cut
+        points; after the last cut the last period holds; recorded in the
+        attribute ``periods``). Recorded in the attribute ``generator``.
 
     Returns
     -------
     Dataset
         ``stock (draw, time, state)``, ``returnees`` and ``diaspora (draw,
         time)`` (sums over the model's home and other states),
-        ``flows (draw, time, from_state, to_state)`` (the moves of the step
-        ending at ``time``), ``inflow (draw, time)``, the per-step flow series
-        ``returns``, ``reemigrations`` and ``moves_abroad (draw, time)`` (see
-        :func:`flow_series`; persons per step), ``cumulative_returns
-        (draw, time)`` (persons abroad at one output time and home at the next,
-        summed since the start), with a leading ``scenario`` dim when more
-        than one scenario runs; ``observed_share (wave, state)`` when the fit
+        ``events (draw, time, from_state, to_state)`` (every transition made
+        in the step ending at ``time``), ``inflow (draw, time)``, the per-step
+        event series ``returns``, ``reemigrations`` and ``moves_abroad (draw,
+        time)`` (see :func:`flow_series`; persons per step),
+        ``cumulative_returns (draw, time)`` (return events since the start),
+        ``ever_returned`` (persons who entered a home state since the start),
+        ``returned_from_abroad`` (persons home who were abroad at the start),
+        ``net_returnees_change`` (step-end change of the home stock), with a
+        leading ``scenario`` dim when more than one scenario runs; ``observed_share (wave, state)`` when the fit
         has a panel; provenance attributes (fit file SHA-256, seed, inputs).
     """
     fit_path = None if fit_file is None else Path(fit_file)
@@ -470,7 +479,7 @@ def project_fit(
 
 
 def flow_series(flows: np.ndarray, home: np.ndarray) -> dict[str, np.ndarray]:
-    """Named per-step series from the flow matrices ``(..., from_state, to_state)``.
+    """Named per-step series from the event matrices ``(..., from_state, to_state)``.
 
     ``returns``: from a non-home state into a home state; ``reemigrations``:
     from a home state into a non-home state; ``moves_abroad``: between two
