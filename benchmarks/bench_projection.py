@@ -106,7 +106,8 @@ def events_main(args) -> None:
 
     from markov_migration.inputs.simulate import simulate_panel
     from markov_migration.projection.fitted import InitialTotal
-    from markov_migration.projection.run import expected_returns, project_fit
+    from markov_migration.projection.reference import expected_returns
+    from markov_migration.projection.run import project_fit
     from markov_migration.testing import fake_fit
 
     spec = load_spec(models_dir() / "migration5.toml")

@@ -231,7 +231,8 @@ def _step_invariance(fit_path: Path, ds, kw: dict) -> None:
     import numpy as np
 
     from markov_migration.projection.fitted import InitialTotal
-    from markov_migration.projection.run import expected_returns, project_fit
+    from markov_migration.projection.reference import expected_returns
+    from markov_migration.projection.run import project_fit
 
     monthly = project_fit(fit_path, InitialTotal(DEMO_STILL_ABROAD), step=1 / 12, **kw)
     yearly = ds.sel(scenario="baseline") if "scenario" in ds.dims else ds
