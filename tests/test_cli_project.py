@@ -360,6 +360,8 @@ def test_inflow_into_a_home_state_warns_that_it_counts_as_returnees(fit_file, tm
         (["--initial-total-range", "5e5,7e5", "--initial", INITIAL], "needs --initial-total"),
         (["--initial-total", "650000", "--initial", INITIAL], "one of --initial"),
         (["--initial-total", "650000", "--inflow-cv", "-1"], "--inflow-cv must be >= 0"),
+        (["--initial", INITIAL, "--exit-rate", "-0.01"], "--exit-rate must be >= 0"),
+        (["--initial", INITIAL, "--exit-rate", "mars=0.01"], "'mars' is not a state"),
     ],
 )
 def test_bad_initial_totals_exit_2_with_one_line_and_no_output(fit_file, tmp_path, extra, message):

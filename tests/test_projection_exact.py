@@ -19,6 +19,7 @@ import scipy.linalg
 
 from markov_migration.core.draws import select_draws
 from markov_migration.core.event_moments import expected_step
+from markov_migration.errors import InputError
 from markov_migration.inputs.simulate import simulate_panel, simulate_paths_for_spec
 from markov_migration.inputs.spec import load_spec, parse_spec
 from markov_migration.io import models_dir
@@ -155,3 +156,32 @@ def test_initial_split_carries_respondents_through_the_periods(period_tree):
     assert sum(stocks.values()) == 10_000 and min(stocks.values()) > 0
     first = initial_stocks_from_fit(period_tree, 10_000, at=3.2, states=["a", "b", "c"], period=0)
     assert stocks != first  # the late respondents are carried with the later period's rates
+
+
+def test_exits_leave_the_population_at_their_rates(tree):
+    n, states = 1500, ["abroad", "transit", "swing", "returned", "reemigrated"]
+    rates = {"abroad": 0.05, "returned": 0.2}
+    ds = project_fit(tree, INITIAL, start=2024.5, horizon=2028, draws=n, seed=2, exit_rates=rates)
+    q = posterior_q(tree, n)
+    k = len(states)
+    wide = np.zeros((n, k + 1, k + 1))
+    wide[:, :k, :k] = q
+    wide[:, [0, 3], k] = [0.05, 0.2]
+    idx = np.arange(k + 1)
+    wide[:, idx, idx] = 0.0
+    wide[:, idx, idx] = -wide.sum(axis=-1)
+    x0 = np.array([INITIAL.get(s, 0) for s in states] + [0], float)
+    expected = np.einsum("r,drs->ds", x0, np.stack([scipy.linalg.expm(m * 3.5) for m in wide]))
+    got = np.concatenate(
+        [ds["stock"].sel(time=2028.0).values, ds["exited"].sel(time=2028.0).values[:, None]], 1
+    )
+    diff = got - expected
+    z = diff.mean(axis=0) / (diff.std(axis=0, ddof=1) / np.sqrt(n))
+    assert np.all(np.abs(z) < Z_MAX), z
+    # persons are conserved counting those who left; exits per step add up to exited
+    total = ds["stock"].sum("state") + ds["exited"]
+    assert np.all(total == sum(INITIAL.values()))
+    np.testing.assert_array_equal(ds["exits"].cumsum("time"), ds["exited"])
+    assert "0.2" in ds.attrs["exit_rates"]
+    with pytest.raises(InputError, match="--exit-rate must be >= 0"):
+        project_fit(tree, INITIAL, start=2024.5, horizon=2028, draws=5, exit_rates={"abroad": -1})

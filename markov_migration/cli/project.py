@@ -124,6 +124,14 @@ def project(
             help="Fits with periods: period label or index (default: the period at --start)."
         ),
     ] = None,
+    exit_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="People leave the population (deaths, moves out of scope): a yearly rate for "
+            "every state (e.g. 0.01) or per state (abroad=0.01,returned=0.005); an absorbing "
+            "exit state, reported as the series exits and exited."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -139,7 +147,12 @@ def project(
     from markov_migration.fitfile.format import fit_spec, read_fit
     from markov_migration.io import check_output
     from markov_migration.projection.files import write_projection, write_quantile_csv
-    from markov_migration.projection.plan import Inflow, parse_initial, read_initial_file
+    from markov_migration.projection.plan import (
+        Inflow,
+        parse_exit_rates,
+        parse_initial,
+        read_initial_file,
+    )
 
     # every input is checked before anything is computed or written
     if out.suffix.lower() not in (".nc", ".netcdf", ".h5"):
@@ -166,6 +179,7 @@ def project(
     tree = read_fit(fit)
     spec = fit_spec(tree)
     covariates = parse_covariates(covariate)
+    exits = parse_exit_rates(exit_rate, spec)
     if initial is not None:
         stocks = parse_initial(initial, spec)
     elif initial_file is not None:
@@ -212,7 +226,12 @@ def project(
         dask,
         quiet,
         command_line(),
-        dict(covariates=covariates, group=group, period=period),
+        dict(
+            covariates=covariates,
+            group=group,
+            period=period,
+            exit_rates=None if exits is None else dict(zip(spec.states, exits, strict=True)),
+        ),
     )
 
     if inflow_state is not None and inflow_state in spec.home:

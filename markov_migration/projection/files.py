@@ -75,6 +75,9 @@ STOCK_SERIES_NOTE = {
     "state)",
     "returned_from_abroad": "persons in a home state at time who were in a non-home state at the "
     "start",
+    "exits": "persons leaving the population (deaths, moves out of scope) during the step ending "
+    "at time (only with exit rates)",
+    "exited": "persons who left the population since the start (only with exit rates)",
     "net_returnees_change": "change of the home stock since the previous output time (step-end "
     "net change: returns minus re-emigrations plus arrivals into home states); it depends on "
     "the step and is not a count of returns",

@@ -215,6 +215,55 @@ def initial_stocks(
     return out
 
 
+def parse_exit_rates(rates: Mapping[str, float] | float | str | None, spec: ModelSpec):
+    """Exit rates per state (per time unit) as an array (K,), or None for no exits.
+
+    ``rates`` is one rate for every state, a mapping of state to rate (others
+    0), or the command-line text ``"0.01"`` or ``"abroad=0.01,returned=0.005"``.
+
+    Raises
+    ------
+    InputError
+        On an unknown state, or a rate that is negative or not a finite number.
+    """
+    if rates is None:
+        return None
+    if isinstance(rates, str):
+        text = rates.strip()
+        if "=" not in text:
+            try:
+                rates = float(text)
+            except ValueError:
+                raise InputError(
+                    f"--exit-rate must be a number or state=rate,..., got '{rates}'"
+                ) from None
+        else:
+            parsed: dict[str, float] = {}
+            for item in text.split(","):
+                name, _, value = item.partition("=")
+                try:
+                    parsed[name.strip()] = float(value)
+                except ValueError:
+                    raise InputError(
+                        f"--exit-rate: rate of '{name.strip()}' is not a number"
+                    ) from None
+            rates = parsed
+    if isinstance(rates, Mapping):
+        out = np.zeros(spec.n_states)
+        for name, value in rates.items():
+            if name not in spec.states:
+                known = ", ".join(spec.states)
+                raise InputError(f"--exit-rate: '{name}' is not a state of model {spec.name} "
+                                 f"(states: {known})")  # fmt: skip
+            out[spec.index(name)] = float(value)
+    else:
+        out = np.full(spec.n_states, float(rates))
+    if not np.all(np.isfinite(out)) or np.any(out < 0):
+        bad = out[~(np.isfinite(out) & (out >= 0))][0]
+        raise InputError(f"--exit-rate must be >= 0 per year (per time unit), got {bad:g}")
+    return out
+
+
 def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if not path.exists():
         raise InputError("file not found", path=path)

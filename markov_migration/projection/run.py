@@ -63,6 +63,7 @@ from markov_migration.projection.plan import (
     Inflow,
     check_persons,
     initial_array,
+    parse_exit_rates,
     projection_times,
     scenario_plan,
 )
@@ -84,8 +85,9 @@ def project_chunk(
     inflow_state: int,
     home: np.ndarray,
     by_start: bool = True,
+    exit_rates: np.ndarray | None = None,
     parallel: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """Project a block of draws: stocks and transition events, exactly, with "ever returned".
 
     The unit of work of both the in-memory and the Dask path (a module-level
@@ -107,6 +109,10 @@ def project_chunk(
         Needed only when someone is home at the start or arrives during the
         run; otherwise everyone was abroad at the start, persons back home are
         the returnees, and the 2K-state chain (about 1.6 times faster) is run.
+    exit_rates : ndarray, shape (K,), optional
+        Rates of leaving the population (deaths, moves out of scope) from each
+        state, per time unit: an absorbing exit state outside home and
+        diaspora is added to the chain (not changed by scenarios or periods).
 
     Returns
     -------
@@ -117,6 +123,8 @@ def project_chunk(
         Persons who entered a home state at least once since the start.
     back : ndarray of int64, shape (D, S + 1)
         Persons in a home state who were in a non-home state at the start.
+    exited : ndarray of int64, shape (D, S + 1)
+        Persons who left the population since the start (0 without exits).
     """
     q = np.asarray(q, dtype=np.float64)
     gens = np.stack(
@@ -127,8 +135,19 @@ def project_chunk(
         axis=1,
     )
     k = q.shape[-1]
-    space = EverHomeSpace(k=k, home=np.flatnonzero(home).tolist(), by_start=by_start)
-    per_state = np.zeros((len(steps), k))
+    exits = exit_rates is not None and np.any(np.asarray(exit_rates) > 0)
+    if exits:  # one more, absorbing state: rows k -> exit at the exit rates
+        wide = np.zeros(gens.shape[:-2] + (k + 1, k + 1))
+        wide[..., :k, :k] = gens
+        wide[..., :k, k] = np.asarray(exit_rates, dtype=np.float64)
+        idx = np.arange(k + 1)
+        wide[..., idx, idx] = 0.0
+        wide[..., idx, idx] = -wide.sum(axis=-1)
+        gens = wide
+        x0 = np.concatenate([np.asarray(x0), np.zeros((len(x0), 1), dtype=np.int64)], axis=1)
+    kk = gens.shape[-1]
+    space = EverHomeSpace(k=kk, home=np.flatnonzero(home).tolist(), by_start=by_start)
+    per_state = np.zeros((len(steps), kk))
     per_state[:, inflow_state] = inflow
     out = project_events(
         space.initial(np.asarray(x0, dtype=np.int64)),
@@ -140,13 +159,15 @@ def project_chunk(
         parallel=parallel,
     )
     stock = space.stock(out.stock)
-    back = space.home_from_abroad(out.stock) if by_start else stock[..., home].sum(axis=-1)
+    back = space.home_from_abroad(out.stock) if by_start else stock[..., :k][..., home].sum(axis=-1)
+    exited = stock[..., k] if exits else np.zeros(stock.shape[:-1], dtype=np.int64)
     return (
-        stock,
-        space.events(out.events),
+        np.ascontiguousarray(stock[..., :k]),
+        np.ascontiguousarray(space.events(out.events)[..., :k, :k]),
         out.arrivals.sum(axis=-1),
         space.ever_home(out.stock),
         back,
+        exited,
     )
 
 
@@ -157,6 +178,7 @@ CHUNK_OUTPUTS = (
     ("arrivals", ["step"]),
     ("ever", ["time"]),
     ("back", ["time"]),
+    ("exited", ["time"]),
 )
 
 
@@ -263,6 +285,7 @@ def project_fit(
     covariates: Mapping[str, Any] | None = None,
     group: str | None = None,
     period: str | int | None = None,
+    exit_rates: dict[str, float] | float | None = None,
 ) -> xr.Dataset:
     """Project stocks by state from a fit: returnees and diaspora by year, under scenarios.
 
@@ -323,6 +346,12 @@ def project_fit(
         (default: the period in force at each time, switching at the fit's cut
         points; after the last cut the last period holds; recorded in the
         attribute ``periods``). Recorded in the attribute ``generator``.
+    exit_rates : float or mapping of state to float, optional
+        Yearly (per time unit) rates of leaving the population (deaths, moves
+        out of scope), the same for every state or per state (others 0): an
+        absorbing exit state outside home and diaspora. Adds ``exits``
+        (persons per step) and ``exited`` (since the start); stocks then no
+        longer add up to the initial total.
 
     Returns
     -------
@@ -380,6 +409,7 @@ def project_fit(
     else:
         x0 = initial_array(initial, spec, n)
     home = np.array([s in spec.home for s in spec.states])
+    exit_array = parse_exit_rates(exit_rates, spec)
     plan_list = [scenario_plan(s, times, spec, inflow, period_cuts=cuts) for s in resolved]
     # the (start label) space only when someone is home at the start or anyone arrives;
     # decided for the whole run, so that chunks and Dask give the same result
@@ -401,6 +431,7 @@ def project_fit(
                 "inflow_state": spec.index(inflow.state),
                 "home": home,
                 "by_start": by_start,
+                "exit_rates": exit_array,
             }
         )
     if dask is None or dask is False:
@@ -417,6 +448,7 @@ def project_fit(
         arrivals[i, :, 1:] = r[2]
     ever = np.stack([r[3] for r in results])
     back = np.stack([r[4] for r in results])
+    exited = np.stack([r[5] for r in results])
     named = flow_series(events, home)
     returnees = stock[..., home].sum(axis=-1)
     net = np.zeros_like(returnees)
@@ -438,6 +470,14 @@ def project_fit(
             "ever_returned": (dims, ever),
             "returned_from_abroad": (dims, back),
             "net_returnees_change": (dims, net),
+            **(
+                {}
+                if exit_array is None
+                else {
+                    "exited": (dims, exited),
+                    "exits": (dims, np.concatenate([0 * exited[..., :1], np.diff(exited)], -1)),
+                }
+            ),
         },
         coords={
             "scenario": names_all(resolved),
@@ -473,6 +513,15 @@ def project_fit(
     )
     ds.attrs["generator"] = q_all.attrs.get("generator", "the fit's posterior Q")
     ds.attrs["periods"] = json.dumps(periods_note(q_all, cuts, times))
+    ds.attrs["exit_rates"] = json.dumps(
+        "none"
+        if exit_array is None
+        else {
+            "per_time_unit": dict(zip(spec.states, exit_array.tolist(), strict=True)),
+            "model": "absorbing exit state outside home and diaspora; not changed by "
+            "scenarios or periods",
+        }
+    )
     if total_note is not None:
         ds.attrs["initial_total_distribution"] = json.dumps(total_note)
     return ds
