@@ -185,3 +185,17 @@ def test_exits_leave_the_population_at_their_rates(tree):
     assert "0.2" in ds.attrs["exit_rates"]
     with pytest.raises(InputError, match="--exit-rate must be >= 0"):
         project_fit(tree, INITIAL, start=2024.5, horizon=2028, draws=5, exit_rates={"abroad": -1})
+
+
+def test_a_model_without_home_states_projects_with_no_returns():
+    text = PERIODS.replace('home = ["b"]\n', "").replace(
+        'periods = { cuts = [1.5], transitions = ["a->b", "b->a"] }\n', ""
+    )
+    text = text.replace('period_effects = { "a->b" = [1.0, 2.5], "b->a" = [1.0, 0.5] }\n', "")
+    spec = parse_spec(text)
+    assert not spec.home
+    fit = fake_fit(spec, simulate_paths_for_spec(spec, 200, seed=1).panel, chains=1, draws=50)
+    ds = project_fit(fit, {"a": 500, "b": 300}, start=0.5, horizon=2.0, draws=50, seed=1)
+    assert int(ds["ever_returned"].max()) == 0 and int(ds["cumulative_returns"].max()) == 0
+    np.testing.assert_array_equal(ds["stock"].sum("state"), 800)
+    assert int(ds["events"].sum()) > 0

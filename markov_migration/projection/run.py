@@ -146,9 +146,24 @@ def project_chunk(
         gens = wide
         x0 = np.concatenate([np.asarray(x0), np.zeros((len(x0), 1), dtype=np.int64)], axis=1)
     kk = gens.shape[-1]
-    space = EverHomeSpace(k=kk, home=np.flatnonzero(home).tolist(), by_start=by_start)
     per_state = np.zeros((len(steps), kk))
     per_state[:, inflow_state] = inflow
+    if not np.any(home):  # a model without home states: nobody can return
+        out = project_events(
+            np.asarray(x0, dtype=np.int64), gens, steps, seeds=seeds, inflow=per_state,
+            inflow_cv=inflow_cv, parallel=parallel,
+        )  # fmt: skip
+        none = np.zeros(out.stock.shape[:-1], dtype=np.int64)
+        exited = out.stock[..., k] if exits else none
+        return (
+            np.ascontiguousarray(out.stock[..., :k]),
+            np.ascontiguousarray(out.events[..., :k, :k]),
+            out.arrivals.sum(axis=-1),
+            none,
+            none.copy(),
+            exited,
+        )
+    space = EverHomeSpace(k=kk, home=np.flatnonzero(home).tolist(), by_start=by_start)
     out = project_events(
         space.initial(np.asarray(x0, dtype=np.int64)),
         space.generator(gens),
