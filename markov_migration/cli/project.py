@@ -137,11 +137,13 @@ def project(
 ) -> None:
     """Project stocks by state, returnees and diaspora from a fit, under scenarios.
 
-    For every posterior draw people move between states year by year, each
-    independently (demographic noise), new emigrants arrive, and scenarios
-    multiply chosen intensities from a date. Writes the draws (NetCDF), a
-    quantile table (CSV) and fan charts (PNG), and prints medians with 80%
-    intervals.
+    For every posterior draw people move between states in continuous time,
+    each independently (demographic noise); every transition is counted
+    (returns, re-emigrations, cumulative returns, persons ever returned), so
+    the figures do not depend on --step. New emigrants arrive through each
+    step, a fit's periods switch at their cut points, and scenarios multiply
+    chosen intensities from a date. Writes the draws (NetCDF), a quantile
+    table (CSV) and fan charts (PNG), and prints medians with 80% intervals.
     """
     from markov_migration.errors import InputError
     from markov_migration.fitfile.format import fit_spec, read_fit
