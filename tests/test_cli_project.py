@@ -120,7 +120,8 @@ def test_project_writes_netcdf_csv_and_fan_charts(fit_file, tmp_path):
         assert ds[name].attrs["units"] == "persons per step"
     names = sorted(p.name for p in plots.iterdir())
     assert names == sorted(
-        ["returnees.png", "diaspora.png"] + [f"stock-{s}.png" for s in ds["state"].values]
+        ["returnees.png", "diaspora.png", "cumulative_returns.png", "ever_returned.png"]
+        + [f"stock-{s}.png" for s in ds["state"].values]
     )
     # same seed, same projection; --force needed to overwrite
     again = invoke(*args)
@@ -275,7 +276,9 @@ def test_both_or_neither_initial_option(fit_file, tmp_path):
     result = invoke(
         "project", fit_file, "--start", 2024.5, "--horizon", 2030, "--out", tmp_path / "p.nc"
     )
-    assert result.exit_code == 2 and "--initial or --initial-file" in result.stderr
+    assert result.exit_code == 2 and "one of --initial, --initial-file or --initial-total" in (
+        result.stderr
+    )
     assert not (tmp_path / "p.nc").exists()
 
 
@@ -345,3 +348,52 @@ def test_inflow_into_a_home_state_warns_that_it_counts_as_returnees(fit_file, tm
     # a non-home inflow state: no warning
     quiet = invoke(*base_args(fit_file, tmp_path / "q.nc", "--inflow-state", "transit", "-q"))
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--initial-total", "650000", "--initial-total-range", "700000,800000"], "must contain"),
+        (["--initial-total", "650000", "--initial-total-range", "-5,800000"], "numbers > 0"),
+        (["--initial-total", "-650000"], "--initial-total must be a number of persons > 0"),
+        (["--initial-total", "650000", "--initial-total-range", "5e5"], "two numbers LO,HI"),
+        (["--initial-total-range", "5e5,7e5", "--initial", INITIAL], "needs --initial-total"),
+        (["--initial-total", "650000", "--initial", INITIAL], "one of --initial"),
+        (["--initial-total", "650000", "--inflow-cv", "-1"], "--inflow-cv must be >= 0"),
+        (["--initial", INITIAL, "--exit-rate", "-0.01"], "--exit-rate must be >= 0"),
+        (["--initial", INITIAL, "--exit-rate", "mars=0.01"], "'mars' is not a state"),
+    ],
+)
+def test_bad_initial_totals_exit_2_with_one_line_and_no_output(fit_file, tmp_path, extra, message):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    result = invoke(
+        "project", fit_file, "--start", 2024.5, "--horizon", 2030, "--draws", 20,
+        "--out", out_dir / "p.nc", "--csv", out_dir / "p.csv", "--plot-dir", out_dir / "plots",
+        *extra,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert list(out_dir.iterdir()) == []
+
+
+def test_uncertain_initial_total_is_drawn_per_draw_and_recorded(fit_file, tmp_path):
+    out = tmp_path / "p.nc"
+    args = ["project", fit_file, "--start", 2024.5, "--horizon", 2027, "--draws", 400, "-q",
+            "--initial-total", 650000, "--initial-total-range", "550000,800000", "--out", out]  # fmt: skip
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    ds = read_projection(out)
+    totals = ds["stock"].isel(time=0).sum("state").values
+    # two-piece lognormal: median 650,000, 5% and 95% quantiles 550,000 and 800,000; with 400
+    # draws the sample quantiles are within about 2.5 percentage points of probability
+    assert np.mean(totals < 550_000) == pytest.approx(0.05, abs=0.035)
+    assert np.mean(totals > 800_000) == pytest.approx(0.05, abs=0.035)
+    assert np.mean(totals < 650_000) == pytest.approx(0.5, abs=0.08)
+    note = json.loads(ds.attrs["initial_total_distribution"])
+    assert note["range90"] == [550000, 800000] and "lognormal" in note["distribution"]
+    # each draw has its own split: the shares of 'abroad' differ between draws
+    share = ds["stock"].isel(time=0).sel(state="abroad").values / totals
+    assert np.std(share) > 0
+    assert int(ds["stock"].isel(time=0).sel(state="returned").max()) == 0

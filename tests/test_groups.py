@@ -242,9 +242,11 @@ def test_projection_needs_a_group_and_uses_its_intensities(group_fit, tmp_path):
     from typer.testing import CliRunner
 
     from markov_migration.cli.app import app
+    from markov_migration.core.draws import select_draws
     from markov_migration.core.likelihood import pmatrix
     from markov_migration.errors import InputError
-    from markov_migration.projection.run import posterior_generators, project_fit, select_draws
+    from markov_migration.projection.fitted import posterior_generators
+    from markov_migration.projection.run import project_fit
 
     spec, _, _, _, tree = group_fit
     x0 = {"a": 60_000, "b": 40_000}

@@ -295,9 +295,9 @@ transitions = ["a->b"]
     assert q_last.dims == ("chain", "draw", "from_state", "to_state")
 
 
-def test_projection_uses_the_period_in_effect_at_its_start(period_fit):
+def test_projection_generators_by_period(period_fit):
     from markov_migration.errors import InputError
-    from markov_migration.projection.run import posterior_generators
+    from markov_migration.projection.fitted import period_generators, posterior_generators
 
     spec, _, tree = period_fit
 
@@ -314,6 +314,14 @@ def test_projection_uses_the_period_in_effect_at_its_start(period_fit):
         posterior_generators(tree, spec, at=3.0, period=5)
     with pytest.raises(InputError, match="the fit has no groups"):
         posterior_generators(tree, spec, at=3.0, group="g1")
+    # a projection switches period at the cuts: every period's generator, and the cuts
+    both, cuts = period_generators(tree, spec, at=1.0)
+    assert cuts == [1.5] and both.dims == ("sample", "period", "from_state", "to_state")
+    np.testing.assert_array_equal(both.values[:, 0], early.values)
+    np.testing.assert_array_equal(both.values[:, 1], late.values)
+    one, none = period_generators(tree, spec, at=1.0, period=1)
+    assert none == [] and one.sizes["period"] == 1
+    np.testing.assert_array_equal(one.values[:, 0], late.values)
 
 
 def test_predictive_check_of_transitions_with_periods(period_fit):

@@ -23,6 +23,7 @@ import scipy.linalg
 import xarray as xr
 
 from markov_migration.core.draws import select_draws
+from markov_migration.core.event_moments import expected_step
 from markov_migration.core.projection import (
     draw_seeds,
     expected_stocks,
@@ -297,7 +298,7 @@ def test_project_fit_layout_and_bookkeeping(tree, spec):
     ds = project_fit(tree, INITIAL, start=2024.5, horizon=2030, draws=80, seed=2)
     assert "scenario" not in ds.dims and str(ds["scenario"].values) == "baseline"
     assert ds["stock"].dims == ("draw", "time", "state")
-    assert ds["flows"].dims == ("draw", "time", "from_state", "to_state")
+    assert ds["events"].dims == ("draw", "time", "from_state", "to_state")
     assert ds.sizes == {
         "draw": 80,
         "time": 7,
@@ -311,8 +312,22 @@ def test_project_fit_layout_and_bookkeeping(tree, spec):
     np.testing.assert_array_equal(ds["stock"].sum("state"), total)
     np.testing.assert_array_equal(ds["returnees"] + ds["diaspora"], total)
     np.testing.assert_array_equal(ds["returnees"], ds["stock"].sel(state="returned"))
-    back = ds["flows"].sel(from_state=[s for s in STATES if s != "returned"], to_state="returned")
+    back = ds["events"].sel(from_state=[s for s in STATES if s != "returned"], to_state="returned")
     np.testing.assert_array_equal(ds["cumulative_returns"], back.sum("from_state").cumsum("time"))
+    # persons are conserved: stocks move by the events and the arrivals exactly
+    moves = ds["events"].sum("from_state").rename(to_state="state") - ds["events"].sum(
+        "to_state"
+    ).rename(from_state="state")
+    change = ds["stock"].diff("time")
+    np.testing.assert_array_equal(change, moves.isel(time=slice(1, None)))
+    # ever returned: no more than the returns, at least the home stock of those abroad at start
+    assert np.all(ds["ever_returned"] <= ds["cumulative_returns"])
+    assert np.all(ds["returned_from_abroad"] <= ds["returnees"])
+    assert np.all(ds["ever_returned"] >= ds["returned_from_abroad"])
+    assert np.all(ds["ever_returned"].diff("time") >= 0)
+    np.testing.assert_array_equal(
+        ds["net_returnees_change"].isel(time=slice(1, None)), ds["returnees"].diff("time")
+    )
     assert int(ds["cumulative_returns"].isel(time=-1).min()) > 0
     assert (
         ds.attrs["seed"] == 2 and ds.attrs["draws"] == 80 and ds.attrs["posterior_samples"] == 120
@@ -322,7 +337,7 @@ def test_project_fit_layout_and_bookkeeping(tree, spec):
 
 
 def test_mean_matches_independent_expectation_with_scenario_split_mid_step(tree, spec):
-    """End to end, against scipy: multipliers from 2026.3 split the step 2026-2027."""
+    """End to end, against Van Loan: multipliers from 2026.3 split the step 2026-2027."""
     sc = scenario(
         spec,
         """
@@ -347,22 +362,24 @@ def test_mean_matches_independent_expectation_with_scenario_split_mid_step(tree,
     qm = generator_with_multipliers(q, m)
     x0 = np.array([INITIAL[s] for s in STATES], float)
     j = STATES.index("transit")
-    p_year, p_head, p_tail, p_new = (
-        np.stack([scipy.linalg.expm(a * t) for a in qq])
-        for qq, t in ((q, 1.0), (q, 0.3), (qm, 0.7), (qm, 1.0))
-    )
     plans = {
-        # steps 2025-26, 2026-27 (split at 2026.3), 2027-28: (P per draw, arrivals)
-        "baseline": [(p_year, 1500), (p_year, 1500), (p_year, 1500)],
-        "mid": [(p_year, 1500), (p_head @ p_tail, 1500 + 4000 * 0.7), (p_new, 5500)],
+        # steps 2025-26, 2026-27 (split at 2026.3), 2027-28: (pieces, arrivals through the step)
+        "baseline": [([(q, 1.0)], 1500), ([(q, 1.0)], 1500), ([(q, 1.0)], 1500)],
+        "mid": [
+            ([(q, 1.0)], 1500),
+            ([(q, 0.3), (qm, 0.7)], 1500 + 4000 * 0.7),
+            ([(qm, 1.0)], 5500),
+        ],
     }
     for name, plan in plans.items():
         exp = np.empty((q.shape[0], 4, k))
         x = np.broadcast_to(x0, (q.shape[0], k)).copy()
         exp[:, 0] = x
-        for step, (p, add) in enumerate(plan):
-            x = np.einsum("dr,drs->ds", x, p)
-            x[:, j] += add
+        for step, (pieces, add) in enumerate(plan):
+            arrivals = np.zeros(k)
+            arrivals[j] = add
+            # Van Loan: arrivals at uniform times through the step (core.event_moments)
+            x, _ = expected_step(x, pieces, arrivals)
             exp[:, step + 1] = x
         got = ds["stock"].sel(scenario=name).transpose("draw", "time", "state").values
         ok, worst = within_mc_error(got[:, 1:], exp[:, 1:])
@@ -392,7 +409,7 @@ def test_scenario_of_ones_equals_baseline_exactly(tree, spec):
     }
     both = project_fit(tree, INITIAL, scenarios=[ones, "ceasefire-2026"], **kw)
     assert list(both["scenario"].values) == ["baseline", "ones", "ceasefire-2026"]
-    for var in ("stock", "flows", "inflow", "cumulative_returns"):
+    for var in ("stock", "events", "inflow", "cumulative_returns", "ever_returned"):
         np.testing.assert_array_equal(
             both[var].sel(scenario="ones"), both[var].sel(scenario="baseline")
         )
@@ -427,14 +444,15 @@ def test_quantiles_ordered_and_csv_layout(tree, tmp_path):
     assert np.all(np.diff(v, axis=1) >= 0)
     assert np.all((table["mean"] >= table["lower95"]) & (table["mean"] <= table["upper95"]))
     flow_series = {"returns", "reemigrations", "moves_abroad"}
-    n_series = 4 + 3 + 5
+    stock_series = {"ever_returned", "returned_from_abroad", "net_returnees_change"}
+    n_series = 4 + 3 + 3 + 5
     assert len(table) == 2 * ds.sizes["time"] * n_series
     assert set(table["series"]) == {
         "returnees",
         "diaspora",
         "cumulative_returns",
         "inflow",
-    } | flow_series | {f"stock:{s}" for s in STATES}
+    } | flow_series | stock_series | {f"stock:{s}" for s in STATES}
     for name in flow_series:
         rows = table[(table.scenario == "baseline") & (table.series == name)]
         assert rows["time"].tolist() == ds["time"].values.tolist()
@@ -480,15 +498,18 @@ def test_named_flow_series_balance_the_home_stock_exactly(tree, spec):
     later = {"time": slice(1, None)}
     balance = (ds["returns"] - ds["reemigrations"]).isel(later)
     np.testing.assert_array_equal(balance.values, ds["returnees"].diff("time").values)
-    # the same series read off the flow matrix independently
-    flows = ds["flows"]
-    back = flows.sel(from_state=away, to_state=home).sum(("from_state", "to_state"))
-    out = flows.sel(from_state=home, to_state=away).sum(("from_state", "to_state"))
-    among = flows.sel(from_state=away, to_state=away).sum(("from_state", "to_state"))
-    stayed = sum(flows.sel(from_state=s, to_state=s) for s in away)
+    np.testing.assert_array_equal(balance.values, ds["net_returnees_change"].isel(later).values)
+    # the same series read off the event matrix independently
+    events = ds["events"]
+    back = events.sel(from_state=away, to_state=home).sum(("from_state", "to_state"))
+    out = events.sel(from_state=home, to_state=away).sum(("from_state", "to_state"))
+    among = events.sel(from_state=away, to_state=away).sum(("from_state", "to_state"))
+    assert int(sum(events.sel(from_state=s, to_state=s) for s in STATES).max()) == 0
     np.testing.assert_array_equal(ds["returns"], back)
     np.testing.assert_array_equal(ds["reemigrations"], out)
-    np.testing.assert_array_equal(ds["moves_abroad"], among - stayed)
+    np.testing.assert_array_equal(ds["moves_abroad"], among)
+    # events count moves undone within a step: more returns than the step-end net change
+    assert int(ds["returns"].sum()) > int(ds["net_returnees_change"].clip(min=0).sum())
     np.testing.assert_array_equal(ds["cumulative_returns"], ds["returns"].cumsum("time"))
     for name in ("returns", "reemigrations", "moves_abroad"):
         assert int(ds[name].sum()) > 0, name
@@ -641,7 +662,7 @@ def test_per_draw_initial_stocks_and_draw_reuse(tree):
     np.testing.assert_array_equal(ds["stock"].isel(time=0), x0)
     np.testing.assert_array_equal(ds["stock"].isel(time=-1).sum("state"), 1000 + np.arange(n))
     assert ds["chain"].values[120] == ds["chain"].values[0]
-    assert not np.array_equal(ds["flows"].isel(draw=120), ds["flows"].isel(draw=0))
+    assert not np.array_equal(ds["events"].isel(draw=120), ds["events"].isel(draw=0))
 
 
 @pytest.mark.parametrize(
@@ -689,7 +710,7 @@ def test_dask_path_equals_in_memory_path(tree):
     }
     memory = project_fit(tree, INITIAL, **kw)
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as c:
         with distributed.Client(c) as client:
             seen = []
@@ -749,7 +770,9 @@ def test_write_outputs_for_the_demo(tree, tmp_path):
     )
     paths = write_projection_outputs(ds, tmp_path / "demo")
     assert sorted(p.relative_to(tmp_path / "demo").as_posix() for p in paths) == [
+        "charts/cumulative_returns.png",
         "charts/diaspora.png",
+        "charts/ever_returned.png",
         "charts/returnees.png",
         "projection.csv",
         "projection.nc",

@@ -37,6 +37,21 @@ def project(
     initial_file: Annotated[
         Path | None, typer.Option(help="Initial stocks from a CSV with columns state,stock.")
     ] = None,
+    initial_total: Annotated[
+        float | None,
+        typer.Option(
+            help="Initial persons abroad, split across the non-home states as the fit implies "
+            "at --start, each draw with its own split (the fit must hold its panel)."
+        ),
+    ] = None,
+    initial_total_range: Annotated[
+        str | None,
+        typer.Option(
+            help="Uncertain --initial-total: its central 90% range LO,HI (e.g. 550000,800000); "
+            "each draw's total is a two-piece lognormal with median --initial-total and 5%/95% "
+            "quantiles LO and HI."
+        ),
+    ] = None,
     step: Annotated[
         float, typer.Option(help="Output step; times after the start are whole multiples of it.")
     ] = 1.0,
@@ -73,7 +88,11 @@ def project(
         Path | None, typer.Option("--csv", help="Quantile table to write (CSV, long format).")
     ] = None,
     plot_dir: Annotated[
-        Path | None, typer.Option(help="Folder for fan charts (returnees.png, diaspora.png).")
+        Path | None,
+        typer.Option(
+            help="Folder for fan charts (returnees.png, diaspora.png, cumulative_returns.png, "
+            "ever_returned.png)."
+        ),
     ] = None,
     plot_states: Annotated[
         bool,
@@ -105,22 +124,37 @@ def project(
             help="Fits with periods: period label or index (default: the period at --start)."
         ),
     ] = None,
+    exit_rate: Annotated[
+        str | None,
+        typer.Option(
+            help="People leave the population (deaths, moves out of scope): a yearly rate for "
+            "every state (e.g. 0.01) or per state (abroad=0.01,returned=0.005); an absorbing "
+            "exit state, reported as the series exits and exited."
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Project stocks by state, returnees and diaspora from a fit, under scenarios.
 
-    For every posterior draw people move between states year by year, each
-    independently (demographic noise), new emigrants arrive, and scenarios
-    multiply chosen intensities from a date. Writes the draws (NetCDF), a
-    quantile table (CSV) and fan charts (PNG), and prints medians with 80%
-    intervals.
+    For every posterior draw people move between states in continuous time,
+    each independently (demographic noise); every transition is counted
+    (returns, re-emigrations, cumulative returns, persons ever returned), so
+    the figures do not depend on --step. New emigrants arrive through each
+    step, a fit's periods switch at their cut points, and scenarios multiply
+    chosen intensities from a date. Writes the draws (NetCDF), a quantile
+    table (CSV) and fan charts (PNG), and prints medians with 80% intervals.
     """
     from markov_migration.errors import InputError
     from markov_migration.fitfile.format import fit_spec, read_fit
     from markov_migration.io import check_output
     from markov_migration.projection.files import write_projection, write_quantile_csv
-    from markov_migration.projection.plan import Inflow, parse_initial, read_initial_file
+    from markov_migration.projection.plan import (
+        Inflow,
+        parse_exit_rates,
+        parse_initial,
+        read_initial_file,
+    )
 
     # every input is checked before anything is computed or written
     if out.suffix.lower() not in (".nc", ".netcdf", ".h5"):
@@ -130,8 +164,14 @@ def project(
         if csv.suffix.lower() != ".csv":
             raise InputError("quantile table must end in .csv", path=csv)
         check_output(csv, force)
-    if (initial is None) == (initial_file is None):
-        raise InputError("give the initial stocks with either --initial or --initial-file")
+    given = [o for o, v in (("--initial", initial), ("--initial-file", initial_file),
+                            ("--initial-total", initial_total)) if v is not None]  # fmt: skip
+    if len(given) != 1:
+        raise InputError(
+            "give the initial stocks with one of --initial, --initial-file or --initial-total"
+        )
+    if initial_total_range is not None and initial_total is None:
+        raise InputError("--initial-total-range needs --initial-total")
     if inflow is not None and inflow_file is not None:
         raise InputError("give either --inflow or --inflow-file, not both")
     if inflow_cv < 0:
@@ -141,11 +181,13 @@ def project(
     tree = read_fit(fit)
     spec = fit_spec(tree)
     covariates = parse_covariates(covariate)
-    stocks = (
-        parse_initial(initial, spec)
-        if initial is not None
-        else read_initial_file(initial_file, spec)
-    )
+    exits = parse_exit_rates(exit_rate, spec)
+    if initial is not None:
+        stocks = parse_initial(initial, spec)
+    elif initial_file is not None:
+        stocks = read_initial_file(initial_file, spec)
+    else:
+        stocks = _initial_total(initial_total, initial_total_range)
     if inflow_file is not None:
         flow = Inflow.read_csv(inflow_file, state=inflow_state, cv=inflow_cv)
     elif inflow is not None:
@@ -163,7 +205,9 @@ def project(
     if plot_dir is not None:
         if plot_dir.exists() and not plot_dir.is_dir():
             raise InputError("--plot-dir is not a folder", path=plot_dir)
-        plot_names = ["returnees.png", "diaspora.png"]
+        from markov_migration.plots.fan import DEFAULT_CHARTS
+
+        plot_names = [f"{name}.png" for name in DEFAULT_CHARTS]
         if plot_states:
             plot_names += [f"stock-{s}.png" for s in spec.states]
         if plot_dir.is_dir():
@@ -184,7 +228,12 @@ def project(
         dask,
         quiet,
         command_line(),
-        dict(covariates=covariates, group=group, period=period),
+        dict(
+            covariates=covariates,
+            group=group,
+            period=period,
+            exit_rates=None if exits is None else dict(zip(spec.states, exits, strict=True)),
+        ),
     )
 
     if inflow_state is not None and inflow_state in spec.home:
@@ -200,12 +249,31 @@ def project(
     if csv is not None:
         written.append(write_quantile_csv(ds, csv, force))
     if plot_dir is not None:
-        from markov_migration.plots.fan import write_fan_charts
+        from markov_migration.plots.fan import DEFAULT_CHARTS, write_fan_charts
 
-        written += write_fan_charts(ds, plot_dir, states=plot_states, force=force)
+        written += write_fan_charts(
+            ds, plot_dir, states=plot_states, series=DEFAULT_CHARTS, force=force
+        )
     _print_summary(ds, times)
     for path in written:
         console.print(f"wrote {path}")
+
+
+def _initial_total(total: float, text: str | None):
+    """The :class:`InitialTotal` of ``--initial-total`` and ``--initial-total-range`` (checked)."""
+    from markov_migration.errors import InputError
+    from markov_migration.projection.fitted import InitialTotal
+
+    low = high = None
+    if text is not None:
+        parts = [p.strip().replace("_", "") for p in text.split(",")]
+        try:
+            low, high = (float(p) for p in parts)
+        except ValueError:
+            raise InputError(
+                f"--initial-total-range must be two numbers LO,HI, got '{text}'"
+            ) from None
+    return InitialTotal(float(total), low, high).check()
 
 
 def _run(
@@ -229,8 +297,11 @@ def _run(
     from markov_migration.projection.run import project_fit
 
     n_runs = draws * (1 + len(scenarios))
+    persons = f"{round(stocks.total):,}" if not isinstance(stocks, dict) else (
+        f"{sum(stocks.values()):,}"
+    )  # fmt: skip
     console.print(
-        f"projecting {sum(stocks.values()):,} persons from {start:g} to {horizon:g} "
+        f"projecting {persons} persons from {start:g} to {horizon:g} "
         f"({draws:,} draws, {1 + len(scenarios)} scenario(s){', on Dask' if dask else ''})"
     )
     columns = (TextColumn("draws"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,}"))

@@ -33,7 +33,12 @@ FLOW_TITLES = {
     "returns": "Returns per step (non-home to home state, persons)",
     "reemigrations": "Re-emigrations per step (home to non-home state, persons)",
     "moves_abroad": "Moves between non-home states per step (persons)",
+    "ever_returned": "Persons who returned at least once since the start",
+    "returned_from_abroad": "Persons home who were abroad at the start",
+    "net_returnees_change": "Net change of returnees per step (step-end, persons)",
 }
+#: Charts of the ``project`` command and the demo besides the states.
+DEFAULT_CHARTS = ("returnees", "diaspora", "cumulative_returns", "ever_returned")
 
 
 def _series(ds: xr.Dataset, name: str) -> tuple[xr.DataArray, list[str], str]:
@@ -50,7 +55,7 @@ def _series(ds: xr.Dataset, name: str) -> tuple[xr.DataArray, list[str], str]:
         away = [s for s in states if s not in home]
         return ds["diaspora"], away, "Diaspora (persons abroad: " + ", ".join(away) + ")"
     if name == "cumulative_returns":
-        return ds["cumulative_returns"], [], "Cumulative returns since the start (persons)"
+        return ds["cumulative_returns"], [], "Cumulative return events since the start (persons)"
     if name in FLOW_TITLES and name in ds:
         return ds[name], [], FLOW_TITLES[name]
     state = name.split(":", 1)[1] if name.startswith("stock:") else name
@@ -185,10 +190,11 @@ def write_projection_outputs(
 ) -> list[Path]:
     """Write the NetCDF, the quantile CSV and the fan charts of a projection into a folder.
 
-    Files: ``<stem>.nc``, ``<stem>.csv`` and, with ``charts``, ``returnees.png``
-    and ``diaspora.png`` (plus ``stock-<state>.png`` with ``states``) in
-    ``out_dir/charts``. Every existing output is checked before anything is
-    written, so a refused run writes nothing.
+    Files: ``<stem>.nc``, ``<stem>.csv`` and, with ``charts``, ``returnees.png``,
+    ``diaspora.png``, ``cumulative_returns.png`` and ``ever_returned.png``
+    (plus ``stock-<state>.png`` with ``states``) in ``out_dir/charts``. Every
+    existing output is checked before anything is written, so a refused run
+    writes nothing.
 
     Returns
     -------
@@ -203,7 +209,7 @@ def write_projection_outputs(
     chart_dir = out_dir / "charts"
     planned = [nc, csv]
     if charts:
-        names = ["returnees", "diaspora"] + (
+        names = list(DEFAULT_CHARTS) + (
             [f"stock-{s}" for s in ds["state"].values] if states else []
         )
         planned += [chart_dir / f"{n}.png" for n in names]
@@ -214,5 +220,7 @@ def write_projection_outputs(
     if charts:
         from markov_migration.plots.fan import write_fan_charts
 
-        written += write_fan_charts(ds, chart_dir, states=states, force=force)
+        written += write_fan_charts(
+            ds, chart_dir, states=states, series=DEFAULT_CHARTS, force=force
+        )
     return written

@@ -50,21 +50,37 @@ UNCERTAINTY_NOTE = (
     "uncertainty of the inflow level; they do not cover model error (time-constant "
     "intensities outside scenarios, Markov moves, homogeneous persons, a representative panel)"
 )
-FLOWS_NOTE = (
-    "flows[time=t] counts persons by their state at the previous output time (from_state) and "
-    "at t (to_state), diagonal = stayed; moves made and undone within one step are not seen; "
-    "zero at the start time"
+EVENTS_NOTE = (
+    "events[time=t] counts transitions from_state -> to_state made during the step ending at t, "
+    "all of them (also moves undone later in the same step, e.g. a return followed by "
+    "re-emigration); exact given the draw's intensities, so their distribution does not depend "
+    "on the output step; diagonal and start time zero"
 )
 
 
 #: What the named flow series count (attributes of the projection file).
 FLOW_SERIES_NOTE = {
-    "returns": "persons in a non-home state at the previous output time and in a home state at "
-    "time: returns during the step ending at time",
-    "reemigrations": "persons in a home state at the previous output time and in a non-home "
-    "state at time: re-emigrations during the step ending at time",
-    "moves_abroad": "persons in one non-home state at the previous output time and in another "
-    "at time (e.g. from one host country to another) during the step ending at time",
+    "returns": "transitions from a non-home state into a home state (return events) during the "
+    "step ending at time",
+    "reemigrations": "transitions from a home state into a non-home state (re-emigration events) "
+    "during the step ending at time",
+    "moves_abroad": "transitions between two different non-home states (e.g. from one host "
+    "country to another) during the step ending at time",
+}
+
+#: Series read off the stocks, and the persons they count.
+STOCK_SERIES_NOTE = {
+    "ever_returned": "persons who entered a home state at least once since the start (first "
+    "passage; a person who returns twice counts once; arrivals count once they enter a home "
+    "state)",
+    "returned_from_abroad": "persons in a home state at time who were in a non-home state at the "
+    "start",
+    "exits": "persons leaving the population (deaths, moves out of scope) during the step ending "
+    "at time (only with exit rates)",
+    "exited": "persons who left the population since the start (only with exit rates)",
+    "net_returnees_change": "change of the home stock since the previous output time (step-end "
+    "net change: returns minus re-emigrations plus arrivals into home states); it depends on "
+    "the step and is not a count of returns",
 }
 
 
@@ -76,20 +92,23 @@ def describe_variables(ds: xr.Dataset, spec: ModelSpec) -> None:
         "stock": "persons in each state at each output time",
         "returnees": f"persons in the home states ({home})",
         "diaspora": f"persons in all other states (not {home})",
-        "flows": FLOWS_NOTE,
-        "inflow": "new emigrants arriving during the step ending at time",
+        "events": EVENTS_NOTE,
+        "inflow": "new emigrants arriving during the step ending at time (at uniform times "
+        "through the step)",
         "cumulative_returns": (
-            "persons in a non-home state at one output time and in a home state at the next, "
-            "summed over steps since the start (returns undone within a step are not counted)"
+            "return events (non-home to home state) since the start, every return counted, also "
+            "those undone within a step"
         ),
+        **STOCK_SERIES_NOTE,
     }
     for name, desc in text.items():
-        ds[name].attrs.update(units="persons", description=desc)
+        if name in ds:
+            ds[name].attrs.update(units="persons", description=desc)
     for name, desc in FLOW_SERIES_NOTE.items():
         ds[name].attrs.update(
             units="persons per step",
-            description=f"{desc}; home states: {home}; moves made and undone within one step "
-            "are not seen; zero at the start time",
+            description=f"{desc}; home states: {home}; every event counted, also moves undone "
+            "within the step; zero at the start time",
         )
     ds["time"].attrs.update(
         units=unit, description="output time (decimal years: 2025.0 = 1 January 2025)"
@@ -157,6 +176,9 @@ def provenance(
             ]
         ),
         "engine": "in-memory (numba)" if dask in (None, False) else "dask",
+        "method": "exact stocks and transition events per step by uniformization (aggregate "
+        "counts); arrivals at uniform times through each step; ever returned on the augmented "
+        "(start label, entered home, state) chain",
         "uncertainty": UNCERTAINTY_NOTE,
     }
 
@@ -169,7 +191,7 @@ def provenance(
 def write_projection(ds: xr.Dataset, path: str | Path, force: bool = False) -> Path:
     """Write a projection as NetCDF (atomically: temporary file, then rename)."""
     path = Path(path)
-    names = ("stock", "flows", "inflow", *FLOW_SERIES_NOTE)
+    names = ("stock", "events", "inflow", *FLOW_SERIES_NOTE, *STOCK_SERIES_NOTE)
     encoding = {name: {"zlib": True, "complevel": 4} for name in names if name in ds}
     with atomic_output(path, force) as tmp:
         ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
@@ -196,11 +218,12 @@ def read_projection(path: str | Path) -> xr.Dataset:
 def series_names(ds: xr.Dataset) -> list[str]:
     """Series of the quantile table: aggregates, flows per step, then ``stock:<state>``.
 
-    The flow series (``returns``, ``reemigrations``, ``moves_abroad``) are
+    The flow series (``returns``, ``reemigrations``, ``moves_abroad``) and
+    ``ever_returned``, ``returned_from_abroad``, ``net_returnees_change`` are
     listed when the projection holds them (files written before they existed
     do not).
     """
-    flows = [name for name in FLOW_SERIES_NOTE if name in ds]
+    flows = [name for name in (*FLOW_SERIES_NOTE, *STOCK_SERIES_NOTE) if name in ds]
     return ["returnees", "diaspora", "cumulative_returns", "inflow", *flows] + [
         f"stock:{s}" for s in ds["state"].values
     ]
@@ -296,7 +319,8 @@ def summary_lines(
     """
     lines = []
     for sc in np.atleast_1d(ds["scenario"].values):
-        for name in ("returnees", "diaspora", "cumulative_returns"):
+        names = ("returnees", "diaspora", "cumulative_returns", "ever_returned")
+        for name in (n for n in names if n in ds):
             label = name.replace("_", " ")
             for t in times:
                 r = interval(ds, name, t, str(sc), prob)

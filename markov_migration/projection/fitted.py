@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,105 @@ def posterior_generators(
     return q
 
 
+def period_generators(
+    tree: xr.DataTree,
+    spec: ModelSpec,
+    *,
+    covariates: Mapping[str, Any] | None = None,
+    group: str | None = None,
+    period: str | int | None = None,
+    at: float | None = None,
+    seed: int = 0,
+) -> tuple[xr.DataArray, list[float]]:
+    """Generators per posterior sample and period in force, and the cut points.
+
+    A fit with ``periods`` and no ``period`` chosen gives every period's
+    generator, ``(sample, period, from_state, to_state)``, and the fit's cut
+    points: the projection switches period at each cut inside its window, and
+    after the last cut the last period holds. Otherwise one "period" (the
+    chosen one, or the fit's only generator) and no cut points. The other
+    arguments are those of :func:`posterior_generators`.
+    """
+    post = tree["posterior"]
+    if "Q" not in post or "period" not in post.coords or period is not None:
+        q = posterior_generators(
+            tree, spec, covariates=covariates, group=group, period=period, at=at, seed=seed
+        )
+        return q.expand_dims(period=1, axis=1), []
+    labels = [str(x) for x in post["period"].values]
+    parts = [
+        posterior_generators(
+            tree, spec, covariates=covariates, group=group, period=label, at=at, seed=seed
+        )
+        for label in labels
+    ]
+    q = xr.concat(parts, dim=xr.DataArray(labels, dims="period", name="period"))
+    q = q.transpose("sample", "period", "from_state", "to_state")
+    choice = json.loads(parts[0].attrs["generator"])
+    choice["period"] = "the period in force at each time (switching at the cut points)"
+    q.attrs["generator"] = json.dumps(choice, default=str)
+    return q, [float(c) for c in spec.periods]
+
+
+def period_at(cuts: Sequence[float], t: float) -> int:
+    """Index of the period in force just after time ``t`` (0 without cut points)."""
+    return int(np.searchsorted(np.asarray(cuts, dtype=float), t + TIME_TOL, side="right"))
+
+
+def periods_note(q: xr.DataArray, cuts: Sequence[float], times: np.ndarray) -> dict:
+    """Provenance of the periods of a projection (JSON-able)."""
+    labels = [str(x) for x in q["period"].values] if "period" in q.coords else []
+    if not cuts:
+        return {"periods": "one generator for the whole window"}
+    inside = [c for c in cuts if times[0] + TIME_TOL < c < times[-1] - TIME_TOL]
+    return {
+        "periods": labels,
+        "cuts": list(cuts),
+        "cuts_inside_window": inside,
+        "at_start": labels[period_at(cuts, float(times[0]))],
+        "after_last_cut": f"the last period ({labels[-1]}) holds to the horizon",
+    }
+
+
+def carry_matrices(q: np.ndarray, cuts: Sequence[float], gaps: np.ndarray, at: float) -> np.ndarray:
+    """``P`` from ``at - gap`` to ``at`` through the periods in force, per draw and gap.
+
+    Parameters
+    ----------
+    q : ndarray, shape (D, P, K, K)
+        Generators per draw and period (``P = len(cuts) + 1``).
+    cuts : sequence of float
+        Period cut points (time units).
+    gaps : ndarray, shape (G,)
+        Times to carry over (>= 0, time units).
+    at : float
+        Time carried to.
+
+    Returns
+    -------
+    ndarray, shape (D, G, K, K)
+        The product of ``expm(Q_p length)`` over the period pieces of
+        ``[at - gap, at]``, exact for a piecewise-constant generator.
+    """
+    from markov_migration.core.likelihood import pmatrix
+
+    q = np.asarray(q, dtype=np.float64)
+    n_draws, k = q.shape[0], q.shape[-1]
+    if not cuts:
+        return pmatrix(q[:, 0], np.asarray(gaps, dtype=float))
+    out = np.empty((n_draws, len(gaps), k, k))
+    for j, gap in enumerate(np.asarray(gaps, dtype=float)):
+        lo = at - gap
+        edges = sorted({lo, at} | {c for c in cuts if lo + TIME_TOL < c < at - TIME_TOL})
+        p = np.broadcast_to(np.eye(k), (n_draws, k, k))
+        for u, v in zip(edges[:-1], edges[1:], strict=True):
+            if v - u <= 0:
+                continue
+            p = p @ pmatrix(q[:, period_at(cuts, u)], np.array([v - u]))[:, 0]
+        out[:, j] = p
+    return out
+
+
 def _panel(tree: xr.DataTree) -> xr.Dataset | None:
     if "panel_data" not in tree.children:
         return None
@@ -150,10 +250,6 @@ def initial_stocks_from_fit(
     dict of str to int
         Persons by state, for every state of the model (0 outside ``states``).
     """
-    # imported here: the likelihood module compiles its numba callbacks on import, which
-    # a projection from given stocks does not need
-    from markov_migration.core.likelihood import pmatrix
-
     if not isinstance(tree, xr.DataTree):
         tree = read_fit(tree)
     spec = fit_spec(tree)
@@ -167,6 +263,47 @@ def initial_stocks_from_fit(
             )
     if not chosen:
         raise InputError("no states to split the total across")
+    q, cuts = period_generators(
+        tree, spec, covariates=covariates, group=group, period=period, at=at
+    )
+    q = q.values[select_draws(q.sizes["sample"], min(SPLIT_DRAWS, q.sizes["sample"]))]
+    # the posterior mean of the distribution, then restricted (as before periods were carried)
+    part = split_shares(tree, spec, q, cuts, at, chosen, normalize=False).mean(axis=0)
+    counts = _largest_remainder(part / part.sum() * round(total), round(total))
+    out = dict.fromkeys(spec.states, 0)
+    for s, c in zip(chosen, counts, strict=True):
+        out[s] = int(c)
+    return out
+
+
+def split_shares(
+    tree: xr.DataTree,
+    spec: ModelSpec,
+    q: np.ndarray,
+    cuts: Sequence[float],
+    at: float,
+    states: Sequence[str],
+    chunk: int = 250,
+    normalize: bool = True,
+) -> np.ndarray:
+    """Each draw's split of persons across ``states`` at ``at``, from the fit's panel.
+
+    Every respondent's last observed state at or before ``at`` is carried
+    forward to ``at`` through the periods in force (:func:`carry_matrices`;
+    gaps rounded to :data:`SPLIT_GAP_RESOLUTION`), weighted by the survey
+    weights, and restricted to ``states``.
+
+    Parameters
+    ----------
+    q : ndarray, shape (D, P, K, K)
+        Generators per draw and period.
+
+    Returns
+    -------
+    ndarray, shape (D, len(states))
+        Shares per draw, adding up to 1 (with ``normalize``; else the shares
+        of the whole population that are in ``states``).
+    """
     panel = _panel(tree)
     if panel is None:
         raise InputError(
@@ -191,24 +328,119 @@ def initial_stocks_from_fit(
         "w": last["weight"].to_numpy(),
     }
     groups = pd.DataFrame(carried).groupby(["state", "gap"], as_index=False)["w"].sum()
-    q = posterior_generators(tree, spec, covariates=covariates, group=group, period=period, at=at)
-    q = q.values[select_draws(q.sizes["sample"], min(SPLIT_DRAWS, q.sizes["sample"]))]
     gaps = np.unique(groups["gap"].to_numpy())
-    p = pmatrix(q, gaps)  # (draws, gaps, K, K)
     where = np.searchsorted(gaps, groups["gap"].to_numpy())
-    rows = p[:, where, groups["state"].to_numpy(dtype=np.int64), :]  # (draws, groups, K)
-    dist = np.einsum("g,dgk->dk", groups["w"].to_numpy(), rows) / groups["w"].sum()
-    shares = np.clip(dist.mean(axis=0), 0.0, None)
-    idx = [spec.index(s) for s in chosen]
-    part = shares[idx]
-    if part.sum() <= 0:
-        raise InputError(f"the fitted model puts nobody in {', '.join(chosen)} at {at:g}")
-    part = part / part.sum()
-    counts = _largest_remainder(part * round(total), round(total))
-    out = dict.fromkeys(spec.states, 0)
-    for s, c in zip(chosen, counts, strict=True):
-        out[s] = int(c)
-    return out
+    from_state = groups["state"].to_numpy(dtype=np.int64)
+    w = groups["w"].to_numpy()
+    idx = [spec.index(s) for s in states]
+    out = np.empty((q.shape[0], len(idx)))
+    for lo in range(0, q.shape[0], chunk):  # bounded memory: draws x gaps x K x K
+        p = carry_matrices(q[lo : lo + chunk], cuts, gaps, at)
+        rows = p[:, where, from_state, :]  # (draws, groups, K)
+        dist = np.einsum("g,dgk->dk", w, rows) / w.sum()
+        out[lo : lo + chunk] = np.clip(dist, 0.0, None)[:, idx]
+    total = out.sum(axis=1, keepdims=True)
+    if np.any(total <= 0):
+        raise InputError(f"the fitted model puts nobody in {', '.join(states)} at {at:g}")
+    return out / total if normalize else out
+
+
+#: z of the 95th percentile of the standard normal (the ends of a central 90% range).
+Z90 = 1.6448536269514722
+
+
+@dataclass(frozen=True)
+class InitialTotal:
+    """A published total of persons to split across states as the fit implies, per draw.
+
+    Each projection draw uses its own posterior sample's split
+    (:func:`split_shares` with that draw's generators) and, with a range, its
+    own total: a two-piece lognormal with median ``total`` whose 5% and 95%
+    quantiles are ``low`` and ``high`` (``log T = log total + sigma z``, ``z ~
+    N(0, 1)``, ``sigma = log(total / low) / 1.645`` below the median and
+    ``log(high / total) / 1.645`` above it), so the given total, range and
+    skew are all kept. Totals are rounded to whole persons and split by
+    largest remainders.
+
+    Attributes
+    ----------
+    total : float
+        Persons (the median when a range is given).
+    low, high : float or None
+        Central 90% range of the total (persons), or None for a known total.
+    states : tuple of str or None
+        States to split across (default: the model's non-home states).
+    """
+
+    total: float
+    low: float | None = None
+    high: float | None = None
+    states: tuple[str, ...] | None = None
+
+    def check(self) -> InitialTotal:
+        """Refuse a negative or non-finite total, or a range that does not contain it."""
+        t = self.total
+        if not math.isfinite(t) or t <= 0:
+            raise InputError(f"--initial-total must be a number of persons > 0, got {t:g}")
+        check_count = t if self.high is None else self.high
+        if check_count > 1e14:
+            raise InputError(
+                f"--initial-total: at most 1e+14 persons are supported, got {check_count:g}"
+            )
+        if (self.low is None) != (self.high is None):
+            raise InputError("--initial-total-range needs two numbers LO,HI")
+        if self.low is not None:
+            lo, hi = float(self.low), float(self.high)
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0:
+                raise InputError(
+                    f"--initial-total-range must be two numbers > 0, got {lo:g},{hi:g}"
+                )
+            if not lo <= t <= hi or lo == hi:
+                raise InputError(
+                    f"--initial-total-range {lo:g},{hi:g} must contain --initial-total {t:g} "
+                    "and have LO < HI"
+                )
+        return self
+
+    def totals(self, n: int, seed: int) -> np.ndarray:
+        """Whole persons per projection draw; draw ``i`` uses ``SeedSequence(seed, (i, 1))``."""
+        if self.low is None:
+            return np.full(n, round(self.total), dtype=np.int64)
+        lo_sd = math.log(self.total / self.low) / Z90
+        hi_sd = math.log(self.high / self.total) / Z90
+        z = np.array(
+            [np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(i, 1))).standard_normal()
+             for i in range(n)]
+        )  # fmt: skip
+        return np.round(self.total * np.exp(np.where(z < 0, lo_sd, hi_sd) * z)).astype(np.int64)
+
+    def stocks(self, tree, spec, q, cuts, at, seed) -> tuple[np.ndarray, dict]:
+        """Initial stocks per draw ``(n, K)`` and a JSON-able note for the provenance.
+
+        ``q`` (n, P, K, K) are the projection draws' generators per period.
+        """
+        states = (
+            [s for s in spec.states if s not in spec.home]
+            if self.states is None
+            else list(self.states)
+        )
+        shares = split_shares(tree, spec, q, cuts, at, states)
+        totals = self.totals(q.shape[0], seed)
+        x0 = np.zeros((q.shape[0], spec.n_states), dtype=np.int64)
+        idx = [spec.index(s) for s in states]
+        for d in range(q.shape[0]):
+            x0[d, idx] = _largest_remainder(shares[d] * totals[d], int(totals[d]))
+        note = {
+            "total": self.total,
+            "range90": None if self.low is None else [self.low, self.high],
+            "distribution": "fixed" if self.low is None else (
+                "two-piece lognormal, median total, 5% and 95% quantiles at the range ends; "
+                "draw i from SeedSequence(seed, spawn_key=(i, 1))"
+            ),
+            "split": f"each draw's own posterior split across {', '.join(states)} at {at:g}",
+            "totals_quantiles_5_50_95": np.quantile(totals, [0.05, 0.5, 0.95]).tolist(),
+        }  # fmt: skip
+        return x0, note
 
 
 def _largest_remainder(values: np.ndarray, total: int) -> np.ndarray:

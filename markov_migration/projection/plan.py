@@ -215,6 +215,55 @@ def initial_stocks(
     return out
 
 
+def parse_exit_rates(rates: Mapping[str, float] | float | str | None, spec: ModelSpec):
+    """Exit rates per state (per time unit) as an array (K,), or None for no exits.
+
+    ``rates`` is one rate for every state, a mapping of state to rate (others
+    0), or the command-line text ``"0.01"`` or ``"abroad=0.01,returned=0.005"``.
+
+    Raises
+    ------
+    InputError
+        On an unknown state, or a rate that is negative or not a finite number.
+    """
+    if rates is None:
+        return None
+    if isinstance(rates, str):
+        text = rates.strip()
+        if "=" not in text:
+            try:
+                rates = float(text)
+            except ValueError:
+                raise InputError(
+                    f"--exit-rate must be a number or state=rate,..., got '{rates}'"
+                ) from None
+        else:
+            parsed: dict[str, float] = {}
+            for item in text.split(","):
+                name, _, value = item.partition("=")
+                try:
+                    parsed[name.strip()] = float(value)
+                except ValueError:
+                    raise InputError(
+                        f"--exit-rate: rate of '{name.strip()}' is not a number"
+                    ) from None
+            rates = parsed
+    if isinstance(rates, Mapping):
+        out = np.zeros(spec.n_states)
+        for name, value in rates.items():
+            if name not in spec.states:
+                known = ", ".join(spec.states)
+                raise InputError(f"--exit-rate: '{name}' is not a state of model {spec.name} "
+                                 f"(states: {known})")  # fmt: skip
+            out[spec.index(name)] = float(value)
+    else:
+        out = np.full(spec.n_states, float(rates))
+    if not np.all(np.isfinite(out)) or np.any(out < 0):
+        bad = out[~(np.isfinite(out) & (out >= 0))][0]
+        raise InputError(f"--exit-rate must be >= 0 per year (per time unit), got {bad:g}")
+    return out
+
+
 def _read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
     if not path.exists():
         raise InputError("file not found", path=path)
@@ -364,43 +413,59 @@ class StepPlan:
     Attributes
     ----------
     steps : list of list of (float, int)
-        Per step, ``(duration, multiplier index)`` pieces in time order.
+        Per step, ``(duration, piece index)`` pieces in time order.
     multipliers : ndarray, shape (M, K, K)
+        Hazard multipliers of each piece index.
     inflow : ndarray, shape (S,)
         Expected arrivals per step (persons).
+    periods : ndarray of int, shape (M,)
+        Period in force for each piece index (all 0 without periods).
     """
 
     steps: list[list[tuple[float, int]]]
     multipliers: np.ndarray
     inflow: np.ndarray
+    periods: np.ndarray
 
 
 def scenario_plan(
-    scenario: Scenario, times: np.ndarray, spec: ModelSpec, inflow: Inflow
+    scenario: Scenario,
+    times: np.ndarray,
+    spec: ModelSpec,
+    inflow: Inflow,
+    period_cuts: Sequence[float] = (),
 ) -> StepPlan:
     """The step plan of a scenario on the output time grid.
 
-    A step is split where the scenario switches multipliers on or off, and
-    adjacent pieces with the same multipliers are merged again, so a scenario
-    whose multipliers are all 1 has exactly the baseline's pieces.
+    A step is split where the scenario switches multipliers on or off and at
+    the period cut points (``period_cuts``: period ``i`` holds from cut
+    ``i - 1`` to cut ``i``, the last one after the last cut), and adjacent
+    pieces with the same multipliers and period are merged again, so a
+    scenario whose multipliers are all 1 has exactly the baseline's pieces.
     """
     k = spec.n_states
     mats: list[np.ndarray] = []
+    period_of: list[int] = []
+    cut_array = np.asarray(list(period_cuts), dtype=float)
 
-    def index_of(m: np.ndarray) -> int:
+    def index_of(m: np.ndarray, p: int) -> int:
         for i, existing in enumerate(mats):
-            if np.array_equal(existing, m):
+            if period_of[i] == p and np.array_equal(existing, m):
                 return i
         mats.append(m)
+        period_of.append(p)
         return len(mats) - 1
 
-    cuts = scenario.change_points()
+    def period_at(u: float) -> int:
+        return int(np.searchsorted(cut_array, u + TIME_TOL, side="right"))
+
+    cuts = scenario.change_points() + [float(c) for c in cut_array]
     steps = []
     for a, b in zip(times[:-1], times[1:], strict=True):
         edges = sorted({float(a), float(b)} | {c for c in cuts if a + TIME_TOL < c < b - TIME_TOL})
         pieces: list[tuple[float, int]] = []
         for u, v in zip(edges[:-1], edges[1:], strict=True):
-            m = index_of(scenario.multipliers_at(u, k))
+            m = index_of(scenario.multipliers_at(u, k), period_at(u))
             if pieces and pieces[-1][1] == m:
                 pieces[-1] = (pieces[-1][0] + (v - u), m)
             else:
@@ -409,7 +474,9 @@ def scenario_plan(
         if len(pieces) == 1:
             pieces = [(float(b - a), pieces[0][1])]
         steps.append(pieces)
-    return StepPlan(steps, np.stack(mats), inflow.expected(times, scenario))
+    return StepPlan(
+        steps, np.stack(mats), inflow.expected(times, scenario), np.array(period_of, dtype=np.int64)
+    )
 
 
 def initial_array(

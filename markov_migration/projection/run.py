@@ -1,10 +1,13 @@
 """Projection of stocks by state from a fit: returnees and diaspora by year.
 
-For every posterior draw of the generator ``Q`` the people of the initial
-stocks move step by step through ``P(step) = expm(Q step)`` (with scenario
-multipliers where a scenario is in force), each person independently
-(multinomial moves, :mod:`markov_migration.core.projection`), new emigrants
-arrive in one state, and the stocks, flows and cumulative returns are recorded.
+For every posterior draw of the generator ``Q`` (the period in force at each
+time, with scenario multipliers where a scenario is in force) the people of the
+initial stocks move through the continuous-time chain, each person
+independently; the step-end stocks and every transition within each step are
+sampled jointly and exactly (:mod:`markov_migration.core.events`, on the "ever
+returned" space of :mod:`markov_migration.core.ever_home`), new emigrants arrive
+in one state at uniform times through each step, and the stocks, transition
+events, returns, cumulative returns and persons ever returned are recorded.
 The result is an :class:`xarray.Dataset` (see :func:`project_fit`) that
 :mod:`markov_migration.projection.files` writes as NetCDF and summarises for a
 spreadsheet and :mod:`markov_migration.plots.fan` draws as fan charts. The
@@ -33,6 +36,7 @@ Examples
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,17 +45,25 @@ import numpy as np
 import xarray as xr
 
 from markov_migration.core.draws import select_draws
-from markov_migration.core.projection import draw_seeds, project_stocks, step_pmatrices
+from markov_migration.core.events import project_events
+from markov_migration.core.ever_home import EverHomeSpace
+from markov_migration.core.projection import draw_seeds, generator_with_multipliers
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec, read_fit
 from markov_migration.inputs.scenario import Scenario, load_scenario
 from markov_migration.projection.files import describe_variables, provenance
-from markov_migration.projection.fitted import observed_prevalence, posterior_generators
+from markov_migration.projection.fitted import (
+    InitialTotal,
+    observed_prevalence,
+    period_generators,
+    periods_note,
+)
 from markov_migration.projection.plan import (
     Inflow,
     check_persons,
     initial_array,
+    parse_exit_rates,
     projection_times,
     scenario_plan,
 )
@@ -67,38 +79,122 @@ def project_chunk(
     *,
     steps: list[list[tuple[float, int]]],
     multipliers: np.ndarray,
+    periods: np.ndarray,
     inflow: np.ndarray,
     inflow_cv: float,
     inflow_state: int,
+    home: np.ndarray,
+    by_start: bool = True,
+    exit_rates: np.ndarray | None = None,
     parallel: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Project a block of draws: ``P`` per step from ``Q``, then the stochastic moves.
+) -> tuple[np.ndarray, ...]:
+    """Project a block of draws: stocks and transition events, exactly, with "ever returned".
 
     The unit of work of both the in-memory and the Dask path (a module-level
-    function, so Dask can ship it to workers).
+    function, so Dask can ship it to workers). The generator of piece index
+    ``g`` is draw ``d``'s period ``periods[g]`` times the hazard multipliers
+    ``multipliers[g]``. The events kernel
+    (:func:`~markov_migration.core.events.project_events`) runs on the
+    augmented "ever home" space (:class:`~markov_migration.core.ever_home.EverHomeSpace`),
+    whose stocks and events collapse exactly to the model's states.
 
     Parameters
     ----------
-    q : ndarray, shape (D, K, K)
+    q : ndarray, shape (D, P, K, K)
+        Generators per draw and period.
     x0 : ndarray of int, shape (D, K)
     seeds : ndarray of uint32, shape (D,)
+    by_start : bool
+        Label persons by where they were at the start (4K augmented states).
+        Needed only when someone is home at the start or arrives during the
+        run; otherwise everyone was abroad at the start, persons back home are
+        the returnees, and the 2K-state chain (about 1.6 times faster) is run.
+    exit_rates : ndarray, shape (K,), optional
+        Rates of leaving the population (deaths, moves out of scope) from each
+        state, per time unit: an absorbing exit state outside home and
+        diaspora is added to the chain (not changed by scenarios or periods).
 
     Returns
     -------
-    flows : ndarray of int64, shape (D, S, K, K)
+    stock : ndarray of int64, shape (D, S + 1, K)
+    events : ndarray of int64, shape (D, S, K, K)
     arrivals : ndarray of int64, shape (D, S)
+    ever : ndarray of int64, shape (D, S + 1)
+        Persons who entered a home state at least once since the start.
+    back : ndarray of int64, shape (D, S + 1)
+        Persons in a home state who were in a non-home state at the start.
+    exited : ndarray of int64, shape (D, S + 1)
+        Persons who left the population since the start (0 without exits).
     """
-    p = step_pmatrices(q, steps, multipliers)
-    out = project_stocks(
-        x0,
-        p,
+    q = np.asarray(q, dtype=np.float64)
+    gens = np.stack(
+        [
+            generator_with_multipliers(q[:, int(p)], m)
+            for p, m in zip(periods, multipliers, strict=True)
+        ],
+        axis=1,
+    )
+    k = q.shape[-1]
+    exits = exit_rates is not None and np.any(np.asarray(exit_rates) > 0)
+    if exits:  # one more, absorbing state: rows k -> exit at the exit rates
+        wide = np.zeros(gens.shape[:-2] + (k + 1, k + 1))
+        wide[..., :k, :k] = gens
+        wide[..., :k, k] = np.asarray(exit_rates, dtype=np.float64)
+        idx = np.arange(k + 1)
+        wide[..., idx, idx] = 0.0
+        wide[..., idx, idx] = -wide.sum(axis=-1)
+        gens = wide
+        x0 = np.concatenate([np.asarray(x0), np.zeros((len(x0), 1), dtype=np.int64)], axis=1)
+    kk = gens.shape[-1]
+    per_state = np.zeros((len(steps), kk))
+    per_state[:, inflow_state] = inflow
+    if not np.any(home):  # a model without home states: nobody can return
+        out = project_events(
+            np.asarray(x0, dtype=np.int64), gens, steps, seeds=seeds, inflow=per_state,
+            inflow_cv=inflow_cv, parallel=parallel,
+        )  # fmt: skip
+        none = np.zeros(out.stock.shape[:-1], dtype=np.int64)
+        exited = out.stock[..., k] if exits else none
+        return (
+            np.ascontiguousarray(out.stock[..., :k]),
+            np.ascontiguousarray(out.events[..., :k, :k]),
+            out.arrivals.sum(axis=-1),
+            none,
+            none.copy(),
+            exited,
+        )
+    space = EverHomeSpace(k=kk, home=np.flatnonzero(home).tolist(), by_start=by_start)
+    out = project_events(
+        space.initial(np.asarray(x0, dtype=np.int64)),
+        space.generator(gens),
+        steps,
         seeds=seeds,
-        inflow=inflow,
+        inflow=space.arrivals(per_state),
         inflow_cv=inflow_cv,
-        inflow_state=inflow_state,
         parallel=parallel,
     )
-    return out.flows, out.inflow
+    stock = space.stock(out.stock)
+    back = space.home_from_abroad(out.stock) if by_start else stock[..., :k][..., home].sum(axis=-1)
+    exited = stock[..., k] if exits else np.zeros(stock.shape[:-1], dtype=np.int64)
+    return (
+        np.ascontiguousarray(stock[..., :k]),
+        np.ascontiguousarray(space.events(out.events)[..., :k, :k]),
+        out.arrivals.sum(axis=-1),
+        space.ever_home(out.stock),
+        back,
+        exited,
+    )
+
+
+#: Outputs of :func:`project_chunk` in order: (name, core dims after ``draw``).
+CHUNK_OUTPUTS = (
+    ("stock", ["time", "state"]),
+    ("events", ["step", "from_state", "to_state"]),
+    ("arrivals", ["step"]),
+    ("ever", ["time"]),
+    ("back", ["time"]),
+    ("exited", ["time"]),
+)
 
 
 def _run_memory(q, x0, seeds, plans, chunk_draws, progress):
@@ -107,16 +203,14 @@ def _run_memory(q, x0, seeds, plans, chunk_draws, progress):
     done = 0
     results = []
     for plan in plans:
-        flows, arrivals = [], []
+        parts = []
         for lo in range(0, n, chunk_draws):
             hi = min(n, lo + chunk_draws)
-            f, a = project_chunk(q[lo:hi], x0[lo:hi], seeds[lo:hi], parallel=True, **plan)
-            flows.append(f)
-            arrivals.append(a)
+            parts.append(project_chunk(q[lo:hi], x0[lo:hi], seeds[lo:hi], parallel=True, **plan))
             done += hi - lo
             if progress is not None:
                 progress(done, total)
-        results.append((np.concatenate(flows), np.concatenate(arrivals)))
+        results.append(tuple(np.concatenate(values) for values in zip(*parts, strict=True)))
     return results
 
 
@@ -135,7 +229,8 @@ def _dask_client(target: Any):
     if isinstance(target, distributed.Client):
         return target, None
     if target is True or target == "local":
-        cluster = distributed.LocalCluster(processes=False, dashboard_address=None)
+        # any free port for the dashboard: another cluster on the machine may hold 8787
+        cluster = distributed.LocalCluster(processes=False, dashboard_address=":0")
         return distributed.Client(cluster), cluster
     if isinstance(target, str):
         try:
@@ -152,22 +247,24 @@ def _run_dask(q, x0, seeds, plans, chunk_draws, dask, progress):
     try:
         n = q.shape[0]
         chunks = {"draw": chunk_draws}
-        qa = xr.DataArray(q, dims=("draw", "from_state", "to_state")).chunk(chunks)
+        qa = xr.DataArray(q, dims=("draw", "period", "from_state", "to_state")).chunk(chunks)
         xa = xr.DataArray(x0, dims=("draw", "state")).chunk(chunks)
         sa = xr.DataArray(seeds, dims=("draw",)).chunk(chunks)
         lazy = []
         for plan in plans:
             n_steps = len(plan["steps"])
-            flows, arrivals = xr.apply_ufunc(
+            outs = xr.apply_ufunc(
                 project_chunk, qa, xa, sa,
-                input_core_dims=[["from_state", "to_state"], ["state"], []],
-                output_core_dims=[["step", "from_state", "to_state"], ["step"]],
+                input_core_dims=[["period", "from_state", "to_state"], ["state"], []],
+                output_core_dims=[dims for _, dims in CHUNK_OUTPUTS],
                 dask="parallelized",
-                output_dtypes=[np.int64, np.int64],
-                dask_gufunc_kwargs={"output_sizes": {"step": n_steps}},
+                output_dtypes=[np.int64] * len(CHUNK_OUTPUTS),
+                dask_gufunc_kwargs={
+                    "output_sizes": {"step": n_steps, "time": n_steps + 1}
+                },
                 kwargs={**plan, "parallel": False},
             )  # fmt: skip
-            lazy += [flows, arrivals]
+            lazy += list(outs)
         futures = client.compute(lazy)
         if progress is not None:
             from distributed import as_completed
@@ -175,7 +272,8 @@ def _run_dask(q, x0, seeds, plans, chunk_draws, dask, progress):
             for done, _ in enumerate(as_completed(futures), start=1):
                 progress(round(done / len(futures) * n * len(plans)), n * len(plans))
         values = client.gather(futures)
-        return [(values[2 * i].values, values[2 * i + 1].values) for i in range(len(plans))]
+        m = len(CHUNK_OUTPUTS)
+        return [tuple(values[m * i + j].values for j in range(m)) for i in range(len(plans))]
     finally:
         if cluster is not None:
             client.close()
@@ -202,6 +300,7 @@ def project_fit(
     covariates: Mapping[str, Any] | None = None,
     group: str | None = None,
     period: str | int | None = None,
+    exit_rates: dict[str, float] | float | None = None,
 ) -> xr.Dataset:
     """Project stocks by state from a fit: returnees and diaspora by year, under scenarios.
 
@@ -209,12 +308,14 @@ def project_fit(
     ----------
     fit : DataTree or path
         A fit file (continuous time), or its DataTree.
-    initial : mapping of state to persons, or DataArray
+    initial : mapping of state to persons, DataArray, or InitialTotal
         Initial stocks at ``start`` (whole persons; states not named start
         empty; at most :data:`~markov_migration.projection.plan.MAX_PERSONS`
         in all, also counting every arrival over the run). A DataArray has dims
-        ``(state,)`` or ``(draw, state)`` (one row per projection draw, e.g. an
-        uncertain initial split).
+        ``(state,)`` or ``(draw, state)`` (one row per projection draw). An
+        :class:`~markov_migration.projection.fitted.InitialTotal` is split per
+        draw as that draw's posterior sample implies, with an optionally
+        uncertain total (recorded in the attribute ``initial_total_distribution``).
     start, horizon : float
         First and last output time (time units of the model, decimal years
         for the default model).
@@ -256,21 +357,31 @@ def project_fit(
         with (see
         :func:`~markov_migration.projection.fitted.posterior_generators`): covariates at the given
         values (others at baseline), a group of the data or ``"new"``
-        (required for a fit with groups), a period (default: the one in effect
-        at ``start``). Recorded in the attribute ``generator``.
+        (required for a fit with groups), a period held for the whole run
+        (default: the period in force at each time, switching at the fit's cut
+        points; after the last cut the last period holds; recorded in the
+        attribute ``periods``). Recorded in the attribute ``generator``.
+    exit_rates : float or mapping of state to float, optional
+        Yearly (per time unit) rates of leaving the population (deaths, moves
+        out of scope), the same for every state or per state (others 0): an
+        absorbing exit state outside home and diaspora. Adds ``exits``
+        (persons per step) and ``exited`` (since the start); stocks then no
+        longer add up to the initial total.
 
     Returns
     -------
     Dataset
         ``stock (draw, time, state)``, ``returnees`` and ``diaspora (draw,
         time)`` (sums over the model's home and other states),
-        ``flows (draw, time, from_state, to_state)`` (the moves of the step
-        ending at ``time``), ``inflow (draw, time)``, the per-step flow series
-        ``returns``, ``reemigrations`` and ``moves_abroad (draw, time)`` (see
-        :func:`flow_series`; persons per step), ``cumulative_returns
-        (draw, time)`` (persons abroad at one output time and home at the next,
-        summed since the start), with a leading ``scenario`` dim when more
-        than one scenario runs; ``observed_share (wave, state)`` when the fit
+        ``events (draw, time, from_state, to_state)`` (every transition made
+        in the step ending at ``time``), ``inflow (draw, time)``, the per-step
+        event series ``returns``, ``reemigrations`` and ``moves_abroad (draw,
+        time)`` (see :func:`flow_series`; persons per step),
+        ``cumulative_returns (draw, time)`` (return events since the start),
+        ``ever_returned`` (persons who entered a home state since the start),
+        ``returned_from_abroad`` (persons home who were abroad at the start),
+        ``net_returnees_change`` (step-end change of the home stock), with a
+        leading ``scenario`` dim when more than one scenario runs; ``observed_share (wave, state)`` when the fit
         has a panel; provenance attributes (fit file SHA-256, seed, inputs).
     """
     fit_path = None if fit_file is None else Path(fit_file)
@@ -297,20 +408,30 @@ def project_fit(
     if baseline or not resolved:
         resolved = [Scenario.baseline(), *resolved]
 
-    q_all = posterior_generators(
+    q_all, cuts = period_generators(
         fit, spec, covariates=covariates, group=group, period=period, at=float(times[0]), seed=seed
     )
     if draws is not None and draws < 1:  # the CLI's message (select_draws raises ValueError)
         raise InputError(f"--draws must be at least 1, got {draws}")
     chosen = select_draws(q_all.sizes["sample"], draws)
     n = chosen.size
-    q = np.ascontiguousarray(q_all.values[chosen])
+    q = np.ascontiguousarray(q_all.values[chosen])  # (draw, period, K, K)
     k = spec.n_states
-    x0 = initial_array(initial, spec, n)
+    seeds = draw_seeds(seed, np.arange(n))
+    total_note = None
+    if isinstance(initial, InitialTotal):
+        x0, total_note = initial.check().stocks(fit, spec, q, cuts, float(times[0]), seed)
+    else:
+        x0 = initial_array(initial, spec, n)
+    home = np.array([s in spec.home for s in spec.states])
+    exit_array = parse_exit_rates(exit_rates, spec)
+    plan_list = [scenario_plan(s, times, spec, inflow, period_cuts=cuts) for s in resolved]
+    # the (start label) space only when someone is home at the start or anyone arrives;
+    # decided for the whole run, so that chunks and Dask give the same result
+    by_start = bool(x0[:, home].any()) or any(np.any(p.inflow > 0) for p in plan_list)
 
     plans = []
-    for s in resolved:
-        plan = scenario_plan(s, times, spec, inflow)
+    for s, plan in zip(resolved, plan_list, strict=True):
         check_persons(  # every count of the run then fits exactly in int64
             float(x0.sum(axis=-1).max()) + float(np.sum(plan.inflow)),
             f"initial stocks plus the inflows of scenario '{s.name}' come to",
@@ -319,29 +440,34 @@ def project_fit(
             {
                 "steps": plan.steps,
                 "multipliers": plan.multipliers,
+                "periods": plan.periods,
                 "inflow": plan.inflow,
                 "inflow_cv": float(inflow.cv),
                 "inflow_state": spec.index(inflow.state),
+                "home": home,
+                "by_start": by_start,
+                "exit_rates": exit_array,
             }
         )
-    seeds = draw_seeds(seed, np.arange(n))
     if dask is None or dask is False:
         results = _run_memory(q, x0, seeds, plans, chunk_draws, progress)
     else:
         results = _run_dask(q, x0, seeds, plans, chunk_draws, dask, progress)
 
     n_sc, n_t = len(resolved), times.size
-    flows = np.zeros((n_sc, n, n_t, k, k), dtype=np.int64)
+    stock = np.stack([r[0] for r in results])
+    events = np.zeros((n_sc, n, n_t, k, k), dtype=np.int64)
     arrivals = np.zeros((n_sc, n, n_t), dtype=np.int64)
-    for i, (f, a) in enumerate(results):
-        flows[i, :, 1:] = f
-        arrivals[i, :, 1:] = a
-    stock = np.empty((n_sc, n, n_t, k), dtype=np.int64)
-    stock[:, :, 0] = x0[None]
-    stock[:, :, 1:] = flows[:, :, 1:].sum(axis=3)
-    stock[:, :, 1:, spec.index(inflow.state)] += arrivals[:, :, 1:]
-    home = np.array([s in spec.home for s in spec.states])
-    named = flow_series(flows, home)
+    for i, r in enumerate(results):
+        events[i, :, 1:] = r[1]
+        arrivals[i, :, 1:] = r[2]
+    ever = np.stack([r[3] for r in results])
+    back = np.stack([r[4] for r in results])
+    exited = np.stack([r[5] for r in results])
+    named = flow_series(events, home)
+    returnees = stock[..., home].sum(axis=-1)
+    net = np.zeros_like(returnees)
+    net[..., 1:] = np.diff(returnees, axis=-1)
 
     # the output's "draw" is the projection draw; the posterior sample's own indices
     # are kept as coords
@@ -350,12 +476,23 @@ def project_fit(
     ds = xr.Dataset(
         {
             "stock": (dims + ("state",), stock),
-            "returnees": (dims, stock[..., home].sum(axis=-1)),
+            "returnees": (dims, returnees),
             "diaspora": (dims, stock[..., ~home].sum(axis=-1)),
-            "flows": (dims + ("from_state", "to_state"), flows),
+            "events": (dims + ("from_state", "to_state"), events),
             "inflow": (dims, arrivals),
             **{name: (dims, values) for name, values in named.items()},
             "cumulative_returns": (dims, np.cumsum(named["returns"], axis=-1)),
+            "ever_returned": (dims, ever),
+            "returned_from_abroad": (dims, back),
+            "net_returnees_change": (dims, net),
+            **(
+                {}
+                if exit_array is None
+                else {
+                    "exited": (dims, exited),
+                    "exits": (dims, np.concatenate([0 * exited[..., :1], np.diff(exited)], -1)),
+                }
+            ),
         },
         coords={
             "scenario": names_all(resolved),
@@ -390,11 +527,23 @@ def project_fit(
         command,
     )
     ds.attrs["generator"] = q_all.attrs.get("generator", "the fit's posterior Q")
+    ds.attrs["periods"] = json.dumps(periods_note(q_all, cuts, times))
+    ds.attrs["exit_rates"] = json.dumps(
+        "none"
+        if exit_array is None
+        else {
+            "per_time_unit": dict(zip(spec.states, exit_array.tolist(), strict=True)),
+            "model": "absorbing exit state outside home and diaspora; not changed by "
+            "scenarios or periods",
+        }
+    )
+    if total_note is not None:
+        ds.attrs["initial_total_distribution"] = json.dumps(total_note)
     return ds
 
 
 def flow_series(flows: np.ndarray, home: np.ndarray) -> dict[str, np.ndarray]:
-    """Named per-step series from the flow matrices ``(..., from_state, to_state)``.
+    """Named per-step series from the event matrices ``(..., from_state, to_state)``.
 
     ``returns``: from a non-home state into a home state; ``reemigrations``:
     from a home state into a non-home state; ``moves_abroad``: between two
