@@ -70,8 +70,12 @@ def test_holdout_split_by_hand():
     assert held.origin.tolist() == [1, 1]  # respondents 1 and 2 (3 has no later, 4 no earlier)
     assert held.destination.tolist() == [2, 1]
     np.testing.assert_allclose(held.gap, [1.1, 1.9])
-    after = B.holdout_split(ids, times, states, holdout_after=0.5)
-    assert after.origin.tolist() == [0, 1, 0] and after.n_later == 1  # respondent 1 at 2.1
+    after = B.holdout_split(ids, times, states, holdout_after=1.05)
+    assert after.origin.tolist() == [1, 1, 0] and after.destination.tolist() == [2, 1, 0]
+    later = B.holdout_split(np.ones(4), np.arange(4.0), np.array([0, 1, 1, 2]), 1.5)
+    assert later.origin.tolist() == [1] and later.n_later == 1  # only the first is predicted
+    with pytest.raises(B.InputError, match="nothing to refit"):
+        B.holdout_split(ids, times, states, holdout_after=0.5)
     with pytest.raises(B.InputError, match="single wave"):
         B.holdout_split(ids, np.zeros(8), states)
     with pytest.raises(B.InputError, match="nothing to predict"):
@@ -110,16 +114,21 @@ def test_coverage_of_a_well_specified_truth_is_near_nominal(spec):
     Intervals of discrete counts end at replicated values, so they cover at least their
     probability (up to Monte Carlo error); the upper tolerance allows for that.
     """
-    covered = []
+    covered, pit = [], []
     for r in range(N_COVERAGE):
         kept, held = split(spec, 300, seed=100 + r)
         res = B.backtest_fit(truth_fit(spec, kept, seed=r), held, seed=r)
         cov = res.coverage
         cov = cov[cov["quantity"].str.contains(":")]
         covered.append(cov.groupby("nominal")["covered"].mean())
-    share = pd.concat(covered, axis=1).mean(axis=1)
+        pit.append(res.predictions["pit"].to_numpy())
+    share = pd.concat(covered, axis=1).mean(axis=1)  # measured 0.55, 0.84, 0.97
     for nominal, value in share.items():
         assert nominal - 0.06 <= value <= nominal + 0.1, share
+    # the randomized PITs are uniform: exactly nominal central shares (measured 0.50, 0.80, 0.96)
+    pit = np.concatenate(pit)
+    for nominal in B.BACKTEST_INTERVALS:
+        assert abs(np.mean(np.abs(pit - 0.5) <= nominal / 2) - nominal) < 0.05
 
 
 def test_scores_rank_the_truth_above_a_wrong_model(spec):

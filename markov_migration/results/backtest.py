@@ -229,8 +229,11 @@ def predict_heldout(
     obs_prev = obs_counts.reshape(k, k).sum(axis=0) / n
 
     n_origin = np.bincount(origin, minlength=k)
-    # cells worth predicting: an origin with respondents and a destination the model allows
-    possible = (np.repeat(n_origin, k) > 0) & (rep_counts.max(axis=0) + obs_counts > 0)
+    # cells worth predicting: an origin with respondents and an uncertain count (a count
+    # the model predicts with certainty, e.g. stays in an absorbing state, is always
+    # covered and says nothing about calibration) - unless the data contradict it
+    certain = (rep_counts.min(axis=0) == rep_counts.max(axis=0)) & (rep_counts[0] == obs_counts)
+    possible = (np.repeat(n_origin, k) > 0) & ~certain
     labels = [f"count:{states[c // k]}->{states[c % k]}" for c in np.flatnonzero(possible)]
     labels += [f"prevalence:{s}" for s in states]
     rep = np.concatenate([rep_counts[:, possible], rep_prev], axis=1)
