@@ -230,3 +230,11 @@ def test_real_backtest_end_to_end(files, tmp_path):
     assert overall[0.95] >= 2 / 3  # 3 states, a correctly specified model
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "exists" in res.stderr
+
+
+def test_help_lists_the_options():
+    res = runner.invoke(app, ["backtest", "--help"])
+    assert res.exit_code == 0
+    for option in ("--model", "--out", "--holdout-after", "--draws", "--chains", "--tune",
+                   "--seed", "--force"):  # fmt: skip
+        assert option in res.stdout
