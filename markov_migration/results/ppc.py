@@ -344,10 +344,9 @@ def ppc_prevalence(
     else:
         p_gap, gap_key = gap_matrices(tree, gap, n_draws)
     sim = simulate_paths(rng, p_gap, state[first], resp_start=first, gap_key=gap_key)
-    rep = np.zeros((n_draw, n_waves, k))
     used = np.flatnonzero(use)
-    for s in range(k):
-        np.add.at(rep[:, :, s], (slice(None), wave[used]), (sim[:, used] == s).astype(float))
+    cell = (np.arange(n_draw)[:, None] * n_waves + wave[used][None, :]) * k + sim[:, used]
+    rep = np.bincount(cell.ravel(), minlength=n_draw * n_waves * k).reshape(n_draw, n_waves, k)
 
     x_obs = chi_square(observed.reshape(1, -1), expected.reshape(n_draw, -1))
     x_rep = chi_square(rep.reshape(n_draw, -1), expected.reshape(n_draw, -1))
@@ -476,9 +475,14 @@ def simulate_paths(
     out[:, resp_start] = first_states[None, :]
     key = np.full(n_obs, -1, dtype=np.int64)
     key[~resp_start] = gap_key
-    d = np.arange(n_draw)[:, None]
+    n_gap, k = p_gap.shape[1], p_gap.shape[-1]
+    # cumulative rows once, then gathered by flat index (faster than fancy indexing)
+    cum = np.cumsum(normalised(p_gap), axis=-1).reshape(-1, k)
+    base = (np.arange(n_draw, dtype=np.int64) * n_gap)[:, None]
     for j in range(1, int(step.max(initial=0)) + 1):
         at = np.flatnonzero(step == j)
-        rows = normalised(p_gap[d, key[at][None, :], out[:, at - 1]])  # (D, m, K)
-        out[:, at] = draw_states(rng, rows)
+        rows = np.take(cum, ((base + key[at][None, :]) * k + out[:, at - 1]).ravel(), axis=0)
+        u = rng.random(rows.shape[0])[:, None]
+        new = np.minimum((rows <= u).sum(axis=1), k - 1)
+        out[:, at] = new.reshape(n_draw, at.size)
     return out
