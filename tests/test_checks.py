@@ -491,9 +491,10 @@ def test_prevalence_check_rejects_at_its_nominal_rate_given_the_truth(spec):
     """Rejection rate of the prevalence check when the 'posterior' is the true parameters.
 
     Then the p-value is that of a plain predictive test and should be about uniform.
-    Measured over 1000 panels (300 respondents, 4 waves, 200 draws; see
-    docs/results.md): the joint replications reject at the nominal 1%, 5%, 10% in
-    the shares given there; replicating waves independently rejected more often.
+    Measured over 1000 panels (300 respondents, 4 waves, 200 draws): the joint
+    replications rejected 0.6%, 4.7% and 8.8% at the nominal 1%, 5% and 10% (mean
+    0.514, sd 0.291); replicating every wave independently (the former method)
+    rejected 2.6%, 7.4% and 12.0% of the same panels.
     Tolerance: 3 binomial sd above the nominal rate over N_CALIBRATION panels.
     """
     ppp = []
