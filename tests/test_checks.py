@@ -393,6 +393,23 @@ def test_prevalence_of_a_fit_with_covariates_groups_and_periods():
     assert prev.passed is not None  # run, not skipped
 
 
+def test_joint_replications_of_a_fit_with_covariates_groups_and_periods():
+    """Each gap from its own generator pieces: replicated prevalence matches the expected.
+
+    Covariates and groups are constant per respondent here, so the gap-by-gap
+    replications must average to ``P(t - t_first)`` of the first observation's
+    generators (the expectation, checked to 1e-9 above); tolerance 4 sd of a mean of
+    200 replications plus 0.1 percentage points (measured |z| < 1 with 300 respondents).
+    """
+    from markov_migration.testing import fake_design_fit
+
+    spec = parse_spec(PREVALENCE_DESIGN)
+    tree = fake_design_fit(spec, simulate_panel(spec, 150, seed=9), draws=100, group_sd=0.5)
+    t = P.ppc_prevalence(tree, n_draws=200, seed=1).table
+    sd = np.sqrt(t["expected_pct"] * (100 - t["expected_pct"]) / t["n"]) / np.sqrt(200)
+    assert np.all(np.abs(t["mean_pct"] - t["expected_pct"]) <= 4 * sd + 0.1), t
+
+
 # ---------------------------------------------------------------- outputs
 
 
