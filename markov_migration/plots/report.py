@@ -363,7 +363,9 @@ def render_report(
             f"{THRESHOLDS['ess_per_chain_min']} per chain (Vehtari et al. 2021); "
             f"at most {THRESHOLDS['divergences_max']:g} divergent transitions; E-BFMI > "
             f"{THRESHOLDS['ebfmi_min']} (Betancourt 2016); posterior predictive "
-            f"p-value ≥ {THRESHOLDS['ppp_min']}."
+            f"p-value ≥ {THRESHOLDS['ppp_min']} (the p-value is the share of data sets "
+            "replicated from the posterior whose discrepancy is at least as large as the "
+            "observed data's; it is not the probability that the model is right)."
         ),
         "<h2 id='convergence'>Convergence by parameter</h2>",
         _note(
@@ -390,7 +392,7 @@ def render_report(
                 "prevalence by wave",
                 "Share of respondents in each state at each wave (dots) against the share "
                 "expected from their first observed state (line) with its predictive interval "
-                "(shaded).",
+                "(shaded; each respondent's states replicated from observation to observation).",
             )
         )
     if "ppc_discrepancy" in figs:

@@ -10,15 +10,22 @@ Layer 4 (results); reads fit files, never imports PyMC. Both checks use up to
     counts are compared by (from, to, interval band); the discrepancy is
     Pearson's chi-square ``X(y, theta) = sum (y - E)^2 / E`` over cells with a
     positive expectation ``E``, and the posterior predictive p-value is
-    ``Pr(X(y_rep, theta) >= X(y, theta))``. The check fails when it is below
-    0.01 (the data are less likely than 99% of the replications).
+    ``Pr(X(y_rep, theta) >= X(y, theta))``: the share of replicated data sets
+    whose discrepancy is at least as large as the observed data's. The check
+    fails when it is below 0.01 (fewer than 1% of the replications are as far
+    from their expectation as the data).
 ``ppc_prevalence``
     Observation times are binned into waves; at every wave, the states of the
     respondents seen there (after an earlier first observation) are compared
     with the prevalence expected from each respondent's first observed state
-    propagated by ``P(t - t_first)`` (as R msm's ``prevalence.msm``), with
-    posterior predictive intervals; same chi-square discrepancy and p-value
-    rule. Needs the panel embedded in the fit file.
+    propagated by ``P(t - t_first)`` (as R msm's ``prevalence.msm``). The
+    replications use the joint Markov predictive: each respondent's state is
+    simulated from observation to observation, carried forward through
+    ``P(gap)``, so a respondent's replicated states at different waves are
+    dependent as the model says (replicating every wave independently from
+    ``P(t - t_first)`` understates the spread of the discrepancy summed over
+    waves). Same chi-square discrepancy and p-value rule. Needs the panel
+    embedded in the fit file.
 
 The two checks are not independent: prevalences are first-to-later
 transitions. Both treat observations as unweighted. ArviZ's predictive checks
@@ -51,6 +58,7 @@ from markov_migration.inputs.waves import wave_bins, wave_index
 from markov_migration.results.ppc_keyed import (
     destination_probs,
     has_keys,
+    keyed_gap_matrices,
     keyed_prevalence_rows,
     keyed_row_groups,
     thinned_indices,
@@ -232,7 +240,10 @@ def ppc_prevalence(
 
     Every respondent seen at a wave after an earlier first observation counts
     once (their last observation in the wave); their expected state
-    distribution is row ``s_first`` of ``P(t - t_first)``.
+    distribution is row ``s_first`` of ``P(t - t_first)``. Replicated states
+    are simulated along each respondent's observation times from the first
+    observed state, every gap from the state simulated at its start
+    (:func:`simulate_paths`).
 
     Returns
     -------
@@ -245,7 +256,9 @@ def ppc_prevalence(
 
     For fits with covariates, groups or periods every respondent's expected
     distribution comes from their own generator(s): the covariates and group
-    of their first observation, and the periods the time since crosses.
+    of their first observation, and the periods the time since crosses; the
+    replications use, for each gap, the covariates and group at its start
+    (as the likelihood does) and the periods it crosses.
 
     Raises
     ------
@@ -313,18 +326,27 @@ def ppc_prevalence(
         mats, discrete = thinned_matrices(tree, n_draws)
         p = transition_matrices(mats, durations, discrete, resolution)  # (D, T, K, K)
         probs = p[:, g_d, g_a, :]
-    probs = np.clip(probs, 0.0, None)
-    probs /= probs.sum(axis=-1, keepdims=True)
+    probs = normalised(probs)
     expected_g = n_g[None, :, None] * probs
-    rep_g = rng.multinomial(n_g[None, :], probs)
     n_draw = probs.shape[0]
     expected = np.zeros((n_draw, n_waves, k))
-    rep = np.zeros((n_draw, n_waves, k))
     for wi in range(n_waves):
         sel = g_w == wi
         if sel.any():
             expected[:, wi] = expected_g[:, sel].sum(axis=1)
-            rep[:, wi] = rep_g[:, sel].sum(axis=1)
+
+    # replications from the joint predictive: states carried from observation to observation
+    i0 = np.flatnonzero(~first[1:])  # start of every gap between consecutive observations
+    i1 = i0 + 1
+    gap = np.round((time[i1] - time[i0]) / resolution) * resolution
+    if has_keys(tree):
+        p_gap, gap_key = keyed_gap_matrices(tree, order[i0], time[i0], gap, n_draws)
+    else:
+        p_gap, gap_key = gap_matrices(tree, gap, n_draws)
+    sim = simulate_paths(rng, p_gap, state[first], resp_start=first, gap_key=gap_key)
+    used = np.flatnonzero(use)
+    cell = (np.arange(n_draw)[:, None] * n_waves + wave[used][None, :]) * k + sim[:, used]
+    rep = np.bincount(cell.ravel(), minlength=n_draw * n_waves * k).reshape(n_draw, n_waves, k)
 
     x_obs = chi_square(observed.reshape(1, -1), expected.reshape(n_draw, -1))
     x_rep = chi_square(rep.reshape(n_draw, -1), expected.reshape(n_draw, -1))
@@ -363,3 +385,104 @@ def ppc_prevalence(
             f"{skipped} wave(s) without respondents seen before (e.g. the first wave) are left out"
         )
     return PPCResult(table, x_obs, x_rep, ppp(x_obs, x_rep), ci, notes)
+
+
+def normalised(probs: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis, negative rounding errors clipped, rows summing to 1."""
+    probs = np.clip(probs, 0.0, None)
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
+def draw_states(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One state drawn from every distribution ``probs[..., :]`` (inverse CDF).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    probs : ndarray, shape (..., K)
+        Distributions over the K states (rows summing to 1).
+
+    Returns
+    -------
+    ndarray of int64, shape (...)
+    """
+    cum = np.cumsum(probs, axis=-1)
+    u = rng.random(probs.shape[:-1]) * cum[..., -1]
+    return np.minimum((cum <= u[..., None]).sum(axis=-1), probs.shape[-1] - 1).astype(np.int64)
+
+
+def gap_matrices(
+    tree: xr.DataTree, gaps: np.ndarray, n_draws: int = PPC_DRAWS
+) -> tuple[np.ndarray, np.ndarray]:
+    """``P(gap)`` of every thinned draw for the distinct gaps of a fit without design keys.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+        A fit without covariates, groups or periods.
+    gaps : ndarray, shape (n,)
+        Time between two observations (time units), rounded to the fit's resolution here.
+    n_draws : int
+        Posterior draws (thinned evenly, as :func:`thinned_matrices`).
+
+    Returns
+    -------
+    p : ndarray, shape (D, U, K, K)
+        Transition matrices of the U distinct gaps.
+    key : ndarray, shape (n,)
+        The distinct gap of each gap.
+    """
+    resolution = _resolution(tree)
+    gaps = np.round(np.asarray(gaps, dtype=float) / resolution) * resolution
+    durations, key = np.unique(gaps, return_inverse=True)
+    mats, discrete = thinned_matrices(tree, n_draws)
+    return transition_matrices(mats, durations, discrete, resolution), key
+
+
+def simulate_paths(
+    rng: np.random.Generator,
+    p_gap: np.ndarray,
+    first_states: np.ndarray,
+    *,
+    resp_start: np.ndarray,
+    gap_key: np.ndarray,
+) -> np.ndarray:
+    """Replicated states at every observation, each gap from the state simulated before it.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    p_gap : ndarray, shape (D, U, K, K)
+        Transition matrices of the distinct gaps, per draw.
+    first_states : ndarray, shape (R,)
+        Observed state of every respondent's first observation.
+    resp_start : ndarray of bool, shape (n_obs,)
+        Whether an observation is its respondent's first; observations are sorted
+        by respondent and time.
+    gap_key : ndarray, shape (n_obs - R,)
+        Distinct gap (index into ``p_gap``) of each later observation, in order.
+
+    Returns
+    -------
+    ndarray of int64, shape (D, n_obs)
+        Simulated states; first observations keep their observed state.
+    """
+    n_draw = p_gap.shape[0]
+    n_obs = resp_start.size
+    resp = np.cumsum(resp_start) - 1
+    step = np.arange(n_obs) - np.flatnonzero(resp_start)[resp]  # 0 at first observations
+    out = np.empty((n_draw, n_obs), dtype=np.int64)
+    out[:, resp_start] = first_states[None, :]
+    key = np.full(n_obs, -1, dtype=np.int64)
+    key[~resp_start] = gap_key
+    n_gap, k = p_gap.shape[1], p_gap.shape[-1]
+    # cumulative rows once, then gathered by flat index (faster than fancy indexing)
+    cum = np.cumsum(normalised(p_gap), axis=-1).reshape(-1, k)
+    base = (np.arange(n_draw, dtype=np.int64) * n_gap)[:, None]
+    for j in range(1, int(step.max(initial=0)) + 1):
+        at = np.flatnonzero(step == j)
+        rows = np.take(cum, ((base + key[at][None, :]) * k + out[:, at - 1]).ravel(), axis=0)
+        u = rng.random(rows.shape[0])[:, None]
+        new = np.minimum((rows <= u).sum(axis=1), k - 1)
+        out[:, at] = new.reshape(n_draw, at.size)
+    return out

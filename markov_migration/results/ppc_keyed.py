@@ -9,6 +9,7 @@ for :mod:`markov_migration.results.ppc`.
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -17,7 +18,7 @@ import xarray as xr
 
 from markov_migration.core.draws import select_draws
 from markov_migration.core.likelihood import row_loglik_draws
-from markov_migration.defaults import SAMPLE_DIMS
+from markov_migration.defaults import PPC_DRAWS, SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec
 from markov_migration.fitfile.generators import design_generators
@@ -174,3 +175,40 @@ def keyed_prevalence_rows(
     q = design_generators(spec, design, post, draws)
     rows = len(agg.table) + np.arange(len(unique))
     return q, design.likelihood, rows, key_index
+
+
+def keyed_gap_matrices(
+    tree: xr.DataTree,
+    start_rows: np.ndarray,
+    start_times: np.ndarray,
+    gaps: np.ndarray,
+    n_draws: int = PPC_DRAWS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``P(gap)`` per draw and distinct gap of a fit with covariates, groups or periods.
+
+    Gap ``i`` starts at row ``start_rows[i]`` of the embedded panel (its covariates
+    and group) at ``start_times[i]`` (the periods it crosses). Every row of its
+    ``P`` comes from the likelihood kernel through
+    :func:`~markov_migration.results.ppc_keyed.keyed_prevalence_rows`, one
+    starting state at a time.
+    """
+    states = json.loads(tree.attrs["states"])
+    k = len(states)
+    n = np.asarray(gaps).size
+    origin = np.tile(np.arange(k), n)
+    q, data, rows, key_index = keyed_prevalence_rows(
+        tree, np.repeat(start_rows, k), np.repeat(start_times, k), origin,
+        np.repeat(gaps, k), n_draws,
+    )  # fmt: skip
+    # gaps with the same rows for every starting state share one matrix
+    per_gap = key_index.reshape(n, k)
+    distinct, key = np.unique(per_gap, axis=0, return_inverse=True)
+    chunk = max(1, 4_000_000 // (q.shape[0] * k * k))
+    p = np.concatenate(
+        [
+            destination_probs(q, data, rows[distinct[i : i + chunk].ravel()], k)
+            for i in range(0, distinct.shape[0], chunk)
+        ],
+        axis=1,
+    )
+    return p.reshape(q.shape[0], distinct.shape[0], k, k), key.ravel()
