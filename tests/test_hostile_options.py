@@ -375,3 +375,75 @@ def test_fit_random_values(files, no_sampling, tmp_path_factory, option, value):
     assert_clean(result, None)
     if result.exit_code == 2:
         assert not out.exists()
+
+
+# -- projection files are verified on reading ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def projection(files):
+    out = files["dir"] / "projection.nc"
+    result = invoke(
+        "project", files["fit"], "--out", out, "--start", "2024", "--horizon", "2030",
+        "--initial", "a=1000,b=500", "--draws", "20", "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def _tamper(ds):
+    """Variants of a good projection dataset, each broken in one way, with the message."""
+    import json
+
+    out = {}
+    bad = ds.copy(deep=True)
+    bad["stock"] = bad["stock"].astype(float)
+    bad["stock"][0, 1, 0] = np.nan
+    out["nan stock"] = (bad, "variable 'stock' holds values that are not finite")
+    bad = ds.copy(deep=True)
+    bad["returnees"][0, 1] = -5
+    out["negative"] = (bad, "variable 'returnees' holds negative numbers of persons")
+    out["missing"] = (ds.drop_vars("diaspora"), "projection file has no variable 'diaspora'")
+    bad = ds.copy(deep=True)
+    bad.attrs["markov_migration_projection"] = 99
+    out["newer"] = (bad, "projection format version 99 is newer")
+    bad = ds.copy(deep=True)
+    bad.attrs["markov_migration_projection"] = "one"
+    out["version text"] = (bad, "projection format version 'one' is not a number")
+    bad = ds.copy(deep=True)
+    bad.attrs["states"] = "a, b"
+    out["states not json"] = (bad, "attribute 'states' is not a JSON list")
+    bad = ds.copy(deep=True)
+    bad.attrs["states"] = json.dumps(["a", "b"])
+    out["states wrong"] = (bad, "attribute 'states' does not list the file's states")
+    bad = ds.copy(deep=True)
+    bad = bad.assign_coords(time=bad["time"].values[::-1])
+    out["times"] = (bad, "times are not finite and increasing")
+    bad = ds.copy(deep=True)
+    del bad.attrs["markov_migration_projection"]
+    out["no marker"] = (bad, "not a markov-migration projection file")
+    bad = ds.copy(deep=True)
+    bad["stock"] = bad["stock"].transpose("time", "draw", "state")
+    out["dims"] = (bad, "variable 'stock' has dims")
+    return out
+
+
+def test_projection_files_verified_on_reading(projection, files, tmp_path):
+    from markov_migration.errors import InputError
+    from markov_migration.projection.files import read_projection
+
+    ds = read_projection(projection)  # a good file passes
+    assert ds["stock"].sizes["draw"] == 20
+    cases = _tamper(ds)
+    for name, (bad, message) in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.nc"
+        bad.to_netcdf(path, engine="h5netcdf")
+        with pytest.raises(InputError, match=message) as err:
+            read_projection(path)
+        assert str(path) in str(err.value), name
+    truncated = tmp_path / "truncated.nc"
+    truncated.write_bytes(projection.read_bytes()[:2000])
+    with pytest.raises(InputError, match="not a NetCDF projection file"):
+        read_projection(truncated)
+    with pytest.raises(InputError, match="not a"):  # a fit file is not a projection
+        read_projection(files["fit"])

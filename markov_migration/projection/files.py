@@ -194,7 +194,8 @@ def read_projection(path: str | Path) -> xr.Dataset:
     return ds
 
 
-#: Variables every projection file has (persons; ``flows`` per (from, to)), with their dims.
+#: Variables every projection file has (persons), with their dims (``scenario`` only when
+#: there are several).
 REQUIRED_VARIABLES = {
     "stock": ("scenario", "draw", "time", "state"),
     "returnees": ("scenario", "draw", "time"),
@@ -235,7 +236,7 @@ def verify_projection(ds: xr.Dataset, path: str | Path | None = None) -> None:
     for name, dims in REQUIRED_VARIABLES.items():
         if name not in ds.data_vars:
             raise InputError(f"projection file has no variable '{name}'", path=path)
-        if tuple(ds[name].dims) != dims:
+        if tuple(ds[name].dims) not in (dims, dims[1:]):  # one scenario: no scenario dim
             raise InputError(
                 f"variable '{name}' has dims {tuple(ds[name].dims)}, expected {dims}", path=path
             )
