@@ -447,3 +447,23 @@ def test_projection_files_verified_on_reading(projection, files, tmp_path):
         read_projection(truncated)
     with pytest.raises(InputError, match="not a"):  # a fit file is not a projection
         read_projection(files["fit"])
+
+
+@pytest.mark.parametrize(
+    ("draws", "seed", "message"),
+    [
+        (0, 0, "--draws must be a whole number >= 1"),
+        (10**23, 0, "need about"),
+        (10**8, 0, "need about"),
+        (100, -1, "--seed must be a whole number from 0 to 2\\*\\*32-1"),
+        (100, 10**23, "--seed must be a whole number from 0 to 2\\*\\*32-1"),
+    ],
+)
+def test_projection_run_size_checked(draws, seed, message):
+    """``project --draws/--seed``: checks for cli/project.py to call before running."""
+    from markov_migration.errors import InputError
+    from markov_migration.projection.plan import check_run_size
+
+    with pytest.raises(InputError, match=message):
+        check_run_size(draws, seed, n_times=7, n_states=5, available=16 * 2**30)
+    check_run_size(1000, 2**32 - 1, n_times=7, n_states=5, available=16 * 2**30)

@@ -228,6 +228,23 @@ def float_option(
     return typer.Option(*decls, help=f"{help} [{extra}]", callback=callback)
 
 
+def strict_json(obj: Any, **kwargs: Any) -> str:
+    """JSON text that is valid JSON: NaN and infinities become ``null`` (never ``NaN``)."""
+    import json
+    import math
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(obj), allow_nan=False, **kwargs)
+
+
 #: Key in the top-level context's ``meta`` naming the command being parsed.
 COMMAND_KEY = "markov_migration.command"
 

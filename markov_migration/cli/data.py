@@ -13,6 +13,7 @@ from markov_migration.cli._common import (
     console,
     handle_errors,
     seed_option,
+    strict_json,
 )
 
 ModelOpt = Annotated[
@@ -125,9 +126,7 @@ def validate(
     spec = load_spec(resolve_model(model))
     summary = data_summary(panel, spec)
     if output_format is ReportFormat.json:
-        import json
-
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(strict_json(summary, indent=2))
     else:
         print_data_summary(summary, console)
 

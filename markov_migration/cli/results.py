@@ -23,6 +23,7 @@ from markov_migration.cli._common import (
     handle_errors,
     parse_covariates,
     seed_option,
+    strict_json,
 )
 from markov_migration.defaults import CI_PROB
 
@@ -335,7 +336,7 @@ def compare(
 
         rows = json.loads(frame.to_json(orient="records"))
         record = {"unit": next(iter(loos.values())).unit, "warnings": warnings, "rows": rows}
-        return json.dumps(record, indent=2) + "\n"
+        return strict_json(record, indent=2) + "\n"
 
     render = {
         OutputFormat.csv: lambda: frame.to_csv(index=False, float_format="%.6g"),
