@@ -467,3 +467,33 @@ def test_projection_run_size_checked(draws, seed, message):
     with pytest.raises(InputError, match=message):
         check_run_size(draws, seed, n_times=7, n_states=5, available=16 * 2**30)
     check_run_size(1000, 2**32 - 1, n_times=7, n_states=5, available=16 * 2**30)
+
+
+# -- options that take numbers inside text --------------------------------------------------
+
+TEXT_CASES = [
+    ("summarize", ["--what", "totlos", "--horizon", "2", "--start", "a=nan,b=1"]),
+    ("summarize", ["--what", "totlos", "--horizon", "2", "--start", "a=-1,b=2"]),
+    ("summarize", ["--what", "totlos", "--horizon", "2", "--start", "a=1e308,b=1e308"]),
+    ("summarize", ["--what", "totlos", "--horizon", "2", "--start", "a=0,b=0"]),
+    ("summarize", ["--what", "totlos", "--horizon", "2", "--start", "a=abc"]),
+    ("summarize", ["--what", "passage", "--to", ""]),
+    ("summarize", ["--period", "-1"]),
+    ("summarize", ["--group", "nan"]),
+    ("summarize", ["--covariate", "age=nan"]),
+    ("summarize", ["--covariate", "=1"]),
+    ("simulate", ["--waves", "nan,1"]),
+    ("simulate", ["--waves", "0,inf"]),
+    ("simulate", ["--waves", "1e308,-1e308"]),
+    ("simulate", ["--waves", "abc"]),
+    ("simulate", ["--waves", ""]),
+    ("simulate", ["--n", "1e3"]),
+    ("compare", []),  # one fit only
+]
+
+
+@pytest.mark.parametrize(("command", "extra"), TEXT_CASES)
+def test_numbers_in_text_options(files, tmp_path, command, extra):
+    result = invoke(*_command_args(command, files, tmp_path), *extra)
+    assert_clean(result, True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
