@@ -832,3 +832,15 @@ def test_discrete_fit_with_two_step_gaps_matches_grid_posterior():
     assert abs(post[:, 0, 1].mean() - mean_a) < 5 * sd_a / np.sqrt(200)
     assert abs(post[:, 1, 2].mean() - mean_b) < 5 * sd_b / np.sqrt(200)
     assert post[:, 0, 1].std() == pytest.approx(sd_a, rel=0.15)
+
+
+def test_validate_refuses_models_fit_cannot_fit(tmp_path, monkeypatch):
+    """A discrete-time model with covariates: refused by validate as by fit, same line."""
+    _forbid_compile(monkeypatch)
+    text = CHAIN + '[covariates.sex]\nkind = "categorical"\ntransitions = ["a->b"]\n'
+    panel = pd.DataFrame({"id": [1, 1], "time": [0, 1], "state": ["a", "b"], "sex": ["f", "f"]})
+    checked, fitted, out = _validate_and_fit(tmp_path, panel, text)
+    assert checked.exit_code == fitted.exit_code == 2
+    assert "discrete-time models support none of covariates" in checked.stderr
+    assert checked.stderr == fitted.stderr
+    assert not out.exists()

@@ -120,10 +120,12 @@ def validate(
 ) -> None:
     """Check a panel against a model; print its state table and what was fixed or dropped."""
     from markov_migration.inputs.aggregate import data_summary
+    from markov_migration.inputs.effects import check_design
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import resolve_model
 
     spec = load_spec(resolve_model(model))
+    check_design(spec)  # what fit refuses of the model before reading data, validate refuses too
     summary = data_summary(panel, spec)
     if output_format is ReportFormat.json:
         typer.echo(strict_json(summary, indent=2))
