@@ -343,7 +343,7 @@ _NUMBERS = st.one_of(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     option=st.sampled_from(["--t", "--ci", "--horizon", "--seed"]),
