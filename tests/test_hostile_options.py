@@ -72,6 +72,8 @@ def files(tmp_path_factory):
 def no_sampling(monkeypatch, files):
     """``fit`` and ``reproduce`` get a fake fit instead of sampling."""
     import markov_migration.inference.fit as fit_module
+    import markov_migration.inference.model  # noqa: F401  (PyMC raises the recursion limit
+    # on import: done here, not inside a hypothesis example, which warns about it)
 
     def fake_sample(spec, agg, settings=None, **kwargs):
         settings.check()
