@@ -648,3 +648,199 @@ def test_choice_typo_is_one_usage_line(command, option, values, tmp_path):
         result.stderr
     )
     assert result.stderr.count("\n") == 1 and result.stdout == ""
+
+
+# -- validate runs every check fit runs: "valid" means "can be fitted" (issue 11) ----------
+
+CHAIN = """
+name = "chain"
+time = "discrete"
+states = ["a", "b", "c"]
+[transitions]
+a = ["b"]
+b = ["c"]
+[priors]
+concentration = 1.0
+"""
+
+
+def _forbid_compile(monkeypatch):
+    import markov_migration.inference.model as model_module
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the model was built although the data cannot be fitted")
+
+    monkeypatch.setattr(model_module, "build_model", boom)
+
+
+def _validate_and_fit(tmp_path, panel: pd.DataFrame, model_text: str):
+    model = tmp_path / "model.toml"
+    model.write_text(model_text)
+    path = tmp_path / "panel.csv"
+    panel.to_csv(path, index=False)
+    out = tmp_path / "fit.nc"
+    checked = invoke("validate", path, "--model", model)
+    fitted = invoke("fit", path, "--model", model, "--out", out, "-q")
+    return checked, fitted, out
+
+
+def test_discrete_pair_needing_more_moves_than_steps_refused(tmp_path, monkeypatch):
+    _forbid_compile(monkeypatch)
+    # a->c needs two moves (a->b->c) but is seen one step apart
+    panel = pd.DataFrame({"id": [1, 1, 2, 2], "time": [0, 1, 0, 1], "state": ["a", "c", "a", "b"]})
+    checked, fitted, out = _validate_and_fit(tmp_path, panel, CHAIN)
+    for res in (checked, fitted):
+        assert res.exit_code == 2, res.output
+        assert "a->c observed 1 step apart (1 transitions) needs at least 2 moves" in res.stderr
+        assert res.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_discrete_pair_over_several_steps_is_valid(tmp_path):
+    # the same move seen two steps apart (a missed wave) is possible: (P^2)[a, c] > 0
+    panel = pd.DataFrame({"id": [1, 1, 2, 2], "time": [0, 2, 0, 1], "state": ["a", "c", "a", "b"]})
+    model = tmp_path / "model.toml"
+    model.write_text(CHAIN)
+    path = tmp_path / "panel.csv"
+    panel.to_csv(path, index=False)
+    res = invoke("validate", path, "--model", model, "--format", "json")
+    assert res.exit_code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["transitions"]["a"]["c"] == 1 and summary["interval_max"] == 2
+
+
+def test_weights_overflowing_are_refused(tmp_path, monkeypatch):
+    _forbid_compile(monkeypatch)
+    from markov_migration.io import resolve_model
+
+    model_text = Path(resolve_model("migration5")).read_text()
+    panel = pd.DataFrame(
+        {
+            "id": [1, 1, 2, 2],
+            "time": [0.0, 1.0, 0.0, 1.0],
+            "state": ["abroad", "abroad", "abroad", "abroad"],
+            "weight": [1e308] * 4,
+        }
+    )
+    checked, fitted, out = _validate_and_fit(tmp_path, panel, model_text)
+    for res in (checked, fitted):
+        assert res.exit_code == 2, res.output
+        assert "beyond floating point" in res.stderr and res.stderr.count("\n") == 1
+    assert "inf" not in checked.stdout
+
+
+def test_period_without_data_refused_by_validate(tmp_path, monkeypatch):
+    """validate refuses what model_design (built by fit) refuses: a period with no data."""
+    from markov_migration.errors import InputError
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.design import model_design
+    from markov_migration.inputs.panel import validate_panel
+    from markov_migration.inputs.spec import parse_spec
+    from tests.test_periods import FULL, random_panel
+
+    _forbid_compile(monkeypatch)
+    text = FULL.replace("[1.5, 2.25]", "[1.5, 2.25, 10.0]")
+    panel = random_panel(50, seed=3)
+    spec = parse_spec(text)
+    with pytest.raises(InputError, match=r"period \[10, inf\) has no observed time") as err:
+        model_design(spec, aggregate(validate_panel(panel, spec), spec))
+    checked, fitted, _ = _validate_and_fit(tmp_path, panel, text)
+    for res in (checked, fitted):
+        assert res.exit_code == 2, res.output
+        assert str(err.value).split(": ", 1)[-1] in res.stderr
+    # without the empty period the same panel is valid
+    (tmp_path / "model.toml").write_text(FULL)
+    assert (
+        invoke("validate", tmp_path / "panel.csv", "--model", tmp_path / "model.toml").exit_code
+        == 0
+    )
+
+
+def test_discrete_likelihood_is_the_n_step_matrix_entry():
+    """The model's log-likelihood at a fixed P equals sum count * log (P^n)[from, to]."""
+    import numpy as np
+
+    from markov_migration.inference.model import build_model
+    from markov_migration.inputs.aggregate import AggregatedData
+    from markov_migration.inputs.spec import parse_spec
+
+    spec = parse_spec(CHAIN)
+    table = pd.DataFrame(
+        {
+            "from": [0, 0, 0, 1, 0, 1],
+            "to": [1, 2, 0, 2, 2, 1],
+            "interval": [1.0, 2.0, 3.0, 2.0, 3.0, 4.0],
+            "count": [3.0, 2.0, 1.0, 4.0, 1.5, 2.0],
+        }
+    )
+    agg = AggregatedData(table, spec.states, 1.0, "<t>", "0" * 64)
+    model = build_model(spec, agg)
+    p = np.array([[0.6, 0.4, 0.0], [0.0, 0.7, 0.3], [0.0, 0.0, 1.0]])
+    got = model.potentials[0].eval({model["p_a"]: p[0, :2], model["p_b"]: p[1, 1:]})
+    expected = sum(
+        c * np.log(np.linalg.matrix_power(p, int(n))[f, t])
+        for f, t, n, c in table.itertuples(index=False)
+    )
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.slow
+def test_discrete_fit_with_two_step_gaps_matches_grid_posterior():
+    """A real nutpie fit of waves two steps apart against the posterior on a grid.
+
+    The chain a->b->c has two free probabilities (p_ab, p_bc), uniform priors; the
+    reference posterior mean integrates the brute-force likelihood (P^2 entries) on a
+    400 x 400 grid.
+    """
+    import numpy as np
+
+    from markov_migration.inference.fit import FitSettings, sample
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.panel import validate_panel
+    from markov_migration.inputs.spec import parse_spec
+
+    spec = parse_spec(CHAIN)
+    rng = np.random.default_rng(1)
+    p_true = np.array([[0.6, 0.4, 0], [0, 0.7, 0.3], [0, 0, 1]])
+    n, s, rows = 300, np.zeros(300, int), []
+    for step in range(5):
+        if step % 2 == 0:
+            rows.append(pd.DataFrame({"id": np.arange(n), "time": step,
+                                      "state": np.array(list("abc"))[s]}))  # fmt: skip
+        s = np.array([rng.choice(3, p=p_true[x]) for x in s])
+    agg = aggregate(validate_panel(pd.concat(rows), spec, path="<d>", sha256="d" * 64), spec)
+    assert set(agg.table["interval"]) == {2.0}
+    tree = sample(spec, agg, FitSettings(chains=2, draws=500, tune=300, seed=1))
+    post = tree["posterior"]["P"].to_numpy().reshape(-1, 3, 3)
+
+    grid = (np.arange(400) + 0.5) / 400
+    a, b = np.meshgrid(grid, grid, indexing="ij")
+    two = {  # (P^2)[from, to] as functions of a = p_ab, b = p_bc
+        (0, 0): (1 - a) ** 2,
+        (0, 1): (1 - a) * a + a * (1 - b),
+        (0, 2): a * b,
+        (1, 1): (1 - b) ** 2,
+        (1, 2): (1 - b) * b + b,
+    }
+    loglik = sum(c * np.log(two[(f, t)]) for f, t, _, c in agg.table.itertuples(index=False))
+    w = np.exp(loglik - loglik.max())
+    w /= w.sum()
+    mean_a, mean_b = float((w * a).sum()), float((w * b).sum())
+    sd_a = float(np.sqrt((w * (a - mean_a) ** 2).sum()))
+    sd_b = float(np.sqrt((w * (b - mean_b) ** 2).sum()))
+    # Monte Carlo error with a conservative effective sample size of 200
+    assert abs(post[:, 0, 1].mean() - mean_a) < 5 * sd_a / np.sqrt(200)
+    assert abs(post[:, 1, 2].mean() - mean_b) < 5 * sd_b / np.sqrt(200)
+    assert post[:, 0, 1].std() == pytest.approx(sd_a, rel=0.15)
+
+
+def test_validate_refuses_models_fit_cannot_fit(tmp_path, monkeypatch):
+    """A discrete-time model with covariates: refused by validate as by fit, same line."""
+    _forbid_compile(monkeypatch)
+    text = CHAIN + '[covariates.sex]\nkind = "categorical"\ntransitions = ["a->b"]\n'
+    panel = pd.DataFrame({"id": [1, 1], "time": [0, 1], "state": ["a", "b"], "sex": ["f", "f"]})
+    checked, fitted, out = _validate_and_fit(tmp_path, panel, text)
+    assert checked.exit_code == fitted.exit_code == 2
+    assert "discrete-time models support none of covariates" in checked.stderr
+    assert checked.stderr == fitted.stderr
+    assert not out.exists()

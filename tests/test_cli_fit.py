@@ -94,7 +94,11 @@ def test_impossible_transition_fails_before_compiling(three, tmp_path, monkeypat
     [
         (["--sampler", "stan"], "fit: Invalid value for '--sampler': 'stan' is not one of"),
         (["--draws", "0"], "Invalid value for '--draws'"),
-        (["--target-accept", "1.0"], "--target-accept must be between 0 and 1, got 1"),
+        (["--target-accept", "1.0"], "'--target-accept': must be in the range 0 < x < 1, got 1"),
+        (["--tune", "0"], "--tune must be at least 1 with nutpie, got 0"),
+        (["--seed", "-1"], "Invalid value for '--seed'"),
+        (["--seed", "99999999999999999999999"], "Invalid value for '--seed'"),
+        (["--draws", "99999999999999999999999"], "Invalid value for '--draws'"),
     ],
 )
 def test_bad_options(three, tmp_path, monkeypatch, extra, message):

@@ -140,7 +140,7 @@ def test_summarize_out_file(files, tmp_path):
         (["--what", "totlos", "--horizon", "3", "--start", "z"], "unknown start state 'z'"),
         (["--what", "passage", "--to", "a"], "no state has a finite expected passage time to a"),
         (["--format", "xml"], "summarize: Invalid value for '--format' / '-f': 'xml' is not"),
-        (["--ci", "95"], "--ci must be between 0 and 1"),
+        (["--ci", "95"], "summarize: Invalid value for '--ci': must be in the range 0 < x < 1"),
     ],
 )
 def test_summarize_bad_input(files, args, message):

@@ -147,6 +147,104 @@ def handle_errors(
     return wrapper
 
 
+# ---- numeric options: ranges checked by Click before a command runs, shown in --help ----
+
+#: Seeds: what numpy, PyMC and nutpie all accept (an unsigned 32-bit integer).
+SEED_MAX = 2**32 - 1
+#: Upper bounds of sizes: far beyond any sensible run, so that a typo such as
+#: ``--draws 99999999999999999999999`` is one line instead of an overflow deep inside
+#: a sampler. Memory is checked against the data before sampling as well.
+MAX_DRAWS = 10**7
+MAX_CHAINS = 256
+MAX_RESPONDENTS = 10**7
+
+
+def seed_option(help: str) -> Any:
+    """A ``--seed`` option: a whole number from 0 to :data:`SEED_MAX` (shown in ``--help``)."""
+    return typer.Option("--seed", min=0, max=SEED_MAX, help=help)
+
+
+def _range_text(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+    left = "" if lo is None else f"{lo:g} {'<' if lo_open else '<='} "
+    right = "" if hi is None else f" {'<' if hi_open else '<='} {hi:g}"
+    return f"{left}x{right}"
+
+
+def check_number(
+    value: float | None,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    allow_inf: bool = False,
+) -> str | None:
+    """Why ``value`` is outside the range (None when it is inside, or is None).
+
+    NaN is always refused; infinity only unless ``allow_inf`` (``+inf`` then passes
+    an upper bound, as in ``--horizon inf``).
+    """
+    import math
+
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "not a number"
+    if math.isinf(value) and not (allow_inf and value > 0):
+        return "must be finite"
+    if math.isinf(value):
+        return None
+    too_low = lo is not None and (value < lo or (lo_open and value == lo))
+    too_high = hi is not None and (value > hi or (hi_open and value == hi))
+    if too_low or too_high:
+        return f"must be in the range {_range_text(lo, hi, lo_open, hi_open)}"
+    return None
+
+
+def float_option(
+    *decls: str,
+    help: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    allow_inf: bool = False,
+) -> Any:
+    """A float option whose range (and NaN, infinity) is checked by Click before the command.
+
+    The range is appended to the help text, like Click's own ``[0<=x<=1]`` for integers.
+    """
+
+    def callback(value: float | None) -> float | None:
+        why = check_number(
+            value, lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open, allow_inf=allow_inf
+        )
+        if why is not None:
+            raise typer.BadParameter(f"{why}, got {value!r}")
+        return value
+
+    extra = _range_text(lo, hi, lo_open, hi_open)
+    extra += "; 'inf' allowed" if allow_inf else ""
+    return typer.Option(*decls, help=f"{help} [{extra}]", callback=callback)
+
+
+def strict_json(obj: Any, **kwargs: Any) -> str:
+    """JSON text that is valid JSON: NaN and infinities become ``null`` (never ``NaN``)."""
+    import json
+    import math
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(obj), allow_nan=False, **kwargs)
+
+
 #: Key in the top-level context's ``meta`` naming the command being parsed.
 COMMAND_KEY = "markov_migration.command"
 

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from markov_migration.cli._common import ReportFormat, console, handle_errors
+from markov_migration.cli._common import (
+    MAX_RESPONDENTS,
+    ReportFormat,
+    console,
+    handle_errors,
+    seed_option,
+    strict_json,
+)
 
 ModelOpt = Annotated[
     str,
@@ -24,6 +31,10 @@ def _parse_waves(waves: str | None) -> list[float] | None:
         out = [float(w) for w in waves.split(",") if w.strip()]
     except ValueError:
         raise InputError(f"--waves must be comma-separated numbers, got '{waves}'") from None
+    import math
+
+    if not all(math.isfinite(w) for w in out):
+        raise InputError(f"--waves must be finite numbers, got '{waves}'")
     if len(out) < 2 or any(b <= a for a, b in zip(out, out[1:], strict=False)):
         raise InputError("--waves needs at least two increasing times, e.g. 2022.7,2023.6,2024.6")
     return out
@@ -35,7 +46,9 @@ def simulate(
         Path, typer.Option("--out", "-o", help="Panel file to write (.csv or .parquet).")
     ],
     model: ModelOpt = "migration5",
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of respondents.")] = 8500,
+    n: Annotated[
+        int, typer.Option("--n", min=1, max=MAX_RESPONDENTS, help="Number of respondents.")
+    ] = 8500,
     waves: Annotated[
         str | None,
         typer.Option(
@@ -59,7 +72,7 @@ def simulate(
             "\\[rates].",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same panel.")] = 0,
+    seed: Annotated[int, seed_option("Random seed; the same seed gives the same panel.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
 ) -> None:
     r"""Simulate a synthetic panel from a model file with known rates (\[rates] table)."""
@@ -107,15 +120,15 @@ def validate(
 ) -> None:
     """Check a panel against a model; print its state table and what was fixed or dropped."""
     from markov_migration.inputs.aggregate import data_summary
+    from markov_migration.inputs.effects import check_design
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import resolve_model
 
     spec = load_spec(resolve_model(model))
+    check_design(spec)  # what fit refuses of the model before reading data, validate refuses too
     summary = data_summary(panel, spec)
     if output_format is ReportFormat.json:
-        import json
-
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(strict_json(summary, indent=2))
     else:
         print_data_summary(summary, console)
 

@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from markov_migration.cli._common import Sampler, command_line, console, handle_errors
+from markov_migration.cli._common import (
+    MAX_CHAINS,
+    MAX_DRAWS,
+    Sampler,
+    command_line,
+    console,
+    float_option,
+    handle_errors,
+    seed_option,
+)
 from markov_migration.defaults import CI_PROB
 
 #: Quantiles of the equal-tailed interval in the printed tables, and their column labels.
@@ -25,21 +34,39 @@ def fit(
         str,
         typer.Option("--model", "-m", help="Model file (TOML), or the name of a bundled model."),
     ] = "migration5",
-    chains: Annotated[int, typer.Option(min=1, help="Number of chains.")] = 4,
-    draws: Annotated[int, typer.Option(min=1, help="Draws kept per chain.")] = 1000,
-    tune: Annotated[int, typer.Option(min=0, help="Warm-up draws per chain.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    chains: Annotated[int, typer.Option(min=1, max=MAX_CHAINS, help="Number of chains.")] = 4,
+    draws: Annotated[
+        int,
+        typer.Option(
+            min=1, max=MAX_DRAWS, help="Draws kept per chain (bounded by memory as well)."
+        ),
+    ] = 1000,
+    tune: Annotated[
+        int,
+        typer.Option(
+            min=0, max=MAX_DRAWS, help="Warm-up draws per chain (nutpie needs at least 1)."
+        ),
+    ] = 1000,
+    seed: Annotated[int, seed_option("Random seed.")] = 0,
     sampler: Annotated[
         Sampler, typer.Option(help="nutpie (default, compiled) or pymc (PyMC's NUTS).")
     ] = Sampler.nutpie,
     cores: Annotated[
-        int | None, typer.Option(min=1, help="Chains run in parallel (default: one per chain).")
+        int | None,
+        typer.Option(
+            min=1, max=MAX_CHAINS, help="Chains run in parallel (default: one per chain)."
+        ),
     ] = None,
     target_accept: Annotated[
         float,
-        typer.Option(
+        float_option(
+            "--target-accept",
             help="Target acceptance probability of the step-size adaptation; 0.9-0.99 for "
-            "divergences in hierarchical (group) models."
+            "divergences in hierarchical (group) models.",
+            lo=0.0,
+            hi=1.0,
+            lo_open=True,
+            hi_open=True,
         ),
     ] = 0.8,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing fit file.")] = False,
@@ -62,6 +89,9 @@ def fit(
 
     check_supported(spec)
     validated, agg = load_data(panel, spec)  # all data problems surface before compiling
+    from markov_migration.inference.model import check_memory
+
+    check_memory(spec, agg, settings.chains, settings.draws)
     console.print(
         f"fitting {spec.name} ({spec.time} time, {spec.n_states} states) to {agg.n_transitions:,.0f} "
         f"transitions in {len(agg.table):,} aggregated rows ({agg.intervals.size:,} distinct intervals)"

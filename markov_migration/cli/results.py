@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from markov_migration.cli._common import (
+    MAX_DRAWS,
     CovariateOpt,
     LooUnit,
     OutputFormat,
@@ -18,8 +19,11 @@ from markov_migration.cli._common import (
     console,
     err_console,
     fail,
+    float_option,
     handle_errors,
     parse_covariates,
+    seed_option,
+    strict_json,
 )
 from markov_migration.defaults import CI_PROB
 
@@ -27,7 +31,15 @@ FitArg = Annotated[
     Path, typer.Argument(help="Fit file (NetCDF) written by `markov-migration fit`.")
 ]
 CiOpt = Annotated[
-    float, typer.Option("--ci", help="Probability of the equal-tailed posterior intervals.")
+    float,
+    float_option(
+        "--ci",
+        help="Probability of the equal-tailed posterior intervals.",
+        lo=0.0,
+        hi=1.0,
+        lo_open=True,
+        hi_open=True,
+    ),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")]
 FormatOpt = Annotated[
@@ -81,7 +93,8 @@ def summarize(
         ),
     ] = Quantity.qmatrix,
     t: Annotated[
-        float, typer.Option("--t", help="Time for pmatrix and leave, in the model's time unit.")
+        float,
+        float_option("--t", help="Time for pmatrix and leave, in the model's time unit.", lo=0.0),
     ] = 1.0,
     ci: CiOpt = CI_PROB,
     output_format: FormatOpt = OutputFormat.table,
@@ -94,7 +107,13 @@ def summarize(
     ] = None,
     horizon: Annotated[
         float | None,
-        typer.Option(help="totlos horizon in time units ('inf': time before absorption)."),
+        float_option(
+            "--horizon",
+            help="totlos horizon in time units ('inf': time before absorption).",
+            lo=0.0,
+            lo_open=True,
+            allow_inf=True,
+        ),
     ] = None,
     to: Annotated[
         str | None,
@@ -114,7 +133,7 @@ def summarize(
         str | None,
         typer.Option(help="Fits with periods: a period label or index. Default: every period."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of a new group's random effects.")] = 0,
+    seed: Annotated[int, seed_option("Seed of a new group's random effects.")] = 0,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write CSV or JSON here instead of stdout.")
     ] = None,
@@ -186,9 +205,12 @@ def check(
         Path | None, typer.Option("--report", help="Write a self-contained HTML report here.")
     ] = None,
     draws: Annotated[
-        int, typer.Option("--draws", min=1, help="Posterior draws used by the predictive checks.")
+        int,
+        typer.Option(
+            "--draws", min=1, max=MAX_DRAWS, help="Posterior draws used by the predictive checks."
+        ),
     ] = 500,
-    seed: Annotated[int, typer.Option(help="Seed of the predictive replications.")] = 0,
+    seed: Annotated[int, seed_option("Seed of the predictive replications.")] = 0,
     ci: CiOpt = CI_PROB,
     force: ForceOpt = False,
 ) -> None:
@@ -314,7 +336,7 @@ def compare(
 
         rows = json.loads(frame.to_json(orient="records"))
         record = {"unit": next(iter(loos.values())).unit, "warnings": warnings, "rows": rows}
-        return json.dumps(record, indent=2) + "\n"
+        return strict_json(record, indent=2) + "\n"
 
     render = {
         OutputFormat.csv: lambda: frame.to_csv(index=False, float_format="%.6g"),
@@ -333,7 +355,7 @@ def compare(
 def reproduce(
     fit: FitArg,
     seed: Annotated[
-        int | None, typer.Option(help="Re-run with another seed (default: the recorded one).")
+        int | None, seed_option("Re-run with another seed (default: the recorded one).")
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Also write the re-run fit file here.")

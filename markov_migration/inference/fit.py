@@ -20,6 +20,10 @@ from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec, load_spec
 
 SAMPLERS = ("nutpie", "pymc")
+#: Largest seed (numpy, PyMC and nutpie all take an unsigned 32-bit seed).
+SEED_MAX = 2**32 - 1
+#: Largest chains, draws and warm-up draws per chain (memory is checked as well).
+MAX_SIZE = {"chains": 256, "draws": 10**7, "tune": 10**7}
 
 # Compiled nutpie models by model structure, reused in this process with new data.
 _COMPILED: dict[str, Any] = {}
@@ -59,12 +63,21 @@ class FitSettings:
             raise InputError(f"unknown sampler '{self.sampler}' (use {' or '.join(SAMPLERS)})")
         if not 0.0 < self.target_accept < 1.0:
             raise InputError(f"--target-accept must be between 0 and 1, got {self.target_accept:g}")
+        # nutpie's adaptation schedule needs a warm-up (it panics on --tune 0)
+        least = {"chains": 1, "draws": 1, "tune": 1 if self.sampler == "nutpie" else 0}
         for name in ("chains", "draws", "tune"):
             value = getattr(self, name)
-            if value < (0 if name == "tune" else 1):
-                raise InputError(
-                    f"--{name} must be at least {0 if name == 'tune' else 1}, got {value}"
-                )
+            if value < least[name]:
+                why = " with nutpie" if name == "tune" and least[name] else ""
+                raise InputError(f"--{name} must be at least {least[name]}{why}, got {value}")
+            if value > MAX_SIZE[name]:
+                raise InputError(f"--{name} must be at most {MAX_SIZE[name]:,}, got {value:,}")
+        if not 0 <= self.seed <= SEED_MAX:
+            raise InputError(f"--seed must be between 0 and 2**32-1, got {self.seed}")
+        if self.cores is not None and not 1 <= self.cores <= MAX_SIZE["chains"]:
+            raise InputError(
+                f"--cores must be between 1 and {MAX_SIZE['chains']}, got {self.cores}"
+            )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready settings, every field (timings in seconds, rounded to ms)."""

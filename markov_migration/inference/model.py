@@ -191,3 +191,106 @@ def _build_discrete(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
         prob = stack[row_power, row_from, row_to]
         pm.Potential("loglik", pt.sum(row_count * pt.log(prob)))
     return model
+
+
+#: Sampler statistics per draw kept in fit files (step size, depth, energy, ...), rounded up.
+_STATS_PER_DRAW = 16
+#: Copies of the draws alive at once at the peak: the sampler's trace, the labelled
+#: posterior and the log-likelihood computed from it, the file being written.
+_PEAK_COPIES = 3
+
+
+def floats_per_draw(spec: ModelSpec, agg: AggregatedData) -> int:
+    """Numbers stored per posterior draw: posterior variables, log-likelihood, statistics.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    agg : AggregatedData
+
+    Returns
+    -------
+    int
+        Count of float64 values per draw of one chain.
+    """
+    k = spec.n_states
+    n_obs = len(agg.table)
+    if spec.time == "discrete":
+        rows = sum(1 + len([s for a, s in spec.transitions if a == r]) for r in range(k))
+        return k * k + rows + n_obs + _STATS_PER_DRAW
+    design = model_design(spec, agg)
+    coords = design.coords()
+    n_t = len(spec.transitions)
+    n_grid = int(np.prod(design.grid_shape)) if design.grid_dims else 1
+    n_eff = len(coords.get("covariate_effect", []))
+    n_hr = len(coords.get("hr_parameter", []))
+    n_gt = len(coords.get("group_transition", []))
+    n_g = len(coords.get("group", []))
+    return (
+        2 * n_t + n_grid * k * k + 2 * n_eff + n_hr + n_gt + 2 * n_g * n_gt + n_obs
+        + _STATS_PER_DRAW
+    )  # fmt: skip
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), if known."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} PB"  # pragma: no cover
+
+
+def check_memory(
+    spec: ModelSpec, agg: AggregatedData, chains: int, draws: int, available: int | None = None
+) -> int:
+    """Refuse a run whose draws cannot fit in memory, before compiling or sampling.
+
+    The estimate is ``8 bytes x floats_per_draw x chains x draws`` (posterior,
+    log-likelihood and sampler statistics); the run needs about three copies at its
+    peak.
+
+    Parameters
+    ----------
+    spec, agg
+        The model and its data.
+    chains, draws : int
+        Chains and kept draws per chain.
+    available : int, optional
+        Bytes available (default: :func:`available_memory`; unknown: no check).
+
+    Returns
+    -------
+    int
+        The estimated bytes of one copy of the draws.
+
+    Raises
+    ------
+    InputError
+        When ``3 x`` the estimate exceeds the available memory.
+    """
+    need = 8 * floats_per_draw(spec, agg) * int(chains) * int(draws)
+    have = available_memory() if available is None else available
+    if have is not None and _PEAK_COPIES * need > have:
+        raise InputError(
+            f"{chains} chains x {draws:,} draws need about {_bytes(need)} for the posterior and "
+            f"log-likelihood ({_bytes(_PEAK_COPIES * need)} at the peak) but about "
+            f"{_bytes(have)} of memory is available: use fewer --draws or --chains"
+        )
+    return need

@@ -171,7 +171,9 @@ def aggregate(panel: Panel, spec: ModelSpec, resolution: float | None = None) ->
     """
     res = spec.resolution if resolution is None else float(resolution)
     p, keys, n_absorbed = _keyed_pairs(panel, spec, res)
-    table = p.groupby(keys, sort=True, observed=True)["weight"].sum().rename("count").reset_index()
+    with np.errstate(over="ignore"):  # huge weights overflow: refused by check_fittable
+        grouped = p.groupby(keys, sort=True, observed=True)["weight"].sum()
+    table = grouped.rename("count").reset_index()
     table = table[[*COUNT_COLUMNS, *keys[3:]]]
     weighted = not np.all(p["weight"].to_numpy() == 1.0)
     return AggregatedData(
@@ -324,9 +326,110 @@ def load_data(path: str | Path, spec: ModelSpec) -> tuple[Panel | None, Aggregat
     """
     df = read_table(path)
     if is_counts_table(df) and spec.data.id not in df.columns:
-        return None, load_counts(path, spec, df)
-    panel = validate_panel(df, spec, path=str(path), sha256=file_sha256(path))
-    return panel, aggregate(panel, spec)
+        panel, agg = None, load_counts(path, spec, df)
+    else:
+        panel = validate_panel(df, spec, path=str(path), sha256=file_sha256(path))
+        agg = aggregate(panel, spec)
+    check_fittable(spec, agg)
+    return panel, agg
+
+
+def min_moves(spec: ModelSpec) -> np.ndarray:
+    """Fewest allowed transitions from each state to each other (K, K); ``inf`` if never.
+
+    The diagonal is 0 (staying needs no move).
+    """
+    k = spec.n_states
+    allowed = spec.allowed_matrix()
+    moves = np.full((k, k), np.inf)
+    for r in range(k):
+        moves[r, r], frontier, n = 0, [r], 0
+        while frontier:
+            n += 1
+            nxt = [s for f in frontier for s in np.flatnonzero(allowed[f]) if moves[r, s] == np.inf]
+            for s in nxt:
+                moves[r, s] = n
+            frontier = sorted(set(nxt))
+    return moves
+
+
+def check_fittable(spec: ModelSpec, agg: AggregatedData) -> None:
+    """Every check ``fit`` makes of the data before sampling (``validate`` runs it too).
+
+    - the (weighted) counts are finite, also in total (weights of 1e308 overflow);
+    - in discrete time every observed pair can happen in the number of steps between
+      its observations (a pair observed n steps apart has likelihood ``(P^n)[from, to]``,
+      zero when ``to`` needs more than n moves from ``from``);
+    - covariates, groups and periods: the model design can be built (every period has
+      observed time, every key column is present).
+
+    Raises
+    ------
+    PanelError or InputError
+        Naming the file and the first problem.
+    """
+    count = agg.table["count"].to_numpy(dtype=float)
+    if not np.isfinite(count).all() or not np.isfinite(count.sum()):
+        raise PanelError(
+            "the weighted number of transitions is beyond floating point (weights too large?): "
+            "rescale the weights",
+            path=agg.source,
+        )
+    if spec.time == "discrete":
+        t = agg.table
+        steps = np.round(t["interval"].to_numpy() / agg.resolution).astype(np.int64)
+        need = min_moves(spec)[t["from"].to_numpy(), t["to"].to_numpy()]
+        bad = np.flatnonzero(need > steps)
+        if bad.size:
+            i = int(bad[0])
+            a, b = spec.states[t["from"].iloc[i]], spec.states[t["to"].iloc[i]]
+            n = int(steps[i])
+            steps_text = "1 step" if n == 1 else f"{n} steps"
+            raise PanelError(
+                f"{a}->{b} observed {steps_text} apart ({count[i]:g} transitions) needs at least "
+                f"{need[i]:g} moves under the model: impossible in discrete time ({bad.size} such "
+                f"row(s)); allow {a}->{b} in the model file or fit in continuous time",
+                path=agg.source,
+            )
+        return
+    if spec.periods:
+        _check_period_exposure(spec, agg)
+
+
+def _check_period_exposure(spec: ModelSpec, agg: AggregatedData) -> None:
+    """Every period overlaps some observed interval (else its effect has no data).
+
+    The same rule as :func:`markov_migration.inputs.design.model_design` (which
+    ``fit`` builds), from the start period, lead time and length of each row.
+    """
+    t = agg.table
+    cuts = np.asarray(spec.periods, dtype=float)
+    length = np.append(np.diff(cuts), np.inf)  # length of period p + 1 (after cut p)
+    interval = t["interval"].to_numpy(dtype=float)
+    period = t[START_PERIOD].to_numpy(dtype=np.int64)
+    lead = np.minimum(t[LEAD_TIME].to_numpy(dtype=float), interval)
+    exposure = np.zeros(len(cuts) + 1)
+    np.add.at(exposure, period, lead * t["count"].to_numpy(dtype=float))
+    remaining = interval - lead
+    eps = 1e-9 * max(1.0, float(np.max(interval, initial=0.0)))
+    p = period.copy()
+    while True:
+        alive = (remaining > eps) & (p < len(cuts))
+        if not alive.any():
+            break
+        i = np.flatnonzero(alive)
+        d = np.minimum(remaining[i], length[p[i]])
+        np.add.at(exposure, p[i] + 1, d)
+        remaining[i] -= d
+        p[i] += 1
+    if np.any(exposure <= 0):
+        k = int(np.flatnonzero(exposure <= 0)[0])
+        edges = [-np.inf, *spec.periods, np.inf]
+        raise PanelError(
+            f"period [{edges[k]:g}, {edges[k + 1]:g}) has no observed time: no interval of the "
+            "data overlaps it (move or remove its cut points)",
+            path=agg.source,
+        )
 
 
 def data_summary(path: str | Path, spec: ModelSpec) -> dict:

@@ -212,7 +212,81 @@ def read_projection(path: str | Path) -> xr.Dataset:
         ) from None
     if PROJECTION_MARKER not in ds.attrs:
         raise InputError("not a markov-migration projection file", path=path)
+    verify_projection(ds, path)
     return ds
+
+
+#: Variables every projection file has (persons), with their dims (``scenario`` only when
+#: there are several).
+REQUIRED_VARIABLES = {
+    "stock": ("scenario", "draw", "time", "state"),
+    "returnees": ("scenario", "draw", "time"),
+    "diaspora": ("scenario", "draw", "time"),
+    "inflow": ("scenario", "draw", "time"),
+    "cumulative_returns": ("scenario", "draw", "time"),
+}
+
+
+def verify_projection(ds: xr.Dataset, path: str | Path | None = None) -> None:
+    """Check a projection read from a file before anything is computed from it.
+
+    The format marker holds a version this package reads, the required variables
+    are there with their dims, the states attribute lists the file's states, times
+    are finite and increasing, and every count of persons is finite and
+    non-negative (a tampered or truncated file is refused, not summarised).
+
+    Raises
+    ------
+    InputError
+        One line naming the file and what is wrong.
+    """
+    version = ds.attrs.get(PROJECTION_MARKER)
+    try:
+        version = int(np.asarray(version).item())
+    except (TypeError, ValueError):
+        raise InputError(
+            f"projection format version {version!r} is not a number", path=path
+        ) from None
+    if version > PROJECTION_FORMAT_VERSION:
+        raise InputError(
+            f"projection format version {version} is newer than this markov-migration reads "
+            f"({PROJECTION_FORMAT_VERSION}): upgrade markov-migration",
+            path=path,
+        )
+    if version < 1:
+        raise InputError(f"projection format version {version} is not valid", path=path)
+    for name, dims in REQUIRED_VARIABLES.items():
+        if name not in ds.data_vars:
+            raise InputError(f"projection file has no variable '{name}'", path=path)
+        if tuple(ds[name].dims) not in (dims, dims[1:]):  # one scenario: no scenario dim
+            raise InputError(
+                f"variable '{name}' has dims {tuple(ds[name].dims)}, expected {dims}", path=path
+            )
+    try:
+        states = json.loads(str(ds.attrs.get("states", "")))
+    except json.JSONDecodeError:
+        raise InputError("attribute 'states' is not a JSON list of states", path=path) from None
+    if not isinstance(states, list) or [str(s) for s in ds["state"].values] != states:
+        raise InputError(
+            "attribute 'states' does not list the file's states (coordinate 'state')", path=path
+        )
+    time = np.asarray(ds["time"].values)
+    if (
+        time.size == 0
+        or not np.issubdtype(time.dtype, np.number)
+        or not np.isfinite(time).all()
+        or np.any(np.diff(time) <= 0)
+    ):
+        raise InputError("times are not finite and increasing", path=path)
+    persons = [*REQUIRED_VARIABLES, *(n for n in ("flows", *FLOW_SERIES_NOTE) if n in ds)]
+    for name in persons:
+        values = np.asarray(ds[name].values)
+        if not np.issubdtype(values.dtype, np.number):
+            raise InputError(f"variable '{name}' is not numeric", path=path)
+        if not np.isfinite(values).all():
+            raise InputError(f"variable '{name}' holds values that are not finite", path=path)
+        if values.size and values.min() < 0:
+            raise InputError(f"variable '{name}' holds negative numbers of persons", path=path)
 
 
 def series_names(ds: xr.Dataset) -> list[str]:

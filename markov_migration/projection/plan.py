@@ -99,6 +99,67 @@ def projection_times(start: float, horizon: float, step: float = 1.0) -> np.ndar
     return out
 
 
+#: Largest projection seed (the seed is recorded in the file as a 64-bit integer; the
+#: other commands take 0 to 2**32-1, as does this).
+SEED_MAX = 2**32 - 1
+#: Bytes per draw, output time and scenario beyond which a projection is refused, as a
+#: share of the available memory (the run holds stocks, flows and a few copies).
+_PEAK_COPIES = 4
+
+
+def check_run_size(
+    draws: int,
+    seed: int,
+    n_times: int,
+    n_states: int,
+    n_scenarios: int = 1,
+    available: int | None = None,
+) -> None:
+    """Refuse ``project --draws``/``--seed`` out of range or too large for memory, up front.
+
+    Parameters
+    ----------
+    draws : int
+        Projection draws, at least 1.
+    seed : int
+        0 to :data:`SEED_MAX`.
+    n_times, n_states, n_scenarios : int
+        Output times (with the start), states and scenarios of the run.
+    available : int, optional
+        Bytes of memory available (default: read from the system; unknown: no check).
+
+    Raises
+    ------
+    InputError
+        One line naming the option and its range, or the estimated size.
+    """
+    if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
+        raise InputError(f"--draws must be a whole number >= 1, got {draws!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+        raise InputError(f"--seed must be a whole number from 0 to 2**32-1, got {seed!r}")
+    # int64 per (draw, time, scenario): stocks (K), flows (K x K) and a few series
+    need = 8 * draws * n_times * max(n_scenarios, 1) * (n_states + n_states**2 + 8)
+    if available is None:
+        available = _available_memory()
+    if available is not None and _PEAK_COPIES * need > available:
+        raise InputError(
+            f"--draws {draws:,} need about {need / 1e9:.3g} GB for the projection "
+            f"({_PEAK_COPIES} copies at the peak) but about {available / 1e9:.3g} GB of memory "
+            "is available: use fewer --draws"
+        )
+
+
+def _available_memory() -> int | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _too_many_steps(start: float, horizon: float, step: float, n: float, exact: bool) -> str:
     if exact:
         count = f"{int(n):,} steps, more than {MAX_STEPS:,}"

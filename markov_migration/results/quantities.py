@@ -324,8 +324,10 @@ def start_distribution(
             ) from None
     if np.any(vec < 0) or not np.all(np.isfinite(vec)):
         raise InputError("--start shares must be non-negative numbers")
-    if abs(vec.sum() - 1) > 1e-3:
-        raise InputError(f"--start shares must sum to 1, they sum to {vec.sum():g}")
+    with np.errstate(over="ignore"):  # shares of 1e308 overflow the sum: refused below
+        total = float(vec.sum())
+    if abs(total - 1) > 1e-3:
+        raise InputError(f"--start shares must sum to 1, they sum to {total:g}")
     vec /= vec.sum()
     return vec, text
 

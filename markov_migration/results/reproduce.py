@@ -203,10 +203,20 @@ def reproduce(
         raise InputError(
             f"the fit was made by sampler '{recorded.sampler}', which cannot be re-run", path=path
         )
-    spec = fit_spec(tree)
-    panel, agg, source = recorded_data(tree, spec, path)
     # the recorded settings, new timings, and the seed asked for
     settings = replace(recorded, timings={}, seed=recorded.seed if seed is None else int(seed))
+    try:  # absurd sizes, a bad seed: refused before the data are read or a model compiled
+        settings.check()
+    except InputError as err:
+        why = err.message.removeprefix("--")
+        raise InputError(
+            f"the recorded sampler settings cannot be re-run: {why}", path=path
+        ) from None
+    spec = fit_spec(tree)
+    panel, agg, source = recorded_data(tree, spec, path)
+    from markov_migration.inference.model import check_memory
+
+    check_memory(spec, agg, settings.chains, settings.draws)
     t0 = time.perf_counter()
     rerun = sample(spec, agg, settings, progress=progress, command=command, panel=panel)
     seconds = time.perf_counter() - t0

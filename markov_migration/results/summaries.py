@@ -65,6 +65,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+import numpy as np
 import xarray as xr
 
 from markov_migration.defaults import CI_PROB, SAMPLE_DIMS
@@ -169,6 +170,78 @@ def at_generator(
     return out
 
 
+#: Probabilities may stray this far outside [0, 1] (and row sums from 1) by rounding.
+PROB_TOL = 1e-6
+
+
+def check_probabilities(draws: xr.DataArray, tree: xr.DataTree, t: float = 1.0) -> None:
+    """Refuse probability draws outside [0, 1] or (matrices) whose rows do not sum to 1.
+
+    Rows that are missing in every draw (``pnext`` of absorbing states) are left
+    out. A ``pmatrix`` or ``leave`` at a time so long that ``t`` times the fastest
+    intensity is beyond what floating point resolves is named as such.
+
+    Raises
+    ------
+    InputError
+        Naming the quantity and the largest error found.
+    """
+    what = draws.attrs.get("quantity", draws.name or "probabilities")
+    values = draws.to_numpy()
+    flat = values.reshape(values.shape[0], values.shape[1], -1)
+    v = flat[:, :, ~np.isnan(flat).all(axis=(0, 1))]  # absent in every draw: left out
+    worst = 0.0
+    if v.size:
+        if not np.isfinite(v).all():
+            worst = np.inf
+        else:
+            worst = max(float(-v.min()), float(v.max() - 1.0), 0.0)
+    if "to_state" in draws.dims and worst == 0.0:
+        axis = draws.get_axis_num("to_state")
+        rows = np.nansum(values, axis=axis)
+        present = ~np.isnan(values).all(axis=axis)
+        if present.any():
+            worst = float(np.max(np.abs(rows[present] - 1.0)))
+    if worst <= PROB_TOL:
+        return
+    scale = _time_scale(tree, t) if what in ("pmatrix", "leave") else 0.0
+    if scale > 1e12:
+        raise InputError(
+            f"--t {t:g} is beyond floating point for this fit: t x the fastest intensity is "
+            f"{scale:.3g}, so {what} cannot be computed (it reached its limit long before; "
+            "use a shorter --t)"
+        )
+    raise InputError(
+        f"{what} is not a valid probability (off by {worst:.3g}): the fit's draws or the request "
+        "give numbers outside [0, 1] or rows not summing to 1"
+    )
+
+
+def _time_scale(tree: xr.DataTree, t: float) -> float:
+    """``t`` times the largest exit intensity of any draw (steps for a discrete fit)."""
+    if is_discrete(tree):
+        return float(t)
+    q = np.asarray(tree["posterior"]["Q"].to_numpy(), dtype=float)
+    diag = np.abs(np.diagonal(q, axis1=-2, axis2=-1))
+    return float(t) * float(np.nanmax(diag)) if diag.size else 0.0
+
+
+def check_finite(summary: xr.Dataset) -> None:
+    """Refuse a summary whose shown numbers are not finite (beyond floating point, bad draws).
+
+    Only rows :func:`to_frame` shows are checked; ``sd`` may be missing (one draw).
+    """
+    frame = to_frame(summary)
+    cols = [c for c in STATS if c != "sd" and c in frame]
+    values = frame[cols].to_numpy(dtype=float)
+    if values.size and not np.isfinite(values).all():
+        what = summary.attrs.get("quantity", "summary")
+        raise InputError(
+            f"the {what} summary is not finite (the request is beyond floating point, or the "
+            "fit's draws are invalid): nothing printed"
+        )
+
+
 def summarize(
     tree: xr.DataTree,
     what: str,
@@ -237,7 +310,10 @@ def summarize(
         draws = hazard(tree)
     else:
         raise InputError(f"unknown quantity '{what}' (use one of: {', '.join(QUANTITIES)})")
+    if what in ("pmatrix", "pnext", "leave"):
+        check_probabilities(draws, tree, t)
     summary = posterior_summary(draws, ci)
+    check_finite(summary)
     if choice is not None:
         summary.attrs["generator"] = choice
     return summary

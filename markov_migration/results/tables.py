@@ -117,9 +117,21 @@ def to_json(summary: xr.Dataset) -> str:
             attrs[k] = v.item()
         if isinstance(attrs[k], float) and math.isinf(attrs[k]):
             attrs[k] = "inf"
-    rows = to_frame(summary).to_dict(orient="records")
+    rows = [
+        {k: _finite_or_none(v) for k, v in row.items()}
+        for row in to_frame(summary).to_dict(orient="records")
+    ]
     out = {**attrs, "notes": notes(summary), "rows": rows}
-    return json.dumps(out, indent=2, default=_json_default)
+    # strict JSON: a missing number (an sd of one draw) is null, never NaN or Infinity
+    return json.dumps(out, indent=2, default=_json_default, allow_nan=False)
+
+
+def _finite_or_none(value):
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value):
