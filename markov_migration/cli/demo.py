@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from markov_migration.cli._common import console, handle_errors
+from markov_migration.cli._common import MAX_DRAWS, console, handle_errors, seed_option
 
 #: Seed of the bundled example panel (examples/outrush_synthetic.csv).
 DEMO_SEED = 2024
@@ -23,10 +23,10 @@ def demo(
         bool, typer.Option("--force", help="Overwrite outputs of an earlier demo run.")
     ] = False,
     seed: Annotated[
-        int, typer.Option(help="Seed of the simulated example panel and the fit.")
+        int, seed_option("Seed of the simulated example panel and the fit.")
     ] = DEMO_SEED,
     draws: Annotated[
-        int, typer.Option(min=100, help="Posterior draws per chain (4 chains).")
+        int, typer.Option(min=100, max=MAX_DRAWS, help="Posterior draws per chain (4 chains).")
     ] = 1000,
 ) -> None:
     """Run the whole pipeline on the calibrated OutRush-like example.

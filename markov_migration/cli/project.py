@@ -8,12 +8,14 @@ from typing import Annotated
 import typer
 
 from markov_migration.cli._common import (
+    MAX_DRAWS,
     CovariateOpt,
     command_line,
     console,
     err_console,
     handle_errors,
     parse_covariates,
+    seed_option,
 )
 
 #: Output times shown in the printed summary (besides the horizon).
@@ -79,11 +81,12 @@ def project(
         ),
     ] = 0.0,
     draws: Annotated[
-        int, typer.Option(help="Projection draws (evenly spaced posterior samples).")
+        int,
+        typer.Option(
+            min=1, max=MAX_DRAWS, help="Projection draws (evenly spaced posterior samples)."
+        ),
     ] = 1000,
-    seed: Annotated[
-        int, typer.Option(help="Random seed; the same seed gives the same projection.")
-    ] = 0,
+    seed: Annotated[int, seed_option("Random seed; the same seed gives the same projection.")] = 0,
     csv: Annotated[
         Path | None, typer.Option("--csv", help="Quantile table to write (CSV, long format).")
     ] = None,
@@ -199,6 +202,9 @@ def project(
 
     times = projection_times(start, horizon, step)
     scenarios = [load_scenario(s, spec) for s in scenario or []]
+    from markov_migration.projection.plan import check_run_size
+
+    check_run_size(draws, seed, len(times), len(spec.states), 1 + len(scenarios))
     for sc in scenarios:
         sc.check_dates(float(times[0]), float(times[-1]))
     plot_names = []
