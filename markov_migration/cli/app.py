@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from markov_migration import __version__
-from markov_migration.cli import _common, data, demo, fit, project, results
+from markov_migration.cli import _common, data, demo, fit, project, results, sbc
 
 
 class _App(TyperGroup):
@@ -74,6 +74,7 @@ app.command("summarize")(results.summarize)
 app.command("check")(results.check)
 app.command("compare")(results.compare)
 app.command("reproduce")(results.reproduce)
+app.command("sbc")(sbc.sbc)
 
 
 def main() -> None:

@@ -121,44 +121,55 @@ def generator(spec: ModelSpec, rates: np.ndarray) -> np.ndarray:
 
 
 def design_frame(design: pd.DataFrame) -> pd.DataFrame:
-    """The design panel's respondents and times, sorted by respondent and time.
+    """The design panel's respondents, times and states, sorted by respondent and time.
 
-    ``design`` is a validated panel's data (columns ``id``, ``time``, ``state``, ...).
+    ``design`` is a validated panel's data (:attr:`markov_migration.inputs.panel.Panel.data`:
+    columns ``id``, ``time`` and ``state`` as state indexes).
     """
     for col in ("id", "time", "state"):
         if col not in design.columns:
             raise InputError(f"design panel has no '{col}' column")
-    return design.sort_values(["id", "time"], kind="stable").reset_index(drop=True)
+    d = design[["id", "time", "state"]].sort_values(["id", "time"], kind="stable")
+    return d.reset_index(drop=True)
 
 
 def simulate_on_design(
     spec: ModelSpec, design: pd.DataFrame, log_rate: np.ndarray, seed: int | np.random.SeedSequence
 ) -> pd.DataFrame:
-    """A new panel on the design: same rows (ids, times, other columns), new later states.
+    """A new panel on the design: the same rows (ids and times), new later states.
 
     Each respondent starts at its first observation in its observed state; its later
     states are those of an exact path of the Markov chain with rates ``exp(log_rate)``
     observed at its own times.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A raw panel (the model file's id, time and state column names, state names),
+        rows in the order of :func:`design_frame`.
     """
     from markov_migration.core.simulate import simulate_paths
 
     d = design_frame(design)
-    codes = {s: i for i, s in enumerate(spec.states)}
     ids, first = np.unique(d["id"].to_numpy(), return_index=True)
     pos = d.groupby("id", sort=True).cumcount().to_numpy()
     resp = np.searchsorted(ids, d["id"].to_numpy())
-    width = int(pos.max()) + 1
-    times = np.full((len(ids), width), np.nan)
+    times = np.full((len(ids), int(pos.max()) + 1), np.nan)
     times[resp, pos] = d["time"].to_numpy(dtype=float)
-    start = np.array([codes[s] for s in d["state"].to_numpy()[first]], dtype=np.int64)
+    start = d["state"].to_numpy(dtype=np.int64)[first]
     q = generator(spec, np.exp(log_rate))[None, None]
     paths = simulate_paths(
         q, np.zeros(len(ids), np.int64), start, times[:, 0], times, seed=seed, history=False
     )
     observed = np.asarray(paths.observed)[resp, pos]
-    out = d.copy()
-    out["state"] = np.asarray(spec.states, dtype=object)[observed]
-    return out
+    cols = spec.data
+    return pd.DataFrame(
+        {
+            cols.id: d["id"].to_numpy(),
+            cols.time: d["time"].to_numpy(),
+            cols.state: np.asarray(spec.states, dtype=object)[observed],
+        }
+    )
 
 
 def derived(spec: ModelSpec, rates: np.ndarray) -> dict[str, np.ndarray]:
