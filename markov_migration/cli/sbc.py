@@ -110,7 +110,12 @@ def _print(table, wall: float, seconds: list[float]) -> None:
     for r in table.itertuples():
         status = "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"
         t.add_row(
-            r.parameter, str(r.sims), str(r.bins), f"{r.chi2:.2f}", f"{r.p_value:.3f}", status
+            escape(r.parameter),
+            str(r.sims),
+            str(r.bins),
+            f"{r.chi2:.2f}",
+            f"{r.p_value:.3f}",
+            status,
         )
     console.print(t)
     console.print(
