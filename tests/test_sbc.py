@@ -120,11 +120,55 @@ def test_derived_quantities(spec):
     assert total == pytest.approx(1.0, abs=1e-12)
 
 
-def test_models_with_covariates_are_refused():
+COV = (
+    THREE
+    + """
+[covariates.sex]
+kind = "categorical"
+transitions = ["a->b", "b->a"]
+prior_sd = 0.7
+[simulate.covariates.sex]
+levels = { f = 0.5, m = 0.5 }
+"""
+)
+
+
+def test_groups_periods_and_numeric_covariates_are_refused():
     from markov_migration.errors import InputError
 
-    with pytest.raises(InputError, match="covariates"):
+    with pytest.raises(InputError, match="groups"):
         S.check_sbc_spec(parse_spec(THREE + DESIGN_TABLES))
+    numeric = THREE + '[covariates.age]\nkind = "numeric"\ntransitions = ["a->b"]\n'
+    with pytest.raises(InputError, match="numeric"):
+        S.check_sbc_spec(parse_spec(numeric))
+    S.check_sbc_spec(parse_spec(COV))
+
+
+def test_prior_of_hazard_ratios_and_their_effect_on_the_simulation():
+    """Log hazard ratio draws have the covariate's prior sd; a respondent at the level
+    moves a->b with expm(Q(HR))[a, b] over one time unit (3000 per level, 4 sd)."""
+    from markov_migration.inputs.panel import validate_panel
+
+    spec = parse_spec(COV)
+    n = 3000
+    raw = pd.DataFrame({"id": np.repeat(np.arange(2 * n), 2).astype(str),
+                        "time": np.tile([0.0, 1.0], 2 * n), "state": "a",
+                        "sex": np.repeat(["f", "m"], 2 * n)})  # fmt: skip
+    design = S.sbc_design(spec, validate_panel(raw, spec, path="<d>", sha256=""))
+    assert design.parameter_labels == ("sex[m]: a->b", "sex[m]: b->a")
+    rng = np.random.default_rng(7)
+    draws = np.array([S.prior_log_hr(design, rng)[0] for _ in range(20000)])
+    assert abs(draws.std() - 0.7) < 5 * 0.7 / np.sqrt(2 * 20000)
+    rates = np.array([0.3, 0.15, 0.5, 0.2])
+    log_hr = np.log([3.0, 0.5])
+    sim = S.simulate_on_design(spec, design, np.log(rates), 8, log_hr)
+    assert np.array_equal(sim["sex"].to_numpy(), design.frame["sex"].to_numpy())
+    second = sim.iloc[1::2]
+    for level, hr in (("f", [1.0, 1.0]), ("m", [3.0, 0.5])):
+        r = rates * np.array([hr[0], 1.0, hr[1], 1.0])
+        p = linalg.expm(S.generator(spec, r))[0, 1]
+        freq = np.mean(second.loc[second["sex"] == level, "state"] == "b")
+        assert abs(freq - p) < 4 * np.sqrt(p * (1 - p) / n), (level, freq, p)
 
 
 # ------------------------------------------------------------- simulation on the design
@@ -177,7 +221,8 @@ def test_sbc_command_end_to_end(tmp_path):
     assert res.exit_code == 0, res.output
     ranks = pd.read_csv(tmp_path / "a" / "ranks.csv")
     assert list(ranks.columns) == ["sim", "parameter", "rank", "draws"]
-    assert len(ranks) == 4 * 12 and set(ranks["sim"]) == {0, 1, 2, 3}
+    assert len(ranks) == 4 * 14 and set(ranks["sim"]) == {0, 1, 2, 3}
+    assert {"hazard_ratio[sex[m]: a->b]", "hazard_ratio[sex[m]: b->a]"} <= set(ranks["parameter"])
     assert ranks["rank"].between(0, 20).all() and (ranks["draws"] == 20).all()
     assert (tmp_path / "a" / "sbc_ecdf.png").stat().st_size > 1000
     again = runner.invoke(app, [*args, "--out", str(tmp_path / "b"), "--strict"])
@@ -187,7 +232,7 @@ def test_sbc_command_end_to_end(tmp_path):
 
 
 def test_sbc_bad_input_writes_nothing(tmp_path):
-    model = tmp_path / "cov.toml"
+    model = tmp_path / "grp.toml"
     model.write_text(THREE + DESIGN_TABLES)
     design = tmp_path / "design.csv"
     simulate_panel(parse_spec(THREE), 20, seed=1).to_csv(design, index=False)
@@ -195,7 +240,7 @@ def test_sbc_bad_input_writes_nothing(tmp_path):
     res = runner.invoke(
         app, ["sbc", "--model", str(model), "--design", str(design), "--out", str(out)]
     )
-    assert res.exit_code == 2 and "covariates" in res.output
+    assert res.exit_code == 2 and "groups" in res.output
     assert not out.exists()
     res = runner.invoke(
         app,

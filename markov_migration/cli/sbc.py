@@ -59,7 +59,13 @@ def sbc(
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import atomic_output, check_output, resolve_model
     from markov_migration.plots.sbc_figures import ecdf_figure
-    from markov_migration.results.sbc import SbcSettings, check_sbc_spec, run_sbc, uniformity
+    from markov_migration.results.sbc import (
+        SbcSettings,
+        check_sbc_spec,
+        run_sbc,
+        sbc_design,
+        uniformity,
+    )
 
     settings = SbcSettings(sims=sims, draws=draws, seed=seed, chains=chains, tune=tune)
     settings.check()
@@ -68,6 +74,7 @@ def sbc(
     spec = load_spec(resolve_model(model))
     check_sbc_spec(spec)
     panel = load_panel(design, spec)
+    sbc_design(spec, panel)  # covariates constant within respondents, before any fit
     if out.is_dir():
         for name in OUTPUT_FILES:
             check_output(out / name, force)
@@ -78,10 +85,10 @@ def sbc(
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("fitting simulated panels", total=sims)
             ranks, seconds = run_sbc(
-                spec, panel.data, settings, progress=lambda n: bar.update(task, completed=n)
+                spec, panel, settings, progress=lambda n: bar.update(task, completed=n)
             )
     else:
-        ranks, seconds = run_sbc(spec, panel.data, settings, dask=dask)
+        ranks, seconds = run_sbc(spec, panel, settings, dask=dask)
     wall = time.perf_counter() - t0
     table = uniformity(ranks)
     out.mkdir(parents=True, exist_ok=True)

@@ -52,6 +52,7 @@ def ecdf_figure(ranks: pd.DataFrame, path: str | Path, *, seed: int = 0, cols: i
         sample_dims=["sim"],
         envelope_prob=ENVELOPE_PROB,
         backend="matplotlib",
+        visuals={"xlabel": False},  # the x axis is the PIT in every panel (see the title)
         col_wrap=cols,
         figure_kwargs={"figsize": (3.2 * min(cols, n), 3.0 * rows)},
     )

@@ -15,17 +15,22 @@ For each simulation ``i``:
    ties broken at random): a number in ``0..draws``.
 
 If the fitting layer computes the posterior correctly, every rank is uniform on
-``0..draws``. The quantities ranked are the intensities ``rate[a->b]``, the one-time-unit
-transition probabilities ``P1[a->b]`` (rows of non-absorbing states) and the mean
-sojourn times ``sojourn[a]`` (``1 / total exit rate``) of non-absorbing states.
+``0..draws``. The quantities ranked are the baseline intensities ``rate[a->b]``
+(reference levels of categorical covariates), the one-time-unit transition
+probabilities ``P1[a->b]`` (rows of non-absorbing states) and the mean sojourn times
+``sojourn[a]`` (``1 / total exit rate``) of non-absorbing states, both of the baseline
+generator, and the hazard ratios ``hazard_ratio[<hr_parameter>]`` of categorical
+covariates (one per free parameter: a shared effect is ranked once). Their prior is the
+fitting layer's: ``log hazard ratio ~ Normal(0, prior_sd)`` per unit.
 
 Uniformity test (:func:`uniformity`): a chi-square test of the rank counts in ``bins``
 equal-width bins of the rank values ``0..draws`` (expected counts proportional to the
 number of rank values per bin), one per parameter, with a Bonferroni correction: a
 parameter fails when its p-value is below ``alpha / number of parameters``.
 
-Scope: continuous-time models without covariates, groups or periods (their hazard ratios
-would need per-respondent simulation from the design's covariates; not built yet).
+Scope: continuous-time models, with categorical covariates constant within each
+respondent (its first row's level is used). Numeric covariates (their centring depends
+on the simulated data), groups and periods are refused for now.
 """
 
 from __future__ import annotations
@@ -88,11 +93,75 @@ def check_sbc_spec(spec: ModelSpec) -> None:
     """Refuse models the SBC cannot simulate (see the module docstring's scope)."""
     if spec.time != "continuous":
         raise InputError("sbc supports continuous-time models only")
-    if spec.covariates or spec.groups is not None or spec.periods:
+    if spec.groups is not None or spec.periods:
+        raise InputError("sbc does not support models with groups or periods yet")
+    numeric = [c.name for c in spec.covariates if c.kind != "categorical"]
+    if numeric:
         raise InputError(
-            "sbc does not support models with covariates, groups or periods yet; "
-            "use the model without them"
+            f"sbc does not support numeric covariates yet ({', '.join(numeric)}); "
+            "use categorical covariates"
         )
+
+
+@dataclass(frozen=True)
+class SbcDesign:
+    """The design panel as the simulations use it.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        ``id``, ``time``, ``state`` (state index), sorted by respondent and time, plus the
+        covariate columns (model file's column names) of the design panel.
+    x : ndarray (n_respondents, n_effects)
+        Indicator of each covariate effect's level for each respondent (sorted ids).
+    effect_parameter : ndarray of int (n_effects,)
+        Free parameter of each effect.
+    effect_transition : ndarray (n_effects, T)
+        One-hot transition of each effect.
+    parameter_labels : tuple of str
+        The hazard-ratio parameters (the fit's ``hr_parameter`` coordinate).
+    parameter_sd : ndarray (n_parameters,)
+        Prior sd of each log hazard ratio (per unit).
+    """
+
+    frame: pd.DataFrame
+    x: np.ndarray
+    effect_parameter: np.ndarray
+    effect_transition: np.ndarray
+    parameter_labels: tuple[str, ...]
+    parameter_sd: np.ndarray
+
+
+def sbc_design(spec: ModelSpec, panel) -> SbcDesign:
+    """The :class:`SbcDesign` of a validated design panel (a ``Panel``, or its data)."""
+    check_sbc_spec(spec)
+    data = getattr(panel, "data", panel)
+    frame = design_frame(data, [c.column for c in spec.covariates])
+    n_t = len(spec.transitions)
+    if not spec.covariates:
+        n_resp = frame["id"].nunique()
+        empty = np.zeros((0,))
+        return SbcDesign(frame, np.zeros((n_resp, 0)), empty.astype(np.int64),
+                         np.zeros((0, n_t)), (), empty)  # fmt: skip
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.design import model_design
+
+    firsts = frame.groupby("id", sort=True).nth(0).set_index("id")
+    for c in spec.covariates:
+        if (frame.groupby("id", sort=True)[c.column].nunique() > 1).any():
+            raise InputError(
+                f"sbc needs covariates constant within a respondent; '{c.column}' changes"
+            )
+    design = model_design(spec, aggregate(panel, spec))
+    by_column = {c.name: c.column for c in spec.covariates}
+    x = np.array(
+        [[float(str(row[by_column[e.covariate]]) == str(e.level)) for e in design.effects]
+         for _, row in firsts.iterrows()]
+    )  # fmt: skip
+    return SbcDesign(
+        frame, x, design.effect_parameter, np.asarray(design.effect_transition, dtype=float),
+        tuple(design.parameter_labels), np.asarray(design.parameter_sd, dtype=float),
+    )  # fmt: skip
 
 
 def prior_draw(spec: ModelSpec, rng: np.random.Generator) -> np.ndarray:
@@ -108,6 +177,15 @@ def prior_draw(spec: ModelSpec, rng: np.random.Generator) -> np.ndarray:
     return mu + sigma * rng.standard_normal(len(mu))
 
 
+def prior_log_hr(design: SbcDesign, rng: np.random.Generator) -> np.ndarray:
+    """One draw of the log hazard ratios (per unit) of the design's parameters.
+
+    ``Normal(0, prior_sd)``: the fitting layer samples ``log_hr_scaled ~ Normal(0,
+    prior_sd * scale)`` and divides by ``scale``.
+    """
+    return design.parameter_sd * rng.standard_normal(len(design.parameter_sd))
+
+
 def generator(spec: ModelSpec, rates: np.ndarray) -> np.ndarray:
     """Generator matrices (..., K, K) from rates (..., T) of ``spec.transitions``."""
     rates = np.asarray(rates, dtype=float)
@@ -120,56 +198,72 @@ def generator(spec: ModelSpec, rates: np.ndarray) -> np.ndarray:
     return q
 
 
-def design_frame(design: pd.DataFrame) -> pd.DataFrame:
+def design_frame(design: pd.DataFrame, extra: list[str] | None = None) -> pd.DataFrame:
     """The design panel's respondents, times and states, sorted by respondent and time.
 
     ``design`` is a validated panel's data (:attr:`markov_migration.inputs.panel.Panel.data`:
-    columns ``id``, ``time`` and ``state`` as state indexes).
+    columns ``id``, ``time`` and ``state`` as state indexes); ``extra`` columns are kept.
     """
-    for col in ("id", "time", "state"):
+    cols = ["id", "time", "state", *(extra or [])]
+    for col in cols:
         if col not in design.columns:
             raise InputError(f"design panel has no '{col}' column")
-    d = design[["id", "time", "state"]].sort_values(["id", "time"], kind="stable")
+    d = design[list(dict.fromkeys(cols))].sort_values(["id", "time"], kind="stable")
     return d.reset_index(drop=True)
 
 
 def simulate_on_design(
-    spec: ModelSpec, design: pd.DataFrame, log_rate: np.ndarray, seed: int | np.random.SeedSequence
+    spec: ModelSpec,
+    design: SbcDesign | pd.DataFrame,
+    log_rate: np.ndarray,
+    seed: int | np.random.SeedSequence,
+    log_hr: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """A new panel on the design: the same rows (ids and times), new later states.
+    """A new panel on the design: the same rows (ids, times, covariates), new later states.
 
     Each respondent starts at its first observation in its observed state; its later
-    states are those of an exact path of the Markov chain with rates ``exp(log_rate)``
-    observed at its own times.
+    states are those of an exact path of the Markov chain with baseline rates
+    ``exp(log_rate)`` times its hazard ratios ``exp(log_hr)`` (per parameter), observed
+    at its own times.
 
     Returns
     -------
     pandas.DataFrame
-        A raw panel (the model file's id, time and state column names, state names),
-        rows in the order of :func:`design_frame`.
+        A raw panel (the model file's id, time and state column names, state names, the
+        covariate columns), rows in the order of :func:`design_frame`.
     """
     from markov_migration.core.simulate import simulate_paths
 
-    d = design_frame(design)
+    if not isinstance(design, SbcDesign):
+        design = sbc_design(spec, design)
+    d = design.frame
     ids, first = np.unique(d["id"].to_numpy(), return_index=True)
     pos = d.groupby("id", sort=True).cumcount().to_numpy()
     resp = np.searchsorted(ids, d["id"].to_numpy())
     times = np.full((len(ids), int(pos.max()) + 1), np.nan)
     times[resp, pos] = d["time"].to_numpy(dtype=float)
     start = d["state"].to_numpy(dtype=np.int64)[first]
-    q = generator(spec, np.exp(log_rate))[None, None]
+    log_q = np.broadcast_to(np.asarray(log_rate, dtype=float), (len(ids), len(log_rate)))
+    if design.x.shape[1]:
+        if log_hr is None:
+            raise ValueError("the design has covariate effects: log_hr is required")
+        log_q = log_q + (design.x * log_hr[design.effect_parameter]) @ design.effect_transition
+    q = generator(spec, np.exp(log_q))[:, None]
     paths = simulate_paths(
-        q, np.zeros(len(ids), np.int64), start, times[:, 0], times, seed=seed, history=False
+        q, np.arange(len(ids)), start, times[:, 0], times, seed=seed, history=False
     )
     observed = np.asarray(paths.observed)[resp, pos]
     cols = spec.data
-    return pd.DataFrame(
+    out = pd.DataFrame(
         {
             cols.id: d["id"].to_numpy(),
             cols.time: d["time"].to_numpy(),
             cols.state: np.asarray(spec.states, dtype=object)[observed],
         }
     )
+    for c in d.columns[3:]:
+        out[c] = d[c].to_numpy()
+    return out
 
 
 def derived(spec: ModelSpec, rates: np.ndarray) -> dict[str, np.ndarray]:
@@ -207,7 +301,7 @@ def thin(values: np.ndarray, keep: int) -> np.ndarray:
 
 
 def one_simulation(
-    model_text: str, design: pd.DataFrame, sim: int, settings: SbcSettings
+    model_text: str, design: SbcDesign, sim: int, settings: SbcSettings
 ) -> pd.DataFrame:
     """Run simulation ``sim``: prior draw, panel, fit, ranks (rows of ``ranks.csv``).
 
@@ -221,8 +315,10 @@ def one_simulation(
     spec = parse_spec(model_text)
     child = np.random.SeedSequence(settings.seed).spawn(sim + 1)[sim]
     prior_seq, path_seq, fit_seq, rank_seq = child.spawn(4)
-    log_rate = prior_draw(spec, np.random.default_rng(prior_seq))
-    panel = simulate_on_design(spec, design, log_rate, path_seq)
+    prior_rng = np.random.default_rng(prior_seq)
+    log_rate = prior_draw(spec, prior_rng)
+    log_hr = prior_log_hr(design, prior_rng)
+    panel = simulate_on_design(spec, design, log_rate, path_seq, log_hr)
     validated = validate_panel(panel, spec, path=f"<sbc simulation {sim}>", sha256="")
     agg = aggregate(validated, spec)
     fs = FitSettings(
@@ -234,6 +330,14 @@ def one_simulation(
     draws = thin(post.reshape(-1, post.shape[-1]), settings.draws)
     truth = derived(spec, np.exp(log_rate))
     fitted = derived(spec, draws)
+    if design.parameter_labels:
+        scaled = tree["posterior"]["log_hr_scaled"].transpose(*SAMPLE_DIMS, "hr_parameter")
+        # categorical effects have scale 1: log_hr_scaled is the log hazard ratio itself
+        labels = [str(v) for v in scaled["hr_parameter"].values]
+        hr = thin(np.exp(scaled.to_numpy().reshape(-1, len(labels))), settings.draws)
+        for i, lab in enumerate(design.parameter_labels):
+            truth[f"hazard_ratio[{lab}]"] = np.exp(log_hr[i : i + 1])
+            fitted[f"hazard_ratio[{lab}]"] = hr[:, labels.index(lab)]
     rng = np.random.default_rng(rank_seq)
     rows = [
         {"sim": sim, "parameter": name, "rank": rank_of(float(truth[name][0]), fitted[name], rng),
@@ -247,7 +351,7 @@ def one_simulation(
 
 def run_sbc(
     spec: ModelSpec,
-    design: pd.DataFrame,
+    design,
     settings: SbcSettings,
     *,
     dask: str | None = None,
@@ -258,8 +362,8 @@ def run_sbc(
     Parameters
     ----------
     spec : ModelSpec
-    design : pandas.DataFrame
-        The design panel (validated data).
+    design : Panel or pandas.DataFrame
+        The validated design panel (or its data).
     settings : SbcSettings
     dask : str, optional
         ``"local"`` (a :class:`dask.distributed.LocalCluster`) or a scheduler address;
@@ -268,9 +372,8 @@ def run_sbc(
         Called with the number of simulations done.
     """
     settings.check()
-    check_sbc_spec(spec)
     text = spec.text
-    design = design_frame(design)
+    design = sbc_design(spec, design)
     sims = range(settings.sims)
     results: list[pd.DataFrame] = []
     if dask is None:
