@@ -208,13 +208,15 @@ def test_simulation_keeps_ids_times_and_first_states(spec):
 
 @pytest.mark.slow
 def test_sbc_command_end_to_end(tmp_path):
-    """4 simulations of the 3-state model with real nutpie fits: ranks.csv has exactly the
-    contract's columns, 12 parameters per simulation, ranks in 0..draws; the same seed
+    """4 simulations of the 3-state model with a categorical covariate, real nutpie fits:
+    ranks.csv has exactly the contract's columns, 14 parameters per simulation (4 rates,
+    6 P(1) entries, 2 sojourn times, 2 hazard ratios), ranks in 0..draws; the same seed
     gives the same ranks; --strict decides the exit code from uniformity.csv."""
-    model = tmp_path / "three.toml"
-    model.write_text(THREE)
+    model = tmp_path / "cov.toml"
+    model.write_text(COV)
     design = tmp_path / "design.csv"
-    simulate_panel(parse_spec(THREE + "attrition = 0.2\n"), 150, seed=8).to_csv(design, index=False)
+    with_attrition = COV.replace("[covariates.sex]", "attrition = 0.2\n[covariates.sex]")
+    simulate_panel(parse_spec(with_attrition), 150, seed=8).to_csv(design, index=False)
     args = ["sbc", "--model", str(model), "--design", str(design), "--sims", "4",
             "--draws", "20", "--seed", "3", "--tune", "150", "--chains", "2"]  # fmt: skip
     res = runner.invoke(app, [*args, "--out", str(tmp_path / "a")])
