@@ -4,10 +4,12 @@ Layer 4 (results); reads fit files, never imports PyMC.
 
 ArviZ computes every statistic: :func:`arviz_stats.summary` gives the mean, sd,
 rank-normalised split R-hat, bulk and tail ESS and MCSE of every sampled parameter
-(``log_rate`` and the effects in continuous time, the Dirichlet rows ``p_<state>`` in
-discrete time), :func:`arviz_stats.bfmi` the E-BFMI of every chain. What is ours is the
-choice of parameters, their labels (``a->b`` for log rates), dropping entries that never
-vary (structural zeros) and the verdicts, which name the worst parameter and its value,
+(the PyMC model's free variables, recorded by ``fit`` in the root attribute
+``sampled_variables``: ``log_rate``, ``log_hr_scaled``, ``group_sd``, ``group_z`` in
+continuous time, the Dirichlet rows ``p_<state>`` in discrete time),
+:func:`arviz_stats.bfmi` the E-BFMI of every chain. What is ours is the labels
+(``a->b`` for log rates), dropping entries that never vary (structural zeros) and the
+verdicts, which name the worst parameter and its value,
 with the thresholds of Vehtari et al. (2021) and Betancourt (2016)
 (:data:`~markov_migration.defaults.THRESHOLDS`):
 
