@@ -39,6 +39,7 @@ def ecdf_figure(ranks: pd.DataFrame, path: str | Path, *, seed: int = 0, cols: i
     """Write the ECDF-difference plots of every parameter to a PNG (see module docstring)."""
     import arviz_plots as ap
     import matplotlib
+    from arviz_base.labels import NoVarLabeller
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -52,6 +53,7 @@ def ecdf_figure(ranks: pd.DataFrame, path: str | Path, *, seed: int = 0, cols: i
         sample_dims=["sim"],
         envelope_prob=ENVELOPE_PROB,
         backend="matplotlib",
+        labeller=NoVarLabeller(),  # panel titles: the parameter alone
         visuals={"xlabel": False},  # the x axis is the PIT in every panel (see the title)
         col_wrap=cols,
         figure_kwargs={"figsize": (3.2 * min(cols, n), 3.0 * rows)},
