@@ -35,10 +35,13 @@ def rank_pit(ranks: pd.DataFrame, seed: int = 0) -> xr.Dataset:
     )
 
 
-def ecdf_figure(ranks: pd.DataFrame, path: str | Path, *, seed: int = 0, cols: int = 4) -> Path:
+def ecdf_figure(
+    ranks: pd.DataFrame, path: str | Path, *, seed: int = 0, cols: int | None = None
+) -> Path:
     """Write the ECDF-difference plots of every parameter to a PNG (see module docstring)."""
     import arviz_plots as ap
     import matplotlib
+    from arviz_base import rc_context
     from arviz_base.labels import NoVarLabeller
 
     matplotlib.use("Agg")
@@ -46,18 +49,11 @@ def ecdf_figure(ranks: pd.DataFrame, path: str | Path, *, seed: int = 0, cols: i
 
     pit = rank_pit(ranks, seed)
     n = pit.sizes["parameter"]
+    cols = cols or (4 if n <= 20 else 6)
     rows = -(-n // cols)
     tree = xr.DataTree.from_dict({"prior_sbc": pit})
-    pc = ap.plot_ecdf_pit(
-        tree,
-        sample_dims=["sim"],
-        envelope_prob=ENVELOPE_PROB,
-        backend="matplotlib",
-        labeller=NoVarLabeller(),  # panel titles: the parameter alone
-        visuals={"xlabel": False},  # the x axis is the PIT in every panel (see the title)
-        col_wrap=cols,
-        figure_kwargs={"figsize": (3.2 * min(cols, n), 3.0 * rows)},
-    )
+    with rc_context({"plot.max_subplots": max(40, n)}):  # 5 states: 41 parameters
+        pc = _plot(ap, tree, cols, n, rows, NoVarLabeller)
     fig = pc.viz["figure"].item() if hasattr(pc.viz["figure"], "item") else pc.viz["figure"]
     fig.suptitle(
         f"SBC: ECDF - uniform CDF of {pit.sizes['sim']} ranks out of "
@@ -67,3 +63,17 @@ def ecdf_figure(ranks: pd.DataFrame, path: str | Path, *, seed: int = 0, cols: i
     fig.savefig(path, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
     return path
+
+
+def _plot(ap, tree, cols, n, rows, labeller):
+    """The arviz-plots call (one panel per parameter)."""
+    return ap.plot_ecdf_pit(
+        tree,
+        sample_dims=["sim"],
+        envelope_prob=ENVELOPE_PROB,
+        backend="matplotlib",
+        labeller=labeller(),  # panel titles: the parameter alone
+        visuals={"xlabel": False},  # the x axis is the PIT in every panel (see the title)
+        col_wrap=cols,
+        figure_kwargs={"figsize": (3.2 * min(cols, n), 3.0 * rows)},
+    )
