@@ -249,3 +249,16 @@ def test_sbc_bad_input_writes_nothing(tmp_path):
         ["sbc", "--model", str(model), "--design", str(tmp_path / "none.csv"), "--out", str(out)],
     )
     assert res.exit_code == 2 and not out.exists()
+
+
+def test_ecdf_figure_of_many_parameters(tmp_path):
+    """A five-state model has 41 ranked quantities: more than arviz-plots' default
+    40 panels; the figure is written and the PIT values lie in (0, 1)."""
+    from markov_migration.plots.sbc_figures import ecdf_figure, rank_pit
+
+    rng = np.random.default_rng(5)
+    ranks = _ranks({f"q[{i}]": rng.integers(0, 31, 25) for i in range(41)}, 30)
+    pit = rank_pit(ranks)["pit"].to_numpy()
+    assert pit.shape == (25, 41) and np.all((pit > 0) & (pit < 1))
+    out = ecdf_figure(ranks, tmp_path / "ecdf.png")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
