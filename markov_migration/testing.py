@@ -112,7 +112,7 @@ def fake_fit(
     """
     validated, agg = _fake_data(spec, panel)
     posterior = fake_posterior(spec, chains=chains, draws=draws, spread=spread, seed=seed)
-    return _assemble_fake(spec, agg, posterior, validated, seed, "fake_fit")
+    return _assemble_fake(spec, agg, posterior, validated, seed, "fake_fit", ["log_rate"])
 
 
 def fake_design_fit(
@@ -144,18 +144,23 @@ def fake_design_fit(
     shape = (chains, draws)
     sample = SAMPLE_DIMS
     post = {"log_rate": base["log_rate"], "rate": base["rate"]}
-    coords = {k: v for k, v in design.coords().items() if k != "hr_parameter"}
+    coords = dict(design.coords())
     lhr = effect = None
     if design.has_effects:
         par = effect_sd * rng.standard_normal((*shape, len(design.parameter_labels)))
         lhr = par[..., design.effect_parameter]
+        # the sampled variable: per sd of the covariate, as the fitting layer samples it
+        scaled = par * np.asarray(design.parameter_scale, dtype=float)
+        post["log_hr_scaled"] = ((*sample, "hr_parameter"), scaled)
         post["log_hazard_ratio"] = ((*sample, "covariate_effect"), lhr)
         post["hazard_ratio"] = ((*sample, "covariate_effect"), np.exp(lhr))
     if design.has_groups:
         n_gt = len(design.group_transitions)
         sd = np.abs(rng.normal(group_sd, 0.05 * group_sd, (*shape, n_gt)))
-        effect = rng.standard_normal((*shape, len(design.group_levels), n_gt)) * sd[..., None, :]
+        z = rng.standard_normal((*shape, len(design.group_levels), n_gt))
+        effect = z * sd[..., None, :]
         post["group_sd"] = ((*sample, "group_transition"), sd)
+        post["group_z"] = ((*sample, "group", "group_transition"), z)
         post["group_effect"] = ((*sample, "group", "group_transition"), effect)
     # the reported generators (pattern x group x period grid), as the fitting layer builds them
     out = design.log_rates(log_rate, lhr, effect, x=design.grid_x, group=design.grid_group)
@@ -167,12 +172,19 @@ def fake_design_fit(
         coords={**coords, **_sample_coords(chains, draws),
                 "from_state": list(spec.states), "to_state": list(spec.states)},
     )  # fmt: skip
-    return _assemble_fake(spec, agg, posterior, validated, seed, "fake_design_fit")
+    sampled = [v for v in ("log_rate", "log_hr_scaled", "group_sd", "group_z") if v in post]
+    return _assemble_fake(spec, agg, posterior, validated, seed, "fake_design_fit", sampled)
 
 
-def _assemble_fake(spec, agg, posterior, validated, seed, command) -> xr.DataTree:
-    """The fit file of a fake posterior: well-behaved sample stats, sampler 'fake'."""
+def _assemble_fake(spec, agg, posterior, validated, seed, command, sampled) -> xr.DataTree:
+    """The fit file of a fake posterior: well-behaved sample stats, sampler 'fake'.
+
+    ``sampled`` is recorded as the fit's sampled variables, as a real fit records the
+    PyMC model's free variables.
+    """
     chains, draws = (posterior.sizes[d] for d in SAMPLE_DIMS)
     stats = fake_sample_stats(chains, draws, seed)
     settings = FitSettings(chains=chains, draws=draws, tune=0, seed=seed, sampler="fake")
-    return assemble_fit(spec, agg, posterior, stats, settings.to_attrs(), command, validated)
+    return assemble_fit(
+        spec, agg, posterior, stats, settings.to_attrs(), command, validated, sampled=sampled
+    )

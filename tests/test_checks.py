@@ -526,3 +526,104 @@ def test_prevalence_check_rejects_at_its_nominal_rate_given_the_truth(spec):
         bound = nominal + 3 * np.sqrt(nominal * (1 - nominal) / N_CALIBRATION)
         assert np.mean(ppp < nominal) <= bound, (nominal, np.mean(ppp < nominal))
     assert abs(ppp.mean() - 0.5) < 0.06
+
+
+# ------------------------------------------------ diagnostics on every sampled variable
+
+DESIGN_SPEC = THREE + DESIGN_TABLES
+
+
+def _prefixes(table: pd.DataFrame) -> set[str]:
+    return {str(p).split("[")[0] if "[" in str(p) else "log_rate" for p in table["parameter"]}
+
+
+def test_convergence_table_covers_every_recorded_sampled_variable():
+    """Fake fit with a covariate and groups: rows for every entry of every free variable.
+
+    Expected rows counted from the posterior's shapes: 4 log rates, one per hazard-ratio
+    parameter, one group sd per group transition, one group_z per (group, transition).
+    """
+    import json
+
+    from markov_migration.testing import fake_design_fit
+
+    spec = parse_spec(DESIGN_SPEC)
+    tree = fake_design_fit(spec, simulate_panel(spec, 150, seed=4), chains=2, draws=60)
+    recorded = json.loads(tree.attrs["sampled_variables"])
+    assert recorded == ["log_rate", "log_hr_scaled", "group_sd", "group_z"]
+    table = D.convergence_table(tree)
+    post = tree["posterior"]
+    n_expected = sum(
+        int(np.prod([post[v].sizes[d] for d in post[v].dims if d not in ("chain", "draw")]))
+        for v in recorded
+    )
+    assert len(table) == n_expected
+    assert _prefixes(table) == {"log_rate", "log_hr_scaled", "group_sd", "group_z"}
+    hr = post["hr_parameter"].values
+    assert {f"log_hr_scaled[{h}]" for h in hr} <= set(table["parameter"])
+    # the checks judge the new rows: a stuck hazard ratio fails R-hat by name
+    p = tree["posterior"].to_dataset()
+    stuck = p["log_hr_scaled"].copy()
+    stuck[1] += 1.0
+    p["log_hr_scaled"] = stuck
+    tree["posterior"] = xr.DataTree(p)
+    rhat = next(c for c in D.convergence_checks(tree) if c.name == "rhat")
+    assert not rhat.passed and "log_hr_scaled" in rhat.detail
+
+
+def test_convergence_table_follows_the_record_and_falls_back_without_it(spec, panel):
+    """The record decides which variables are diagnosed; without it, the old list."""
+    import json
+
+    tree = fake_fit(spec, panel, chains=2, draws=50, seed=5)
+    assert json.loads(tree.attrs["sampled_variables"]) == ["log_rate"]
+    tree.attrs["sampled_variables"] = json.dumps(["rate"])
+    assert set(D.convergence_table(tree)["parameter"]) == {
+        f"rate[{t}]" for t in spec.transition_labels
+    }
+    del tree.attrs["sampled_variables"]  # an older fit file
+    assert list(D.convergence_table(tree)["parameter"]) == list(spec.transition_labels)
+
+
+@pytest.mark.slow
+def test_real_fit_records_and_diagnoses_effects_and_groups(tmp_path):
+    """A real nutpie fit with a covariate and groups: the PyMC model's free variables are
+    recorded, kept in the posterior and each has rows in the convergence table; the
+    written and re-read fit file gives the same table."""
+    import json
+
+    from markov_migration.fitfile.format import read_fit, write_fit
+    from markov_migration.inference.fit import fit
+
+    spec = parse_spec(DESIGN_SPEC)
+    data = tmp_path / "panel.csv"
+    simulate_panel(spec, 200, seed=8).to_csv(data, index=False)
+    tree = fit(data, spec, chains=2, draws=100, tune=150, seed=2)
+    recorded = json.loads(tree.attrs["sampled_variables"])
+    assert recorded == ["log_rate", "log_hr_scaled", "group_sd", "group_z"]
+    assert all(v in tree["posterior"] for v in recorded)
+    table = D.convergence_table(tree)
+    assert _prefixes(table) == set(recorded)
+    again = D.convergence_table(read_fit(write_fit(tree, tmp_path / "f.nc")))
+    pd.testing.assert_frame_equal(table, again)
+
+
+def test_reproduce_compares_every_sampled_variable():
+    """reproduce's comparison (fake fits, two seeds): rows for hazard ratios, group sds
+    and group effects, and a shifted hazard ratio makes the verdict 'disagree'."""
+    from markov_migration.results.reproduce import compare_draws
+    from markov_migration.testing import fake_design_fit
+
+    spec = parse_spec(DESIGN_SPEC)
+    panel = simulate_panel(spec, 150, seed=4)
+    a = fake_design_fit(spec, panel, chains=2, draws=200, seed=1)
+    b = fake_design_fit(spec, panel, chains=2, draws=200, seed=2)
+    verdict, table, _ = compare_draws(a, a)
+    assert verdict == "exact"
+    assert _prefixes(table) == {"log_rate", "log_hr_scaled", "group_sd", "group_z"}
+    p = b["posterior"].to_dataset()
+    p["log_hr_scaled"] = p["log_hr_scaled"] + 1.0
+    b["posterior"] = xr.DataTree(p)
+    verdict, table, _ = compare_draws(a, b)
+    worst = table.loc[table["z"].abs().idxmax(), "parameter"]
+    assert verdict == "disagree" and worst.startswith("log_hr_scaled[")

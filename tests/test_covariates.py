@@ -279,7 +279,9 @@ def test_fit_file_layout(cov_fit, tmp_path):
     np.testing.assert_allclose(np.log(hr.values), post["log_hazard_ratio"].values, atol=1e-14)
     assert post["Q"].dims == ("chain", "draw", "pattern", "from_state", "to_state")
     assert list(post["Q"]["pattern"].values) == ["reason=draft", "reason=politics", "reason=work"]
-    assert "log_hr_scaled" not in post  # internal sampler variable
+    # the sampled variable is kept for its diagnostics, and recorded as sampled
+    assert post["log_hr_scaled"].dims == ("chain", "draw", "hr_parameter")
+    assert "log_hr_scaled" in tree.attrs["sampled_variables"]
     # Q of each pattern = baseline rates x its hazard ratios (age at its centre).
     q = post["Q"].sel(pattern="reason=politics").values
     rate = post["rate"].values

@@ -111,7 +111,11 @@ def test_fit_file_layout(group_fit, tmp_path):
     assert post["group_effect"].dims == ("chain", "draw", "group", "group_transition")
     assert post["Q"].dims == ("chain", "draw", "pattern", "group", "from_state", "to_state")
     assert list(post["group"].values) == [f"g{i}" for i in range(1, 9)]
-    assert "group_z" not in post
+    # the free variable is kept (its diagnostics need it): group_effect = group_sd * group_z
+    np.testing.assert_allclose(
+        post["group_effect"].values, post["group_z"].values * post["group_sd"].values[..., None, :],
+        rtol=1e-12,
+    )  # fmt: skip
     # Q of a group = baseline x exp(group effect) on the group transitions only.
     q = post["Q"].sel(pattern="reason=draft", group="g3").values
     rate, u = post["rate"].values, post["group_effect"].sel(group="g3").values

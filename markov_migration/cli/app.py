@@ -9,7 +9,7 @@ import typer
 from typer.core import TyperGroup
 
 from markov_migration import __version__
-from markov_migration.cli import _common, backtest, data, demo, fit, project, results
+from markov_migration.cli import _common, backtest, data, demo, fit, project, results, sbc
 
 
 class _App(TyperGroup):
@@ -75,6 +75,7 @@ app.command("check")(results.check)
 app.command("compare")(results.compare)
 app.command("reproduce")(results.reproduce)
 app.command("backtest")(backtest.backtest)
+app.command("sbc")(sbc.sbc)
 
 
 def main() -> None:

@@ -6,6 +6,8 @@ layout of :mod:`markov_migration.fitfile.format`.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -26,6 +28,12 @@ from markov_migration.fitfile.generators import design_generators
 from markov_migration.inputs.aggregate import AggregatedData
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec
+
+#: Root attribute recording the sampled (free) variables of the posterior, as JSON.
+SAMPLED_ATTR = "sampled_variables"
+
+#: Free variables of fit files written before :data:`SAMPLED_ATTR` was recorded.
+LEGACY_SAMPLED = ("log_rate", "log_hr_scaled", "group_sd", "group_z")
 
 #: Memory budget (bytes) of the generator stacks built per chunk of draws.
 _CHUNK_BYTES = 64 * 2**20
@@ -139,11 +147,15 @@ def assemble_fit(
     settings: dict[str, Any],
     command: str | None = None,
     panel: Panel | None = None,
+    *,
+    sampled: Sequence[str] | None = None,
 ) -> xr.DataTree:
     """Put a sampled posterior and its data into the fit-file DataTree.
 
     ``settings``: the sampler settings, as ``FitSettings.to_attrs()`` or a JSON-ready
-    dict (see :func:`markov_migration.fitfile.format.provenance`).
+    dict (see :func:`markov_migration.fitfile.format.provenance`). ``sampled``: names
+    of the posterior's free (sampled) variables, recorded as the root attribute
+    :data:`SAMPLED_ATTR` (JSON list) for the convergence diagnostics.
     """
     posterior = sanitize(posterior)
     order = [d for d in SAMPLE_DIMS if d in posterior.dims]
@@ -164,4 +176,25 @@ def assemble_fit(
         groups["panel_data"] = panel_dataset(panel, spec)
     tree = xr.DataTree.from_dict(groups)
     tree.attrs = provenance(spec, agg, settings, command)
+    if sampled is not None:
+        missing = [v for v in sampled if v not in posterior]
+        if missing:
+            raise ValueError(f"sampled variables {missing} are not in the posterior")
+        tree.attrs[SAMPLED_ATTR] = json.dumps(list(sampled))
     return tree
+
+
+def recorded_sampled(tree: xr.DataTree) -> list[str] | None:
+    """The sampled variables recorded in a fit file, or None if it records none.
+
+    Fit files written before the record existed return None; callers fall back to
+    :data:`LEGACY_SAMPLED`.
+    """
+    raw = tree.attrs.get(SAMPLED_ATTR)
+    if raw is None:
+        return None
+    try:
+        names = json.loads(str(raw))
+    except json.JSONDecodeError:
+        return None
+    return [str(v) for v in names] if isinstance(names, list) else None

@@ -186,21 +186,23 @@ def _compile_status(progress: bool):
 def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress: bool):
     import nutpie
 
-    from markov_migration.inference.model import build_model
+    from markov_migration.inference.model import build_model, sampled_variables
 
     t0 = time.perf_counter()
     key = structure_key(spec, agg)
-    compiled = _COMPILED.get(key) if spec.time == "continuous" else None
-    if compiled is not None:
+    cached = _COMPILED.get(key) if spec.time == "continuous" else None
+    if cached is not None:
         # Only the data arrays change; the traced variables do not depend on "obs", and the
         # key covers every other coordinate.
+        compiled, names = cached
         compiled = compiled.with_data(**_data_arrays(spec, agg))
     else:
         with _compile_status(progress):
             model = build_model(spec, agg)
+            names = sampled_variables(model)
             compiled = nutpie.compile_pymc_model(model, backend="numba")
         if spec.time == "continuous":
-            _COMPILED[key] = compiled
+            _COMPILED[key] = (compiled, names)
     s.timings["compile"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     trace = nutpie.sample(
@@ -215,13 +217,13 @@ def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progres
         target_accept=s.target_accept,
     )
     s.timings["sample"] = time.perf_counter() - t1
-    return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset()
+    return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset(), names
 
 
 def _sample_pymc(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress: bool):
     import pymc as pm
 
-    from markov_migration.inference.model import build_model
+    from markov_migration.inference.model import build_model, sampled_variables
 
     t0 = time.perf_counter()
     model = build_model(spec, agg)
@@ -239,7 +241,8 @@ def _sample_pymc(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress:
             compute_convergence_checks=False,
         )
     s.timings["sample"] = time.perf_counter() - t0
-    return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset()
+    names = sampled_variables(model)
+    return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset(), names
 
 
 #: The sampling function of each of :data:`SAMPLERS` (same order).
@@ -283,12 +286,17 @@ def sample(
     from markov_migration.interrupts import reraise_after
 
     with reraise_after():  # nutpie returns the draws so far on Ctrl-C: not a fit
-        posterior, stats = _RUNNERS[s.sampler](spec, agg, s, progress)
+        posterior, stats, sampled = _RUNNERS[s.sampler](spec, agg, s, progress)
     from markov_migration.inference.model import POSTERIOR_VARIABLES
 
+    # The reported variables plus every free variable (their diagnostics need the draws).
     keep = [v for v in POSTERIOR_VARIABLES if v in posterior]
-    keep += [v for v in posterior.data_vars if v.startswith("p_")]
-    return assemble_fit(spec, agg, posterior[keep], stats, s.to_attrs(), command, panel)
+    keep += [v for v in posterior.data_vars if v.startswith("p_") and v not in keep]
+    keep += [v for v in sampled if v in posterior and v not in keep]
+    sampled = [v for v in sampled if v in posterior]
+    return assemble_fit(
+        spec, agg, posterior[keep], stats, s.to_attrs(), command, panel, sampled=sampled
+    )
 
 
 def fit(

@@ -47,6 +47,18 @@ POSTERIOR_VARIABLES = (
 )  # fmt: skip
 
 
+def sampled_variables(model: pm.Model) -> list[str]:
+    """Names of the model's free random variables, as the samplers store them.
+
+    nutpie and PyMC store each free variable under its own name on the constrained
+    scale (``group_sd``, not its log-transformed value variable ``group_sd_log__``), so
+    these are the posterior variables the convergence diagnostics need: ``log_rate``,
+    ``log_hr_scaled``, ``group_sd``, ``group_z`` in continuous time, the Dirichlet rows
+    ``p_<state>`` in discrete time.
+    """
+    return [rv.name for rv in model.free_RVs]
+
+
 def model_coords(
     spec: ModelSpec, agg: AggregatedData, design: ModelDesign | None = None
 ) -> dict[str, list]:

@@ -4,10 +4,12 @@ Layer 4 (results); reads fit files, never imports PyMC.
 
 ArviZ computes every statistic: :func:`arviz_stats.summary` gives the mean, sd,
 rank-normalised split R-hat, bulk and tail ESS and MCSE of every sampled parameter
-(``log_rate`` and the effects in continuous time, the Dirichlet rows ``p_<state>`` in
-discrete time), :func:`arviz_stats.bfmi` the E-BFMI of every chain. What is ours is the
-choice of parameters, their labels (``a->b`` for log rates), dropping entries that never
-vary (structural zeros) and the verdicts, which name the worst parameter and its value,
+(the PyMC model's free variables, recorded by ``fit`` in the root attribute
+``sampled_variables``: ``log_rate``, ``log_hr_scaled``, ``group_sd``, ``group_z`` in
+continuous time, the Dirichlet rows ``p_<state>`` in discrete time),
+:func:`arviz_stats.bfmi` the E-BFMI of every chain. What is ours is the labels
+(``a->b`` for log rates), dropping entries that never vary (structural zeros) and the
+verdicts, which name the worst parameter and its value,
 with the thresholds of Vehtari et al. (2021) and Betancourt (2016)
 (:data:`~markov_migration.defaults.THRESHOLDS`):
 
@@ -37,9 +39,11 @@ import xarray as xr
 
 from markov_migration.defaults import CI_PROB, SAMPLE_DIMS, THRESHOLDS
 from markov_migration.errors import InputError
+from markov_migration.fitfile.assemble import LEGACY_SAMPLED, recorded_sampled
 
-#: Free parameters of the continuous-time models (fitting layer names).
-FREE_PARAMETERS = ("log_rate", "log_hr_scaled", "group_sd", "group_z")
+#: Free parameters of the continuous-time models, for fit files that do not record theirs
+#: (written before the ``sampled_variables`` record).
+FREE_PARAMETERS = LEGACY_SAMPLED
 
 #: Columns of :func:`convergence_table`, with the names ArviZ's summary gives them.
 CONVERGENCE_COLUMNS = {
@@ -86,8 +90,18 @@ class Check:
 
 
 def sampled_parameters(tree: xr.DataTree) -> xr.Dataset:
-    """Return the sampler's free parameters: log rates (and effects), or the Dirichlet rows."""
+    """Return the sampler's free parameters: log rates (and effects), or the Dirichlet rows.
+
+    The fit file's record of its sampled variables (root attribute
+    ``sampled_variables``, the PyMC model's free variables) decides; older fit files
+    without it fall back to :data:`FREE_PARAMETERS` or the rows ``p_*``.
+    """
     post = tree["posterior"].to_dataset()
+    recorded = recorded_sampled(tree)
+    if recorded:
+        present = [v for v in recorded if v in post]
+        if present:
+            return post[present]
     free = [v for v in FREE_PARAMETERS if v in post]
     if free:
         return post[free]
