@@ -25,7 +25,7 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest $(XDIST) -m "not slow"
 
-# the long replication and coverage studies (marker `validation`), tens of minutes
+# the long replication and coverage studies (marker `validation`): about 5 min of CPU
 validate: setup
 	$(PY) -m pytest $(XDIST) -m validation
 
