@@ -1,9 +1,15 @@
-# The two quick-start commands: `make demo` (the main job) and `make test` (the whole suite).
-# Both set up .venv (Python >= 3.12) on first use.
+# The two quick-start commands: `make demo` (the main job) and `make test` (the whole suite
+# but the opt-in `validation` studies, which `make validate` runs). Both set up .venv
+# (Python >= 3.12) on first use.
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast bench lint setup
+# pytest-xdist workers for the test targets; test files are the unit of distribution
+# (--dist loadfile), so a module's expensive fixtures (real fits) are built once.
+WORKERS ?= 2
+XDIST := -n $(WORKERS) --dist loadfile
+
+.PHONY: demo test test-fast validate bench lint setup
 
 setup: $(VENV)/.installed
 
@@ -14,10 +20,14 @@ demo: setup
 	$(VENV)/bin/markov-migration demo --out-dir demo-output --force
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(XDIST) -m "not slow"
+
+# the long replication and coverage studies (marker `validation`): about 5 min of CPU
+validate: setup
+	$(PY) -m pytest $(XDIST) -m validation
 
 lint: setup
 	$(VENV)/bin/ruff check markov_migration tests benchmarks examples

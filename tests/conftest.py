@@ -12,6 +12,9 @@ They are generic on purpose so that every test module can use them:
   rates; ``toy_model_text`` is its text.
 - ``models_dir`` is the folder of the bundled model files; ``migration5`` is
   the default model, parsed.
+- ``stored_fit(name, model_text)`` reads a stored real fit from ``tests/data``
+  (made by ``tests/data/make_fixtures.py``) for tests that need a real posterior
+  but do not test sampling.
 """
 
 from __future__ import annotations
@@ -87,6 +90,25 @@ SMALL_PANEL_ROWS = [
     ("r3", 2024.55, "abroad"),
     ("r4", 2023.55, "transit"),
 ]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the likelihood kernel once before pytest-xdist starts its workers.
+
+    On a new machine (or after the kernel's source changed) numba's on-disk cache is
+    empty; every worker would then compile the same kernel at once (about a minute
+    of CPU each, on the same 2 cores). The controller fills the cache first, so the
+    workers load it. Single-process runs compile on first use, as before.
+    """
+    is_worker = hasattr(config, "workerinput")
+    if is_worker or not getattr(config.option, "numprocesses", None):
+        return
+    import numpy as np
+
+    from markov_migration.core.likelihood import loglik_and_grad
+
+    q = np.array([[[-0.2, 0.2], [0.1, -0.1]]])
+    loglik_and_grad(q, [0], [1.0], [0, 1, 2], [0, 0], [0, 0], [0, 1], [30.0, 5.0])
 
 
 @pytest.fixture
@@ -167,6 +189,30 @@ def small_panel_rows() -> list[tuple[str, float, str]]:
 def toy_model(write_model: Callable[..., Path]) -> Path:
     """The three-state ``TOY_MODEL`` written to a file."""
     return write_model(TOY_MODEL, name="toy.toml")
+
+
+#: Stored real fits (nutpie draws, fixed seeds), made by tests/data/make_fixtures.py.
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def stored_fit(name: str, model_text: str):
+    """Read the stored real fit ``tests/data/<name>.nc`` (see make_fixtures.py).
+
+    For tests that need a real posterior but do not test sampling. Fails, naming the
+    script that regenerates the file, when the file is missing, in an old fit-file
+    format, or was made from another model text than the test's.
+    """
+    from markov_migration.fitfile.format import read_fit
+
+    path = DATA_DIR / f"{name}.nc"
+    hint = "regenerate it with: python tests/data/make_fixtures.py"
+    try:
+        tree = read_fit(path)
+    except Exception as err:
+        pytest.fail(f"stored fit {path.name} unreadable ({err}); {hint}")
+    if tree.attrs.get("model_text") != model_text:
+        pytest.fail(f"stored fit {path.name} was made from another model text; {hint}")
+    return tree
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from markov_migration.results import diagnostics as D
 from markov_migration.results import ppc as P
 from markov_migration.results.checks import run_checks
 from markov_migration.testing import fake_fit
-from tests.conftest import DESIGN_TABLES
+from tests.conftest import DESIGN_TABLES, stored_fit
 
 #: Three states, "c" absorbing (same structure as the fit tests: one shared compile).
 THREE = """
@@ -440,16 +440,9 @@ def test_write_outputs(good, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def real_fits(spec, panel):
-    from markov_migration.inference.fit import FitSettings, sample
-    from markov_migration.inputs.aggregate import aggregate
-    from markov_migration.inputs.panel import validate_panel
-
-    validated = validate_panel(panel, spec, path="<sim>", sha256="1" * 64)
-    agg = aggregate(validated, spec)
-    well = sample(spec, agg, FitSettings(chains=2, draws=500, tune=500, seed=1), panel=validated)
-    short = sample(spec, agg, FitSettings(chains=2, draws=15, tune=15, seed=1), panel=validated)
-    return well, short
+def real_fits():
+    """Real nutpie fits of THREE (2 x 500 and 2 x 15 draws), stored by tests/data/make_fixtures.py."""
+    return stored_fit("checks_well", THREE), stored_fit("checks_short", THREE)
 
 
 @pytest.mark.slow
@@ -467,6 +460,7 @@ N_REPLICATIONS = 60
 
 
 @pytest.mark.slow
+@pytest.mark.validation
 def test_ppp_roughly_uniform_under_the_true_model(spec):
     """Posterior predictive p-values of a correctly specified model over replicated panels.
 

@@ -451,6 +451,7 @@ def test_hazard_ratios_against_r_msm():
 
 
 @pytest.mark.slow
+@pytest.mark.validation
 def test_coverage_of_hazard_ratio_intervals(cov_fit):
     """Frequentist coverage over 20 simulated panels: 90% intervals cover about 90%.
 

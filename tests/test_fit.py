@@ -387,6 +387,7 @@ def test_cav_against_r_msm(models_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.validation
 @pytest.mark.parametrize(
     ("model", "n_panels", "respondents"),
     [("three", 20, 600), ("migration5", 8, 2000)],

@@ -187,6 +187,7 @@ def test_new_group_gets_the_population_distribution(group_fit):
 
 
 @pytest.mark.slow
+@pytest.mark.validation
 def test_coverage_of_group_intensities(group_fit):
     """Coverage of the group intensities' 90% intervals over 12 simulated panels.
 

@@ -198,6 +198,7 @@ def test_recovers_a_period_change(period_fit, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.validation
 def test_coverage_of_period_hazard_ratios(period_fit):
     """Coverage of the period hazard ratios' 90% intervals over 20 simulated panels.
 
