@@ -223,6 +223,9 @@ def test_observed_generator_of_phases():
     out = observed_generator(q, layout, 2)
     mean = 1 / (a + b) + a / ((a + b) * c)
     np.testing.assert_allclose(out, [[-1 / mean, 1 / mean], [d, -d]], rtol=1e-12)
+    stacked = observed_generator(np.stack([q, 2 * q, 3 * q]).reshape(3, 1, 3, 3), layout, 2)
+    assert stacked.shape == (3, 1, 2, 2)
+    np.testing.assert_allclose(stacked[2, 0], 3 * out, rtol=1e-12)
 
 
 # -- real sampling --------------------------------------------------------------------

@@ -279,7 +279,8 @@ def observed_generator(q_latent: np.ndarray, layout: LatentLayout, n_states: int
         # first row of (-sub)^-1: expected time in each phase after entering the first
         e0 = np.zeros(len(h))
         e0[0] = 1.0
-        occupancy = np.linalg.solve(np.swapaxes(-sub, -1, -2), np.broadcast_to(e0, (*lead, len(h))))
+        rhs = np.broadcast_to(e0[:, None], (*lead, len(h), 1))
+        occupancy = np.linalg.solve(np.swapaxes(-sub, -1, -2), rhs)[..., 0]
         mean_time = occupancy.sum(axis=-1)
         nxt = np.einsum("...i,...is->...s", occupancy, exits)
         out[..., r, :] = nxt / mean_time[..., None]
