@@ -137,3 +137,26 @@ def test_integer_censored_codes():
     )
     df = pd.DataFrame({"id": [1, 1, 1], "time": [0, 1, 2], "state": [1, 99, 4]})
     assert validate_panel(df, spec).data["state"].tolist() == [0, 4, 3]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[nonresponse]\nschedule = 'waves'\n[observation]\nexact = ['dead']\n", "nonresponse"),
+        (
+            "[observation]\nexact = ['dead']\n[covariates.sex]\nkind = 'categorical'\n",
+            "covariates, groups and periods are not yet supported",
+        ),
+    ],
+)
+def test_unsupported_latent_fits_are_refused_before_sampling(tmp_path, extra, message):
+    model = tmp_path / "m.toml"
+    model.write_text(BASE + extra)
+    panel = tmp_path / "p.csv"
+    panel.write_text("id,time,state,sex\n1,0,well,f\n1,1,mild,f\n2,0,well,m\n2,1,dead,m\n")
+    result = CliRunner().invoke(
+        app, ["fit", str(panel), "--model", str(model), "--out", str(tmp_path / "f.nc")]
+    )
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "f.nc").exists()
