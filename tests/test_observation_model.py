@@ -298,3 +298,39 @@ def test_misclassified_panel_recovery(tmp_path):
     err = post["misclassification"].sel(true_state="swing", recorded_state="abroad")
     lo, hi = (float(err.quantile(q, SAMPLE_DIMS)) for q in (0.025, 0.975))
     assert lo <= error <= hi, (lo, hi)
+
+
+@pytest.mark.slow  # compiling logp and dlogp of the whole model takes about a minute
+def test_model_gradient_with_every_feature_matches_finite_differences():
+    """d logp of the PyMC model (phases, misclassification, exact, censored) vs central FD."""
+    spec = parse_spec(
+        TWOWAY
+        + '[observation]\nexact = ["dead"]\ncensored = { "99" = ["well", "mild", "severe"] }\n'
+        + '[misclassification]\nwell = ["mild"]\nsevere = ["mild"]\n[phases]\nmild = 2\n'
+    )
+    df = pd.read_csv(CAV)
+    df.loc[df.index[::13], "state"] = np.where(df["state"].iloc[::13] == 4, 4, 99)
+    model = build_latent_model(spec, validate_panel(df, spec))
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    point = model.initial_point()
+    rng = np.random.default_rng(5)
+    point = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in point.items()}
+    names = list(point)
+    flat = np.concatenate([np.ravel(point[n]) for n in names])
+    sizes = np.cumsum([0] + [np.size(point[n]) for n in names])
+
+    def unflatten(x):
+        return {
+            n: x[a:b].reshape(np.shape(point[n]))
+            for n, a, b in zip(names, sizes[:-1], sizes[1:], strict=True)
+        }
+
+    grad = dlogp(unflatten(flat))
+    h = 1e-6
+    fd = np.array(
+        [
+            (logp(unflatten(flat + h * e)) - logp(unflatten(flat - h * e))) / (2 * h)
+            for e in np.eye(flat.size)
+        ]
+    )
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-4)
