@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pandas as pd
@@ -160,3 +161,18 @@ def test_unsupported_latent_fits_are_refused_before_sampling(tmp_path, extra, me
     assert result.exit_code == 2, result.output
     assert message in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "f.nc").exists()
+
+
+def test_validate_lists_censored_codes(tmp_path):
+    model = tmp_path / "m.toml"
+    model.write_text(BASE + "[observation]\ncensored = { alive = ['well', 'mild', 'severe'] }\n")
+    panel = tmp_path / "p.csv"
+    panel.write_text("id,time,state\n1,0,well\n1,1,alive\n1,2,dead\n2,0,mild\n2,1,alive\n")
+    result = CliRunner().invoke(
+        app, ["validate", str(panel), "--model", str(model), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["observations"]["alive"] == 2
+    assert summary["transitions"]["well"]["alive"] == 1
+    assert summary["transitions"]["alive"]["dead"] == 1

@@ -29,6 +29,7 @@ from markov_migration.inputs.columns import (
     parse_model_columns,
     parse_state,
     read_table,
+    record_names,
 )
 from markov_migration.inputs.panel import Panel, reachable, validate_panel
 from markov_migration.inputs.spec import ModelSpec
@@ -341,7 +342,8 @@ def data_summary(path: str | Path, spec: ModelSpec) -> dict:
     """
     panel, agg = load_data(path, spec)
     t = agg.table
-    trans = np.zeros((spec.n_states, spec.n_states))
+    names = record_names(spec)  # states, then censored codes (a latent model's records)
+    trans = np.zeros((len(names), len(names)))
     np.add.at(trans, (t["from"].to_numpy(), t["to"].to_numpy()), t["count"].to_numpy())
     out: dict = {
         "file": str(path),
@@ -351,8 +353,7 @@ def data_summary(path: str | Path, spec: ModelSpec) -> dict:
         "kind": "panel" if panel is not None else "counts",
         "time_unit": spec.time_unit if spec.time == "continuous" else "steps",
         "transitions": {
-            a: {b: float(trans[i, j]) for j, b in enumerate(spec.states)}
-            for i, a in enumerate(spec.states)
+            a: {b: float(trans[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)
         },
         "n_transitions": agg.n_transitions,
         "n_intervals": int(agg.intervals.size),
@@ -363,12 +364,12 @@ def data_summary(path: str | Path, spec: ModelSpec) -> dict:
         "weighted": agg.weighted,
     }
     if panel is not None:
-        obs = np.bincount(panel.data["state"].to_numpy(), minlength=spec.n_states)
+        obs = np.bincount(panel.data["state"].to_numpy(), minlength=len(names))
         out.update(
             rows=panel.n_rows,
             respondents=panel.n_respondents,
             dropped_single=panel.n_single,
-            observations={s: int(obs[i]) for i, s in enumerate(spec.states)},
+            observations={s: int(obs[i]) for i, s in enumerate(names)},
             time_min=float(panel.data["time"].min()),
             time_max=float(panel.data["time"].max()),
             notes=panel.notes,
