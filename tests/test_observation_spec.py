@@ -167,12 +167,15 @@ def test_validate_lists_censored_codes(tmp_path):
     model = tmp_path / "m.toml"
     model.write_text(BASE + "[observation]\ncensored = { alive = ['well', 'mild', 'severe'] }\n")
     panel = tmp_path / "p.csv"
-    panel.write_text("id,time,state\n1,0,well\n1,1,alive\n1,2,dead\n2,0,mild\n2,1,alive\n")
+    panel.write_text(
+        "id,time,state\n1,0,well\n1,1,alive\n1,2,dead\n2,0,mild\n2,1,alive\n3,0,well\n3,1,mild\n"
+    )
     result = CliRunner().invoke(
         app, ["validate", str(panel), "--model", str(model), "--format", "json"]
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["observations"]["alive"] == 2
-    assert summary["transitions"]["well"]["alive"] == 1
-    assert summary["transitions"]["alive"]["dead"] == 1
+    # pairs with a censored record are not state pairs: left out of the counts
+    assert summary["transitions"]["well"]["alive"] == 0
+    assert summary["n_transitions"] == 1 and summary["transitions"]["well"]["mild"] == 1

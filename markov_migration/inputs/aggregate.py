@@ -230,6 +230,11 @@ def _keyed_pairs(panel: Panel, spec: ModelSpec, res: float):
     if spec.periods:
         p[START_PERIOD], p[LEAD_TIME] = period_keys(p["t0"].to_numpy(), ticks, spec, res)
     p, n_absorbed = _drop_absorbed(p, spec)
+    if spec.observation.censored:
+        # Pairs with a censored record (codes >= K) are not state pairs; a latent
+        # fit reads them from the panel (inference.latent), the counts leave them out.
+        k = spec.n_states
+        p = p[(p["from"].to_numpy() < k) & (p["to"].to_numpy() < k)]
     return p, ["from", "to", "interval", *aggregation_keys(spec)], n_absorbed
 
 
