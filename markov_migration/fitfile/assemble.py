@@ -147,6 +147,7 @@ def assemble_fit(
     settings: dict[str, Any],
     command: str | None = None,
     panel: Panel | None = None,
+    log_likelihood: xr.Dataset | None = None,
     *,
     sampled: Sequence[str] | None = None,
 ) -> xr.DataTree:
@@ -155,7 +156,9 @@ def assemble_fit(
     ``settings``: the sampler settings, as ``FitSettings.to_attrs()`` or a JSON-ready
     dict (see :func:`markov_migration.fitfile.format.provenance`). ``sampled``: names
     of the posterior's free (sampled) variables, recorded as the root attribute
-    :data:`SAMPLED_ATTR` (JSON list) for the convergence diagnostics.
+    :data:`SAMPLED_ATTR` (JSON list) for the convergence diagnostics. ``log_likelihood``:
+    the pointwise log-likelihood when the model computes its own (latent-state fits:
+    per respondent's history); default per aggregated transition.
     """
     posterior = sanitize(posterior)
     order = [d for d in SAMPLE_DIMS if d in posterior.dims]
@@ -168,7 +171,11 @@ def assemble_fit(
     groups = {
         "posterior": posterior,
         "sample_stats": sanitize(sample_stats),
-        "log_likelihood": log_likelihood_dataset(spec, agg, posterior),
+        "log_likelihood": (
+            log_likelihood_dataset(spec, agg, posterior)
+            if log_likelihood is None
+            else log_likelihood
+        ),
         "observed_data": observed_dataset(agg),
         "constant_data": xr.merge([constant_dataset(spec, agg), design_dataset(spec, agg)]),
     }

@@ -282,6 +282,10 @@ def sample(
 
     s = settings or FitSettings()
     s.check()
+    if spec.observation.latent:  # hidden states: the forward-algorithm model
+        from markov_migration.inference.latent import sample_latent
+
+        return sample_latent(spec, agg, s, progress=progress, command=command, panel=panel)
     check_supported(spec)
     from markov_migration.interrupts import reraise_after
 

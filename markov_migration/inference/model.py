@@ -88,13 +88,16 @@ def check_supported(spec: ModelSpec) -> None:
     check_design(spec)
 
 
-def build_model(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
+def build_model(spec: ModelSpec, agg: AggregatedData, panel=None) -> pm.Model:
     """Build the PyMC model of a spec and its aggregated data.
 
     Parameters
     ----------
     spec : ModelSpec
     agg : AggregatedData
+    panel : Panel, optional
+        Needed by latent-state models (:mod:`markov_migration.inference.latent`),
+        which are built from respondents' histories.
 
     Returns
     -------
@@ -104,6 +107,10 @@ def build_model(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
         ``group``, ``group_transition``, ``pattern`` and ``period`` as the
         model has them.
     """
+    if spec.observation.latent:
+        from markov_migration.inference.latent import build_latent_model
+
+        return build_latent_model(spec, panel)
     check_supported(spec)
     if tuple(agg.states) != tuple(spec.states):
         raise InputError("data were aggregated for other states than the model's")

@@ -29,6 +29,7 @@ from markov_migration.inputs.columns import (
     parse_model_columns,
     parse_state,
     read_table,
+    record_names,
 )
 from markov_migration.inputs.panel import Panel, reachable, validate_panel
 from markov_migration.inputs.spec import ModelSpec
@@ -231,6 +232,11 @@ def _keyed_pairs(panel: Panel, spec: ModelSpec, res: float):
     if spec.periods:
         p[START_PERIOD], p[LEAD_TIME] = period_keys(p["t0"].to_numpy(), ticks, spec, res)
     p, n_absorbed = _drop_absorbed(p, spec)
+    if spec.observation.censored:
+        # Pairs with a censored record (codes >= K) are not state pairs; a latent
+        # fit reads them from the panel (inference.latent), the counts leave them out.
+        k = spec.n_states
+        p = p[(p["from"].to_numpy() < k) & (p["to"].to_numpy() < k)]
     return p, ["from", "to", "interval", *aggregation_keys(spec)], n_absorbed
 
 
@@ -444,7 +450,8 @@ def data_summary(path: str | Path, spec: ModelSpec) -> dict:
     """
     panel, agg = load_data(path, spec)
     t = agg.table
-    trans = np.zeros((spec.n_states, spec.n_states))
+    names = record_names(spec)  # states, then censored codes (a latent model's records)
+    trans = np.zeros((len(names), len(names)))
     np.add.at(trans, (t["from"].to_numpy(), t["to"].to_numpy()), t["count"].to_numpy())
     out: dict = {
         "file": str(path),
@@ -454,8 +461,7 @@ def data_summary(path: str | Path, spec: ModelSpec) -> dict:
         "kind": "panel" if panel is not None else "counts",
         "time_unit": spec.time_unit if spec.time == "continuous" else "steps",
         "transitions": {
-            a: {b: float(trans[i, j]) for j, b in enumerate(spec.states)}
-            for i, a in enumerate(spec.states)
+            a: {b: float(trans[i, j]) for j, b in enumerate(names)} for i, a in enumerate(names)
         },
         "n_transitions": agg.n_transitions,
         "n_intervals": int(agg.intervals.size),
@@ -466,12 +472,12 @@ def data_summary(path: str | Path, spec: ModelSpec) -> dict:
         "weighted": agg.weighted,
     }
     if panel is not None:
-        obs = np.bincount(panel.data["state"].to_numpy(), minlength=spec.n_states)
+        obs = np.bincount(panel.data["state"].to_numpy(), minlength=len(names))
         out.update(
             rows=panel.n_rows,
             respondents=panel.n_respondents,
             dropped_single=panel.n_single,
-            observations={s: int(obs[i]) for i, s in enumerate(spec.states)},
+            observations={s: int(obs[i]) for i, s in enumerate(names)},
             time_min=float(panel.data["time"].min()),
             time_max=float(panel.data["time"].max()),
             notes=panel.notes,

@@ -12,6 +12,7 @@ file, the 1-based data row (the header is not counted) and the column.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -128,11 +129,20 @@ def parse_time(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.nd
 
 
 def parse_state(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.ndarray:
-    """State indices from state names, or from integer codes when the model declares them."""
+    """State indices from state names, or from integer codes when the model declares them.
+
+    Censored codes of the model's ``[observation]`` table (names, or integers
+    when the model uses integer state codes) get indices ``K, K + 1, ...``
+    after the K states (see :func:`record_names`).
+    """
     codes = spec.data.state_codes
+    names = record_names(spec)
     if codes is not None:
         values = pd.to_numeric(raw, errors="coerce")
         lookup = {code: spec.index(name) for code, name in codes.items()}
+        for j, code in enumerate(spec.observation.censored_codes):
+            with contextlib.suppress(ValueError):
+                lookup[int(code)] = spec.n_states + j
         mapped = values.map(lookup)
         bad = np.flatnonzero(mapped.isna().to_numpy())
         if bad.size:
@@ -146,19 +156,24 @@ def parse_state(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.n
         return mapped.to_numpy(dtype=np.int64)
     # Factorize first: the lookup then runs over the few distinct labels, not every row.
     codes, labels = pd.factorize(raw.astype("string").str.strip())
-    lookup = {name: i for i, name in enumerate(spec.states)}
+    lookup = {name: i for i, name in enumerate(names)}
     index = np.array([lookup.get(str(label), -1) for label in labels] + [-1], dtype=np.int64)
     mapped = index[codes]  # code -1 (missing) maps to the sentinel -1
     bad = np.flatnonzero(mapped < 0)
     if bad.size:
         i = int(bad[0])
         raise PanelError(
-            f"unknown state '{str(raw.iloc[i]).strip()}' (model states: {', '.join(spec.states)})",
+            f"unknown state '{str(raw.iloc[i]).strip()}' (model states: {', '.join(names)})",
             path=path,
             row=i + 1,
             column=column,
         )
     return mapped
+
+
+def record_names(spec: ModelSpec) -> tuple[str, ...]:
+    """What a ``state`` cell may hold: the model's states, then its censored codes."""
+    return (*spec.states, *spec.observation.censored_codes)
 
 
 def model_columns(spec: ModelSpec) -> list[str]:

@@ -29,6 +29,7 @@ from markov_migration.inputs.columns import (
     parse_state,
     parse_time,
     read_table,
+    record_names,
 )
 from markov_migration.inputs.spec import ModelSpec
 
@@ -238,13 +239,14 @@ def validate_panel(
     t = out["time"].to_numpy()
     st = out["state"].to_numpy()
     same_id = code[1:] == code[:-1]
+    names = record_names(spec)
     same_time = same_id & (t[1:] == t[:-1])
     conflict = np.flatnonzero(same_time & (st[1:] != st[:-1]))
     if conflict.size:
         j = int(conflict[0])
         raise PanelError(
             f"respondent '{ids[j]}' is observed twice at time {t[j]:g} in different states "
-            f"({spec.states[st[j]]} and {spec.states[st[j + 1]]}; rows {out['row'].iloc[j]} and "
+            f"({names[st[j]]} and {names[st[j + 1]]}; rows {out['row'].iloc[j]} and "
             f"{out['row'].iloc[j + 1]})",
             path=path,
             row=int(out["row"].iloc[j + 1]),
@@ -314,7 +316,7 @@ def validate_panel(
     if len(out) == 0:
         raise PanelError("no respondent is observed more than once: nothing to fit", path=path)
 
-    panel = Panel(out, spec.states, path, sha256, n_rows, n_single, notes)
+    panel = Panel(out, names, path, sha256, n_rows, n_single, notes)
     panel._n_respondents = int((per_respondent >= 2).sum())
     check_possible(panel, spec)
     return panel
@@ -322,7 +324,13 @@ def validate_panel(
 
 def check_possible(panel: Panel, spec: ModelSpec) -> None:
     """Raise if a consecutive pair is impossible under the model's transitions."""
+    if spec.observation.hidden:
+        return  # a misclassified record can look impossible; the likelihood judges it
     p = panel.pairs()
+    k = spec.n_states
+    # Censored codes (indices >= K) and misclassified records are judged by the
+    # forward algorithm's likelihood, not here.
+    p = p[(p["from"] < k) & (p["to"] < k)] if spec.observation.latent else p
     reach = reachable(spec)
     bad = ~reach[p["from"].to_numpy(), p["to"].to_numpy()]
     if not bad.any():

@@ -29,6 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from markov_migration.errors import SpecError
+from markov_migration.inputs.observation import (
+    OBSERVATION_TABLES,
+    ObservationModel,
+    parse_observation,
+)
 from markov_migration.inputs.spec_tables import (
     Covariate,
     DataColumns,
@@ -79,6 +84,9 @@ class ModelSpec:
     text : str
         The model file's text, recorded in fit files.
     path : str or None
+    observation : ObservationModel
+        Exact entry times, censored codes, misclassification, latent phases
+        (:mod:`markov_migration.inputs.observation`); empty for a pure panel.
     """
 
     name: str
@@ -98,6 +106,7 @@ class ModelSpec:
     simulation: dict[str, Any]
     text: str
     path: str | None = None
+    observation: ObservationModel = ObservationModel()
 
     @property
     def n_states(self) -> int:
@@ -254,6 +263,7 @@ class _Parser(TableParser):
     known_top = {
         "name", "time", "time_unit", "states", "transitions", "home", "priors",
         "covariates", "groups", "periods", "data", "rates", "simulate", "description",
+        *OBSERVATION_TABLES,
     }  # fmt: skip
 
     # -- sections ----------------------------------------------------------------
@@ -286,6 +296,7 @@ class _Parser(TableParser):
         data = self.parse_data()
         rates = self.parse_rates()
         simulation = self.parse_simulation()
+        observation = parse_observation(self)
         return ModelSpec(
             name=name,
             time=time,
@@ -304,6 +315,7 @@ class _Parser(TableParser):
             simulation=simulation,
             text=self.text,
             path=self.path,
+            observation=observation,
         )
 
     def parse_states(self) -> None:

@@ -276,6 +276,8 @@ class TableParser:
         per_transition: dict[tuple[int, int], tuple] = {}
         conc: dict[tuple[int, int], float] = {}
         for key, value in table.items():
+            if key == "misclassification":  # read by inputs.observation
+                continue
             if key == "concentration":
                 default_conc = self.number(value, "[priors] concentration", needle="concentration")
                 continue

@@ -1,0 +1,414 @@
+"""Latent-state (observation-model) fits: the PyMC model and its fit file (layer 3).
+
+Used instead of the pure-panel model of :mod:`markov_migration.inference.model`
+when a model file declares ``[observation]``, ``[misclassification]`` or
+``[phases]`` (see ``docs/observation-models.md``). A respondent's history is a
+hidden continuous-time Markov chain; the likelihood is the forward algorithm
+of :mod:`markov_migration.core.forward` over every respondent's records, with
+identical histories counted once, computed by the Op of
+:mod:`markov_migration.inference.latent_op`.
+
+Intensities
+    ``log_rate[transition] ~ Normal(mu, sigma)`` from ``[priors]`` as in the
+    pure-panel model. With ``[phases]`` the intensities live on the hidden
+    (phase) state space: ``log_rate_latent[latent_transition]``, each leaving
+    move of a phase with the prior of its observed transition, each progression
+    ``r_i -> r_(i+1)`` with the default prior. ``Q_latent`` is the hidden
+    generator; ``Q`` on the observed states is then the Markov generator with
+    the same mean sojourn and next-state probabilities as the phase-type states
+    (entered in their first phase), computed from each draw after sampling.
+Misclassification
+    For each true state ``r`` with possible errors ``s_1..s_m``,
+    ``misclassification_<r> ~ Dirichlet(correct, error, ..., error)`` over
+    recording ``(r, s_1, ..., s_m)``; ``misclassification[true_state,
+    recorded_state]`` is the full matrix (rows sum to 1).
+Initial state
+    Hidden models (misclassification or phases) estimate the distribution of
+    the first true state, ``initial[latent_state] ~ Dirichlet(1, ..., 1)``, and
+    the first record contributes ``sum(initial * e_1)`` (R msm's ``initprobs``).
+    Models with only exact entry times and censored codes condition on the first
+    record as the pure-panel likelihood does (weight 1 on each state it allows).
+Not supported yet (refused with a clear message): covariates, groups and
+periods together with latent features, discrete time, ``[nonresponse]``
+fitting, and aggregated-counts input (a latent fit needs respondents' histories).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from markov_migration.core.forward import (
+    OBS_EXACT,
+    OBS_PANEL,
+    Histories,
+    aggregate_histories,
+    emission_table,
+    history_loglik,
+)
+from markov_migration.core.phases import phase_expansion
+from markov_migration.defaults import SAMPLE_DIMS
+from markov_migration.errors import InputError
+from markov_migration.inputs.panel import Panel
+from markov_migration.inputs.spec import ModelSpec
+from markov_migration.inputs.spec_tables import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD
+
+#: Posterior variables of latent fits kept in fit files (besides the pure-panel ones).
+LATENT_VARIABLES = (
+    "log_rate_latent", "rate_latent", "Q_latent", "misclassification", "initial",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LatentLayout:
+    """The hidden state space of a latent model and how records map onto it.
+
+    Attributes
+    ----------
+    hidden_states : tuple of str
+        Labels of the hidden states (``"returned_1"``, ``"returned_2"`` for phases).
+    observed : ndarray of int (K_h,)
+        Observed state of each hidden state.
+    rate_from, rate_to : ndarray of int (n_rates,)
+        Hidden origin and destination of each free intensity.
+    rate_labels : tuple of str
+    prior_mu, prior_sigma : ndarray (n_rates,)
+        Normal prior of each log-intensity.
+    code_sets : tuple of tuple of int
+        Observed states each record code stands for (states, then censored codes).
+    """
+
+    hidden_states: tuple[str, ...]
+    observed: np.ndarray
+    rate_from: np.ndarray
+    rate_to: np.ndarray
+    rate_labels: tuple[str, ...]
+    prior_mu: np.ndarray
+    prior_sigma: np.ndarray
+    code_sets: tuple[tuple[int, ...], ...]
+
+    @property
+    def phased(self) -> bool:
+        """Whether the hidden space differs from the observed states."""
+        return len(self.hidden_states) != len(np.unique(self.observed))
+
+
+def check_latent_supported(spec: ModelSpec, panel: Panel | None = None) -> None:
+    """Refuse what the latent model cannot fit yet (one-line InputError)."""
+    where = spec.path or spec.name
+    if spec.time != "continuous":
+        raise InputError(f"{where}: latent states need a continuous-time model")
+    if spec.covariates or spec.groups is not None or spec.periods:
+        raise InputError(
+            f"{where}: covariates, groups and periods are not yet supported together with "
+            "[observation], [misclassification] or [phases]"
+        )
+    if spec.observation.nonresponse is not None:
+        raise InputError(f"{where}: [nonresponse] is parsed but cannot be fitted yet")
+    if panel is None:
+        raise InputError(
+            f"{where}: a latent-state model needs a long-format panel (respondents' "
+            "histories), not an aggregated-counts table"
+        )
+
+
+def latent_layout(spec: ModelSpec) -> LatentLayout:
+    """The hidden state space, intensity index and record codes of a latent spec."""
+    obs = spec.observation
+    k = spec.n_states
+    lay = phase_expansion(spec.allowed_matrix(), obs.phases or {})
+    names = []
+    for h, r in enumerate(lay.observed):
+        n = int(np.sum(lay.observed == r))
+        names.append(spec.states[r] if n == 1 else f"{spec.states[r]}_{lay.phase[h] + 1}")
+    mu, sigma = [], []
+    for r, s in lay.rate_observed:
+        prior = spec.priors.get((int(r), int(s)))
+        mu.append(np.log(DEFAULT_PRIOR_RATE) if prior is None else prior.mu)
+        sigma.append(DEFAULT_PRIOR_SD if prior is None else prior.sigma)
+    if not obs.phases:  # keep the pure-panel order and labels of the transitions
+        order = [
+            int(np.flatnonzero((lay.rate_from == r) & (lay.rate_to == s))[0])
+            for r, s in spec.transitions
+        ]
+    else:
+        order = list(range(len(lay.rate_from)))
+    rate_from, rate_to = lay.rate_from[order], lay.rate_to[order]
+    labels = tuple(f"{names[a]}->{names[b]}" for a, b in zip(rate_from, rate_to, strict=True))
+    code_sets = tuple((r,) for r in range(k)) + tuple(members for _, members in obs.censored)
+    return LatentLayout(
+        hidden_states=tuple(names),
+        observed=lay.observed,
+        rate_from=rate_from,
+        rate_to=rate_to,
+        rate_labels=labels,
+        prior_mu=np.array(mu)[order],
+        prior_sigma=np.array(sigma)[order],
+        code_sets=code_sets,
+    )
+
+
+def latent_histories(spec: ModelSpec, panel: Panel):
+    """Aggregated histories of a panel: (Histories, respondent ids, node of each respondent)."""
+    d = panel.data
+    codes = d["state"].to_numpy(dtype=np.int64)
+    exact = np.isin(codes, np.array(spec.observation.exact, dtype=np.int64))
+    obstype = np.where(exact, OBS_EXACT, OBS_PANEL)
+    return aggregate_histories(
+        d["id"].to_numpy(), d["time"].to_numpy(dtype=np.float64), codes, obstype,
+        weight=d["weight"].to_numpy(dtype=np.float64), resolution=spec.resolution,
+        return_nodes=True,
+    )  # fmt: skip
+
+
+def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
+    """Coordinates of the latent model and its fit file."""
+    coords = {
+        "state": list(spec.states),
+        "from_state": list(spec.states),
+        "to_state": list(spec.states),
+        "transition": list(spec.transition_labels),
+        "latent_state": list(layout.hidden_states),
+        "from_latent": list(layout.hidden_states),
+        "to_latent": list(layout.hidden_states),
+        "latent_transition": list(layout.rate_labels),
+        "true_state": list(spec.states),
+        "recorded_state": list(spec.states),
+    }
+    for r, targets in spec.observation.misclassification:
+        coords[f"recorded_{spec.states[r]}"] = [spec.states[s] for s in (r, *targets)]
+    return coords
+
+
+def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | None = None):
+    """The PyMC model of a latent-state spec (see the module docstring).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        With ``spec.observation.latent``.
+    panel : Panel
+        The validated panel (record codes in ``state``).
+    histories : Histories, optional
+        ``latent_histories(spec, panel)[0]``, if already computed.
+
+    Returns
+    -------
+    pymc.Model
+    """
+    from markov_migration.inference.latent_op import forward_loglik
+
+    check_latent_supported(spec, panel)
+    layout = latent_layout(spec)
+    if histories is None:
+        histories = latent_histories(spec, panel)[0]
+    obs = spec.observation
+    k, kh = spec.n_states, len(layout.hidden_states)
+    code_matrix = emission_table(np.eye(k), layout.code_sets)  # (n_codes, K) 0/1
+    phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
+    with pm.Model(coords=latent_coords(spec, layout)) as model:
+        dims = "latent_transition" if layout.phased else "transition"
+        suffix = "_latent" if layout.phased else ""
+        log_rate = pm.Normal(
+            f"log_rate{suffix}", mu=layout.prior_mu, sigma=layout.prior_sigma, dims=dims
+        )
+        rate = pm.Deterministic(f"rate{suffix}", pt.exp(log_rate), dims=dims)
+        off = pt.set_subtensor(pt.zeros((kh, kh))[layout.rate_from, layout.rate_to], rate)
+        q = off - pt.diag(off.sum(axis=1))
+        if layout.phased:
+            pm.Deterministic("Q_latent", q, dims=("from_latent", "to_latent"))
+        else:
+            pm.Deterministic("Q", q, dims=("from_state", "to_state"))
+        emission = pt.as_tensor_variable(np.eye(k))
+        for r, targets in obs.misclassification:
+            alpha = np.array([obs.prior_correct] + [obs.prior_error] * len(targets))
+            row = pm.Dirichlet(
+                f"misclassification_{spec.states[r]}", a=alpha, dims=f"recorded_{spec.states[r]}"
+            )
+            emission = pt.set_subtensor(emission[r, np.array((r, *targets))], row)
+        if obs.misclassification:
+            emission = pm.Deterministic(
+                "misclassification", emission, dims=("true_state", "recorded_state")
+            )
+        hidden_emission = pt.dot(pt.as_tensor_variable(phase_map), emission)  # (K_h, K)
+        table = pt.dot(pt.as_tensor_variable(code_matrix), hidden_emission.T)  # (n_codes, K_h)
+        if obs.hidden:
+            initial = pm.Dirichlet("initial", a=np.ones(kh), dims="latent_state")
+        else:
+            initial = pt.ones(kh)
+        data = [pt.as_tensor_variable(np.asarray(a)) for a in histories]
+        pm.Potential("loglik", forward_loglik(q[None], initial, table, data))
+    return model
+
+
+def observed_generator(q_latent: np.ndarray, layout: LatentLayout, n_states: int) -> np.ndarray:
+    """Markov generator on the observed states with the phase-type states' mean sojourns.
+
+    ``Q[r, s] = P(next state s | entering r) / E(time in r)``, entering ``r`` in
+    its first phase; for single-phase states this is the hidden generator itself.
+
+    Parameters
+    ----------
+    q_latent : ndarray (..., K_h, K_h)
+    layout : LatentLayout
+    n_states : int
+
+    Returns
+    -------
+    ndarray (..., K, K)
+    """
+    lead = q_latent.shape[:-2]
+    out = np.zeros((*lead, n_states, n_states))
+    for r in range(n_states):
+        h = np.flatnonzero(layout.observed == r)
+        if not len(h):
+            continue
+        sub = q_latent[..., h[:, None], h[None, :]]  # (..., n, n)
+        exits = np.zeros((*lead, len(h), n_states))
+        for s in range(n_states):
+            if s != r:
+                cols = np.flatnonzero(layout.observed == s)
+                exits[..., s] = q_latent[..., h[:, None], cols[None, :]].sum(axis=-1)
+        if not exits.any():
+            continue
+        # first row of (-sub)^-1: expected time in each phase after entering the first
+        e0 = np.zeros(len(h))
+        e0[0] = 1.0
+        rhs = np.broadcast_to(e0[:, None], (*lead, len(h), 1))
+        occupancy = np.linalg.solve(np.swapaxes(-sub, -1, -2), rhs)[..., 0]
+        mean_time = occupancy.sum(axis=-1)
+        nxt = np.einsum("...i,...is->...s", occupancy, exits)
+        out[..., r, :] = nxt / mean_time[..., None]
+        out[..., r, r] = -nxt.sum(axis=-1) / mean_time
+    return out
+
+
+def _sample(model, s, progress: bool):
+    if s.sampler == "nutpie":
+        import nutpie
+
+        t0 = time.perf_counter()
+        compiled = nutpie.compile_pymc_model(model, backend="numba")
+        s.timings["compile"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        trace = nutpie.sample(
+            compiled, draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores or s.chains,
+            seed=s.seed, progress_bar=progress, save_warmup=False, target_accept=s.target_accept,
+        )  # fmt: skip
+        s.timings["sample"] = time.perf_counter() - t1
+    else:
+        t0 = time.perf_counter()
+        s.timings["compile"] = 0.0
+        with model:
+            trace = pm.sample(
+                draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores or min(s.chains, 2),
+                random_seed=s.seed, nuts_sampler="pymc", target_accept=s.target_accept,
+                progressbar=progress, compute_convergence_checks=False,
+            )  # fmt: skip
+        s.timings["sample"] = time.perf_counter() - t0
+    return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset()
+
+
+def sample_latent(spec, agg, settings, *, progress=False, command=None, panel=None):
+    """Sample a latent-state model; return the fit DataTree (see ``inference.fit.sample``).
+
+    The fit file is the pure-panel layout plus ``Q_latent``, ``misclassification``
+    and ``initial`` as the model has them; ``log_likelihood`` holds
+    ``histories`` (dim ``respondent``: each respondent's whole-history
+    log-likelihood) instead of per-transition terms, and ``observed_data`` only
+    the pairs of exactly recorded states (censored records left out).
+    """
+    from markov_migration.fitfile.assemble import assemble_fit
+
+    check_latent_supported(spec, panel)
+    layout = latent_layout(spec)
+    histories, respondents, nodes = latent_histories(spec, panel)
+    model = build_latent_model(spec, panel, histories)
+    from markov_migration.interrupts import reraise_after
+
+    with reraise_after():
+        posterior, stats = _sample(model, settings, progress)
+    from markov_migration.inference.model import sampled_variables
+
+    sampled = [v for v in sampled_variables(model) if v in posterior]
+    keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES]
+    keep += [v for v in posterior.data_vars if v.startswith("misclassification_")]
+    keep += [v for v in sampled if v not in keep]  # every free variable, for diagnostics
+    posterior = posterior[[v for v in keep if v in posterior]]
+    posterior = posterior.transpose(*SAMPLE_DIMS, ...)
+    if layout.phased:
+        posterior = _observed_from_latent(spec, layout, posterior)
+    loglik = _history_loglik(spec, layout, posterior, histories, respondents, nodes)
+    k = spec.n_states
+    table = agg.table
+    exact_pairs = agg.table[(table["from"] < k) & (table["to"] < k)].reset_index(drop=True)
+    agg = type(agg)(**{**agg.__dict__, "table": exact_pairs, "states": spec.states})
+    return assemble_fit(
+        spec, agg, posterior, stats, settings.to_attrs(), command, panel, log_likelihood=loglik,
+        sampled=sampled,
+    )  # fmt: skip
+
+
+def _observed_from_latent(spec, layout, posterior: xr.Dataset) -> xr.Dataset:
+    q = observed_generator(posterior["Q_latent"].to_numpy(), layout, spec.n_states)
+    posterior["Q"] = ((*SAMPLE_DIMS, "from_state", "to_state"), q)
+    frm = np.array([r for r, _ in spec.transitions])
+    to = np.array([s for _, s in spec.transitions])
+    rate = q[..., frm, to]
+    posterior = posterior.assign_coords(
+        from_state=list(spec.states), to_state=list(spec.states),
+        transition=list(spec.transition_labels),
+    )  # fmt: skip
+    posterior["rate"] = ((*SAMPLE_DIMS, "transition"), rate)
+    with np.errstate(divide="ignore"):
+        posterior["log_rate"] = ((*SAMPLE_DIMS, "transition"), np.log(rate))
+    posterior["Q"].attrs["description"] = (
+        "Markov generator on the observed states with the mean sojourn times and "
+        "next-state probabilities of the phase-type states (see Q_latent)"
+    )
+    return posterior
+
+
+def _history_loglik(spec, layout, posterior, histories, respondents, nodes) -> xr.Dataset:
+    """Each respondent's whole-history log-likelihood for every draw (for LOO)."""
+    obs = spec.observation
+    k, kh = spec.n_states, len(layout.hidden_states)
+    nchain, ndraw = (posterior.sizes[d] for d in SAMPLE_DIMS)
+    qname = "Q_latent" if layout.phased else "Q"
+    q = posterior[qname].to_numpy().reshape(nchain * ndraw, kh, kh)
+    if obs.misclassification:
+        e = posterior["misclassification"].to_numpy().reshape(nchain * ndraw, k, k)
+    else:
+        e = np.broadcast_to(np.eye(k), (nchain * ndraw, k, k))
+    pi = (
+        posterior["initial"].to_numpy().reshape(nchain * ndraw, kh)
+        if obs.hidden
+        else np.ones((nchain * ndraw, kh))
+    )
+    phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
+    per_node = np.empty((nchain * ndraw, len(histories.node_parent)))
+    for i in range(nchain * ndraw):
+        table = emission_table(phase_map @ e[i], layout.code_sets)
+        per_node[i] = history_loglik(q[i], pi[i], table, *histories)
+    values = per_node[:, nodes].reshape(nchain, ndraw, len(nodes))
+    return xr.Dataset(
+        {"histories": ((*SAMPLE_DIMS, "respondent"), values)},
+        coords={**{d: posterior[d] for d in SAMPLE_DIMS}, "respondent": respondents.astype(str)},
+    )
+
+
+__all__ = [
+    "LATENT_VARIABLES",
+    "LatentLayout",
+    "build_latent_model",
+    "check_latent_supported",
+    "latent_histories",
+    "latent_layout",
+    "observed_generator",
+    "sample_latent",
+]
