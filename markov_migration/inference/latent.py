@@ -333,9 +333,8 @@ def sample_latent(spec, agg, settings, *, progress=False, command=None, panel=No
 
     with reraise_after():
         posterior, stats = _sample(model, settings, progress)
-    from markov_migration.inference.model import sampled_variables
-
-    sampled = [v for v in sampled_variables(model) if v in posterior]
+    # as inference.model.sampled_variables (model imports this module: no cycle)
+    sampled = [rv.name for rv in model.free_RVs if rv.name in posterior]
     keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES]
     keep += [v for v in posterior.data_vars if v.startswith("misclassification_")]
     keep += [v for v in sampled if v not in keep]  # every free variable, for diagnostics
