@@ -184,7 +184,7 @@ def scenario_file(tmp_path, text, name="bad.toml"):
         ({"--inflow-state": "moon", "--inflow": "10"}, "--inflow-state 'moon' is not a state"),
         ({"--scenario": "nope.toml"}, "nope.toml: scenario file not found"),
         ({"--step": "0"}, "--step must be positive"),
-        ({"--draws": "0"}, "--draws must be at least 1"),
+        ({"--draws": "0"}, "Invalid value for '--draws'"),
         ({"--horizon": "1e9"}, "is more than 10,000 steps (about 1e+09): use a larger --step"),
         ({"--start": "1e300", "--horizon": "1e301"}, "is more than 10,000 steps"),
         ({"--step": "1e-300"}, "is more than 10,000 steps"),
