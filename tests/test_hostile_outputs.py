@@ -314,3 +314,26 @@ def test_no_lock_or_temp_files_after_a_normal_run(world, tmp_path):
     assert result.exit_code == 0
     assert out.exists() and leftovers(tmp_path) == []
     assert not any(p.name.startswith(".") for p in world["dir"].iterdir()), os.listdir(world["dir"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [3.0, 25.0])
+def test_ctrl_c_during_a_fit_writes_no_fit_file(world, tmp_path, delay):
+    """Ctrl-C while the model compiles (3 s) or samples (25 s): exit 130, no fit file.
+
+    nutpie returns the draws sampled so far when interrupted; they must not become a
+    fit file (``interrupts.reraise_after``), and an existing output stays as it was.
+    """
+    out = tmp_path / "fit.nc"
+    out.write_bytes(b"an earlier fit")
+    args = ["fit", str(world["panel"]), "--model", str(world["model"]), "--out", str(out),
+            "--force", "--draws", "100000", "--tune", "200", "--chains", "2", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(_cli(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, (proc.returncode, stderr[-2000:])
+    assert stderr.strip().splitlines()[-1] == "interrupted"
+    assert "Traceback" not in stderr
+    assert out.read_bytes() == b"an earlier fit"
+    assert leftovers(tmp_path) == []
