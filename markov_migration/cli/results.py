@@ -274,6 +274,14 @@ def compare(
             "(an aggregated row)."
         ),
     ] = LooUnit.transition,
+    by: Annotated[
+        str | None,
+        typer.Option(
+            "--by",
+            help="'group': add dse_group, the standard error of elpd_diff clustered by the "
+            "models' host-group column (pairs in a group are dependent).",
+        ),
+    ] = None,
     output_format: FormatOpt = OutputFormat.table,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write CSV or JSON here instead of stdout.")
@@ -286,7 +294,7 @@ def compare(
 
     if out is not None:
         check_output(out, force)
-    table, loos = compare_fits(fits, unit=unit.value)
+    table, loos = compare_fits(fits, unit=unit.value, by=by)
     warnings = pareto_k_warnings(loos)
     fmt = _file_format(output_format, out)
     if fmt is OutputFormat.table:
@@ -302,6 +310,7 @@ def compare(
             "se",
             "elpd_diff",
             "dse",
+            *(["dse_group"] if "dse_group" in table.columns else []),
             "p",
             "weight",
             "high_k",
@@ -317,6 +326,7 @@ def compare(
                 f"{row['se']:.1f}",
                 f"{row['elpd_diff']:.1f}",
                 f"{row['dse']:.1f}",
+                *([f"{row['dse_group']:.1f}"] if "dse_group" in table.columns else []),
                 f"{row['p']:.1f}",
                 f"{row['weight']:.2f}",
                 str(int(row["high_k"])),
@@ -325,6 +335,7 @@ def compare(
         console.print(t)
         console.print(
             "elpd_diff: difference to the best model (negative: worse); dse: its standard error."
+            + (" dse_group: dse clustered by host group." if "dse_group" in table.columns else "")
         )
         for w in warnings:
             err_console.print(f"warning: {w}", markup=False)

@@ -28,6 +28,15 @@ or host-country groups can be compared with one without (their
 :func:`arviz_stats.compare`'s: ``rank, elpd_diff, dse, p_worse, diag_diff,
 diag_elpd, p, elpd, se, weight`` plus the number of observations with Pareto
 ``k`` above ArviZ's threshold ``good_k = min(1 - 1/log10(S), 0.7)`` for S draws.
+
+``by="group"`` adds ``dse_group``, the standard error of ``elpd_diff`` clustered
+by the model's host-group column: observation pairs in the same group are
+dependent (they share the group effect), so with ``d_i`` the pointwise ELPD
+difference of pair ``i`` and ``S_g`` its sum over the pairs of group ``g``
+(``G`` groups), ``dse_group = sqrt(G * var(S_g))`` with ``var`` the sample
+variance (ddof 1): the cluster-robust (sandwich) form of ArviZ's paired
+``dse = sqrt(n * var(d_i))``, which it equals in expectation when pairs are
+independent and the groups equally large.
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from markov_migration.errors import InputError
 from markov_migration.results.diagnostics import sampled_parameters
 
 UNITS = ("transition", "row")
+BY = ("group",)
 
 
 @dataclass
@@ -206,6 +216,70 @@ def loo_fit(
     )
 
 
+def clustered_dse(diff: np.ndarray, groups: np.ndarray) -> float:
+    """Standard error of a sum of pointwise differences clustered by group.
+
+    Parameters
+    ----------
+    diff : ndarray of float, shape (n,)
+        Pointwise ELPD differences (log scale, nats), one per observation pair.
+    groups : ndarray, shape (n,)
+        Group label of each pair.
+
+    Returns
+    -------
+    float
+        ``sqrt(G * var(S_g, ddof=1))`` with ``S_g`` the sum of ``diff`` within
+        group ``g`` and ``G`` the number of groups (nats); 0 when all
+        differences are 0, NaN with fewer than two groups.
+    """
+    diff = np.asarray(diff, dtype=float)
+    sums = pd.Series(diff).groupby(np.asarray(groups), sort=False).sum().to_numpy()
+    if np.all(diff == 0):
+        return 0.0
+    if sums.size < 2:
+        return float("nan")
+    return float(np.sqrt(sums.size * np.var(sums, ddof=1)))
+
+
+def pair_groups(trees: dict[str, xr.DataTree], pairs: dict[str, pd.DataFrame]) -> np.ndarray:
+    """The host group of every observation pair (panel pair order), for ``--by group``.
+
+    Taken from the fits that declare groups (their embedded panel holds the
+    group column); all of them must use the same column.
+
+    Raises
+    ------
+    InputError
+        When no fit has groups, the fits' group columns differ, or a fit with
+        groups does not embed its panel.
+    """
+    from markov_migration.fitfile.format import fit_spec
+    from markov_migration.fitfile.readback import recorded_panel
+
+    specs = {n: fit_spec(t) for n, t in trees.items()}
+    columns = {n: s.groups.column for n, s in specs.items() if s.groups is not None}
+    if not columns:
+        raise InputError("--by group: none of the fits has host groups (a [groups] table)")
+    if len(set(columns.values())) > 1:
+        listed = ", ".join(f"{n}: '{c}'" for n, c in columns.items())
+        raise InputError(f"--by group: the fits group by different columns ({listed})")
+    name = next(iter(columns))
+    if name not in pairs:
+        raise InputError(
+            "--by group needs fit files that embed their panel (not weighted, within the "
+            "embedding limit)",
+            path=name,
+        )
+    column = columns[name]
+    all_pairs = recorded_panel(trees[name], specs[name]).pairs()
+    keyed = all_pairs[["id", "t0", column]].drop_duplicates(["id", "t0"])
+    got = pairs[name][["id", "t0"]].merge(keyed, on=["id", "t0"], how="left", sort=False)
+    if len(got) != len(pairs[name]) or got[column].isna().any():
+        raise InputError(f"--by group: pairs without a '{column}' value", path=name)
+    return got[column].to_numpy()
+
+
 def check_same_data(
     trees: dict[str, xr.DataTree],
     pairs: dict[str, pd.DataFrame] | None = None,
@@ -268,6 +342,7 @@ def compare_fits(
     *,
     unit: str = "transition",
     method: str = "stacking",
+    by: str | None = None,
 ) -> tuple[pd.DataFrame, dict[str, LooResult]]:
     """Compare fits of the same data by PSIS-LOO.
 
@@ -279,12 +354,16 @@ def compare_fits(
         What one left-out observation is.
     method : str
         Model weights: ``stacking`` (default), ``BB-pseudo-BMA`` or ``pseudo-BMA``.
+    by : {"group"}, optional
+        Add ``dse_group``, the standard error of ``elpd_diff`` clustered by the
+        host-group column (see the module docstring); ``dse`` is kept.
 
     Returns
     -------
     table : pandas.DataFrame
         :func:`arviz_stats.compare`'s table (best model first) with the
-        columns ``unit``, ``n``, ``high_k`` and ``max_k`` added.
+        columns ``unit``, ``n``, ``high_k`` and ``max_k`` added (and
+        ``dse_group`` with ``by="group"``).
     loos : dict of name to LooResult
 
     Raises
@@ -304,6 +383,8 @@ def compare_fits(
         fits = {n: read_fit(p) for n, p in zip(names, paths, strict=True)}
     if len(fits) < 2:
         raise InputError("compare needs at least two fit files")
+    if by is not None and by not in BY:
+        raise InputError(f"unknown --by '{by}' (use {' or '.join(BY)})")
     pairs = {}
     for name, tree in fits.items():
         try:
@@ -316,6 +397,14 @@ def compare_fits(
     weighted = any(bool(int(t.attrs.get("data_weighted", 0))) for t in fits.values())
     by_pair = len(pairs) == len(fits) and unit == "transition" and not weighted
     check_same_data(fits, {n: p for n, (p, _) in pairs.items()} if by_pair else None)
+    groups = None
+    if by == "group":
+        groups = pair_groups(fits, {n: p for n, (p, _) in pairs.items()})
+        if not by_pair:
+            raise InputError(
+                "--by group needs every fit to embed its panel, unit 'transition' and "
+                "unweighted fits (pointwise values per observation pair)"
+            )
     loos = {
         name: loo_fit(tree, unit, name, pairs[name][1] if by_pair else None)
         for name, tree in fits.items()
@@ -330,6 +419,11 @@ def compare_fits(
     table["n"] = [loos[n].n_units for n in table.index]
     table["high_k"] = [loos[n].high_k_units for n in table.index]
     table["max_k"] = [loos[n].max_k for n in table.index]
+    if groups is not None:
+        best = loos[table.index[0]].elpd.elpd_i.to_numpy()
+        table["dse_group"] = [
+            clustered_dse(best - loos[n].elpd.elpd_i.to_numpy(), groups) for n in table.index
+        ]
     table.index.name = "model"
     return table, loos
 
