@@ -131,6 +131,14 @@ def validate(
         typer.echo(strict_json(summary, indent=2))
     else:
         print_data_summary(summary, console)
+    if spec.periods:
+        from markov_migration.cli._common import err_console
+        from markov_migration.inputs.aggregate import load_data
+        from markov_migration.inputs.design import little_exposure
+
+        # a warning, not an error: the fit is valid, its period effects prior-driven
+        for line in little_exposure(spec, load_data(panel, spec)[1].table):
+            err_console.print(f"warning: {line}", markup=False)
 
 
 def print_data_summary(summary: dict, con) -> None:

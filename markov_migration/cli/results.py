@@ -230,6 +230,8 @@ def check(
     tree = read_fit(fit)
     result = run_checks(tree, n_draws=draws, ci=ci, seed=seed)
     print_checks(result)
+    for note in result.notes:  # e.g. periods with little exposure: warnings, not checks
+        err_console.print(f"warning: {note}", markup=False)
     if out_dir is not None:
         written = write_outputs(result, tree, out_dir, force)
         console.print(

@@ -17,7 +17,6 @@ import pandas as pd
 from markov_migration.errors import InputError
 from markov_migration.inputs.aggregate import LEAD_TIME, START_PERIOD
 from markov_migration.inputs.spec import ModelSpec
-from markov_migration.inputs.spec_tables import DEFAULT_COVARIATE_SD
 
 #: Covariate name of the period effects in ``hazard_ratio`` (a period is a
 #: categorical covariate whose reference is the first period; as R msm's ``pci``).
@@ -151,5 +150,5 @@ def hazard_effects(spec: ModelSpec, levels: dict[str, tuple[str, ...]], periods:
                 add(cov.name, level, cov.transitions, cov.shared, cov.prior_sd)
     if spec.periods:
         for level in periods[1:]:
-            add(PERIOD_COVARIATE, level, spec.period_transitions, (), DEFAULT_COVARIATE_SD)
+            add(PERIOD_COVARIATE, level, spec.period_transitions, (), spec.period_prior_sd)
     return tuple(effects), tuple(labels), owner, np.array(sds, dtype=float)

@@ -87,6 +87,9 @@ class ModelSpec:
     observation : ObservationModel
         Exact entry times, censored codes, misclassification, latent phases
         (:mod:`markov_migration.inputs.observation`); empty for a pure panel.
+    period_prior_sd : float
+        Sd of the Normal(0, sd) prior on every period's log hazard ratio against
+        the first period (``[priors] period = { sd = ... }``; default 1).
     """
 
     name: str
@@ -107,6 +110,7 @@ class ModelSpec:
     text: str
     path: str | None = None
     observation: ObservationModel = ObservationModel()
+    period_prior_sd: float = 1.0
 
     @property
     def n_states(self) -> int:
@@ -316,6 +320,7 @@ class _Parser(TableParser):
             text=self.text,
             path=self.path,
             observation=observation,
+            period_prior_sd=self.parse_period_prior(),
         )
 
     def parse_states(self) -> None:

@@ -278,6 +278,8 @@ class TableParser:
         for key, value in table.items():
             if key == "misclassification":  # read by inputs.observation
                 continue
+            if key == "period" and key not in self.states:  # read by parse_period_prior
+                continue
             if key == "concentration":
                 default_conc = self.number(value, "[priors] concentration", needle="concentration")
                 continue
@@ -423,6 +425,19 @@ class TableParser:
         transitions = self.transition_list(g.get("transitions"), "[groups]")
         sd_prior = self.number(g.get("sd_prior", DEFAULT_GROUP_SD), "[groups] sd_prior")
         return Groups(g["column"], transitions, sd_prior)
+
+    def parse_period_prior(self) -> float:
+        """Sd of the Normal(0, sd) prior on period log hazard ratios: ``[priors] period``."""
+        table = self.raw.get("priors", {})
+        value = table.get("period") if isinstance(table, dict) else None
+        if value is None or "period" in self.states:
+            return DEFAULT_COVARIATE_SD
+        if not isinstance(value, dict) or set(value) != {"sd"}:
+            raise self.fail(
+                "[priors] period must be a table with only 'sd', e.g. period = { sd = 1.0 }",
+                "period",
+            )
+        return self.number(value["sd"], "[priors] period.sd", needle="period")
 
     def parse_periods(self):
         """Cut points and period transitions from ``periods`` (a list or a table)."""

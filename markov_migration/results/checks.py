@@ -10,7 +10,7 @@ and output files in :mod:`markov_migration.plots.check_figures`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,8 @@ class CheckReport:
     states : list of str
     time_unit : str
     n_chains, n_draws : int
+    notes : list of str
+        Warnings that are not checks (periods with little exposure).
     """
 
     checks: list[Check]
@@ -47,6 +49,7 @@ class CheckReport:
     time_unit: str
     n_chains: int
     n_draws: int
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[Check]:
@@ -145,6 +148,7 @@ def run_checks(
         )
     )
     post = tree["posterior"]
+    notes = period_notes(tree)
     return CheckReport(
         checks=checks,
         convergence=table,
@@ -154,4 +158,17 @@ def run_checks(
         time_unit=str(tree.attrs.get("time_unit", "years")) if "Q" in post else "steps",
         n_chains=int(post.sizes[SAMPLE_DIMS[0]]),
         n_draws=int(post.sizes[SAMPLE_DIMS[1]]),
+        notes=notes,
     )
+
+
+def period_notes(tree: xr.DataTree) -> list[str]:
+    """Warnings for periods with little exposure in the fit's data (see ``validate``)."""
+    from markov_migration.fitfile.format import fit_spec
+    from markov_migration.inputs.design import little_exposure
+
+    spec = fit_spec(tree)
+    if not spec.periods:
+        return []
+    table = tree["observed_data"].to_dataset().to_dataframe().reset_index(drop=True)
+    return little_exposure(spec, table)
