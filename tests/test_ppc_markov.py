@@ -164,3 +164,16 @@ def test_skipped_without_triples(spec):
     check = next(c for c in report.checks if c.name == "ppc_markov")
     assert check.passed is None and "three observations" in check.detail
     assert report.markov is None
+
+
+def test_skipped_for_design_fits():
+    """Covariates, groups or periods: skipped with the reason, not failed."""
+    from markov_migration.testing import fake_design_fit
+    from tests.conftest import DESIGN_TABLES
+    from tests.test_checks import THREE
+
+    spec = parse_spec(THREE + DESIGN_TABLES)
+    tree = fake_design_fit(spec, simulate_panel(spec, 120, seed=9), draws=40)
+    report = run_checks(tree, n_draws=20)
+    check = next(c for c in report.checks if c.name == "ppc_markov")
+    assert check.passed is None and "covariates, groups or periods" in check.detail
