@@ -103,3 +103,57 @@ def band_index(intervals: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.clip(np.searchsorted(edges, intervals, side="left") - 1, 0, edges.size - 2).astype(
         np.int64
     )
+
+
+def triple_cell_counts(s1: np.ndarray, s2: np.ndarray, s3: np.ndarray, k: int) -> np.ndarray:
+    """Counts of observation triples in every cell ``(s1, s2, s3)``, per draw.
+
+    Parameters
+    ----------
+    s1, s2, s3 : ndarray of int, shape (D, n) or (n,)
+        States at three consecutive observations of ``n`` triples.
+    k : int
+        Number of states.
+
+    Returns
+    -------
+    ndarray, shape (D, K**3)
+        Triples (count) in cell ``(s1 * K + s2) * K + s3``.
+    """
+    s1, s2, s3 = np.broadcast_arrays(*(np.atleast_2d(a) for a in (s1, s2, s3)))
+    n_draw = s1.shape[0]
+    cell = (np.arange(n_draw)[:, None] * k + s1) * k * k + s2 * k + s3
+    return np.bincount(cell.ravel(), minlength=n_draw * k**3).reshape(n_draw, k**3).astype(float)
+
+
+def triple_expected(s1: np.ndarray, s2: np.ndarray, gap_key: np.ndarray, p_gap: np.ndarray):
+    """Expected counts of the third state given the first two, per draw (Markov model).
+
+    Under a Markov model the third state of a triple depends on the first two only
+    through the second: ``E[s1, s2, s3] = sum over triples in (s1, s2) of
+    P(t3 - t2)[s2, s3]``.
+
+    Parameters
+    ----------
+    s1, s2 : ndarray of int, shape (D, n) or (n,)
+        First and second states of the triples.
+    gap_key : ndarray of int, shape (n,)
+        Distinct second gap ``t3 - t2`` of each triple (index into ``p_gap``).
+    p_gap : ndarray, shape (D, U, K, K)
+        Transition matrices of the distinct gaps, per draw.
+
+    Returns
+    -------
+    ndarray, shape (D, K**3)
+        Expected triples (count) in cell ``(s1 * K + s2) * K + s3``.
+    """
+    n_draw, n_gap, k = p_gap.shape[0], p_gap.shape[1], p_gap.shape[-1]
+    s1, s2 = np.broadcast_arrays(np.atleast_2d(s1), np.atleast_2d(s2))
+    s1 = np.broadcast_to(s1, (n_draw, s1.shape[1]))
+    s2 = np.broadcast_to(s2, (n_draw, s2.shape[1]))
+    # n[d, s1, s2, u]: triples per draw, first two states and second gap
+    idx = ((np.arange(n_draw)[:, None] * k + s1) * k + s2) * n_gap + gap_key[None, :]
+    n = np.bincount(idx.ravel(), minlength=n_draw * k * k * n_gap).reshape(n_draw, k, k, n_gap)
+    probs = np.clip(p_gap, 0.0, None)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    return np.einsum("dabu,dubc->dabc", n, probs).reshape(n_draw, k**3)

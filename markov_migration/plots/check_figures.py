@@ -139,6 +139,57 @@ def plot_prevalence(result: PPCResult, states: list[str], time_unit: str):
     return fig
 
 
+def plot_markov(result: PPCResult, states: list[str]):
+    """Share of each third state given the first two: observed (dots) vs replicated intervals.
+
+    One panel per second state; bars grouped by third state, one colour per first
+    state. Under a Markov model the first state should not matter given the second.
+    """
+    t = result.table
+    seconds = [s for s in states if s in set(t["second"])]
+    ncol = min(3, max(len(seconds), 1))
+    nrow = int(np.ceil(len(seconds) / ncol)) or 1
+    fig = _figure(4.2 * ncol, 3.3 * nrow + 0.6)
+    axes = fig.subplots(nrow, ncol, squeeze=False)
+    firsts = [s for s in states if s in set(t["first"])]
+    width = 0.8 / max(len(firsts), 1)
+    for ax, sec in zip(axes.flat, seconds, strict=False):
+        sub = t[t["second"] == sec]
+        for j, frm in enumerate(firsts):
+            b = sub[sub["first"] == frm]
+            if b.empty:
+                continue
+            x = np.array([states.index(s) for s in b["third"]]) - 0.4 + width * (j + 0.5)
+            colour = _BAND_COLOURS[j % len(_BAND_COLOURS)]
+            n = int(b["n"].iloc[0])
+            ax.bar(
+                x,
+                b["upper_pct"] - b["lower_pct"],
+                width * 0.9,
+                bottom=b["lower_pct"],
+                color=colour,
+                alpha=0.35,
+                label=f"first state {frm} (replicated, {result.ci:.0%})",
+            )
+            ax.plot(x, b["observed_pct"], "o", color=colour, mec="black", ms=5)
+            ax.annotate(f"n={n}", (x[0], 2), fontsize=7, rotation=90, va="bottom")
+        ax.set_xticks(range(len(states)), states)
+        ax.set_title(f"second state {sec}")
+        ax.set_xlabel("third state")
+        ax.set_ylabel("triples ending there (%)")
+        ax.set_ylim(0, 100)
+        ax.grid(alpha=0.3, axis="y")
+    for ax in list(axes.flat)[len(seconds) :]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9)
+    fig.suptitle(
+        "Markov assumption: third state given the first two, observed (dots) vs replicated  "
+        f"(p = {result.ppp:.2f})"
+    )
+    return fig
+
+
 def plot_discrepancy(results: dict[str, PPCResult]):
     """Replicated vs observed chi-square discrepancy per draw, one panel per check."""
     items = [(k, v) for k, v in results.items() if v is not None]
@@ -211,7 +262,13 @@ def figures(report: CheckReport, tree: xr.DataTree) -> dict[str, object]:
         )
     if report.prevalence is not None:
         figs["ppc_prevalence"] = plot_prevalence(report.prevalence, report.states, report.time_unit)
-    ppcs = {"transitions": report.transitions, "prevalence": report.prevalence}
+    if report.markov is not None:
+        figs["ppc_markov"] = plot_markov(report.markov, report.states)
+    ppcs = {
+        "transitions": report.transitions,
+        "prevalence": report.prevalence,
+        "markov": report.markov,
+    }
     if any(v is not None for v in ppcs.values()):
         figs["ppc_discrepancy"] = plot_discrepancy(ppcs)
     figs["trace"] = plot_trace(tree)
@@ -222,7 +279,7 @@ def figures(report: CheckReport, tree: xr.DataTree) -> dict[str, object]:
 OUTPUT_FILES = (
     "checks.csv", "convergence.csv", "ppc_transitions.csv", "ppc_prevalence.csv",
     "ppc_discrepancy.csv", "ppc_transitions.png", "ppc_prevalence.png", "ppc_discrepancy.png",
-    "trace.png",
+    "trace.png", "ppc_markov.csv", "ppc_markov.png",
 )  # fmt: skip
 
 
@@ -232,9 +289,9 @@ def write_outputs(
     """Write the check's tables (CSV) and plots (PNG) into ``out_dir``.
 
     Files: ``checks.csv``, ``convergence.csv``, ``ppc_transitions.csv``,
-    ``ppc_prevalence.csv``, ``ppc_discrepancy.csv`` and the PNGs
-    ``ppc_transitions.png``, ``ppc_prevalence.png``, ``ppc_discrepancy.png``,
-    ``trace.png`` (those that apply). Existing files are only replaced with
+    ``ppc_prevalence.csv``, ``ppc_markov.csv``, ``ppc_discrepancy.csv`` and the PNGs
+    ``ppc_transitions.png``, ``ppc_prevalence.png``, ``ppc_markov.png``,
+    ``ppc_discrepancy.png``, ``trace.png`` (those that apply). Existing files are only replaced with
     ``force``; every file is written atomically.
 
     Returns
@@ -249,8 +306,14 @@ def write_outputs(
         tables["ppc_transitions"] = report.transitions.table
     if report.prevalence is not None:
         tables["ppc_prevalence"] = report.prevalence.table
+    if report.markov is not None:
+        tables["ppc_markov"] = report.markov.table
     disc = {}
-    for name, r in (("transitions", report.transitions), ("prevalence", report.prevalence)):
+    for name, r in (
+        ("transitions", report.transitions),
+        ("prevalence", report.prevalence),
+        ("markov", report.markov),
+    ):
         if r is not None:
             disc[f"{name}_observed"] = r.observed_discrepancy
             disc[f"{name}_replicated"] = r.replicated_discrepancy

@@ -395,6 +395,18 @@ def render_report(
                 "(shaded; each respondent's states replicated from observation to observation).",
             )
         )
+    if "ppc_markov" in figs:
+        parts.append(
+            _img(
+                figs["ppc_markov"],
+                "Markov assumption",
+                "Consecutive triples of observations: the share of triples ending in each state "
+                "given their first two states (dots) against the shares replicated from the "
+                f"posterior (bars: {report.markov.ci:.0%} predictive interval). Under a Markov "
+                "model the first state does not matter given the second; a population of "
+                "stayers and movers shows as more stays after a stay and more moves after a move.",
+            )
+        )
     if "ppc_discrepancy" in figs:
         parts.append(
             _img(
@@ -404,7 +416,11 @@ def render_report(
                 "draw; the p-value is the share of points above the diagonal.",
             )
         )
-    for label, r in (("Transition counts", report.transitions), ("Prevalence", report.prevalence)):
+    for label, r in (
+        ("Transition counts", report.transitions),
+        ("Prevalence", report.prevalence),
+        ("Markov assumption", report.markov),
+    ):
         for n in r.notes if r is not None else []:
             parts.append(_note(f"{label}: {n}."))
     for c in report.checks:

@@ -3,7 +3,8 @@
 Layer 4 (results); reads fit files, never imports PyMC. The convergence checks
 (R-hat, bulk and tail ESS, divergences, E-BFMI; ArviZ's statistics) are in
 :mod:`markov_migration.results.diagnostics`, the predictive checks (transition
-counts, prevalence by wave) in :mod:`markov_migration.results.ppc`; their figures
+counts, prevalence by wave) in :mod:`markov_migration.results.ppc`, the Markov
+assumption on observation triples in :mod:`markov_migration.results.ppc_markov`; their figures
 and output files in :mod:`markov_migration.plots.check_figures`.
 """
 
@@ -20,6 +21,7 @@ from markov_migration.defaults import CI_PROB, PPC_DRAWS, SAMPLE_DIMS, THRESHOLD
 from markov_migration.errors import InputError
 from markov_migration.results.diagnostics import Check, convergence_checks, convergence_table
 from markov_migration.results.ppc import PPC_BANDS, PPCResult, ppc_prevalence, ppc_transitions
+from markov_migration.results.ppc_markov import ppc_markov
 from markov_migration.results.summaries import check_ci
 
 
@@ -37,6 +39,9 @@ class CheckReport:
     states : list of str
     time_unit : str
     n_chains, n_draws : int
+    markov : PPCResult or None
+        The Markov-assumption check on observation triples
+        (:mod:`markov_migration.results.ppc_markov`).
     notes : list of str
         Warnings that are not checks (periods with little exposure).
     """
@@ -49,6 +54,7 @@ class CheckReport:
     time_unit: str
     n_chains: int
     n_draws: int
+    markov: PPCResult | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -125,6 +131,7 @@ def run_checks(
     for name, fn, kwargs in (
         ("transitions", ppc_transitions, {"n_bands": n_bands}),
         ("prevalence", ppc_prevalence, {}),
+        ("markov", ppc_markov, {}),
     ):
         try:
             results[name] = fn(tree, n_draws=n_draws, ci=ci, seed=seed, **kwargs)
@@ -147,6 +154,14 @@ def run_checks(
             errors["prevalence"],
         )
     )
+    checks.append(
+        _ppc_check(
+            "ppc_markov",
+            "PPC p-value, Markov assumption (observation triples)",
+            results["markov"],
+            errors["markov"],
+        )
+    )
     post = tree["posterior"]
     notes = period_notes(tree)
     return CheckReport(
@@ -158,6 +173,7 @@ def run_checks(
         time_unit=str(tree.attrs.get("time_unit", "years")) if "Q" in post else "steps",
         n_chains=int(post.sizes[SAMPLE_DIMS[0]]),
         n_draws=int(post.sizes[SAMPLE_DIMS[1]]),
+        markov=results["markov"],
         notes=notes,
     )
 
