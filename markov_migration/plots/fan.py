@@ -137,6 +137,8 @@ def fan_chart(
         axes[1].legend(loc="best", fontsize=8, framealpha=0.85)
     draws = ds.sizes["draw"]
     probs = "/".join(str(round(p * 100)) for p in PROJECTION_INTERVALS)
+    if "projection_group" in ds.attrs:  # a view of a projection by group
+        title = f"{title}, {ds.attrs['projection_group']}"
     fig.suptitle(f"{title}\nmedian and {probs}% intervals over {draws:,} draws", fontsize=12)
     return fig
 

@@ -326,10 +326,20 @@ def group_total(ds: xr.Dataset) -> xr.Dataset:
 
 
 def by_group_views(ds: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
-    """``(label, dataset)`` for the total and then each group (no ``group`` dim)."""
-    views = [(TOTAL_LABEL, group_total(ds))]
+    """``(label, dataset)`` for the total and then each group (no ``group`` dim).
+
+    Each view's attribute ``projection_group`` names it (chart titles); the
+    groups' views drop the panel's observed shares (those are of the whole
+    panel, not of one group).
+    """
+    total = group_total(ds)
+    total.attrs["projection_group"] = "total over groups"
+    views = [(TOTAL_LABEL, total)]
+    shared = [v for v in ("observed_share", "observed_respondents") if v in ds]
     for g in ds["group"].values:
-        views.append((str(g), ds.sel(group=g, drop=True)))
+        view = ds.sel(group=g, drop=True).drop_vars(shared)
+        view.attrs["projection_group"] = f"group {g}"
+        views.append((str(g), view))
     return views
 
 
