@@ -120,6 +120,14 @@ def project(
             "group not in the data (the population distribution of groups)."
         ),
     ] = None,
+    by_group: Annotated[
+        bool,
+        typer.Option(
+            "--by-group",
+            help="Fits with groups: project every group of --initial-file (CSV group,state,stock) "
+            "on the same posterior draws; adds a group dim, per-group and total rows and charts.",
+        ),
+    ] = False,
     covariate: CovariateOpt = None,
     period: Annotated[
         str | None,
@@ -181,11 +189,27 @@ def project(
         raise InputError(f"--inflow-cv must be >= 0, got {inflow_cv:g}")
     if draws < 1:
         raise InputError(f"--draws must be at least 1, got {draws}")
+    if by_group:
+        if group is not None:
+            raise InputError("give either --group or --by-group, not both")
+        if initial_file is None:
+            raise InputError("--by-group needs --initial-file with columns group,state,stock")
+        if inflow is not None or inflow_file is not None:
+            raise InputError(
+                "--by-group does not take --inflow or --inflow-file (no rule splits new "
+                "emigrants over groups): project groups with inflows one at a time with --group"
+            )
     tree = read_fit(fit)
     spec = fit_spec(tree)
     covariates = parse_covariates(covariate)
     exits = parse_exit_rates(exit_rate, spec)
-    if initial is not None:
+    groups: list[str] = []
+    if by_group:
+        from markov_migration.projection.bygroup import fit_groups, read_group_initial_file
+
+        stocks = read_group_initial_file(initial_file, spec, fit_groups(tree))
+        groups = list(stocks)
+    elif initial is not None:
         stocks = parse_initial(initial, spec)
     elif initial_file is not None:
         stocks = read_initial_file(initial_file, spec)
@@ -204,18 +228,19 @@ def project(
     scenarios = [load_scenario(s, spec) for s in scenario or []]
     from markov_migration.projection.plan import check_run_size
 
-    check_run_size(draws, seed, len(times), len(spec.states), 1 + len(scenarios))
+    check_run_size(
+        draws, seed, len(times), len(spec.states), (1 + len(scenarios)) * max(1, len(groups))
+    )
     for sc in scenarios:
         sc.check_dates(float(times[0]), float(times[-1]))
     plot_names = []
     if plot_dir is not None:
         if plot_dir.exists() and not plot_dir.is_dir():
             raise InputError("--plot-dir is not a folder", path=plot_dir)
-        from markov_migration.plots.fan import DEFAULT_CHARTS
+        from markov_migration.plots.fan import DEFAULT_CHARTS, chart_file_names
 
-        plot_names = [f"{name}.png" for name in DEFAULT_CHARTS]
-        if plot_states:
-            plot_names += [f"stock-{s}.png" for s in spec.states]
+        charts = list(DEFAULT_CHARTS) + ([f"stock-{s}" for s in spec.states] if plot_states else [])
+        plot_names = chart_file_names(charts, groups)
         if plot_dir.is_dir():
             for name in plot_names:
                 check_output(plot_dir / name, force)
@@ -240,6 +265,7 @@ def project(
             period=period,
             exit_rates=None if exits is None else dict(zip(spec.states, exits, strict=True)),
         ),
+        by_group,
     )
 
     if inflow_state is not None and inflow_state in spec.home:
@@ -260,7 +286,13 @@ def project(
         written += write_fan_charts(
             ds, plot_dir, states=plot_states, series=DEFAULT_CHARTS, force=force
         )
-    _print_summary(ds, times)
+    if by_group:
+        from markov_migration.projection.files import group_total
+
+        console.print(f"by group: {', '.join(groups)}; tables below are the total over groups")
+        _print_summary(group_total(ds), times)
+    else:
+        _print_summary(ds, times)
     for path in written:
         console.print(f"wrote {path}")
 
@@ -297,15 +329,19 @@ def _run(
     quiet,
     command,
     generator,
+    by_group=False,
 ):
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     from markov_migration.projection.run import project_fit
 
     n_runs = draws * (1 + len(scenarios))
-    persons = f"{round(stocks.total):,}" if not isinstance(stocks, dict) else (
-        f"{sum(stocks.values()):,}"
-    )  # fmt: skip
+    if by_group:
+        persons = f"{sum(sum(v.values()) for v in stocks.values()):,}"
+    elif isinstance(stocks, dict):
+        persons = f"{sum(stocks.values()):,}"
+    else:
+        persons = f"{round(stocks.total):,}"
     console.print(
         f"projecting {persons} persons from {start:g} to {horizon:g} "
         f"({draws:,} draws, {1 + len(scenarios)} scenario(s){', on Dask' if dask else ''})"
@@ -315,6 +351,24 @@ def _run(
         *columns, TimeRemainingColumn(), console=console, transient=True, disable=quiet
     ) as bar:
         task = bar.add_task("project", total=n_runs)
+        if by_group:
+            from markov_migration.projection.bygroup import project_by_group
+
+            return project_by_group(
+                tree,
+                stocks,
+                start=start,
+                horizon=horizon,
+                step=step,
+                scenarios=scenarios,
+                draws=draws,
+                seed=seed,
+                dask=dask,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+                command=command,
+                fit_file=fit,
+                **{k: v for k, v in generator.items() if k != "group"},
+            )
         ds = project_fit(
             tree,
             stocks,

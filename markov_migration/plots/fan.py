@@ -137,6 +137,8 @@ def fan_chart(
         axes[1].legend(loc="best", fontsize=8, framealpha=0.85)
     draws = ds.sizes["draw"]
     probs = "/".join(str(round(p * 100)) for p in PROJECTION_INTERVALS)
+    if "projection_group" in ds.attrs:  # a view of a projection by group
+        title = f"{title}, {ds.attrs['projection_group']}"
     fig.suptitle(f"{title}\nmedian and {probs}% intervals over {draws:,} draws", fontsize=12)
     return fig
 
@@ -149,12 +151,16 @@ def write_fan_charts(
     series: Sequence[str] = ("returnees", "diaspora"),
     force: bool = False,
     dpi: int = 120,
+    suffix: str = "",
 ) -> list[Path]:
     """Write fan charts as PNG files into ``out_dir`` (created if missing).
 
     Files: ``returnees.png``, ``diaspora.png`` and, with ``states`` (True for
     every state, or a list), ``stock-<state>.png``. Each is written
-    atomically; an existing file is replaced only with ``force``.
+    atomically; an existing file is replaced only with ``force``. A projection
+    by group (a ``group`` dim) gets these charts for the total over groups
+    (per-draw sums) and the same charts per group, named
+    ``<chart>-group-<group>.png`` (``suffix`` is added to every file name).
 
     Returns
     -------
@@ -163,6 +169,16 @@ def write_fan_charts(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     out_dir = Path(out_dir)
+    if "group" in ds.dims:  # by group: the total under the usual names, then each group
+        from markov_migration.projection.files import by_group_views
+
+        paths = []
+        for label, view in by_group_views(ds):
+            suffix = "" if label == "total" else f"-group-{safe_label(label)}"
+            paths += write_fan_charts(
+                view, out_dir, states=states, series=series, force=force, dpi=dpi, suffix=suffix
+            )
+        return paths
     out_dir.mkdir(parents=True, exist_ok=True)
     names = list(series)
     if states:
@@ -172,7 +188,7 @@ def write_fan_charts(
     for name in names:
         fig = fan_chart(ds, name)
         FigureCanvasAgg(fig)
-        path = out_dir / (name.replace("stock:", "stock-") + ".png")
+        path = out_dir / (name.replace("stock:", "stock-") + suffix + ".png")
         with atomic_output(path, force) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi)
         paths.append(path)
@@ -224,3 +240,18 @@ def write_projection_outputs(
             ds, chart_dir, states=states, series=DEFAULT_CHARTS, force=force
         )
     return written
+
+
+def safe_label(label: str) -> str:
+    """A group label usable in a file name (characters other than letters, digits, ``._-``: ``_``)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(label))
+
+
+def chart_file_names(names: Sequence[str], groups: Sequence[str] | None = None) -> list[str]:
+    """PNG file names :func:`write_fan_charts` writes for chart ``names`` (and groups)."""
+    out = [f"{n}.png" for n in names]
+    for g in groups or []:
+        out += [f"{n}-group-{safe_label(g)}.png" for n in names]
+    return out

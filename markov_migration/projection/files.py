@@ -258,7 +258,8 @@ def verify_projection(ds: xr.Dataset, path: str | Path | None = None) -> None:
     for name, dims in REQUIRED_VARIABLES.items():
         if name not in ds.data_vars:
             raise InputError(f"projection file has no variable '{name}'", path=path)
-        if tuple(ds[name].dims) not in (dims, dims[1:]):  # one scenario: no scenario dim
+        allowed = (dims, dims[1:], (*dims, "group"), (*dims[1:], "group"))  # scenario, group
+        if tuple(ds[name].dims) not in allowed:  # one scenario: no scenario dim
             raise InputError(
                 f"variable '{name}' has dims {tuple(ds[name].dims)}, expected {dims}", path=path
             )
@@ -310,13 +311,51 @@ def series(ds: xr.Dataset, name: str) -> xr.DataArray:
     return ds[name]
 
 
+#: Label of the total over groups (projections by group) in quantile tables and charts.
+TOTAL_LABEL = "total"
+
+
+def group_total(ds: xr.Dataset) -> xr.Dataset:
+    """The projection summed over groups, draw by draw (exact; quantiles then are right)."""
+    counts = [v for v in ds.data_vars if "group" in ds[v].dims]
+    total = ds[counts].sum("group", keep_attrs=True)
+    rest = [v for v in ds.data_vars if v not in counts]
+    out = total.merge(ds[rest]) if rest else total
+    out.attrs = dict(ds.attrs)
+    return out
+
+
+def by_group_views(ds: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
+    """``(label, dataset)`` for the total and then each group (no ``group`` dim).
+
+    Each view's attribute ``projection_group`` names it (chart titles); the
+    groups' views drop the panel's observed shares (those are of the whole
+    panel, not of one group).
+    """
+    total = group_total(ds)
+    total.attrs["projection_group"] = "total over groups"
+    views = [(TOTAL_LABEL, total)]
+    shared = [v for v in ("observed_share", "observed_respondents") if v in ds]
+    for g in ds["group"].values:
+        view = ds.sel(group=g, drop=True).drop_vars(shared)
+        view.attrs["projection_group"] = f"group {g}"
+        views.append((str(g), view))
+    return views
+
+
 def quantile_table(ds: xr.Dataset) -> pd.DataFrame:
     """Mean, median and central 50/80/95% intervals across draws, in long format.
 
     Columns: ``scenario,time,series,mean,median,lower50,upper50,lower80,
     upper80,lower95,upper95`` (persons). Intervals are equal-tailed quantiles
-    of the projection draws.
+    of the projection draws. A projection by group gets a leading ``group``
+    column: rows of the total over groups (``total``, the per-draw sum) and
+    then of each group.
     """
+    if "group" in ds.dims:  # by group: the exact per-draw total first, then each group
+        frames = [quantile_table(view).assign(group=label) for label, view in by_group_views(ds)]
+        out = pd.concat(frames, ignore_index=True)
+        return out[["group", *QUANTILE_COLUMNS]]
     probs = [0.5]
     for p in INTERVALS:
         probs += [(1 - p) / 2, (1 + p) / 2]
