@@ -40,6 +40,7 @@ from markov_migration.inputs.design import ModelDesign, model_design
 from markov_migration.inputs.effects import check_design
 from markov_migration.inputs.likelihood_arrays import unpack_arrays
 from markov_migration.inputs.spec import ModelSpec
+from markov_migration.io import available_memory
 
 #: Posterior variables kept in fit files (internal sampler variables are dropped).
 POSTERIOR_VARIABLES = (
@@ -249,23 +250,6 @@ def floats_per_draw(spec: ModelSpec, agg: AggregatedData) -> int:
         2 * n_t + n_grid * k * k + 2 * n_eff + n_hr + n_gt + 2 * n_g * n_gt + n_obs
         + _STATS_PER_DRAW
     )  # fmt: skip
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), if known."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def _bytes(n: float) -> str:

@@ -29,6 +29,7 @@ from markov_migration.defaults import TIME_TOL
 from markov_migration.errors import InputError
 from markov_migration.inputs.scenario import Scenario
 from markov_migration.inputs.spec import ModelSpec
+from markov_migration.io import available_memory
 
 #: At most this many steps from the start to the horizon (:func:`projection_times`).
 MAX_STEPS = 10_000
@@ -140,24 +141,13 @@ def check_run_size(
     # int64 per (draw, time, scenario): stocks (K), flows (K x K) and a few series
     need = 8 * draws * n_times * max(n_scenarios, 1) * (n_states + n_states**2 + 8)
     if available is None:
-        available = _available_memory()
+        available = available_memory()
     if available is not None and _PEAK_COPIES * need > available:
         raise InputError(
             f"--draws {draws:,} need about {need / 1e9:.3g} GB for the projection "
             f"({_PEAK_COPIES} copies at the peak) but about {available / 1e9:.3g} GB of memory "
             "is available: use fewer --draws"
         )
-
-
-def _available_memory() -> int | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _too_many_steps(start: float, horizon: float, step: float, n: float, exact: bool) -> str:
