@@ -15,6 +15,7 @@ import xarray as xr
 
 from markov_migration.errors import FitFileError, InputError
 from markov_migration.fitfile.format import recorded_settings, settings_attrs
+from markov_migration.inference.sampling import run_nutpie, run_pymc
 from markov_migration.inputs.aggregate import AggregatedData, load_data
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec, load_spec
@@ -204,43 +205,15 @@ def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progres
         if spec.time == "continuous":
             _COMPILED[key] = (compiled, names)
     s.timings["compile"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    trace = nutpie.sample(
-        compiled,
-        draws=s.draws,
-        tune=s.tune,
-        chains=s.chains,
-        cores=s.cores or s.chains,
-        seed=s.seed,
-        progress_bar=progress,
-        save_warmup=False,
-        target_accept=s.target_accept,
-    )
-    s.timings["sample"] = time.perf_counter() - t1
+    trace = run_nutpie(compiled, s, progress)
     return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset(), names
 
 
 def _sample_pymc(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress: bool):
-    import pymc as pm
-
     from markov_migration.inference.model import build_model, sampled_variables
 
-    t0 = time.perf_counter()
     model = build_model(spec, agg)
-    s.timings["compile"] = 0.0
-    with model:
-        trace = pm.sample(
-            draws=s.draws,
-            tune=s.tune,
-            chains=s.chains,
-            cores=s.cores or min(s.chains, 2),
-            random_seed=s.seed,
-            nuts_sampler="pymc",
-            target_accept=s.target_accept,
-            progressbar=progress,
-            compute_convergence_checks=False,
-        )
-    s.timings["sample"] = time.perf_counter() - t0
+    trace = run_pymc(model, s, progress)
     names = sampled_variables(model)
     return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset(), names
 

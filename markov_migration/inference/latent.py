@@ -54,6 +54,7 @@ from markov_migration.core.forward import (
 from markov_migration.core.phases import phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.inference.sampling import run_nutpie, run_pymc
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec
 from markov_migration.inputs.spec_tables import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD
@@ -295,22 +296,9 @@ def _sample(model, s, progress: bool):
         t0 = time.perf_counter()
         compiled = nutpie.compile_pymc_model(model, backend="numba")
         s.timings["compile"] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        trace = nutpie.sample(
-            compiled, draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores or s.chains,
-            seed=s.seed, progress_bar=progress, save_warmup=False, target_accept=s.target_accept,
-        )  # fmt: skip
-        s.timings["sample"] = time.perf_counter() - t1
+        trace = run_nutpie(compiled, s, progress)
     else:
-        t0 = time.perf_counter()
-        s.timings["compile"] = 0.0
-        with model:
-            trace = pm.sample(
-                draws=s.draws, tune=s.tune, chains=s.chains, cores=s.cores or min(s.chains, 2),
-                random_seed=s.seed, nuts_sampler="pymc", target_accept=s.target_accept,
-                progressbar=progress, compute_convergence_checks=False,
-            )  # fmt: skip
-        s.timings["sample"] = time.perf_counter() - t0
+        trace = run_pymc(model, s, progress)
     return trace["posterior"].to_dataset(), trace["sample_stats"].to_dataset()
 
 
