@@ -160,12 +160,8 @@ def project(
     from markov_migration.fitfile.format import fit_spec, read_fit
     from markov_migration.io import check_output
     from markov_migration.projection.files import write_projection, write_quantile_csv
-    from markov_migration.projection.plan import (
-        Inflow,
-        parse_exit_rates,
-        parse_initial,
-        read_initial_file,
-    )
+    from markov_migration.projection.plan import Inflow, parse_exit_rates
+    from markov_migration.projection.stocks import parse_initial, read_initial_file
 
     # every input is checked before anything is computed or written
     if out.suffix.lower() not in (".nc", ".netcdf", ".h5"):

@@ -34,7 +34,8 @@ from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec, read_fit
 from markov_migration.inputs.spec import ModelSpec
 from markov_migration.projection.files import TOTAL_LABEL
-from markov_migration.projection.plan import MAX_PERSONS, Inflow, initial_stocks
+from markov_migration.projection.plan import MAX_PERSONS, Inflow
+from markov_migration.projection.stocks import initial_stocks
 
 #: Columns of the ``--initial-file`` of ``project --by-group`` (exactly these).
 GROUP_INITIAL_COLUMNS = ("group", "state", "stock")
