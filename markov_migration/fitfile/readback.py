@@ -136,3 +136,29 @@ def recorded_data(tree: xr.DataTree, spec, path: str | Path | None = None):
             f"data file '{data_path}' does not reproduce the fit's aggregated data", path=path
         )
     return panel, agg, f"data file {data_path} (SHA-256 matches)"
+
+
+def panel_sequences(
+    tree: xr.DataTree,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The embedded panel sorted by respondent and time: who, when, where, first rows.
+
+    Returns
+    -------
+    respondent, time, state : ndarray
+        Respondent index, observation time (time units) and state index of every
+        observation, sorted by respondent, then time.
+    first : ndarray of bool
+        True at each respondent's first observation.
+    order : ndarray of int64
+        Row of the embedded panel of each sorted observation.
+    """
+    pdata = tree["panel_data"]
+    resp = pdata["respondent"].to_numpy().astype(np.int64)
+    time = pdata["time"].to_numpy().astype(float)
+    state = pdata["state"].to_numpy().astype(np.int64)
+    order = np.lexsort((time, resp))
+    resp, time, state = resp[order], time[order], state[order]
+    first = np.ones(resp.size, dtype=bool)
+    first[1:] = resp[1:] != resp[:-1]
+    return resp, time, state, first, order

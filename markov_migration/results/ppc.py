@@ -54,6 +54,7 @@ from markov_migration.core.ppc import (
 )
 from markov_migration.defaults import CI_PROB, PPC_DRAWS, SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.fitfile.readback import panel_sequences
 from markov_migration.inputs.waves import wave_bins, wave_index
 from markov_migration.results.ppc_keyed import (
     destination_probs,
@@ -272,14 +273,7 @@ def ppc_prevalence(
     rng = np.random.default_rng(seed + 1)
     states = json.loads(tree.attrs["states"])
     k = len(states)
-    pdata = tree["panel_data"]
-    resp = pdata["respondent"].to_numpy().astype(np.int64)
-    time = pdata["time"].to_numpy().astype(float)
-    state = pdata["state"].to_numpy().astype(np.int64)
-    order = np.lexsort((time, resp))
-    resp, time, state = resp[order], time[order], state[order]
-    first = np.ones(resp.size, dtype=bool)
-    first[1:] = resp[1:] != resp[:-1]
+    resp, time, state, first, order = panel_sequences(tree)
     first_idx = np.maximum.accumulate(np.where(first, np.arange(resp.size), 0))
     t0, s0 = time[first_idx], state[first_idx]
 

@@ -35,6 +35,7 @@ import xarray as xr
 from markov_migration.core.ppc import chi_square, ppp, triple_cell_counts, triple_expected
 from markov_migration.defaults import CI_PROB, PPC_DRAWS
 from markov_migration.errors import InputError
+from markov_migration.fitfile.readback import panel_sequences
 from markov_migration.results.ppc import PPCResult, gap_matrices, simulate_paths
 from markov_migration.results.ppc_keyed import has_keys
 
@@ -84,14 +85,7 @@ def ppc_markov(
     rng = np.random.default_rng(seed + 2)
     states = json.loads(tree.attrs["states"])
     k = len(states)
-    pdata = tree["panel_data"]
-    resp = pdata["respondent"].to_numpy().astype(np.int64)
-    time = pdata["time"].to_numpy().astype(float)
-    state = pdata["state"].to_numpy().astype(np.int64)
-    order = np.lexsort((time, resp))
-    resp, time, state = resp[order], time[order], state[order]
-    first = np.ones(resp.size, dtype=bool)
-    first[1:] = resp[1:] != resp[:-1]
+    resp, time, state, first, _ = panel_sequences(tree)
     # triples start where the respondent is the same two observations later
     t0 = np.flatnonzero(resp[:-2] == resp[2:]) if resp.size >= 3 else np.array([], dtype=np.int64)
     if t0.size == 0:
