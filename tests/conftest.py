@@ -60,6 +60,39 @@ a = { X = 0.5, Y = 0.5 }
 b = { X = 0.3, Y = 0.3, Z = 0.4 }
 """
 
+#: A three-state model (a, b reversible, c absorbing; home a) with known rates and a
+#: [simulate] table, shared by the tests of checks, summaries, reproduce and the CLI.
+THREE_SIMULATED = """
+name = "three"
+states = ["a", "b", "c"]
+home = ["a"]
+[transitions]
+a = ["b", "c"]
+b = ["a", "c"]
+[priors]
+default = { rate = 0.2, sd = 1.5 }
+[rates]
+"a->b" = 0.3
+"a->c" = 0.15
+"b->a" = 0.5
+"b->c" = 0.2
+[simulate]
+waves = [0, 1, 2, 3]
+jitter = 0.05
+initial = { a = 0.6, b = 0.4, c = 0.0 }
+"""
+
+#: The same three states with priors only (no rates): the fitting tests' model.
+THREE_PLAIN = """
+name = "three"
+states = ["a", "b", "c"]
+[transitions]
+a = ["b", "c"]
+b = ["a", "c"]
+[priors]
+default = { rate = 0.2, sd = 1.5 }
+"""
+
 #: A three-state illness-death model: "dead" is absorbing; known rates per year.
 TOY_MODEL = """\
 name = "toy"

@@ -25,28 +25,10 @@ from markov_migration.results import diagnostics as D
 from markov_migration.results import ppc as P
 from markov_migration.results.checks import run_checks
 from markov_migration.testing import fake_fit
-from tests.conftest import DESIGN_TABLES, stored_fit
+from tests.conftest import DESIGN_TABLES, THREE_SIMULATED, stored_fit
 
 #: Three states, "c" absorbing (same structure as the fit tests: one shared compile).
-THREE = """
-name = "three"
-states = ["a", "b", "c"]
-home = ["a"]
-[transitions]
-a = ["b", "c"]
-b = ["a", "c"]
-[priors]
-default = { rate = 0.2, sd = 1.5 }
-[rates]
-"a->b" = 0.3
-"a->c" = 0.15
-"b->a" = 0.5
-"b->c" = 0.2
-[simulate]
-waves = [0, 1, 2, 3]
-jitter = 0.05
-initial = { a = 0.6, b = 0.4, c = 0.0 }
-"""
+THREE = THREE_SIMULATED
 
 
 @pytest.fixture(scope="module")

@@ -22,29 +22,12 @@ from markov_migration.fitfile.format import write_fit
 from markov_migration.inputs.simulate import simulate_panel
 from markov_migration.inputs.spec import parse_spec
 from markov_migration.testing import fake_fit
+from tests.conftest import THREE_SIMULATED
 
 runner = CliRunner()
 
 #: Same structure as the fit tests (one shared compile per session).
-THREE = """
-name = "three"
-states = ["a", "b", "c"]
-home = ["a"]
-[transitions]
-a = ["b", "c"]
-b = ["a", "c"]
-[priors]
-default = { rate = 0.2, sd = 1.5 }
-[rates]
-"a->b" = 0.3
-"a->c" = 0.15
-"b->a" = 0.5
-"b->c" = 0.2
-[simulate]
-waves = [0, 1, 2, 3]
-jitter = 0.05
-initial = { a = 0.6, b = 0.4, c = 0.0 }
-"""
+THREE = THREE_SIMULATED
 
 
 def invoke(*args):

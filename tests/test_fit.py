@@ -26,16 +26,9 @@ from markov_migration.inputs.aggregate import aggregate
 from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.spec import parse_spec
 from markov_migration.testing import fake_fit
+from tests.conftest import THREE_PLAIN
 
-THREE = """
-name = "three"
-states = ["a", "b", "c"]
-[transitions]
-a = ["b", "c"]
-b = ["a", "c"]
-[priors]
-default = { rate = 0.2, sd = 1.5 }
-"""
+THREE = THREE_PLAIN
 Q3 = np.array([[-0.45, 0.3, 0.15], [0.5, -0.7, 0.2], [0.0, 0.0, 0.0]])
 
 

@@ -33,29 +33,11 @@ from markov_migration.inputs.simulate import simulate_panel
 from markov_migration.inputs.spec import parse_spec
 from markov_migration.results import summaries as S
 from markov_migration.testing import fake_fit, fake_sample_stats
-from tests.conftest import DESIGN_TABLES
+from tests.conftest import DESIGN_TABLES, THREE_SIMULATED
 from tests.results import RESULTS, load
 
 #: Three states, "c" absorbing; known rates per year (same structure as the fit tests).
-THREE = """
-name = "three"
-states = ["a", "b", "c"]
-home = ["a"]
-[transitions]
-a = ["b", "c"]
-b = ["a", "c"]
-[priors]
-default = { rate = 0.2, sd = 1.5 }
-[rates]
-"a->b" = 0.3
-"a->c" = 0.15
-"b->a" = 0.5
-"b->c" = 0.2
-[simulate]
-waves = [0, 1, 2, 3]
-jitter = 0.05
-initial = { a = 0.6, b = 0.4, c = 0.0 }
-"""
+THREE = THREE_SIMULATED
 Q3 = np.array([[-0.45, 0.3, 0.15], [0.5, -0.7, 0.2], [0.0, 0.0, 0.0]])
 
 #: Three states without an absorbing one.
