@@ -409,25 +409,9 @@ def _check_period_exposure(spec: ModelSpec, agg: AggregatedData) -> None:
     ``fit`` builds), from the start period, lead time and length of each row.
     """
     t = agg.table
-    cuts = np.asarray(spec.periods, dtype=float)
-    length = np.append(np.diff(cuts), np.inf)  # length of period p + 1 (after cut p)
-    interval = t["interval"].to_numpy(dtype=float)
-    period = t[START_PERIOD].to_numpy(dtype=np.int64)
-    lead = np.minimum(t[LEAD_TIME].to_numpy(dtype=float), interval)
-    exposure = np.zeros(len(cuts) + 1)
-    np.add.at(exposure, period, lead * t["count"].to_numpy(dtype=float))
-    remaining = interval - lead
-    eps = 1e-9 * max(1.0, float(np.max(interval, initial=0.0)))
-    p = period.copy()
-    while True:
-        alive = (remaining > eps) & (p < len(cuts))
-        if not alive.any():
-            break
-        i = np.flatnonzero(alive)
-        d = np.minimum(remaining[i], length[p[i]])
-        np.add.at(exposure, p[i] + 1, d)
-        remaining[i] -= d
-        p[i] += 1
+    rows, per, dur = period_pieces(t, spec)
+    exposure = np.zeros(len(spec.periods) + 1)
+    np.add.at(exposure, per, dur * t["count"].to_numpy(dtype=float)[rows])
     if np.any(exposure <= 0):
         k = int(np.flatnonzero(exposure <= 0)[0])
         edges = [-np.inf, *spec.periods, np.inf]
@@ -483,3 +467,42 @@ def data_summary(path: str | Path, spec: ModelSpec) -> dict:
             notes=panel.notes,
         )
     return out
+
+
+def period_pieces(table: pd.DataFrame, spec: ModelSpec):
+    """Expand aggregated rows into (row, period, duration) pieces in time order.
+
+    Each row's interval starts in period ``START_PERIOD`` for ``LEAD_TIME`` and then
+    runs through the following periods; shared by the model design (the pieces of
+    every row's transition matrix) and the exposure check of :func:`check_fittable`.
+    """
+    n = len(table)
+    interval = table["interval"].to_numpy(dtype=float)
+    if not spec.periods:
+        idx = np.arange(n)
+        return idx, np.zeros(n, dtype=np.int64), interval
+    cuts = np.asarray(spec.periods, dtype=float)
+    length = np.append(np.diff(cuts), np.inf)  # length of period p + 1 (after cut p)
+    period = table[START_PERIOD].to_numpy(dtype=np.int64)
+    lead = np.minimum(table[LEAD_TIME].to_numpy(dtype=float), interval)
+    rows, per, dur, order = [np.arange(n)], [period], [lead], [np.zeros(n, dtype=np.int64)]
+    remaining = interval - lead
+    # Pieces shorter than this are rounding noise of the lead time (days are rounded).
+    eps = 1e-9 * max(1.0, float(np.max(interval)))
+    p, step = period.copy(), 1
+    while True:
+        alive = (remaining > eps) & (p < len(cuts))
+        if not alive.any():
+            break
+        i = np.flatnonzero(alive)
+        d = np.minimum(remaining[i], length[p[i]])
+        rows.append(i)
+        per.append(p[i] + 1)
+        dur.append(d)
+        order.append(np.full(i.size, step))
+        remaining[i] -= d
+        p[i] += 1
+        step += 1
+    rows_a, per_a, dur_a, order_a = map(np.concatenate, (rows, per, dur, order))
+    sort = np.lexsort((order_a, rows_a))
+    return rows_a[sort], per_a[sort], dur_a[sort]

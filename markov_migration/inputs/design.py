@@ -38,10 +38,10 @@ import pandas as pd
 
 from markov_migration.errors import InputError
 from markov_migration.inputs.aggregate import (
-    LEAD_TIME,
     START_PERIOD,
     AggregatedData,
     aggregation_keys,
+    period_pieces,
 )
 from markov_migration.inputs.effects import (
     PERIOD_COVARIATE,
@@ -244,40 +244,6 @@ def period_labels(spec: ModelSpec) -> tuple[str, ...]:
     return tuple(f"[{a:g}, {b:g})" for a, b in zip(edges, edges[1:], strict=False))
 
 
-def _pieces(table: pd.DataFrame, spec: ModelSpec):
-    """Expand rows into (row, period, duration) pieces in time order."""
-    n = len(table)
-    interval = table["interval"].to_numpy(dtype=float)
-    if not spec.periods:
-        idx = np.arange(n)
-        return idx, np.zeros(n, dtype=np.int64), interval
-    cuts = np.asarray(spec.periods, dtype=float)
-    length = np.append(np.diff(cuts), np.inf)  # length of period p + 1 (after cut p)
-    period = table[START_PERIOD].to_numpy(dtype=np.int64)
-    lead = np.minimum(table[LEAD_TIME].to_numpy(dtype=float), interval)
-    rows, per, dur, order = [np.arange(n)], [period], [lead], [np.zeros(n, dtype=np.int64)]
-    remaining = interval - lead
-    # Pieces shorter than this are rounding noise of the lead time (days are rounded).
-    eps = 1e-9 * max(1.0, float(np.max(interval)))
-    p, step = period.copy(), 1
-    while True:
-        alive = (remaining > eps) & (p < len(cuts))
-        if not alive.any():
-            break
-        i = np.flatnonzero(alive)
-        d = np.minimum(remaining[i], length[p[i]])
-        rows.append(i)
-        per.append(p[i] + 1)
-        dur.append(d)
-        order.append(np.full(i.size, step))
-        remaining[i] -= d
-        p[i] += 1
-        step += 1
-    rows_a, per_a, dur_a, order_a = map(np.concatenate, (rows, per, dur, order))
-    sort = np.lexsort((order_a, rows_a))
-    return rows_a[sort], per_a[sort], dur_a[sort]
-
-
 def period_exposure(spec: ModelSpec, table: pd.DataFrame) -> pd.DataFrame:
     """Exposure of every period in aggregated data (for the little-exposure warning).
 
@@ -304,7 +270,7 @@ def period_exposure(spec: ModelSpec, table: pd.DataFrame) -> pd.DataFrame:
         np.add.at(pairs, table[START_PERIOD].to_numpy(dtype=np.int64), count)
     else:
         pairs[0] = count.sum()
-    row_of, piece_period, piece_dur = _pieces(table, spec)
+    row_of, piece_period, piece_dur = period_pieces(table, spec)
     np.add.at(exposure, piece_period, piece_dur * count[row_of])
     return pd.DataFrame({"period": labels, "pairs": pairs, "exposure": exposure})
 
@@ -412,7 +378,7 @@ def model_design(spec: ModelSpec, agg: AggregatedData) -> ModelDesign:
     ] if subject_cols else [{}]  # fmt: skip
 
     # Pieces of every row, and the generators (subject x period) they use.
-    row_of, piece_period, piece_dur = _pieces(t, spec)
+    row_of, piece_period, piece_dur = period_pieces(t, spec)
     n_periods = len(periods)
     gen_key = subject[row_of] * n_periods + piece_period
     gen_keys, piece_gen = np.unique(gen_key, return_inverse=True)
