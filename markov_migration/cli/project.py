@@ -347,31 +347,10 @@ def _run(
         *columns, TimeRemainingColumn(), console=console, transient=True, disable=quiet
     ) as bar:
         task = bar.add_task("project", total=n_runs)
-        if by_group:
-            from markov_migration.projection.bygroup import project_by_group
-
-            return project_by_group(
-                tree,
-                stocks,
-                start=start,
-                horizon=horizon,
-                step=step,
-                scenarios=scenarios,
-                draws=draws,
-                seed=seed,
-                dask=dask,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-                command=command,
-                fit_file=fit,
-                **{k: v for k, v in generator.items() if k != "group"},
-            )
-        ds = project_fit(
-            tree,
-            stocks,
+        common = dict(
             start=start,
             horizon=horizon,
             step=step,
-            inflow=flow,
             scenarios=scenarios,
             draws=draws,
             seed=seed,
@@ -379,8 +358,14 @@ def _run(
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             command=command,
             fit_file=fit,
-            **generator,
         )
+        if by_group:  # no inflow: refused with --by-group before this point
+            from markov_migration.projection.bygroup import project_by_group
+
+            return project_by_group(
+                tree, stocks, **common, **{k: v for k, v in generator.items() if k != "group"}
+            )
+        ds = project_fit(tree, stocks, inflow=flow, **common, **generator)
     return ds
 
 
