@@ -89,7 +89,7 @@ def best_of(func, repeat: int, *args) -> tuple[float, object]:
 
 def with_events(q: np.ndarray, seed: int, by_start: bool = True):
     """The projection's unit of work: stocks, events, ever returned (augmented space)."""
-    from markov_migration.projection.run import project_chunk
+    from markov_migration.projection.chunks import project_chunk
 
     n, k = q.shape[0], q.shape[-1]
     home = np.zeros(k, dtype=bool)

@@ -61,3 +61,12 @@ LOO_FEW_DRAWS: int = 400
 #: 1/sqrt(20) = 0.22, well inside the period prior's sd of 1; with much less the
 #: period's intensities are mostly prior-driven.
 PERIOD_MIN_EXPOSURE: float = 100.0
+
+#: ``project --exit-rate default``: persons leaving the population (deaths) per person
+#: and year, every state. A working-age level: Russia's death rates at ages 25-44 were
+#: 3.3-7.3 per 1,000 a year in 1999 (Rosstat, both sexes) and working-age women's 2.1 per
+#: 1,000 in 2018 (Ministry of Health); the 2022 emigrants are mostly 25-44, urban and
+#: university-educated, and live in lower-mortality host countries, so 3 per 1,000.
+#: docs/projection.md gives the sources and the ageing series ``working-age-2022``.
+#: Moves out of scope (e.g. naturalisation) are not in it.
+DEFAULT_EXIT_RATE: float = 0.003

@@ -196,10 +196,14 @@ def _summaries(tree, out: Path, *, force: bool) -> None:
 #: About 650,000 emigrants who left since 2022 had not returned by July 2024 (DOMAIN.md).
 DEMO_STILL_ABROAD = 650_000
 DEMO_START, DEMO_HORIZON = 2024.5, 2035.0
+#: The bundled working-age death series (models/exits/; docs/projection.md gives its source).
+DEMO_EXITS = "working-age-2022"
 
 
 def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
+    from markov_migration.fitfile.format import fit_spec, read_fit
     from markov_migration.plots.fan import write_projection_outputs
+    from markov_migration.projection.exits import ExitRates
     from markov_migration.projection.files import summary_lines
     from markov_migration.projection.fitted import InitialTotal, initial_stocks_from_fit
     from markov_migration.projection.run import project_fit
@@ -210,7 +214,16 @@ def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
         f"initial stocks at {DEMO_START}: {DEMO_STILL_ABROAD:,} still abroad, split as the fit "
         f"implies (posterior mean: {split}; each draw uses its own split)"
     )
-    kw = dict(start=DEMO_START, horizon=DEMO_HORIZON, draws=1000, seed=seed, fit_file=fit_path)
+    exits = ExitRates.read_csv(DEMO_EXITS, fit_spec(read_fit(fit_path)))
+    _line(
+        f"exits (deaths) from the bundled series {DEMO_EXITS}: "
+        + ", ".join(f"{r[0]:.4f} from {t:g}" for t, r in zip(exits.times, exits.rates, strict=True))
+        + " per person-year (docs/projection.md)"
+    )
+    kw = dict(
+        start=DEMO_START, horizon=DEMO_HORIZON, draws=1000, seed=seed, fit_file=fit_path,
+        exit_rates=exits,
+    )  # fmt: skip
     ds = project_fit(fit_path, InitialTotal(DEMO_STILL_ABROAD), scenarios=["ceasefire-2026"], **kw)
     paths = write_projection_outputs(ds, out, force=force)
     for line in summary_lines(ds, [2030.0, 2035.0]):
@@ -236,8 +249,8 @@ def _step_invariance(fit_path: Path, ds, kw: dict) -> None:
 
     monthly = project_fit(fit_path, InitialTotal(DEMO_STILL_ABROAD), step=1 / 12, **kw)
     yearly = ds.sel(scenario="baseline") if "scenario" in ds.dims else ds
-    expected = expected_returns(fit_path, yearly)
-    for name in ("cumulative_returns", "ever_returned"):
+    expected = expected_returns(fit_path, yearly, kw.get("exit_rates"))
+    for name in ("cumulative_returns", "ever_returned", "exited"):
         label = name.replace("_", " ")
         cells = []
         for what, run in (("yearly steps", yearly), ("monthly steps", monthly)):

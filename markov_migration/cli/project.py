@@ -139,8 +139,16 @@ def project(
         str | None,
         typer.Option(
             help="People leave the population (deaths, moves out of scope): a yearly rate for "
-            "every state (e.g. 0.01) or per state (abroad=0.01,returned=0.005); an absorbing "
-            "exit state, reported as the series exits and exited."
+            "every state (e.g. 0.01), per state (abroad=0.01,returned=0.005), or 'default' "
+            "(0.003, working-age deaths; see docs/projection.md); an absorbing exit state, "
+            "reported as the series exits and exited."
+        ),
+    ] = None,
+    exit_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Exit rates by time (a life-table series): CSV time,rate or time,state,rate, "
+            "each rate from its time until the next; or a bundled series (working-age-2022)."
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
@@ -159,8 +167,9 @@ def project(
     from markov_migration.errors import InputError
     from markov_migration.fitfile.format import fit_spec, read_fit
     from markov_migration.io import check_output
+    from markov_migration.projection.exits import ExitRates
     from markov_migration.projection.files import write_projection, write_quantile_csv
-    from markov_migration.projection.plan import Inflow, parse_exit_rates
+    from markov_migration.projection.plan import Inflow
     from markov_migration.projection.stocks import parse_initial, read_initial_file
 
     # every input is checked before anything is computed or written
@@ -185,6 +194,8 @@ def project(
         raise InputError(f"--inflow-cv must be >= 0, got {inflow_cv:g}")
     if draws < 1:
         raise InputError(f"--draws must be at least 1, got {draws}")
+    if exit_rate is not None and exit_file is not None:
+        raise InputError("give either --exit-rate or --exit-file, not both")
     if by_group:
         if group is not None:
             raise InputError("give either --group or --by-group, not both")
@@ -198,7 +209,13 @@ def project(
     tree = read_fit(fit)
     spec = fit_spec(tree)
     covariates = parse_covariates(covariate)
-    exits = parse_exit_rates(exit_rate, spec)
+    exits = (
+        ExitRates.read_csv(exit_file, spec)
+        if exit_file is not None
+        else ExitRates.parse(exit_rate, spec)
+    )
+    if exits is not None:
+        exits.check_window(start)
     groups: list[str] = []
     if by_group:
         from markov_migration.projection.bygroup import fit_groups, read_group_initial_file
@@ -259,7 +276,7 @@ def project(
             covariates=covariates,
             group=group,
             period=period,
-            exit_rates=None if exits is None else dict(zip(spec.states, exits, strict=True)),
+            exit_rates=exits,
         ),
         by_group,
     )

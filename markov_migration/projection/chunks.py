@@ -54,10 +54,11 @@ def project_chunk(
         Needed only when someone is home at the start or arrives during the
         run; otherwise everyone was abroad at the start, persons back home are
         the returnees, and the 2K-state chain (about 1.6 times faster) is run.
-    exit_rates : ndarray, shape (K,), optional
+    exit_rates : ndarray, shape (M, K), optional
         Rates of leaving the population (deaths, moves out of scope) from each
-        state, per time unit: an absorbing exit state outside home and
-        diaspora is added to the chain (not changed by scenarios or periods).
+        state, per time unit, in force in each piece index: an absorbing exit
+        state outside home and diaspora is added to the chain (not changed by
+        scenarios or periods).
 
     Returns
     -------
@@ -84,7 +85,7 @@ def project_chunk(
     if exits:  # one more, absorbing state: rows k -> exit at the exit rates
         wide = np.zeros(gens.shape[:-2] + (k + 1, k + 1))
         wide[..., :k, :k] = gens
-        wide[..., :k, k] = np.asarray(exit_rates, dtype=np.float64)
+        wide[..., :k, k] = np.asarray(exit_rates, dtype=np.float64)[None]  # (1, M, K)
         idx = np.arange(k + 1)
         wide[..., idx, idx] = 0.0
         wide[..., idx, idx] = -wide.sum(axis=-1)

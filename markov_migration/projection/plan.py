@@ -16,7 +16,7 @@ Examples
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,55 +173,6 @@ def check_persons(value: float, what: str) -> None:
         raise InputError(
             f"{what} {persons_text(value)} persons; at most {MAX_PERSONS:.0e} are supported"
         )
-
-
-def parse_exit_rates(rates: Mapping[str, float] | float | str | None, spec: ModelSpec):
-    """Exit rates per state (per time unit) as an array (K,), or None for no exits.
-
-    ``rates`` is one rate for every state, a mapping of state to rate (others
-    0), or the command-line text ``"0.01"`` or ``"abroad=0.01,returned=0.005"``.
-
-    Raises
-    ------
-    InputError
-        On an unknown state, or a rate that is negative or not a finite number.
-    """
-    if rates is None:
-        return None
-    if isinstance(rates, str):
-        text = rates.strip()
-        if "=" not in text:
-            try:
-                rates = float(text)
-            except ValueError:
-                raise InputError(
-                    f"--exit-rate must be a number or state=rate,..., got '{rates}'"
-                ) from None
-        else:
-            parsed: dict[str, float] = {}
-            for item in text.split(","):
-                name, _, value = item.partition("=")
-                try:
-                    parsed[name.strip()] = float(value)
-                except ValueError:
-                    raise InputError(
-                        f"--exit-rate: rate of '{name.strip()}' is not a number"
-                    ) from None
-            rates = parsed
-    if isinstance(rates, Mapping):
-        out = np.zeros(spec.n_states)
-        for name, value in rates.items():
-            if name not in spec.states:
-                known = ", ".join(spec.states)
-                raise InputError(f"--exit-rate: '{name}' is not a state of model {spec.name} "
-                                 f"(states: {known})")  # fmt: skip
-            out[spec.index(name)] = float(value)
-    else:
-        out = np.full(spec.n_states, float(rates))
-    if not np.all(np.isfinite(out)) or np.any(out < 0):
-        bad = out[~(np.isfinite(out) & (out >= 0))][0]
-        raise InputError(f"--exit-rate must be >= 0 per year (per time unit), got {bad:g}")
-    return out
 
 
 def read_csv(path: Path, columns: Sequence[str]) -> pd.DataFrame:
@@ -381,12 +332,15 @@ class StepPlan:
         Expected arrivals per step (persons).
     periods : ndarray of int, shape (M,)
         Period in force for each piece index (all 0 without periods).
+    exit_rates : ndarray, shape (M, K), or None
+        Exit rates in force for each piece index (None: no exits).
     """
 
     steps: list[list[tuple[float, int]]]
     multipliers: np.ndarray
     inflow: np.ndarray
     periods: np.ndarray
+    exit_rates: np.ndarray | None = None
 
 
 def scenario_plan(
@@ -395,38 +349,48 @@ def scenario_plan(
     spec: ModelSpec,
     inflow: Inflow,
     period_cuts: Sequence[float] = (),
+    exits: Any = None,
 ) -> StepPlan:
     """The step plan of a scenario on the output time grid.
 
-    A step is split where the scenario switches multipliers on or off and at
+    A step is split where the scenario switches multipliers on or off, at
     the period cut points (``period_cuts``: period ``i`` holds from cut
-    ``i - 1`` to cut ``i``, the last one after the last cut), and adjacent
-    pieces with the same multipliers and period are merged again, so a
-    scenario whose multipliers are all 1 has exactly the baseline's pieces.
+    ``i - 1`` to cut ``i``, the last one after the last cut) and where the
+    exit rates change (``exits``, an
+    :class:`~markov_migration.projection.exits.ExitRates`), and adjacent
+    pieces with the same multipliers, period and exit rates are merged
+    again, so a scenario whose multipliers are all 1 has exactly the
+    baseline's pieces.
     """
     k = spec.n_states
     mats: list[np.ndarray] = []
     period_of: list[int] = []
+    exits_of: list[np.ndarray] = []
     cut_array = np.asarray(list(period_cuts), dtype=float)
+    no_exits = np.zeros(k)
 
-    def index_of(m: np.ndarray, p: int) -> int:
+    def index_of(m: np.ndarray, p: int, e: np.ndarray) -> int:
         for i, existing in enumerate(mats):
-            if period_of[i] == p and np.array_equal(existing, m):
+            if period_of[i] == p and np.array_equal(existing, m) and np.array_equal(exits_of[i], e):
                 return i
         mats.append(m)
         period_of.append(p)
+        exits_of.append(e)
         return len(mats) - 1
 
     def period_at(u: float) -> int:
         return int(np.searchsorted(cut_array, u + TIME_TOL, side="right"))
 
     cuts = scenario.change_points() + [float(c) for c in cut_array]
+    if exits is not None:
+        cuts += exits.change_points()
     steps = []
     for a, b in zip(times[:-1], times[1:], strict=True):
         edges = sorted({float(a), float(b)} | {c for c in cuts if a + TIME_TOL < c < b - TIME_TOL})
         pieces: list[tuple[float, int]] = []
         for u, v in zip(edges[:-1], edges[1:], strict=True):
-            m = index_of(scenario.multipliers_at(u, k), period_at(u))
+            e = no_exits if exits is None else exits.rates_at(u)
+            m = index_of(scenario.multipliers_at(u, k), period_at(u), e)
             if pieces and pieces[-1][1] == m:
                 pieces[-1] = (pieces[-1][0] + (v - u), m)
             else:
@@ -436,5 +400,9 @@ def scenario_plan(
             pieces = [(float(b - a), pieces[0][1])]
         steps.append(pieces)
     return StepPlan(
-        steps, np.stack(mats), inflow.expected(times, scenario), np.array(period_of, dtype=np.int64)
+        steps,
+        np.stack(mats),
+        inflow.expected(times, scenario),
+        np.array(period_of, dtype=np.int64),
+        None if exits is None else np.stack(exits_of),
     )

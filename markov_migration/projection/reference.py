@@ -17,18 +17,23 @@ import xarray as xr
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.fitfile.format import fit_spec, read_fit
 from markov_migration.inputs.scenario import Scenario
+from markov_migration.projection.exits import ExitRates
 from markov_migration.projection.fitted import period_generators
 from markov_migration.projection.plan import Inflow, scenario_plan
 
 
-def expected_returns(fit: xr.DataTree | str | Path, ds: xr.Dataset) -> float:
+def expected_returns(
+    fit: xr.DataTree | str | Path, ds: xr.Dataset, exits: ExitRates | None = None
+) -> float:
     """Van Loan expectation of the return events by the horizon, mean over the draws.
 
     The independent reference of ``cumulative_returns`` for a baseline
     projection ``ds`` of ``fit`` without a covariate or group choice: per
     draw, its posterior sample's generators (periods switching at the cuts),
     its initial stocks and its arrivals (entering through each step), chained
-    with :func:`~markov_migration.core.event_moments.expected_step`.
+    with :func:`~markov_migration.core.event_moments.expected_step`. ``exits``
+    are the exit rates the projection ran with (an absorbing state is added
+    to each generator, as the projection does).
     """
     from markov_migration.core.event_moments import expected_step
 
@@ -51,15 +56,26 @@ def expected_returns(fit: xr.DataTree | str | Path, ds: xr.Dataset) -> float:
         for c, d in zip(ds[chain_dim].values, ds["posterior_draw"].values, strict=True)
     ]
     q = q_all.values[rows]
-    plan = scenario_plan(Scenario.baseline(), times, spec, Inflow(), period_cuts=cuts)
-    home = np.array([s in spec.home for s in spec.states])
+    plan = scenario_plan(Scenario.baseline(), times, spec, Inflow(), period_cuts=cuts, exits=exits)
+    k = spec.n_states
+    home = np.array([s in spec.home for s in spec.states] + [False])
+    away = np.array([s not in spec.home for s in spec.states] + [False])
     entry = spec.index(json.loads(ds.attrs["inflow"])["state"])
     x = ds["stock"].isel(time=0).transpose("draw", "state").values.astype(float)
+    x = np.concatenate([x, np.zeros((x.shape[0], 1))], axis=1)  # the exit state, empty
+    wide = np.zeros((q.shape[0], plan.multipliers.shape[0], k + 1, k + 1))
+    for g, period in enumerate(plan.periods):
+        wide[:, g, :k, :k] = q[:, period]
+        if plan.exit_rates is not None:
+            wide[:, g, :k, k] = plan.exit_rates[g]
+    idx = np.arange(k + 1)
+    wide[..., idx, idx] = 0.0
+    wide[..., idx, idx] = -wide.sum(axis=-1)
     total = np.zeros(x.shape[0])
     for s, pieces in enumerate(plan.steps):
         arrivals = np.zeros_like(x)
         arrivals[:, entry] = ds["inflow"].isel(time=s + 1).values
-        gens = [(q[:, plan.periods[g]], h) for h, g in pieces]
+        gens = [(wide[:, g], h) for h, g in pieces]
         x, events = expected_step(x, gens, arrivals)
-        total += events[:, ~home][:, :, home].sum(axis=(-2, -1))
+        total += events[:, away][:, :, home].sum(axis=(-2, -1))
     return float(total.mean())

@@ -51,6 +51,7 @@ from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec, read_fit
 from markov_migration.inputs.scenario import Scenario, load_scenario
 from markov_migration.projection.chunks import run_dask, run_memory
+from markov_migration.projection.exits import ExitRates
 from markov_migration.projection.files import describe_variables, provenance
 from markov_migration.projection.fitted import (
     InitialTotal,
@@ -61,7 +62,6 @@ from markov_migration.projection.fitted import (
 from markov_migration.projection.plan import (
     Inflow,
     check_persons,
-    parse_exit_rates,
     projection_times,
     scenario_plan,
 )
@@ -91,7 +91,7 @@ def project_fit(
     covariates: Mapping[str, Any] | None = None,
     group: str | None = None,
     period: str | int | None = None,
-    exit_rates: dict[str, float] | float | None = None,
+    exit_rates: ExitRates | dict[str, float] | float | str | None = None,
 ) -> xr.Dataset:
     """Project stocks by state from a fit: returnees and diaspora by year, under scenarios.
 
@@ -152,10 +152,13 @@ def project_fit(
         (default: the period in force at each time, switching at the fit's cut
         points; after the last cut the last period holds; recorded in the
         attribute ``periods``). Recorded in the attribute ``generator``.
-    exit_rates : float or mapping of state to float, optional
+    exit_rates : ExitRates, float, mapping of state to float or str, optional
         Yearly (per time unit) rates of leaving the population (deaths, moves
-        out of scope), the same for every state or per state (others 0): an
-        absorbing exit state outside home and diaspora. Adds ``exits``
+        out of scope), the same for every state or per state (others 0), or
+        ``"default"``, or an
+        :class:`~markov_migration.projection.exits.ExitRates` by time (a
+        life-table series, :meth:`~markov_migration.projection.exits.ExitRates.read_csv`):
+        an absorbing exit state outside home and diaspora. Adds ``exits``
         (persons per step) and ``exited`` (since the start); stocks then no
         longer add up to the initial total.
 
@@ -215,8 +218,12 @@ def project_fit(
     else:
         x0 = initial_array(initial, spec, n)
     home = np.array([s in spec.home for s in spec.states])
-    exit_array = parse_exit_rates(exit_rates, spec)
-    plan_list = [scenario_plan(s, times, spec, inflow, period_cuts=cuts) for s in resolved]
+    exits = ExitRates.parse(exit_rates, spec)
+    if exits is not None:
+        exits.check_window(float(times[0]))
+    plan_list = [
+        scenario_plan(s, times, spec, inflow, period_cuts=cuts, exits=exits) for s in resolved
+    ]
     # the (start label) space only when someone is home at the start or anyone arrives;
     # decided for the whole run, so that chunks and Dask give the same result
     by_start = bool(x0[:, home].any()) or any(np.any(p.inflow > 0) for p in plan_list)
@@ -237,7 +244,7 @@ def project_fit(
                 "inflow_state": spec.index(inflow.state),
                 "home": home,
                 "by_start": by_start,
-                "exit_rates": exit_array,
+                "exit_rates": plan.exit_rates,
             }
         )
     if dask is None or dask is False:
@@ -278,7 +285,7 @@ def project_fit(
             "net_returnees_change": (dims, net),
             **(
                 {}
-                if exit_array is None
+                if exits is None
                 else {
                     "exited": (dims, exited),
                     "exits": (dims, np.concatenate([0 * exited[..., :1], np.diff(exited)], -1)),
@@ -319,15 +326,7 @@ def project_fit(
     )
     ds.attrs["generator"] = q_all.attrs.get("generator", "the fit's posterior Q")
     ds.attrs["periods"] = json.dumps(periods_note(q_all, cuts, times))
-    ds.attrs["exit_rates"] = json.dumps(
-        "none"
-        if exit_array is None
-        else {
-            "per_time_unit": dict(zip(spec.states, exit_array.tolist(), strict=True)),
-            "model": "absorbing exit state outside home and diaspora; not changed by "
-            "scenarios or periods",
-        }
-    )
+    ds.attrs["exit_rates"] = json.dumps("none" if exits is None else exits.describe(spec))
     if total_note is not None:
         ds.attrs["initial_total_distribution"] = json.dumps(total_note)
     return ds
