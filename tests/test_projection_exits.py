@@ -71,7 +71,10 @@ def test_a_life_table_series_changes_the_rate_inside_a_step(tree, spec, tmp_path
     after = wide(q, [0.4, 0, 0, 0.3, 0])
     x0 = np.array([INITIAL.get(s, 0) for s in STATES] + [0], float)
     p = np.stack(
-        [scipy.linalg.expm(a * 1.8) @ scipy.linalg.expm(b * 1.7) for a, b in zip(before, after)]
+        [
+            scipy.linalg.expm(a * 1.8) @ scipy.linalg.expm(b * 1.7)
+            for a, b in zip(before, after, strict=True)
+        ]
     )
     expected = np.einsum("r,drs->ds", x0, p)
     got = np.concatenate(
@@ -81,7 +84,9 @@ def test_a_life_table_series_changes_the_rate_inside_a_step(tree, spec, tmp_path
     z = diff.mean(axis=0) / (diff.std(axis=0, ddof=1) / np.sqrt(n))
     assert np.all(np.abs(z) < Z_MAX), z
     # the change at 2026.3 matters: exits in 2027 (rate 0.4) well above those of 2026's first part
-    assert float(ds["exits"].sel(time=2028.0).mean()) > 3 * float(ds["exits"].sel(time=2025.0).mean())
+    assert float(ds["exits"].sel(time=2028.0).mean()) > 3 * float(
+        ds["exits"].sel(time=2025.0).mean()
+    )
     note = json.loads(ds.attrs["exit_rates"])
     assert note["rates"][1]["from"] == 2026.3 and note["rates"][1]["per_time_unit"]["abroad"] == 0.4
 

@@ -235,9 +235,10 @@ def project(
     else:
         flow = Inflow(state=inflow_state, cv=inflow_cv)
     from markov_migration.inputs.scenario import load_scenario
+    from markov_migration.projection.discrete import discrete_times, is_discrete
     from markov_migration.projection.plan import projection_times
 
-    times = projection_times(start, horizon, step)
+    times = (discrete_times if is_discrete(spec) else projection_times)(start, horizon, step)
     scenarios = [load_scenario(s, spec) for s in scenario or []]
     from markov_migration.projection.plan import check_run_size
 

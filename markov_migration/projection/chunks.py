@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from markov_migration.core.discrete_events import project_discrete
 from markov_migration.core.events import project_events
 from markov_migration.core.ever_home import EverHomeSpace
 from markov_migration.core.projection import generator_with_multipliers
@@ -31,6 +32,7 @@ def project_chunk(
     home: np.ndarray,
     by_start: bool = True,
     exit_rates: np.ndarray | None = None,
+    discrete: bool = False,
     parallel: bool = False,
 ) -> tuple[np.ndarray, ...]:
     """Project a block of draws: stocks and transition events, exactly, with "ever returned".
@@ -43,10 +45,16 @@ def project_chunk(
     augmented "ever home" space (:class:`~markov_migration.core.ever_home.EverHomeSpace`),
     whose stocks and events collapse exactly to the model's states.
 
+    A discrete-time fit (``discrete``) gives one-step transition matrices
+    instead of generators, and the multinomial kernel
+    (:func:`~markov_migration.core.discrete_events.project_discrete`) runs
+    on the same schedule (pieces of whole model steps, multipliers all 1).
+
     Parameters
     ----------
     q : ndarray, shape (D, P, K, K)
-        Generators per draw and period.
+        Generators (or, ``discrete``, one-step transition matrices) per draw
+        and period.
     x0 : ndarray of int, shape (D, K)
     seeds : ndarray of uint32, shape (D,)
     by_start : bool
@@ -58,7 +66,8 @@ def project_chunk(
         Rates of leaving the population (deaths, moves out of scope) from each
         state, per time unit, in force in each piece index: an absorbing exit
         state outside home and diaspora is added to the chain (not changed by
-        scenarios or periods).
+        scenarios or periods). In discrete time a person leaves in a model
+        step with probability ``1 - exp(-rate)``, before moving by ``P``.
 
     Returns
     -------
@@ -73,29 +82,40 @@ def project_chunk(
         Persons who left the population since the start (0 without exits).
     """
     q = np.asarray(q, dtype=np.float64)
-    gens = np.stack(
-        [
-            generator_with_multipliers(q[:, int(p)], m)
-            for p, m in zip(periods, multipliers, strict=True)
-        ],
-        axis=1,
-    )
+    if discrete:
+        gens = q[:, np.asarray(periods, dtype=np.int64)]  # multipliers are all 1 (checked)
+    else:
+        gens = np.stack(
+            [
+                generator_with_multipliers(q[:, int(p)], m)
+                for p, m in zip(periods, multipliers, strict=True)
+            ],
+            axis=1,
+        )
     k = q.shape[-1]
     exits = exit_rates is not None and np.any(np.asarray(exit_rates) > 0)
     if exits:  # one more, absorbing state: rows k -> exit at the exit rates
+        rates = np.asarray(exit_rates, dtype=np.float64)[None]  # (1, M, K)
         wide = np.zeros(gens.shape[:-2] + (k + 1, k + 1))
-        wide[..., :k, :k] = gens
-        wide[..., :k, k] = np.asarray(exit_rates, dtype=np.float64)[None]  # (1, M, K)
-        idx = np.arange(k + 1)
-        wide[..., idx, idx] = 0.0
-        wide[..., idx, idx] = -wide.sum(axis=-1)
+        if discrete:  # leave with probability 1 - exp(-rate), else move by P
+            stay = np.exp(-rates)
+            wide[..., :k, :k] = gens * stay[..., None]
+            wide[..., :k, k] = 1.0 - stay
+            wide[..., k, k] = 1.0
+        else:
+            wide[..., :k, :k] = gens
+            wide[..., :k, k] = rates
+            idx = np.arange(k + 1)
+            wide[..., idx, idx] = 0.0
+            wide[..., idx, idx] = -wide.sum(axis=-1)
         gens = wide
         x0 = np.concatenate([np.asarray(x0), np.zeros((len(x0), 1), dtype=np.int64)], axis=1)
     kk = gens.shape[-1]
     per_state = np.zeros((len(steps), kk))
     per_state[:, inflow_state] = inflow
+    kernel = project_discrete if discrete else project_events
     if not np.any(home):  # a model without home states: nobody can return
-        out = project_events(
+        out = kernel(
             np.asarray(x0, dtype=np.int64), gens, steps, seeds=seeds, inflow=per_state,
             inflow_cv=inflow_cv, parallel=parallel,
         )  # fmt: skip
@@ -110,9 +130,12 @@ def project_chunk(
             exited,
         )
     space = EverHomeSpace(k=kk, home=np.flatnonzero(home).tolist(), by_start=by_start)
-    out = project_events(
+    # the flag and label only relabel states: a transition matrix's diagonal (staying) is
+    # 1 minus its off-diagonal row sum, i.e. the generator's plus the identity
+    aug = space.generator(gens) + np.eye(space.size) if discrete else space.generator(gens)
+    out = kernel(
         space.initial(np.asarray(x0, dtype=np.int64)),
-        space.generator(gens),
+        aug,
         steps,
         seeds=seeds,
         inflow=space.arrivals(per_state),

@@ -263,9 +263,14 @@ def initial_stocks_from_fit(
             )
     if not chosen:
         raise InputError("no states to split the total across")
-    q, cuts = period_generators(
-        tree, spec, covariates=covariates, group=group, period=period, at=at
-    )
+    if spec.time == "discrete":
+        from markov_migration.projection.discrete import posterior_matrices
+
+        q, cuts = posterior_matrices(tree, covariates=covariates, group=group, period=period)
+    else:
+        q, cuts = period_generators(
+            tree, spec, covariates=covariates, group=group, period=period, at=at
+        )
     q = q.values[select_draws(q.sizes["sample"], min(SPLIT_DRAWS, q.sizes["sample"]))]
     # the posterior mean of the distribution, then restricted (as before periods were carried)
     part = split_shares(tree, spec, q, cuts, at, chosen, normalize=False).mean(axis=0)
@@ -335,7 +340,12 @@ def split_shares(
     idx = [spec.index(s) for s in states]
     out = np.empty((q.shape[0], len(idx)))
     for lo in range(0, q.shape[0], chunk):  # bounded memory: draws x gaps x K x K
-        p = carry_matrices(q[lo : lo + chunk], cuts, gaps, at)
+        if spec.time == "discrete":  # P^n, n whole model steps (gaps rounded)
+            from markov_migration.projection.discrete import carry_steps
+
+            p = carry_steps(q[lo : lo + chunk], gaps)
+        else:
+            p = carry_matrices(q[lo : lo + chunk], cuts, gaps, at)
         rows = p[:, where, from_state, :]  # (draws, groups, K)
         dist = np.einsum("g,dgk->dk", w, rows) / w.sum()
         out[lo : lo + chunk] = np.clip(dist, 0.0, None)[:, idx]

@@ -51,6 +51,12 @@ from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec, read_fit
 from markov_migration.inputs.scenario import Scenario, load_scenario
 from markov_migration.projection.chunks import run_dask, run_memory
+from markov_migration.projection.discrete import (
+    check_scenario_plan,
+    discrete_times,
+    is_discrete,
+    posterior_matrices,
+)
 from markov_migration.projection.exits import ExitRates
 from markov_migration.projection.files import describe_variables, provenance
 from markov_migration.projection.fitted import (
@@ -98,7 +104,9 @@ def project_fit(
     Parameters
     ----------
     fit : DataTree or path
-        A fit file (continuous time), or its DataTree.
+        A fit file, or its DataTree. A discrete-time fit projects at whole
+        multiples of its step (``start + i * step``, ``step`` a whole number;
+        see :mod:`markov_migration.projection.discrete`).
     initial : mapping of state to persons, DataArray, or InitialTotal
         Initial stocks at ``start`` (whole persons; states not named start
         empty; at most :data:`~markov_migration.projection.plan.MAX_PERSONS`
@@ -183,7 +191,8 @@ def project_fit(
         fit_path = Path(fit)
         fit = read_fit(fit_path)
     spec = fit_spec(fit)
-    times = projection_times(start, horizon, step)
+    discrete = is_discrete(spec)
+    times = (discrete_times if discrete else projection_times)(start, horizon, step)
     if not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed must be a whole number >= 0, got {seed!r}")
     if chunk_draws < 1:
@@ -202,9 +211,13 @@ def project_fit(
     if baseline or not resolved:
         resolved = [Scenario.baseline(), *resolved]
 
-    q_all, cuts = period_generators(
-        fit, spec, covariates=covariates, group=group, period=period, at=float(times[0]), seed=seed
-    )
+    if discrete:
+        q_all, cuts = posterior_matrices(fit, covariates=covariates, group=group, period=period)
+    else:
+        q_all, cuts = period_generators(
+            fit, spec, covariates=covariates, group=group, period=period, at=float(times[0]),
+            seed=seed,
+        )  # fmt: skip
     if draws is not None and draws < 1:  # the CLI's message (select_draws raises ValueError)
         raise InputError(f"--draws must be at least 1, got {draws}")
     chosen = select_draws(q_all.sizes["sample"], draws)
@@ -230,6 +243,8 @@ def project_fit(
 
     plans = []
     for s, plan in zip(resolved, plan_list, strict=True):
+        if discrete:
+            check_scenario_plan(plan, s.name)
         check_persons(  # every count of the run then fits exactly in int64
             float(x0.sum(axis=-1).max()) + float(np.sum(plan.inflow)),
             f"initial stocks plus the inflows of scenario '{s.name}' come to",
@@ -245,6 +260,7 @@ def project_fit(
                 "home": home,
                 "by_start": by_start,
                 "exit_rates": plan.exit_rates,
+                "discrete": discrete,
             }
         )
     if dask is None or dask is False:
