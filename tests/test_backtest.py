@@ -208,7 +208,8 @@ def test_bad_inputs_exit_2(files, tmp_path):
     design = tmp_path / "design.toml"
     design.write_text(THREE + DESIGN_TABLES)
     res = runner.invoke(app, ["backtest", str(panel), "--model", str(design), "--out", str(out)])
-    assert res.exit_code == 2 and "without covariates" in res.stderr
+    # a design model is supported now: this panel lacks its covariate column
+    assert res.exit_code == 2 and "missing column 'reason'" in res.stderr
     out.write_text("not a folder")
     res = runner.invoke(app, ["backtest", str(panel), "--model", str(model), "--out", str(out)])
     assert res.exit_code == 2 and "not a folder" in res.stderr
@@ -238,3 +239,44 @@ def test_help_lists_the_options():
     for option in ("--model", "--out", "--holdout-after", "--draws", "--chains", "--tune",
                    "--seed", "--force"):  # fmt: skip
         assert option in res.stdout
+
+
+COVARIATE = """
+[covariates.reason]
+kind = "categorical"
+transitions = ["a->b", "b->a"]
+[simulate.covariates.reason]
+levels = { draft = 0.5, work = 0.5 }
+"""
+
+
+def test_a_fit_with_covariates_predicts_each_respondent_from_its_own_pattern():
+    """Keyed predictive against P(gap) of the posterior Q of each respondent's pattern."""
+    from markov_migration.testing import fake_design_fit
+    from tests.conftest import THREE_SIMULATED
+
+    spec = parse_spec(THREE_SIMULATED + COVARIATE)
+    raw = simulate_panel(spec, 150, seed=4)
+    panel = validate_panel(raw, spec, path="<sim>", sha256="0" * 64)
+    d = panel.data
+    held = B.holdout_split(d["id"].to_numpy(), d["time"].to_numpy(), d["state"].to_numpy())
+    kept = raw.iloc[np.sort(d["row"].to_numpy()[held.keep] - 1)].reset_index(drop=True)
+    tree = fake_design_fit(spec, kept, chains=1, draws=15, effect_sd=1.5, seed=2)
+    res = B.backtest_fit(tree, held, n_draws=15, seed=1)
+    q = tree["posterior"]["Q"].isel(chain=0)  # (draw, pattern, from, to)
+    level = dict(zip(d["id"].astype(str), raw.loc[d["row"] - 1, "reason"], strict=True))
+    resolution = float(tree["constant_data"]["resolution"])
+    lpd = 0.0
+    for i, a, b, g in zip(held.origin_id, held.origin, held.destination, held.gap, strict=True):
+        qi = q.sel(pattern=f"reason={level[str(i)]}").values
+        gap = np.round(g / resolution) * resolution
+        lpd += np.log(np.mean([pmatrix(m, gap)[a, b] for m in qi]))
+    got = res.scores.set_index(["score", "origin"])["value"][("lpd", "all")]
+    np.testing.assert_allclose(got, lpd, rtol=1e-6)
+    # the patterns differ: predicting everyone with one pattern gives another answer
+    one = q.sel(pattern="reason=draft").values
+    other = sum(
+        np.log(np.mean([pmatrix(m, np.round(g / resolution) * resolution)[a, b] for m in one]))
+        for a, b, g in zip(held.origin, held.destination, held.gap, strict=True)
+    )
+    assert abs(other - lpd) > 0.5

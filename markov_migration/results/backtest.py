@@ -34,6 +34,7 @@ import xarray as xr
 from markov_migration.errors import InputError
 from markov_migration.inputs.waves import wave_bins
 from markov_migration.results.ppc import draw_states, gap_matrices, normalised
+from markov_migration.results.ppc_keyed import has_keys, keyed_gap_matrices
 
 #: Probabilities of the central predictive intervals of ``coverage.csv``.
 BACKTEST_INTERVALS: tuple[float, ...] = (0.5, 0.8, 0.95)
@@ -61,6 +62,10 @@ class HeldOut:
         Time between them (time units).
     n_later : int
         Held-out observations after each respondent's first one (not predicted).
+    origin_id, origin_time : ndarray, optional
+        Respondent and time of each last kept observation (a fit with
+        covariates, groups or periods predicts from that row's covariates and
+        group, through the periods from that time on).
     """
 
     cut: float
@@ -69,6 +74,8 @@ class HeldOut:
     destination: np.ndarray
     gap: np.ndarray
     n_later: int = 0
+    origin_id: np.ndarray | None = None
+    origin_time: np.ndarray | None = None
 
 
 def holdout_split(
@@ -121,6 +128,8 @@ def holdout_split(
         destination=states[start + 1].astype(np.int64),
         gap=times[start + 1] - times[start],
         n_later=n_held - start.size,
+        origin_id=ids[start],
+        origin_time=times[start],
     )
 
 
@@ -289,14 +298,26 @@ def backtest_fit(
     Parameters
     ----------
     tree : xarray.DataTree
-        Fit of the kept data (without covariates, groups or periods).
+        Fit of the kept data. With covariates, groups or periods, each
+        respondent's destination distribution uses the covariates and group of
+        its last kept observation and the periods from its time on (the
+        predictive of the checks,
+        :func:`~markov_migration.results.ppc_keyed.keyed_gap_matrices`).
     heldout : HeldOut
     n_draws : int
         Posterior draws used (thinned evenly).
     seed : int
     """
     states = json.loads(tree.attrs["states"])
-    p_gap, key = gap_matrices(tree, heldout.gap, n_draws)
+    if has_keys(tree):
+        # gaps rounded to the fit's resolution, as the likelihood and gap_matrices round them
+        resolution = float(tree["constant_data"]["resolution"]) if "constant_data" in tree else 1.0
+        gaps = np.round(np.asarray(heldout.gap, dtype=float) / resolution) * resolution
+        p_gap, key = keyed_gap_matrices(
+            tree, _origin_rows(tree, heldout), heldout.origin_time, gaps, n_draws
+        )
+    else:
+        p_gap, key = gap_matrices(tree, heldout.gap, n_draws)
     d = np.arange(p_gap.shape[0])[:, None]
     probs = p_gap[d, key[None, :], heldout.origin[None, :]]  # (D, n, K)
     result = predict_heldout(probs, heldout.origin, heldout.destination, states, seed=seed)
@@ -308,11 +329,39 @@ def backtest_fit(
     return result
 
 
-def check_backtest_model(spec) -> None:
-    """Refuse models whose predictions need respondent-level generators (not supported yet)."""
-    if spec.covariates or spec.groups is not None or spec.periods:
+def _origin_rows(tree: xr.DataTree, heldout: HeldOut) -> np.ndarray:
+    """Rows of the refit's embedded panel of the held-out pairs' last kept observations."""
+    from markov_migration.fitfile.format import fit_spec
+    from markov_migration.fitfile.readback import recorded_panel
+
+    if heldout.origin_id is None or heldout.origin_time is None:
+        raise ValueError("a fit with covariates, groups or periods needs origin_id and origin_time")
+    frame = recorded_panel(tree, fit_spec(tree)).data
+    lookup = {
+        (str(i), float(t)): r
+        for r, (i, t) in enumerate(zip(frame["id"], frame["time"], strict=True))
+    }
+    try:
+        return np.array(
+            [
+                lookup[(str(i), float(t))]
+                for i, t in zip(heldout.origin_id, heldout.origin_time, strict=True)
+            ],
+            dtype=np.int64,
+        )
+    except KeyError as err:
         raise InputError(
-            f"backtest supports models without covariates, groups or periods; {spec.name} has them"
+            f"held-out respondent {err.args[0][0]} has no kept observation in the refit"
+        ) from None
+
+
+def check_backtest_model(spec) -> None:
+    """Refuse models the backtest cannot predict from (latent-state models)."""
+    latent = getattr(spec, "observation", None)
+    if latent is not None and getattr(latent, "latent", False):
+        raise InputError(
+            f"backtest does not support latent-state models yet ({spec.name} declares "
+            "[observation], [misclassification], [phases] or [nonresponse])"
         )
 
 
