@@ -57,6 +57,7 @@ class Quantity(enum.StrEnum):
     totlos = "totlos"
     passage = "passage"
     hazard = "hazard"
+    phases = "phases"
 
 
 class LooUnit(enum.StrEnum):

@@ -12,7 +12,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["PhaseLayout", "generator_from_rates", "log_rate_grad", "phase_expansion"]
+__all__ = [
+    "PhaseLayout",
+    "generator_from_rates",
+    "log_rate_grad",
+    "phase_block",
+    "phase_expansion",
+    "phase_measures",
+]
 
 
 class PhaseLayout(NamedTuple):
@@ -109,3 +116,98 @@ def log_rate_grad(Q, dQ, rate_from, rate_to) -> np.ndarray:
     """Chain rule to log-intensities: ``q_ij (dQ[i, j] - dQ[i, i])`` (diagonal = -row sum)."""
     i, j = np.asarray(rate_from), np.asarray(rate_to)
     return np.asarray(Q)[i, j] * (np.asarray(dQ)[i, j] - np.asarray(dQ)[i, i])
+
+
+def phase_block(q_latent, hidden: np.ndarray):
+    """The sub-generator ``T`` of one observed state's phases and its exit rates.
+
+    Parameters
+    ----------
+    q_latent : ndarray, shape (..., K_h, K_h)
+        Hidden-state generators.
+    hidden : ndarray of int, shape (n,)
+        The state's hidden states, in phase order (first phase first).
+
+    Returns
+    -------
+    T : ndarray, shape (..., n, n)
+        Intensities among the phases (diagonal: minus each phase's total exit).
+    """
+    q = np.asarray(q_latent, dtype=np.float64)
+    return q[..., hidden[:, None], hidden[None, :]]
+
+
+def phase_measures(q_latent, hidden, times=(1.0, 5.0, 10.0)) -> dict[str, np.ndarray]:
+    """What the phases of one observed state imply, for someone entering its first phase.
+
+    For a Coxian phase-type state with sub-generator ``T`` (:func:`phase_block`)
+    and ``N = (-T)^-1`` (the expected time in phase ``j`` starting in ``i``):
+
+    - ``reach[j]``: probability of reaching phase ``j`` before leaving the state,
+      ``N[0, j] / N[j, j]`` (1 for the first phase; for the last phase the
+      probability of *settling*);
+    - ``mean_time[j]``: expected time spent in phase ``j`` per stay, ``N[0, j]``
+      (time units); their sum is the mean length of a stay;
+    - ``share[j]``: the share of the state's population in phase ``j`` when
+      entries are steady, ``mean_time[j] / sum(mean_time)`` (renewal-reward);
+    - ``stay[t]``: probability of still being in the state ``t`` time units after
+      entering it, ``e_0' expm(T t) 1``.
+
+    Parameters
+    ----------
+    q_latent : ndarray, shape (..., K_h, K_h)
+    hidden : array_like of int, shape (n,)
+        The state's hidden states in phase order.
+    times : sequence of float
+        Times of ``stay`` (time units).
+
+    Returns
+    -------
+    dict
+        ``reach``, ``mean_time``, ``share``: (..., n); ``stay``: (..., len(times));
+        ``mean_sojourn``: (...).
+
+    Examples
+    --------
+    >>> q = np.array([[-2.0, 1.0, 1.0], [0.0, -0.5, 0.5], [0.0, 0.0, 0.0]])
+    >>> m = phase_measures(q, [0, 1], times=[1.0])
+    >>> m["reach"].round(3).tolist(), m["mean_time"].round(3).tolist()
+    ([1.0, 0.5], [0.5, 1.0])
+    """
+    from scipy.linalg import expm
+
+    hidden = np.asarray(hidden, dtype=np.int64)
+    t_block = phase_block(q_latent, hidden)
+    fundamental = np.linalg.inv(-t_block)
+    mean_time = fundamental[..., 0, :]
+    diag = np.diagonal(fundamental, axis1=-2, axis2=-1)
+    reach = mean_time / diag
+    total = mean_time.sum(axis=-1)
+    lead = t_block.shape[:-2]
+    flat = t_block.reshape((-1,) + t_block.shape[-2:])
+    stay = np.empty((flat.shape[0], len(times)))
+    for i, tb in enumerate(flat):
+        for j, t in enumerate(times):
+            stay[i, j] = expm(tb * float(t))[0].sum()
+    return {
+        "reach": reach,
+        "mean_time": mean_time,
+        "share": mean_time / total[..., None],
+        "stay": stay.reshape(lead + (len(times),)),
+        "mean_sojourn": total,
+    }
+
+
+def hidden_names(states, layout: PhaseLayout) -> tuple[str, ...]:
+    """Names of the hidden states: ``state`` when single, ``state_1``, ``state_2``, ... if phased.
+
+    Examples
+    --------
+    >>> hidden_names(["a", "b"], phase_expansion([[0, 1], [1, 0]], {1: 2}))
+    ('a', 'b_1', 'b_2')
+    """
+    names = []
+    for h, r in enumerate(layout.observed):
+        n = int(np.sum(layout.observed == r))
+        names.append(states[r] if n == 1 else f"{states[r]}_{layout.phase[h] + 1}")
+    return tuple(names)

@@ -51,7 +51,7 @@ from markov_migration.core.forward import (
     emission_table,
     history_loglik,
 )
-from markov_migration.core.phases import phase_expansion
+from markov_migration.core.phases import hidden_names, phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.inference.sampling import run_nutpie, run_pymc
@@ -123,10 +123,7 @@ def latent_layout(spec: ModelSpec) -> LatentLayout:
     obs = spec.observation
     k = spec.n_states
     lay = phase_expansion(spec.allowed_matrix(), obs.phases or {})
-    names = []
-    for h, r in enumerate(lay.observed):
-        n = int(np.sum(lay.observed == r))
-        names.append(spec.states[r] if n == 1 else f"{spec.states[r]}_{lay.phase[h] + 1}")
+    names = hidden_names(spec.states, lay)
     mu, sigma = [], []
     for r, s in lay.rate_observed:
         prior = spec.priors.get((int(r), int(s)))

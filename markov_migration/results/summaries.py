@@ -39,6 +39,12 @@ Quantities (continuous time; moves and times in the model's time unit)
     ``efpt.msm``).
 ``hazard``
     Hazard ratios of covariates (only fits with covariates have them).
+``phases``
+    Fits of models with ``[phases]``: for each phase-type state, the
+    probability of reaching each phase (the last: settling), the time spent
+    in each, the phase split with steady entries, the probability of still
+    being in the state 1, 5 and 10 time units after entering, and the mean
+    stay (:mod:`markov_migration.results.phases`).
 
 Fits with covariates, groups or periods have one ``Q`` per categorical
 pattern, group and period, and every quantity is summarised for each (extra
@@ -117,7 +123,7 @@ __all__ = [
 
 #: Quantities :func:`summarize` knows.
 QUANTITIES = (
-    "qmatrix", "pmatrix", "sojourn", "pnext", "leave", "totlos", "passage", "hazard",
+    "qmatrix", "pmatrix", "sojourn", "pnext", "leave", "totlos", "passage", "hazard", "phases",
 )  # fmt: skip
 #: Quantities indexed by (from_state, to_state); the others are per state.
 MATRIX_QUANTITIES = ("qmatrix", "pmatrix", "pnext")
@@ -262,7 +268,7 @@ def summarize(
     ----------
     tree : xarray.DataTree
         A fit (see :func:`markov_migration.fitfile.format.read_fit`).
-    what : {"qmatrix", "pmatrix", "sojourn", "pnext", "leave", "totlos", "passage", "hazard"}
+    what : {"qmatrix", "pmatrix", "sojourn", "pnext", "leave", "totlos", "passage", "hazard", "phases"}
     t : float
         Time for ``pmatrix`` and ``leave`` (time units).
     ci : float
@@ -284,8 +290,8 @@ def summarize(
     check_ci(ci)
     choice = None
     if covariates or group is not None or period is not None:
-        if what == "hazard":
-            raise InputError("hazard ratios do not depend on --covariate, --group or --period")
+        if what in ("hazard", "phases"):
+            raise InputError(f"--what {what} does not take --covariate, --group or --period")
         tree = at_generator(tree, covariates, group, period, seed=seed)
         choice = tree.attrs["generator"]
     if what == "qmatrix":
@@ -308,6 +314,10 @@ def summarize(
         draws = passage(tree, to)
     elif what == "hazard":
         draws = hazard(tree)
+    elif what == "phases":
+        from markov_migration.results.phases import phases
+
+        draws = phases(tree)
     else:
         raise InputError(f"unknown quantity '{what}' (use one of: {', '.join(QUANTITIES)})")
     if what in ("pmatrix", "pnext", "leave"):

@@ -105,7 +105,10 @@ def to_frame(summary: xr.Dataset) -> pd.DataFrame:
         return frame.reset_index(drop=True)
     if "state" in summary.dims:
         keys = [c for c in frame.columns if c not in ("state", *STATS)]
-        return frame[[*keys, "state", *STATS]]
+        frame = frame[[*keys, "state", *STATS]]
+        if quantity == "phases":  # measures of phases vs of the whole state: only those defined
+            frame = frame[frame["mean"].notna()].reset_index(drop=True)
+        return frame
     return frame
 
 
