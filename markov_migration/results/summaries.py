@@ -290,8 +290,10 @@ def summarize(
     check_ci(ci)
     choice = None
     if covariates or group is not None or period is not None:
-        if what in ("hazard", "phases"):
-            raise InputError(f"--what {what} does not take --covariate, --group or --period")
+        if what == "hazard":
+            raise InputError("hazard ratios do not depend on --covariate, --group or --period")
+        if what == "phases":
+            raise InputError("--what phases does not take --covariate, --group or --period")
         tree = at_generator(tree, covariates, group, period, seed=seed)
         choice = tree.attrs["generator"]
     if what == "qmatrix":
