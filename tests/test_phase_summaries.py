@@ -129,3 +129,77 @@ def test_a_fit_without_phases_is_refused():
     plain = fake_fit(spec, simulate_panel(spec, 30, seed=1), chains=1, draws=10)
     with pytest.raises(InputError, match="needs a fit of a model with \\[phases\\]"):
         summarize(plain, "phases")
+
+
+# -- projections on the hidden states -------------------------------------------------------
+
+
+def hidden_q(tree, n):
+    from markov_migration.core.draws import select_draws
+
+    q = tree["posterior"]["Q_latent"].stack(sample=SAMPLE_DIMS).transpose("sample", ...).values
+    return q[select_draws(q.shape[0], n)]
+
+
+def test_projection_runs_on_the_phases(tree):
+    """Mean stocks by phase and return events against expm(Q_latent t) and Van Loan, per draw."""
+    import scipy.linalg
+
+    from markov_migration.core.event_moments import expected_step
+    from markov_migration.projection.run import project_fit
+
+    n = 1500
+    ds = project_fit(tree, {"abroad": 2000}, start=0.0, horizon=6.0, draws=n, seed=5)
+    assert ds["phase"].values.tolist() == ["returned_1", "returned_2"]
+    q = hidden_q(tree, n)  # hidden order: abroad, returned_1, returned_2
+    x0 = np.array([2000.0, 0.0, 0.0])
+    want = np.stack([x0 @ scipy.linalg.expm(m * 6.0) for m in q])
+    got = np.concatenate(
+        [ds["stock"].sel(state="abroad").isel(time=-1).values[:, None],
+         ds["phase_stock"].isel(time=-1).values], axis=1,
+    )  # fmt: skip
+    diff = got - want
+    z = diff.mean(axis=0) / (diff.std(axis=0, ddof=1) / np.sqrt(n))
+    assert np.all(np.abs(z) < 4.5), z
+    np.testing.assert_array_equal(
+        ds["phase_stock"].sum("phase"), ds["stock"].sel(state="returned")
+    )
+    x, returns = np.broadcast_to(x0, (n, 3)).copy(), np.zeros(n)
+    for _ in range(6):
+        x, ev = expected_step(x, [(q, 1.0)], np.zeros(3))
+        returns += ev[:, 0, 1]  # abroad -> returned_1: the only way home
+    v = ds["cumulative_returns"].isel(time=-1).values
+    assert abs((v.mean() - returns.mean()) / (v.std() / np.sqrt(n))) < 4.5
+    # a progression returned_1 -> returned_2 is no event of the observed states
+    assert int(ds["events"].sel(from_state="returned", to_state="returned").max()) == 0
+
+
+def test_phase_progression_is_no_new_return(tree):
+    """Persons home at the start who only move on to the settled phase never count as returned."""
+    from markov_migration.projection.run import project_fit
+
+    ds = project_fit(tree, {"returned": 3000, "abroad": 500}, start=0.0, horizon=8.0,
+                     draws=300, seed=2)  # fmt: skip
+    ever = ds["ever_returned"].values
+    assert np.all(ever <= ds["cumulative_returns"].values)
+    # and those home at the start were split over the phases as steady entries would be
+    start = ds["phase_stock"].isel(time=0)
+    assert np.all(start.sum("phase") == 3000) and int(start.sel(phase="returned_2").min()) > 0
+
+
+def test_project_command_writes_phase_stocks(tree, tmp_path):
+    from markov_migration.projection.files import read_projection
+
+    path = tmp_path / "fit.nc"
+    write_fit(tree, path)
+    out = CliRunner().invoke(
+        app,
+        ["project", str(path), "--initial", "abroad=1000", "--start", "0", "--horizon", "5",
+         "--draws", "40", "--out", str(tmp_path / "p.nc"), "--csv", str(tmp_path / "p.csv"),
+         "--plot-dir", str(tmp_path / "plots"), "-q"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    ds = read_projection(tmp_path / "p.nc")
+    assert "phase_stock" in ds and ds["phase"].values.tolist() == ["returned_1", "returned_2"]
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert {"phase:returned_1", "phase:returned_2"} <= set(table["series"])

@@ -59,17 +59,27 @@ class EverHomeSpace:
     by_start : bool
         Label persons by where they were at the start (4K states), so that
         :meth:`home_from_abroad` is available; otherwise 2K states.
+    groups : sequence of int, optional
+        Observed state of each of the ``k`` states, when they are latent phases
+        of observed states (e.g. ``returned_1``, ``returned_2``): a move between
+        two phases of the same observed state is no entry and leaves the flag
+        as it is. Default: every state its own.
     """
 
     k: int
     home: Sequence[int]
     by_start: bool = True
+    groups: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
         home = tuple(int(h) for h in self.home)
         if not home or any(not 0 <= h < self.k for h in home):
             raise ValueError(f"home states must be a non-empty subset of 0..{self.k - 1}")
         object.__setattr__(self, "home", home)
+        groups = tuple(range(self.k)) if self.groups is None else tuple(map(int, self.groups))
+        if len(groups) != self.k:
+            raise ValueError(f"groups must give the observed state of each of {self.k} states")
+        object.__setattr__(self, "groups", groups)
 
     @property
     def labels(self) -> int:
@@ -89,8 +99,9 @@ class EverHomeSpace:
         """Augmented generator(s), shape (..., size, size), from ``q`` (..., K, K).
 
         Each rate ``q_rs`` (r != s) moves ``(l, f, r)`` to ``(l, f', s)`` with
-        ``f' = 1`` if ``s`` is a home state, else ``f' = f``. The diagonal is
-        minus the row sum.
+        ``f' = 1`` if ``s`` is a home state (of another observed state than
+        ``r``, see ``groups``), else ``f' = f``. The diagonal is minus the row
+        sum.
         """
         q = np.asarray(q, dtype=np.float64)
         k = self.k
@@ -105,7 +116,8 @@ class EverHomeSpace:
                     for s in range(k):
                         if s == r:
                             continue
-                        to_flag = 1 if home[s] else flag
+                        entry = home[s] and self.groups[s] != self.groups[r]
+                        to_flag = 1 if entry else flag
                         i, j = self.index(label, flag, r), self.index(label, to_flag, s)
                         out[..., i, j] = q[..., r, s]
         idx = np.arange(self.size)

@@ -162,3 +162,31 @@ def panel_sequences(
     first = np.ones(resp.size, dtype=bool)
     first[1:] = resp[1:] != resp[:-1]
     return resp, time, state, first, order
+
+
+def phase_layout(tree: xr.DataTree):
+    """The fit's phase expansion and hidden-state names, checked against its ``Q_latent``.
+
+    Raises
+    ------
+    InputError
+        A fit without ``[phases]`` (or without ``Q_latent``), or hidden states
+        that do not match the model file's phases.
+    """
+    from markov_migration.core.phases import hidden_names, phase_expansion
+    from markov_migration.errors import InputError
+    from markov_migration.fitfile.format import fit_spec
+
+    spec = fit_spec(tree)
+    phases = spec.observation.phases if spec.observation is not None else None
+    post = tree["posterior"]
+    if not phases or "Q_latent" not in post:
+        raise InputError(
+            "--what phases needs a fit of a model with [phases] (e.g. returned = 2); this fit "
+            "has no phase-type states"
+        )
+    layout = phase_expansion(spec.allowed_matrix(), phases)
+    names = hidden_names(spec.states, layout)
+    if [str(x) for x in post["from_latent"].values] != list(names):
+        raise InputError("the fit file's hidden states do not match its model's [phases]")
+    return spec, layout, names

@@ -33,6 +33,7 @@ def project_chunk(
     by_start: bool = True,
     exit_rates: np.ndarray | None = None,
     discrete: bool = False,
+    groups: np.ndarray | None = None,
     parallel: bool = False,
 ) -> tuple[np.ndarray, ...]:
     """Project a block of draws: stocks and transition events, exactly, with "ever returned".
@@ -68,6 +69,10 @@ def project_chunk(
         state outside home and diaspora is added to the chain (not changed by
         scenarios or periods). In discrete time a person leaves in a model
         step with probability ``1 - exp(-rate)``, before moving by ``P``.
+    groups : ndarray of int, shape (K,), optional
+        Observed state of each state of ``q`` when they are latent phases
+        (:mod:`markov_migration.projection.phases`): moving on to a later phase
+        of a home state is no entry into it (``ever`` and ``back`` count entries).
 
     Returns
     -------
@@ -129,7 +134,11 @@ def project_chunk(
             none.copy(),
             exited,
         )
-    space = EverHomeSpace(k=kk, home=np.flatnonzero(home).tolist(), by_start=by_start)
+    if groups is not None:  # the exit state (if any) is its own group
+        groups = np.concatenate([groups, np.arange(kk - len(groups)) + np.max(groups) + 1])
+    space = EverHomeSpace(
+        k=kk, home=np.flatnonzero(home).tolist(), by_start=by_start, groups=groups
+    )
     # the flag and label only relabel states: a transition matrix's diagonal (staying) is
     # 1 minus its off-diagonal row sum, i.e. the generator's plus the identity
     aug = space.generator(gens) + np.eye(space.size) if discrete else space.generator(gens)

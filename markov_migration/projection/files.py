@@ -90,6 +90,8 @@ def describe_variables(ds: xr.Dataset, spec: ModelSpec) -> None:
     unit = spec.time_unit
     text = {
         "stock": "persons in each state at each output time",
+        "phase_stock": "persons in each latent phase of a phase-type state (e.g. short-stay "
+        "and settled returnees) at each output time; they add up to the state's stock",
         "returnees": f"persons in the home states ({home})",
         "diaspora": f"persons in all other states (not {home})",
         "events": EVENTS_NOTE,
@@ -291,7 +293,7 @@ def verify_projection(ds: xr.Dataset, path: str | Path | None = None) -> None:
 
 
 def series_names(ds: xr.Dataset) -> list[str]:
-    """Series of the quantile table: aggregates, flows per step, then ``stock:<state>``.
+    """Series of the quantile table: aggregates, flows per step, ``stock:<state>``, ``phase:<phase>``.
 
     The flow series (``returns``, ``reemigrations``, ``moves_abroad``) and
     ``ever_returned``, ``returned_from_abroad``, ``net_returnees_change`` are
@@ -299,15 +301,20 @@ def series_names(ds: xr.Dataset) -> list[str]:
     do not).
     """
     flows = [name for name in (*FLOW_SERIES_NOTE, *STOCK_SERIES_NOTE) if name in ds]
-    return ["returnees", "diaspora", "cumulative_returns", "inflow", *flows] + [
-        f"stock:{s}" for s in ds["state"].values
-    ]
+    phases = [f"phase:{p}" for p in ds["phase"].values] if "phase_stock" in ds else []
+    return (
+        ["returnees", "diaspora", "cumulative_returns", "inflow", *flows]
+        + [f"stock:{s}" for s in ds["state"].values]
+        + phases
+    )
 
 
 def series(ds: xr.Dataset, name: str) -> xr.DataArray:
     """A series by its quantile-table name (``returnees``, ``stock:abroad`` ...)."""
     if name.startswith("stock:"):
         return ds["stock"].sel(state=name.split(":", 1)[1])
+    if name.startswith("phase:"):
+        return ds["phase_stock"].sel(phase=name.split(":", 1)[1])
     return ds[name]
 
 

@@ -65,6 +65,7 @@ from markov_migration.projection.fitted import (
     period_generators,
     periods_note,
 )
+from markov_migration.projection.phases import hidden_space, latent_generators
 from markov_migration.projection.plan import (
     Inflow,
     check_persons,
@@ -231,6 +232,7 @@ def project_fit(
     else:
         x0 = initial_array(initial, spec, n)
     home = np.array([s in spec.home for s in spec.states])
+    hidden = None if discrete else hidden_space(fit)
     exits = ExitRates.parse(exit_rates, spec)
     if exits is not None:
         exits.check_window(float(times[0]))
@@ -241,6 +243,13 @@ def project_fit(
     # decided for the whole run, so that chunks and Dask give the same result
     by_start = bool(x0[:, home].any()) or any(np.any(p.inflow > 0) for p in plan_list)
 
+    # a fit with phase-type states runs on its hidden states (projection/phases.py)
+    run_q, run_x0, run_home, entry = q, x0, home, spec.index(inflow.state)
+    if hidden is not None:
+        run_q = latent_generators(fit, chosen)
+        run_x0 = hidden.expand_stocks(x0, run_q)
+        run_home = home[hidden.observed]
+        entry = hidden.first(entry)
     plans = []
     for s, plan in zip(resolved, plan_list, strict=True):
         if discrete:
@@ -252,28 +261,37 @@ def project_fit(
         plans.append(
             {
                 "steps": plan.steps,
-                "multipliers": plan.multipliers,
+                "multipliers": plan.multipliers
+                if hidden is None
+                else hidden.expand_multipliers(plan.multipliers),
                 "periods": plan.periods,
                 "inflow": plan.inflow,
                 "inflow_cv": float(inflow.cv),
-                "inflow_state": spec.index(inflow.state),
-                "home": home,
+                "inflow_state": entry,
+                "home": run_home,
                 "by_start": by_start,
-                "exit_rates": plan.exit_rates,
+                "exit_rates": plan.exit_rates
+                if hidden is None
+                else hidden.expand_rates(plan.exit_rates),
                 "discrete": discrete,
+                "groups": None if hidden is None else hidden.observed,
             }
         )
     if dask is None or dask is False:
-        results = run_memory(q, x0, seeds, plans, chunk_draws, progress)
+        results = run_memory(run_q, run_x0, seeds, plans, chunk_draws, progress)
     else:
-        results = run_dask(q, x0, seeds, plans, chunk_draws, dask, progress)
+        results = run_dask(run_q, run_x0, seeds, plans, chunk_draws, dask, progress)
 
     n_sc, n_t = len(resolved), times.size
     stock = np.stack([r[0] for r in results])
+    phase_stock = None
+    if hidden is not None:
+        phase_stock = stock[..., hidden.phased]
+        stock = hidden.collapse_stock(stock, k)
     events = np.zeros((n_sc, n, n_t, k, k), dtype=np.int64)
     arrivals = np.zeros((n_sc, n, n_t), dtype=np.int64)
     for i, r in enumerate(results):
-        events[i, :, 1:] = r[1]
+        events[i, :, 1:] = r[1] if hidden is None else hidden.collapse_events(r[1], k)
         arrivals[i, :, 1:] = r[2]
     ever = np.stack([r[3] for r in results])
     back = np.stack([r[4] for r in results])
@@ -298,6 +316,7 @@ def project_fit(
             "cumulative_returns": (dims, np.cumsum(named["returns"], axis=-1)),
             "ever_returned": (dims, ever),
             "returned_from_abroad": (dims, back),
+            **({} if phase_stock is None else {"phase_stock": (dims + ("phase",), phase_stock)}),
             "net_returnees_change": (dims, net),
             **(
                 {}
@@ -315,6 +334,7 @@ def project_fit(
             "state": list(spec.states),
             "from_state": list(spec.states),
             "to_state": list(spec.states),
+            **({} if hidden is None else {"phase": [hidden.names[h] for h in hidden.phased]}),
             chain_dim: ("draw", q_all[chain_dim].values[chosen]),
             "posterior_draw": ("draw", q_all[draw_dim].values[chosen]),
         },

@@ -30,37 +30,12 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from markov_migration.core.phases import hidden_names, phase_expansion, phase_measures
+from markov_migration.core.phases import phase_measures
 from markov_migration.defaults import SAMPLE_DIMS
-from markov_migration.errors import InputError
-from markov_migration.fitfile.format import fit_spec
+from markov_migration.fitfile.readback import phase_layout
 
 #: Times (time units) of the ``stay_<t>`` measures.
 STAY_TIMES: tuple[float, ...] = (1.0, 5.0, 10.0)
-
-
-def phase_layout(tree: xr.DataTree):
-    """The fit's phase expansion and hidden-state names, checked against its ``Q_latent``.
-
-    Raises
-    ------
-    InputError
-        A fit without ``[phases]`` (or without ``Q_latent``), or hidden states
-        that do not match the model file's phases.
-    """
-    spec = fit_spec(tree)
-    phases = spec.observation.phases if spec.observation is not None else None
-    post = tree["posterior"]
-    if not phases or "Q_latent" not in post:
-        raise InputError(
-            "--what phases needs a fit of a model with [phases] (e.g. returned = 2); this fit "
-            "has no phase-type states"
-        )
-    layout = phase_expansion(spec.allowed_matrix(), phases)
-    names = hidden_names(spec.states, layout)
-    if [str(x) for x in post["from_latent"].values] != list(names):
-        raise InputError("the fit file's hidden states do not match its model's [phases]")
-    return spec, layout, names
 
 
 def phases(tree: xr.DataTree, times: Sequence[float] = STAY_TIMES) -> xr.DataArray:
