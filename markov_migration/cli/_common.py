@@ -65,6 +65,7 @@ class LooUnit(enum.StrEnum):
 
     transition = "transition"
     row = "row"
+    respondent = "respondent"
 
 
 #: Set by the ``--debug`` global option: show tracebacks instead of one line.

@@ -272,8 +272,9 @@ def compare(
     unit: Annotated[
         LooUnit,
         typer.Option(
-            help="What LOO leaves out: 'transition' (one observed move) or 'row' "
-            "(an aggregated row)."
+            help="What LOO leaves out: 'transition' (one observed move), 'row' (an "
+            "aggregated row) or 'respondent' (all of a respondent's data; the unit of "
+            "latent-state fits)."
         ),
     ] = LooUnit.transition,
     by: Annotated[

@@ -12,6 +12,10 @@ log-likelihood ``count * log P``. Two units of "one observation" are offered:
     log-likelihood ``log P``, so PSIS runs once per row on ``log P`` and the
     row's pointwise ELPD and Pareto k are repeated ``count`` times. The result
     does not depend on how the panel was aggregated.
+``respondent``
+    Leave out a whole respondent: all their transitions, or their whole
+    history in a latent-state fit (the only unit of those, chosen
+    automatically): :mod:`markov_migration.results.compare_respondent`.
 ``row``
     Leave out a whole aggregated row (the stored values as they are). Rows with
     many transitions are influential, so Pareto k warnings are more frequent,
@@ -42,74 +46,20 @@ independent and the groups equally large.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from markov_migration.defaults import LOO_FEW_DRAWS, LOO_MIN_DRAWS, SAMPLE_DIMS
+from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.results.compare_respondent import is_latent_fit
 from markov_migration.results.diagnostics import sampled_parameters
+from markov_migration.results.loo import LooResult, check_draws, panel_pairs
 
-UNITS = ("transition", "row")
+UNITS = ("transition", "row", "respondent")
 BY = ("group",)
-
-
-@dataclass
-class LooResult:
-    """PSIS-LOO of one fit.
-
-    Attributes
-    ----------
-    name : str
-    elpd : arviz_stats.ELPDDataLOO
-        With pointwise ``elpd_i`` and ``pareto_k`` over the units.
-    unit : {"transition", "row"}
-    n_rows : int
-        Aggregated rows.
-    n_units : int
-        Observations LOO left out one at a time (transitions or rows).
-    high_k_rows : int
-        Rows with Pareto k above ``elpd.good_k``.
-    high_k_units : int
-        Units with Pareto k above ``elpd.good_k``.
-    notes : list of str
-    """
-
-    name: str
-    elpd: object
-    unit: str
-    n_rows: int
-    n_units: int
-    high_k_rows: int
-    high_k_units: int
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def max_k(self) -> float:
-        """Largest Pareto k."""
-        return float(np.max(self.elpd.pareto_k.values)) if self.n_units else float("nan")
-
-
-def panel_pairs(tree: xr.DataTree) -> tuple[pd.DataFrame, np.ndarray] | None:
-    """The embedded panel's observation pairs and the aggregated row of each, or None.
-
-    ``None`` when the fit does not embed its panel with every column its model
-    reads. Raises InputError when the embedded panel does not reproduce the
-    fit's aggregated data.
-    """
-    from markov_migration.fitfile.format import fit_spec
-    from markov_migration.fitfile.readback import embeds_panel, recorded_data
-    from markov_migration.inputs.aggregate import pair_rows
-
-    spec = fit_spec(tree)
-    if not embeds_panel(tree, spec):
-        return None
-    # the embedded panel, re-aggregated and checked against observed_data
-    panel, agg, _ = recorded_data(tree, spec)
-    return pair_rows(panel, spec, agg)
 
 
 def loo_fit(
@@ -147,15 +97,7 @@ def loo_fit(
         raise InputError(f"{name}: fit file has no log_likelihood group: cannot compute LOO")
     ll = tree["log_likelihood"]["transitions"].transpose(*SAMPLE_DIMS, "obs")
     count = tree["observed_data"]["count"].to_numpy().astype(float)
-    notes = []
-    n_draws = int(np.prod([ll.sizes[d] for d in SAMPLE_DIMS]))
-    if n_draws < LOO_MIN_DRAWS:
-        raise InputError(
-            f"{name}: {n_draws} posterior draws are too few for PSIS-LOO "
-            f"(at least {LOO_MIN_DRAWS}; refit with more --draws)"
-        )
-    if n_draws < LOO_FEW_DRAWS:
-        notes.append(f"only {n_draws} posterior draws: LOO estimates are noisy")
+    notes = check_draws(int(np.prod([ll.sizes[d] for d in SAMPLE_DIMS])), name)
     if not np.all(np.isfinite(ll.to_numpy())):
         raise InputError(f"{name}: the log-likelihood has non-finite values: cannot compute LOO")
     if unit == "transition" and not np.allclose(count, np.round(count)):
@@ -385,6 +327,18 @@ def compare_fits(
         raise InputError("compare needs at least two fit files")
     if by is not None and by not in BY:
         raise InputError(f"unknown --by '{by}' (use {' or '.join(BY)})")
+    if unit not in UNITS:
+        raise InputError(f"unknown LOO unit '{unit}' (use {', '.join(UNITS)})")
+    latent = [n for n, t in fits.items() if is_latent_fit(t)]
+    if latent and unit == "row":
+        raise InputError(
+            f"{latent[0]} is a latent-state fit (log-likelihood per respondent's history): "
+            "use --unit respondent"
+        )
+    if latent or unit == "respondent":
+        return _compare_respondents(
+            fits, method, by, switched=bool(latent) and unit != "respondent"
+        )
     pairs = {}
     for name, tree in fits.items():
         try:
@@ -424,6 +378,39 @@ def compare_fits(
         table["dse_group"] = [
             clustered_dse(best - loos[n].elpd.elpd_i.to_numpy(), groups) for n in table.index
         ]
+    table.index.name = "model"
+    return table, loos
+
+
+def _compare_respondents(fits, method, by, switched):
+    """:func:`compare_fits` with one respondent as the unit (leave-one-respondent-out)."""
+    import arviz_stats as azs
+
+    from markov_migration.results.compare_respondent import loo_respondents, respondent_matrices
+
+    if by is not None:
+        raise InputError("--by group is not available with --unit respondent")
+    names = list(fits)
+    for other in names[1:]:
+        a, b = (str(fits[n].attrs.get("data_sha256", "")) for n in (names[0], other))
+        if a != b:
+            raise InputError(
+                f"fitted to different data than {names[0]} (data SHA-256 {b[:12]}... vs "
+                f"{a[:12]}...): LOO compares models of the same data only",
+                path=other,
+            )
+    _, lls = respondent_matrices(fits)
+    loos = {n: loo_respondents(fits[n], lls[n], n) for n in names}
+    if switched:
+        for r in loos.values():
+            r.notes.insert(0, "a latent-state fit is compared: LOO leaves out respondents")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = azs.compare({n: r.elpd for n, r in loos.items()}, method=method, round_to="none")
+    table["unit"] = "respondent"
+    table["n"] = [loos[n].n_units for n in table.index]
+    table["high_k"] = [loos[n].high_k_units for n in table.index]
+    table["max_k"] = [loos[n].max_k for n in table.index]
     table.index.name = "model"
     return table, loos
 
