@@ -170,7 +170,9 @@ def interval_transitions(allowed: np.ndarray) -> np.ndarray:
     for _ in range(k):
         reach = reach | ((reach.astype(int) @ reach.astype(int)) > 0)
     absorbing = ~allowed.astype(bool).any(axis=1)
-    return np.array([(a, b) for a in range(k) for b in range(k) if reach[a, b] and not absorbing[a]])
+    return np.array(
+        [(a, b) for a in range(k) for b in range(k) if reach[a, b] and not absorbing[a]]
+    )
 
 
 def pearson_tables(
@@ -227,8 +229,10 @@ def pearson_statistic(observed: np.ndarray, expected: np.ndarray, pairs: np.ndar
     return (((o - e) ** 2) / (e + (e == 0))).sum(axis=(-2, -1))
 
 
-def degrees_of_freedom(observed: np.ndarray, pairs: np.ndarray, n_parameters: int) -> tuple[int, int]:
-    """msm's ``(df_lower, df_upper)``: independent cells, less the parameters for the lower.
+def degrees_of_freedom(
+    observed: np.ndarray, pairs: np.ndarray, n_parameters: int
+) -> tuple[int, int]:
+    """Degrees of freedom ``(df_lower, df_upper)`` of msm: independent cells, less parameters.
 
     A from-state with ``m`` reachable to-states adds ``m - 1`` cells in every category
     where transitions from it were observed.
