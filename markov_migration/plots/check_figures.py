@@ -211,7 +211,9 @@ def plot_pearson(result, time_unit: str):
     resid[r_idx, c_idx] = np.where(e > 0, (o - e) / np.sqrt(np.where(e > 0, e, 1.0)), np.nan)
     image = ax.imshow(resid, cmap="RdBu_r", vmin=-5, vmax=5, aspect="auto")
     for i, j, oi, ei in zip(r_idx, c_idx, o, e, strict=True):
-        ax.text(j, i, f"{oi}/{ei:.0f}", ha="center", va="center", fontsize=6)
+        dark = abs(resid[i, j]) > 3  # white on the saturated ends of the colour map
+        colour = "white" if dark else "black"
+        ax.text(j, i, f"{oi}/{ei:.0f}", ha="center", va="center", fontsize=6, color=colour)
     ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(rows)), rows, fontsize=8)
     ax.set_ylabel(f"observation time  |  interval ({time_unit})")
