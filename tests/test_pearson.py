@@ -252,3 +252,20 @@ def test_fit_with_covariates_groups_and_periods():
     _, _, state, first, _ = panel_sequences(tree)
     later = np.flatnonzero(~first)
     assert t["observed"].sum() == np.sum(state[later - 1] != spec.states.index("c"))
+
+
+def test_draws_in_chunks_give_the_same_result(three, monkeypatch):
+    """Chunking the draws (to bound memory) changes nothing (1e-12: summation order)."""
+    import markov_migration.results.pearson as RP
+
+    tree = fake_fit(three, simulate_panel(three, 200, seed=5), spread=0.05, draws=30)
+    whole = RP.pearson_test(tree, n_draws=60, seed=2)
+    monkeypatch.setattr(RP, "CHUNK_ELEMENTS", 1)
+    chunked = RP.pearson_test(tree, n_draws=60, seed=2)
+    for a, b in [
+        (whole.observed_discrepancy, chunked.observed_discrepancy),
+        (whole.replicated_discrepancy, chunked.replicated_discrepancy),
+    ]:
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    pd.testing.assert_frame_equal(whole.table, chunked.table, rtol=1e-12)
+    assert whole.statistic == pytest.approx(chunked.statistic, rel=1e-12)

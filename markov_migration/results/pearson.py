@@ -65,6 +65,11 @@ from markov_migration.results.ppc_keyed import has_keys, keyed_gap_matrices
 #: msm's default numbers of observation-time and interval groups.
 TIME_GROUPS = 3
 INTERVAL_GROUPS = 3
+#: The plug-in test evaluates ``P`` and its derivatives at each distinct interval as
+#: msm does, up to this many; beyond, at the intervals rounded to the fit's resolution.
+MAX_EXACT_INTERVALS = 5000
+#: Largest number of per-interval probabilities (draws x intervals x states) held at once.
+CHUNK_ELEMENTS = 4_000_000
 
 
 @dataclass
@@ -176,23 +181,32 @@ def pearson_test(
     else:
         p_gap, gap_key = gap_matrices(tree, gap, n_draws)
     n_draw = p_gap.shape[0]
-    draw_index = np.arange(n_draw)[:, None]
-
-    # the predictive p-value: observed and replicated panels against each draw's expectations
-    probs = p_gap[draw_index, gap_key[None, :], origin[None, :]]  # (D, n, K)
-    obs, exp_obs = pearson_tables(cats.code, origin, destination, probs, cats.n_categories)
-    x_obs = pearson_statistic(obs, exp_obs, pairs)
     rng = np.random.default_rng(seed + 3)
     sim = simulate_paths(rng, p_gap, state[first], resp_start=first, gap_key=gap_key)
     rep_from, rep_to = sim[:, later - 1], sim[:, later]
-    rep, exp_rep = pearson_tables(
-        cats.code, rep_from, rep_to, p_gap[draw_index, gap_key[None, :], rep_from],
-        cats.n_categories,
-    )  # fmt: skip
-    x_rep = pearson_statistic(rep, exp_rep, pairs)
+    del sim
 
-    plug = _plug_in(tree, spec, cats, origin, destination, dt, pairs, keyed, probs, obs[0])
-    table = _table(cats, states, pairs, obs[0], plug["expected"], rep, ci)
+    # the predictive p-value: observed and replicated panels against each draw's
+    # expectations, a chunk of draws at a time (the per-interval rows are (draws, n, K))
+    obs = np.zeros((cats.n_categories, k, k))
+    rep = np.zeros((n_draw, cats.n_categories, k, k))
+    x_obs, x_rep = np.zeros(n_draw), np.zeros(n_draw)
+    mean_probs = np.zeros((later.size, k))
+    chunk = max(1, CHUNK_ELEMENTS // (later.size * k))
+    for lo in range(0, n_draw, chunk):
+        d = np.arange(lo, min(lo + chunk, n_draw))[:, None]
+        probs = p_gap[d, gap_key[None, :], origin[None, :]]
+        o, e = pearson_tables(cats.code, origin, destination, probs, cats.n_categories)
+        obs, x_obs[d[:, 0]] = o[0], pearson_statistic(o, e, pairs)
+        mean_probs += probs.sum(axis=0) / n_draw
+        probs = p_gap[d, gap_key[None, :], rep_from[d[:, 0]]]
+        r, e = pearson_tables(
+            cats.code, rep_from[d[:, 0]], rep_to[d[:, 0]], probs, cats.n_categories
+        )
+        rep[d[:, 0]], x_rep[d[:, 0]] = r, pearson_statistic(r, e, pairs)
+
+    plug = _plug_in(tree, spec, cats, origin, destination, dt, gap, pairs, keyed, mean_probs, obs)
+    table = _table(cats, states, pairs, obs, plug["expected"], rep, ci)
     notes = [
         f"{later.size} intervals of {np.unique(resp[later]).size} respondents in "
         f"{cats.n_time} observation-time x {cats.n_interval} interval groups",
@@ -211,7 +225,9 @@ def pearson_test(
     )  # fmt: skip
 
 
-def _plug_in(tree, spec, cats, origin, destination, dt, pairs, keyed, probs, observed) -> dict:
+def _plug_in(
+    tree, spec, cats, origin, destination, dt, gap, pairs, keyed, mean_probs, observed
+) -> dict:
     """The test as msm computes it, at the posterior mean (keyed or discrete fits: mean ``P``)."""
     post = tree["posterior"]
     continuous = "Q" in post and not keyed
@@ -220,11 +236,13 @@ def _plug_in(tree, spec, cats, origin, destination, dt, pairs, keyed, probs, obs
         q = post["Q"].transpose(*SAMPLE_DIMS, "from_state", "to_state").to_numpy()
         q = q.reshape(-1, *q.shape[-2:]).mean(axis=0)
         moves = np.array(spec.transitions, dtype=np.int64).reshape(-1, 2)
-        p_u, dp_u, key = pmatrix_derivatives(q, dt, moves)
+        # msm's exact intervals; the fit's rounded ones when there are very many distinct
+        exact = np.unique(dt).size <= MAX_EXACT_INTERVALS
+        p_u, dp_u, key = pmatrix_derivatives(q, dt if exact else gap, moves)
         p_i, dp_i = p_u[key, origin], dp_u[key, origin]
         _, expected = pearson_tables(cats.code, origin, destination, p_i, cats.n_categories)
     else:
-        p_i = probs.mean(axis=0)
+        p_i = mean_probs
         _, expected = pearson_tables(cats.code, origin, destination, p_i, cats.n_categories)
     stat = float(pearson_statistic(observed, expected, pairs))
     n_par = len(spec.transitions)
