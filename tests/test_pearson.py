@@ -280,3 +280,34 @@ def test_wrong_rates_are_rejected(three):
     fast = dataclasses.replace(three, rates={p: 3 * v for p, v in three.rates.items()})
     res = pearson_test(fake_fit(fast, panel, spread=0.05, seed=1), n_draws=100)
     assert res.ppp < 0.01 and res.p < 0.001 and res.p_upper < 0.001
+
+
+@pytest.mark.slow
+def test_calibration_with_fitted_posteriors(three):
+    """Real fits (nutpie, 2 x 500 draws) of 20 panels simulated from the model.
+
+    Measured over 40 such panels (400 respondents): predictive p-values mean 0.520,
+    sd 0.276 (uniform: 0.5, 0.289), Kolmogorov-Smirnov distance to the uniform 0.086
+    (p = 0.90), below 0.1 in 4 of 40 and below 0.01 in none; correlation with
+    Titman's p at the posterior mean 0.997 (largest difference 0.08). Tolerances: the
+    mean within 0.15 of 0.5 (about 2.3 standard errors of a mean of 20 uniforms) and
+    at most 2 of 20 below 0.01.
+    """
+    from markov_migration.inference.fit import FitSettings, sample
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.panel import validate_panel
+
+    ppps, ps = [], []
+    for r in range(20):
+        panel = validate_panel(
+            simulate_panel(three, 400, seed=1000 + r), three, path="<sim>", sha256="e" * 64
+        )
+        settings = FitSettings(chains=2, draws=500, tune=500, seed=r, cores=1)
+        tree = sample(three, aggregate(panel, three), settings, panel=panel)
+        res = pearson_test(tree, n_draws=500, seed=r)
+        ppps.append(res.ppp)
+        ps.append(res.p)
+    ppps, ps = np.array(ppps), np.array(ps)
+    assert abs(ppps.mean() - 0.5) < 0.15, ppps
+    assert np.sum(ppps < 0.01) <= 2, ppps
+    assert np.corrcoef(ppps, ps)[0, 1] > 0.9, (ppps, ps)

@@ -25,8 +25,9 @@ Two uses:
   observation to observation, through ``P(gap)`` of ``theta_d``; same times, so the same
   categories). The p-value is the share of draws whose replicated panel was at least as
   discrepant as the observed one; the check fails below ``THRESHOLDS["ppp_min"]``.
-  Posterior predictive p-values of this kind are conservative (Hjort et al. 2006): they
-  are not uniform under a true model but concentrate near 0.5.
+  Posterior predictive p-values can be conservative (Hjort et al. 2006); for this
+  many-celled statistic they were close to uniform under a true model, and close to
+  Titman's p, in the calibration of ``tests/test_pearson.py`` (docs/results.md).
 
 Fits with covariates, groups or periods use each interval's own ``P`` (from the
 likelihood kernel) and have no covariate groups (msm's ``covgroups``); their plug-in
