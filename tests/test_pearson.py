@@ -282,6 +282,19 @@ def test_wrong_rates_are_rejected(three):
     assert res.ppp < 0.01 and res.p < 0.001 and res.p_upper < 0.001
 
 
+def test_fit_with_an_observation_model_is_skipped(three):
+    """Exact death times (msm's Titman-Sharples modification) are not implemented: skipped."""
+    from markov_migration.errors import InputError
+
+    text = THREE.replace('c = ["a", "b"]\n', "").replace('"c->a" = 0.2\n"c->b" = 0.1\n', "")
+    spec = parse_spec(text + '\n[observation]\nexact = ["c"]\n')
+    tree = fake_fit(spec, simulate_panel(spec, 100, seed=1), draws=10)
+    with pytest.raises(InputError, match="observation model"):
+        pearson_test(tree)
+    row = next(c for c in run_checks(tree, n_draws=10).checks if c.name == "ppc_pearson")
+    assert row.status == "skipped" and "observation model" in row.detail
+
+
 @pytest.mark.slow
 def test_calibration_with_fitted_posteriors(three):
     """Real fits (nutpie, 2 x 500 draws) of 20 panels simulated from the model.
