@@ -78,6 +78,23 @@ def test_groupings_tables_statistic_against_msm(ref, cav):
     assert ref["p_lower"] == 0 and ref["p_upper"] == 0 and ref["p"] == 0
 
 
+def test_other_grouping_against_msm(ref, cav):
+    """pearson.msm(timegroups = 4, intervalgroups = 2): same tables and statistic."""
+    frm, to, dt, tend = cav
+    q = np.array(ref["Q"])
+    cats = CP.msm_categories(tend, dt, 4, 2)
+    probs = pmatrix(q, dt)[np.arange(dt.size), frm]
+    obs, exp = CP.pearson_tables(cats.code, frm, to, probs, cats.n_categories)
+    pairs = CP.interval_transitions(q > 0)
+    rows = _msm_order(cats)
+    np.testing.assert_array_equal(obs[rows][:, pairs[:, 0], pairs[:, 1]], ref["observed_4x2"])
+    np.testing.assert_allclose(
+        exp[rows][:, pairs[:, 0], pairs[:, 1]], ref["expected_4x2"], rtol=REL, atol=1e-12
+    )
+    assert CP.pearson_statistic(obs, exp, pairs) == pytest.approx(ref["stat_4x2"], rel=REL)
+    assert CP.degrees_of_freedom(obs, pairs, 7) == (ref["df_lower_4x2"], ref["df_upper_4x2"])
+
+
 def test_titman_weights_against_msm(ref, cav):
     """Information and weights equal msm's C code on correctly counted data; with msm 1.7's
     own (mis-aggregated) information we reproduce msm 1.7's weights too."""

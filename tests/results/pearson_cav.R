@@ -2,8 +2,8 @@
 # with Titman's 2009 p-value) of its cav model, fitted as fit_cav.R fits it (same data,
 # cav.csv; no deathexact, so no imputation of scheduled times after deaths), with
 # pearson.msm's defaults: 3 groups of observation time, 3 of interval length within each,
-# no covariates. Writes pearson_cav.json: the MLE, the tables and the test, and the cut
-# points of both groupings. No bootstrap (B refits of the model; not needed here).
+# no covariates (and, as `*_4x2`, with 4 time x 2 interval groups). Writes
+# pearson_cav.json: the MLE, the tables and the test, and the cut points of both groupings. No bootstrap (B refits of the model; not needed here).
 #
 # msm 1.7's Titman p-value uses the fit's expected information, which msm 1.7 sums
 # with a mis-ordered count of transitions per (from-state, interval) (fixed upstream in
@@ -37,6 +37,8 @@ info_fixed <- msm:::Ccall.msm(fit$paramdata$opt$par, do.what = "info", fixed_dat
 fit_fixed <- fit
 fit_fixed$paramdata$information <- info_fixed
 p_fixed <- pearson.msm(fit_fixed, timegroups = 3, intervalgroups = 3, covgroups = 3)
+# a second grouping: 4 observation-time groups, 2 interval groups within each
+p42 <- pearson.msm(fit, timegroups = 4, intervalgroups = 2, covgroups = 3)
 iq <- do.call(rbind, lapply(p$intervalq, unname))
 fields <- c(fit_fields(fit), list(
   transitions = paste0("[", paste(str(trans), collapse = ", "), "]"),
@@ -51,5 +53,9 @@ fields <- c(fit_fields(fit), list(
   time_quantiles = vec(unname(tq)), interval_quantiles = mat(iq),
   lambda = vec(p$lambda), information = mat(fit$paramdata$information),
   information_corrected = mat(info_fixed), stat_corrected = num(p_fixed$test$stat),
-  p_corrected = num(p_fixed$test$p), lambda_corrected = vec(p_fixed$lambda)))
+  p_corrected = num(p_fixed$test$p), lambda_corrected = vec(p_fixed$lambda),
+  observed_4x2 = mat(as.matrix(p42$Observed[, trans])),
+  expected_4x2 = mat(as.matrix(p42$Expected[, trans])),
+  stat_4x2 = num(p42$test$stat), df_lower_4x2 = num(p42$test$df.lower),
+  df_upper_4x2 = num(p42$test$df.upper)))
 write_json(fields, "pearson_cav.json")
