@@ -40,6 +40,7 @@ _API: dict[str, tuple[str, str]] = {
     # results
     "summarize": ("markov_migration.results.summaries", "summarize"),
     "check": ("markov_migration.results.checks", "run_checks"),
+    "pearson": ("markov_migration.results.pearson", "pearson_test"),
     "compare": ("markov_migration.results.compare", "compare_fits"),
     "reproduce": ("markov_migration.results.reproduce", "reproduce"),
     # projection

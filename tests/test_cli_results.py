@@ -184,6 +184,7 @@ def test_check_writes_tables_plots_and_report(files, tmp_path):
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "R-hat" in result.stdout and "FAIL" not in result.stdout
     assert (out_dir / "ppc_transitions.png").exists() and (out_dir / "checks.csv").exists()
+    assert "Pearson table" in result.stdout and (out_dir / "ppc_pearson.png").exists()
     assert report.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     # nothing is overwritten without --force, and the refusal comes before any work
     result = invoke("check", files["good"], "--report", report)

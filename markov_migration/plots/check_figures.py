@@ -190,6 +190,43 @@ def plot_markov(result: PPCResult, states: list[str]):
     return fig
 
 
+def plot_pearson(result, time_unit: str):
+    """The Pearson table (as msm's) as a heat map: Pearson residuals ``(O - E) / sqrt(E)`` per cell.
+
+    Rows are the categories (observation-time group, interval group), columns the
+    interval transitions ``from -> to``; each cell shows observed / expected counts.
+    """
+    t = result.table.copy()
+    t["row"] = t["time_group"] + "  |  " + t["interval_group"]
+    t["column"] = t["from"] + " -> " + t["to"]
+    rows = list(dict.fromkeys(t["row"]))
+    cols = list(dict.fromkeys(t["column"]))
+    resid = np.full((len(rows), len(cols)), np.nan)
+    fig = _figure(max(6.0, 0.85 * len(cols) + 3.0), 0.45 * len(rows) + 2.2)
+    ax = fig.subplots()
+    r_idx = t["row"].map({r: i for i, r in enumerate(rows)}).to_numpy()
+    c_idx = t["column"].map({c: j for j, c in enumerate(cols)}).to_numpy()
+    e = t["expected"].to_numpy()
+    o = t["observed"].to_numpy()
+    resid[r_idx, c_idx] = np.where(e > 0, (o - e) / np.sqrt(np.where(e > 0, e, 1.0)), np.nan)
+    image = ax.imshow(resid, cmap="RdBu_r", vmin=-5, vmax=5, aspect="auto")
+    for i, j, oi, ei in zip(r_idx, c_idx, o, e, strict=True):
+        dark = abs(resid[i, j]) > 3  # white on the saturated ends of the colour map
+        colour = "white" if dark else "black"
+        ax.text(j, i, f"{oi}/{ei:.0f}", ha="center", va="center", fontsize=6, color=colour)
+    ax.set_xticks(range(len(cols)), cols, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    ax.set_ylabel(f"observation time  |  interval ({time_unit})")
+    fig.colorbar(image, ax=ax, label="(O - E) / sqrt(E), clipped at 5")
+    p_text = f"Titman's p {result.p:.2g}" if np.isfinite(result.p) else ""
+    fig.suptitle(
+        f"Pearson table (as msm's pearson.msm): observed/expected  X = {result.statistic:.1f}, "
+        f"{p_text}  (posterior predictive p = {result.ppp:.2f})",
+        fontsize=10,
+    )
+    return fig
+
+
 def plot_discrepancy(results: dict[str, PPCResult]):
     """Replicated vs observed chi-square discrepancy per draw, one panel per check."""
     items = [(k, v) for k, v in results.items() if v is not None]
@@ -264,10 +301,13 @@ def figures(report: CheckReport, tree: xr.DataTree) -> dict[str, object]:
         figs["ppc_prevalence"] = plot_prevalence(report.prevalence, report.states, report.time_unit)
     if report.markov is not None:
         figs["ppc_markov"] = plot_markov(report.markov, report.states)
+    if report.pearson is not None:
+        figs["ppc_pearson"] = plot_pearson(report.pearson, report.time_unit)
     ppcs = {
         "transitions": report.transitions,
         "prevalence": report.prevalence,
         "markov": report.markov,
+        "pearson": report.pearson,
     }
     if any(v is not None for v in ppcs.values()):
         figs["ppc_discrepancy"] = plot_discrepancy(ppcs)
@@ -279,7 +319,7 @@ def figures(report: CheckReport, tree: xr.DataTree) -> dict[str, object]:
 OUTPUT_FILES = (
     "checks.csv", "convergence.csv", "ppc_transitions.csv", "ppc_prevalence.csv",
     "ppc_discrepancy.csv", "ppc_transitions.png", "ppc_prevalence.png", "ppc_discrepancy.png",
-    "trace.png", "ppc_markov.csv", "ppc_markov.png",
+    "trace.png", "ppc_markov.csv", "ppc_markov.png", "ppc_pearson.csv", "ppc_pearson.png",
 )  # fmt: skip
 
 
@@ -289,8 +329,9 @@ def write_outputs(
     """Write the check's tables (CSV) and plots (PNG) into ``out_dir``.
 
     Files: ``checks.csv``, ``convergence.csv``, ``ppc_transitions.csv``,
-    ``ppc_prevalence.csv``, ``ppc_markov.csv``, ``ppc_discrepancy.csv`` and the PNGs
-    ``ppc_transitions.png``, ``ppc_prevalence.png``, ``ppc_markov.png``,
+    ``ppc_prevalence.csv``, ``ppc_markov.csv``, ``ppc_pearson.csv``, ``ppc_discrepancy.csv``
+    and the PNGs ``ppc_transitions.png``, ``ppc_prevalence.png``, ``ppc_markov.png``,
+    ``ppc_pearson.png``,
     ``ppc_discrepancy.png``, ``trace.png`` (those that apply). Existing files are only replaced with
     ``force``; every file is written atomically.
 
@@ -308,11 +349,14 @@ def write_outputs(
         tables["ppc_prevalence"] = report.prevalence.table
     if report.markov is not None:
         tables["ppc_markov"] = report.markov.table
+    if report.pearson is not None:
+        tables["ppc_pearson"] = report.pearson.table
     disc = {}
     for name, r in (
         ("transitions", report.transitions),
         ("prevalence", report.prevalence),
         ("markov", report.markov),
+        ("pearson", report.pearson),
     ):
         if r is not None:
             disc[f"{name}_observed"] = r.observed_discrepancy

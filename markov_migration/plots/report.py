@@ -407,6 +407,24 @@ def render_report(
                 "stayers and movers shows as more stays after a stay and more moves after a move.",
             )
         )
+    if "ppc_pearson" in figs:
+        r = report.pearson
+        titman = f", Titman's asymptotic p {r.p:.2g}" if math.isfinite(r.p) else ""
+        parts.append(
+            _img(
+                figs["ppc_pearson"],
+                "Pearson table",
+                "The Pearson-type test of R msm's pearson.msm (Aguirre-Hernandez and Farewell "
+                "2002): intervals grouped by the observation time ending them and by their "
+                "length, observed against expected transitions from each state (cells: "
+                "observed/expected; colour: Pearson residual). At the posterior mean the "
+                f"statistic is {r.statistic:.1f} with msm's chi-square p between "
+                f"{r.p_lower:.2g} and {r.p_upper:.2g}{titman} (treating the posterior mean "
+                "as an estimate); the check is the posterior predictive p-value: replicated "
+                "panels were at least as discrepant as the observed one in "
+                f"{100 * r.ppp:.1f}% of the draws.",
+            )
+        )
     if "ppc_discrepancy" in figs:
         parts.append(
             _img(
@@ -420,6 +438,7 @@ def render_report(
         ("Transition counts", report.transitions),
         ("Prevalence", report.prevalence),
         ("Markov assumption", report.markov),
+        ("Pearson table", report.pearson),
     ):
         for n in r.notes if r is not None else []:
             parts.append(_note(f"{label}: {n}."))

@@ -4,7 +4,8 @@ Layer 4 (results); reads fit files, never imports PyMC. The convergence checks
 (R-hat, bulk and tail ESS, divergences, E-BFMI; ArviZ's statistics) are in
 :mod:`markov_migration.results.diagnostics`, the predictive checks (transition
 counts, prevalence by wave) in :mod:`markov_migration.results.ppc`, the Markov
-assumption on observation triples in :mod:`markov_migration.results.ppc_markov`; their figures
+assumption on observation triples in :mod:`markov_migration.results.ppc_markov`, the
+Pearson-type test of R msm's ``pearson.msm`` in :mod:`markov_migration.results.pearson`; their figures
 and output files in :mod:`markov_migration.plots.check_figures`.
 """
 
@@ -20,6 +21,7 @@ import xarray as xr
 from markov_migration.defaults import CI_PROB, PPC_DRAWS, SAMPLE_DIMS, THRESHOLDS
 from markov_migration.errors import InputError
 from markov_migration.results.diagnostics import Check, convergence_checks, convergence_table
+from markov_migration.results.pearson import PearsonResult, pearson_test
 from markov_migration.results.ppc import PPC_BANDS, PPCResult, ppc_prevalence, ppc_transitions
 from markov_migration.results.ppc_markov import ppc_markov
 from markov_migration.results.summaries import check_ci
@@ -44,6 +46,8 @@ class CheckReport:
         (:mod:`markov_migration.results.ppc_markov`).
     notes : list of str
         Warnings that are not checks (periods with little exposure).
+    pearson : PearsonResult or None
+        The Pearson-type test (:mod:`markov_migration.results.pearson`).
     """
 
     checks: list[Check]
@@ -56,6 +60,7 @@ class CheckReport:
     n_draws: int
     markov: PPCResult | None = None
     notes: list[str] = field(default_factory=list)
+    pearson: PearsonResult | None = None
 
     @property
     def failed(self) -> list[Check]:
@@ -92,6 +97,19 @@ def _ppc_check(name: str, label: str, result: PPCResult | None, error: str | Non
     detail = f"chi-square: observed {np.mean(result.observed_discrepancy):.1f} on average"
     detail += f" vs replicated {np.mean(result.replicated_discrepancy):.1f}"
     return Check(name, label, result.ppp, rule, ok, detail)
+
+
+def _pearson_check(result: PearsonResult | None, error: str | None) -> Check:
+    """The Pearson-type test's row: its predictive p-value, msm's plug-in figures in the detail."""
+    check = _ppc_check("ppc_pearson", "PPC p-value, Pearson table (msm pearson.msm)", result, error)
+    if result is not None:
+        check.detail = (
+            f"X = {result.statistic:.1f} at the posterior mean, chi-square p in "
+            f"[{result.p_lower:.2g}, {result.p_upper:.2g}]"
+            + (f", Titman's p {result.p:.2g}" if np.isfinite(result.p) else "")
+            + f"; replicated X {np.mean(result.replicated_discrepancy):.1f} on average"
+        )
+    return check
 
 
 def run_checks(
@@ -132,6 +150,7 @@ def run_checks(
         ("transitions", ppc_transitions, {"n_bands": n_bands}),
         ("prevalence", ppc_prevalence, {}),
         ("markov", ppc_markov, {}),
+        ("pearson", pearson_test, {}),
     ):
         try:
             results[name] = fn(tree, n_draws=n_draws, ci=ci, seed=seed, **kwargs)
@@ -162,6 +181,7 @@ def run_checks(
             errors["markov"],
         )
     )
+    checks.append(_pearson_check(results["pearson"], errors["pearson"]))
     post = tree["posterior"]
     notes = period_notes(tree)
     return CheckReport(
@@ -175,6 +195,7 @@ def run_checks(
         n_draws=int(post.sizes[SAMPLE_DIMS[1]]),
         markov=results["markov"],
         notes=notes,
+        pearson=results["pearson"],
     )
 
 

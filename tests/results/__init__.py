@@ -32,6 +32,7 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
     "fit_three": ("fit_three.json",),
     "fit_covariates": ("fit_covariates.json",),
     "fit_cav": ("fit_cav.json", "cav.csv"),
+    "pearson_cav": ("pearson_cav.json",),
     "summaries_three": ("summaries_three.json",),
     "summaries_migration5": ("summaries_migration5.json",),
 }
