@@ -108,3 +108,25 @@ def test_without_a_hidden_layer_the_predictive_is_p_of_the_gap(misread):
     got = res.table.pivot_table(index="from", columns="to", values="expected", aggfunc="sum")
     got = got.reindex(index=plain.states, columns=plain.states).fillna(0.0).to_numpy()
     np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+
+
+def test_check_runs_the_latent_check_and_skips_the_panel_pair_ones(misread, tmp_path):
+    from typer.testing import CliRunner
+
+    from markov_migration.cli.app import app
+    from markov_migration.fitfile.format import write_fit
+    from markov_migration.results.checks import run_checks
+
+    spec, df, initial = misread
+    tree = truth_fit(spec, df, ERROR, initial, draws=30)
+    report = run_checks(tree, n_draws=30)
+    rows = {c.name: c for c in report.checks}
+    assert "latent model" in rows["ppc_transitions"].label and rows["ppc_transitions"].passed
+    for name in ("ppc_prevalence", "ppc_markov"):
+        assert rows[name].passed is None and "latent-state fit" in rows[name].detail
+    path = tmp_path / "fit.nc"
+    write_fit(tree, path)
+    out = CliRunner().invoke(app, ["check", str(path), "--out-dir", str(tmp_path / "c"),
+                                   "--draws", "30"])  # fmt: skip
+    assert out.exit_code in (0, 1), out.output
+    assert (tmp_path / "c").is_dir() and any((tmp_path / "c").iterdir())

@@ -23,6 +23,7 @@ from markov_migration.errors import InputError
 from markov_migration.results.diagnostics import Check, convergence_checks, convergence_table
 from markov_migration.results.pearson import PearsonResult, pearson_test
 from markov_migration.results.ppc import PPC_BANDS, PPCResult, ppc_prevalence, ppc_transitions
+from markov_migration.results.ppc_latent import is_latent, ppc_latent
 from markov_migration.results.ppc_markov import ppc_markov
 from markov_migration.results.summaries import check_ci
 
@@ -99,6 +100,14 @@ def _ppc_check(name: str, label: str, result: PPCResult | None, error: str | Non
     return Check(name, label, result.ppp, rule, ok, detail)
 
 
+def _not_for_latent(tree, **_) -> None:
+    """The panel-pair checks replicate records as true states: not a latent model's data."""
+    raise InputError(
+        "not run for a latent-state fit (its records are not the true states); "
+        "ppc_transitions checks each next record through the observation model"
+    )
+
+
 def _pearson_check(result: PearsonResult | None, error: str | None) -> Check:
     """The Pearson-type test's row: its predictive p-value, msm's plug-in figures in the detail."""
     check = _ppc_check("ppc_pearson", "PPC p-value, Pearson table (msm pearson.msm)", result, error)
@@ -146,10 +155,11 @@ def run_checks(
     checks = convergence_checks(tree, table)
     results: dict[str, PPCResult | None] = {}
     errors: dict[str, str | None] = {}
+    latent = is_latent(tree)
     for name, fn, kwargs in (
-        ("transitions", ppc_transitions, {"n_bands": n_bands}),
-        ("prevalence", ppc_prevalence, {}),
-        ("markov", ppc_markov, {}),
+        ("transitions", ppc_latent if latent else ppc_transitions, {"n_bands": n_bands}),
+        ("prevalence", _not_for_latent if latent else ppc_prevalence, {}),
+        ("markov", _not_for_latent if latent else ppc_markov, {}),
         ("pearson", pearson_test, {}),
     ):
         try:
@@ -160,7 +170,9 @@ def run_checks(
     checks.append(
         _ppc_check(
             "ppc_transitions",
-            "PPC p-value, transition counts",
+            "PPC p-value, next records given the earlier ones (latent model)"
+            if latent
+            else "PPC p-value, transition counts",
             results["transitions"],
             errors["transitions"],
         )
