@@ -69,6 +69,14 @@ def fit(
             hi_open=True,
         ),
     ] = 0.8,
+    prior_only: Annotated[
+        bool,
+        typer.Option(
+            "--prior-only",
+            help="Write chains x draws independent draws from the prior instead of the "
+            "posterior (prior predictive: every summary, check and project reads the file).",
+        ),
+    ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing fit file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -96,14 +104,24 @@ def fit(
         f"fitting {spec.name} ({spec.time} time, {spec.n_states} states) to {agg.n_transitions:,.0f} "
         f"transitions in {len(agg.table):,} aggregated rows ({agg.intervals.size:,} distinct intervals)"
     )
-    tree = sample(spec, agg, settings, progress=not quiet, command=command_line(), panel=validated)
+    if prior_only:
+        from markov_migration.inference.prior import sample_prior
+
+        tree = sample_prior(spec, agg, settings, command=command_line(), panel=validated)
+    else:
+        tree = sample(
+            spec, agg, settings, progress=not quiet, command=command_line(), panel=validated
+        )
     from markov_migration.fitfile.format import write_fit
 
     write_fit(tree, out, force)
     t = settings.timings
-    console.print(
-        f"wrote {out} (compile {t.get('compile', 0):.1f} s, sampling {t.get('sample', 0):.1f} s)"
-    )
+    if prior_only:
+        console.print(f"wrote {out} (prior draws: {settings.chains} x {settings.draws})")
+    else:
+        console.print(
+            f"wrote {out} (compile {t.get('compile', 0):.1f} s, sampling {t.get('sample', 0):.1f} s)"
+        )
     print_posterior_table(tree, console)
 
 
@@ -113,9 +131,10 @@ def print_posterior_table(tree, con) -> None:
     from rich.table import Table
 
     post = tree["posterior"]
+    kind = "Prior" if int(tree.attrs.get("prior_only", 0)) else "Posterior"
     if "rate" in post:
         var, labels = post["rate"], list(post["transition"].values)
-        title = f"Posterior intensities (moves per {tree.attrs.get('time_unit', 'years')[:-1]})"
+        title = f"{kind} intensities (moves per {tree.attrs.get('time_unit', 'years')[:-1]})"
     else:
         p = post["P"]
         states = list(p["from_state"].values)
@@ -126,7 +145,7 @@ def print_posterior_table(tree, con) -> None:
                     labels.append(f"{a}->{b}")
                     cols.append(p.isel(from_state=i, to_state=j).values)
         var = np.stack(cols, axis=-1)
-        title = "Posterior one-step transition probabilities"
+        title = f"{kind} one-step transition probabilities"
     values = np.asarray(var).reshape(-1, len(labels))
     table = Table(title=title)
     for c in ("transition", "mean", *_TAIL_LABELS):

@@ -199,6 +199,9 @@ def reproduce(
     from markov_migration.inference.fit import SAMPLERS, FitSettings, sample
 
     recorded = FitSettings.from_attrs(tree.attrs)
+    prior_only = bool(int(tree.attrs.get("prior_only", 0)))
+    if prior_only:  # prior draws (fit --prior-only): re-drawn, not sampled
+        recorded = replace(recorded, sampler=SAMPLERS[0])
     if recorded.sampler not in SAMPLERS:
         raise InputError(
             f"the fit was made by sampler '{recorded.sampler}', which cannot be re-run", path=path
@@ -218,7 +221,12 @@ def reproduce(
 
     check_memory(spec, agg, settings.chains, settings.draws)
     t0 = time.perf_counter()
-    rerun = sample(spec, agg, settings, progress=progress, command=command, panel=panel)
+    if prior_only:
+        from markov_migration.inference.prior import sample_prior
+
+        rerun = sample_prior(spec, agg, settings, command=command, panel=panel)
+    else:
+        rerun = sample(spec, agg, settings, progress=progress, command=command, panel=panel)
     seconds = time.perf_counter() - t0
     verdict, table, max_z = compare_draws(tree, rerun, tolerance)
     notes = []

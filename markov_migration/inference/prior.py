@@ -1,0 +1,107 @@
+"""Prior-only fits (``fit --prior-only``): a fit file of draws from the model's prior.
+
+Layer 4 (inference). The PyMC model of :mod:`markov_migration.inference.model` is the
+one definition of the prior: :func:`sample_prior` draws every free variable and every
+derived quantity (``rate``, ``Q`` or ``P``, hazard ratios, ...) from it with
+:func:`pymc.sample_prior_predictive` (independent draws, no MCMC), ignores the
+likelihood, and writes them where a fit keeps its posterior, so every summary,
+check and ``project`` reads the file as it reads a fit: summaries are then prior
+summaries, the predictive checks prior predictive checks, and a projection the
+prior predictive of the stocks. The file says so: root attribute ``prior_only =
+1`` and sampler ``prior``; its ``log_likelihood`` is that of the data at the prior
+draws (for prior predictive checks and power-scaling), and its sample stats only
+``diverging`` (all False: the draws are exact).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import xarray as xr
+
+from markov_migration.defaults import SAMPLE_DIMS
+from markov_migration.errors import InputError
+
+#: Root attribute of a prior-only fit file (1: the "posterior" group holds prior draws).
+PRIOR_ONLY_ATTR = "prior_only"
+
+
+def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None) -> xr.DataTree:
+    """Draw ``chains x draws`` independent samples from the model's prior; the fit DataTree.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    agg : AggregatedData
+    settings : FitSettings
+        ``chains`` and ``draws`` set the shape, ``seed`` the draws; ``tune`` and
+        the sampler are not used (recorded as ``sampler = "prior"``).
+    command : str, optional
+    panel : Panel, optional
+
+    Raises
+    ------
+    InputError
+        A latent-state model (not supported yet).
+    """
+    import pymc as pm
+
+    from markov_migration.fitfile.assemble import assemble_fit
+    from markov_migration.inference.model import (
+        POSTERIOR_VARIABLES,
+        build_model,
+        check_supported,
+        sampled_variables,
+    )
+
+    if spec.observation.latent:
+        raise InputError("--prior-only does not support latent-state models yet")
+    check_supported(spec)
+    settings.check()
+    model = build_model(spec, agg)
+    sampled = sampled_variables(model)
+    names = [v.name for v in (*model.free_RVs, *model.deterministics)]
+    keep = [v for v in POSTERIOR_VARIABLES if v in names]
+    keep += [v for v in names if v.startswith("p_") and v not in keep]
+    keep += [v for v in sampled if v not in keep]
+    n = settings.chains * settings.draws
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # not PyMC's "Sampling: [...]" line
+    try:
+        with model, warnings.catch_warnings():
+            # the likelihood is a Potential: ignoring it is the point of prior draws
+            warnings.filterwarnings("ignore", message="The effect of Potentials")
+            idata = pm.sample_prior_predictive(
+                draws=n, var_names=keep, random_seed=settings.seed, return_inferencedata=True
+            )
+    finally:
+        logger.setLevel(level)
+    prior = idata["prior"].to_dataset() if isinstance(idata, xr.DataTree) else idata.prior
+    prior = prior[keep].isel(chain=0, drop=True)
+    posterior = _as_chains(prior, settings.chains, settings.draws)
+    stats = xr.Dataset(
+        {"diverging": (SAMPLE_DIMS, np.zeros((settings.chains, settings.draws), dtype=bool))},
+        coords={d: posterior[d] for d in SAMPLE_DIMS},
+    )
+    from markov_migration.fitfile.format import settings_attrs
+
+    attrs = settings_attrs({**settings.as_dict(), "sampler": "prior"})
+    tree = assemble_fit(spec, agg, posterior, stats, attrs, command, panel, sampled=sampled)
+    tree.attrs[PRIOR_ONLY_ATTR] = 1
+    return tree
+
+
+def _as_chains(prior: xr.Dataset, chains: int, draws: int) -> xr.Dataset:
+    """Independent draws ``(draw,)`` laid out as ``(chain, draw)`` like a posterior."""
+    chain_dim, draw_dim = SAMPLE_DIMS
+    out = {}
+    for name, da in prior.data_vars.items():
+        da = da.transpose(draw_dim, ...)
+        values = da.to_numpy().reshape((chains, draws) + da.shape[1:])
+        out[name] = ((chain_dim, draw_dim, *da.dims[1:]), values)
+    coords = {k: v for k, v in prior.coords.items() if draw_dim not in prior[k].dims}
+    coords.update({chain_dim: np.arange(chains), draw_dim: np.arange(draws)})
+    return xr.Dataset(out, coords=coords)
