@@ -23,7 +23,8 @@ Groups
     checks and reproduction read it. Absent for counts-table input.
 ``constant_data``
     Priors and structure: ``allowed`` (from_state, to_state), ``prior_mu``,
-    ``prior_sigma`` (transition; continuous) and ``resolution``.
+    ``prior_sigma``, ``split_concentration`` (transition; continuous),
+    ``exit_prior_mu``, ``exit_prior_sigma`` (exit_state) and ``resolution``.
 
 Root attributes record the model file's text, the input data's SHA-256 and
 path, the seed and sampler settings, library versions, the creation time and

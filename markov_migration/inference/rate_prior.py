@@ -65,3 +65,21 @@ def baseline_log_rate(spec: ModelSpec, dims: str = "transition") -> pt.TensorVar
             split = pm.Dirichlet(name, a=np.array(e.split), dims=dim)
             log_rate = pt.set_subtensor(log_rate[cols], log_exit[j] + pt.log(split))
     return pm.Deterministic("log_rate", log_rate, dims=dims)
+
+
+def draw_prior(model: pm.Model, name: str, draws: int, seed: int | None = None) -> np.ndarray:
+    """Draws of one variable of a model from its prior (``pm.draw``: the likelihood is ignored).
+
+    Parameters
+    ----------
+    model : pymc.Model
+    name : str
+        A variable of the model (e.g. ``"rate"``).
+    draws : int
+    seed : int, optional
+
+    Returns
+    -------
+    ndarray (draws, ...)
+    """
+    return np.asarray(pm.draw(model[name], draws=int(draws), random_seed=seed))
