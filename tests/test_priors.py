@@ -173,3 +173,32 @@ def test_docs_departure_table_is_what_the_priors_imply():
             leave = 1 - np.exp(-np.exp(log_rate).sum(axis=1))
             got += list(np.quantile(leave, [0.5, 0.025, 0.975]))
         np.testing.assert_allclose(documented, got, atol=0.008, err_msg=f"{k} exits")
+
+
+def test_fit_with_state_priors_recovers_msm_mle():
+    """A real fit under the default state priors: posterior means within 3 posterior sd
+    of msm's MLE (tests/results/fit_three.json) and the free variables are diagnosed.
+
+    The panel of test_fit.test_against_r_msm (1,500 respondents, 4 waves), fitted with
+    its model minus the per-transition ``default`` line, so every state has the built-in
+    state prior (total exit rate and a Dirichlet(1) split).
+    """
+    from markov_migration.inference.fit import FitSettings, sample
+    from markov_migration.results.diagnostics import convergence_table
+    from tests.results import load_fit
+    from tests.test_fit import Q3, THREE, simulate_expm
+
+    spec = parse_spec(THREE.replace("default = { rate = 0.2, sd = 1.5 }\n", ""))
+    assert spec.priors == {} and len(spec.exit_priors) == 2
+    df = simulate_expm(Q3, 1500, [0.0, 0.8, 1.9, 3.1], seed=21)  # three_panel()'s panel
+    panel = validate_panel(df, spec, path="<sim>", sha256="m" * 64)
+    tree = sample(spec, aggregate(panel, spec), FitSettings(chains=2, draws=500, tune=500, seed=2))
+    ref = load_fit("fit_three")
+    frm, to = (np.array(x) for x in zip(*spec.transitions, strict=True))
+    rate = tree["posterior"]["rate"].values.reshape(-1, len(frm))
+    z = np.abs(rate.mean(axis=0) - ref.Q[frm, to]) / rate.std(axis=0)
+    assert np.all(z < 3), z
+    table = convergence_table(tree)
+    labels = " ".join(table["parameter"])
+    for name in ("log_exit_rate[a]", "log_exit_rate[b]", "split_a[b]", "split_b[c]"):
+        assert name in labels, labels
