@@ -202,3 +202,27 @@ def test_fit_with_state_priors_recovers_msm_mle():
     labels = " ".join(table["parameter"])
     for name in ("log_exit_rate[a]", "log_exit_rate[b]", "split_a[b]", "split_b[c]"):
         assert name in labels, labels
+
+
+def test_fit_file_records_both_kinds_of_prior():
+    """constant_data: own priors per transition (NaN under a state prior), state priors
+    by exit_state and each exit's split concentration."""
+    from markov_migration.fitfile.format import constant_dataset
+
+    text = (
+        MODEL
+        + '[priors]\na = { probability = 0.5, sd = 0.8, split = { c = 3 } }\n"b->a" = { rate = 0.1 }\n'
+    )
+    spec, _ = model_of(text)
+    rows = [(1, 0.0, "a"), (1, 1.0, "b")]
+    agg = aggregate(validate_panel(pd.DataFrame(rows, columns=["id", "time", "state"]), spec), spec)
+    ds = constant_dataset(spec, agg)
+    own = ds["prior_mu"].to_series()
+    assert own["b->a"] == pytest.approx(np.log(0.1))
+    assert own.drop("b->a").isna().all()
+    assert list(ds["exit_state"].values) == ["a", "b", "c"]
+    np.testing.assert_allclose(ds["exit_prior_mu"].values, np.log([np.log(2), 0.2, 0.2]))
+    np.testing.assert_allclose(ds["exit_prior_sigma"].values, [0.8, 1.5, 1.5])
+    split = ds["split_concentration"].to_series()
+    assert split[["a->b", "a->c", "a->d", "b->c", "c->d"]].tolist() == [1.0, 3.0, 1.0, 1.0, 1.0]
+    assert np.isnan(split["b->a"])
