@@ -55,8 +55,8 @@ LOO_MIN_DRAWS: int = 100
 LOO_FEW_DRAWS: int = 400
 
 #: ``validate`` and ``check`` warn about a period (of a model with ``periods``) observed
-#: for fewer person-years than this, summed over respondents. Why 100: at the default
-#: prior's median of 0.2 moves a year per transition, 100 person-years give about 20
+#: for fewer person-years than this, summed over respondents. Why 100: at 0.2 moves a
+#: year per transition (the default prior's median exit rate), 100 person-years give about 20
 #: expected moves per transition, so the data pin a period's log-intensity to about
 #: 1/sqrt(20) = 0.22, well inside the period prior's sd of 1; with much less the
 #: period's intensities are mostly prior-driven.

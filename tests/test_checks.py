@@ -578,10 +578,13 @@ def test_real_fit_records_and_diagnoses_effects_and_groups(tmp_path):
     simulate_panel(spec, 200, seed=8).to_csv(data, index=False)
     tree = fit(data, spec, chains=2, draws=100, tune=150, seed=2)
     recorded = json.loads(tree.attrs["sampled_variables"])
-    assert recorded == ["log_rate", "log_hr_scaled", "group_sd", "group_z"]
+    # the model's per-transition ``default``: each log intensity has its own prior
+    assert recorded == ["log_rate_direct", "log_hr_scaled", "group_sd", "group_z"]
     assert all(v in tree["posterior"] for v in recorded)
     table = D.convergence_table(tree)
-    assert _prefixes(table) == set(recorded)
+    # log_rate_direct rows are labelled by their transition, as log_rate's
+    assert _prefixes(table) == {"log_rate", "log_hr_scaled", "group_sd", "group_z"}
+    assert set(spec.transition_labels) <= set(table["parameter"])
     again = D.convergence_table(read_fit(write_fit(tree, tmp_path / "f.nc")))
     pd.testing.assert_frame_equal(table, again)
 

@@ -228,7 +228,11 @@ def test_fit_draws_bounded_by_memory(files, no_sampling, tmp_path):
 
 
 def test_memory_estimate_counts_posterior_and_loglik(files):
-    """8 bytes x (2T rates + K^2 Q + rows of log-likelihood + stats) per draw and chain."""
+    """8 bytes x (3T rates + K^2 Q + rows of log-likelihood + stats) per draw and chain.
+
+    3T: the free ``log_rate_direct`` (this model's ``default`` gives every transition its
+    own prior), ``log_rate`` and ``rate``.
+    """
     from markov_migration.errors import InputError
     from markov_migration.inference.model import check_memory, floats_per_draw
     from markov_migration.inputs.aggregate import aggregate
@@ -237,7 +241,8 @@ def test_memory_estimate_counts_posterior_and_loglik(files):
     spec = files["spec"]
     agg = aggregate(validate_panel(files["panel"], spec, path="<p>", sha256="0" * 64), spec)
     per = floats_per_draw(spec, agg)
-    assert per == 2 * len(spec.transitions) + 9 + len(agg.table) + 16
+    assert spec.exit_priors == () and len(spec.priors) == len(spec.transitions)
+    assert per == 3 * len(spec.transitions) + 9 + len(agg.table) + 16
     assert check_memory(spec, agg, 4, 1000, available=10**12) == 8 * per * 4000
     with pytest.raises(InputError, match="need about"):
         check_memory(spec, agg, 4, 1000, available=3 * 8 * per * 4000 - 1)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from markov_migration.errors import InputError, SpecError
+from markov_migration.inputs.priors import DEFAULT_EXIT_RATE, DEFAULT_EXIT_SD, DEFAULT_SPLIT
 from markov_migration.inputs.spec import DAY_IN_UNIT, load_rates, load_spec, parse_rates, parse_spec
 from markov_migration.inputs.spec_tables import (
     DEFAULT_CONCENTRATION,
@@ -72,11 +73,15 @@ def test_default_resolution_is_one_day(migration5):
 
 
 def test_built_in_prior_when_no_priors_table(toy_model_text):
+    # Every state gets the state-level default: total exit rate and a Dirichlet(1) split.
     s = spec_of(toy_model_text)
-    for prior in s.priors.values():
-        assert prior.mu == pytest.approx(math.log(DEFAULT_PRIOR_RATE))
-        assert prior.sigma == DEFAULT_PRIOR_SD
-        assert prior.source == "default"
+    assert s.priors == {}
+    assert sorted(p for e in s.exit_priors for p in e.exits) == sorted(s.transitions)
+    for e in s.exit_priors:
+        assert e.mu == pytest.approx(math.log(DEFAULT_EXIT_RATE))
+        assert e.sigma == DEFAULT_EXIT_SD
+        assert e.split == (DEFAULT_SPLIT,) * len(e.exits)
+        assert e.source == "default"
 
 
 def test_name_defaults_to_file_stem(write_model):
@@ -157,29 +162,63 @@ b = ["a"]
 """
 
 
+def exit_prior(spec, state):
+    (found,) = [e for e in spec.exit_priors if spec.states[e.state] == state]
+    return found
+
+
 def test_prior_as_rate():
     s = spec_of(PRIOR_BASE + '"a->b" = { rate = 0.5 }\n')
     assert s.priors[(0, 1)].mu == pytest.approx(math.log(0.5))
     assert s.priors[(0, 1)].sigma == DEFAULT_PRIOR_SD
     assert s.priors[(0, 1)].source == "rate = 0.5 per unit"
-    # Others keep the built-in default.
-    assert s.priors[(0, 2)].mu == pytest.approx(math.log(DEFAULT_PRIOR_RATE))
+    # a's other exit is outside the transition prior: the state-level default, alone.
+    assert exit_prior(s, "a").exits == ((0, 2),)
+    assert exit_prior(s, "a").mu == pytest.approx(math.log(DEFAULT_EXIT_RATE))
+    assert set(s.priors) == {(0, 1)}
 
 
 def test_prior_as_mean_sojourn_of_a_transition():
     s = spec_of(PRIOR_BASE + '"b->a" = { mean_sojourn = 4, sd = 0.5 }\n')
     assert s.priors[(1, 0)].mu == pytest.approx(math.log(1 / 4))
     assert s.priors[(1, 0)].sigma == 0.5
+    assert [e.state for e in s.exit_priors] == [0]  # b has no state-level prior left
 
 
-def test_state_level_prior_splits_the_exit_rate_evenly():
-    # Leaving 'a' after 2 years on average: total exit rate 0.5, 0.25 to each of b and c.
+def test_state_level_prior_is_on_the_total_exit_rate():
+    # Leaving 'a' after 2 years on average: median total exit rate 0.5, split Dirichlet(1).
     s = spec_of(PRIOR_BASE + "a = { mean_sojourn = 2 }\n")
-    assert s.priors[(0, 1)].mu == pytest.approx(math.log(0.25))
-    assert s.priors[(0, 2)].mu == pytest.approx(math.log(0.25))
-    assert s.priors[(0, 1)].source == "mean_sojourn = 2 units"
-    # 'b' has a single exit, untouched here.
-    assert s.priors[(1, 0)].mu == pytest.approx(math.log(DEFAULT_PRIOR_RATE))
+    a = exit_prior(s, "a")
+    assert a.exits == ((0, 1), (0, 2))
+    assert a.mu == pytest.approx(math.log(0.5))
+    assert a.sigma == DEFAULT_EXIT_SD
+    assert a.split == (1.0, 1.0)
+    assert a.source == "mean_sojourn = 2 units"
+    assert exit_prior(s, "b").mu == pytest.approx(math.log(DEFAULT_EXIT_RATE))
+    assert s.priors == {}
+
+
+def test_state_level_split_number_or_table():
+    s = spec_of(PRIOR_BASE + "a = { rate = 1.0, split = 3 }\n")
+    assert exit_prior(s, "a").split == (3.0, 3.0)
+    s = spec_of(PRIOR_BASE + "a = { rate = 1.0, split = { c = 4 } }\n")
+    assert exit_prior(s, "a").split == (DEFAULT_SPLIT, 4.0)
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ('a = { rate = 1.0 }\n"a->c" = { rate = 0.05 }\n', "give either a prior for the state"),
+        ("a = { split = { b = 0 } }\n", "must be a positive number"),
+        ("a = { split = { d = 1 } }\n", "'d' is not a declared state"),
+        ("b = { split = { b = 1 } }\n", "'b' is not an exit of 'b'"),
+        ('"a->b" = { rate = 1, split = 2 }\n', "'split' belongs to a state's prior"),
+        ("default = { rate = 1, split = 2 }\n", "'split' belongs to a state's prior"),
+    ],
+)
+def test_bad_state_level_priors(entry, message):
+    with pytest.raises(SpecError, match=message):
+        spec_of(PRIOR_BASE + entry)
 
 
 def test_prior_as_probability_within():
@@ -193,26 +232,32 @@ def test_prior_probability_within_defaults_to_one_unit():
     assert s.priors[(0, 2)].mu == pytest.approx(math.log(-math.log(0.82)))
 
 
-def test_state_level_probability_is_split_too():
-    s = spec_of(PRIOR_BASE + "a = { probability = 0.5, within = 3 }\n")
-    rate = -math.log(0.5) / 3
-    assert s.priors[(0, 1)].mu == pytest.approx(math.log(rate / 2))
-    assert s.priors[(0, 2)].mu == pytest.approx(math.log(rate / 2))
+def test_state_level_probability_is_about_leaving():
+    s = spec_of(PRIOR_BASE + "a = { probability = 0.5, within = 3, sd = 0.7 }\n")
+    a = exit_prior(s, "a")
+    assert a.mu == pytest.approx(math.log(-math.log(0.5) / 3))
+    assert a.sigma == 0.7
+    assert a.source == "probability = 0.5 within 3 units"
 
 
-def test_transition_prior_overrides_state_and_default():
+def test_per_transition_default_covers_states_without_their_own_prior():
     s = spec_of(
-        PRIOR_BASE
-        + "default = { rate = 0.1, sd = 2.0 }\n"
-        + "a = { rate = 1.0, sd = 0.7 }\n"
-        + '"a->c" = { rate = 0.05 }\n'
+        PRIOR_BASE + "default = { rate = 0.1, sd = 2.0 }\n" + "a = { rate = 1.0, sd = 0.7 }\n"
     )
-    assert s.priors[(0, 1)].mu == pytest.approx(math.log(0.5))  # state: 1.0 split over 2 exits
-    assert s.priors[(0, 1)].sigma == 0.7
-    assert s.priors[(0, 2)].mu == pytest.approx(math.log(0.05))  # transition wins
-    assert s.priors[(0, 2)].sigma == 0.7  # sd not restated: inherited from the state
-    assert s.priors[(1, 0)].mu == pytest.approx(math.log(0.1))  # default
+    a = exit_prior(s, "a")  # the state's own prior wins over the per-transition default
+    assert (a.exits, a.mu, a.sigma) == (((0, 1), (0, 2)), pytest.approx(0.0), 0.7)
+    assert s.priors[(1, 0)].mu == pytest.approx(math.log(0.1))  # default, per transition
     assert s.priors[(1, 0)].sigma == 2.0
+    assert s.priors[(1, 0)].source == "rate = 0.1 per unit"
+    assert [e.state for e in s.exit_priors] == [0]
+
+
+def test_transition_prior_with_default_inherits_its_missing_keys():
+    s = spec_of(PRIOR_BASE + "default = { rate = 0.1, sd = 2.0 }\n" + '"a->c" = { rate = 0.05 }\n')
+    assert s.priors[(0, 2)].mu == pytest.approx(math.log(0.05))
+    assert s.priors[(0, 2)].sigma == 2.0  # sd not restated: the default's
+    assert s.priors[(0, 1)].mu == pytest.approx(math.log(0.1))
+    assert s.exit_priors == ()
 
 
 def test_default_sd_only_keeps_the_default_rate():

@@ -23,7 +23,8 @@ Groups
     checks and reproduction read it. Absent for counts-table input.
 ``constant_data``
     Priors and structure: ``allowed`` (from_state, to_state), ``prior_mu``,
-    ``prior_sigma`` (transition; continuous) and ``resolution``.
+    ``prior_sigma``, ``split_concentration`` (transition; continuous),
+    ``exit_prior_mu``, ``exit_prior_sigma`` (exit_state) and ``resolution``.
 
 Root attributes record the model file's text, the input data's SHA-256 and
 path, the seed and sampler settings, library versions, the creation time and
@@ -217,9 +218,33 @@ def constant_dataset(spec: ModelSpec, agg: AggregatedData) -> xr.Dataset:
     ds["resolution"] = agg.resolution
     if spec.time == "continuous":
         ds = ds.assign_coords(transition=list(spec.transition_labels))
-        ds["prior_mu"] = ("transition", [spec.priors[p].mu for p in spec.transitions])
-        ds["prior_sigma"] = ("transition", [spec.priors[p].sigma for p in spec.transitions])
-        ds["prior_mu"].attrs["units"] = "log of moves per time unit"
+        ds = _prior_variables(ds, spec)
+    return ds
+
+
+def _prior_variables(ds: xr.Dataset, spec: ModelSpec) -> xr.Dataset:
+    """The intensity priors (:mod:`markov_migration.inputs.priors`) as constant data.
+
+    ``prior_mu``/``prior_sigma`` (transition): a transition's own Normal prior of its
+    log-intensity, NaN under a state-level prior; ``exit_prior_mu``/``exit_prior_sigma``
+    (exit_state): the Normal prior of a state's log total exit rate over its split, and
+    ``split_concentration`` (transition): each exit's Dirichlet concentration (NaN for a
+    transition with its own prior).
+    """
+    nan = float("nan")
+    own = [spec.priors.get(p) for p in spec.transitions]
+    ds["prior_mu"] = ("transition", [nan if p is None else p.mu for p in own])
+    ds["prior_sigma"] = ("transition", [nan if p is None else p.sigma for p in own])
+    ds["prior_mu"].attrs["units"] = "log of moves per time unit"
+    split = dict.fromkeys(spec.transitions, nan)
+    for e in spec.exit_priors:
+        split.update(zip(e.exits, e.split, strict=True))
+    ds["split_concentration"] = ("transition", [split[p] for p in spec.transitions])
+    if spec.exit_priors:
+        ds = ds.assign_coords(exit_state=[spec.states[e.state] for e in spec.exit_priors])
+        ds["exit_prior_mu"] = ("exit_state", [e.mu for e in spec.exit_priors])
+        ds["exit_prior_sigma"] = ("exit_state", [e.sigma for e in spec.exit_priors])
+        ds["exit_prior_mu"].attrs["units"] = "log of exits per time unit"
     return ds
 
 

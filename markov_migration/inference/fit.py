@@ -153,7 +153,7 @@ def structure_key(spec: ModelSpec, agg: AggregatedData | None = None) -> str:
     change size freely).
     """
     parts = [spec.time, repr(spec.states), repr(spec.transitions)]
-    parts += [repr((p, spec.priors[p].mu, spec.priors[p].sigma)) for p in spec.transitions]
+    parts += [repr(sorted(spec.priors.items())), repr(spec.exit_priors)]
     parts += [repr(spec.covariates), repr(spec.groups), repr(spec.periods),
               repr(spec.period_transitions)]  # fmt: skip
     if agg is not None and spec.time == "continuous":

@@ -9,11 +9,13 @@ identical histories counted once, computed by the Op of
 :mod:`markov_migration.inference.latent_op`.
 
 Intensities
-    ``log_rate[transition] ~ Normal(mu, sigma)`` from ``[priors]`` as in the
-    pure-panel model. With ``[phases]`` the intensities live on the hidden
-    (phase) state space: ``log_rate_latent[latent_transition]``, each leaving
-    move of a phase with the prior of its observed transition, each progression
-    ``r_i -> r_(i+1)`` with the default prior. ``Q_latent`` is the hidden
+    ``log_rate[transition]`` from ``[priors]`` as in the pure-panel model (state
+    totals and their splits: :mod:`markov_migration.inference.rate_prior`). With
+    ``[phases]`` the intensities live on the hidden (phase) state space:
+    ``log_rate_latent[latent_transition] ~ Normal(mu, sigma)`` independently, each
+    leaving move of a phase with the per-move prior of its observed transition
+    (:func:`phase_prior`), each progression ``r_i -> r_(i+1)`` with the
+    per-transition default. ``Q_latent`` is the hidden
     generator; ``Q`` on the observed states is then the Markov generator with
     the same mean sojourn and next-state probabilities as the phase-type states
     (entered in their first phase), computed from each draw after sampling.
@@ -54,10 +56,11 @@ from markov_migration.core.forward import (
 from markov_migration.core.phases import hidden_names, phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.inference.rate_prior import baseline_log_rate
 from markov_migration.inference.sampling import run_nutpie, run_pymc
 from markov_migration.inputs.panel import Panel
+from markov_migration.inputs.priors import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, prior_coords
 from markov_migration.inputs.spec import ModelSpec
-from markov_migration.inputs.spec_tables import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD
 
 #: Posterior variables of latent fits kept in fit files (besides the pure-panel ones).
 LATENT_VARIABLES = (
@@ -124,11 +127,13 @@ def latent_layout(spec: ModelSpec) -> LatentLayout:
     k = spec.n_states
     lay = phase_expansion(spec.allowed_matrix(), obs.phases or {})
     names = hidden_names(spec.states, lay)
+    # Phase-type models give each latent intensity its own lognormal (see phase_prior);
+    # without phases the model uses the spec's priors themselves (rate_prior).
     mu, sigma = [], []
     for r, s in lay.rate_observed:
-        prior = spec.priors.get((int(r), int(s)))
-        mu.append(np.log(DEFAULT_PRIOR_RATE) if prior is None else prior.mu)
-        sigma.append(DEFAULT_PRIOR_SD if prior is None else prior.sigma)
+        m, sd = phase_prior(spec, (int(r), int(s)))
+        mu.append(m)
+        sigma.append(sd)
     if not obs.phases:  # keep the pure-panel order and labels of the transitions
         order = [
             int(np.flatnonzero((lay.rate_from == r) & (lay.rate_to == s))[0])
@@ -149,6 +154,23 @@ def latent_layout(spec: ModelSpec) -> LatentLayout:
         prior_sigma=np.array(sigma)[order],
         code_sets=code_sets,
     )
+
+
+def phase_prior(spec: ModelSpec, pair: tuple[int, int]) -> tuple[float, float]:
+    """Normal prior (mu, sd) of a phase-type model's log-intensity of observed move ``pair``.
+
+    A transition's own prior; for a transition under a state-level prior, the total
+    exit rate's prior shifted by the log of its mean share ``alpha_s / sum(alpha)``
+    (the independent per-move approximation); otherwise (a phase's progression) the
+    per-transition default.
+    """
+    if pair in spec.priors:
+        return spec.priors[pair].mu, spec.priors[pair].sigma
+    for e in spec.exit_priors:
+        if pair in e.exits:
+            share = e.split[e.exits.index(pair)] / sum(e.split)
+            return e.mu + float(np.log(share)), e.sigma
+    return float(np.log(DEFAULT_PRIOR_RATE)), DEFAULT_PRIOR_SD
 
 
 def latent_histories(spec: ModelSpec, panel: Panel):
@@ -178,6 +200,8 @@ def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
         "true_state": list(spec.states),
         "recorded_state": list(spec.states),
     }
+    if not layout.phased:
+        coords.update(prior_coords(spec))
     for r, targets in spec.observation.misclassification:
         coords[f"recorded_{spec.states[r]}"] = [spec.states[s] for s in (r, *targets)]
     return coords
@@ -212,9 +236,12 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
     with pm.Model(coords=latent_coords(spec, layout)) as model:
         dims = "latent_transition" if layout.phased else "transition"
         suffix = "_latent" if layout.phased else ""
-        log_rate = pm.Normal(
-            f"log_rate{suffix}", mu=layout.prior_mu, sigma=layout.prior_sigma, dims=dims
-        )
+        if layout.phased:
+            log_rate = pm.Normal(
+                f"log_rate{suffix}", mu=layout.prior_mu, sigma=layout.prior_sigma, dims=dims
+            )
+        else:  # the pure-panel priors: total exit rates and their splits
+            log_rate = baseline_log_rate(spec, dims=dims)
         rate = pm.Deterministic(f"rate{suffix}", pt.exp(log_rate), dims=dims)
         off = pt.set_subtensor(pt.zeros((kh, kh))[layout.rate_from, layout.rate_to], rate)
         q = off - pt.diag(off.sum(axis=1))

@@ -1,8 +1,10 @@
 """PyMC models built from a model file and aggregated data (layer 3).
 
 Continuous time
-    ``log_rate[transition] ~ Normal(mu, sigma)`` from the model file's priors
-    (log of moves per time unit) are the *baseline* log-intensities: categorical
+    ``log_rate[transition]`` (log of moves per time unit), from the model file's
+    priors (a state's total exit rate and its Dirichlet split, or a transition's own
+    lognormal: :mod:`markov_migration.inference.rate_prior`), are the *baseline*
+    log-intensities: categorical
     covariates at their reference level, numeric covariates at their mean,
     group effect 0 and the first period (see :mod:`markov_migration.inputs.design`).
     Covariate and period effects are log hazard ratios
@@ -39,6 +41,7 @@ from markov_migration.inputs.aggregate import AggregatedData
 from markov_migration.inputs.design import ModelDesign, model_design
 from markov_migration.inputs.effects import check_design
 from markov_migration.inputs.likelihood_arrays import unpack_arrays
+from markov_migration.inputs.priors import prior_coords
 from markov_migration.inputs.spec import ModelSpec
 from markov_migration.io import available_memory
 
@@ -53,9 +56,10 @@ def sampled_variables(model: pm.Model) -> list[str]:
 
     nutpie and PyMC store each free variable under its own name on the constrained
     scale (``group_sd``, not its log-transformed value variable ``group_sd_log__``), so
-    these are the posterior variables the convergence diagnostics need: ``log_rate``,
-    ``log_hr_scaled``, ``group_sd``, ``group_z`` in continuous time, the Dirichlet rows
-    ``p_<state>`` in discrete time.
+    these are the posterior variables the convergence diagnostics need: ``log_exit_rate``,
+    ``split_<state>``, ``log_rate_direct`` (the intensity priors'), ``log_hr_scaled``,
+    ``group_sd``, ``group_z`` in continuous time, the Dirichlet rows ``p_<state>`` in
+    discrete time.
     """
     return [rv.name for rv in model.free_RVs]
 
@@ -73,6 +77,8 @@ def model_coords(
     }
     if design is not None:
         coords.update(design.coords())
+    if spec.time == "continuous":
+        coords.update(prior_coords(spec))
     return coords
 
 
@@ -133,16 +139,15 @@ def generator_matrix(rate: pt.TensorVariable, spec: ModelSpec) -> pt.TensorVaria
 
 def _build_continuous(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
     from markov_migration.inference.likelihood_op import panel_loglik
+    from markov_migration.inference.rate_prior import baseline_log_rate
 
     design = model_design(spec, agg)
-    mu = np.array([spec.priors[p].mu for p in spec.transitions])
-    sigma = np.array([spec.priors[p].sigma for p in spec.transitions])
     with pm.Model(coords=model_coords(spec, agg, design)) as model:
         # Two packed data vectors instead of one pm.Data per array: nutpie compiles an
         # uncached wrapper per shared array (about 0.3 s each).
         packed, layout = design.packed_data()
         data = unpack_arrays({name: pm.Data(name, value) for name, value in packed.items()}, layout)
-        log_rate = pm.Normal("log_rate", mu=mu, sigma=sigma, dims="transition")
+        log_rate = baseline_log_rate(spec)
         pm.Deterministic("rate", pt.exp(log_rate), dims="transition")
         log_q = log_rate[None, :]  # likelihood generators (M, T)
         log_q_grid = log_rate[None, :]  # reported generators (n_grid, T)
@@ -246,8 +251,9 @@ def floats_per_draw(spec: ModelSpec, agg: AggregatedData) -> int:
     n_hr = len(coords.get("hr_parameter", []))
     n_gt = len(coords.get("group_transition", []))
     n_g = len(coords.get("group", []))
+    n_prior = sum(len(v) for v in prior_coords(spec).values())  # the intensity priors' draws
     return (
-        2 * n_t + n_grid * k * k + 2 * n_eff + n_hr + n_gt + 2 * n_g * n_gt + n_obs
+        2 * n_t + n_prior + n_grid * k * k + 2 * n_eff + n_hr + n_gt + 2 * n_g * n_gt + n_obs
         + _STATS_PER_DRAW
     )  # fmt: skip
 

@@ -37,6 +37,7 @@ from markov_migration.inputs.observation import (
 from markov_migration.inputs.spec_tables import (
     Covariate,
     DataColumns,
+    ExitPrior,
     Groups,
     Prior,
     TableParser,
@@ -65,7 +66,8 @@ class ModelSpec:
     time_unit : str
         Unit of the time axis: years (default), months, weeks or days.
     priors : dict of (int, int) to Prior
-        Prior for every allowed transition (continuous time).
+        Transitions with their own prior on the log-intensity (continuous time; see
+        :mod:`markov_migration.inputs.priors`).
     concentration : dict of (int, int) to float
         Dirichlet concentration for every allowed transition and every stay
         (discrete time); keys include (r, r).
@@ -90,6 +92,9 @@ class ModelSpec:
     period_prior_sd : float
         Sd of the Normal(0, sd) prior on every period's log hazard ratio against
         the first period (``[priors] period = { sd = ... }``; default 1).
+    exit_priors : tuple of ExitPrior
+        State-level priors (total exit rate and its Dirichlet split) of the
+        transitions not in ``priors``: together they cover every transition once.
     """
 
     name: str
@@ -111,6 +116,7 @@ class ModelSpec:
     path: str | None = None
     observation: ObservationModel = ObservationModel()
     period_prior_sd: float = 1.0
+    exit_priors: tuple[ExitPrior, ...] = ()
 
     @property
     def n_states(self) -> int:
@@ -293,7 +299,7 @@ class _Parser(TableParser):
         self.parse_states()
         self.parse_transitions()
         home = self.parse_home()
-        priors, concentration = self.parse_priors(time)
+        priors, exit_priors, concentration = self.parse_priors(time)
         covariates = self.parse_covariates()
         groups = self.parse_groups()
         periods, period_transitions = self.parse_periods()
@@ -309,6 +315,7 @@ class _Parser(TableParser):
             home=home,
             time_unit=time_unit,
             priors=priors,
+            exit_priors=exit_priors,
             concentration=concentration,
             covariates=covariates,
             groups=groups,

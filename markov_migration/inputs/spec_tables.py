@@ -1,8 +1,9 @@
 """Model files: the optional tables and the parser's shared machinery.
 
-The value types of a model file's optional tables (:class:`Prior`,
-:class:`Covariate`, :class:`Groups`, :class:`DataColumns`) with their defaults,
-and :class:`TableParser`, which parses and validates the ``[priors]``,
+The value types of a model file's optional tables (:class:`Covariate`,
+:class:`Groups`, :class:`DataColumns`; the priors' are in
+:mod:`markov_migration.inputs.priors`) with their defaults, and
+:class:`TableParser`, which parses and validates the ``[priors]``,
 ``[covariates]``, ``[groups]``, ``periods``, ``[data]``, ``[rates]`` and
 ``[simulate]`` tables and locates every problem on a line of the file.
 :mod:`markov_migration.inputs.spec` builds the :class:`ModelSpec` from them.
@@ -17,14 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from markov_migration.errors import SpecError
+from markov_migration.inputs.priors import (  # noqa: F401  (re-exported: the table's value types)
+    DEFAULT_CONCENTRATION,
+    DEFAULT_PRIOR_RATE,
+    DEFAULT_PRIOR_SD,
+    ExitPrior,
+    Prior,
+    PriorTables,
+)
 
-#: Default prior on every log-intensity: median 0.2 moves per time unit (an
-#: 18% chance of making that move within one unit if nothing else happens),
-#: with a log-scale sd of 1.5, i.e. a 95% prior range of about 0.01 to 3.8 per unit.
-DEFAULT_PRIOR_RATE = 0.2
-DEFAULT_PRIOR_SD = 1.5
-#: Default Dirichlet concentration for each allowed target (discrete time).
-DEFAULT_CONCENTRATION = 1.0
 #: Default prior sd of a log hazard ratio (a 95% range of hazard ratios 0.14-7.1).
 DEFAULT_COVARIATE_SD = 1.0
 #: Default half-normal scale of the sd of group random effects on log-intensities.
@@ -33,25 +35,6 @@ DEFAULT_GROUP_SD = 1.0
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]")
 _ARROW = re.compile(r"^\s*([^\s>-][^>]*?)\s*->\s*(\S.*?)\s*$")
-
-
-@dataclass(frozen=True)
-class Prior:
-    """Normal prior on one log-intensity (continuous time).
-
-    Attributes
-    ----------
-    mu : float
-        Prior median of the log-intensity (log of moves per time unit).
-    sigma : float
-        Prior sd of the log-intensity.
-    source : str
-        How the user stated it (e.g. ``"mean_sojourn = 2 years"``), for reports.
-    """
-
-    mu: float
-    sigma: float
-    source: str = "default"
 
 
 @dataclass(frozen=True)
@@ -134,7 +117,7 @@ def toml_table(text: str, path: str | None) -> dict[str, Any]:
         raise SpecError(f"TOML syntax error: {msg}", path=path, line=line) from None
 
 
-class TableParser:
+class TableParser(PriorTables):
     """Parses and validates the tables of a model (or rates) file, naming the line of a problem.
 
     ``states`` and ``transitions`` are set by the caller (the model file's own,
@@ -234,98 +217,6 @@ class TableParser:
         return float(value)
 
     # -- optional tables -----------------------------------------------------------
-    def parse_prior_value(self, key: str, value: Any) -> tuple[float | None, float | None, str]:
-        """Return (rate, sd, source) from one [priors] entry."""
-        if not isinstance(value, dict):
-            raise self.fail(f"[priors] {key} must be a table, e.g. {{ mean_sojourn = 2 }}", key)
-        allowed = {"rate", "mean_sojourn", "probability", "within", "sd", "concentration"}
-        unknown = sorted(set(value) - allowed)
-        if unknown:
-            raise self.fail(
-                f"[priors] {key}: unknown key '{unknown[0]}' (use one of rate, mean_sojourn, "
-                "probability [+ within], and optionally sd)",
-                key,
-            )
-        given = [k for k in ("rate", "mean_sojourn", "probability") if k in value]
-        if len(given) > 1:
-            raise self.fail(f"[priors] {key}: give only one of {', '.join(given)}", key)
-        sd = None
-        if "sd" in value:
-            sd = self.number(value["sd"], f"[priors] {key}.sd", needle=key)
-        if not given:
-            return None, sd, "default"
-        kind = given[0]
-        x = self.number(value[kind], f"[priors] {key}.{kind}", needle=key)
-        if kind == "rate":
-            return x, sd, f"rate = {x:g} per unit"
-        if kind == "mean_sojourn":
-            return 1.0 / x, sd, f"mean_sojourn = {x:g} units"
-        if x >= 1:
-            raise self.fail(f"[priors] {key}.probability must be below 1, got {x}", key)
-        within = self.number(value.get("within", 1.0), f"[priors] {key}.within", needle=key)
-        return -math.log1p(-x) / within, sd, f"probability = {x:g} within {within:g} units"
-
-    def parse_priors(self, time: str):
-        """Priors of every transition and Dirichlet concentrations from ``[priors]``."""
-        table = self.raw.get("priors", {})
-        if not isinstance(table, dict):
-            raise self.fail("[priors] must be a table", "priors")
-        default_rate, default_sd, default_source = DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, "default"
-        default_conc = DEFAULT_CONCENTRATION
-        per_state: dict[int, tuple] = {}
-        per_transition: dict[tuple[int, int], tuple] = {}
-        conc: dict[tuple[int, int], float] = {}
-        for key, value in table.items():
-            if key == "misclassification":  # read by inputs.observation
-                continue
-            if key == "period" and key not in self.states:  # read by parse_period_prior
-                continue
-            if key == "concentration":
-                default_conc = self.number(value, "[priors] concentration", needle="concentration")
-                continue
-            if isinstance(value, dict) and "concentration" in value:
-                c = self.number(value["concentration"], f"[priors] {key}.concentration", needle=key)
-                if "->" in key:
-                    conc[self.transition(key, "[priors]")] = c
-                else:
-                    r = self.state_index(key, "[priors]")
-                    conc[(r, r)] = c
-                value = {k: v for k, v in value.items() if k != "concentration"}
-                if not value:
-                    continue
-            rate, sd, source = self.parse_prior_value(key, value)
-            if key == "default":
-                default_rate = rate if rate is not None else default_rate
-                default_sd = sd if sd is not None else default_sd
-                default_source = source
-            elif "->" in key:
-                per_transition[self.transition(key, "[priors]")] = (rate, sd, source)
-            else:
-                r = self.state_index(key, "[priors]")
-                n_out = sum(1 for a, _ in self.transitions if a == r)
-                if n_out == 0:
-                    raise self.fail(
-                        f"[priors] {key}: state '{key}' is absorbing (no moves out)", key
-                    )
-                # A state-level statement is about the total exit rate: split it evenly.
-                per_state[r] = (None if rate is None else rate / n_out, sd, source)
-        priors: dict[tuple[int, int], Prior] = {}
-        for pair in self.transitions:
-            rate, sd, source = default_rate, default_sd, default_source
-            for override in (per_state.get(pair[0]), per_transition.get(pair)):
-                if override is not None:
-                    rate = override[0] if override[0] is not None else rate
-                    sd = override[1] if override[1] is not None else sd
-                    source = override[2]
-            priors[pair] = Prior(mu=math.log(rate), sigma=sd, source=source)
-        concentration: dict[tuple[int, int], float] = {}
-        for r in range(len(self.states)):
-            concentration[(r, r)] = conc.get((r, r), default_conc)
-        for pair in self.transitions:
-            concentration[pair] = conc.get(pair, default_conc)
-        del time
-        return priors, concentration
-
     def transition_list(self, value: Any, where: str) -> tuple[tuple[int, int], ...]:
         """A list of allowed transitions (None: all of them)."""
         if value is None:

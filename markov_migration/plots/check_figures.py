@@ -248,6 +248,14 @@ def plot_discrepancy(results: dict[str, PPCResult]):
     return fig
 
 
+#: Y-axis label of a sampled variable's trace.
+_AXIS_LABELS = {
+    "log_rate": "log intensity",
+    "log_rate_direct": "log intensity",
+    "log_exit_rate": "log total exit rate",
+}
+
+
 def plot_trace(tree: xr.DataTree, max_params: int = 12):
     """Trace of each sampled parameter by chain (up to ``max_params``)."""
     params = sampled_parameters(tree)
@@ -273,9 +281,7 @@ def plot_trace(tree: xr.DataTree, max_params: int = 12):
         ax.set_title(lab, fontsize=10)
         ax.set_xlabel("draw")
         ax.set_ylabel(
-            {"log_rate": "log intensity"}.get(
-                name, "probability" if name.startswith("p_") else name
-            )
+            _AXIS_LABELS.get(name, "probability" if name.startswith(("p_", "split_")) else name)
         )
     for ax in list(axes.flat)[len(series) :]:
         ax.set_visible(False)

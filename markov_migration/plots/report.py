@@ -369,8 +369,10 @@ def render_report(
         ),
         "<h2 id='convergence'>Convergence by parameter</h2>",
         _note(
-            "The sampled parameters: log intensities (log of moves per person and time unit) "
-            "in continuous time, the rows of the one-step matrix in discrete time."
+            "The sampled parameters: in continuous time the log total exit rates "
+            "(log_exit_rate, per person and time unit) and their splits among exits "
+            "(split_<state>), or log intensities with their own prior, plus effects; "
+            "the rows of the one-step matrix in discrete time."
         ),
         _convergence_table(report),
         "<h2 id='ppc'>Posterior predictive checks</h2>",

@@ -45,6 +45,9 @@ from markov_migration.fitfile.assemble import LEGACY_SAMPLED, recorded_sampled
 #: (written before the ``sampled_variables`` record).
 FREE_PARAMETERS = LEGACY_SAMPLED
 
+#: Log intensities whose convergence rows are labelled by the transition alone.
+_TRANSITION_LABELLED = ("log_rate", "log_rate_direct")
+
 #: Columns of :func:`convergence_table`, with the names ArviZ's summary gives them.
 CONVERGENCE_COLUMNS = {
     "mean": "mean",
@@ -116,8 +119,10 @@ def sampled_parameters(tree: xr.DataTree) -> xr.Dataset:
 def parameter_labels(da: xr.DataArray, name: str) -> list[str]:
     """Labels of the entries of one parameter, in C order of its non-sample dims.
 
-    ``log_rate`` entries are labelled by their transition alone (``a->b``), others as
-    ``name[coord,...]``; a scalar parameter is its name.
+    ``log_rate`` and ``log_rate_direct`` (log intensities with their own prior) entries
+    are labelled by their transition alone (``a->b``), others as ``name[coord,...]``
+    (``log_exit_rate[abroad]``, ``split_abroad[returned]``); a scalar parameter is its
+    name.
     """
     extra = [d for d in da.dims if d not in SAMPLE_DIMS]
     if not extra:
@@ -127,7 +132,7 @@ def parameter_labels(da: xr.DataArray, name: str) -> list[str]:
     for idx in stacked["_p"].values:
         idx = idx if isinstance(idx, tuple) else (idx,)
         label = ",".join(str(i) for i in idx)
-        out.append(label if name == "log_rate" else f"{name}[{label}]")
+        out.append(label if name in _TRANSITION_LABELLED else f"{name}[{label}]")
     return out
 
 

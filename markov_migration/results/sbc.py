@@ -3,8 +3,9 @@
 For each simulation ``i``:
 
 1. draw a "true" parameter vector from the model file's prior, with our own draw from the
-   spec (:func:`prior_draw`: ``log_rate[t] ~ Normal(mu_t, sigma_t)``, exactly the priors
-   :mod:`markov_migration.inference.model` puts on ``log_rate``);
+   spec (:func:`prior_draw`: each state's total exit rate ``lambda_r`` (lognormal) times
+   its Dirichlet split, or a transition's own lognormal, exactly the priors
+   :mod:`markov_migration.inference.rate_prior` puts on ``log_rate``);
 2. simulate a panel on the *design* panel (:func:`simulate_on_design`): the same
    respondents, the same observation times (so its attrition and late entry), each
    respondent starting in its observed first state, later states new, drawn by the core
@@ -46,6 +47,7 @@ from scipy import linalg, stats
 
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.inputs.priors import draw_log_rates
 from markov_migration.inputs.spec import ModelSpec, parse_spec
 
 #: Columns of ``ranks.csv`` (a file contract).
@@ -167,14 +169,15 @@ def sbc_design(spec: ModelSpec, panel) -> SbcDesign:
 def prior_draw(spec: ModelSpec, rng: np.random.Generator) -> np.ndarray:
     """One draw of the log intensities from the model file's priors.
 
+    Exactly the fitting layer's prior (:func:`markov_migration.inputs.priors.draw_log_rates`):
+    a state's total exit rate and its Dirichlet split, or a transition's own lognormal.
+
     Returns
     -------
     ndarray (T,)
         ``log_rate`` of ``spec.transitions`` (log of moves per time unit).
     """
-    mu = np.array([spec.priors[p].mu for p in spec.transitions])
-    sigma = np.array([spec.priors[p].sigma for p in spec.transitions])
-    return mu + sigma * rng.standard_normal(len(mu))
+    return draw_log_rates(spec, rng)
 
 
 def prior_log_hr(design: SbcDesign, rng: np.random.Generator) -> np.ndarray:
