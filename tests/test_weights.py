@@ -9,15 +9,29 @@ posterior.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+import xarray as xr
 from scipy.linalg import expm
 
 from markov_migration.core.likelihood import loglik
+from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.inference.fit import FitSettings, sample
+from markov_migration.inference.weights import (
+    ADJUST_ATTR,
+    DEFF_ATTR,
+    KISH_ATTR,
+    adjust_weighted_posterior,
+    cluster_scores,
+    derived_variables,
+    free_blocks,
+    row_scores,
+)
 from markov_migration.inputs.aggregate import aggregate
-from markov_migration.inputs.design import likelihood_data
+from markov_migration.inputs.design import likelihood_data, model_design
 from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.spec import parse_spec
 from tests.conftest import THREE_PLAIN
@@ -101,14 +115,22 @@ def test_weights_scale_the_log_likelihood():
 
 
 def test_weight_two_equals_duplicating_for_the_posterior(panels):
-    """Posterior means within Monte Carlo error; the same seed gives the same draws."""
-    spec, weighted, duplicated = panels
+    """The raw pseudo-posterior: means within Monte Carlo error; same seed, same draws.
+
+    Without the calibration (``weights_adjust = "none"``): a respondent with weight 2
+    is one respondent counted twice, not two independent ones, so the calibrated
+    posterior is wider than the duplicated panel's (tested below).
+    """
+    _, weighted, duplicated = panels
+    spec = parse_spec(WEIGHTED + 'weights_adjust = "none"\n')
     settings = {"chains": 2, "draws": 400, "tune": 400}
     wa = validate_panel(weighted, spec)
     fit_w = sample(spec, aggregate(wa, spec), FitSettings(seed=1, **settings), panel=wa)
     agg_d = aggregate(validate_panel(duplicated, spec), spec)
     fit_d = sample(spec, agg_d, FitSettings(seed=2, **settings))
     assert fit_w.attrs["data_weighted"] == 1 and fit_d.attrs["data_weighted"] == 0
+    assert fit_w.attrs[ADJUST_ATTR].startswith("none: [data] weights_adjust")
+    assert ADJUST_ATTR not in fit_d.attrs  # unweighted: nothing done, nothing recorded
     rw = fit_w["posterior"]["log_rate"].values.reshape(-1, 4)
     rd = fit_d["posterior"]["log_rate"].values.reshape(-1, 4)
     # MC standard error of the difference of two means with >= 200 effective draws each.
@@ -121,3 +143,275 @@ def test_weight_two_equals_duplicating_for_the_posterior(panels):
     # The per-row log-likelihood uses the weighted counts.
     ll = fit_w["log_likelihood"]["transitions"].values
     assert ll.shape[-1] == len(agg_d.table)
+
+
+# --------------------------------------------------------------------------
+# The calibrated pseudo-posterior (Williams & Savitsky 2021)
+# --------------------------------------------------------------------------
+
+#: One parameter: a -> b at rate lambda, b absorbing; prior log lambda ~ N(log 0.2, 1.5).
+TWO = """
+name = "two"
+states = ["a", "b"]
+[transitions]
+a = ["b"]
+[priors]
+default = { rate = 0.2, sd = 1.5 }
+[data]
+weight = "w"
+"""
+LAMBDA = 0.4
+#: The one-year gap as aggregation rounds it (to whole days of 1/365.25 year).
+GAP = np.round(365.25) / 365.25
+
+
+def two_state_panel(weights: np.ndarray, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Respondents in a at 0, seen at 1: (panel, moved). One transition each."""
+    rng = np.random.default_rng(seed)
+    n = weights.size
+    moved = rng.random(n) < 1 - np.exp(-LAMBDA)
+    df = pd.DataFrame(
+        {
+            "id": np.repeat(np.arange(n), 2),
+            "time": np.tile([0.0, 1.0], n),
+            "state": np.where(
+                np.arange(2 * n) % 2 == 0, "a", np.where(np.repeat(moved, 2), "b", "a")
+            ),
+            "w": np.repeat(weights, 2),
+        }
+    )
+    return df, moved
+
+
+def grid_pseudo_posterior(weights, moved, n_draws=4000, seed=0):
+    """Draws of log lambda from the exact weighted pseudo-posterior, by inverse CDF on a grid."""
+    eta = np.linspace(np.log(LAMBDA) - 1.5, np.log(LAMBDA) + 1.5, 20001)
+    lam = np.exp(eta)
+    n_move, n_stay = weights[moved].sum(), weights[~moved].sum()
+    logp = n_move * np.log1p(-np.exp(-lam * GAP)) - n_stay * lam * GAP
+    logp += -0.5 * ((eta - np.log(0.2)) / 1.5) ** 2
+    p = np.exp(logp - logp.max())
+    cdf = np.cumsum(p) / p.sum()
+    u = (np.arange(n_draws) + np.random.default_rng(seed).random(n_draws)) / n_draws
+    return np.interp(u, cdf, eta)
+
+
+def fake_posterior(eta: np.ndarray) -> xr.Dataset:
+    """A one-chain posterior of the TWO model with its derived variables."""
+    rate = np.exp(eta)
+    q = np.zeros((eta.size, 2, 2))
+    q[:, 0, 1], q[:, 0, 0] = rate, -rate
+    return xr.Dataset(
+        {
+            "log_rate": (("chain", "draw", "transition"), eta[None, :, None]),
+            "rate": (("chain", "draw", "transition"), rate[None, :, None]),
+            "Q": (("chain", "draw", "from_state", "to_state"), q[None]),
+        },
+        coords={"transition": ["a->b"], "from_state": ["a", "b"], "to_state": ["a", "b"]},
+    )
+
+
+def calibrate_two(weights, seed, spec_text=TWO):
+    spec = parse_spec(spec_text)
+    df, moved = two_state_panel(weights, seed)
+    panel = validate_panel(df, spec)
+    agg = aggregate(panel, spec)
+    raw = fake_posterior(grid_pseudo_posterior(weights, moved, seed=seed))
+    adjusted, attrs = adjust_weighted_posterior(spec, agg, panel, raw)
+    return raw, adjusted, attrs, moved
+
+
+def test_unweighted_posterior_is_returned_untouched():
+    """Weights all 1: the same object back and no attributes (bit for bit)."""
+    raw, adjusted, attrs, _ = calibrate_two(np.ones(300), seed=1)
+    assert adjusted is raw and attrs == {}
+
+
+def test_calibrated_variance_is_the_sandwich_from_closed_form_scores():
+    """Var of the adjusted draws = Sigma (J + P) Sigma, scores of the one-parameter model by hand.
+
+    Respondent i's score at eta_hat: w_i * (-lambda t) if it stayed, w_i * lambda t e^-lambda t
+    / (1 - e^-lambda t) if it moved; J = n/(n-1) sum (s_i - mean s)^2, P = 1/1.5^2. Relative
+    tolerance 1e-9 (the adjustment is linear; no Monte Carlo error).
+    """
+    rng = np.random.default_rng(5)
+    w = rng.uniform(0.2, 3.0, 500)
+    w /= w.mean()
+    raw, adjusted, attrs, moved = calibrate_two(w, seed=5)
+    eta = raw["log_rate"].values.ravel()
+    lam = np.exp(eta.mean()) * GAP  # lambda t
+    s = w * np.where(moved, lam * np.exp(-lam) / -np.expm1(-lam), -lam)
+    j = s.size / (s.size - 1) * np.sum((s - s.mean()) ** 2)
+    var = eta.var(ddof=1)
+    expected = var * (j + 1 / 1.5**2) * var
+    new = adjusted["log_rate"].values.ravel()
+    assert new.var(ddof=1) == pytest.approx(expected, rel=1e-9)
+    assert new.mean() == pytest.approx(eta.mean(), rel=1e-12)
+    # Derived variables follow the adjusted draws.
+    np.testing.assert_allclose(adjusted["rate"].values.ravel(), np.exp(new), rtol=1e-14)
+    np.testing.assert_allclose(adjusted["Q"].values[0, :, 0, 1], np.exp(new), rtol=1e-14)
+    np.testing.assert_allclose(adjusted["Q"].values[0, :, 0, 0], -np.exp(new), rtol=1e-14)
+    assert json.loads(attrs[DEFF_ATTR])["log_rate[a->b]"] == pytest.approx(expected / var, rel=1e-3)
+    assert attrs[ADJUST_ATTR].startswith("calibrated")
+
+
+def test_calibrated_sd_grows_by_the_kish_design_effect():
+    """Weights unrelated to the outcome: sd ratio ~ sqrt(n sum w^2 / (sum w)^2).
+
+    Weights 4 (20%) and 0.25 (80%), mean 1: Kish's design effect 3.25, sd ratio 1.80.
+    Tolerance 10% of the ratio: the score variance of 2,000 respondents has a relative
+    sampling sd of about 3% (400 heavy-weight respondents), so 10% is over 3 sd, while
+    an uncalibrated posterior (ratio 1) or a variance-scale error (ratio 3.25) fails.
+    """
+    n = 2000
+    w = np.where(np.arange(n) % 5 == 0, 4.0, 0.25)
+    raw, adjusted, attrs, _ = calibrate_two(w, seed=11)
+    kish = n * np.sum(w**2) / np.sum(w) ** 2
+    assert attrs[KISH_ATTR] == pytest.approx(kish)
+    ratio = adjusted["log_rate"].values.std() / raw["log_rate"].values.std()
+    assert ratio == pytest.approx(np.sqrt(kish), rel=0.10)
+
+
+def test_weights_adjust_none_leaves_the_draws():
+    w = np.where(np.arange(400) % 2 == 0, 0.5, 1.5)
+    raw, adjusted, attrs, _ = calibrate_two(w, 3, TWO + 'weights_adjust = "none"\n')
+    assert adjusted is raw and attrs[ADJUST_ATTR].startswith("none")
+
+
+def test_clusters_sum_their_respondents_scores():
+    """With [data] cluster, J uses PSU totals; one PSU per respondent gives the same J."""
+    n = 300
+    w = np.where(np.arange(n) % 3 == 0, 2.0, 0.5)
+    spec_r, spec_c = parse_spec(TWO), parse_spec(TWO + 'cluster = "psu"\n')
+    df, moved = two_state_panel(w, seed=2)
+    psu = df["id"] // 10
+    own = validate_panel(df.assign(psu=df["id"].astype(str)), spec_c)
+    grouped = validate_panel(df.assign(psu=psu), spec_c)
+    plain = validate_panel(df, spec_r)
+    agg = aggregate(plain, spec_r)
+    design = model_design(spec_r, agg)
+    blocks = free_blocks(design)
+    g = row_scores(spec_r, design, blocks, np.array([np.log(0.3)]), [(1,)])
+    s_plain, c_plain = cluster_scores(spec_r, agg, plain, g)
+    s_own, _ = cluster_scores(spec_c, agg, own, g)
+    s_psu, c_psu = cluster_scores(spec_c, agg, grouped, g)
+    assert c_plain == n and c_psu == n // 10
+    np.testing.assert_allclose(np.sort(s_own.ravel()), np.sort(s_plain.ravel()))
+    expected = pd.Series(s_plain.ravel()).groupby(np.arange(n) // 10).sum().to_numpy()
+    np.testing.assert_allclose(np.sort(s_psu.ravel()), np.sort(expected), rtol=1e-12)
+    # The scores add up to the gradient of the weighted log-likelihood (by hand).
+    lam = 0.3 * GAP
+    total = np.sum(w * np.where(moved, lam * np.exp(-lam) / -np.expm1(-lam), -lam))
+    assert s_plain.sum() == pytest.approx(total, rel=1e-10)
+
+
+DESIGNED = """
+name = "three"
+states = ["a", "b", "c"]
+periods = [1.5]
+[transitions]
+a = ["b", "c"]
+b = ["a", "c"]
+[priors]
+default = { rate = 0.2, sd = 1.5 }
+[covariates.reason]
+kind = "categorical"
+transitions = ["a->b", "b->a"]
+[covariates.age]
+kind = "numeric"
+transitions = ["a->b"]
+[groups]
+column = "host"
+transitions = ["a->b", "b->a"]
+[data]
+weight = "w"
+"""
+
+
+def designed_panel(n: int = 200, seed: int = 4) -> pd.DataFrame:
+    """The three-state panel with a categorical, a numeric covariate, a host and weights."""
+    rng = np.random.default_rng(seed)
+    base = simulate(n, seed=seed)
+    reason = rng.choice(["draft", "work"], n)
+    age = rng.normal(35, 10, n).round()
+    host = rng.choice(["X", "Y", "Z"], n)
+    w = rng.uniform(0.3, 2.0, n)
+    i = base["id"].to_numpy()
+    return base.assign(reason=reason[i], age=age[i], host=host[i], w=w[i])
+
+
+def test_row_scores_match_finite_differences_with_covariates_groups_and_periods():
+    """sum_r count_r * score_r = d loglik / d theta (central differences, 1e-6 relative)."""
+    from markov_migration.inputs.likelihood_arrays import generators_from_rates
+
+    spec = parse_spec(DESIGNED)
+    panel = validate_panel(designed_panel(), spec)
+    agg = aggregate(panel, spec)
+    design = model_design(spec, agg)
+    blocks = free_blocks(design)
+    assert [b.name for b in blocks] == ["log_rate", "log_hr_scaled", "group_sd", "group_z"]
+    shapes = [(4,), (len(design.parameter_labels),), (2,), (3, 2)]
+    rng = np.random.default_rng(0)
+    theta = np.concatenate(
+        [np.log([0.3, 0.15, 0.5, 0.2]), rng.normal(0, 0.3, sum(np.prod(s) for s in shapes) - 4)]
+    )
+    lik = design.likelihood
+
+    def total(th):
+        # Independent of the chain rule: the forward map only.
+        parts, start = [], 0
+        for shape in shapes:
+            size = int(np.prod(shape))
+            parts.append(th[start : start + size].reshape(shape))
+            start += size
+        lr, scaled, log_sd, z = parts
+        log_hr = (scaled / design.parameter_scale)[design.effect_parameter]
+        rates = np.exp(design.log_rates(lr, log_hr, z * np.exp(log_sd)[None, :]))
+        return loglik(generators_from_rates(rates, spec), *lik.arrays())
+
+    g = row_scores(spec, design, blocks, theta, shapes)
+    assert g.shape == (lik.n_rows, theta.size)
+    grad = lik.row_count @ g
+    h = 1e-5
+    fd = np.array(
+        [(total(theta + h * e) - total(theta - h * e)) / (2 * h) for e in np.eye(theta.size)]
+    )
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6 * np.abs(fd).max())
+
+
+def test_derived_variables_recomputes_rates_hazard_ratios_and_q():
+    """Rates and log hazard ratios by hand on fake draws (Q against the sampler: slow test)."""
+    spec = parse_spec(DESIGNED)
+    panel = validate_panel(designed_panel(), spec)
+    agg = aggregate(panel, spec)
+    design = model_design(spec, agg)
+    blocks = free_blocks(design)
+    rng = np.random.default_rng(1)
+    coords = design.coords()
+    post = xr.Dataset(
+        {
+            "log_rate": (("chain", "draw", "transition"), rng.normal(-1.5, 0.3, (2, 5, 4))),
+            "log_hr_scaled": (("chain", "draw", "hr_parameter"),
+                              rng.normal(0, 0.3, (2, 5, len(coords["hr_parameter"])))),
+            "group_sd": (("chain", "draw", "group_transition"), rng.uniform(0.1, 1, (2, 5, 2))),
+            "group_z": (("chain", "draw", "group", "group_transition"), rng.normal(0, 1, (2, 5, 3, 2))),
+        },
+        coords={"transition": list(spec.transition_labels), **coords},
+    )  # fmt: skip
+    for name, shape in (("rate", (4,)), ("log_hazard_ratio", (len(design.effects),)),
+                        ("hazard_ratio", (len(design.effects),)),
+                        ("Q", (*design.grid_shape, 3, 3))):  # fmt: skip
+        dims = {"rate": ("transition",), "Q": (*design.grid_dims, "from_state", "to_state")}
+        post[name] = ((*SAMPLE_DIMS, *dims.get(name, ("covariate_effect",))),
+                      np.full((2, 5, *shape), np.nan))  # fmt: skip
+    post = post.assign_coords(from_state=list(spec.states), to_state=list(spec.states))
+    post["group_effect"] = post["group_z"] * post["group_sd"]
+    out = derived_variables(spec, design, post, blocks)
+    np.testing.assert_allclose(out["rate"].values, np.exp(post["log_rate"].values), rtol=1e-14)
+    scaled = post["log_hr_scaled"].values / design.parameter_scale
+    np.testing.assert_allclose(
+        out["log_hazard_ratio"].values, scaled[..., design.effect_parameter], rtol=1e-14
+    )
+    q = out["Q"].values
+    assert np.isfinite(q).all()
+    np.testing.assert_allclose(q.sum(axis=-1), 0.0, atol=1e-12)
