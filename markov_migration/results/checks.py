@@ -163,7 +163,7 @@ def run_checks(
         )
     )
     post = tree["posterior"]
-    notes = period_notes(tree)
+    notes = period_notes(tree) + weighted_notes(tree)
     return CheckReport(
         checks=checks,
         convergence=table,
@@ -176,6 +176,29 @@ def run_checks(
         markov=results["markov"],
         notes=notes,
     )
+
+
+def weighted_notes(tree: xr.DataTree) -> list[str]:
+    """What the checks of a survey-weighted fit mean (none for an unweighted fit).
+
+    The predictive checks replicate the weighted counts, rounded to whole transitions,
+    as if they were independent respondents: under unequal weights their p-values are
+    not calibrated for the survey design. The convergence checks are unaffected.
+    """
+    if not int(tree.attrs.get("data_weighted", 0) or 0):
+        return []
+    how = str(tree.attrs.get("weights_adjustment", "none: fitted before calibration existed"))
+    spread = (
+        "the posterior is calibrated to the design (Williams & Savitsky 2021)"
+        if how.startswith("calibrated")
+        else "the posterior is the raw pseudo-posterior, whose intervals ignore the weights' "
+        f"design effect ({how.removeprefix('none: ')})"
+    )
+    return [
+        "survey-weighted fit: the predictive checks treat the weighted counts (rounded) as "
+        "independent respondents' transitions, so their p-values are a rough guide, not "
+        f"calibrated for the survey design; {spread}"
+    ]
 
 
 def period_notes(tree: xr.DataTree) -> list[str]:
