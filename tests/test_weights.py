@@ -26,6 +26,7 @@ from scipy.linalg import expm
 
 from markov_migration.core.likelihood import loglik
 from markov_migration.defaults import SAMPLE_DIMS
+from markov_migration.errors import PanelError, SpecError
 from markov_migration.inference.fit import FitSettings, sample
 from markov_migration.inference.weights import (
     ADJUST_ATTR,
@@ -552,3 +553,76 @@ def test_check_and_compare_say_what_a_weighted_fit_means():
     assert weighted_notes(plain) == []
     assert not [x for x in pareto_k_warnings(compare_fits({"a": plain, "b": plain.copy()})[1])
                 if WEIGHTED_NOTE in x]  # fmt: skip
+
+
+def test_bad_weights_options_are_refused():
+    """A typo in weights_adjust, an empty or changing cluster: one clear error each."""
+    with pytest.raises(SpecError, match="weights_adjust must be 'calibrated' or 'none'"):
+        parse_spec(TWO + 'weights_adjust = "sandwich"\n')
+    with pytest.raises(SpecError, match="cluster must be a column name"):
+        parse_spec(TWO + "cluster = 3\n")
+    spec = parse_spec(TWO + 'cluster = "psu"\n')
+    df, _ = two_state_panel(np.ones(20), seed=0)
+    with pytest.raises(PanelError, match="missing column 'psu'"):
+        validate_panel(df, spec)
+    psu = np.where(np.arange(len(df)) == 5, "", "p1")
+    with pytest.raises(PanelError, match="missing cluster") as err:
+        validate_panel(df.assign(psu=psu), spec)
+    assert err.value.row == 6
+    psu = np.where(np.arange(len(df)) == 5, "p2", "p1")
+    with pytest.raises(PanelError, match="cluster of respondent '2' changes"):
+        validate_panel(df.assign(psu=psu), spec)
+
+
+@pytest.mark.slow
+def test_calibrated_fit_with_covariates_groups_and_periods(tmp_path):
+    """A real weighted fit: derived variables rebuilt like the sampler's, groups untouched.
+
+    The raw fit (weights_adjust = "none") gives the sampler's own rate, hazard ratios and
+    Q; :func:`derived_variables` recomputes them from the free draws to 1e-10. The
+    calibrated fit (same seed, so the same raw draws) keeps group_sd and group_z, moves
+    log_rate and log_hr_scaled (keeping their means), is a valid fit file with its
+    clusters embedded, and refitting from the embedded panel gives the same draws.
+    """
+    from markov_migration.fitfile.format import read_fit, write_fit
+    from markov_migration.fitfile.readback import recorded_panel
+    from markov_migration.fitfile.verify import verify_fit
+
+    df = designed_panel(300, seed=7)
+    df = df.assign(psu=(df["id"] // 4).astype(str))
+    settings = {"chains": 2, "draws": 300, "tune": 300, "seed": 3}
+    spec_raw = parse_spec(DESIGNED + 'weights_adjust = "none"\ncluster = "psu"\n')
+    spec_cal = parse_spec(DESIGNED + 'cluster = "psu"\n')
+    panel = validate_panel(df, spec_cal)
+    agg = aggregate(panel, spec_cal)
+    raw = sample(spec_raw, agg, FitSettings(**settings), panel=panel)
+    cal = sample(spec_cal, agg, FitSettings(**settings), panel=panel)
+    pr, pc = raw["posterior"].to_dataset(), cal["posterior"].to_dataset()
+    design = model_design(spec_cal, agg)
+    rebuilt = derived_variables(spec_cal, design, pr, free_blocks(design))
+    for name in ("rate", "log_hazard_ratio", "hazard_ratio", "Q", "group_effect"):
+        np.testing.assert_allclose(rebuilt[name].values, pr[name].values, rtol=1e-10, atol=1e-14)
+    for name in ("group_sd", "group_z", "group_effect"):
+        np.testing.assert_array_equal(pc[name].values, pr[name].values)
+    assert not np.allclose(pc["Q"].values, pr["Q"].values)
+    for name in ("log_rate", "log_hr_scaled"):  # the map keeps the mean of the free draws
+        assert not np.allclose(pc[name].values, pr[name].values)
+        np.testing.assert_allclose(
+            pc[name].mean(SAMPLE_DIMS).values, pr[name].mean(SAMPLE_DIMS).values, atol=1e-10
+        )
+    assert cal.attrs[KISH_ATTR] > 1 and cal.attrs["weights_clusters"] == 75
+    assert "PSU 'psu'" in cal.attrs[ADJUST_ATTR]
+    assert "group_sd and group_z left as sampled" in cal.attrs[ADJUST_ATTR]
+    assert set(json.loads(cal.attrs[DEFF_ATTR])) >= {"log_rate[a->b]", "log_rate[b->c]"}
+    path = tmp_path / "fit.nc"
+    write_fit(cal, path, False)
+    back = read_fit(path)
+    verify_fit(back, path)
+    again = recorded_panel(back, spec_cal)
+
+    def clusters(p):
+        return p.data.drop_duplicates("id").set_index("id")["_cluster"].sort_index().astype(str)
+
+    pd.testing.assert_series_equal(clusters(again), clusters(panel))
+    rerun = sample(spec_cal, aggregate(again, spec_cal), FitSettings(**settings), panel=again)
+    np.testing.assert_array_equal(rerun["posterior"]["Q"].values, pc["Q"].values)
