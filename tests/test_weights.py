@@ -546,6 +546,7 @@ def test_check_and_compare_say_what_a_weighted_fit_means():
     tree = fits["m1"]
     (note,) = weighted_notes(tree)
     assert "not calibrated for the survey design" in note and "raw pseudo-posterior" in note
+    assert "can fail for a correct model" in note
     tree.attrs[ADJUST_ATTR] = "calibrated: ..."
     assert "posterior is calibrated" in weighted_notes(tree)[0]
     assert weighted_notes(tree)[0] in run_checks(tree, n_draws=50).notes
@@ -626,3 +627,20 @@ def test_calibrated_fit_with_covariates_groups_and_periods(tmp_path):
     pd.testing.assert_series_equal(clusters(again), clusters(panel))
     rerun = sample(spec_cal, aggregate(again, spec_cal), FitSettings(**settings), panel=again)
     np.testing.assert_array_equal(rerun["posterior"]["Q"].values, pc["Q"].values)
+
+
+def test_weights_line_of_fit_and_report():
+    """What ``fit`` prints and the report shows about weights, from the fit's attributes."""
+    from markov_migration.plots.report import weights_text
+
+    assert weights_text({"data_weighted": 0}) == "no"
+    raw = weights_text({"data_weighted": 1, ADJUST_ATTR: 'none: [data] weights_adjust = "none"'})
+    assert raw.startswith("yes (pseudo-likelihood; not calibrated: [data] weights_adjust")
+    cal = weights_text(
+        {"data_weighted": 1, ADJUST_ATTR: "calibrated: ...", KISH_ATTR: 3.0137,
+         DEFF_ATTR: json.dumps({"log_rate[a->b]": 2.1, "log_rate[b->a]": 0.6})}
+    )  # fmt: skip
+    assert cal == (
+        "yes (pseudo-likelihood; posterior calibrated to the design, Kish design effect 3.01; "
+        "variance ratios 0.60-2.10 by parameter)"
+    )

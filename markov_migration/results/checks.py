@@ -181,9 +181,11 @@ def run_checks(
 def weighted_notes(tree: xr.DataTree) -> list[str]:
     """What the checks of a survey-weighted fit mean (none for an unweighted fit).
 
-    The predictive checks replicate the weighted counts, rounded to whole transitions,
-    as if they were independent respondents: under unequal weights their p-values are
-    not calibrated for the survey design. The convergence checks are unaffected.
+    The prevalence and Markov checks replicate the sampled respondents unweighted, the
+    transition-count check the weighted counts rounded to whole transitions, all as if
+    independent: under unequal weights their p-values are not calibrated for the survey
+    design, and under informative sampling the unweighted sample is not what the
+    population model predicts. The convergence checks are unaffected.
     """
     if not int(tree.attrs.get("data_weighted", 0) or 0):
         return []
@@ -195,9 +197,11 @@ def weighted_notes(tree: xr.DataTree) -> list[str]:
         f"design effect ({how.removeprefix('none: ')})"
     )
     return [
-        "survey-weighted fit: the predictive checks treat the weighted counts (rounded) as "
-        "independent respondents' transitions, so their p-values are a rough guide, not "
-        f"calibrated for the survey design; {spread}"
+        "survey-weighted fit: the predictive checks compare the model with the sample as if "
+        "its respondents were independent (prevalence and Markov checks unweighted, "
+        "transition counts weighted and rounded): their p-values are not calibrated for "
+        "the survey design, and with weights related to the outcomes (informative "
+        f"sampling) they can fail for a correct model; {spread}"
     ]
 
 
