@@ -33,9 +33,11 @@ The derived variables (``rate``, ``log_hazard_ratio``, ``hazard_ratio``, ``Q``) 
 then recomputed from the adjusted draws. A model with host groups has its fixed
 parameters (``log_rate``, ``log_hr_scaled``) adjusted and its random effects
 (``group_sd``, ``group_z``) left as sampled: their posterior is far from Gaussian (a
-funnel), so a linear map of it would not keep its shape. Discrete-time and
-latent-state models, and aggregated-counts tables (no respondents to cluster), are
-not adjusted; the fit file says so.
+funnel), so a linear map of it would not keep its shape. A discrete-time model is
+calibrated on the log-ratios of its Dirichlet rows
+(:mod:`markov_migration.inference.weights_discrete`). Latent-state models and
+aggregated-counts tables (no respondents to cluster) are not adjusted; the fit file
+says so.
 
 References
 ----------
@@ -48,6 +50,7 @@ References
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -312,6 +315,64 @@ def _skip(reason: str) -> dict[str, str]:
     return {ADJUST_ATTR: f"none: {reason}"}
 
 
+@dataclass
+class _Free:
+    """A model's free parameters for the calibration (continuous or discrete time)."""
+
+    theta: np.ndarray  # (S, D) draws on the unconstrained scale
+    labels: list[str]
+    adjusted: np.ndarray  # (D,) bool: moved by the calibration
+    scores: Callable[[np.ndarray], np.ndarray]  # theta_hat -> (n_rows, D)
+    precision: Callable[[np.ndarray], np.ndarray]  # theta_hat -> (D, D)
+    rebuild: Callable[[np.ndarray], xr.Dataset]  # adjusted (S, D) -> posterior
+    names: str  # what is moved, for the record
+    note: str = ""  # what is not
+
+
+def _continuous(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset) -> _Free:
+    design = model_design(spec, agg)
+    blocks = free_blocks(design)
+    theta, shapes = _flat_draws(posterior, blocks)
+    nchain, ndraw = (posterior.sizes[d] for d in SAMPLE_DIMS)
+
+    def rebuild(new: np.ndarray) -> xr.Dataset:
+        out = posterior.copy()
+        for b, values in zip(blocks, _split(new, shapes), strict=True):
+            if b.adjusted:
+                arr = values.reshape(nchain, ndraw, *values.shape[1:])
+                out[b.name] = ((*SAMPLE_DIMS, *b.dims), np.exp(arr) if b.log else arr)
+        return derived_variables(spec, design, out, blocks)
+
+    return _Free(
+        theta=theta,
+        labels=_labels(posterior, blocks),
+        adjusted=np.concatenate(
+            [np.full(int(np.prod(s)), b.adjusted) for b, s in zip(blocks, shapes, strict=True)]
+        ),
+        scores=lambda th: row_scores(spec, design, blocks, th, shapes),
+        precision=lambda th: np.diag(prior_precision(spec, design, th, shapes)),
+        rebuild=rebuild,
+        names=", ".join(b.name for b in blocks if b.adjusted),
+        note="; group_sd and group_z left as sampled" if design.has_groups else "",
+    )
+
+
+def _discrete(spec: ModelSpec, agg: AggregatedData, posterior: xr.Dataset) -> _Free:
+    from markov_migration.inference import weights_discrete as wd
+
+    theta, labels = wd.log_ratio_draws(spec, posterior)
+    return _Free(
+        theta=theta,
+        labels=labels,
+        adjusted=np.ones(theta.shape[1], dtype=bool),
+        scores=lambda th: wd.row_scores(spec, agg, th),
+        precision=lambda th: wd.prior_precision(spec, th),
+        rebuild=lambda new: wd.rebuild(spec, posterior, new),
+        names=", ".join(f"p_{spec.states[r]}" for r, _ in wd.dirichlet_rows(spec))
+        + " (as log-ratios against staying)",
+    )
+
+
 def adjust_weighted_posterior(
     spec: ModelSpec, agg: AggregatedData, panel: Panel | None, posterior: xr.Dataset
 ) -> tuple[xr.Dataset, dict[str, str | float | int]]:
@@ -341,49 +402,33 @@ def adjust_weighted_posterior(
         return posterior, {}
     if spec.data.weights_adjust == "none":
         return posterior, _skip(
-            '[data] weights_adjust = "none": raw pseudo-posterior, intervals too narrow'
+            '[data] weights_adjust = "none": raw pseudo-posterior, whose spread ignores the '
+            "design effect of the weights"
         )
-    if spec.time != "continuous" or spec.observation.latent:
-        return posterior, _skip("not implemented for discrete-time or latent-state models")
+    if spec.observation.latent:
+        return posterior, _skip("not implemented for latent-state models")
     if panel is None:
         return posterior, _skip("aggregated counts have no respondents to cluster")
-    design = model_design(spec, agg)
-    blocks = free_blocks(design)
-    theta, shapes = _flat_draws(posterior, blocks)
+    free = (_continuous if spec.time == "continuous" else _discrete)(spec, agg, posterior)
+    theta = free.theta
     theta_hat = theta.mean(axis=0)
     sigma = np.atleast_2d(np.cov(theta, rowvar=False))
-    scores, n_clusters = cluster_scores(
-        spec, agg, panel, row_scores(spec, design, blocks, theta_hat, shapes)
-    )
-    info = design_variance(scores) + np.diag(prior_precision(spec, design, theta_hat, shapes))
-    sandwich = sigma @ info @ sigma
-    adjusted = np.concatenate(
-        [np.full(int(np.prod(s)), b.adjusted) for b, s in zip(blocks, shapes, strict=True)]
-    )
-    fixed = np.flatnonzero(adjusted)
+    scores, n_clusters = cluster_scores(spec, agg, panel, free.scores(theta_hat))
+    sandwich = sigma @ (design_variance(scores) + free.precision(theta_hat)) @ sigma
+    fixed = np.flatnonzero(free.adjusted)
     a = calibration_map(sigma[np.ix_(fixed, fixed)], sandwich[np.ix_(fixed, fixed)])
     new = theta.copy()
     new[:, fixed] = theta_hat[fixed] + (theta[:, fixed] - theta_hat[fixed]) @ a.T
-    out = posterior.copy()
-    nchain, ndraw = (posterior.sizes[d] for d in SAMPLE_DIMS)
-    for b, values in zip(blocks, _split(new, shapes), strict=True):
-        if b.adjusted:
-            arr = values.reshape(nchain, ndraw, *values.shape[1:])
-            out[b.name] = ((*SAMPLE_DIMS, *b.dims), np.exp(arr) if b.log else arr)
-    out = derived_variables(spec, design, out, blocks)
-    labels = _labels(posterior, blocks)
     ratio = np.diag(sandwich) / np.diag(sigma)
-    deff = {lab: round(float(r), 4) for lab, r, adj in zip(labels, ratio, adjusted, strict=True)
-            if adj}  # fmt: skip
+    deff = {lab: round(float(r), 4) for lab, r, adj in
+            zip(free.labels, ratio, free.adjusted, strict=True) if adj}  # fmt: skip
     unit = f"PSU '{spec.data.cluster}'" if spec.data.cluster else "respondent"
     what = (
-        f"calibrated: draws of {', '.join(b.name for b in blocks if b.adjusted)} mapped to the "
-        f"sandwich covariance H^-1 (J + P) H^-1, J the design variance of weighted scores "
-        f"clustered by {unit}, P the prior precision ({_REFERENCE})"
+        f"calibrated: draws of {free.names} mapped to the sandwich covariance "
+        f"H^-1 (J + P) H^-1, J the design variance of weighted scores clustered by {unit}, "
+        f"P the prior precision ({_REFERENCE}){free.note}"
     )
-    if design.has_groups:
-        what += "; group_sd and group_z left as sampled"
-    return out, {
+    return free.rebuild(new), {
         ADJUST_ATTR: what,
         DEFF_ATTR: json.dumps(deff),
         KISH_ATTR: round(kish_deff(panel), 6),
