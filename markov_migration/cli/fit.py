@@ -122,6 +122,10 @@ def fit(
         console.print(
             f"wrote {out} (compile {t.get('compile', 0):.1f} s, sampling {t.get('sample', 0):.1f} s)"
         )
+        if int(tree.attrs.get("data_weighted", 0)):
+            from markov_migration.plots.report import weights_text
+
+            console.print(f"survey weights: {weights_text(tree.attrs)}", markup=False)
     print_posterior_table(tree, console)
 
 

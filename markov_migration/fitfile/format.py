@@ -48,7 +48,7 @@ import xarray as xr
 from markov_migration import __version__
 from markov_migration.errors import FitFileError
 from markov_migration.inputs.aggregate import AggregatedData
-from markov_migration.inputs.panel import Panel
+from markov_migration.inputs.panel import CLUSTER_COLUMN, Panel
 from markov_migration.inputs.spec import ModelSpec, parse_spec
 from markov_migration.io import atomic_output
 
@@ -190,6 +190,10 @@ def panel_dataset(panel: Panel, spec: ModelSpec | None = None) -> xr.Dataset:
         },
         coords={"observation": np.arange(len(d)), "respondent_id": codes},
     )
+    if CLUSTER_COLUMN in d:  # survey clusters (PSUs): the weights' design variance uses them
+        levels, index = np.unique(d[CLUSTER_COLUMN].to_numpy(dtype=str), return_inverse=True)
+        ds = ds.assign_coords(cluster_level=levels)
+        ds["cluster"] = ("observation", index.astype(np.int64))
     if spec is not None:
         from markov_migration.inputs.columns import model_columns
 

@@ -53,7 +53,7 @@ def recorded_panel(tree: xr.DataTree, spec):
     """
     from markov_migration.fitfile.format import PANEL_COLUMN_PREFIX
     from markov_migration.inputs.columns import model_columns
-    from markov_migration.inputs.panel import Panel
+    from markov_migration.inputs.panel import CLUSTER_COLUMN, Panel
 
     pdata = tree["panel_data"]
     codes = np.asarray(pdata["respondent_id"].values).astype(str)
@@ -75,6 +75,9 @@ def recorded_panel(tree: xr.DataTree, spec):
             frame[column] = levels[values.astype(np.int64)]
         else:
             frame[column] = values.astype(float)
+    if "cluster" in pdata:
+        levels = np.asarray(pdata["cluster_level"].values).astype(str).astype(object)
+        frame[CLUSTER_COLUMN] = levels[pdata["cluster"].to_numpy().astype(np.int64)]
     frame["row"] = np.arange(1, len(frame) + 1)
     return Panel(
         data=frame,

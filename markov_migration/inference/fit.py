@@ -271,9 +271,13 @@ def sample(
     keep += [v for v in posterior.data_vars if v.startswith("p_") and v not in keep]
     keep += [v for v in sampled if v in posterior and v not in keep]
     sampled = [v for v in sampled if v in posterior]
-    return assemble_fit(
-        spec, agg, posterior[keep], stats, s.to_attrs(), command, panel, sampled=sampled
-    )
+    from markov_migration.inference.weights import adjust_weighted_posterior
+
+    # Survey weights: the pseudo-posterior's spread calibrated to the design (no-op unweighted).
+    posterior, weight_attrs = adjust_weighted_posterior(spec, agg, panel, posterior[keep])
+    tree = assemble_fit(spec, agg, posterior, stats, s.to_attrs(), command, panel, sampled=sampled)
+    tree.attrs.update(weight_attrs)
+    return tree
 
 
 def fit(

@@ -35,6 +35,9 @@ from markov_migration.inputs.spec import ModelSpec
 
 #: Largest |time| / resolution that can be rounded exactly in float64.
 _MAX_TICKS = 2.0**52
+#: Column of :attr:`Panel.data` holding each respondent's primary sampling unit (text),
+#: present when the model file names one (``[data] cluster = "COLUMN"``).
+CLUSTER_COLUMN = "_cluster"
 
 
 @dataclass
@@ -46,7 +49,9 @@ class Panel:
     data : pandas.DataFrame
         Sorted by respondent and time, with columns ``id``, ``time`` (float,
         time units), ``state`` (int index into ``states``), ``weight`` (float,
-        1 when the file has none), ``row`` (1-based row in the file) and any
+        1 when the file has none), ``row`` (1-based row in the file), the
+        respondent's primary sampling unit :data:`CLUSTER_COLUMN` (text) when the
+        model file names a ``[data] cluster`` column, and any
         covariate and group columns the model uses. Respondents with a single
         observation are removed.
     states : tuple of str
@@ -175,6 +180,8 @@ def validate_panel(
     weight_col = cols.weight or ("weight" if "weight" in df.columns else None)
     if weight_col:
         needed.append(weight_col)
+    if cols.cluster:
+        needed.append(cols.cluster)
     for c in needed:
         if c not in df.columns:
             raise PanelError(
@@ -208,6 +215,14 @@ def validate_panel(
     else:
         out["weight"] = 1.0
     out["row"] = np.arange(1, n_rows + 1)
+    if cols.cluster:
+        raw = df[cols.cluster]
+        text = raw.astype("string").str.strip()
+        empty = (raw.isna() | (text == "")).fillna(True).to_numpy(dtype=bool)
+        if empty.any():
+            i = int(np.flatnonzero(empty)[0])
+            raise PanelError("missing cluster", path=path, row=i + 1, column=cols.cluster)
+        out[CLUSTER_COLUMN] = text.to_numpy(dtype=object)
     for c, values in parse_model_columns(df, spec, path).items():
         out[c] = values
 
@@ -272,6 +287,19 @@ def validate_panel(
             row=int(out["row"].iloc[j + 1]),
             column=weight_col,
         )
+
+    if cols.cluster:
+        psu = out[CLUSTER_COLUMN].to_numpy()
+        moved = np.flatnonzero(same_id & (psu[1:] != psu[:-1]))
+        if moved.size:
+            j = int(moved[0])
+            raise PanelError(
+                f"cluster of respondent '{ids[j]}' changes between observations "
+                "(one cluster per respondent)",
+                path=path,
+                row=int(out["row"].iloc[j + 1]),
+                column=cols.cluster,
+            )
 
     gaps = np.where(same_id, t[1:] - t[:-1], np.inf)
     overflow = np.flatnonzero(same_id & ~np.isfinite(t[1:] - t[:-1]))

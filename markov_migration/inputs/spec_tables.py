@@ -100,6 +100,15 @@ class DataColumns:
     weight: str | None = None
     state_codes: dict[int, str] | None = None
     resolution: float | None = None
+    #: What is done to the pseudo-posterior of a weighted panel (see WEIGHTS_ADJUSTMENTS).
+    weights_adjust: str = "calibrated"
+    #: Column of primary sampling units (clusters) for the weights' design variance.
+    cluster: str | None = None
+
+
+#: ``[data] weights_adjust`` choices: Williams & Savitsky's calibration, or the raw
+#: pseudo-posterior (markov_migration.inference.weights).
+WEIGHTS_ADJUSTMENTS = ("calibrated", "none")
 
 
 def toml_table(text: str, path: str | None) -> dict[str, Any]:
@@ -354,16 +363,24 @@ class TableParser(PriorTables):
         d = self.raw.get("data", {})
         if not isinstance(d, dict):
             raise self.fail("[data] must be a table", "data")
-        allowed = {"id", "time", "state", "weight", "state_codes", "resolution"}
+        allowed = {"id", "time", "state", "weight", "state_codes", "resolution",
+                   "weights_adjust", "cluster"}  # fmt: skip
         unknown = sorted(set(d) - allowed)
         if unknown:
             raise self.fail(
                 f"[data]: unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})",
                 unknown[0],
             )
-        for key in ("id", "time", "state", "weight"):
+        for key in ("id", "time", "state", "weight", "cluster"):
             if key in d and (not isinstance(d[key], str) or not d[key]):
                 raise self.fail(f"[data] {key} must be a column name", key)
+        adjust = d.get("weights_adjust", "calibrated")
+        if adjust not in WEIGHTS_ADJUSTMENTS:
+            raise self.fail(
+                f"[data] weights_adjust must be {' or '.join(map(repr, WEIGHTS_ADJUSTMENTS))}, "
+                f"got {adjust!r}",
+                "weights_adjust",
+            )
         codes = d.get("state_codes")
         mapping = None
         if codes is True:
@@ -392,6 +409,8 @@ class TableParser(PriorTables):
             weight=d.get("weight"),
             state_codes=mapping,
             resolution=resolution,
+            weights_adjust=adjust,
+            cluster=d.get("cluster"),
         )
 
     def parse_rates(self) -> dict[tuple[int, int], float]:

@@ -117,6 +117,29 @@ def _interval(lo: float, hi: float, digits: int = 3) -> str:
     return f"<span class='ci'>[{_fmt(lo, digits)}, {_fmt(hi, digits)}]</span>"
 
 
+def weights_text(attrs) -> str:
+    """One line on a fit's survey weights: none, or what was done to the pseudo-posterior.
+
+    For the report's provenance and ``fit``'s output; ``attrs`` are the fit's root
+    attributes (see :mod:`markov_migration.inference.weights`).
+    """
+    if not int(attrs.get("data_weighted", 0) or 0):
+        return "no"
+    how = str(attrs.get("weights_adjustment", "none: fitted before calibration existed"))
+    if not how.startswith("calibrated"):
+        return f"yes (pseudo-likelihood; not calibrated: {how.removeprefix('none: ')})"
+    ratios = json.loads(str(attrs.get("weights_design_effect", "{}")))
+    spread = (
+        f"; variance ratios {min(ratios.values()):.2f}-{max(ratios.values()):.2f} by parameter"
+        if ratios
+        else ""
+    )
+    return (
+        "yes (pseudo-likelihood; posterior calibrated to the design, Kish design effect "
+        f"{float(attrs.get('weights_kish_deff', float('nan'))):.2f}{spread})"
+    )
+
+
 def _checks_table(report: CheckReport) -> str:
     rows = []
     for c in report.checks:
@@ -274,7 +297,7 @@ def _provenance(tree: xr.DataTree, fit_path: str | None) -> str:
         ("data file", a.get("data_path", "")),
         ("data SHA-256", a.get("data_sha256", "")),
         ("respondents", f"{respondents:,}" if respondents >= 0 else "counts table"),
-        ("survey weights", "yes (pseudo-likelihood)" if int(a.get("data_weighted", 0)) else "no"),
+        ("survey weights", weights_text(a)),
         ("embedded panel", "yes" if "panel_data" in tree.children else "no"),
         ("seed", a.get("seed", "")),
         ("sampler", a.get("sampler", "")),

@@ -195,7 +195,7 @@ def run_checks(
     )
     checks.append(_pearson_check(results["pearson"], errors["pearson"]))
     post = tree["posterior"]
-    notes = period_notes(tree)
+    notes = period_notes(tree) + weighted_notes(tree)
     return CheckReport(
         checks=checks,
         convergence=table,
@@ -209,6 +209,33 @@ def run_checks(
         notes=notes,
         pearson=results["pearson"],
     )
+
+
+def weighted_notes(tree: xr.DataTree) -> list[str]:
+    """What the checks of a survey-weighted fit mean (none for an unweighted fit).
+
+    The prevalence and Markov checks replicate the sampled respondents unweighted, the
+    transition-count check the weighted counts rounded to whole transitions, all as if
+    independent: under unequal weights their p-values are not calibrated for the survey
+    design, and under informative sampling the unweighted sample is not what the
+    population model predicts. The convergence checks are unaffected.
+    """
+    if not int(tree.attrs.get("data_weighted", 0) or 0):
+        return []
+    how = str(tree.attrs.get("weights_adjustment", "none: fitted before calibration existed"))
+    spread = (
+        "the posterior is calibrated to the design (Williams & Savitsky 2021)"
+        if how.startswith("calibrated")
+        else "the posterior is the raw pseudo-posterior, whose intervals ignore the weights' "
+        f"design effect ({how.removeprefix('none: ')})"
+    )
+    return [
+        "survey-weighted fit: the predictive checks compare the model with the sample as if "
+        "its respondents were independent (prevalence and Markov checks unweighted, "
+        "transition counts weighted and rounded): their p-values are not calibrated for "
+        "the survey design, and with weights related to the outcomes (informative "
+        f"sampling) they can fail for a correct model; {spread}"
+    ]
 
 
 def period_notes(tree: xr.DataTree) -> list[str]:

@@ -22,6 +22,11 @@ log-likelihood ``count * log P``. Two units of "one observation" are offered:
     and the result depends on the aggregation resolution. Used automatically
     for survey-weighted fits, whose counts are not whole numbers.
 
+For a survey-weighted fit the log-likelihood is the weighted pseudo-likelihood, so
+its LOO is not an estimate of out-of-sample predictive accuracy for the population
+(nor for the sample): rows count their respondents' weights and the standard errors
+ignore the design. ``compare`` computes it and says so (:data:`WEIGHTED_NOTE`).
+
 Fits are only compared when they were fitted to the same data: the same input
 SHA-256 and the same observations. When every fit file embeds its panel with
 the columns its model reads (``panel_data``, written by ``fit``), the unit
@@ -62,6 +67,14 @@ UNITS = ("transition", "row", "respondent")
 BY = ("group",)
 
 
+#: What LOO of a survey-weighted fit is (printed by ``compare`` for each weighted fit).
+WEIGHTED_NOTE = (
+    "survey-weighted fit: LOO of the weighted pseudo-likelihood (each left-out row counts "
+    "its respondents' weights) is not an estimate of predictive accuracy for the population "
+    "nor for the sample, and its se ignores the design; use the comparison as a rough guide"
+)
+
+
 def loo_fit(
     tree: xr.DataTree,
     unit: str = "transition",
@@ -100,6 +113,8 @@ def loo_fit(
     notes = check_draws(int(np.prod([ll.sizes[d] for d in SAMPLE_DIMS])), name)
     if not np.all(np.isfinite(ll.to_numpy())):
         raise InputError(f"{name}: the log-likelihood has non-finite values: cannot compute LOO")
+    if int(tree.attrs.get("data_weighted", 0) or 0):
+        notes.append(WEIGHTED_NOTE)
     if unit == "transition" and not np.allclose(count, np.round(count)):
         notes.append("weighted counts: LOO leaves out aggregated rows (unit 'row')")
         unit = "row"
@@ -419,7 +434,7 @@ def pareto_k_warnings(loos: dict[str, LooResult]) -> list[str]:
     """One line per fit with Pareto k above ArviZ's threshold, or with few draws."""
     out = []
     for name, r in loos.items():
-        out += [f"{name}: {n}" for n in r.notes if "draws" in n]
+        out += [f"{name}: {n}" for n in r.notes if "draws" in n or n == WEIGHTED_NOTE]
         if r.high_k_units:
             what = "transitions" if r.unit == "transition" else "rows"
             rows = f" in {r.high_k_rows} aggregated rows" if r.unit == "transition" else ""
