@@ -161,9 +161,7 @@ def test_projection_runs_on_the_phases(tree):
     diff = got - want
     z = diff.mean(axis=0) / (diff.std(axis=0, ddof=1) / np.sqrt(n))
     assert np.all(np.abs(z) < 4.5), z
-    np.testing.assert_array_equal(
-        ds["phase_stock"].sum("phase"), ds["stock"].sel(state="returned")
-    )
+    np.testing.assert_array_equal(ds["phase_stock"].sum("phase"), ds["stock"].sel(state="returned"))
     x, returns = np.broadcast_to(x0, (n, 3)).copy(), np.zeros(n)
     for _ in range(6):
         x, ev = expected_step(x, [(q, 1.0)], np.zeros(3))

@@ -100,7 +100,9 @@ def prior_sensitivity(tree: xr.DataTree) -> pd.DataFrame:
                 else "-"
             )
             flag = "prior-data conflict" if conflict else "prior-dominated" if weak else ""
-            key = label.split("[", 1)[1].rstrip("]") if name == "log_rate" and "[" in label else None
+            key = (
+                label.split("[", 1)[1].rstrip("]") if name == "log_rate" and "[" in label else None
+            )
             rows.append((label, ps, ls, diagnosis, counts.get(key, np.nan), flag))
     return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
 
