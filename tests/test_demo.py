@@ -118,7 +118,9 @@ def test_projection_summary_lines_are_not_wrapped(tmp_path):
     lines = [line for line in lines if line not in steps]
     assert len(lines) == 16, text
     # yearly and monthly steps side by side, with the Van Loan expectation
-    assert len(steps) == 2 and "monthly steps mean" in steps[0] and "Van Loan" in steps[0]
+    # cumulative returns, ever returned and (the demo projects with exits) exited
+    assert len(steps) == 3 and "monthly steps mean" in steps[0] and "Van Loan" in steps[0]
+    assert steps[2].startswith("baseline: exited by 2035")
     yearly, monthly, van_loan = (
         float(m.replace(",", "")) for m in re.findall(r"(?:mean|expectation) ([\d,]+)", steps[0])
     )

@@ -50,12 +50,17 @@ def test_default_model_states_transitions_home(migration5):
     assert 'name = "migration5"' in s.text
 
 
-def test_default_model_priors_come_from_default_entry(migration5):
-    assert set(migration5.priors) == set(migration5.transitions)
-    for prior in migration5.priors.values():
-        assert prior.mu == pytest.approx(math.log(0.2))
-        assert prior.sigma == pytest.approx(1.5)
-        assert prior.source == "rate = 0.2 per unit"
+def test_default_model_priors_are_state_level(migration5):
+    """migration5 states 'abroad' (5% leave a year) and leaves the rest to the built-in default."""
+    assert migration5.priors == {}  # no per-move priors
+    by_state = {p.state: p for p in migration5.exit_priors}
+    assert set(by_state) == {r for r, _ in migration5.transitions}
+    abroad = by_state[migration5.index("abroad")]
+    assert abroad.mu == pytest.approx(math.log(-math.log1p(-0.05)))  # P(leave in 1 year) 5%
+    assert abroad.sigma == pytest.approx(1.5) and abroad.split == (1.0, 1.0, 1.0)
+    for r, prior in by_state.items():
+        if r != migration5.index("abroad"):
+            assert prior.mu == pytest.approx(math.log(0.2)) and prior.source == "default"
 
 
 def test_default_model_rates_and_simulate_table(migration5):
