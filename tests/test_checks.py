@@ -404,7 +404,7 @@ def test_write_outputs(good, tmp_path):
         ["checks.csv", "convergence.csv", "ppc_transitions.csv", "ppc_prevalence.csv",
          "ppc_discrepancy.csv", "ppc_transitions.png", "ppc_prevalence.png",
          "ppc_discrepancy.png", "trace.png", "ppc_markov.csv", "ppc_markov.png",
-         "ppc_pearson.csv", "ppc_pearson.png"]
+         "ppc_pearson.csv", "ppc_pearson.png", "prior_sensitivity.csv"]
     )  # fmt: skip
     for p in files:
         if p.suffix == ".png":
@@ -412,7 +412,7 @@ def test_write_outputs(good, tmp_path):
     checks = pd.read_csv(tmp_path / "out" / "checks.csv")
     assert list(checks["check"]) == [
         "rhat", "ess_bulk", "ess_tail", "divergences", "ebfmi", "ppc_transitions", "ppc_prevalence",
-        "ppc_markov", "ppc_pearson",
+        "ppc_markov", "ppc_pearson", "prior_sensitivity",
     ]  # fmt: skip
     assert set(checks["status"]) == {"pass"}
     with pytest.raises(InputError, match="output exists"):

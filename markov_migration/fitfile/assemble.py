@@ -150,6 +150,7 @@ def assemble_fit(
     log_likelihood: xr.Dataset | None = None,
     *,
     sampled: Sequence[str] | None = None,
+    log_prior: xr.Dataset | None = None,
 ) -> xr.DataTree:
     """Put a sampled posterior and its data into the fit-file DataTree.
 
@@ -158,7 +159,9 @@ def assemble_fit(
     of the posterior's free (sampled) variables, recorded as the root attribute
     :data:`SAMPLED_ATTR` (JSON list) for the convergence diagnostics. ``log_likelihood``:
     the pointwise log-likelihood when the model computes its own (latent-state fits:
-    per respondent's history); default per aggregated transition.
+    per respondent's history); default per aggregated transition. ``log_prior``: the
+    prior log-density of each sampled variable at each draw (group ``log_prior``, for
+    prior sensitivity), when the fitting layer computed it.
     """
     posterior = sanitize(posterior)
     order = [d for d in SAMPLE_DIMS if d in posterior.dims]
@@ -179,6 +182,8 @@ def assemble_fit(
         "observed_data": observed_dataset(agg),
         "constant_data": xr.merge([constant_dataset(spec, agg), design_dataset(spec, agg)]),
     }
+    if log_prior is not None:
+        groups["log_prior"] = sanitize(log_prior)
     if panel is not None and len(panel.data) <= MAX_EMBEDDED_OBSERVATIONS:
         groups["panel_data"] = panel_dataset(panel, spec)
     tree = xr.DataTree.from_dict(groups)

@@ -275,7 +275,14 @@ def sample(
 
     # Survey weights: the pseudo-posterior's spread calibrated to the design (no-op unweighted).
     posterior, weight_attrs = adjust_weighted_posterior(spec, agg, panel, posterior[keep])
-    tree = assemble_fit(spec, agg, posterior, stats, s.to_attrs(), command, panel, sampled=sampled)
+    from markov_migration.inference.log_prior import log_prior_dataset
+    from markov_migration.inference.model import build_model
+
+    log_prior = log_prior_dataset(build_model(spec, agg), posterior, sampled)
+    tree = assemble_fit(
+        spec, agg, posterior, stats, s.to_attrs(), command, panel, sampled=sampled,
+        log_prior=log_prior,
+    )  # fmt: skip
     tree.attrs.update(weight_attrs)
     return tree
 

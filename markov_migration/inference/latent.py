@@ -359,9 +359,11 @@ def sample_latent(spec, agg, settings, *, progress=False, command=None, panel=No
     table = agg.table
     exact_pairs = agg.table[(table["from"] < k) & (table["to"] < k)].reset_index(drop=True)
     agg = type(agg)(**{**agg.__dict__, "table": exact_pairs, "states": spec.states})
+    from markov_migration.inference.log_prior import log_prior_dataset
+
     return assemble_fit(
         spec, agg, posterior, stats, settings.to_attrs(), command, panel, log_likelihood=loglik,
-        sampled=sampled,
+        sampled=sampled, log_prior=log_prior_dataset(model, posterior, sampled),
     )  # fmt: skip
 
 

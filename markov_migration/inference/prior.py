@@ -89,7 +89,12 @@ def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None)
     from markov_migration.fitfile.format import settings_attrs
 
     attrs = settings_attrs({**settings.as_dict(), "sampler": "prior"})
-    tree = assemble_fit(spec, agg, posterior, stats, attrs, command, panel, sampled=sampled)
+    from markov_migration.inference.log_prior import log_prior_dataset
+
+    log_prior = log_prior_dataset(model, posterior, sampled)
+    tree = assemble_fit(
+        spec, agg, posterior, stats, attrs, command, panel, sampled=sampled, log_prior=log_prior
+    )
     tree.attrs[PRIOR_ONLY_ATTR] = 1
     return tree
 

@@ -326,6 +326,7 @@ OUTPUT_FILES = (
     "checks.csv", "convergence.csv", "ppc_transitions.csv", "ppc_prevalence.csv",
     "ppc_discrepancy.csv", "ppc_transitions.png", "ppc_prevalence.png", "ppc_discrepancy.png",
     "trace.png", "ppc_markov.csv", "ppc_markov.png", "ppc_pearson.csv", "ppc_pearson.png",
+    "prior_sensitivity.csv",
 )  # fmt: skip
 
 
@@ -335,7 +336,8 @@ def write_outputs(
     """Write the check's tables (CSV) and plots (PNG) into ``out_dir``.
 
     Files: ``checks.csv``, ``convergence.csv``, ``ppc_transitions.csv``,
-    ``ppc_prevalence.csv``, ``ppc_markov.csv``, ``ppc_pearson.csv``, ``ppc_discrepancy.csv``
+    ``ppc_prevalence.csv``, ``ppc_markov.csv``, ``ppc_pearson.csv``, ``ppc_discrepancy.csv``,
+    ``prior_sensitivity.csv``
     and the PNGs ``ppc_transitions.png``, ``ppc_prevalence.png``, ``ppc_markov.png``,
     ``ppc_pearson.png``,
     ``ppc_discrepancy.png``, ``trace.png`` (those that apply). Existing files are only replaced with
@@ -357,6 +359,8 @@ def write_outputs(
         tables["ppc_markov"] = report.markov.table
     if report.pearson is not None:
         tables["ppc_pearson"] = report.pearson.table
+    if report.sensitivity is not None:
+        tables["prior_sensitivity"] = report.sensitivity
     disc = {}
     for name, r in (
         ("transitions", report.transitions),

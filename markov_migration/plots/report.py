@@ -180,6 +180,36 @@ def _convergence_table(report: CheckReport) -> str:
     return _table(head, rows)
 
 
+def _sensitivity_table(report: CheckReport) -> str:
+    """Power-scaling sensitivity of every parameter, flagged rows marked."""
+    table = report.sensitivity
+    rows = []
+    for _, r in table.iterrows():
+        flag = str(r["flag"])
+        observed = "" if not math.isfinite(float(r["observed"])) else f"{r['observed']:,.0f}"
+        rows.append(
+            _row(
+                [
+                    _td(r["parameter"], "l"),
+                    _td(f"{r['prior']:.3f}", "bad" if flag == "prior-data conflict" else ""),
+                    _td(f"{r['likelihood']:.3f}", "bad" if flag else ""),
+                    _td(observed),
+                    _td(flag or "-", "l"),
+                ]
+            )
+        )
+    head = _head("parameter", "prior", "likelihood", "moves observed", "flag",
+                 left=("parameter", "flag"))  # fmt: skip
+    intro = (
+        "<p>Power-scaling sensitivity (Kallioinen et al. 2024; ArviZ <code>psense</code>): how "
+        "much each parameter's posterior changes when the prior, or the likelihood, is raised "
+        "to a power near 1. Likelihood sensitivity below 0.05 means the posterior is mostly "
+        "the prior (<b>prior-dominated</b>: a transition never or rarely observed); both above "
+        "0.05 a <b>prior-data conflict</b>.</p>"
+    )
+    return intro + _table(head, rows)
+
+
 def _matrix_table(summary: xr.Dataset, hide_zero: bool, digits: int = 3) -> str:
     states = [str(s) for s in summary["from_state"].values]
     head = _row(["<th class='l'>from \\ to</th>"] + [f"<th>{_e(s)}</th>" for s in states])
@@ -470,6 +500,8 @@ def render_report(
     for c in report.checks:
         if c.name.startswith("ppc") and c.passed is None:
             parts.append(_note(f"{c.label}: skipped ({c.detail})."))
+    if report.sensitivity is not None:
+        parts += ["<h2 id='priors'>Prior sensitivity</h2>", _sensitivity_table(report)]
     parts += [
         "<h2 id='summaries'>Key posterior summaries</h2>",
         _summaries(tree, ci),

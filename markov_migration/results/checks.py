@@ -25,6 +25,7 @@ from markov_migration.results.pearson import PearsonResult, pearson_test
 from markov_migration.results.ppc import PPC_BANDS, PPCResult, ppc_prevalence, ppc_transitions
 from markov_migration.results.ppc_latent import is_latent, ppc_latent
 from markov_migration.results.ppc_markov import ppc_markov
+from markov_migration.results.sensitivity import PSENSE_THRESHOLD, flagged, prior_sensitivity
 from markov_migration.results.summaries import check_ci
 
 
@@ -49,6 +50,9 @@ class CheckReport:
         Warnings that are not checks (periods with little exposure).
     pearson : PearsonResult or None
         The Pearson-type test (:mod:`markov_migration.results.pearson`).
+    sensitivity : pandas.DataFrame or None
+        Power-scaling prior and likelihood sensitivity of every parameter
+        (:mod:`markov_migration.results.sensitivity`), when the fit has a log prior.
     """
 
     checks: list[Check]
@@ -62,6 +66,7 @@ class CheckReport:
     markov: PPCResult | None = None
     notes: list[str] = field(default_factory=list)
     pearson: PearsonResult | None = None
+    sensitivity: pd.DataFrame | None = None
 
     @property
     def failed(self) -> list[Check]:
@@ -98,6 +103,30 @@ def _ppc_check(name: str, label: str, result: PPCResult | None, error: str | Non
     detail = f"chi-square: observed {np.mean(result.observed_discrepancy):.1f} on average"
     detail += f" vs replicated {np.mean(result.replicated_discrepancy):.1f}"
     return Check(name, label, result.ppp, rule, ok, detail)
+
+
+def _sensitivity_check(tree: xr.DataTree) -> tuple[pd.DataFrame | None, Check]:
+    """Prior sensitivity's row: fails on a prior-data conflict, lists prior-dominated moves."""
+    label = "prior sensitivity (power-scaling): parameters in prior-data conflict"
+    try:
+        table = prior_sensitivity(tree)
+    except InputError as err:
+        return None, Check("prior_sensitivity", label, float("nan"), "= 0", None, err.message)
+    found = flagged(table)
+    conflict, weak = found["prior-data conflict"], found["prior-dominated"]
+    moves = [p for p in weak if p.startswith("log_rate[")]
+    parts = []
+    if conflict:
+        parts.append("conflict: " + ", ".join(conflict))
+    if moves:
+        parts.append(
+            "prior-dominated transitions (likelihood sensitivity < "
+            f"{PSENSE_THRESHOLD:g}): " + ", ".join(m[len("log_rate[") : -1] for m in moves)
+        )
+    detail = "; ".join(parts) or "no conflict; every transition informed by the data"
+    return table, Check(
+        "prior_sensitivity", label, float(len(conflict)), "= 0", not conflict, detail
+    )
 
 
 def _not_for_latent(tree, **_) -> None:
@@ -194,6 +223,8 @@ def run_checks(
         )
     )
     checks.append(_pearson_check(results["pearson"], errors["pearson"]))
+    sensitivity, check = _sensitivity_check(tree)
+    checks.append(check)
     post = tree["posterior"]
     notes = period_notes(tree) + weighted_notes(tree)
     return CheckReport(
@@ -208,6 +239,7 @@ def run_checks(
         markov=results["markov"],
         notes=notes,
         pearson=results["pearson"],
+        sensitivity=sensitivity,
     )
 
 

@@ -69,13 +69,17 @@ def prior_sensitivity(tree: xr.DataTree) -> pd.DataFrame:
     if "log_likelihood" not in tree.children:
         raise InputError("the fit file has no log_likelihood group: no prior sensitivity")
     log_prior = tree["log_prior"].to_dataset()
-    names = [v for v in log_prior.data_vars if v in tree["posterior"]]
+    prior_vars = [v for v in log_prior.data_vars if v in tree["posterior"]]
+    # the transitions' intensities first (what a reviewer reads), then every sampled
+    # variable; psense reweights the draws, so derived quantities work as well
+    names = [v for v in ("log_rate", "log_hazard_ratio") if v in tree["posterior"]]
+    names += [v for v in prior_vars if v not in names]
     post = tree["posterior"].to_dataset()[names]
     loglik = tree["log_likelihood"].to_dataset()
     # one log-likelihood variable: psense sums it over observations
     var = next(iter(loglik.data_vars))
     data = xr.DataTree.from_dict(
-        {"posterior": post, "log_prior": log_prior[names], "log_likelihood": loglik[[var]]}
+        {"posterior": post, "log_prior": log_prior[prior_vars], "log_likelihood": loglik[[var]]}
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Pareto k warnings of the importance weights
@@ -103,7 +107,8 @@ def prior_sensitivity(tree: xr.DataTree) -> pd.DataFrame:
             key = (
                 label.split("[", 1)[1].rstrip("]") if name == "log_rate" and "[" in label else None
             )
-            rows.append((label, ps, ls, diagnosis, counts.get(key, np.nan), flag))
+            observed = np.nan if key is None else counts.get(key, 0.0)
+            rows.append((label, ps, ls, diagnosis, observed, flag))
     return pd.DataFrame(rows, columns=list(SENSITIVITY_COLUMNS))
 
 
