@@ -185,8 +185,7 @@ def _compile_status(progress: bool):
 
 
 def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progress: bool):
-    import nutpie
-
+    from markov_migration.inference.compiled import compile_nutpie
     from markov_migration.inference.model import build_model, sampled_variables
 
     t0 = time.perf_counter()
@@ -201,7 +200,7 @@ def _sample_nutpie(spec: ModelSpec, agg: AggregatedData, s: FitSettings, progres
         with _compile_status(progress):
             model = build_model(spec, agg)
             names = sampled_variables(model)
-            compiled = nutpie.compile_pymc_model(model, backend="numba")
+            compiled = compile_nutpie(model)
         if spec.time == "continuous":
             _COMPILED[key] = (compiled, names)
     s.timings["compile"] = time.perf_counter() - t0
