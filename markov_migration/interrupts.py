@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -57,11 +58,24 @@ def reraise_after() -> Iterator[None]:
         seen.append(signum)
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
+    old_hook = sys.unraisablehook
+
+    def redeliver(unraisable: Any) -> None:
+        # The interrupt was raised inside a callback whose exceptions Python only prints
+        # ("Exception ignored in ...", e.g. a weakref callback while a model compiles): the
+        # block would go on. Deliver the signal again, quietly, so it lands in the block.
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            signal.raise_signal(seen[-1] if seen else signal.SIGINT)
+            return
+        old_hook(unraisable)
+
     old_int = signal.signal(signal.SIGINT, record)
     old_term = signal.signal(signal.SIGTERM, record)
+    sys.unraisablehook = redeliver
     try:
         yield
     finally:
+        sys.unraisablehook = old_hook
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
     if seen:

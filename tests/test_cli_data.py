@@ -613,7 +613,7 @@ def _choice_lists() -> list[tuple[str, str, tuple[str, ...]]]:
         ("summarize", "--what", QUANTITIES),
         ("summarize", "--format", ("table", "csv", "json")),
         ("compare", "--format", ("table", "csv", "json")),
-        ("compare", "--unit", ("transition", "row")),
+        ("compare", "--unit", ("transition", "row", "respondent")),
         ("validate", "--format", ("table", "json")),
         ("fit", "--sampler", SAMPLERS),
     ]
