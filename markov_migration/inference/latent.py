@@ -1,8 +1,8 @@
 """Latent-state (observation-model) fits: the PyMC model and its fit file (layer 3).
 
 Used instead of the pure-panel model of :mod:`markov_migration.inference.model`
-when a model file declares ``[observation]``, ``[misclassification]`` or
-``[phases]`` (see ``docs/observation-models.md``). A respondent's history is a
+when a model file declares ``[observation]``, ``[misclassification]``,
+``[phases]`` or ``[nonresponse]`` (see ``docs/observation-models.md``). A respondent's history is a
 hidden continuous-time Markov chain; the likelihood is the forward algorithm
 of :mod:`markov_migration.core.forward` over every respondent's records, with
 identical histories counted once, computed by the Op of
@@ -28,9 +28,16 @@ Initial state
     the first record contributes ``sum(initial * e_1)`` (R msm's ``initprobs``).
     Models with only exact entry times and censored codes condition on the first
     record as the pure-panel likelihood does (weight 1 on each state it allows).
+Nonresponse
+    ``response[response_state] ~ Beta(alpha, beta)``: the probability that a
+    respondent in that true state answers a scheduled interview (states not
+    listed always answer). Missed waves are added as records by
+    :func:`markov_migration.inputs.nonresponse.schedule_records`; the emission
+    table gets a block of answered records (``r_s`` times the usual emission)
+    and a missed row (``1 - r_s``).
 Not supported yet (refused with a clear message): covariates, groups and
-periods together with latent features, discrete time, ``[nonresponse]``
-fitting, and aggregated-counts input (a latent fit needs respondents' histories).
+periods together with latent features, discrete time, and aggregated-counts
+input (a latent fit needs respondents' histories).
 """
 
 from __future__ import annotations
@@ -55,13 +62,14 @@ from markov_migration.core.phases import phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.inference.sampling import run_nutpie, run_pymc
+from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.spec import ModelSpec
 from markov_migration.inputs.spec_tables import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD
 
 #: Posterior variables of latent fits kept in fit files (besides the pure-panel ones).
 LATENT_VARIABLES = (
-    "log_rate_latent", "rate_latent", "Q_latent", "misclassification", "initial",
+    "log_rate_latent", "rate_latent", "Q_latent", "misclassification", "initial", "response",
 )  # fmt: skip
 
 
@@ -109,8 +117,6 @@ def check_latent_supported(spec: ModelSpec, panel: Panel | None = None) -> None:
             f"{where}: covariates, groups and periods are not yet supported together with "
             "[observation], [misclassification] or [phases]"
         )
-    if spec.observation.nonresponse is not None:
-        raise InputError(f"{where}: [nonresponse] is parsed but cannot be fitted yet")
     if panel is None:
         raise InputError(
             f"{where}: a latent-state model needs a long-format panel (respondents' "
@@ -155,16 +161,58 @@ def latent_layout(spec: ModelSpec) -> LatentLayout:
 
 
 def latent_histories(spec: ModelSpec, panel: Panel):
-    """Aggregated histories of a panel: (Histories, respondent ids, node of each respondent)."""
+    """Aggregated histories of a panel: (Histories, respondent ids, node of each respondent).
+
+    With ``[nonresponse]`` the records include the missed scheduled interviews
+    (:func:`markov_migration.inputs.nonresponse.schedule_records`).
+    """
     d = panel.data
     codes = d["state"].to_numpy(dtype=np.int64)
     exact = np.isin(codes, np.array(spec.observation.exact, dtype=np.int64))
     obstype = np.where(exact, OBS_EXACT, OBS_PANEL)
+    ids, times = d["id"].to_numpy(), d["time"].to_numpy(dtype=np.float64)
+    weight = d["weight"].to_numpy(dtype=np.float64)
+    if spec.observation.nonresponse is not None:
+        leaving = {r for r, _ in spec.transitions}
+        absorbing = [r for r in range(spec.n_states) if r not in leaving]
+        n_codes = spec.n_states + len(spec.observation.censored)
+        rec = schedule_records(ids, times, codes, obstype, weight, n_codes, absorbing)
+        ids, times, codes, obstype, weight = rec.ids, rec.times, rec.codes, rec.obstype, rec.weight
     return aggregate_histories(
-        d["id"].to_numpy(), d["time"].to_numpy(dtype=np.float64), codes, obstype,
-        weight=d["weight"].to_numpy(dtype=np.float64), resolution=spec.resolution,
-        return_nodes=True,
-    )  # fmt: skip
+        ids, times, codes, obstype, weight=weight, resolution=spec.resolution, return_nodes=True
+    )
+
+
+def response_vector(spec: ModelSpec, response, backend=np):
+    """Response probability of every observed state (1 for states without one), shape (K,)."""
+    nonresponse = spec.observation.nonresponse
+    idx = np.asarray(nonresponse.states, dtype=np.int64)
+    if backend is np:
+        out = np.ones(np.shape(response)[:-1] + (spec.n_states,))
+        out[..., idx] = response
+        return out
+    return pt.set_subtensor(pt.ones(spec.n_states)[idx], response)
+
+
+def with_response(table, response_hidden, backend=np):
+    """The emission table of a nonresponse model: plain, answered (times r), missed (1 - r).
+
+    Parameters
+    ----------
+    table : (n_codes, K_h) array or tensor
+        Plain emission table.
+    response_hidden : (K_h,) array or tensor
+        Response probability of each hidden state.
+    backend : module
+        ``numpy`` or ``pytensor.tensor``.
+
+    Returns
+    -------
+    (2 n_codes + 1, K_h) array or tensor
+    """
+    return backend.concatenate(
+        [table, table * response_hidden[None, :], (1.0 - response_hidden)[None, :]], axis=0
+    )
 
 
 def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
@@ -181,6 +229,8 @@ def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
         "true_state": list(spec.states),
         "recorded_state": list(spec.states),
     }
+    if spec.observation.nonresponse is not None:
+        coords["response_state"] = [spec.states[r] for r in spec.observation.nonresponse.states]
     for r, targets in spec.observation.misclassification:
         coords[f"recorded_{spec.states[r]}"] = [spec.states[s] for s in (r, *targets)]
     return coords
@@ -238,6 +288,13 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
             )
         hidden_emission = pt.dot(pt.as_tensor_variable(phase_map), emission)  # (K_h, K)
         table = pt.dot(pt.as_tensor_variable(code_matrix), hidden_emission.T)  # (n_codes, K_h)
+        if obs.nonresponse is not None:
+            nr = obs.nonresponse
+            response = pm.Beta(
+                "response", alpha=np.array(nr.alpha), beta=np.array(nr.beta), dims="response_state"
+            )
+            r_hidden = pt.dot(pt.as_tensor_variable(phase_map), response_vector(spec, response, pt))
+            table = with_response(table, r_hidden, pt)
         if obs.hidden:
             initial = pm.Dirichlet("initial", a=np.ones(kh), dims="latent_state")
         else:
@@ -378,9 +435,13 @@ def _history_loglik(spec, layout, posterior, histories, respondents, nodes) -> x
         else np.ones((nchain * ndraw, kh))
     )
     phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
+    if obs.nonresponse is not None:
+        r = response_vector(spec, posterior["response"].to_numpy().reshape(nchain * ndraw, -1))
     per_node = np.empty((nchain * ndraw, len(histories.node_parent)))
     for i in range(nchain * ndraw):
         table = emission_table(phase_map @ e[i], layout.code_sets)
+        if obs.nonresponse is not None:
+            table = with_response(table, phase_map @ r[i])
         per_node[i] = history_loglik(q[i], pi[i], table, *histories)
     values = per_node[:, nodes].reshape(nchain, ndraw, len(nodes))
     return xr.Dataset(
@@ -397,5 +458,7 @@ __all__ = [
     "latent_histories",
     "latent_layout",
     "observed_generator",
+    "response_vector",
     "sample_latent",
+    "with_response",
 ]
