@@ -150,47 +150,61 @@ def test_schedule_records_adds_missed_waves():
     assert np.all(rec.codes[first] < 3)
     assert rec.codes[(rec.ids == 4) & (rec.times == 0.97)] == [3 + 0]
     assert rec.codes[(rec.ids == 4) & (rec.times == 1.02)] == [1]
-    assert rec.codes[(rec.ids == 3) & (rec.times == 2.10)] == [2]
+    assert rec.codes[(rec.ids == 3) & (rec.times == 2.10)] == [2 * 3 + 1 + 2]
     assert rec.n_answered == 6
 
 
 # -- the likelihood at fixed parameters against a brute-force sum over hidden paths -------
 
 
-def brute_force(Q, pi, E, r, exact, condition=None) -> float:
+def brute_force(Q, pi, E, r, exact, d=None) -> float:
     """Sum over the true states at every record and scheduled interview of the tiny panel.
 
     ``E[true, recorded]``; ``r`` the response probability of each true state;
     ``exact``: whether ``dead`` records are exact entry times (the state just
-    before is summed over too, with the intensity into ``dead``).
+    before is summed over too, with the intensity into ``dead``). ``d``: the
+    attrition hazard of each state: the chain then runs on (state, lost) pairs,
+    lost respondents miss every interview (``P(t)`` of that chain by expm too).
     """
     k = Q.shape[0]
+    if d is None:
+        pairs = [(s, False) for s in range(k)]
+        Qx = Q
+    else:
+        pairs = [(s, False) for s in range(k)] + [(s, True) for s in range(k)]
+        D = np.diag(d)
+        Qx = np.block([[Q - D, D], [np.zeros((k, k)), Q]])
     total = 0.0
     for person in MISSED:
         steps = [(t, s, "record") for i, t, s in TINY if i == person]
         steps += [(t, None, "missed") for t in MISSED[person]]
         steps.sort(key=lambda x: x[0])
-        waves_seen = set()
         lik = 0.0
-        for path in itertools.product(range(k), repeat=len(steps)):
+        for path in itertools.product(range(len(pairs)), repeat=len(steps)):
             p = 1.0
-            for j, ((t, state, kind), s) in enumerate(zip(steps, path, strict=True)):
+            waves_seen = set()
+            for j, ((t, state, kind), h) in enumerate(zip(steps, path, strict=True)):
+                s, lost = pairs[h]
                 wave = round(t)
                 if j == 0:
-                    p *= pi[s] * E[s, ["well", "ill", "dead"].index(state)]
+                    p *= pi[s] * E[s, ["well", "ill", "dead"].index(state)] * (not lost)
                     waves_seen = {wave}
                     continue
-                gap = t - steps[j - 1][0]
+                P = expm(Qx * (t - steps[j - 1][0]))
                 prev = path[j - 1]
                 if kind == "missed":
-                    p *= expm(Q * gap)[prev, s] * (1 - r[s])
+                    p *= P[prev, h] * (1.0 if lost else 1 - r[s])
                     continue
                 code = ["well", "ill", "dead"].index(state)
-                if exact and state == "dead":
-                    P = expm(Q * gap)
-                    p *= sum(P[prev, a] * Q[a, 2] for a in range(k) if a != 2) * (s == 2)
+                if exact and state == "dead":  # entered dead from an alive state, same flag
+                    into = sum(
+                        P[prev, a] * Q[pairs[a][0], 2]
+                        for a in range(len(pairs))
+                        if pairs[a][0] != 2 and pairs[a][1] == lost
+                    )
+                    p *= into * (s == 2)
                 else:
-                    p *= expm(Q * gap)[prev, s] * E[s, code]
+                    p *= P[prev, h] * E[s, code] * (not lost)
                     if wave not in waves_seen:
                         p *= r[s]
                 waves_seen.add(wave)
@@ -216,35 +230,44 @@ def generator() -> np.ndarray:
     return Q
 
 
-def test_loglik_equals_brute_force_exact_death():
+@pytest.mark.parametrize("attrition", [False, True])
+def test_loglik_equals_brute_force_exact_death(attrition):
     """Non-hidden model: the first record conditioned on; dead always recorded (r = 1)."""
     spec = spec_of(
-        """
+        f"""
         [observation]
         exact = ["dead"]
         [nonresponse]
         states = ["well", "ill"]
+        attrition = {str(attrition).lower()}
         """
     )
     model = build_latent_model(spec, tiny_panel(spec))
     response = np.array([0.8, 0.45])
     log_rate = np.log([RATES[p] for p in spec.transitions])
-    got = model_loglik(model, {"log_rate": log_rate, "response": response})
-    ref = brute_force(generator(), np.ones(3), np.eye(3), [0.8, 0.45, 1.0], exact=True)
+    values = {"log_rate": log_rate, "response": response}
+    d = None
+    if attrition:
+        values["log_attrition"] = np.log([0.2, 0.5])
+        d = np.array([0.2, 0.5, 0.0])
+    got = model_loglik(model, values)
+    ref = brute_force(generator(), np.ones(3), np.eye(3), [0.8, 0.45, 1.0], exact=True, d=d)
     assert got == pytest.approx(ref, rel=1e-10, abs=0)
     # the responses matter: a model without [nonresponse] differs
     plain = build_latent_model(spec_of("[observation]\nexact = ['dead']\n"), tiny_panel(spec))
     assert abs(model_loglik(plain, {"log_rate": log_rate}) - got) > 0.5
 
 
-def test_loglik_equals_brute_force_misclassified():
+@pytest.mark.parametrize("attrition", [False, True])
+def test_loglik_equals_brute_force_misclassified(attrition):
     """Hidden model: initial distribution, misclassification, every state may not answer."""
     spec = spec_of(
-        """
+        f"""
         [misclassification]
         well = ["ill"]
         ill = ["well"]
         [nonresponse]
+        attrition = {str(attrition).lower()}
         """
     )
     model = build_latent_model(spec, tiny_panel(spec))
@@ -258,8 +281,13 @@ def test_loglik_equals_brute_force_misclassified():
         "misclassification_ill": E[1, [1, 0]],
         "initial": pi,
     }
+    d = None
+    if attrition:
+        values["log_attrition"] = np.log([0.3, 0.1])
+        d = np.array([0.3, 0.1, 0.0])
     got = model_loglik(model, values)
-    assert got == pytest.approx(brute_force(generator(), pi, E, r, exact=False), rel=1e-10)
+    ref = brute_force(generator(), pi, E, r, exact=False, d=d)
+    assert got == pytest.approx(ref, rel=1e-10)
 
 
 @pytest.mark.slow  # compiling logp and dlogp of the model takes most of a minute
@@ -279,7 +307,7 @@ def test_model_gradient_matches_finite_differences():
         """
     )
     model = build_latent_model(spec, tiny_panel(spec))
-    assert {rv.name for rv in model.free_RVs} >= {"response", "log_rate_latent"}
+    assert {rv.name for rv in model.free_RVs} >= {"response", "log_rate_latent", "log_attrition"}
     logp, dlogp = model.compile_logp(), model.compile_dlogp()
     point = model.initial_point()
     rng = np.random.default_rng(7)

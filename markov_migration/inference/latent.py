@@ -31,10 +31,11 @@ Initial state
 Nonresponse
     ``response[response_state] ~ Beta(alpha, beta)``: the probability that a
     respondent in that true state answers a scheduled interview (states not
-    listed always answer). Missed waves are added as records by
-    :func:`markov_migration.inputs.nonresponse.schedule_records`; the emission
-    table gets a block of answered records (``r_s`` times the usual emission)
-    and a missed row (``1 - r_s``).
+    listed always answer); ``log_attrition[attrition_state] ~ Normal`` the
+    log-hazard of being lost for good. Missed waves are added as records by
+    :func:`markov_migration.inputs.nonresponse.schedule_records`; the
+    generator, first weights and emission table of the forward algorithm are
+    extended by :mod:`markov_migration.inference.latent_nonresponse`.
 Not supported yet (refused with a clear message): covariates, groups and
 periods together with latent features, discrete time, and aggregated-counts
 input (a latent fit needs respondents' histories).
@@ -61,6 +62,12 @@ from markov_migration.core.forward import (
 from markov_migration.core.phases import phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.inference.latent_nonresponse import (
+    attrition_states,
+    nonresponse_inputs,
+    nonresponse_variables,
+    state_vector,
+)
 from markov_migration.inference.sampling import run_nutpie, run_pymc
 from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.panel import Panel
@@ -70,6 +77,7 @@ from markov_migration.inputs.spec_tables import DEFAULT_PRIOR_RATE, DEFAULT_PRIO
 #: Posterior variables of latent fits kept in fit files (besides the pure-panel ones).
 LATENT_VARIABLES = (
     "log_rate_latent", "rate_latent", "Q_latent", "misclassification", "initial", "response",
+    "attrition",
 )  # fmt: skip
 
 
@@ -183,38 +191,6 @@ def latent_histories(spec: ModelSpec, panel: Panel):
     )
 
 
-def response_vector(spec: ModelSpec, response, backend=np):
-    """Response probability of every observed state (1 for states without one), shape (K,)."""
-    nonresponse = spec.observation.nonresponse
-    idx = np.asarray(nonresponse.states, dtype=np.int64)
-    if backend is np:
-        out = np.ones(np.shape(response)[:-1] + (spec.n_states,))
-        out[..., idx] = response
-        return out
-    return pt.set_subtensor(pt.ones(spec.n_states)[idx], response)
-
-
-def with_response(table, response_hidden, backend=np):
-    """The emission table of a nonresponse model: plain, answered (times r), missed (1 - r).
-
-    Parameters
-    ----------
-    table : (n_codes, K_h) array or tensor
-        Plain emission table.
-    response_hidden : (K_h,) array or tensor
-        Response probability of each hidden state.
-    backend : module
-        ``numpy`` or ``pytensor.tensor``.
-
-    Returns
-    -------
-    (2 n_codes + 1, K_h) array or tensor
-    """
-    return backend.concatenate(
-        [table, table * response_hidden[None, :], (1.0 - response_hidden)[None, :]], axis=0
-    )
-
-
 def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
     """Coordinates of the latent model and its fit file."""
     coords = {
@@ -231,6 +207,7 @@ def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
     }
     if spec.observation.nonresponse is not None:
         coords["response_state"] = [spec.states[r] for r in spec.observation.nonresponse.states]
+        coords["attrition_state"] = [spec.states[r] for r in attrition_states(spec)]
     for r, targets in spec.observation.misclassification:
         coords[f"recorded_{spec.states[r]}"] = [spec.states[s] for s in (r, *targets)]
     return coords
@@ -288,17 +265,15 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
             )
         hidden_emission = pt.dot(pt.as_tensor_variable(phase_map), emission)  # (K_h, K)
         table = pt.dot(pt.as_tensor_variable(code_matrix), hidden_emission.T)  # (n_codes, K_h)
-        if obs.nonresponse is not None:
-            nr = obs.nonresponse
-            response = pm.Beta(
-                "response", alpha=np.array(nr.alpha), beta=np.array(nr.beta), dims="response_state"
-            )
-            r_hidden = pt.dot(pt.as_tensor_variable(phase_map), response_vector(spec, response, pt))
-            table = with_response(table, r_hidden, pt)
         if obs.hidden:
             initial = pm.Dirichlet("initial", a=np.ones(kh), dims="latent_state")
         else:
             initial = pt.ones(kh)
+        if obs.nonresponse is not None:
+            r, d = nonresponse_variables(spec)
+            pmap = pt.as_tensor_variable(phase_map)
+            d_hidden = None if d is None else pt.dot(pmap, d)
+            q, initial, table = nonresponse_inputs(q, initial, table, pt.dot(pmap, r), d_hidden, pt)
         data = [pt.as_tensor_variable(np.asarray(a)) for a in histories]
         pm.Potential("loglik", forward_loglik(q[None], initial, table, data))
     return model
@@ -435,14 +410,22 @@ def _history_loglik(spec, layout, posterior, histories, respondents, nodes) -> x
         else np.ones((nchain * ndraw, kh))
     )
     phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
-    if obs.nonresponse is not None:
-        r = response_vector(spec, posterior["response"].to_numpy().reshape(nchain * ndraw, -1))
+    nr = obs.nonresponse
+    if nr is not None:
+        r = posterior["response"].to_numpy().reshape(nchain * ndraw, -1)
+        r = state_vector(spec, r, nr.states, 1.0)
+        d = np.zeros((nchain * ndraw, 0))
+        if "attrition" in posterior:
+            d = posterior["attrition"].to_numpy().reshape(nchain * ndraw, -1)
+        d = state_vector(spec, d, attrition_states(spec), 0.0)
     per_node = np.empty((nchain * ndraw, len(histories.node_parent)))
     for i in range(nchain * ndraw):
         table = emission_table(phase_map @ e[i], layout.code_sets)
-        if obs.nonresponse is not None:
-            table = with_response(table, phase_map @ r[i])
-        per_node[i] = history_loglik(q[i], pi[i], table, *histories)
+        qi, pii = q[i], pi[i]
+        if nr is not None:
+            d_hidden = phase_map @ d[i] if nr.attrition else None
+            qi, pii, table = nonresponse_inputs(qi, pii, table, phase_map @ r[i], d_hidden)
+        per_node[i] = history_loglik(qi, pii, table, *histories)
     values = per_node[:, nodes].reshape(nchain, ndraw, len(nodes))
     return xr.Dataset(
         {"histories": ((*SAMPLE_DIMS, "respondent"), values)},
@@ -458,7 +441,5 @@ __all__ = [
     "latent_histories",
     "latent_layout",
     "observed_generator",
-    "response_vector",
     "sample_latent",
-    "with_response",
 ]

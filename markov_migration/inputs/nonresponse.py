@@ -5,18 +5,19 @@ scheduled for an interview at each wave of the panel (the one wave-binning rule,
 :func:`markov_migration.inputs.waves.wave_bins`) from the wave of their first
 record to the panel's last wave. :func:`schedule_records` turns a respondent's
 records into the records of the forward algorithm
-(:mod:`markov_migration.core.forward`), with record codes in three blocks of
+(:mod:`markov_migration.core.forward`), with record codes in four blocks of
 the emission table:
 
-* ``c`` (``0 <= c < n_codes``): the usual emission of code ``c``. The first
-  record (joining the panel is conditioned on, not modelled), exact entry times
-  (a register date, not an interview) and further records in a wave that
-  already has one;
+* ``c`` (``0 <= c < n_codes``): the usual emission of code ``c``: the first
+  record (joining the panel is conditioned on, not modelled) and further
+  records in a wave that already has one;
 * ``n_codes + c``: an answered scheduled interview: ``r_s`` times the usual
   emission of ``c`` for true state ``s``;
 * ``2 * n_codes``: a missed scheduled interview, emission ``1 - r_s``, at the
   wave's median interview date (the median of the panel's record times in that
-  wave).
+  wave);
+* ``2 * n_codes + 1 + c``: an exact entry time (a register date, not an
+  interview: no response factor, known also for a respondent lost to the survey).
 
 Missed waves after a respondent's last record count too, up to the panel's last
 wave (monotone attrition is state-dependent nonresponse that never ends): the
@@ -44,7 +45,7 @@ class ScheduledRecords(NamedTuple):
     ----------
     ids, times, codes, obstype, weight : ndarray
         As :func:`markov_migration.core.forward.aggregate_histories`; codes in
-        the three blocks of the module docstring.
+        the four blocks of the module docstring.
     n_answered, n_missed : int
         Scheduled interviews answered and missed (all respondents, unweighted).
     wave_times : ndarray
@@ -126,7 +127,9 @@ def schedule_records(ids, times, codes, obstype, weight, n_codes, absorbing) -> 
         stop = last
         for k in range(a + 1, b):
             w = int(wave[k])
-            if obstype[k] == OBS_PANEL and w not in seen:
+            if obstype[k] == OBS_EXACT:
+                new_codes[k] = 2 * n_codes + 1 + codes[k]
+            elif w not in seen:
                 new_codes[k] = n_codes + codes[k]
                 n_answered += 1
             seen.add(w)

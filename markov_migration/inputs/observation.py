@@ -38,6 +38,11 @@ DEFAULT_MISCLASSIFICATION_ERROR = 1.0
 DEFAULT_RESPONSE_ALPHA = 1.0
 DEFAULT_RESPONSE_BETA = 1.0
 
+#: Default prior of an attrition hazard ([nonresponse] attrition): log-Normal with
+#: median 0.1 per time unit (10% lost a year) and log-scale sd 1.5.
+DEFAULT_ATTRITION_RATE = 0.1
+DEFAULT_ATTRITION_SD = 1.5
+
 #: The tables this module reads (top-level keys of a model file).
 OBSERVATION_TABLES = ("observation", "misclassification", "phases", "nonresponse")
 
@@ -57,12 +62,16 @@ class Nonresponse:
         respondents in any other state always answer.
     alpha, beta : tuple of float
         ``Beta(alpha, beta)`` prior of the response probability of each of ``states``.
+    attrition : bool
+        Also a hazard of being lost for good per non-absorbing state of ``states``
+        (see :mod:`markov_migration.inference.latent_nonresponse`).
     """
 
     schedule: str = "waves"
     states: tuple[int, ...] = ()
     alpha: tuple[float, ...] = ()
     beta: tuple[float, ...] = ()
+    attrition: bool = True
 
 
 @dataclass(frozen=True)
@@ -266,11 +275,15 @@ def _parse_nonresponse(parser) -> Nonresponse | None:
         if prior is not None:
             raise parser.fail("[priors] response needs a [nonresponse] table", "response")
         return None
-    unknown = sorted(set(table) - {"schedule", "states"})
+    unknown = sorted(set(table) - {"schedule", "states", "attrition"})
     if unknown:
         raise parser.fail(
-            f"[nonresponse]: unknown key '{unknown[0]}' (known: schedule, states)", unknown[0]
+            f"[nonresponse]: unknown key '{unknown[0]}' (known: attrition, schedule, states)",
+            unknown[0],
         )
+    attrition = table.get("attrition", True)
+    if not isinstance(attrition, bool):
+        raise parser.fail("[nonresponse] attrition must be true or false", "attrition")
     schedule = table.get("schedule", "waves")
     if schedule != "waves":
         raise parser.fail(
@@ -287,7 +300,7 @@ def _parse_nonresponse(parser) -> Nonresponse | None:
     if len(set(idx)) != len(idx):
         raise parser.fail("[nonresponse] states lists a state twice", "states")
     alpha, beta = _response_prior(parser, prior, idx)
-    return Nonresponse(schedule=schedule, states=idx, alpha=alpha, beta=beta)
+    return Nonresponse(schedule=schedule, states=idx, alpha=alpha, beta=beta, attrition=attrition)
 
 
 def _response_prior(parser, value, idx) -> tuple[tuple[float, ...], tuple[float, ...]]:
