@@ -75,6 +75,7 @@ def test_defaults_and_priors_parsed():
     assert o.nonresponse.schedule == "waves"
     assert o.nonresponse.states == (0, 1, 2)
     assert o.nonresponse.alpha == (1.0, 1.0, 1.0) and o.nonresponse.beta == (1.0, 1.0, 1.0)
+    assert o.nonresponse.attrition
     o = spec_of(
         """
         [nonresponse]
@@ -95,6 +96,7 @@ def test_defaults_and_priors_parsed():
         ("[nonresponse]\nschedule = 'visit_date'\n", 'schedule must be "waves"', 9),
         ("[nonresponse]\nstates = ['ghost']\n", "'ghost' is not a declared state", 9),
         ("[nonresponse]\nstates = ['well', 'well']\n", "lists a state twice", 9),
+        ("[nonresponse]\nattrition = 'yes'\n", "attrition must be true or false", 9),
         (
             "[nonresponse]\n[priors]\nresponse = { ghost = { alpha = 2 } }\n",
             "'ghost' is neither alpha, beta nor a declared state",

@@ -2,11 +2,11 @@
 
 Used instead of the pure-panel model of :mod:`markov_migration.inference.model`
 when a model file declares ``[observation]``, ``[misclassification]``,
-``[phases]`` or ``[nonresponse]`` (see ``docs/observation-models.md``). A respondent's history is a
-hidden continuous-time Markov chain; the likelihood is the forward algorithm
-of :mod:`markov_migration.core.forward` over every respondent's records, with
-identical histories counted once, computed by the Op of
-:mod:`markov_migration.inference.latent_op`.
+``[phases]`` or ``[nonresponse]`` (see ``docs/observation-models.md``). A
+respondent's history is a hidden continuous-time Markov chain; the likelihood
+is the forward algorithm of :mod:`markov_migration.core.forward` over every
+respondent's records, with identical histories counted once, computed by the
+Op of :mod:`markov_migration.inference.latent_op`.
 
 Intensities
     ``log_rate[transition] ~ Normal(mu, sigma)`` from ``[priors]`` as in the
@@ -123,7 +123,7 @@ def check_latent_supported(spec: ModelSpec, panel: Panel | None = None) -> None:
     if spec.covariates or spec.groups is not None or spec.periods:
         raise InputError(
             f"{where}: covariates, groups and periods are not yet supported together with "
-            "[observation], [misclassification] or [phases]"
+            "[observation], [misclassification], [phases] or [nonresponse]"
         )
     if panel is None:
         raise InputError(
