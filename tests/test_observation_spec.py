@@ -60,7 +60,7 @@ def test_every_table_parsed():
     assert o.censored == (("alive", (0, 1, 2)),)
     assert o.misclassification == ((0, (1,)), (1, (0, 2)))
     assert o.phases == {1: 2}
-    assert o.nonresponse == {"schedule": "waves"}
+    assert o.nonresponse.schedule == "waves" and o.nonresponse.states == (0, 1, 2, 3)
     assert (o.prior_correct, o.prior_error) == (20.0, 2.0)
     assert o.latent and o.hidden
     assert spec.priors[(0, 1)].mu == pytest.approx(-2.302585, abs=1e-6)
@@ -143,7 +143,10 @@ def test_integer_censored_codes():
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ("[nonresponse]\nschedule = 'waves'\n[observation]\nexact = ['dead']\n", "nonresponse"),
+        (
+            "[nonresponse]\nschedule = 'waves'\n[covariates.sex]\nkind = 'categorical'\n",
+            "covariates, groups and periods are not yet supported",
+        ),
         (
             "[observation]\nexact = ['dead']\n[covariates.sex]\nkind = 'categorical'\n",
             "covariates, groups and periods are not yet supported",

@@ -1,12 +1,12 @@
 """Latent-state (observation-model) fits: the PyMC model and its fit file (layer 3).
 
 Used instead of the pure-panel model of :mod:`markov_migration.inference.model`
-when a model file declares ``[observation]``, ``[misclassification]`` or
-``[phases]`` (see ``docs/observation-models.md``). A respondent's history is a
-hidden continuous-time Markov chain; the likelihood is the forward algorithm
-of :mod:`markov_migration.core.forward` over every respondent's records, with
-identical histories counted once, computed by the Op of
-:mod:`markov_migration.inference.latent_op`.
+when a model file declares ``[observation]``, ``[misclassification]``,
+``[phases]`` or ``[nonresponse]`` (see ``docs/observation-models.md``). A
+respondent's history is a hidden continuous-time Markov chain; the likelihood
+is the forward algorithm of :mod:`markov_migration.core.forward` over every
+respondent's records, with identical histories counted once, computed by the
+Op of :mod:`markov_migration.inference.latent_op`.
 
 Intensities
     ``log_rate[transition]`` from ``[priors]`` as in the pure-panel model (state
@@ -30,9 +30,17 @@ Initial state
     the first record contributes ``sum(initial * e_1)`` (R msm's ``initprobs``).
     Models with only exact entry times and censored codes condition on the first
     record as the pure-panel likelihood does (weight 1 on each state it allows).
+Nonresponse
+    ``response[response_state] ~ Beta(alpha, beta)``: the probability that a
+    respondent in that true state answers a scheduled interview (states not
+    listed always answer); ``log_attrition[attrition_state] ~ Normal`` the
+    log-hazard of being lost for good. Missed waves are added as records by
+    :func:`markov_migration.inputs.nonresponse.schedule_records`; the
+    generator, first weights and emission table of the forward algorithm are
+    extended by :mod:`markov_migration.inference.latent_nonresponse`.
 Not supported yet (refused with a clear message): covariates, groups and
-periods together with latent features, discrete time, ``[nonresponse]``
-fitting, and aggregated-counts input (a latent fit needs respondents' histories).
+periods together with latent features, discrete time, and aggregated-counts
+input (a latent fit needs respondents' histories).
 """
 
 from __future__ import annotations
@@ -56,15 +64,23 @@ from markov_migration.core.forward import (
 from markov_migration.core.phases import hidden_names, phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.inference.latent_nonresponse import (
+    attrition_states,
+    nonresponse_inputs,
+    nonresponse_variables,
+    state_vector,
+)
 from markov_migration.inference.rate_prior import baseline_log_rate
 from markov_migration.inference.sampling import run_nutpie, run_pymc
+from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.priors import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, prior_coords
 from markov_migration.inputs.spec import ModelSpec
 
 #: Posterior variables of latent fits kept in fit files (besides the pure-panel ones).
 LATENT_VARIABLES = (
-    "log_rate_latent", "rate_latent", "Q_latent", "misclassification", "initial",
+    "log_rate_latent", "rate_latent", "Q_latent", "misclassification", "initial", "response",
+    "attrition",
 )  # fmt: skip
 
 
@@ -110,10 +126,8 @@ def check_latent_supported(spec: ModelSpec, panel: Panel | None = None) -> None:
     if spec.covariates or spec.groups is not None or spec.periods:
         raise InputError(
             f"{where}: covariates, groups and periods are not yet supported together with "
-            "[observation], [misclassification] or [phases]"
+            "[observation], [misclassification], [phases] or [nonresponse]"
         )
-    if spec.observation.nonresponse is not None:
-        raise InputError(f"{where}: [nonresponse] is parsed but cannot be fitted yet")
     if panel is None:
         raise InputError(
             f"{where}: a latent-state model needs a long-format panel (respondents' "
@@ -174,16 +188,26 @@ def phase_prior(spec: ModelSpec, pair: tuple[int, int]) -> tuple[float, float]:
 
 
 def latent_histories(spec: ModelSpec, panel: Panel):
-    """Aggregated histories of a panel: (Histories, respondent ids, node of each respondent)."""
+    """Aggregated histories of a panel: (Histories, respondent ids, node of each respondent).
+
+    With ``[nonresponse]`` the records include the missed scheduled interviews
+    (:func:`markov_migration.inputs.nonresponse.schedule_records`).
+    """
     d = panel.data
     codes = d["state"].to_numpy(dtype=np.int64)
     exact = np.isin(codes, np.array(spec.observation.exact, dtype=np.int64))
     obstype = np.where(exact, OBS_EXACT, OBS_PANEL)
+    ids, times = d["id"].to_numpy(), d["time"].to_numpy(dtype=np.float64)
+    weight = d["weight"].to_numpy(dtype=np.float64)
+    if spec.observation.nonresponse is not None:
+        leaving = {r for r, _ in spec.transitions}
+        absorbing = [r for r in range(spec.n_states) if r not in leaving]
+        n_codes = spec.n_states + len(spec.observation.censored)
+        rec = schedule_records(ids, times, codes, obstype, weight, n_codes, absorbing)
+        ids, times, codes, obstype, weight = rec.ids, rec.times, rec.codes, rec.obstype, rec.weight
     return aggregate_histories(
-        d["id"].to_numpy(), d["time"].to_numpy(dtype=np.float64), codes, obstype,
-        weight=d["weight"].to_numpy(dtype=np.float64), resolution=spec.resolution,
-        return_nodes=True,
-    )  # fmt: skip
+        ids, times, codes, obstype, weight=weight, resolution=spec.resolution, return_nodes=True
+    )
 
 
 def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
@@ -202,6 +226,9 @@ def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
     }
     if not layout.phased:
         coords.update(prior_coords(spec))
+    if spec.observation.nonresponse is not None:
+        coords["response_state"] = [spec.states[r] for r in spec.observation.nonresponse.states]
+        coords["attrition_state"] = [spec.states[r] for r in attrition_states(spec)]
     for r, targets in spec.observation.misclassification:
         coords[f"recorded_{spec.states[r]}"] = [spec.states[s] for s in (r, *targets)]
     return coords
@@ -266,6 +293,11 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
             initial = pm.Dirichlet("initial", a=np.ones(kh), dims="latent_state")
         else:
             initial = pt.ones(kh)
+        if obs.nonresponse is not None:
+            r, d = nonresponse_variables(spec)
+            pmap = pt.as_tensor_variable(phase_map)
+            d_hidden = None if d is None else pt.dot(pmap, d)
+            q, initial, table = nonresponse_inputs(q, initial, table, pt.dot(pmap, r), d_hidden, pt)
         data = [pt.as_tensor_variable(np.asarray(a)) for a in histories]
         pm.Potential("loglik", forward_loglik(q[None], initial, table, data))
     return model
@@ -404,10 +436,22 @@ def _history_loglik(spec, layout, posterior, histories, respondents, nodes) -> x
         else np.ones((nchain * ndraw, kh))
     )
     phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
+    nr = obs.nonresponse
+    if nr is not None:
+        r = posterior["response"].to_numpy().reshape(nchain * ndraw, -1)
+        r = state_vector(spec, r, nr.states, 1.0)
+        d = np.zeros((nchain * ndraw, 0))
+        if "attrition" in posterior:
+            d = posterior["attrition"].to_numpy().reshape(nchain * ndraw, -1)
+        d = state_vector(spec, d, attrition_states(spec), 0.0)
     per_node = np.empty((nchain * ndraw, len(histories.node_parent)))
     for i in range(nchain * ndraw):
         table = emission_table(phase_map @ e[i], layout.code_sets)
-        per_node[i] = history_loglik(q[i], pi[i], table, *histories)
+        qi, pii = q[i], pi[i]
+        if nr is not None:
+            d_hidden = phase_map @ d[i] if nr.attrition else None
+            qi, pii, table = nonresponse_inputs(qi, pii, table, phase_map @ r[i], d_hidden)
+        per_node[i] = history_loglik(qi, pii, table, *histories)
     values = per_node[:, nodes].reshape(nchain, ndraw, len(nodes))
     return xr.Dataset(
         {"histories": ((*SAMPLE_DIMS, "respondent"), values)},

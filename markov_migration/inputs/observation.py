@@ -1,8 +1,8 @@
 """Model files: the observation-model tables (latent states and imperfect records).
 
 Layer 2. Parses and validates ``[observation]`` (``exact``, ``censored``),
-``[misclassification]``, ``[phases]``, ``[nonresponse]`` and the
-misclassification prior (``[priors] misclassification``) into an
+``[misclassification]``, ``[phases]``, ``[nonresponse]`` and their
+priors (``[priors] misclassification``, ``[priors] response``) into an
 :class:`ObservationModel`. When any of them is declared, fits use the forward
 algorithm of :mod:`markov_migration.core.forward` (the hidden-Markov
 likelihood); otherwise the pure-panel fast path. See
@@ -27,7 +27,6 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 #: Default Dirichlet concentrations of a misclassification row: the true state
 #: gets CORRECT, each state it may be recorded as gets ERROR. With one possible
@@ -35,8 +34,44 @@ from typing import Any
 DEFAULT_MISCLASSIFICATION_CORRECT = 9.0
 DEFAULT_MISCLASSIFICATION_ERROR = 1.0
 
+#: Default Beta prior of a response probability (uniform on [0, 1]).
+DEFAULT_RESPONSE_ALPHA = 1.0
+DEFAULT_RESPONSE_BETA = 1.0
+
+#: Default prior of an attrition hazard ([nonresponse] attrition): log-Normal with
+#: median 0.1 per time unit (10% lost a year) and log-scale sd 1.5.
+DEFAULT_ATTRITION_RATE = 0.1
+DEFAULT_ATTRITION_SD = 1.5
+
 #: The tables this module reads (top-level keys of a model file).
 OBSERVATION_TABLES = ("observation", "misclassification", "phases", "nonresponse")
+
+
+@dataclass(frozen=True)
+class Nonresponse:
+    """State-dependent nonresponse: which interviews were scheduled, who answers them.
+
+    Attributes
+    ----------
+    schedule : str
+        ``"waves"``: the panel's waves (clusters of interview dates,
+        :func:`markov_migration.inputs.waves.wave_bins`) are every respondent's
+        scheduled interviews from their first record to the panel's last wave.
+    states : tuple of int
+        True states with an estimated response probability (default all);
+        respondents in any other state always answer.
+    alpha, beta : tuple of float
+        ``Beta(alpha, beta)`` prior of the response probability of each of ``states``.
+    attrition : bool
+        Also a hazard of being lost for good per non-absorbing state of ``states``
+        (see :mod:`markov_migration.inference.latent_nonresponse`).
+    """
+
+    schedule: str = "waves"
+    states: tuple[int, ...] = ()
+    alpha: tuple[float, ...] = ()
+    beta: tuple[float, ...] = ()
+    attrition: bool = True
 
 
 @dataclass(frozen=True)
@@ -54,8 +89,8 @@ class ObservationModel:
         True state -> the other states it may be recorded as (msm ``ematrix``).
     phases : dict of int to int
         Number of latent Coxian phases (>= 2) of observed states.
-    nonresponse : dict
-        The raw ``[nonresponse]`` table (parsed and validated, not fitted yet).
+    nonresponse : Nonresponse or None
+        Response probabilities per true state and the schedule of interviews.
     prior_correct, prior_error : float
         Dirichlet concentrations of each misclassification row: on recording
         the truth, and on each possible error.
@@ -65,14 +100,20 @@ class ObservationModel:
     censored: tuple[tuple[str, tuple[int, ...]], ...] = ()
     misclassification: tuple[tuple[int, tuple[int, ...]], ...] = ()
     phases: dict[int, int] | None = None
-    nonresponse: dict[str, Any] | None = None
+    nonresponse: Nonresponse | None = None
     prior_correct: float = DEFAULT_MISCLASSIFICATION_CORRECT
     prior_error: float = DEFAULT_MISCLASSIFICATION_ERROR
 
     @property
     def latent(self) -> bool:
         """Whether any observation-model feature is declared (the forward-algorithm fit)."""
-        return bool(self.exact or self.censored or self.misclassification or self.phases)
+        return bool(
+            self.exact
+            or self.censored
+            or self.misclassification
+            or self.phases
+            or self.nonresponse is not None
+        )
 
     @property
     def hidden(self) -> bool:
@@ -188,16 +229,7 @@ def parse_observation(parser) -> ObservationModel:
                 name,
             )
         phases[r] = count
-    nonresponse = raw.get("nonresponse")
-    if nonresponse is not None:
-        unknown = sorted(set(nonresponse) - {"schedule", "states"})
-        if unknown:
-            raise parser.fail(
-                f"[nonresponse]: unknown key '{unknown[0]}' (known: schedule, states)", unknown[0]
-            )
-        schedule = nonresponse.get("schedule", "waves")
-        if not isinstance(schedule, str) or not schedule:
-            raise parser.fail('[nonresponse] schedule must be "waves" or a column name', "schedule")
+    nonresponse = _parse_nonresponse(parser)
     correct, error = _misclassification_prior(parser)
     return ObservationModel(
         exact=tuple(exact_idx),
@@ -231,3 +263,99 @@ def _misclassification_prior(parser) -> tuple[float, float]:
         needle="misclassification",
     )  # fmt: skip
     return correct, error
+
+
+def _parse_nonresponse(parser) -> Nonresponse | None:
+    """``[nonresponse]`` and its prior ``[priors] response``."""
+    table = parser.raw.get("nonresponse")
+    prior = parser.raw.get("priors", {}).get("response")
+    if "response" in parser.states:  # a state named "response": its prior is a rate prior
+        prior = None
+    if table is None:
+        if prior is not None:
+            raise parser.fail("[priors] response needs a [nonresponse] table", "response")
+        return None
+    unknown = sorted(set(table) - {"schedule", "states", "attrition"})
+    if unknown:
+        raise parser.fail(
+            f"[nonresponse]: unknown key '{unknown[0]}' (known: attrition, schedule, states)",
+            unknown[0],
+        )
+    attrition = table.get("attrition", True)
+    if not isinstance(attrition, bool):
+        raise parser.fail("[nonresponse] attrition must be true or false", "attrition")
+    schedule = table.get("schedule", "waves")
+    if schedule != "waves":
+        raise parser.fail(
+            f'[nonresponse] schedule must be "waves" (the panel\'s waves), got {schedule!r}; '
+            "a column of scheduled times is not supported",
+            "schedule",
+        )
+    names = table.get("states", list(parser.states))
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names:
+        raise parser.fail("[nonresponse] states must be a non-empty list of states", "states")
+    idx = tuple(parser.state_index(name, "[nonresponse] states") for name in names)
+    if len(set(idx)) != len(idx):
+        raise parser.fail("[nonresponse] states lists a state twice", "states")
+    alpha, beta = _response_prior(parser, prior, idx)
+    return Nonresponse(schedule=schedule, states=idx, alpha=alpha, beta=beta, attrition=attrition)
+
+
+def _response_prior(parser, value, idx) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``[priors] response = { alpha = 1, beta = 1, returned = { alpha = 2, beta = 2 } }``.
+
+    ``alpha`` and ``beta`` apply to every state; a state's own table overrides them.
+    """
+    where = "[priors] response"
+    alpha = [DEFAULT_RESPONSE_ALPHA] * len(idx)
+    beta = [DEFAULT_RESPONSE_BETA] * len(idx)
+    if value is None:
+        return tuple(alpha), tuple(beta)
+    if not isinstance(value, dict):
+        raise parser.fail(
+            f"{where} must be a table, e.g. {{ alpha = 2, beta = 1 }} or "
+            "{ returned = { alpha = 2, beta = 1 } }",
+            "response",
+        )
+
+    def pair(table, label):
+        if not isinstance(table, dict) or not table or set(table) - {"alpha", "beta"}:
+            raise parser.fail(
+                f"{where} {label}".rstrip()
+                + " must be a table { alpha = ..., beta = ... } (Beta prior)",
+                "response",
+            )
+        out = []
+        for key in ("alpha", "beta"):
+            if key in table:
+                out.append(parser.number(table[key], f"{where}.{key}", needle="response"))
+            else:
+                out.append(None)
+        return out
+
+    common = {k: v for k, v in value.items() if k in ("alpha", "beta")}
+    if common:
+        a, b = pair(common, "")
+        alpha = [a if a is not None else x for x in alpha]
+        beta = [b if b is not None else x for x in beta]
+    for name, table in value.items():
+        if name in ("alpha", "beta"):
+            continue
+        if name not in parser.states:
+            raise parser.fail(
+                f"{where}: '{name}' is neither alpha, beta nor a declared state "
+                f"(states: {', '.join(parser.states)}; a Beta prior per state)",
+                "response",
+            )
+        r = parser.state_index(name, where)
+        if r not in idx:
+            raise parser.fail(
+                f"{where}: '{name}' is not one of the [nonresponse] states", "response"
+            )
+        a, b = pair(table, name)
+        j = idx.index(r)
+        alpha[j] = a if a is not None else alpha[j]
+        beta[j] = b if b is not None else beta[j]
+    return tuple(alpha), tuple(beta)

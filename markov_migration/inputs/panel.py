@@ -53,7 +53,8 @@ class Panel:
         respondent's primary sampling unit :data:`CLUSTER_COLUMN` (text) when the
         model file names a ``[data] cluster`` column, and any
         covariate and group columns the model uses. Respondents with a single
-        observation are removed.
+        observation are removed (kept with ``[nonresponse]``: their missed
+        waves are observations).
     states : tuple of str
     path : str
     sha256 : str
@@ -337,6 +338,9 @@ def validate_panel(
 
     per_respondent = np.bincount(code)
     single = per_respondent[code] == 1
+    keep_single = spec.observation.nonresponse is not None
+    if keep_single:  # a respondent who answered once missed the later waves: that is data
+        single[:] = False
     n_single = int(single.sum())
     if n_single:
         notes.append(f"dropped {n_single} respondents observed only once")
@@ -345,7 +349,7 @@ def validate_panel(
         raise PanelError("no respondent is observed more than once: nothing to fit", path=path)
 
     panel = Panel(out, names, path, sha256, n_rows, n_single, notes)
-    panel._n_respondents = int((per_respondent >= 2).sum())
+    panel._n_respondents = int((per_respondent >= (1 if keep_single else 2)).sum())
     check_possible(panel, spec)
     return panel
 

@@ -2,7 +2,7 @@
 
 The model file's ``[rates]`` table gives the intensities (per time unit) and its
 ``[simulate]`` table the observation design: wave dates, jitter of interview
-dates, attrition, late entry, the initial state shares and optional simulated
+dates, attrition, late entry, state-dependent response, the initial state shares and optional simulated
 covariates, groups and period effects, validated by
 :func:`markov_migration.inputs.simulate_design.parse_design`. :func:`simulate_panel`
 draws the design, simulates every respondent's exact path with
@@ -245,6 +245,11 @@ def simulate_paths_for_spec(
             q, pattern, start, times[:, 0], times, spec, x_cols, x_log_hr, ss_paths, history, None
         )
     observed_states = paths.observed
+    if design.response is not None and np.any(design.response < 1):
+        # State-dependent nonresponse: each scheduled wave after joining is answered
+        # with the probability of the true state on its interview date.
+        answers = rng.random((n, n_waves)) < design.response[observed_states]
+        interviewed &= answers | (w_idx == first[:, None])
 
     ids = np.arange(1, n + 1)
     rows_i, rows_w = np.nonzero(interviewed)

@@ -1,7 +1,7 @@
 """The ``[simulate]`` table: the observation design of a simulated panel.
 
-Wave dates, jitter of interview dates, attrition, late entry, the initial state
-shares, and the simulated covariates, groups (see
+Wave dates, jitter of interview dates, attrition, late entry, state-dependent
+response, the initial state shares, and the simulated covariates, groups (see
 :mod:`markov_migration.inputs.simulate_tables`) and period effects, validated
 into a :class:`SimulationDesign`. Every problem raises
 :class:`~markov_migration.errors.SpecError` naming the file and line.
@@ -28,7 +28,7 @@ from markov_migration.inputs.spec import ModelSpec
 #: Known keys of each ``[simulate]`` table.
 DESIGN_KEYS = (
     "waves", "jitter", "attrition", "late_entry", "initial", "covariates", "groups",
-    "period_effects",
+    "period_effects", "response",
 )  # fmt: skip
 #: Default waves when the model file has no [simulate] waves (time units).
 DEFAULT_WAVES = (0.0, 1.0, 2.0)
@@ -54,6 +54,9 @@ class SimulationDesign:
     groups : SimulatedGroups or None
     period_hr : numpy.ndarray, shape (P, K, K)
         Hazard ratio of every intensity in every period (1 without ``period_effects``).
+    response : numpy.ndarray, shape (K,)
+        Probability of answering a scheduled wave after joining, given the true
+        state at that wave's interview date (1 without ``response``).
     """
 
     waves: tuple[float, ...]
@@ -64,6 +67,7 @@ class SimulationDesign:
     covariates: tuple[SimulatedCovariate, ...]
     groups: SimulatedGroups | None
     period_hr: np.ndarray
+    response: np.ndarray | None = None
 
     @property
     def n_waves(self) -> int:
@@ -140,6 +144,23 @@ def parse_design(
     covariates = parse_simulated_covariates(chk, raw.get("covariates", {}))
     groups = parse_simulated_groups(chk, raw.get("groups"), initial)
     period_hr = _parse_period_effects(chk, raw.get("period_effects"))
+    response = np.ones(k)
+    if "response" in raw:
+        table = chk.table(raw["response"], "[simulate] response", "response")
+        for name, p in table.items():
+            if name not in spec.states:
+                raise chk.fail(
+                    f"[simulate] response: '{name}' is not a declared state "
+                    f"(states: {', '.join(spec.states)})",
+                    "response",
+                )
+            p = chk.number(p, f"[simulate] response {name}", "response")
+            if not 0 < p <= 1:
+                raise chk.fail(
+                    f"[simulate] response {name} must be a probability in (0, 1], got {p:g}",
+                    "response",
+                )
+            response[spec.index(name)] = p
     return SimulationDesign(
         waves=tuple(wave_list),
         jitter=jitter,
@@ -149,6 +170,7 @@ def parse_design(
         covariates=covariates,
         groups=groups,
         period_hr=period_hr,
+        response=response,
     )
 
 

@@ -277,6 +277,18 @@ class _Parser(TableParser):
     }  # fmt: skip
 
     # -- sections ----------------------------------------------------------------
+    def parse_priors(self, time: str):
+        """The rate priors; ``[priors] response`` is left to :mod:`.observation`."""
+        table = self.raw.get("priors")
+        if not isinstance(table, dict) or "response" not in table or "response" in self.states:
+            return super().parse_priors(time)
+        raw = self.raw
+        self.raw = {**raw, "priors": {k: v for k, v in table.items() if k != "response"}}
+        try:
+            return super().parse_priors(time)
+        finally:
+            self.raw = raw
+
     def parse(self) -> ModelSpec:
         raw = self.raw
         unknown = sorted(set(raw) - self.known_top)

@@ -101,6 +101,11 @@ def ppc_latent(
 
     if "panel_data" not in tree.children:
         raise InputError("the fit file has no embedded panel: no predictive check of its records")
+    if fit_spec(tree).observation.nonresponse is not None:
+        raise InputError(
+            "not run for a [nonresponse] fit yet: which waves are answered depends on the true "
+            "state, and this check predicts records as if every scheduled one were answered"
+        )
     rng = np.random.default_rng(seed)
     draws = thinned_indices(tree["posterior"], n_draws)
     spec, q, tables, pi, code_sets, exact_hidden = _model_arrays(tree, draws)

@@ -1,0 +1,134 @@
+"""State-dependent nonresponse and attrition in latent-state fits (``[nonresponse]``; layer 3).
+
+The records come from :func:`markov_migration.inputs.nonresponse.schedule_records`
+in four blocks of record codes (``n`` plain codes: states, then censored codes):
+``c`` a first record or a second record in a wave (an interview, no response
+factor), ``n + c`` an answered scheduled interview, ``2n`` a missed one,
+``2n + 1 + c`` an exact entry time (a register date, not an interview).
+
+Response
+    ``response[s]``: probability that a respondent in true state ``s`` answers
+    a scheduled interview (1 for states not in ``[nonresponse] states``).
+Attrition (``[nonresponse] attrition = true``, the default)
+    A respondent may also be *lost for good*: a hidden flag switched on at
+    hazard ``attrition[s]`` (per time unit) while in state ``s``; a lost
+    respondent keeps moving between states but misses every later interview.
+    The hidden space is doubled (``K_h`` active then ``K_h`` lost states) with
+    generator ``[[Q - diag(d), diag(d)], [0, Q]]``; absorbing states have no
+    attrition (their record ends the schedule). Without it, attrition that does
+    not depend on the state reads as repeated misses of reluctant states.
+
+Emission table rows (active | lost): plain ``(e, 0)``, answered ``(r e, 0)``,
+missed ``(1 - r, 1)``, exact entry ``(e, e)``; the first record's weights are
+``(pi, 0)``. Every function takes ``backend`` ``numpy`` or
+``pytensor.tensor`` so that the sampler's graph and the per-draw
+log-likelihood of the fit file are the same arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from markov_migration.inputs.observation import (
+    DEFAULT_ATTRITION_RATE,
+    DEFAULT_ATTRITION_SD,
+)
+
+__all__ = [
+    "attrition_states",
+    "nonresponse_inputs",
+    "nonresponse_variables",
+    "state_vector",
+]
+
+
+def attrition_states(spec) -> tuple[int, ...]:
+    """States with an attrition hazard: the ``[nonresponse]`` states that can be left."""
+    nr = spec.observation.nonresponse
+    if nr is None or not nr.attrition:
+        return ()
+    leaving = {r for r, _ in spec.transitions}
+    return tuple(r for r in nr.states if r in leaving)
+
+
+def state_vector(spec, values, states, fill: float, backend=np):
+    """A per-state vector (..., K): ``values`` at ``states``, ``fill`` elsewhere."""
+    idx = np.asarray(states, dtype=np.int64)
+    if backend is np:
+        out = np.full(np.shape(values)[:-1] + (spec.n_states,), fill)
+        out[..., idx] = values
+        return out
+    return pt.set_subtensor(pt.full((spec.n_states,), fill, dtype="float64")[idx], values)
+
+
+def nonresponse_variables(spec):
+    """The PyMC variables (inside a model context): ``response`` and ``attrition``.
+
+    Returns
+    -------
+    response : TensorVariable (K,)
+        Response probability of every observed state.
+    attrition : TensorVariable (K,) or None
+        Attrition hazard of every observed state (None without attrition).
+    """
+    nr = spec.observation.nonresponse
+    response = pm.Beta(
+        "response", alpha=np.array(nr.alpha), beta=np.array(nr.beta), dims="response_state"
+    )
+    r = state_vector(spec, response, nr.states, 1.0, pt)
+    lost = attrition_states(spec)
+    if not nr.attrition:
+        return r, None
+    if not lost:
+        return r, pt.zeros(spec.n_states)
+    log_d = pm.Normal(
+        "log_attrition", mu=np.log(DEFAULT_ATTRITION_RATE), sigma=DEFAULT_ATTRITION_SD,
+        dims="attrition_state",
+    )  # fmt: skip
+    d = pm.Deterministic("attrition", pt.exp(log_d), dims="attrition_state")
+    return r, state_vector(spec, d, lost, 0.0, pt)
+
+
+def nonresponse_inputs(q, pi, table, r_hidden, d_hidden, backend=np):
+    """Generator, first-record weights and emission table of the forward algorithm.
+
+    Parameters
+    ----------
+    q : (K_h, K_h)
+        Generator on the hidden states.
+    pi : (K_h,)
+        First-record weights.
+    table : (n, K_h)
+        Plain emission table (states, then censored codes).
+    r_hidden : (K_h,)
+        Response probability of each hidden state.
+    d_hidden : (K_h,) or None
+        Attrition hazard of each hidden state; None: no attrition (no doubling).
+    backend : module
+        ``numpy`` or ``pytensor.tensor``.
+
+    Returns
+    -------
+    q, pi, table
+        Shapes (K', K'), (K',) and (3n + 1, K') with K' = K_h, or 2 K_h with attrition.
+    """
+    b = backend
+    answered = table * r_hidden[None, :]
+    missed = (1.0 - r_hidden)[None, :]
+    if d_hidden is None:
+        return q, pi, b.concatenate([table, answered, missed, table], axis=0)
+    zero = b.zeros_like(table)
+    rows = [
+        b.concatenate([table, zero], axis=1),
+        b.concatenate([answered, zero], axis=1),
+        b.concatenate([missed, b.ones_like(missed)], axis=1),
+        b.concatenate([table, table], axis=1),
+    ]
+    drop = b.diag(d_hidden)
+    q_full = b.concatenate(
+        [b.concatenate([q - drop, drop], axis=1), b.concatenate([b.zeros_like(q), q], axis=1)],
+        axis=0,
+    )
+    return q_full, b.concatenate([pi, b.zeros_like(pi)]), b.concatenate(rows, axis=0)
