@@ -383,7 +383,10 @@ def test_bad_simulated_response(table, message):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("attrition", [0.0, 0.15])
+@pytest.mark.parametrize(
+    "attrition",
+    [pytest.param(0.0, marks=pytest.mark.validation), 0.15],  # one case in the default suite
+)
 def test_nonresponse_fit_recovers_rates_the_plain_fit_misses(tmp_path, attrition):
     """Returnees answer half the waves, the settled 90%: the nonresponse fit covers the truth.
 

@@ -313,6 +313,7 @@ def test_fit_with_an_observation_model_is_skipped(three):
 
 
 @pytest.mark.slow
+@pytest.mark.validation  # 20 real fits (about 2 minutes): make validate
 def test_calibration_with_fitted_posteriors(three):
     """Real fits (nutpie, 2 x 500 draws) of 20 panels simulated from the model.
 
