@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit, prange
 
-from markov_migration.core.events import ProjectedEvents, _schedule, _whole, inflow_counts_by_state
+from markov_migration.core.events import ProjectedEvents, _schedule, batch_matrices, run_schedule
 
 #: Rows of a transition matrix may miss 1 by this much (float sums of probabilities).
 ROW_TOL = 1e-9
@@ -178,43 +178,14 @@ def project_discrete(
         exactly, as ``project_events`` does.
     """
     seeds = np.ascontiguousarray(seeds, dtype=np.uint32).reshape(-1)
-    n_draws = seeds.size
-    p = np.asarray(p, dtype=np.float64)
-    if p.ndim == 2:
-        p = p[None, None]
-    elif p.ndim == 3:
-        p = p[:, None]
-    if p.ndim != 4 or p.shape[-1] != p.shape[-2] or p.shape[0] not in (1, n_draws):
-        raise ValueError(f"p must have shape (K, K), (D, K, K) or (D, G, K, K), got {p.shape}")
+    p = batch_matrices(p, seeds.size, "p")
     if not np.all(np.isfinite(p)) or np.any(p < 0) or np.any(p > 1):
         raise ValueError("p must hold probabilities in [0, 1]")
     if np.any(np.abs(p.sum(axis=-1) - 1.0) > ROW_TOL):
         raise ValueError("rows of p must add up to 1")
-    k = p.shape[-1]
     start, dur, gen = _schedule(steps, p.shape[1])
     n = np.round(dur)
     if np.any(np.abs(dur - n) > 1e-9) or np.any(n < 1):
         raise ValueError("discrete-time pieces must be whole numbers of model steps")
-    n_steps = start.size - 1
-    x0 = _whole(x0, "initial stocks")
-    if x0.shape[-1] != k or x0.ndim > 2 or (x0.ndim == 2 and x0.shape[0] != n_draws):
-        raise ValueError(f"initial stocks must have shape ({k},) or ({n_draws}, {k})")
-    x0 = np.ascontiguousarray(np.broadcast_to(x0, (n_draws, k)))
-    mean = np.zeros((1, n_steps, k)) if inflow is None else np.asarray(inflow, dtype=np.float64)
-    if mean.ndim == 2:
-        mean = mean[None]
-    if mean.shape[1:] != (n_steps, k) or mean.shape[0] not in (1, n_draws):
-        raise ValueError(f"inflow must have shape ({n_steps}, {k}) or ({n_draws}, {n_steps}, {k})")
-    if np.any(mean < 0) or not np.all(np.isfinite(mean)):
-        raise ValueError("inflow must be finite and >= 0")
-    fixed = inflow_counts_by_state(mean)
-    stock = np.empty((n_draws, n_steps + 1, k), dtype=np.int64)
-    events = np.zeros((n_draws, n_steps, k, k), dtype=np.int64)
-    arrivals = np.zeros((n_draws, n_steps, k), dtype=np.int64)
-    if n_draws:
-        kernel = _discrete_parallel if parallel else _discrete_serial
-        kernel(
-            x0, np.ascontiguousarray(p), start, n.astype(np.int64), gen, fixed,
-            np.ascontiguousarray(mean), float(inflow_cv), seeds, stock, events, arrivals,
-        )  # fmt: skip
-    return ProjectedEvents(stock=stock, events=events, arrivals=arrivals)
+    kernel = _discrete_parallel if parallel else _discrete_serial
+    return run_schedule(kernel, p, x0, start, n.astype(np.int64), gen, seeds, inflow, inflow_cv)

@@ -176,21 +176,38 @@ def project_events(
         arrivals[:, k] + events[:, k].sum(axis=-2) - events[:, k].sum(axis=-1)``.
     """
     seeds = np.ascontiguousarray(seeds, dtype=np.uint32).reshape(-1)
-    n_draws = seeds.size
-    q = np.asarray(q, dtype=np.float64)
-    if q.ndim == 2:
-        q = q[None, None]
-    elif q.ndim == 3:
-        q = q[:, None]
-    if q.ndim != 4 or q.shape[-1] != q.shape[-2] or q.shape[0] not in (1, n_draws):
-        raise ValueError(f"q must have shape (K, K), (D, K, K) or (D, G, K, K), got {q.shape}")
+    q = batch_matrices(q, seeds.size, "q")
     if not np.all(np.isfinite(q)):
         raise ValueError("q must be finite")
-    k = q.shape[-1]
-    off = ~np.eye(k, dtype=bool)
+    off = ~np.eye(q.shape[-1], dtype=bool)
     if np.any(q[..., off] < 0):
         raise ValueError("off-diagonal intensities must be >= 0")
     start, dur, gen = _schedule(steps, q.shape[1])
+    kernel = project_parallel if parallel else project_serial
+    return run_schedule(kernel, q, x0, start, dur, gen, seeds, inflow, inflow_cv)
+
+
+def batch_matrices(m, n_draws: int, name: str) -> np.ndarray:
+    """Matrices ``(K, K)``, ``(D, K, K)`` or ``(D, G, K, K)`` as float64 ``(1 or D, G, K, K)``."""
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim == 2:
+        m = m[None, None]
+    elif m.ndim == 3:
+        m = m[:, None]
+    if m.ndim != 4 or m.shape[-1] != m.shape[-2] or m.shape[0] not in (1, n_draws):
+        raise ValueError(f"{name} must have shape (K, K), (D, K, K) or (D, G, K, K), got {m.shape}")
+    return m
+
+
+def run_schedule(kernel, m, x0, start, dur, gen, seeds, inflow, inflow_cv) -> ProjectedEvents:
+    """Check stocks and inflows against ``m`` (D or 1, G, K, K); run a draws kernel on them.
+
+    Shared by :func:`project_events` and
+    :func:`markov_migration.core.discrete_events.project_discrete`: ``kernel`` is
+    called as ``kernel(x0, m, start, dur, gen, fixed, mean, cv, seeds, stock,
+    events, arrivals)`` and fills the last three.
+    """
+    n_draws, k = seeds.size, m.shape[-1]
     n_steps = start.size - 1
     x0 = _whole(x0, "initial stocks")
     if x0.shape[-1] != k or x0.ndim > 2 or (x0.ndim == 2 and x0.shape[0] != n_draws):
@@ -210,9 +227,8 @@ def project_events(
     events = np.zeros((n_draws, n_steps, k, k), dtype=np.int64)
     arrivals = np.zeros((n_draws, n_steps, k), dtype=np.int64)
     if n_draws:
-        kernel = project_parallel if parallel else project_serial
         kernel(
-            x0, np.ascontiguousarray(q), start, dur, gen, fixed, np.ascontiguousarray(mean),
+            x0, np.ascontiguousarray(m), start, dur, gen, fixed, np.ascontiguousarray(mean),
             float(inflow_cv), seeds, stock, events, arrivals,
         )  # fmt: skip
     return ProjectedEvents(stock=stock, events=events, arrivals=arrivals)
