@@ -121,6 +121,32 @@ def generator_with_multipliers(q: np.ndarray, multiplier: np.ndarray) -> np.ndar
     return out
 
 
+def with_exit_state(q: np.ndarray, rates: np.ndarray) -> np.ndarray:
+    """Generators with one more, absorbing state entered from each state at ``rates``.
+
+    Parameters
+    ----------
+    q : ndarray, shape (..., K, K)
+        Generators (intensities per time unit); only the off-diagonal is used.
+    rates : ndarray, broadcastable to (..., K)
+        Rate of entering the exit state from each state (per time unit).
+
+    Returns
+    -------
+    ndarray, shape (..., K + 1, K + 1)
+        The diagonal is minus the row sum; the exit state's row is 0.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    k = q.shape[-1]
+    wide = np.zeros(q.shape[:-2] + (k + 1, k + 1))
+    wide[..., :k, :k] = q
+    wide[..., :k, k] = rates
+    idx = np.arange(k + 1)
+    wide[..., idx, idx] = 0.0
+    wide[..., idx, idx] = -wide.sum(axis=-1)
+    return wide
+
+
 def step_pmatrices(
     q: np.ndarray,
     steps: Sequence[Sequence[tuple[float, int]]],

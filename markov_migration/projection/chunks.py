@@ -14,7 +14,7 @@ import xarray as xr
 from markov_migration.core.discrete_events import project_discrete
 from markov_migration.core.events import project_events
 from markov_migration.core.ever_home import EverHomeSpace
-from markov_migration.core.projection import generator_with_multipliers
+from markov_migration.core.projection import generator_with_multipliers, with_exit_state
 from markov_migration.errors import InputError
 
 
@@ -101,19 +101,15 @@ def project_chunk(
     exits = exit_rates is not None and np.any(np.asarray(exit_rates) > 0)
     if exits:  # one more, absorbing state: rows k -> exit at the exit rates
         rates = np.asarray(exit_rates, dtype=np.float64)[None]  # (1, M, K)
-        wide = np.zeros(gens.shape[:-2] + (k + 1, k + 1))
         if discrete:  # leave with probability 1 - exp(-rate), else move by P
+            wide = np.zeros(gens.shape[:-2] + (k + 1, k + 1))
             stay = np.exp(-rates)
             wide[..., :k, :k] = gens * stay[..., None]
             wide[..., :k, k] = 1.0 - stay
             wide[..., k, k] = 1.0
+            gens = wide
         else:
-            wide[..., :k, :k] = gens
-            wide[..., :k, k] = rates
-            idx = np.arange(k + 1)
-            wide[..., idx, idx] = 0.0
-            wide[..., idx, idx] = -wide.sum(axis=-1)
-        gens = wide
+            gens = with_exit_state(gens, rates)
         x0 = np.concatenate([np.asarray(x0), np.zeros((len(x0), 1), dtype=np.int64)], axis=1)
     kk = gens.shape[-1]
     per_state = np.zeros((len(steps), kk))

@@ -36,6 +36,7 @@ def expected_returns(
     to each generator, as the projection does).
     """
     from markov_migration.core.event_moments import expected_step
+    from markov_migration.core.projection import with_exit_state
 
     if not isinstance(fit, xr.DataTree):
         fit = read_fit(fit)
@@ -63,14 +64,8 @@ def expected_returns(
     entry = spec.index(json.loads(ds.attrs["inflow"])["state"])
     x = ds["stock"].isel(time=0).transpose("draw", "state").values.astype(float)
     x = np.concatenate([x, np.zeros((x.shape[0], 1))], axis=1)  # the exit state, empty
-    wide = np.zeros((q.shape[0], plan.multipliers.shape[0], k + 1, k + 1))
-    for g, period in enumerate(plan.periods):
-        wide[:, g, :k, :k] = q[:, period]
-        if plan.exit_rates is not None:
-            wide[:, g, :k, k] = plan.exit_rates[g]
-    idx = np.arange(k + 1)
-    wide[..., idx, idx] = 0.0
-    wide[..., idx, idx] = -wide.sum(axis=-1)
+    rates = np.zeros((len(plan.periods), k)) if plan.exit_rates is None else plan.exit_rates
+    wide = with_exit_state(q[:, plan.periods], rates[None])  # (draw, piece, K + 1, K + 1)
     total = np.zeros(x.shape[0])
     for s, pieces in enumerate(plan.steps):
         arrivals = np.zeros_like(x)
