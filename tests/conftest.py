@@ -262,3 +262,34 @@ def deadline(seconds):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+
+
+def model_gradient_and_fd(model, seed: int, spread: float, h: float = 1e-6):
+    """A PyMC model's ``dlogp`` and its central finite differences at a perturbed point.
+
+    The model's initial point (unconstrained values) is moved by ``Normal(0, spread)``
+    noise (seed ``seed``); returns ``(gradient, finite differences)``, both flat.
+    """
+    import numpy as np
+
+    logp, dlogp = model.compile_logp(), model.compile_dlogp()
+    point = model.initial_point()
+    rng = np.random.default_rng(seed)
+    point = {k: v + rng.normal(0, spread, np.shape(v)) for k, v in point.items()}
+    names = list(point)
+    flat = np.concatenate([np.ravel(point[n]) for n in names])
+    sizes = np.cumsum([0] + [np.size(point[n]) for n in names])
+
+    def unflatten(x):
+        return {
+            n: x[a:b].reshape(np.shape(point[n]))
+            for n, a, b in zip(names, sizes[:-1], sizes[1:], strict=True)
+        }
+
+    fd = np.array(
+        [
+            (logp(unflatten(flat + h * e)) - logp(unflatten(flat - h * e))) / (2 * h)
+            for e in np.eye(flat.size)
+        ]
+    )
+    return dlogp(unflatten(flat)), fd

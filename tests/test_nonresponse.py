@@ -31,6 +31,7 @@ from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.simulate import simulate_paths_for_spec
 from markov_migration.inputs.spec import parse_spec
+from tests.conftest import model_gradient_and_fd
 
 BASE = """\
 name = "tiny"
@@ -310,28 +311,8 @@ def test_model_gradient_matches_finite_differences():
     )
     model = build_latent_model(spec, tiny_panel(spec))
     assert {rv.name for rv in model.free_RVs} >= {"response", "log_rate_latent", "log_attrition"}
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
-    point = model.initial_point()
-    rng = np.random.default_rng(7)
-    point = {k: v + rng.normal(0, 0.2, np.shape(v)) for k, v in point.items()}
-    names = list(point)
-    flat = np.concatenate([np.ravel(point[n]) for n in names])
-    sizes = np.cumsum([0] + [np.size(point[n]) for n in names])
-
-    def unflatten(x):
-        return {
-            n: x[a:b].reshape(np.shape(point[n]))
-            for n, a, b in zip(names, sizes[:-1], sizes[1:], strict=True)
-        }
-
-    h = 1e-6
-    fd = np.array(
-        [
-            (logp(unflatten(flat + h * e)) - logp(unflatten(flat - h * e))) / (2 * h)
-            for e in np.eye(flat.size)
-        ]
-    )
-    np.testing.assert_allclose(dlogp(unflatten(flat)), fd, rtol=1e-6, atol=1e-6)
+    grad, fd = model_gradient_and_fd(model, seed=7, spread=0.2)
+    np.testing.assert_allclose(grad, fd, rtol=1e-6, atol=1e-6)
 
 
 # -- the simulator ------------------------------------------------------------------------

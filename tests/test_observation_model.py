@@ -28,6 +28,7 @@ from markov_migration.inference.latent import (
 from markov_migration.inference.latent_op import forward_loglik
 from markov_migration.inputs.panel import load_panel, validate_panel
 from markov_migration.inputs.spec import parse_spec
+from tests.conftest import model_gradient_and_fd
 
 RESULTS = Path(__file__).parent / "results" / "forward"
 CAV = RESULTS / "cav.csv"
@@ -311,28 +312,7 @@ def test_model_gradient_with_every_feature_matches_finite_differences():
     df = pd.read_csv(CAV)
     df.loc[df.index[::13], "state"] = np.where(df["state"].iloc[::13] == 4, 4, 99)
     model = build_latent_model(spec, validate_panel(df, spec))
-    logp, dlogp = model.compile_logp(), model.compile_dlogp()
-    point = model.initial_point()
-    rng = np.random.default_rng(5)
-    point = {k: v + rng.normal(0, 0.1, np.shape(v)) for k, v in point.items()}
-    names = list(point)
-    flat = np.concatenate([np.ravel(point[n]) for n in names])
-    sizes = np.cumsum([0] + [np.size(point[n]) for n in names])
-
-    def unflatten(x):
-        return {
-            n: x[a:b].reshape(np.shape(point[n]))
-            for n, a, b in zip(names, sizes[:-1], sizes[1:], strict=True)
-        }
-
-    grad = dlogp(unflatten(flat))
-    h = 1e-6
-    fd = np.array(
-        [
-            (logp(unflatten(flat + h * e)) - logp(unflatten(flat - h * e))) / (2 * h)
-            for e in np.eye(flat.size)
-        ]
-    )
+    grad, fd = model_gradient_and_fd(model, seed=5, spread=0.1)
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-4)
 
 
