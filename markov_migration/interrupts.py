@@ -9,6 +9,7 @@ far) are wrapped in :func:`reraise_after`, which raises it again when they retur
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import signal
 import sys
@@ -53,9 +54,24 @@ def reraise_after() -> Iterator[None]:
         yield
         return
     seen: list[int] = []
+    hooked = [False]  # True while the unraisable hook runs: raising there only prints
+    timers: list[threading.Timer] = []
+
+    def later(signum: int) -> None:
+        # A signal raised here would run its handler at once, inside the hook, where the
+        # interrupt is printed again instead of stopping the block (raise_signal checks
+        # signals before it returns). Deliver it from another thread a moment later, when
+        # the main thread is back in the block.
+        timer = threading.Timer(0.05, _thread.interrupt_main, args=(signum,))
+        timer.daemon = True
+        timers.append(timer)
+        timer.start()
 
     def record(signum: int, frame: Any) -> None:
         seen.append(signum)
+        if hooked[0]:
+            later(signum)
+            return
         raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     old_hook = sys.unraisablehook
@@ -65,7 +81,11 @@ def reraise_after() -> Iterator[None]:
         # ("Exception ignored in ...", e.g. a weakref callback while a model compiles): the
         # block would go on. Deliver the signal again, quietly, so it lands in the block.
         if isinstance(unraisable.exc_value, KeyboardInterrupt):
-            signal.raise_signal(seen[-1] if seen else signal.SIGINT)
+            hooked[0] = True
+            try:
+                later(seen[-1] if seen else signal.SIGINT)
+            finally:
+                hooked[0] = False
             return
         old_hook(unraisable)
 
@@ -75,6 +95,8 @@ def reraise_after() -> Iterator[None]:
     try:
         yield
     finally:
+        for timer in timers:
+            timer.cancel()
         sys.unraisablehook = old_hook
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
