@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 import threading
 import time
@@ -27,9 +26,8 @@ class _SignalWhenCollected:
 
 def _block(signum: int) -> float:
     start = time.monotonic()
-    _SignalWhenCollected(signum)  # collected at once
-    gc.collect()
-    while time.monotonic() - start < 5:  # the block goes on unless interrupted again
+    _SignalWhenCollected(signum)  # freed at once (reference count), no collector run
+    while time.monotonic() - start < 60:  # the block goes on unless interrupted again
         time.sleep(0.01)
     return time.monotonic() - start
 
@@ -42,7 +40,7 @@ def test_an_interrupt_swallowed_by_a_finalizer_is_delivered_to_the_block(capfd, 
     with pytest.raises(error):
         with reraise_after():
             _block(signum)
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 30  # interrupted, not run to its end (60 s)
     err = capfd.readouterr().err
     assert "Exception ignored" not in err and "Traceback" not in err, err
 
