@@ -11,7 +11,9 @@ Response
     a scheduled interview (1 for states not in ``[nonresponse] states``).
 Attrition (``[nonresponse] attrition = true``, the default)
     A respondent may also be *lost for good*: a hidden flag switched on at
-    hazard ``attrition[s]`` (per time unit) while in state ``s``; a lost
+    hazard ``attrition[s]`` (per time unit) while in state ``s``, with prior
+    ``log_attrition ~ Normal(log median, sd_log)`` (``[nonresponse]
+    attrition_prior``); a lost
     respondent keeps moving between states but misses every later interview.
     The hidden space is doubled (``K_h`` active then ``K_h`` lost states) with
     generator ``[[Q - diag(d), diag(d)], [0, Q]]``; absorbing states have no
@@ -30,11 +32,6 @@ from __future__ import annotations
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-
-from markov_migration.inputs.observation import (
-    DEFAULT_ATTRITION_RATE,
-    DEFAULT_ATTRITION_SD,
-)
 
 __all__ = [
     "attrition_states",
@@ -83,8 +80,9 @@ def nonresponse_variables(spec):
         return r, None
     if not lost:
         return r, pt.zeros(spec.n_states)
+    # [nonresponse] attrition_prior: median (per person and time unit) and sd of the log
     log_d = pm.Normal(
-        "log_attrition", mu=np.log(DEFAULT_ATTRITION_RATE), sigma=DEFAULT_ATTRITION_SD,
+        "log_attrition", mu=np.log(nr.attrition_median), sigma=nr.attrition_sd_log,
         dims="attrition_state",
     )  # fmt: skip
     d = pm.Deterministic("attrition", pt.exp(log_d), dims="attrition_state")
