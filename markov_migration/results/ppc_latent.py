@@ -52,8 +52,23 @@ def is_latent(tree: xr.DataTree) -> bool:
     return spec.observation is not None and spec.observation.latent
 
 
-def _model_arrays(tree: xr.DataTree, draws: np.ndarray):
-    """Hidden generators, emission tables, initial weights and code sets of thinned draws."""
+def latent_model_arrays(tree: xr.DataTree, draws: np.ndarray):
+    """Hidden generators, emission tables, initial weights and code sets of thinned draws.
+
+    Returns
+    -------
+    spec : ModelSpec
+    q : ndarray (D, K_h, K_h)
+        Hidden generator of each draw.
+    tables : ndarray (D, n_codes, K_h)
+        Probability of each record code given each hidden state.
+    pi : ndarray (D, K_h)
+        First-record weights (``initial`` in hidden models, else ones).
+    code_sets : tuple of tuple of int
+        States each record code stands for.
+    exact_hidden : ndarray of bool (K_h,)
+        Hidden states of exactly timed absorbing states.
+    """
     spec = fit_spec(tree)
     obs = spec.observation
     k = spec.n_states
@@ -108,7 +123,7 @@ def ppc_latent(
         )
     rng = np.random.default_rng(seed)
     draws = thinned_indices(tree["posterior"], n_draws)
-    spec, q, tables, pi, code_sets, exact_hidden = _model_arrays(tree, draws)
+    spec, q, tables, pi, code_sets, exact_hidden = latent_model_arrays(tree, draws)
     resp, time, code, first, _ = panel_sequences(tree)
     n_codes = len(code_sets)
     names = list(spec.states) + list(spec.observation.censored_codes)
@@ -122,31 +137,16 @@ def ppc_latent(
     if res > 0:
         gap = np.maximum(np.round(gap / res), 1) * res
     gaps, gap_key = np.unique(gap, return_inverse=True)
-    # position of every record within its respondent, for the filter's sweep
-    pos = np.zeros(resp.size, dtype=np.int64)
-    for i in range(1, resp.size):
-        pos[i] = 0 if first[i] else pos[i - 1] + 1
     n_int = j.size
+    key = np.zeros(resp.size, dtype=np.int64)
+    key[nxt] = gap_key
     pred = np.zeros((draws.size, n_int, n_codes))
     for d in range(draws.size):
-        p_gap = pmatrix(q[d], gaps)  # (G, Kh, Kh)
-        b = tables[d]  # (n_codes, Kh)
-        # the filter after each record: hidden-state distribution given the records so far
-        alpha = np.zeros((resp.size, q.shape[-1]))
-        alpha[first] = pi[d][None, :] * b[code[first]]
-        alpha[first] /= np.maximum(alpha[first].sum(axis=1, keepdims=True), 1e-300)
-        for step in range(1, int(pos.max()) + 1):
-            rows = np.flatnonzero(pos == step)  # next records at this position
-            k_int = np.searchsorted(j, rows)  # their interval index
-            carried = np.einsum("rh,rhk->rk", alpha[rows - 1], p_gap[gap_key[k_int]])
-            survive = carried.copy()
-            survive[:, exact_hidden] = 0.0
-            ok = checked[k_int]
-            weights = np.where(ok[:, None], survive, carried)
-            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-300)
-            pred[d, k_int] = _outcomes(weights @ b.T, code[rows], code_sets, spec.n_states)
-            alpha[rows] = carried * b[code[rows]]
-            alpha[rows] /= np.maximum(alpha[rows].sum(axis=1, keepdims=True), 1e-300)
+        _, carried = forward_filter(pmatrix(q[d], gaps), tables[d], pi[d], code, first, key)
+        pred[d] = record_predictive(
+            carried[nxt], tables[d], code[nxt], code_sets, spec.n_states,
+            checked[:, None] & exact_hidden[None, :],
+        )  # fmt: skip
     pred = pred[:, checked]
     frm, to, g_key = code[prev][checked], code[nxt][checked], gap_key[checked]
     g_interval = gaps[g_key]
@@ -204,6 +204,78 @@ def ppc_latent(
     return PPCResult(table, x_obs, x_rep, ppp(x_obs, x_rep), ci, notes)
 
 
+def forward_filter(p_gap, table, pi, code, first, gap_key):
+    """The forward filter of one draw over every respondent's records.
+
+    Parameters
+    ----------
+    p_gap : ndarray (G, K_h, K_h)
+        ``P(gap)`` of the hidden chain for each distinct gap.
+    table : ndarray (n_codes, K_h)
+        Probability of each record code given each hidden state.
+    pi : ndarray (K_h,)
+        Weights of the first record's hidden state.
+    code : ndarray of int (n,)
+        Record codes, sorted by respondent then time.
+    first : ndarray of bool (n,)
+        True at each respondent's first record.
+    gap_key : ndarray of int (n,)
+        Index into ``p_gap`` of the gap before each record (ignored at first records).
+
+    Returns
+    -------
+    filtered : ndarray (n, K_h)
+        Hidden-state distribution at each record given the respondent's records up
+        to and including it.
+    carried : ndarray (n, K_h)
+        Hidden-state distribution at each record given the records *before* it
+        (the one-step-ahead predictive of the hidden state; ``pi`` normalised at
+        first records).
+    """
+    n, kh = code.size, p_gap.shape[-1]
+    pos = np.zeros(n, dtype=np.int64)  # position of each record within its respondent
+    for i in range(1, n):
+        pos[i] = 0 if first[i] else pos[i - 1] + 1
+    filtered = np.zeros((n, kh))
+    carried = np.zeros((n, kh))
+    carried[first] = pi / max(float(np.sum(pi)), 1e-300)
+    filtered[first] = pi[None, :] * table[code[first]]
+    filtered[first] /= np.maximum(filtered[first].sum(axis=1, keepdims=True), 1e-300)
+    for step in range(1, int(pos.max(initial=0)) + 1):
+        rows = np.flatnonzero(pos == step)
+        carried[rows] = np.einsum("rh,rhk->rk", filtered[rows - 1], p_gap[gap_key[rows]])
+        filtered[rows] = carried[rows] * table[code[rows]]
+        filtered[rows] /= np.maximum(filtered[rows].sum(axis=1, keepdims=True), 1e-300)
+    return filtered, carried
+
+
+def record_predictive(carried, table, observed, code_sets, k: int, survive) -> np.ndarray:
+    """Predictive distribution of records over record codes (censored stays censored).
+
+    Parameters
+    ----------
+    carried : ndarray (R, K_h)
+        Hidden-state distribution at each record's time given the earlier records.
+    table : ndarray (n_codes, K_h)
+    observed : ndarray of int (R,)
+        The observed code of each record (its type decides the outcomes, see
+        :func:`_outcomes`).
+    code_sets : tuple of tuple of int
+    k : int
+        Number of states.
+    survive : ndarray of bool (R, K_h) or (K_h,)
+        Hidden states ruled out at each record (e.g. exactly timed deaths for a
+        record that is an interview): the predictive is conditional on not being in them.
+
+    Returns
+    -------
+    ndarray (R, n_codes)
+    """
+    weights = np.where(survive, 0.0, carried)
+    weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-300)
+    return _outcomes(weights @ table.T, observed, code_sets, k)
+
+
 def _outcomes(p_codes: np.ndarray, observed: np.ndarray, code_sets, k: int) -> np.ndarray:
     """Predictive over record codes given the observed record's type (censored stays censored).
 
@@ -225,4 +297,4 @@ def _outcomes(p_codes: np.ndarray, observed: np.ndarray, code_sets, k: int) -> n
     return out / np.maximum(total, 1e-300)
 
 
-__all__ = ["is_latent", "ppc_latent"]
+__all__ = ["forward_filter", "is_latent", "latent_model_arrays", "ppc_latent", "record_predictive"]
