@@ -118,8 +118,8 @@ def ppc_latent(
         raise InputError("the fit file has no embedded panel: no predictive check of its records")
     if fit_spec(tree).observation.nonresponse is not None:
         raise InputError(
-            "not run for a [nonresponse] fit yet: which waves are answered depends on the true "
-            "state, and this check predicts records as if every scheduled one were answered"
+            "ppc_latent does not predict missed interviews: a [nonresponse] fit is checked by "
+            "markov_migration.results.ppc_nonresponse"
         )
     rng = np.random.default_rng(seed)
     draws = thinned_indices(tree["posterior"], n_draws)
@@ -147,38 +147,81 @@ def ppc_latent(
             carried[nxt], tables[d], code[nxt], code_sets, spec.n_states,
             checked[:, None] & exact_hidden[None, :],
         )  # fmt: skip
-    pred = pred[:, checked]
-    frm, to, g_key = code[prev][checked], code[nxt][checked], gap_key[checked]
-    g_interval = gaps[g_key]
-    edges = interval_bands(g_interval, np.ones(g_interval.size), n_bands)
-    band = band_index(g_interval, edges)
+    notes = [
+        "latent-state fit: each next record is predicted from the records before it through "
+        "the observation model (forward filter); censored records stay censored"
+    ]
+    if (~checked).any():
+        notes.append(
+            f"{int((~checked).sum())} interval(s) ending in an exactly timed entry "
+            f"({', '.join(spec.states[s] for s in sorted(exact_codes))}) are not checked; the "
+            "others are predicted given survival to the next record"
+        )
+    return compare_records(
+        pred[:, checked], code[prev][checked], code[nxt][checked], gaps[gap_key[checked]],
+        names, names, n_bands=n_bands, ci=ci, rng=rng, notes=notes,
+    )  # fmt: skip
+
+
+def compare_records(
+    pred, frm, to, gap, from_names, to_names, *, n_bands: int, ci: float, rng, notes
+) -> PPCResult:
+    """Observed vs replicated counts of (previous record, gap band, next record).
+
+    Parameters
+    ----------
+    pred : ndarray (D, m, n_out)
+        Predictive distribution of each checked interval's next record over the
+        outcomes ``to_names`` under each draw.
+    frm, to : ndarray of int (m,)
+        Previous record (index into ``from_names``) and observed next record
+        (index into ``to_names``).
+    gap : ndarray (m,)
+        Interval lengths (time units; bands as the pure-panel check makes them).
+    from_names, to_names : list of str
+    n_bands : int
+    ci : float
+    rng : numpy.random.Generator
+        Draws the replicated next records.
+    notes : list of str
+
+    Returns
+    -------
+    PPCResult
+        Pearson's discrepancy against each draw's expected counts and its
+        posterior predictive p-value ``Pr(X(y_rep) >= X(y))``.
+    """
+    n_draw = pred.shape[0]
+    n_from, n_out = len(from_names), len(to_names)
+    edges = interval_bands(gap, np.ones(gap.size), n_bands)
+    band = band_index(gap, edges)
     n_band = edges.size - 1 if edges.size > 1 else 1
     cell = frm * n_band + band  # (interval,) cell of the previous record and band
-    n_cells = n_codes * n_band
-    y = np.zeros((n_cells, n_codes))
+    n_cells = n_from * n_band
+    y = np.zeros((n_cells, n_out))
     np.add.at(y, (cell, to), 1.0)
-    expected = np.zeros((draws.size, n_cells, n_codes))
+    expected = np.zeros((n_draw, n_cells, n_out))
     for c in np.unique(cell):
         expected[:, c] = pred[:, cell == c].sum(axis=1)
     # replicate: one next record per interval and draw from its predictive
     u = rng.random(pred.shape[:2])
     rep_code = (np.cumsum(pred, axis=-1) < u[..., None]).sum(axis=-1)
-    rep_code = np.minimum(rep_code, n_codes - 1)
-    y_rep = np.zeros((draws.size, n_cells, n_codes))
-    for d in range(draws.size):
+    rep_code = np.minimum(rep_code, n_out - 1)
+    y_rep = np.zeros((n_draw, n_cells, n_out))
+    for d in range(n_draw):
         np.add.at(y_rep[d], (cell, rep_code[d]), 1.0)
-    flat = n_cells * n_codes
-    y_flat = np.broadcast_to(y.reshape(flat), (draws.size, flat))
+    flat = n_cells * n_out
+    y_flat = np.broadcast_to(y.reshape(flat), (n_draw, flat))
     x_obs = chi_square(y_flat, expected.reshape(-1, flat))
     x_rep = chi_square(y_rep.reshape(-1, flat), expected.reshape(-1, flat))
     rep = y_rep.reshape(-1, flat)
     lo, med, hi = np.quantile(rep, [(1 - ci) / 2, 0.5, (1 + ci) / 2], axis=0)
-    fi, bi, ti = np.unravel_index(np.arange(flat), (n_codes, n_band, n_codes))
+    fi, bi, ti = np.unravel_index(np.arange(flat), (n_from, n_band, n_out))
     labels = band_labels(edges)
     table = pd.DataFrame(
         {
-            "from": [names[i] for i in fi],
-            "to": [names[i] for i in ti],
+            "from": [from_names[i] for i in fi],
+            "to": [to_names[i] for i in ti],
             "band": [labels[i] for i in bi],
             "band_lower": edges[bi] if edges.size > 1 else edges[0],
             "band_upper": edges[bi + 1] if edges.size > 1 else edges[0],
@@ -191,16 +234,6 @@ def ppc_latent(
         }
     )
     table = table[table["expected"] > 0].reset_index(drop=True)
-    notes = [
-        "latent-state fit: each next record is predicted from the records before it through "
-        "the observation model (forward filter); censored records stay censored"
-    ]
-    if (~checked).any():
-        notes.append(
-            f"{int((~checked).sum())} interval(s) ending in an exactly timed entry "
-            f"({', '.join(spec.states[s] for s in sorted(exact_codes))}) are not checked; the "
-            "others are predicted given survival to the next record"
-        )
     return PPCResult(table, x_obs, x_rep, ppp(x_obs, x_rep), ci, notes)
 
 
@@ -297,4 +330,11 @@ def _outcomes(p_codes: np.ndarray, observed: np.ndarray, code_sets, k: int) -> n
     return out / np.maximum(total, 1e-300)
 
 
-__all__ = ["forward_filter", "is_latent", "latent_model_arrays", "ppc_latent", "record_predictive"]
+__all__ = [
+    "compare_records",
+    "forward_filter",
+    "is_latent",
+    "latent_model_arrays",
+    "ppc_latent",
+    "record_predictive",
+]
