@@ -15,6 +15,11 @@ compared with Pearson's discrepancy against the draw's expected counts, as the
 pure-panel check does, and the posterior predictive p-value is ``Pr(X(y_rep) >=
 X(y))``.
 
+``[nonresponse]`` fits are checked by :mod:`markov_migration.results.ppc_nonresponse`
+(missed interviews as an outcome), which reuses :func:`forward_filter` and
+:func:`compare_records`; :func:`markov_migration.results.ppc_nonresponse.latent_check`
+picks the check of a latent fit.
+
 Design conventions (the data's own, so the check does not test them):
 
 - a censored record stays censored: when the observed next record is a code
