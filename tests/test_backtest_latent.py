@@ -78,7 +78,9 @@ def test_without_a_hidden_layer_the_predictive_is_p_of_the_gap(misread):
     q = tree["posterior"]["Q"].values[0, 0]
     res = float(tree["constant_data"]["resolution"])
     gap = np.maximum(np.round(held.gap / res), 1) * res
-    want = np.stack([pmatrix(q, np.array([g]))[0, o] for g, o in zip(gap, held.origin)])
+    want = np.stack(
+        [pmatrix(q, np.array([g]))[0, o] for g, o in zip(gap, held.origin, strict=True)]
+    )
     np.testing.assert_allclose(probs[0, :, :3], want, atol=1e-10)
     np.testing.assert_array_equal(probs[..., 3], 0.0)  # no held-out record is censored
 
@@ -177,3 +179,50 @@ def test_real_latent_backtest_end_to_end(tmp_path):
     assert overall[0.95] >= 2 / 3, cov
     scores = pd.read_csv(out / "scores.csv")
     assert np.isfinite(scores.query("score == 'lpd'")["value"]).all()
+
+
+PHASED = """
+name = "ph"
+states = ["abroad", "returned", "dead"]
+[transitions]
+abroad = ["returned", "dead"]
+returned = ["abroad", "dead"]
+[phases]
+returned = 2
+[observation]
+exact = ["dead"]
+[rates]
+"abroad->returned" = 0.3
+"abroad->dead" = 0.02
+"returned->abroad" = 0.5
+"returned->dead" = 0.02
+[simulate]
+waves = [0, 1, 2, 3]
+jitter = 0.05
+initial = { abroad = 0.7, returned = 0.3, dead = 0.0 }
+"""
+
+
+def test_phases_and_exact_deaths_with_a_prior_draw_refit():
+    """Plumbing of Q_latent and exact entries: a prior-only fit of the kept rows as the refit."""
+    from markov_migration.inference.fit import FitSettings
+    from markov_migration.inference.prior import sample_prior
+    from markov_migration.inputs.aggregate import aggregate
+
+    spec = parse_spec(PHASED)
+    df = simulate_panel(spec, 200, seed=3)
+    kept, held = split(spec, df)
+    kp = validate_panel(kept, spec, path="<kept>", sha256="0" * 64)
+    settings = FitSettings(chains=1, draws=60, tune=1, seed=1)
+    tree = sample_prior(spec, aggregate(kp, spec), settings, panel=kp)
+    assert "Q_latent" in tree["posterior"]
+    dead = spec.index("dead")
+    probs, predicted, _ = latent_heldout_probs(
+        tree, B._origin_rows(tree, held), held.gap, held.destination, 60
+    )
+    assert (~predicted).sum() == (held.destination == dead).sum() > 0
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-12)
+    np.testing.assert_array_equal(probs[..., dead], 0.0)  # predicted given survival
+    res = B.backtest_fit(tree, held, n_draws=60)
+    assert any("exactly timed entry" in n for n in res.notes)
+    assert np.isfinite(res.scores["value"]).all()

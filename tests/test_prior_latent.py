@@ -77,12 +77,15 @@ def test_misclassification_and_rates_have_their_declared_priors(latent_prior):
     assert ll.sizes["respondent"] == 150 and np.isfinite(ll.values).mean() > 0.99
 
 
-def test_summarize_check_and_reproduce_read_a_latent_prior_fit(latent_prior):
+def test_summarize_check_project_and_reproduce_read_a_latent_prior_fit(latent_prior):
     f = latent_prior / "prior.nc"
     res = run("summarize", f, "--what", "sojourn")
     assert res.exit_code == 0, res.output
     res = run("check", f, "--draws", 30)
     assert res.exit_code in (0, 1), (res.output, repr(res.exception))
     assert "latent model" in res.stdout
+    res = run("project", f, "--initial", "a=1000", "--start", 3, "--horizon", 5, "--draws", 50,
+              "--out", latent_prior / "pp.nc", "-q")  # fmt: skip
+    assert res.exit_code == 0, res.output
     again = run("reproduce", f)
     assert again.exit_code == 0 and "exact match" in again.stdout, again.output
