@@ -80,12 +80,3 @@ def test_every_command_reads_a_prior_fit(prior_fit, tmp_path):
     assert res.exit_code == 0, res.output
     again = run("reproduce", f)
     assert again.exit_code == 0 and "exact match" in again.stdout, again.output
-
-
-def test_latent_models_are_refused(prior_fit, tmp_path):
-    latent = tmp_path / "latent.toml"
-    latent.write_text(MODEL.replace("[priors]", '[misclassification]\na = ["b"]\n[priors]'))
-    res = run("fit", prior_fit / "p.csv", "--model", latent, "--out", tmp_path / "x.nc",
-              "--prior-only", "-q")  # fmt: skip
-    assert res.exit_code == 2 and "latent-state models" in res.stderr
-    assert not (tmp_path / "x.nc").exists()

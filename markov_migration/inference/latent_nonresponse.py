@@ -11,7 +11,9 @@ Response
     a scheduled interview (1 for states not in ``[nonresponse] states``).
 Attrition (``[nonresponse] attrition = true``, the default)
     A respondent may also be *lost for good*: a hidden flag switched on at
-    hazard ``attrition[s]`` (per time unit) while in state ``s``; a lost
+    hazard ``attrition[s]`` (per time unit) while in state ``s``, with prior
+    ``log_attrition ~ Normal(log median, sd_log)`` (``[nonresponse]
+    attrition_prior``); a lost
     respondent keeps moving between states but misses every later interview.
     The hidden space is doubled (``K_h`` active then ``K_h`` lost states) with
     generator ``[[Q - diag(d), diag(d)], [0, Q]]``; absorbing states have no
@@ -20,9 +22,10 @@ Attrition (``[nonresponse] attrition = true``, the default)
 
 Emission table rows (active | lost): plain ``(e, 0)``, answered ``(r e, 0)``,
 missed ``(1 - r, 1)``, exact entry ``(e, e)``; the first record's weights are
-``(pi, 0)``. Every function takes ``backend`` ``numpy`` or
-``pytensor.tensor`` so that the sampler's graph and the per-draw
-log-likelihood of the fit file are the same arithmetic.
+``(pi, 0)`` (:func:`markov_migration.core.nonresponse.nonresponse_inputs`). The
+functions take ``backend`` ``numpy`` or ``pytensor.tensor`` so that the
+sampler's graph, the per-draw log-likelihood of the fit file and the checks
+are the same arithmetic.
 """
 
 from __future__ import annotations
@@ -31,10 +34,9 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from markov_migration.inputs.observation import (
-    DEFAULT_ATTRITION_RATE,
-    DEFAULT_ATTRITION_SD,
-)
+# the arithmetic is in core (numpy or pytensor backend) so that checks of a fit
+# build the same generator and emission table without importing PyMC
+from markov_migration.core.nonresponse import nonresponse_inputs
 
 __all__ = [
     "attrition_states",
@@ -83,52 +85,10 @@ def nonresponse_variables(spec):
         return r, None
     if not lost:
         return r, pt.zeros(spec.n_states)
+    # [nonresponse] attrition_prior: median (per person and time unit) and sd of the log
     log_d = pm.Normal(
-        "log_attrition", mu=np.log(DEFAULT_ATTRITION_RATE), sigma=DEFAULT_ATTRITION_SD,
+        "log_attrition", mu=np.log(nr.attrition_median), sigma=nr.attrition_sd_log,
         dims="attrition_state",
     )  # fmt: skip
     d = pm.Deterministic("attrition", pt.exp(log_d), dims="attrition_state")
     return r, state_vector(spec, d, lost, 0.0, pt)
-
-
-def nonresponse_inputs(q, pi, table, r_hidden, d_hidden, backend=np):
-    """Generator, first-record weights and emission table of the forward algorithm.
-
-    Parameters
-    ----------
-    q : (K_h, K_h)
-        Generator on the hidden states.
-    pi : (K_h,)
-        First-record weights.
-    table : (n, K_h)
-        Plain emission table (states, then censored codes).
-    r_hidden : (K_h,)
-        Response probability of each hidden state.
-    d_hidden : (K_h,) or None
-        Attrition hazard of each hidden state; None: no attrition (no doubling).
-    backend : module
-        ``numpy`` or ``pytensor.tensor``.
-
-    Returns
-    -------
-    q, pi, table
-        Shapes (K', K'), (K',) and (3n + 1, K') with K' = K_h, or 2 K_h with attrition.
-    """
-    b = backend
-    answered = table * r_hidden[None, :]
-    missed = (1.0 - r_hidden)[None, :]
-    if d_hidden is None:
-        return q, pi, b.concatenate([table, answered, missed, table], axis=0)
-    zero = b.zeros_like(table)
-    rows = [
-        b.concatenate([table, zero], axis=1),
-        b.concatenate([answered, zero], axis=1),
-        b.concatenate([missed, b.ones_like(missed)], axis=1),
-        b.concatenate([table, table], axis=1),
-    ]
-    drop = b.diag(d_hidden)
-    q_full = b.concatenate(
-        [b.concatenate([q - drop, drop], axis=1), b.concatenate([b.zeros_like(q), q], axis=1)],
-        axis=0,
-    )
-    return q_full, b.concatenate([pi, b.zeros_like(pi)]), b.concatenate(rows, axis=0)

@@ -22,7 +22,6 @@ import numpy as np
 import xarray as xr
 
 from markov_migration.defaults import SAMPLE_DIMS
-from markov_migration.errors import InputError
 
 #: Root attribute of a prior-only fit file (1: the "posterior" group holds prior draws).
 PRIOR_ONLY_ATTR = "prior_only"
@@ -41,13 +40,10 @@ def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None)
     command : str, optional
     panel : Panel, optional
 
-    Raises
-    ------
-    InputError
-        A latent-state model (not supported yet).
+    Latent-state models (``[observation]``, ``[misclassification]``, ``[phases]``,
+    ``[nonresponse]``) draw from their own model's prior
+    (:mod:`markov_migration.inference.latent_prior`).
     """
-    import pymc as pm
-
     from markov_migration.fitfile.assemble import assemble_fit
     from markov_migration.inference.model import (
         POSTERIOR_VARIABLES,
@@ -56,36 +52,27 @@ def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None)
         sampled_variables,
     )
 
-    if spec.observation.latent:
-        raise InputError("--prior-only does not support latent-state models yet")
-    check_supported(spec)
     settings.check()
+    if spec.observation.latent:
+        from markov_migration.inference.latent_prior import latent_prior_fit, latent_prior_model
+
+        model, keep, sampled, histories = latent_prior_model(spec, panel)
+        posterior = _draw(model, keep, settings)
+        tree = latent_prior_fit(
+            spec, agg, settings, model, posterior, prior_sample_stats(posterior), sampled,
+            histories, command=command, panel=panel,
+        )  # fmt: skip
+        tree.attrs[PRIOR_ONLY_ATTR] = 1
+        return tree
+    check_supported(spec)
     model = build_model(spec, agg)
     sampled = sampled_variables(model)
     names = [v.name for v in (*model.free_RVs, *model.deterministics)]
     keep = [v for v in POSTERIOR_VARIABLES if v in names]
     keep += [v for v in names if v.startswith("p_") and v not in keep]
     keep += [v for v in sampled if v not in keep]
-    n = settings.chains * settings.draws
-    logger = logging.getLogger("pymc")
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # not PyMC's "Sampling: [...]" line
-    try:
-        with model, warnings.catch_warnings():
-            # the likelihood is a Potential: ignoring it is the point of prior draws
-            warnings.filterwarnings("ignore", message="The effect of Potentials")
-            idata = pm.sample_prior_predictive(
-                draws=n, var_names=keep, random_seed=settings.seed, return_inferencedata=True
-            )
-    finally:
-        logger.setLevel(level)
-    prior = idata["prior"].to_dataset() if isinstance(idata, xr.DataTree) else idata.prior
-    prior = prior[keep].isel(chain=0, drop=True)
-    posterior = _as_chains(prior, settings.chains, settings.draws)
-    stats = xr.Dataset(
-        {"diverging": (SAMPLE_DIMS, np.zeros((settings.chains, settings.draws), dtype=bool))},
-        coords={d: posterior[d] for d in SAMPLE_DIMS},
-    )
+    posterior = _draw(model, keep, settings)
+    stats = prior_sample_stats(posterior)
     from markov_migration.fitfile.format import settings_attrs
 
     attrs = settings_attrs({**settings.as_dict(), "sampler": "prior"})
@@ -97,6 +84,37 @@ def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None)
     )
     tree.attrs[PRIOR_ONLY_ATTR] = 1
     return tree
+
+
+def _draw(model, keep: list[str], settings) -> xr.Dataset:
+    """``chains x draws`` prior draws of the variables ``keep``, laid out as a posterior."""
+    import pymc as pm
+
+    logger = logging.getLogger("pymc")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # not PyMC's "Sampling: [...]" line
+    try:
+        with model, warnings.catch_warnings():
+            # the likelihood is a Potential: ignoring it is the point of prior draws
+            warnings.filterwarnings("ignore", message="The effect of Potentials")
+            idata = pm.sample_prior_predictive(
+                draws=settings.chains * settings.draws, var_names=keep,
+                random_seed=settings.seed, return_inferencedata=True,
+            )  # fmt: skip
+    finally:
+        logger.setLevel(level)
+    prior = idata["prior"].to_dataset() if isinstance(idata, xr.DataTree) else idata.prior
+    prior = prior[keep].isel(chain=0, drop=True)
+    return _as_chains(prior, settings.chains, settings.draws).transpose(*SAMPLE_DIMS, ...)
+
+
+def prior_sample_stats(posterior: xr.Dataset) -> xr.Dataset:
+    """Sample stats of exact prior draws: ``diverging``, all False."""
+    shape = tuple(posterior.sizes[d] for d in SAMPLE_DIMS)
+    return xr.Dataset(
+        {"diverging": (SAMPLE_DIMS, np.zeros(shape, dtype=bool))},
+        coords={d: posterior[d] for d in SAMPLE_DIMS},
+    )
 
 
 def _as_chains(prior: xr.Dataset, chains: int, draws: int) -> xr.Dataset:

@@ -39,7 +39,8 @@ DEFAULT_RESPONSE_ALPHA = 1.0
 DEFAULT_RESPONSE_BETA = 1.0
 
 #: Default prior of an attrition hazard ([nonresponse] attrition): log-Normal with
-#: median 0.1 per time unit (10% lost a year) and log-scale sd 1.5.
+#: median 0.1 per person and time unit (about 10% lost a year) and log-scale sd 1.5.
+#: The one home of this default; ``[nonresponse] attrition_prior`` overrides it.
 DEFAULT_ATTRITION_RATE = 0.1
 DEFAULT_ATTRITION_SD = 1.5
 
@@ -65,6 +66,10 @@ class Nonresponse:
     attrition : bool
         Also a hazard of being lost for good per non-absorbing state of ``states``
         (see :mod:`markov_migration.inference.latent_nonresponse`).
+    attrition_median, attrition_sd_log : float
+        Log-Normal prior of each attrition hazard: median (per person and time
+        unit, i.e. per person-year when the time unit is years) and sd of its
+        natural log (``[nonresponse] attrition_prior = { median, sd_log }``).
     """
 
     schedule: str = "waves"
@@ -72,6 +77,8 @@ class Nonresponse:
     alpha: tuple[float, ...] = ()
     beta: tuple[float, ...] = ()
     attrition: bool = True
+    attrition_median: float = DEFAULT_ATTRITION_RATE
+    attrition_sd_log: float = DEFAULT_ATTRITION_SD
 
 
 @dataclass(frozen=True)
@@ -275,10 +282,11 @@ def _parse_nonresponse(parser) -> Nonresponse | None:
         if prior is not None:
             raise parser.fail("[priors] response needs a [nonresponse] table", "response")
         return None
-    unknown = sorted(set(table) - {"schedule", "states", "attrition"})
+    unknown = sorted(set(table) - {"schedule", "states", "attrition", "attrition_prior"})
     if unknown:
         raise parser.fail(
-            f"[nonresponse]: unknown key '{unknown[0]}' (known: attrition, schedule, states)",
+            f"[nonresponse]: unknown key '{unknown[0]}' "
+            "(known: attrition, attrition_prior, schedule, states)",
             unknown[0],
         )
     attrition = table.get("attrition", True)
@@ -300,7 +308,41 @@ def _parse_nonresponse(parser) -> Nonresponse | None:
     if len(set(idx)) != len(idx):
         raise parser.fail("[nonresponse] states lists a state twice", "states")
     alpha, beta = _response_prior(parser, prior, idx)
-    return Nonresponse(schedule=schedule, states=idx, alpha=alpha, beta=beta, attrition=attrition)
+    median, sd_log = _attrition_prior(parser, table.get("attrition_prior"), attrition)
+    return Nonresponse(
+        schedule=schedule, states=idx, alpha=alpha, beta=beta, attrition=attrition,
+        attrition_median=median, attrition_sd_log=sd_log,
+    )  # fmt: skip
+
+
+def _attrition_prior(parser, value, attrition: bool) -> tuple[float, float]:
+    """``[nonresponse] attrition_prior = { median = 0.1, sd_log = 1.5 }`` (log-Normal).
+
+    ``median``: the prior median of each attrition hazard, per person and time
+    unit; ``sd_log``: the sd of the hazard's natural log. Either may be left out
+    (its default, :data:`DEFAULT_ATTRITION_RATE`, :data:`DEFAULT_ATTRITION_SD`).
+    """
+    if value is None:
+        return DEFAULT_ATTRITION_RATE, DEFAULT_ATTRITION_SD
+    where = "[nonresponse] attrition_prior"
+    if not isinstance(value, dict) or not value or set(value) - {"median", "sd_log"}:
+        raise parser.fail(
+            f"{where} must be a table {{ median = 0.1, sd_log = 1.5 }} (log-Normal prior of "
+            "each attrition hazard: median per person and time unit, sd of its log)",
+            "attrition_prior",
+        )
+    if not attrition:
+        raise parser.fail(
+            f"{where} needs attrition = true (there is no attrition hazard to give a prior)",
+            "attrition_prior",
+        )
+    median = parser.number(
+        value.get("median", DEFAULT_ATTRITION_RATE), f"{where}.median", needle="attrition_prior"
+    )
+    sd_log = parser.number(
+        value.get("sd_log", DEFAULT_ATTRITION_SD), f"{where}.sd_log", needle="attrition_prior"
+    )
+    return median, sd_log
 
 
 def _response_prior(parser, value, idx) -> tuple[tuple[float, ...], tuple[float, ...]]:

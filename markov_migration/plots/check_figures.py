@@ -38,6 +38,11 @@ def _sqrt(x):
 def plot_transitions(result: PPCResult, states: list[str], time_unit: str):
     """Observed (black dots) vs replicated transition counts (shaded intervals), per from-state."""
     t = result.table
+    # records that are not states come after them (censored codes, a nonresponse
+    # fit's "missed" interviews)
+    states = list(states) + [
+        s for s in dict.fromkeys([*t["from"], *t["to"]]) if s not in set(states)
+    ]
     froms = [s for s in states if s in set(t["from"])]
     bands = list(dict.fromkeys(t["band"]))
     ncol = min(3, len(froms))

@@ -19,6 +19,12 @@ distribution ``P_d(gap_i)[origin_i, :]`` (the arithmetic of the predictive check
 - **PIT**: randomized probability integral transforms of every respondent's
   destination and of every count and prevalence (uniform when the predictive is
   calibrated, whatever the state order).
+
+Latent-state fits (``[observation]``, ``[misclassification]``, ``[phases]``)
+predict the held-out *record* from the forward filter over the respondent's kept
+records (:mod:`markov_migration.results.backtest_latent`); origins and
+destinations are then record codes (states, then censored codes).
+``[nonresponse]`` models are refused.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ import xarray as xr
 
 from markov_migration.errors import InputError
 from markov_migration.inputs.waves import wave_bins
+from markov_migration.results.backtest_latent import NONRESPONSE_REFUSAL, latent_heldout_probs
 from markov_migration.results.ppc import draw_states, gap_matrices, normalised
 from markov_migration.results.ppc_keyed import has_keys, keyed_gap_matrices
+from markov_migration.results.ppc_latent import is_latent
 
 #: Probabilities of the central predictive intervals of ``coverage.csv``.
 BACKTEST_INTERVALS: tuple[float, ...] = (0.5, 0.8, 0.95)
@@ -309,18 +317,34 @@ def backtest_fit(
     seed : int
     """
     states = json.loads(tree.attrs["states"])
-    if has_keys(tree):
-        # gaps rounded to the fit's resolution, as the likelihood and gap_matrices round them
-        resolution = float(tree["constant_data"]["resolution"]) if "constant_data" in tree else 1.0
-        gaps = np.round(np.asarray(heldout.gap, dtype=float) / resolution) * resolution
-        p_gap, key = keyed_gap_matrices(
-            tree, _origin_rows(tree, heldout), heldout.origin_time, gaps, n_draws
+    origin, destination = heldout.origin, heldout.destination
+    notes = []
+    if is_latent(tree):  # through the forward filter and the observation model
+        probs, predicted, states = latent_heldout_probs(
+            tree, _origin_rows(tree, heldout), heldout.gap, destination, n_draws
         )
+        if not predicted.all():
+            notes.append(
+                f"{int((~predicted).sum())} held-out record(s) of an exactly timed entry are not "
+                "predicted; the others are predicted given no such entry before them"
+            )
+        origin, destination = origin[predicted], destination[predicted]
     else:
-        p_gap, key = gap_matrices(tree, heldout.gap, n_draws)
-    d = np.arange(p_gap.shape[0])[:, None]
-    probs = p_gap[d, key[None, :], heldout.origin[None, :]]  # (D, n, K)
-    result = predict_heldout(probs, heldout.origin, heldout.destination, states, seed=seed)
+        if has_keys(tree):
+            # gaps rounded to the fit's resolution, as the likelihood and gap_matrices round them
+            resolution = (
+                float(tree["constant_data"]["resolution"]) if "constant_data" in tree else 1.0
+            )
+            gaps = np.round(np.asarray(heldout.gap, dtype=float) / resolution) * resolution
+            p_gap, key = keyed_gap_matrices(
+                tree, _origin_rows(tree, heldout), heldout.origin_time, gaps, n_draws
+            )
+        else:
+            p_gap, key = gap_matrices(tree, heldout.gap, n_draws)
+        d = np.arange(p_gap.shape[0])[:, None]
+        probs = p_gap[d, key[None, :], origin[None, :]]  # (D, n, K)
+    result = predict_heldout(probs, origin, destination, states, seed=seed)
+    result.notes += notes
     if heldout.n_later:
         result.notes.append(
             f"{heldout.n_later} held-out observation(s) after a respondent's first held-out "
@@ -356,13 +380,10 @@ def _origin_rows(tree: xr.DataTree, heldout: HeldOut) -> np.ndarray:
 
 
 def check_backtest_model(spec) -> None:
-    """Refuse models the backtest cannot predict from (latent-state models)."""
-    latent = getattr(spec, "observation", None)
-    if latent is not None and getattr(latent, "latent", False):
-        raise InputError(
-            f"backtest does not support latent-state models yet ({spec.name} declares "
-            "[observation], [misclassification], [phases] or [nonresponse])"
-        )
+    """Refuse models the backtest cannot predict from (``[nonresponse]`` models)."""
+    obs = getattr(spec, "observation", None)
+    if obs is not None and obs.nonresponse is not None:
+        raise InputError(f"{spec.path or spec.name}: {NONRESPONSE_REFUSAL}")
 
 
 def refit_kept(

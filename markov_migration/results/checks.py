@@ -23,8 +23,9 @@ from markov_migration.errors import InputError
 from markov_migration.results.diagnostics import Check, convergence_checks, convergence_table
 from markov_migration.results.pearson import PearsonResult, pearson_test
 from markov_migration.results.ppc import PPC_BANDS, PPCResult, ppc_prevalence, ppc_transitions
-from markov_migration.results.ppc_latent import is_latent, ppc_latent
+from markov_migration.results.ppc_latent import is_latent
 from markov_migration.results.ppc_markov import ppc_markov
+from markov_migration.results.ppc_nonresponse import latent_check
 from markov_migration.results.sensitivity import PSENSE_THRESHOLD, flagged, prior_sensitivity
 from markov_migration.results.summaries import check_ci
 
@@ -186,7 +187,7 @@ def run_checks(
     errors: dict[str, str | None] = {}
     latent = is_latent(tree)
     for name, fn, kwargs in (
-        ("transitions", ppc_latent if latent else ppc_transitions, {"n_bands": n_bands}),
+        ("transitions", latent_check if latent else ppc_transitions, {"n_bands": n_bands}),
         ("prevalence", _not_for_latent if latent else ppc_prevalence, {}),
         ("markov", _not_for_latent if latent else ppc_markov, {}),
         ("pearson", pearson_test, {}),

@@ -15,6 +15,11 @@ compared with Pearson's discrepancy against the draw's expected counts, as the
 pure-panel check does, and the posterior predictive p-value is ``Pr(X(y_rep) >=
 X(y))``.
 
+``[nonresponse]`` fits are checked by :mod:`markov_migration.results.ppc_nonresponse`
+(missed interviews as an outcome), which reuses :func:`forward_filter` and
+:func:`compare_records`; :func:`markov_migration.results.ppc_nonresponse.latent_check`
+picks the check of a latent fit.
+
 Design conventions (the data's own, so the check does not test them):
 
 - a censored record stays censored: when the observed next record is a code
@@ -52,8 +57,23 @@ def is_latent(tree: xr.DataTree) -> bool:
     return spec.observation is not None and spec.observation.latent
 
 
-def _model_arrays(tree: xr.DataTree, draws: np.ndarray):
-    """Hidden generators, emission tables, initial weights and code sets of thinned draws."""
+def latent_model_arrays(tree: xr.DataTree, draws: np.ndarray):
+    """Hidden generators, emission tables, initial weights and code sets of thinned draws.
+
+    Returns
+    -------
+    spec : ModelSpec
+    q : ndarray (D, K_h, K_h)
+        Hidden generator of each draw.
+    tables : ndarray (D, n_codes, K_h)
+        Probability of each record code given each hidden state.
+    pi : ndarray (D, K_h)
+        First-record weights (``initial`` in hidden models, else ones).
+    code_sets : tuple of tuple of int
+        States each record code stands for.
+    exact_hidden : ndarray of bool (K_h,)
+        Hidden states of exactly timed absorbing states.
+    """
     spec = fit_spec(tree)
     obs = spec.observation
     k = spec.n_states
@@ -103,12 +123,12 @@ def ppc_latent(
         raise InputError("the fit file has no embedded panel: no predictive check of its records")
     if fit_spec(tree).observation.nonresponse is not None:
         raise InputError(
-            "not run for a [nonresponse] fit yet: which waves are answered depends on the true "
-            "state, and this check predicts records as if every scheduled one were answered"
+            "ppc_latent does not predict missed interviews: a [nonresponse] fit is checked by "
+            "markov_migration.results.ppc_nonresponse"
         )
     rng = np.random.default_rng(seed)
     draws = thinned_indices(tree["posterior"], n_draws)
-    spec, q, tables, pi, code_sets, exact_hidden = _model_arrays(tree, draws)
+    spec, q, tables, pi, code_sets, exact_hidden = latent_model_arrays(tree, draws)
     resp, time, code, first, _ = panel_sequences(tree)
     n_codes = len(code_sets)
     names = list(spec.states) + list(spec.observation.censored_codes)
@@ -122,63 +142,91 @@ def ppc_latent(
     if res > 0:
         gap = np.maximum(np.round(gap / res), 1) * res
     gaps, gap_key = np.unique(gap, return_inverse=True)
-    # position of every record within its respondent, for the filter's sweep
-    pos = np.zeros(resp.size, dtype=np.int64)
-    for i in range(1, resp.size):
-        pos[i] = 0 if first[i] else pos[i - 1] + 1
     n_int = j.size
+    key = np.zeros(resp.size, dtype=np.int64)
+    key[nxt] = gap_key
     pred = np.zeros((draws.size, n_int, n_codes))
     for d in range(draws.size):
-        p_gap = pmatrix(q[d], gaps)  # (G, Kh, Kh)
-        b = tables[d]  # (n_codes, Kh)
-        # the filter after each record: hidden-state distribution given the records so far
-        alpha = np.zeros((resp.size, q.shape[-1]))
-        alpha[first] = pi[d][None, :] * b[code[first]]
-        alpha[first] /= np.maximum(alpha[first].sum(axis=1, keepdims=True), 1e-300)
-        for step in range(1, int(pos.max()) + 1):
-            rows = np.flatnonzero(pos == step)  # next records at this position
-            k_int = np.searchsorted(j, rows)  # their interval index
-            carried = np.einsum("rh,rhk->rk", alpha[rows - 1], p_gap[gap_key[k_int]])
-            survive = carried.copy()
-            survive[:, exact_hidden] = 0.0
-            ok = checked[k_int]
-            weights = np.where(ok[:, None], survive, carried)
-            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1e-300)
-            pred[d, k_int] = _outcomes(weights @ b.T, code[rows], code_sets, spec.n_states)
-            alpha[rows] = carried * b[code[rows]]
-            alpha[rows] /= np.maximum(alpha[rows].sum(axis=1, keepdims=True), 1e-300)
-    pred = pred[:, checked]
-    frm, to, g_key = code[prev][checked], code[nxt][checked], gap_key[checked]
-    g_interval = gaps[g_key]
-    edges = interval_bands(g_interval, np.ones(g_interval.size), n_bands)
-    band = band_index(g_interval, edges)
+        _, carried = forward_filter(pmatrix(q[d], gaps), tables[d], pi[d], code, first, key)
+        pred[d] = record_predictive(
+            carried[nxt], tables[d], code[nxt], code_sets, spec.n_states,
+            checked[:, None] & exact_hidden[None, :],
+        )  # fmt: skip
+    notes = [
+        "latent-state fit: each next record is predicted from the records before it through "
+        "the observation model (forward filter); censored records stay censored"
+    ]
+    if (~checked).any():
+        notes.append(
+            f"{int((~checked).sum())} interval(s) ending in an exactly timed entry "
+            f"({', '.join(spec.states[s] for s in sorted(exact_codes))}) are not checked; the "
+            "others are predicted given survival to the next record"
+        )
+    return compare_records(
+        pred[:, checked], code[prev][checked], code[nxt][checked], gaps[gap_key[checked]],
+        names, names, n_bands=n_bands, ci=ci, rng=rng, notes=notes,
+    )  # fmt: skip
+
+
+def compare_records(
+    pred, frm, to, gap, from_names, to_names, *, n_bands: int, ci: float, rng, notes
+) -> PPCResult:
+    """Observed vs replicated counts of (previous record, gap band, next record).
+
+    Parameters
+    ----------
+    pred : ndarray (D, m, n_out)
+        Predictive distribution of each checked interval's next record over the
+        outcomes ``to_names`` under each draw.
+    frm, to : ndarray of int (m,)
+        Previous record (index into ``from_names``) and observed next record
+        (index into ``to_names``).
+    gap : ndarray (m,)
+        Interval lengths (time units; bands as the pure-panel check makes them).
+    from_names, to_names : list of str
+    n_bands : int
+    ci : float
+    rng : numpy.random.Generator
+        Draws the replicated next records.
+    notes : list of str
+
+    Returns
+    -------
+    PPCResult
+        Pearson's discrepancy against each draw's expected counts and its
+        posterior predictive p-value ``Pr(X(y_rep) >= X(y))``.
+    """
+    n_draw = pred.shape[0]
+    n_from, n_out = len(from_names), len(to_names)
+    edges = interval_bands(gap, np.ones(gap.size), n_bands)
+    band = band_index(gap, edges)
     n_band = edges.size - 1 if edges.size > 1 else 1
     cell = frm * n_band + band  # (interval,) cell of the previous record and band
-    n_cells = n_codes * n_band
-    y = np.zeros((n_cells, n_codes))
+    n_cells = n_from * n_band
+    y = np.zeros((n_cells, n_out))
     np.add.at(y, (cell, to), 1.0)
-    expected = np.zeros((draws.size, n_cells, n_codes))
+    expected = np.zeros((n_draw, n_cells, n_out))
     for c in np.unique(cell):
         expected[:, c] = pred[:, cell == c].sum(axis=1)
     # replicate: one next record per interval and draw from its predictive
     u = rng.random(pred.shape[:2])
     rep_code = (np.cumsum(pred, axis=-1) < u[..., None]).sum(axis=-1)
-    rep_code = np.minimum(rep_code, n_codes - 1)
-    y_rep = np.zeros((draws.size, n_cells, n_codes))
-    for d in range(draws.size):
+    rep_code = np.minimum(rep_code, n_out - 1)
+    y_rep = np.zeros((n_draw, n_cells, n_out))
+    for d in range(n_draw):
         np.add.at(y_rep[d], (cell, rep_code[d]), 1.0)
-    flat = n_cells * n_codes
-    y_flat = np.broadcast_to(y.reshape(flat), (draws.size, flat))
+    flat = n_cells * n_out
+    y_flat = np.broadcast_to(y.reshape(flat), (n_draw, flat))
     x_obs = chi_square(y_flat, expected.reshape(-1, flat))
     x_rep = chi_square(y_rep.reshape(-1, flat), expected.reshape(-1, flat))
     rep = y_rep.reshape(-1, flat)
     lo, med, hi = np.quantile(rep, [(1 - ci) / 2, 0.5, (1 + ci) / 2], axis=0)
-    fi, bi, ti = np.unravel_index(np.arange(flat), (n_codes, n_band, n_codes))
+    fi, bi, ti = np.unravel_index(np.arange(flat), (n_from, n_band, n_out))
     labels = band_labels(edges)
     table = pd.DataFrame(
         {
-            "from": [names[i] for i in fi],
-            "to": [names[i] for i in ti],
+            "from": [from_names[i] for i in fi],
+            "to": [to_names[i] for i in ti],
             "band": [labels[i] for i in bi],
             "band_lower": edges[bi] if edges.size > 1 else edges[0],
             "band_upper": edges[bi + 1] if edges.size > 1 else edges[0],
@@ -191,17 +239,79 @@ def ppc_latent(
         }
     )
     table = table[table["expected"] > 0].reset_index(drop=True)
-    notes = [
-        "latent-state fit: each next record is predicted from the records before it through "
-        "the observation model (forward filter); censored records stay censored"
-    ]
-    if (~checked).any():
-        notes.append(
-            f"{int((~checked).sum())} interval(s) ending in an exactly timed entry "
-            f"({', '.join(spec.states[s] for s in sorted(exact_codes))}) are not checked; the "
-            "others are predicted given survival to the next record"
-        )
     return PPCResult(table, x_obs, x_rep, ppp(x_obs, x_rep), ci, notes)
+
+
+def forward_filter(p_gap, table, pi, code, first, gap_key):
+    """The forward filter of one draw over every respondent's records.
+
+    Parameters
+    ----------
+    p_gap : ndarray (G, K_h, K_h)
+        ``P(gap)`` of the hidden chain for each distinct gap.
+    table : ndarray (n_codes, K_h)
+        Probability of each record code given each hidden state.
+    pi : ndarray (K_h,)
+        Weights of the first record's hidden state.
+    code : ndarray of int (n,)
+        Record codes, sorted by respondent then time.
+    first : ndarray of bool (n,)
+        True at each respondent's first record.
+    gap_key : ndarray of int (n,)
+        Index into ``p_gap`` of the gap before each record (ignored at first records).
+
+    Returns
+    -------
+    filtered : ndarray (n, K_h)
+        Hidden-state distribution at each record given the respondent's records up
+        to and including it.
+    carried : ndarray (n, K_h)
+        Hidden-state distribution at each record given the records *before* it
+        (the one-step-ahead predictive of the hidden state; ``pi`` normalised at
+        first records).
+    """
+    n, kh = code.size, p_gap.shape[-1]
+    pos = np.zeros(n, dtype=np.int64)  # position of each record within its respondent
+    for i in range(1, n):
+        pos[i] = 0 if first[i] else pos[i - 1] + 1
+    filtered = np.zeros((n, kh))
+    carried = np.zeros((n, kh))
+    carried[first] = pi / max(float(np.sum(pi)), 1e-300)
+    filtered[first] = pi[None, :] * table[code[first]]
+    filtered[first] /= np.maximum(filtered[first].sum(axis=1, keepdims=True), 1e-300)
+    for step in range(1, int(pos.max(initial=0)) + 1):
+        rows = np.flatnonzero(pos == step)
+        carried[rows] = np.einsum("rh,rhk->rk", filtered[rows - 1], p_gap[gap_key[rows]])
+        filtered[rows] = carried[rows] * table[code[rows]]
+        filtered[rows] /= np.maximum(filtered[rows].sum(axis=1, keepdims=True), 1e-300)
+    return filtered, carried
+
+
+def record_predictive(carried, table, observed, code_sets, k: int, survive) -> np.ndarray:
+    """Predictive distribution of records over record codes (censored stays censored).
+
+    Parameters
+    ----------
+    carried : ndarray (R, K_h)
+        Hidden-state distribution at each record's time given the earlier records.
+    table : ndarray (n_codes, K_h)
+    observed : ndarray of int (R,)
+        The observed code of each record (its type decides the outcomes, see
+        :func:`_outcomes`).
+    code_sets : tuple of tuple of int
+    k : int
+        Number of states.
+    survive : ndarray of bool (R, K_h) or (K_h,)
+        Hidden states ruled out at each record (e.g. exactly timed deaths for a
+        record that is an interview): the predictive is conditional on not being in them.
+
+    Returns
+    -------
+    ndarray (R, n_codes)
+    """
+    weights = np.where(survive, 0.0, carried)
+    weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-300)
+    return _outcomes(weights @ table.T, observed, code_sets, k)
 
 
 def _outcomes(p_codes: np.ndarray, observed: np.ndarray, code_sets, k: int) -> np.ndarray:
@@ -225,4 +335,11 @@ def _outcomes(p_codes: np.ndarray, observed: np.ndarray, code_sets, k: int) -> n
     return out / np.maximum(total, 1e-300)
 
 
-__all__ = ["is_latent", "ppc_latent"]
+__all__ = [
+    "compare_records",
+    "forward_filter",
+    "is_latent",
+    "latent_model_arrays",
+    "ppc_latent",
+    "record_predictive",
+]
