@@ -487,6 +487,7 @@ N_CALIBRATION = 200
 
 
 @pytest.mark.slow
+@pytest.mark.validation  # a calibration study: 200 panels (make validate)
 def test_prevalence_check_rejects_at_its_nominal_rate_given_the_truth(spec):
     """Rejection rate of the prevalence check when the 'posterior' is the true parameters.
 

@@ -87,7 +87,7 @@ def test_outputs_blocked_by_a_folder_or_a_file_are_refused_even_with_force(
     assert tree_listing(tmp_path) == before
 
 
-def test_projection_summary_lines_are_not_wrapped(tmp_path):
+def test_projection_summary_lines_are_not_wrapped(tmp_path, monkeypatch):
     """The planner's lines are printed whole, however narrow the console."""
     from markov_migration.cli import demo
     from markov_migration.cli._common import console
@@ -100,6 +100,7 @@ def test_projection_summary_lines_are_not_wrapped(tmp_path):
     spec = load_spec(models_dir() / "migration5.toml")
     fit = tmp_path / "fit.nc"
     write_fit(fake_fit(spec, simulate_panel(spec, 300, seed=2), chains=2, draws=40, seed=3), fit)
+    monkeypatch.setattr(demo, "DEMO_PROJECTION_DRAWS", 100)  # the lines, not the figures
     width = console._width
     console.width = 80
     try:

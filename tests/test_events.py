@@ -391,6 +391,24 @@ def test_results_depend_only_on_seed_and_draw_index():
     assert not np.array_equal(a.events[0], a.events[1])  # draws get different streams
 
 
+@pytest.mark.parametrize("per_draw", [False, True])
+def test_draws_in_blocks_give_the_same_result_as_one_call(monkeypatch, per_draw):
+    """run_schedule calls the kernel on blocks of draws (so Ctrl-C is heard between them)."""
+    import markov_migration.core.events as E
+
+    q, n = migration5_q(), 37
+    qs = q * np.linspace(0.5, 1.5, n)[:, None, None] if per_draw else q
+    seeds = draw_seeds(11, np.arange(n))
+    steps = [[(0.25, 0)]] * 8
+    arr = np.tile([0, 20, 0, 3, 0], (8, 1))
+    whole = project_events(X0_5, qs, steps, seeds=seeds, inflow=arr, inflow_cv=0.3)
+    monkeypatch.setattr(E, "BLOCK_DRAW_STEPS", 8)  # one draw per block ...
+    monkeypatch.setattr(E, "MIN_BLOCK_DRAWS", 5)  # ... raised to 5: blocks of 5, last of 2
+    blocks = project_events(X0_5, qs, steps, seeds=seeds, inflow=arr, inflow_cv=0.3)
+    for name in ("stock", "events", "arrivals"):
+        assert np.array_equal(getattr(whole, name), getattr(blocks, name)), name
+
+
 def test_two_piece_generator_matches_chained_exponentials():
     """A cut at c inside the step: E[x_end] = x0 expm(Q1 c) expm(Q2 (h - c))."""
     q1 = migration5_q()

@@ -42,8 +42,10 @@ waves = [0, 1, 2, 3]
 jitter = 0.0
 initial = { a = 0.5, b = 0.3, c = 0.2 }
 """
-#: Replications of the pass/flag rates, respondents per panel, draws per check.
+#: Replications of the pass/flag rates, respondents per panel, draws per check. The
+#: default suite runs the first 12 replications; ``make validate`` all 50.
 N_REP, N_RESP, N_DRAWS = 50, 400, 200
+REPLICATIONS = [pytest.param(N_REP, marks=pytest.mark.validation), 12]
 
 
 def _spec(rates: dict[str, float]):
@@ -103,10 +105,11 @@ def test_triple_expected_matches_loop():
     np.testing.assert_array_equal(counts, ref_c)
 
 
-def test_markov_panel_passes(spec):
-    """A Markov panel fitted at its true rates: p >= 0.01 in at least 45 of 50 panels.
+@pytest.mark.parametrize("n_rep", REPLICATIONS)
+def test_markov_panel_passes(spec, n_rep):
+    """A Markov panel fitted at its true rates: p >= 0.01 in at least 90% of the panels.
 
-    Measured: 49 of 50 (98%) pass, median p 0.54.
+    Measured: 49 of 50 (98%) pass, median p 0.54; the first 12: 12 pass, median p 0.375.
     """
     ps = np.array(
         [
@@ -115,24 +118,25 @@ def test_markov_panel_passes(spec):
                 n_draws=N_DRAWS,
                 seed=r,
             ).ppp
-            for r in range(N_REP)
+            for r in range(n_rep)
         ]
     )
-    assert np.sum(ps >= 0.01) >= 45, ps
+    assert np.sum(ps >= 0.01) >= 0.9 * n_rep, ps
     assert 0.2 < np.median(ps) < 0.8, ps
 
 
-def test_mover_stayer_flagged(spec):
-    """40% stayers + movers at 3x, fitted at the pooled Markov MLE: p < 0.01 in >= 45 of 50.
+@pytest.mark.parametrize("n_rep", REPLICATIONS)
+def test_mover_stayer_flagged(spec, n_rep):
+    """40% stayers + movers at 3x, fitted at the pooled Markov MLE: p < 0.01 in >= 90%.
 
     Measured: 50 of 50 flagged.
     """
     ps = []
-    for r in range(N_REP):
+    for r in range(n_rep):
         panel = _mover_stayer(spec, 200 + r)
         tree = fake_fit(_spec(_pooled_mle(panel)), panel, spread=0.05, seed=r)
         ps.append(ppc_markov(tree, n_draws=N_DRAWS, seed=r).ppp)
-    assert np.sum(np.array(ps) < 0.01) >= 45, ps
+    assert np.sum(np.array(ps) < 0.01) >= 0.9 * n_rep, ps
 
 
 def test_run_checks_strict_outputs_and_report(spec, tmp_path):

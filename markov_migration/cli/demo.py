@@ -196,6 +196,8 @@ def _summaries(tree, out: Path, *, force: bool) -> None:
 #: About 650,000 emigrants who left since 2022 had not returned by July 2024 (DOMAIN.md).
 DEMO_STILL_ABROAD = 650_000
 DEMO_START, DEMO_HORIZON = 2024.5, 2035.0
+#: Projection draws (resampled from the fit's posterior draws).
+DEMO_PROJECTION_DRAWS = 1000
 #: The bundled working-age death series (models/exits/; docs/projection.md gives its source).
 DEMO_EXITS = "working-age-2022"
 
@@ -221,7 +223,7 @@ def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
         + " per person-year (docs/projection.md)"
     )
     kw = dict(
-        start=DEMO_START, horizon=DEMO_HORIZON, draws=1000, seed=seed, fit_file=fit_path,
+        start=DEMO_START, horizon=DEMO_HORIZON, draws=DEMO_PROJECTION_DRAWS, seed=seed, fit_file=fit_path,
         exit_rates=exits,
     )  # fmt: skip
     ds = project_fit(fit_path, InitialTotal(DEMO_STILL_ABROAD), scenarios=["ceasefire-2026"], **kw)

@@ -199,6 +199,11 @@ def batch_matrices(m, n_draws: int, name: str) -> np.ndarray:
     return m
 
 
+#: Draw-steps per call of a draws kernel (about 1-2 s on one core), and the least
+#: draws per call (numba's threads share a call's draws).
+BLOCK_DRAW_STEPS, MIN_BLOCK_DRAWS = 200_000, 16
+
+
 def run_schedule(kernel, m, x0, start, dur, gen, seeds, inflow, inflow_cv) -> ProjectedEvents:
     """Check stocks and inflows against ``m`` (D or 1, G, K, K); run a draws kernel on them.
 
@@ -226,10 +231,20 @@ def run_schedule(kernel, m, x0, start, dur, gen, seeds, inflow, inflow_cv) -> Pr
     stock = np.empty((n_draws, n_steps + 1, k), dtype=np.int64)
     events = np.zeros((n_draws, n_steps, k, k), dtype=np.int64)
     arrivals = np.zeros((n_draws, n_steps, k), dtype=np.int64)
-    if n_draws:
+    m, mean = np.ascontiguousarray(m), np.ascontiguousarray(mean)
+    # The draws in blocks of about BLOCK_DRAW_STEPS draw-steps: a numba call cannot be
+    # interrupted, so one call over every draw kept Ctrl-C waiting for up to 20 s. Each
+    # draw has its own seed, so the blocks give the same result as one call.
+    block = max(MIN_BLOCK_DRAWS, BLOCK_DRAW_STEPS // max(n_steps, 1))
+    for lo in range(0, n_draws, block):
+        hi = min(lo + block, n_draws)
+
+        def part(a, lo=lo, hi=hi):
+            return a if a.shape[0] == 1 else a[lo:hi]
+
         kernel(
-            x0, np.ascontiguousarray(m), start, dur, gen, fixed, np.ascontiguousarray(mean),
-            float(inflow_cv), seeds, stock, events, arrivals,
+            x0[lo:hi], part(m), start, dur, gen, part(fixed), part(mean), float(inflow_cv),
+            seeds[lo:hi], stock[lo:hi], events[lo:hi], arrivals[lo:hi],
         )  # fmt: skip
     return ProjectedEvents(stock=stock, events=events, arrivals=arrivals)
 
