@@ -1,0 +1,215 @@
+"""Exact expected calibration figures of a model, with or without latent phases.
+
+The figures of :data:`markov_migration.inputs.calibration.FIGURES` are shares a
+survey measures between its three waves. Their expected values follow from the
+joint distribution of the observed states at the three nominal waves: for every
+simulated host ``h`` (``[simulate.groups]``) with its hidden generator ``Q_h``
+and first-wave hidden distribution ``pi0_h``,
+
+    ``P(a, b, c) = sum_h sum_{i in a, j in b, l in c} pi0_h[i] P_h(g1)[i, j] P_h(g2)[j, l]``,
+
+with ``P_h(t) = expm(Q_h t)``, ``g1, g2`` the nominal gaps between the waves
+and ``i in a`` the hidden states (phases) of observed state ``a``. A plain model
+is the case of one phase per state. Attrition and late entry are independent of
+the states, so they change sample sizes, not expected shares.
+:func:`~markov_migration.inputs.calibration.wave_metrics` evaluates the panel
+figures on these ``K**3`` weighted observed triples, so there is no simulation
+noise. Model figures (one-year departures, the steady state) are computed on
+the hidden generator too: a departure within a year is ``1 - e_1' expm(T) 1``
+for the state's phase block ``T`` entered in its first phase.
+
+Examples
+--------
+>>> from markov_migration.inputs.spec import load_spec
+>>> from markov_migration.inputs.calibration_exact import expected_table
+>>> table = expected_table(load_spec("models/migration5_phases.toml"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy.linalg import expm
+
+from markov_migration.inputs.calibration import (
+    FIGURES,
+    HOST_DEPARTURE,
+    stationary_distribution,
+    wave_metrics,
+)
+from markov_migration.inputs.simulate_design import SimulationDesign, parse_design
+from markov_migration.inputs.spec import ModelSpec
+
+#: Host hazard ratios ``{(host, (from, to)): hr}`` on observed moves.
+Effects = dict[tuple[str, tuple[int, int]], float]
+
+
+@dataclass(frozen=True)
+class HiddenModel:
+    """A generator on hidden states with the observed state of each.
+
+    Attributes
+    ----------
+    q : numpy.ndarray, shape (K_h, K_h)
+        Hidden generator of the reference host (per time unit).
+    observed : numpy.ndarray of int, shape (K_h,)
+        Observed state of each hidden state (``arange(K)`` for a plain model).
+    initial : numpy.ndarray, shape (K_h,)
+        Hidden state distribution at the first wave.
+    """
+
+    q: np.ndarray
+    observed: np.ndarray
+    initial: np.ndarray
+
+    def hidden_of(self, state: int) -> np.ndarray:
+        """Hidden states (phases, in order) of an observed state."""
+        return np.flatnonzero(self.observed == state)
+
+
+def spec_model(spec: ModelSpec, design: SimulationDesign | None = None) -> HiddenModel:
+    """The model a file simulates: ``[simulate.latent_rates]`` if given, else ``[rates]``."""
+    design = parse_design(spec) if design is None else design
+    if design.latent is not None:
+        lat = design.latent
+        return HiddenModel(lat.q, lat.observed, lat.initial(design.initial))
+    return HiddenModel(spec.rate_matrix(), np.arange(spec.n_states), design.initial.copy())
+
+
+def host_generator(model: HiddenModel, effects: Effects, host: str | None) -> np.ndarray:
+    """``Q_h``: the hazard ratios of ``host``'s observed moves on their hidden moves."""
+    q = model.q.copy()
+    if host is None:
+        return q
+    np.fill_diagonal(q, 0.0)
+    for (level, (r, s)), hr in effects.items():
+        if level == host and r != s:
+            q[np.ix_(model.hidden_of(r), model.hidden_of(s))] *= hr
+    np.fill_diagonal(q, -q.sum(axis=1))
+    return q
+
+
+def wave_distribution(
+    model: HiddenModel, design: SimulationDesign, effects: Effects | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact joint distribution of the observed states at the first three nominal waves.
+
+    Parameters
+    ----------
+    model : HiddenModel
+    design : SimulationDesign
+        Waves and ``[simulate.groups]`` (host shares by first-wave state).
+    effects : dict, optional
+        Host hazard ratios (default: the fixed ``[simulate.groups] effects``).
+
+    Returns
+    -------
+    triples : numpy.ndarray of int, shape (K**3, 3)
+        Every observed state triple.
+    weights : numpy.ndarray, shape (K**3,)
+        Their probabilities (sum 1).
+    """
+    k = int(model.observed.max()) + 1
+    onehot = (model.observed[:, None] == np.arange(k)[None, :]).astype(float)
+    gaps = np.diff(design.waves)[:2]
+    groups = design.groups
+    if effects is None:
+        effects = dict(groups.effects) if groups is not None else {}
+    levels = groups.levels if groups is not None else (None,)
+    joint = np.zeros((k, k, k))
+    for j, host in enumerate(levels):
+        share = np.ones(k) if host is None else groups.shares[:, j]
+        qh = host_generator(model, effects, host)
+        p1, p2 = expm(qh * gaps[0]), expm(qh * gaps[1])
+        pi0 = model.initial * share[model.observed]
+        # P(a, b, c) = sum over the hidden state j at wave 2 (a phase of b) of
+        # [observed a at wave 1, hidden j at wave 2] * P2(j, phases of c)
+        a_to_hidden = (pi0[:, None] * onehot).T @ p1  # (K, K_h)
+        for b in range(k):
+            hb = model.hidden_of(b)
+            joint[:, b, :] += a_to_hidden[:, hb] @ p2[hb] @ onehot
+    triples = np.array(list(itertools.product(range(k), repeat=3)), dtype=np.int64)
+    return triples, joint[triples[:, 0], triples[:, 1], triples[:, 2]]
+
+
+def departure_within(q: np.ndarray, hidden: np.ndarray, t: float = 1.0) -> float:
+    """Probability of leaving a state within ``t`` after entering its first phase."""
+    block = q[np.ix_(hidden, hidden)]
+    return float(1.0 - expm(block * t)[0].sum())
+
+
+def stationary_return(spec: ModelSpec, model: HiddenModel) -> float:
+    """Steady-state share of those outside home who are home one year later."""
+    home = np.isin(model.observed, [spec.index(h) for h in spec.home])
+    if not home.any():
+        return math.nan
+    pi, p1 = stationary_distribution(model.q), expm(model.q)
+    out = ~home
+    return float(pi[out] @ p1[np.ix_(out, home)].sum(axis=1) / pi[out].sum())
+
+
+def expected_figures(
+    spec: ModelSpec,
+    model: HiddenModel | None = None,
+    design: SimulationDesign | None = None,
+    effects: Effects | None = None,
+) -> dict[str, float]:
+    """Exact expected value of every figure of :data:`FIGURES` (and host departures).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    model : HiddenModel, optional
+        Default: the model file's own (:func:`spec_model`).
+    design : SimulationDesign, optional
+        Default: the model file's ``[simulate]`` table.
+    effects : dict, optional
+        Host hazard ratios (default: the fixed ``[simulate.groups] effects``).
+
+    Returns
+    -------
+    dict of str to float
+        Keyed as :func:`~markov_migration.inputs.calibration.calibration_metrics`.
+    """
+    design = parse_design(spec) if design is None else design
+    model = spec_model(spec, design) if model is None else model
+    if effects is None:
+        effects = dict(design.groups.effects) if design.groups is not None else {}
+    m = wave_metrics(spec, *wave_distribution(model, design, effects))
+    for name, key in (("transit", "transit_departure"), ("abroad", "settled_departure")):
+        m[key] = (
+            departure_within(model.q, model.hidden_of(spec.index(name)))
+            if name in spec.states
+            else math.nan
+        )
+    m["stationary_return"] = stationary_return(spec, model)
+    levels = design.groups.levels if design.groups is not None else ()
+    for host, (state, *_rest) in HOST_DEPARTURE.items():
+        if host in levels and state in spec.states:
+            qh = host_generator(model, effects, host)
+            m[f"host:{host}"] = departure_within(qh, model.hidden_of(spec.index(state)))
+    return m
+
+
+def expected_table(spec: ModelSpec, model: HiddenModel | None = None) -> pd.DataFrame:
+    """Target, exact expected value, tolerance and pass for every figure of a model file.
+
+    The same rows as :func:`~markov_migration.inputs.calibration.calibration_table`
+    with ``expected`` in place of ``simulated``.
+    """
+    m = expected_figures(spec, model)
+    rows = [(f.key, f.figure, f.source, f.target, m.get(f.key, math.nan), f.low, f.high)
+            for f in FIGURES]  # fmt: skip
+    for host, (state, target, low, high) in HOST_DEPARTURE.items():
+        if f"host:{host}" in m:
+            figure = f"left {host} ({state}) within a year"
+            rows.append((f"host:{host}", figure, "model", target, m[f"host:{host}"], low, high))
+    cols = ["key", "figure", "source", "target", "expected", "low", "high"]
+    table = pd.DataFrame(rows, columns=cols)
+    value = table["expected"].to_numpy(dtype=float)
+    table["pass"] = (value >= table["low"].to_numpy()) & (value <= table["high"].to_numpy())
+    return table
