@@ -279,7 +279,19 @@ def wave_metrics(
 
 
 def model_metrics(spec: ModelSpec) -> dict[str, float]:
-    """Model figures of :data:`FIGURES` (and host departures) from the ``[rates]`` table."""
+    """Model figures of :data:`FIGURES` (and host departures) from the ``[rates]`` table.
+
+    A phased model with ``[simulate.latent_rates]`` uses its hidden generator
+    (:func:`markov_migration.inputs.calibration_exact.expected_figures`).
+    """
+    from markov_migration.inputs.simulate_design import parse_design
+
+    if parse_design(spec).latent is not None:
+        from markov_migration.inputs.calibration_exact import expected_figures
+
+        exact = expected_figures(spec)
+        keys = ("transit_departure", "settled_departure", "stationary_return")
+        return {k: v for k, v in exact.items() if k in keys or k.startswith("host:")}
     q = spec.rate_matrix()
     m: dict[str, float] = {}
     for name, key in (("transit", "transit_departure"), ("abroad", "settled_departure")):

@@ -228,7 +228,8 @@ def simulate_paths_for_spec(
     off = ~np.eye(q0.shape[0], dtype=bool)
     q = np.where(off, q0, 0.0)[None, None] * np.exp(log_hr)[:, None] * period_hr[None]
     q[..., ~off] = 0.0
-    q[..., np.arange(k), np.arange(k)] = -q.sum(axis=-1)
+    diag = np.arange(q0.shape[0])
+    q[..., diag, diag] = -q.sum(axis=-1)
 
     # Interview dates, late entry and attrition.
     waves_arr = np.asarray(design.waves)
