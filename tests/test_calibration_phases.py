@@ -184,3 +184,34 @@ def test_bad_latent_tables_are_one_line_spec_errors(edit, message):
     with pytest.raises(SpecError, match=needle.replace("[", r"\[").replace("]", r"\]")) as err:
         parse_design(parse_spec(text))
     assert "\n" not in str(err.value)
+
+
+def test_expected_returnees_match_simulated_paths():
+    """Exact stock, return events and ever returned vs 40,000 simulated hidden paths."""
+    from markov_migration.core.simulate import simulate_paths
+    from markov_migration.inputs.calibration_exact import expected_returnees
+
+    top = 'states = ["away", "home", "dead"]'
+    spec = parse_spec(TOY.replace(top, top + '\nhome = ["home"]'))
+    lat = parse_design(spec).latent
+    got = expected_returnees(spec, abroad=1.0, start=0.0, horizons=(2.0,)).iloc[0]
+    n = 40_000  # everyone starts 'away' at 0 (the home states start empty)
+    paths = simulate_paths(
+        lat.q[None, None], np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64),
+        np.zeros(n), np.full((n, 1), 2.0), seed=5, history=True,
+    )  # fmt: skip
+    home = np.isin(lat.observed, [1])
+    final = paths.observed[:, 0]
+    returns = np.zeros(n)
+    for i in range(n):
+        seq = paths.history_state[paths.history_ptr[i] : paths.history_ptr[i + 1]]
+        returns[i] = np.sum(~home[seq[:-1]] & home[seq[1:]])
+    checks = {
+        "returned": home[final].astype(float),
+        "ever_returned": (returns > 0).astype(float),
+        "cumulative_returns": returns,
+    }
+    for key, x in checks.items():
+        se = x.std() / math.sqrt(n)
+        assert abs(x.mean() - got[key]) < 4.5 * se, (key, x.mean(), got[key])
+    assert got["returned"] == pytest.approx(got["phase_1"] + got["phase_2"])

@@ -213,3 +213,92 @@ def expected_table(spec: ModelSpec, model: HiddenModel | None = None) -> pd.Data
     value = table["expected"].to_numpy(dtype=float)
     table["pass"] = (value >= table["low"].to_numpy()) & (value <= table["high"].to_numpy())
     return table
+
+
+def expected_returnees(
+    spec: ModelSpec,
+    model: HiddenModel | None = None,
+    *,
+    abroad: float = 650_000.0,
+    start: float = 2024.5,
+    horizons: tuple[float, ...] = (2030.0, 2035.0),
+    design: SimulationDesign | None = None,
+    effects: Effects | None = None,
+) -> pd.DataFrame:
+    """Expected returnees of ``abroad`` emigrants from ``start`` on, exactly (no deaths).
+
+    The population is the calibrated one: every host's first-wave distribution
+    carried from the first wave to ``start`` with ``expm(Q_h (start - w1))``;
+    its states outside home are scaled to ``abroad`` persons, and the home
+    states start empty (as the demo's ``project`` from 650,000 still abroad in
+    July 2024). For each host, with ``x0`` its persons at ``start`` and ``T``
+    the time to a horizon:
+
+    - stock in a home state (and in each of its phases): ``x0 expm(Q_h T)``;
+    - expected return events (moves from outside home into home, a phase
+      progression is none): ``x0 [int_0^T expm(Q_h s) ds] r``, ``r_i = sum_{j
+      home} Q_h[i, j]``, with the integral from the Van Loan block matrix
+      ``expm([[Q_h, I], [0, 0]] T)``;
+    - ever returned: ``x0 expm(Q_abs T) 1_home`` with home made absorbing.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    model : HiddenModel, optional
+        Default: the file's own (:func:`spec_model`).
+    abroad : float
+        Persons outside home at ``start``.
+    start : float
+        Start of the projection (time units, e.g. 2024.5).
+    horizons : tuple of float
+        Times at which to report (time units).
+    design : SimulationDesign, optional
+    effects : dict, optional
+        Host hazard ratios (default: ``[simulate.groups] effects``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per horizon: ``time``, ``returned`` (stock in home states),
+        ``returned_<phase>`` per hidden home state when phased,
+        ``cumulative_returns``, ``ever_returned``, ``abroad`` (stock outside home).
+    """
+    design = parse_design(spec) if design is None else design
+    model = spec_model(spec, design) if model is None else model
+    groups = design.groups
+    if effects is None:
+        effects = dict(groups.effects) if groups is not None else {}
+    levels = groups.levels if groups is not None else (None,)
+    home = np.isin(model.observed, [spec.index(h) for h in spec.home])
+    k = model.observed.size
+    names = [f"phase_{i + 1}" for i in range(int(home.sum()))] if home.sum() > 1 else []
+    x_start, gens = [], []
+    for j, host in enumerate(levels):
+        share = np.ones(spec.n_states) if host is None else groups.shares[:, j]
+        qh = host_generator(model, effects, host)
+        x = (model.initial * share[model.observed]) @ expm(qh * (start - design.waves[0]))
+        x_start.append(np.where(home, 0.0, x))
+        gens.append(qh)
+    scale = abroad / sum(float(x.sum()) for x in x_start)
+    rows = []
+    for t in horizons:
+        tt = t - start
+        out = dict.fromkeys(["returned", "cumulative_returns", "ever_returned", "abroad"], 0.0)
+        out.update(dict.fromkeys(names, 0.0))
+        for x, qh in zip(x_start, gens, strict=True):
+            x0 = x * scale
+            stock = x0 @ expm(qh * tt)
+            out["returned"] += float(stock[home].sum())
+            out["abroad"] += float(stock[~home].sum())
+            for name, h in zip(names, np.flatnonzero(home), strict=False):
+                out[name] += float(stock[h])
+            block = np.zeros((2 * k, 2 * k))
+            block[:k, :k], block[:k, k:] = qh, np.eye(k)
+            integral = expm(block * tt)[:k, k:]
+            r = np.where(home, 0.0, qh[:, home].sum(axis=1))
+            out["cumulative_returns"] += float(x0 @ integral @ r)
+            q_abs = qh.copy()
+            q_abs[home] = 0.0
+            out["ever_returned"] += float((x0 @ expm(q_abs * tt))[home].sum())
+        rows.append({"time": t, **out})
+    return pd.DataFrame(rows)
