@@ -38,7 +38,8 @@ from scipy.linalg import expm
 from markov_migration.inputs.calibration import (
     FIGURES,
     HOST_DEPARTURE,
-    stationary_distribution,
+    hidden_model_metrics,
+    host_generator,
     wave_metrics,
 )
 from markov_migration.inputs.simulate_design import SimulationDesign, parse_design
@@ -80,19 +81,6 @@ def spec_model(spec: ModelSpec, design: SimulationDesign | None = None) -> Hidde
     return HiddenModel(spec.rate_matrix(), np.arange(spec.n_states), design.initial.copy())
 
 
-def host_generator(model: HiddenModel, effects: Effects, host: str | None) -> np.ndarray:
-    """``Q_h``: the hazard ratios of ``host``'s observed moves on their hidden moves."""
-    q = model.q.copy()
-    if host is None:
-        return q
-    np.fill_diagonal(q, 0.0)
-    for (level, (r, s)), hr in effects.items():
-        if level == host and r != s:
-            q[np.ix_(model.hidden_of(r), model.hidden_of(s))] *= hr
-    np.fill_diagonal(q, -q.sum(axis=1))
-    return q
-
-
 def wave_distribution(
     model: HiddenModel, design: SimulationDesign, effects: Effects | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +111,7 @@ def wave_distribution(
     joint = np.zeros((k, k, k))
     for j, host in enumerate(levels):
         share = np.ones(k) if host is None else groups.shares[:, j]
-        qh = host_generator(model, effects, host)
+        qh = host_generator(model.q, model.observed, effects, host)
         p1, p2 = expm(qh * gaps[0]), expm(qh * gaps[1])
         pi0 = model.initial * share[model.observed]
         # P(a, b, c) = sum over the hidden state j at wave 2 (a phase of b) of
@@ -134,22 +122,6 @@ def wave_distribution(
             joint[:, b, :] += a_to_hidden[:, hb] @ p2[hb] @ onehot
     triples = np.array(list(itertools.product(range(k), repeat=3)), dtype=np.int64)
     return triples, joint[triples[:, 0], triples[:, 1], triples[:, 2]]
-
-
-def departure_within(q: np.ndarray, hidden: np.ndarray, t: float = 1.0) -> float:
-    """Probability of leaving a state within ``t`` after entering its first phase."""
-    block = q[np.ix_(hidden, hidden)]
-    return float(1.0 - expm(block * t)[0].sum())
-
-
-def stationary_return(spec: ModelSpec, model: HiddenModel) -> float:
-    """Steady-state share of those outside home who are home one year later."""
-    home = np.isin(model.observed, [spec.index(h) for h in spec.home])
-    if not home.any():
-        return math.nan
-    pi, p1 = stationary_distribution(model.q), expm(model.q)
-    out = ~home
-    return float(pi[out] @ p1[np.ix_(out, home)].sum(axis=1) / pi[out].sum())
 
 
 def expected_figures(
@@ -180,18 +152,8 @@ def expected_figures(
     if effects is None:
         effects = dict(design.groups.effects) if design.groups is not None else {}
     m = wave_metrics(spec, *wave_distribution(model, design, effects))
-    for name, key in (("transit", "transit_departure"), ("abroad", "settled_departure")):
-        m[key] = (
-            departure_within(model.q, model.hidden_of(spec.index(name)))
-            if name in spec.states
-            else math.nan
-        )
-    m["stationary_return"] = stationary_return(spec, model)
     levels = design.groups.levels if design.groups is not None else ()
-    for host, (state, *_rest) in HOST_DEPARTURE.items():
-        if host in levels and state in spec.states:
-            qh = host_generator(model, effects, host)
-            m[f"host:{host}"] = departure_within(qh, model.hidden_of(spec.index(state)))
+    m.update(hidden_model_metrics(spec, model.q, model.observed, effects, levels))
     return m
 
 
@@ -275,7 +237,7 @@ def expected_returnees(
     x_start, gens = [], []
     for j, host in enumerate(levels):
         share = np.ones(spec.n_states) if host is None else groups.shares[:, j]
-        qh = host_generator(model, effects, host)
+        qh = host_generator(model.q, model.observed, effects, host)
         x = (model.initial * share[model.observed]) @ expm(qh * (start - design.waves[0]))
         x_start.append(np.where(home, 0.0, x))
         gens.append(qh)
