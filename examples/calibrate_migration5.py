@@ -30,6 +30,12 @@ Method (docs/calibration.md has the full account)
 4. The fitted rates are rounded to two decimals (one above 1 a year) and written into
    ``models/migration5.toml``; the table below then checks them on an actual simulated
    panel of 8,500 respondents (seed 2024, the example panel).
+5. ``--phases`` does the same for ``models/migration5_phases.toml`` (``[phases] returned
+   = 2``): the figures are computed exactly on the hidden generator (six hidden states,
+   summed to the observed states; ``markov_migration.inputs.calibration_exact``), the
+   13 hidden intensities, the first-wave split and the short-stay share of the first-wave
+   returnees are fitted, the new hidden moves pulled towards ``GUESS_PHASES``; the result
+   goes to ``[simulate.latent_rates]`` and ``initial_phases``.
 """
 
 from __future__ import annotations
