@@ -215,3 +215,24 @@ def test_expected_returnees_match_simulated_paths():
         se = x.std() / math.sqrt(n)
         assert abs(x.mean() - got[key]) < 4.5 * se, (key, x.mean(), got[key])
     assert got["returned"] == pytest.approx(got["phase_1"] + got["phase_2"])
+
+
+@pytest.mark.slow
+def test_phase_calibration_rederives_the_file():
+    """examples/calibrate_migration5.py --phases --fit gives the file's rates (rounded)."""
+    import importlib.util
+
+    path = ROOT / "examples" / "calibrate_migration5.py"
+    if not path.exists():
+        pytest.skip("examples/ is not shipped with an installed package")
+    mod_spec = importlib.util.spec_from_file_location("calibrate_migration5", path)
+    cal = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(cal)
+    spec = load_spec(PHASES)
+    rates, initial, _figures = cal.fit(spec)
+    q = parse_design(spec).latent
+    index = {name: i for i, name in enumerate(q.names)}
+    for label, value in rates.items():
+        a, b = label.split("->")
+        assert q.q[index[a], index[b]] == cal.round_rate(value), label
+    assert round(initial["first_phase"], 2) == q.split[index["returned_1"]]
