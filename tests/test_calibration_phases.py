@@ -236,3 +236,32 @@ def test_phase_calibration_rederives_the_file():
         a, b = label.split("->")
         assert q.q[index[a], index[b]] == cal.round_rate(value), label
     assert round(initial["first_phase"], 2) == q.split[index["returned_1"]]
+
+
+def test_numeric_covariate_acts_on_every_hidden_exit():
+    """A per-unit hazard ratio on 'home->away' multiplies both phases' exits, not settling."""
+    text = TOY.replace(
+        "[simulate.latent_rates]",
+        '[simulate.covariates.x]\nnormal = { mean = 0, sd = 1 }\neffects = { "home->away" = 4.0 }\n'
+        "\n[simulate.latent_rates]",
+    )
+    spec = parse_spec(text)
+    n = 20_000
+    sim = simulate_paths_for_spec(spec, n, seed=3, history=False)
+    lat = sim.design.latent
+    x = sim.subjects["x"].to_numpy()
+    x0 = lat.initial(sim.design.initial)
+    onehot = (lat.observed[:, None] == np.arange(3)[None, :]).astype(float)
+    t = sim.design.waves[2] - sim.design.waves[0]
+    p = np.empty((n, 3))
+    for i in range(n):
+        q = lat.q.copy()
+        q[[1, 2], 0] *= 4.0 ** x[i]  # home_1->away and home_2->away; home_1->home_2 unchanged
+        np.fill_diagonal(q, 0.0)
+        np.fill_diagonal(q, -q.sum(axis=1))
+        p[i] = x0 @ expm(q * t) @ onehot
+    states = wave_states(spec, sim.panel)[:, 2]
+    for s in range(3):
+        observed, expected = np.sum(states == s), p[:, s].sum()
+        z = (observed - expected) / math.sqrt(np.sum(p[:, s] * (1 - p[:, s])))
+        assert abs(z) < 4.5, (s, observed, expected)
