@@ -5,6 +5,8 @@ Usage (from the repository root)::
     python examples/calibrate_migration5.py            # table: target / simulated / pass
     python examples/calibrate_migration5.py --fit      # re-derive [rates] and host effects
     python examples/calibrate_migration5.py --write    # also rewrite examples/outrush_synthetic.csv
+    python examples/calibrate_migration5.py --phases --fit   # the phase-type variant
+                                                   # (models/migration5_phases.toml) next to it
 
 Method (docs/calibration.md has the full account)
 -------------------------------------------------
@@ -28,33 +30,35 @@ Method (docs/calibration.md has the full account)
 4. The fitted rates are rounded to two decimals (one above 1 a year) and written into
    ``models/migration5.toml``; the table below then checks them on an actual simulated
    panel of 8,500 respondents (seed 2024, the example panel).
+5. ``--phases`` does the same for ``models/migration5_phases.toml`` (``[phases] returned
+   = 2``): the figures are computed exactly on the hidden generator (six hidden states,
+   summed to the observed states; ``markov_migration.inputs.calibration_exact``), the
+   13 hidden intensities, the first-wave split and the short-stay share of the first-wave
+   returnees are fitted, the new hidden moves pulled towards ``GUESS_PHASES``; the result
+   goes to ``[simulate.latent_rates]`` and ``initial_phases``.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.linalg import expm
 from scipy.optimize import least_squares
 
-from markov_migration.inputs.calibration import (
-    HOST_DEPARTURE,
-    calibration_table,
-    stationary_distribution,
-    wave_metrics,
-)
+from markov_migration.inputs.calibration import HOST_DEPARTURE, calibration_table
+from markov_migration.inputs.calibration_exact import HiddenModel, expected_figures
 from markov_migration.inputs.simulate import simulate_panel
 from markov_migration.inputs.simulate_design import parse_design
+from markov_migration.inputs.simulate_phases import latent_labels
 from markov_migration.inputs.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "migration5.toml"
+PHASE_MODEL = ROOT / "models" / "migration5_phases.toml"
 PANEL = ROOT / "examples" / "outrush_synthetic.csv"
 #: Seed and size of the example panel (examples/README.md).
 SEED = 2024
@@ -70,6 +74,12 @@ GUESS = {
     "returned->reemigrated": 2.0,
     "reemigrated->returned": 0.30, "reemigrated->swing": 0.30,
 }  # fmt: skip
+#: Guesses for the hidden moves of ``returned = 2`` that have no plain counterpart, written
+#: down before fitting: about a sixth of returnees settle (0.5 a year against 2.5 of leaving
+#: again), settled returnees leave about as rarely as settled emigrants (0.1 a year), and
+#: the returnees of Mar-Sep 2022 (back for at most half a year) are mostly still short-stay.
+GUESS_PHASES = {"returned_1->returned_2": 0.5, "returned_2->reemigrated": 0.1}
+GUESS_FIRST_PHASE = 0.9
 #: First-wave shares guessed from the survey reports (returned is published: 16%).
 GUESS_INITIAL = {"abroad": 0.36, "transit": 0.34, "swing": 0.14, "returned": 0.16}
 #: Weight of the pull towards GUESS (per unit of log-rate) and towards GUESS_INITIAL.
@@ -92,86 +102,98 @@ FIT_TARGETS = {
 }
 
 
-def generator(spec, rates: np.ndarray) -> np.ndarray:
-    """Build the generator Q (K, K) from intensities in the order of spec.transitions."""
-    q = np.zeros((spec.n_states, spec.n_states))
-    for (r, s), v in zip(spec.transitions, rates, strict=True):
-        q[r, s] = v
+def rate_labels(spec) -> list[str]:
+    """Free intensities: the observed transitions, or the hidden moves of a phased model."""
+    if spec.observation.phases:
+        return latent_labels(spec)[2]
+    return list(spec.transition_labels)
+
+
+def hidden_model(spec, rates: np.ndarray, initial: np.ndarray, first_phase: float) -> HiddenModel:
+    """Generator on the hidden states (one per state without phases), first-wave shares."""
+    if spec.observation.phases:
+        names, observed, labels = latent_labels(spec)
+    else:
+        names, observed, labels = spec.states, np.arange(spec.n_states), rate_labels(spec)
+    index = {name: i for i, name in enumerate(names)}
+    q = np.zeros((len(names), len(names)))
+    for lab, v in zip(labels, rates, strict=True):
+        a, b = lab.split("->")
+        q[index[a], index[b]] = v
     np.fill_diagonal(q, -q.sum(axis=1))
-    return q
+    split = np.ones(len(names))
+    for r in np.unique(observed):
+        hidden = np.flatnonzero(observed == r)
+        if hidden.size == 2:
+            split[hidden] = [first_phase, 1 - first_phase]
+    return HiddenModel(q, observed, initial[observed] * split)
 
 
-def host_ratio(q: np.ndarray, spec, host: str) -> tuple[int, float]:
-    """State of a host and the hazard ratio giving it its published departure share."""
-    state, target, _low, _high = HOST_DEPARTURE[host]
-    r = spec.index(state)
-    return r, -math.log1p(-target) / -q[r, r]
+def host_effects(spec, model: HiddenModel) -> dict:
+    """Hazard ratios giving every host its published departure share (its state unphased)."""
+    effects = {}
+    for host, (state, target, _low, _high) in HOST_DEPARTURE.items():
+        r = spec.index(state)
+        (h,) = model.hidden_of(r)
+        hr = -math.log1p(-target) / -model.q[h, h]
+        for rr, s in spec.transitions:
+            if rr == r:
+                effects[(host, (r, s))] = hr
+    return effects
 
 
-def expected_figures(spec, design, rates: np.ndarray, initial: np.ndarray) -> dict[str, float]:
-    """Exact expected figures for given rates and first-wave shares (nominal wave gaps)."""
-    q = generator(spec, rates)
-    k = spec.n_states
-    gaps = np.diff(design.waves)[:2]
-    triples = np.array(list(itertools.product(range(k), repeat=3)))
-    weight = np.zeros(len(triples))
-    levels = design.groups.levels if design.groups is not None else (None,)
-    for j, host in enumerate(levels):
-        qh = q.copy()
-        share = np.ones(k) if host is None else design.groups.shares[:, j]
-        if host in HOST_DEPARTURE:
-            r, hr = host_ratio(q, spec, host)
-            qh[r] *= hr
-        p1, p2 = expm(qh * gaps[0]), expm(qh * gaps[1])
-        pi0 = initial * share
-        a, b, c = triples.T
-        weight += pi0[a] * p1[a, b] * p2[b, c]
-    m = wave_metrics(spec, triples, weight)
-    t, s = spec.index("transit"), spec.index("abroad")
-    m["transit_departure"] = 1 - math.exp(q[t, t])
-    m["settled_departure"] = 1 - math.exp(q[s, s])
-    home = [spec.index(h) for h in spec.home]
-    out = [i for i in range(k) if i not in home]
-    pi, p = stationary_distribution(q), expm(q)
-    m["stationary_return"] = float(pi[out] @ p[np.ix_(out, home)].sum(axis=1) / pi[out].sum())
-    return m
+def guess_of(label: str) -> float:
+    """Domain guess of an intensity; hidden entry/first-phase moves share the plain guess."""
+    if label in GUESS_PHASES:
+        return GUESS_PHASES[label]
+    return GUESS[label.replace("_1", "")]
 
 
-def fit(spec) -> tuple[dict[str, float], dict[str, float], dict[str, float]]:
-    """Least-squares rates and first-wave shares; returns (rates, initial, figures)."""
+def fit(spec, targets=None):
+    """Least-squares rates, first-wave shares and phase split; returns (rates, initial, figures).
+
+    ``targets`` overrides :data:`FIT_TARGETS` (target, half-width by figure key).
+    """
+    targets = FIT_TARGETS if targets is None else targets
     design = parse_design(spec)
-    labels = spec.transition_labels
+    labels = rate_labels(spec)
+    n = len(labels)
+    phased = bool(spec.observation.phases)
     free = ["abroad", "transit", "swing"]
     fixed_home = GUESS_INITIAL["returned"]
-    guess = np.log([GUESS[lab] for lab in labels])
+    guess = np.log([guess_of(lab) for lab in labels])
     guess_split = np.log([GUESS_INITIAL[s] / GUESS_INITIAL["swing"] for s in free[:2]])
+    guess_phase = [math.log(GUESS_FIRST_PHASE / (1 - GUESS_FIRST_PHASE))] if phased else []
 
     def unpack(x):
-        rates = np.exp(x[: len(labels)])
-        a = np.r_[np.exp(x[len(labels) :]), 1.0]
+        rates = np.exp(x[:n])
+        a = np.r_[np.exp(x[n : n + 2]), 1.0]
         initial = np.zeros(spec.n_states)
         initial[[spec.index(s) for s in free]] = a / a.sum() * (1 - fixed_home)
         initial[spec.index("returned")] = fixed_home
-        return rates, initial
+        first_phase = 1 / (1 + math.exp(-x[n + 2])) if phased else 1.0
+        return rates, initial, first_phase
+
+    def figures(x):
+        model = hidden_model(spec, *unpack(x))
+        return expected_figures(spec, model, design, host_effects(spec, model))
 
     def residuals(x):
-        rates, initial = unpack(x)
-        m = expected_figures(spec, design, rates, initial)
-        fit_part = [(m[key] - t) / hw for key, (t, hw) in FIT_TARGETS.items()]
+        m = figures(x)
+        fit_part = [(m[key] - t) / hw for key, (t, hw) in targets.items()]
         return np.r_[
             fit_part,
-            PRIOR_WEIGHT * (x[: len(labels)] - guess),
-            INITIAL_WEIGHT * (x[len(labels) :] - guess_split),
+            PRIOR_WEIGHT * (x[:n] - guess),
+            INITIAL_WEIGHT * (x[n : n + 2] - guess_split),
+            INITIAL_WEIGHT * (x[n + 2 :] - guess_phase),
         ]
 
-    result = least_squares(residuals, np.r_[guess, guess_split])
-    rates, initial = unpack(result.x)
-    figures = expected_figures(spec, design, rates, initial)
-    return (
-        dict(zip(labels, rates, strict=True)),
-        {s: float(initial[spec.index(s)]) for s in spec.states},
-        figures,
-    )
+    result = least_squares(residuals, np.r_[guess, guess_split, guess_phase])
+    rates, initial, first_phase = unpack(result.x)
+    initial_shares = {s: float(initial[spec.index(s)]) for s in spec.states}
+    if phased:
+        initial_shares["first_phase"] = first_phase
+    return dict(zip(labels, rates, strict=True)), initial_shares, figures(result.x)
 
 
 def round_rate(x: float) -> float:
@@ -184,25 +206,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fit", action="store_true", help="re-derive [rates] and host effects")
     parser.add_argument("--write", action="store_true", help=f"rewrite {PANEL.name}")
+    parser.add_argument(
+        "--phases", action="store_true", help=f"the phase-type variant {PHASE_MODEL.name}"
+    )
     args = parser.parse_args(argv)
     pd.set_option("display.width", 160)
     pd.set_option("display.max_colwidth", 70)
-    spec = load_spec(MODEL)
+    spec = load_spec(PHASE_MODEL if args.phases else MODEL)
+    if args.phases and args.write:
+        parser.error("--write rewrites the plain example panel; not with --phases")
 
     if args.fit:
         rates, initial, figures = fit(spec)
-        print("Fitted [rates] (exact, then rounded as in the model file):")
+        table = "[simulate.latent_rates]" if args.phases else "[rates]"
+        print(f"Fitted {table} (exact, then rounded as in the model file):")
         for lab, v in rates.items():
             print(f'"{lab}" = {round_rate(v)}    # fitted {v:.4f}')
         print("initial =", {s: round(v, 3) for s, v in initial.items()})
         print("\nExpected figures at the fitted rates (no simulation noise):")
         for key, (target, hw) in FIT_TARGETS.items():
             print(f"  {key:26s} target {target:5.3f} +- {hw:4.2f}   expected {figures[key]:.3f}")
-        q = generator(spec, np.array([round_rate(v) for v in rates.values()]))
+        first = initial.get("first_phase", 1.0)
+        shares = np.array([initial[s] for s in spec.states])
+        rounded = np.array([round_rate(v) for v in rates.values()])
+        model = hidden_model(spec, rounded, shares, first)
         print("\n[simulate.groups.effects] for the rounded rates:")
-        for host in HOST_DEPARTURE:
-            r, hr = host_ratio(q, spec, host)
-            print(f'"{host}:{spec.states[r]}->*" = {hr:.3f}')
+        done = set()
+        for (host, (r, _s)), hr in host_effects(spec, model).items():
+            if host not in done:
+                done.add(host)
+                print(f'"{host}:{spec.states[r]}->*" = {hr:.3f}')
         print()
 
     panel = simulate_panel(spec, N_RESPONDENTS, seed=SEED)

@@ -278,8 +278,91 @@ def wave_metrics(
     return m
 
 
+def host_generator(q: np.ndarray, observed: np.ndarray, effects: dict, host: str | None):
+    """Generator of a host: its hazard ratios of observed moves on their hidden moves.
+
+    Parameters
+    ----------
+    q : numpy.ndarray, shape (K_h, K_h)
+        Reference generator on the hidden states (the observed ones without phases).
+    observed : numpy.ndarray of int, shape (K_h,)
+        Observed state of each hidden state.
+    effects : dict of (str, (int, int)) to float
+        Hazard ratios ``{(host, (from, to)): hr}`` of observed moves.
+    host : str or None
+        None: the reference host.
+    """
+    q = np.array(q, dtype=float)
+    if host is None:
+        return q
+    np.fill_diagonal(q, 0.0)
+    for (level, (r, s)), hr in effects.items():
+        if level == host and r != s:
+            q[np.ix_(np.flatnonzero(observed == r), np.flatnonzero(observed == s))] *= hr
+    np.fill_diagonal(q, -q.sum(axis=1))
+    return q
+
+
+def departure_within(q: np.ndarray, hidden: np.ndarray, t: float = 1.0) -> float:
+    """Probability of leaving a state within ``t`` after entering its first phase.
+
+    ``1 - e_1' expm(T t) 1`` for the state's phase block ``T`` (``1 - exp(q_rr t)``
+    without phases).
+    """
+    block = np.asarray(q)[np.ix_(hidden, hidden)]
+    return float(1.0 - expm(block * t)[0].sum())
+
+
+def hidden_model_metrics(
+    spec: ModelSpec, q: np.ndarray, observed: np.ndarray, effects: dict, levels
+) -> dict[str, float]:
+    """Model figures of :data:`FIGURES` and host departures from a hidden generator.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    q : numpy.ndarray, shape (K_h, K_h)
+        Generator of the reference host on the hidden states.
+    observed : numpy.ndarray of int, shape (K_h,)
+        Observed state of each hidden state (``arange(K)`` without phases).
+    effects : dict
+        Host hazard ratios ``{(host, (from, to)): hr}``.
+    levels : sequence of str
+        Simulated hosts (those of :data:`HOST_DEPARTURE` among them are reported).
+    """
+    observed = np.asarray(observed)
+    m: dict[str, float] = {}
+    for name, key in (("transit", "transit_departure"), ("abroad", "settled_departure")):
+        m[key] = math.nan
+        if name in spec.states:
+            m[key] = departure_within(q, np.flatnonzero(observed == spec.index(name)))
+    home = np.isin(observed, [spec.index(h) for h in spec.home])
+    m["stationary_return"] = math.nan
+    if home.any():
+        pi, p1 = stationary_distribution(q), expm(q)
+        out = ~home
+        m["stationary_return"] = float(pi[out] @ p1[np.ix_(out, home)].sum(axis=1) / pi[out].sum())
+    for host, (state, *_rest) in HOST_DEPARTURE.items():
+        if host in levels and state in spec.states:
+            qh = host_generator(q, observed, effects, host)
+            m[f"host:{host}"] = departure_within(qh, np.flatnonzero(observed == spec.index(state)))
+    return m
+
+
 def model_metrics(spec: ModelSpec) -> dict[str, float]:
-    """Model figures of :data:`FIGURES` (and host departures) from the ``[rates]`` table."""
+    """Model figures of :data:`FIGURES` (and host departures) from the ``[rates]`` table.
+
+    A phased model with ``[simulate.latent_rates]`` uses its hidden generator
+    (:func:`hidden_model_metrics`).
+    """
+    from markov_migration.inputs.simulate_design import parse_design
+
+    design = parse_design(spec)
+    if design.latent is not None:
+        groups = design.groups
+        effects = dict(groups.effects) if groups is not None else {}
+        levels = groups.levels if groups is not None else ()
+        return hidden_model_metrics(spec, design.latent.q, design.latent.observed, effects, levels)
     q = spec.rate_matrix()
     m: dict[str, float] = {}
     for name, key in (("transit", "transit_departure"), ("abroad", "settled_departure")):

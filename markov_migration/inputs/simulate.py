@@ -73,14 +73,17 @@ class SimulatedPanel:
     paths : SimulatedPaths
         True paths, simulated to each respondent's last scheduled wave;
         ``paths.observed`` holds the true state at every scheduled interview date,
-        also where the respondent was not interviewed.
+        also where the respondent was not interviewed. With latent phases
+        (``design.latent``) these are hidden states (``design.latent.names``;
+        ``design.latent.observed`` maps them to the recorded states).
     interview_times : numpy.ndarray, shape (n, W)
         Scheduled interview date of every respondent at every wave (time units),
         also where the respondent was not interviewed.
     interviewed : numpy.ndarray of bool, shape (n, W)
         Whether the respondent was interviewed at each wave.
     intensities : numpy.ndarray, shape (M, P, K, K)
-        Generator of every subject pattern in every period.
+        Generator of every subject pattern in every period (on the hidden states,
+        (M, P, K_h, K_h), with latent phases).
     group_log_hr : numpy.ndarray, shape (L, K, K) or None
         True log hazard ratios of the group levels (fixed and random).
     seed : int
@@ -166,7 +169,10 @@ def simulate_paths_for_spec(
         raise InputError(f"seed must be a whole number >= 0, got {seed!r}")
     n, seed = int(n), int(seed)
     design = parse_design(spec, waves=waves, attrition=attrition)
-    q0 = _base_rates(spec, rates)
+    # A phased model with [simulate.latent_rates] runs on its hidden states (unless
+    # ``rates`` overrides the model's intensities: then it is simulated as a plain model).
+    latent = design.latent if rates is None else None
+    q0 = latent.q if latent is not None else _base_rates(spec, rates)
     k = spec.n_states
     n_waves = design.n_waves
     ss_design, ss_effects, ss_paths = np.random.SeedSequence(seed).spawn(3)
@@ -215,10 +221,15 @@ def simulate_paths_for_spec(
         idx = (np.arange(radix) // stride) % f.shape[0]
         log_hr += f[idx]
         stride *= f.shape[0]
-    off = ~np.eye(k, dtype=bool)
-    q = np.where(off, q0, 0.0)[None, None] * np.exp(log_hr)[:, None] * design.period_hr[None]
+    period_hr = design.period_hr
+    if latent is not None:  # hazard ratios of observed moves act on their hidden moves
+        log_hr, period_hr = latent.expand(log_hr, 0.0), latent.expand(period_hr, 1.0)
+        x_log_hr = [latent.expand(m, 0.0) for m in x_log_hr]
+    off = ~np.eye(q0.shape[0], dtype=bool)
+    q = np.where(off, q0, 0.0)[None, None] * np.exp(log_hr)[:, None] * period_hr[None]
     q[..., ~off] = 0.0
-    q[..., np.arange(k), np.arange(k)] = -q.sum(axis=-1)
+    diag = np.arange(q0.shape[0])
+    q[..., diag, diag] = -q.sum(axis=-1)
 
     # Interview dates, late entry and attrition.
     waves_arr = np.asarray(design.waves)
@@ -234,17 +245,33 @@ def simulate_paths_for_spec(
     w_idx = np.arange(n_waves)[None, :]
     interviewed = (w_idx >= first[:, None]) & (w_idx < (first + stays)[:, None])
 
+    path_start = start
+    if latent is not None:  # the phase at the first wave, given the observed start state
+        p_hidden = (latent.observed[None, :] == start[:, None]) * latent.split[None, :]
+        cum = np.cumsum(p_hidden / p_hidden.sum(axis=1, keepdims=True), axis=1)
+        path_start = np.minimum((rng.random(n)[:, None] >= cum).sum(axis=1), cum.shape[1] - 1)
+
     # Every path runs to the last scheduled wave and is looked at on every scheduled
     # interview date, so the truth behind an unanswered wave is known too.
     if progress:
         paths = _with_progress(
-            q, pattern, start, times[:, 0], times, spec, x_cols, x_log_hr, ss_paths, history, n
+            q, pattern, path_start, times[:, 0], times, spec, x_cols, x_log_hr, ss_paths, history, n
         )
     else:
         paths = _run(
-            q, pattern, start, times[:, 0], times, spec, x_cols, x_log_hr, ss_paths, history, None
+            q,
+            pattern,
+            path_start,
+            times[:, 0],
+            times,
+            spec,
+            x_cols,
+            x_log_hr,
+            ss_paths,
+            history,
+            None,
         )
-    observed_states = paths.observed
+    observed_states = paths.observed if latent is None else latent.observed[paths.observed]
     if design.response is not None and np.any(design.response < 1):
         # State-dependent nonresponse: each scheduled wave after joining is answered
         # with the probability of the true state on its interview date.

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from markov_migration.errors import InputError
+from markov_migration.inputs.simulate_phases import LatentDesign, parse_latent
 from markov_migration.inputs.simulate_tables import (
     DesignChecker,
     SimulatedCovariate,
@@ -28,7 +29,7 @@ from markov_migration.inputs.spec import ModelSpec
 #: Known keys of each ``[simulate]`` table.
 DESIGN_KEYS = (
     "waves", "jitter", "attrition", "late_entry", "initial", "covariates", "groups",
-    "period_effects", "response",
+    "period_effects", "response", "latent_rates", "initial_phases",
 )  # fmt: skip
 #: Default waves when the model file has no [simulate] waves (time units).
 DEFAULT_WAVES = (0.0, 1.0, 2.0)
@@ -57,6 +58,9 @@ class SimulationDesign:
     response : numpy.ndarray, shape (K,)
         Probability of answering a scheduled wave after joining, given the true
         state at that wave's interview date (1 without ``response``).
+    latent : LatentDesign or None
+        Hidden generator of a model with ``[phases]`` when the table has
+        ``[simulate.latent_rates]`` (:mod:`markov_migration.inputs.simulate_phases`).
     """
 
     waves: tuple[float, ...]
@@ -68,6 +72,7 @@ class SimulationDesign:
     groups: SimulatedGroups | None
     period_hr: np.ndarray
     response: np.ndarray | None = None
+    latent: LatentDesign | None = None
 
     @property
     def n_waves(self) -> int:
@@ -171,6 +176,7 @@ def parse_design(
         groups=groups,
         period_hr=period_hr,
         response=response,
+        latent=parse_latent(chk, raw),
     )
 
 
