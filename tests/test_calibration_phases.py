@@ -218,6 +218,7 @@ def test_expected_returnees_match_simulated_paths():
 
 
 @pytest.mark.slow
+@pytest.mark.validation  # a 13-rate least-squares refit, 30-40 s (make validate)
 def test_phase_calibration_rederives_the_file():
     """examples/calibrate_migration5.py --phases --fit gives the file's rates (rounded)."""
     import importlib.util
