@@ -77,6 +77,8 @@ from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.priors import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, prior_coords
 from markov_migration.inputs.spec import ModelSpec
 
+#: Covariate and group variables, as the pure-panel model names them.
+EFFECT_VARIABLES = ("log_hazard_ratio", "hazard_ratio", "group_sd", "group_effect")
 #: Posterior variables of latent fits kept in fit files (besides the pure-panel ones).
 LATENT_VARIABLES = (
     "log_rate_latent", "rate_latent", "Q_latent", "misclassification", "initial", "response",
@@ -123,10 +125,14 @@ def check_latent_supported(spec: ModelSpec, panel: Panel | None = None) -> None:
     where = spec.path or spec.name
     if spec.time != "continuous":
         raise InputError(f"{where}: latent states need a continuous-time model")
-    if spec.covariates or spec.groups is not None or spec.periods:
+    if spec.periods:
         raise InputError(
-            f"{where}: covariates, groups and periods are not yet supported together with "
+            f"{where}: periods are not yet supported together with "
             "[observation], [misclassification], [phases] or [nonresponse]"
+        )
+    if (spec.covariates or spec.groups is not None) and spec.observation.phases:
+        raise InputError(
+            f"{where}: covariates and groups are not yet supported together with [phases]"
         )
     if panel is None:
         raise InputError(
@@ -187,13 +193,17 @@ def phase_prior(spec: ModelSpec, pair: tuple[int, int]) -> tuple[float, float]:
     return float(np.log(DEFAULT_PRIOR_RATE)), DEFAULT_PRIOR_SD
 
 
-def latent_histories(spec: ModelSpec, panel: Panel):
+def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
     """Aggregated histories of a panel: (Histories, respondent ids, node of each respondent).
 
     With ``[nonresponse]`` the records include the missed scheduled interviews
-    (:func:`markov_migration.inputs.nonresponse.schedule_records`).
+    (:func:`markov_migration.inputs.nonresponse.schedule_records`), which take
+    the generator of the respondent's record before them. ``generators``: the
+    :class:`~markov_migration.inputs.latent_design.RecordGenerators` of a model
+    with covariates or groups (default: one generator).
     """
     d = panel.data
+    gen = None if generators is None else generators.record_generator
     codes = d["state"].to_numpy(dtype=np.int64)
     exact = np.isin(codes, np.array(spec.observation.exact, dtype=np.int64))
     obstype = np.where(exact, OBS_EXACT, OBS_PANEL)
@@ -204,14 +214,17 @@ def latent_histories(spec: ModelSpec, panel: Panel):
         absorbing = [r for r in range(spec.n_states) if r not in leaving]
         n_codes = spec.n_states + len(spec.observation.censored)
         rec = schedule_records(ids, times, codes, obstype, weight, n_codes, absorbing)
+        if gen is not None:
+            gen = carry_forward(ids, times, gen, rec.ids, rec.times)
         ids, times, codes, obstype, weight = rec.ids, rec.times, rec.codes, rec.obstype, rec.weight
     return aggregate_histories(
-        ids, times, codes, obstype, weight=weight, resolution=spec.resolution, return_nodes=True
-    )
+        ids, times, codes, obstype, generator=gen, weight=weight, resolution=spec.resolution,
+        return_nodes=True,
+    )  # fmt: skip
 
 
-def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
-    """Coordinates of the latent model and its fit file."""
+def latent_coords(spec: ModelSpec, layout: LatentLayout, design=None) -> dict[str, list]:
+    """Coordinates of the latent model and its fit file (with the design's, if any)."""
     coords = {
         "state": list(spec.states),
         "from_state": list(spec.states),
@@ -231,10 +244,53 @@ def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
         coords["attrition_state"] = [spec.states[r] for r in attrition_states(spec)]
     for r, targets in spec.observation.misclassification:
         coords[f"recorded_{spec.states[r]}"] = [spec.states[s] for s in (r, *targets)]
+    if design is not None:
+        coords.update(design.coords())
     return coords
 
 
-def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | None = None):
+def has_covariates(spec: ModelSpec) -> bool:
+    """Whether a latent model has covariates or groups (one generator per pattern)."""
+    return bool(spec.covariates) or spec.groups is not None
+
+
+def latent_design(spec: ModelSpec, panel: Panel, agg=None):
+    """The design and record generators of a latent model with covariates or groups.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    panel : Panel
+    agg : AggregatedData, optional
+        ``aggregate(panel, spec)``; its pairs of recorded states (censored
+        records left out) give the levels, groups and numeric centres, as in
+        the fit file's ``constant_data``.
+
+    Returns
+    -------
+    (ModelDesign, RecordGenerators) or (None, None) without covariates and groups.
+    """
+    if not has_covariates(spec):
+        return None, None
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.design import model_design
+    from markov_migration.inputs.latent_design import record_generators
+
+    design = model_design(spec, recorded_pairs(spec, aggregate(panel, spec) if agg is None else agg))
+    return design, record_generators(design, panel.data)
+
+
+def recorded_pairs(spec: ModelSpec, agg):
+    """``agg`` with only the pairs of two recorded states (the fit file's observed data)."""
+    k = spec.n_states
+    table = agg.table
+    exact_pairs = table[(table["from"] < k) & (table["to"] < k)].reset_index(drop=True)
+    return type(agg)(**{**agg.__dict__, "table": exact_pairs, "states": spec.states})
+
+
+def build_latent_model(
+    spec: ModelSpec, panel: Panel, histories: Histories | None = None, agg=None, design=None
+):
     """The PyMC model of a latent-state spec (see the module docstring).
 
     Parameters
@@ -244,7 +300,11 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
     panel : Panel
         The validated panel (record codes in ``state``).
     histories : Histories, optional
-        ``latent_histories(spec, panel)[0]``, if already computed.
+        ``latent_histories(spec, panel, generators)[0]``, if already computed.
+    agg : AggregatedData, optional
+        ``aggregate(panel, spec)`` (for the design of covariates and groups).
+    design : tuple, optional
+        ``latent_design(spec, panel, agg)``, if already computed.
 
     Returns
     -------
@@ -254,13 +314,14 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
 
     check_latent_supported(spec, panel)
     layout = latent_layout(spec)
+    design, generators = latent_design(spec, panel, agg) if design is None else design
     if histories is None:
-        histories = latent_histories(spec, panel)[0]
+        histories = latent_histories(spec, panel, generators)[0]
     obs = spec.observation
     k, kh = spec.n_states, len(layout.hidden_states)
     code_matrix = emission_table(np.eye(k), layout.code_sets)  # (n_codes, K) 0/1
     phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
-    with pm.Model(coords=latent_coords(spec, layout)) as model:
+    with pm.Model(coords=latent_coords(spec, layout, design)) as model:
         dims = "latent_transition" if layout.phased else "transition"
         suffix = "_latent" if layout.phased else ""
         if layout.phased:
@@ -270,12 +331,16 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
         else:  # the pure-panel priors: total exit rates and their splits
             log_rate = baseline_log_rate(spec, dims=dims)
         rate = pm.Deterministic(f"rate{suffix}", pt.exp(log_rate), dims=dims)
-        off = pt.set_subtensor(pt.zeros((kh, kh))[layout.rate_from, layout.rate_to], rate)
-        q = off - pt.diag(off.sum(axis=1))
-        if layout.phased:
-            pm.Deterministic("Q_latent", q, dims=("from_latent", "to_latent"))
+        if design is not None:  # one generator per covariate pattern and group
+            q_stack, _ = _pattern_generators(spec, design, generators, log_rate)
         else:
-            pm.Deterministic("Q", q, dims=("from_state", "to_state"))
+            off = pt.set_subtensor(pt.zeros((kh, kh))[layout.rate_from, layout.rate_to], rate)
+            q = off - pt.diag(off.sum(axis=1))
+            q_stack = q[None]
+            if layout.phased:
+                pm.Deterministic("Q_latent", q, dims=("from_latent", "to_latent"))
+            else:
+                pm.Deterministic("Q", q, dims=("from_state", "to_state"))
         emission = pt.as_tensor_variable(np.eye(k))
         for r, targets in obs.misclassification:
             alpha = np.array([obs.prior_correct] + [obs.prior_error] * len(targets))
@@ -297,10 +362,35 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
             r, d = nonresponse_variables(spec)
             pmap = pt.as_tensor_variable(phase_map)
             d_hidden = None if d is None else pt.dot(pmap, d)
-            q, initial, table = nonresponse_inputs(q, initial, table, pt.dot(pmap, r), d_hidden, pt)
+            qs = []
+            for m in range(design.n_generators if design is not None else 1):
+                q_m, first, tab = nonresponse_inputs(
+                    q_stack[m], initial, table, pt.dot(pmap, r), d_hidden, pt
+                )
+                qs.append(q_m)
+            q_stack, initial, table = pt.stack(qs), first, tab
         data = [pt.as_tensor_variable(np.asarray(a)) for a in histories]
-        pm.Potential("loglik", forward_loglik(q[None], initial, table, data))
+        pm.Potential("loglik", forward_loglik(q_stack, initial, table, data))
     return model
+
+
+def _pattern_generators(spec: ModelSpec, design, generators, log_rate):
+    """Generators (M, K, K) of the record patterns; ``Q`` on the reported grid (PyMC)."""
+    from markov_migration.inference.hazard_terms import hazard_terms
+    from markov_migration.inference.model import generator_matrix
+
+    log_q, log_q_grid = hazard_terms(
+        design, log_rate, pt.as_tensor_variable(generators.generator_x),
+        pt.as_tensor_variable(generators.generator_group),
+        pt.as_tensor_variable(design.parameter_scale),
+    )  # fmt: skip
+    k = spec.n_states
+    q_grid = generator_matrix(pt.exp(log_q_grid), spec)
+    pm.Deterministic(
+        "Q", q_grid.reshape((*design.grid_shape, k, k)),
+        dims=(*design.grid_dims, "from_state", "to_state"),
+    )  # fmt: skip
+    return generator_matrix(pt.exp(log_q), spec), q_grid
 
 
 def observed_generator(q_latent: np.ndarray, layout: LatentLayout, n_states: int) -> np.ndarray:
@@ -371,32 +461,49 @@ def sample_latent(spec, agg, settings, *, progress=False, command=None, panel=No
 
     check_latent_supported(spec, panel)
     layout = latent_layout(spec)
-    histories, respondents, nodes = latent_histories(spec, panel)
-    model = build_latent_model(spec, panel, histories)
+    design, generators = latent_design(spec, panel, agg)
+    histories, respondents, nodes = latent_histories(spec, panel, generators)
+    model = build_latent_model(spec, panel, histories, design=(design, generators))
     from markov_migration.interrupts import reraise_after
 
     with reraise_after():
         posterior, stats = _sample(model, settings, progress)
     # as inference.model.sampled_variables (model imports this module: no cycle)
     sampled = [rv.name for rv in model.free_RVs if rv.name in posterior]
-    keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES]
+    keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES, *EFFECT_VARIABLES]
     keep += [v for v in posterior.data_vars if v.startswith("misclassification_")]
     keep += [v for v in sampled if v not in keep]  # every free variable, for diagnostics
     posterior = posterior[[v for v in keep if v in posterior]]
     posterior = posterior.transpose(*SAMPLE_DIMS, ...)
     if layout.phased:
         posterior = _observed_from_latent(spec, layout, posterior)
-    loglik = _history_loglik(spec, layout, posterior, histories, respondents, nodes)
-    k = spec.n_states
-    table = agg.table
-    exact_pairs = agg.table[(table["from"] < k) & (table["to"] < k)].reset_index(drop=True)
-    agg = type(agg)(**{**agg.__dict__, "table": exact_pairs, "states": spec.states})
+    loglik = _history_loglik(
+        spec, layout, posterior, histories, respondents, nodes, design, generators
+    )
+    agg = recorded_pairs(spec, agg)
     from markov_migration.inference.log_prior import log_prior_dataset
 
     return assemble_fit(
         spec, agg, posterior, stats, settings.to_attrs(), command, panel, log_likelihood=loglik,
         sampled=sampled, log_prior=log_prior_dataset(model, posterior, sampled),
     )  # fmt: skip
+
+
+def _draw_generators(spec, design, generators, posterior: xr.Dataset) -> np.ndarray:
+    """Generators (n_samples, M, K, K) of the record patterns from every draw."""
+    from markov_migration.inputs.likelihood_arrays import generators_from_rates
+
+    def flat(name, *dims):
+        v = posterior[name].transpose(*SAMPLE_DIMS, *dims).to_numpy()
+        return v.reshape(-1, *v.shape[2:])
+
+    log_hr = flat("log_hazard_ratio", "covariate_effect") if design.has_effects else None
+    effect = flat("group_effect", "group", "group_transition") if design.has_groups else None
+    lr = design.log_rates(
+        flat("log_rate", "transition"), log_hr, effect, x=generators.generator_x,
+        group=generators.generator_group,
+    )  # fmt: skip
+    return generators_from_rates(np.exp(lr), spec)
 
 
 def _observed_from_latent(spec, layout, posterior: xr.Dataset) -> xr.Dataset:
@@ -419,13 +526,18 @@ def _observed_from_latent(spec, layout, posterior: xr.Dataset) -> xr.Dataset:
     return posterior
 
 
-def _history_loglik(spec, layout, posterior, histories, respondents, nodes) -> xr.Dataset:
+def _history_loglik(
+    spec, layout, posterior, histories, respondents, nodes, design=None, generators=None
+) -> xr.Dataset:
     """Each respondent's whole-history log-likelihood for every draw (for LOO)."""
     obs = spec.observation
     k, kh = spec.n_states, len(layout.hidden_states)
     nchain, ndraw = (posterior.sizes[d] for d in SAMPLE_DIMS)
     qname = "Q_latent" if layout.phased else "Q"
-    q = posterior[qname].to_numpy().reshape(nchain * ndraw, kh, kh)
+    if design is None:
+        q = posterior[qname].to_numpy().reshape(nchain * ndraw, 1, kh, kh)
+    else:
+        q = _draw_generators(spec, design, generators, posterior)
     if obs.misclassification:
         e = posterior["misclassification"].to_numpy().reshape(nchain * ndraw, k, k)
     else:
@@ -447,10 +559,14 @@ def _history_loglik(spec, layout, posterior, histories, respondents, nodes) -> x
     per_node = np.empty((nchain * ndraw, len(histories.node_parent)))
     for i in range(nchain * ndraw):
         table = emission_table(phase_map @ e[i], layout.code_sets)
-        qi, pii = q[i], pi[i]
+        qi, pii, base = q[i], pi[i], table
         if nr is not None:
             d_hidden = phase_map @ d[i] if nr.attrition else None
-            qi, pii, table = nonresponse_inputs(qi, pii, table, phase_map @ r[i], d_hidden)
+            qs = []
+            for qm in qi:
+                qm, pii_m, table = nonresponse_inputs(qm, pii, base, phase_map @ r[i], d_hidden)
+                qs.append(qm)
+            qi, pii = np.stack(qs), pii_m
         per_node[i] = history_loglik(qi, pii, table, *histories)
     values = per_node[:, nodes].reshape(nchain, ndraw, len(nodes))
     return xr.Dataset(
