@@ -6,10 +6,12 @@ structure: ``log q_m = log_rate + x_m (log_hr * effect) + group_effect[group_m]`
 
 from __future__ import annotations
 
+import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
 from markov_migration.inputs.design import ModelDesign
+from markov_migration.inputs.spec import ModelSpec
 
 
 def hazard_terms(design: ModelDesign, log_rate, generator_x, generator_group, hr_scale):
@@ -61,4 +63,15 @@ def hazard_terms(design: ModelDesign, log_rate, generator_x, generator_group, hr
     return log_q, log_q_grid
 
 
-__all__ = ["hazard_terms"]
+def generator_matrix(rate: pt.TensorVariable, spec: ModelSpec) -> pt.TensorVariable:
+    """Generators (..., K, K) from rates (..., T) of the allowed transitions (PyTensor)."""
+    k = spec.n_states
+    frm = np.array([r for r, _ in spec.transitions], dtype=np.int64)
+    to = np.array([s for _, s in spec.transitions], dtype=np.int64)
+    rate = pt.as_tensor_variable(rate)
+    lead = tuple(rate.shape[i] for i in range(rate.ndim - 1))
+    off = pt.set_subtensor(pt.zeros((*lead, k, k))[..., frm, to], rate)
+    return off - off.sum(axis=-1)[..., None] * pt.eye(k)
+
+
+__all__ = ["generator_matrix", "hazard_terms"]

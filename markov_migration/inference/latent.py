@@ -51,7 +51,6 @@ from dataclasses import dataclass
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-import xarray as xr
 
 from markov_migration.core.forward import (
     OBS_EXACT,
@@ -59,19 +58,23 @@ from markov_migration.core.forward import (
     Histories,
     aggregate_histories,
     emission_table,
-    history_loglik,
 )
 from markov_migration.core.phases import hidden_names, phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.inference.latent_draws import (
+    history_loglik_draws,
+    observed_from_latent,
+    observed_generator,
+)
 from markov_migration.inference.latent_nonresponse import (
     attrition_states,
     nonresponse_inputs,
     nonresponse_variables,
-    state_vector,
 )
 from markov_migration.inference.rate_prior import baseline_log_rate
 from markov_migration.inference.sampling import run_nutpie, run_pymc
+from markov_migration.inputs.latent_design import carry_forward
 from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.priors import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, prior_coords
@@ -276,7 +279,9 @@ def latent_design(spec: ModelSpec, panel: Panel, agg=None):
     from markov_migration.inputs.design import model_design
     from markov_migration.inputs.latent_design import record_generators
 
-    design = model_design(spec, recorded_pairs(spec, aggregate(panel, spec) if agg is None else agg))
+    design = model_design(
+        spec, recorded_pairs(spec, aggregate(panel, spec) if agg is None else agg)
+    )
     return design, record_generators(design, panel.data)
 
 
@@ -376,8 +381,7 @@ def build_latent_model(
 
 def _pattern_generators(spec: ModelSpec, design, generators, log_rate):
     """Generators (M, K, K) of the record patterns; ``Q`` on the reported grid (PyMC)."""
-    from markov_migration.inference.hazard_terms import hazard_terms
-    from markov_migration.inference.model import generator_matrix
+    from markov_migration.inference.hazard_terms import generator_matrix, hazard_terms
 
     log_q, log_q_grid = hazard_terms(
         design, log_rate, pt.as_tensor_variable(generators.generator_x),
@@ -391,48 +395,6 @@ def _pattern_generators(spec: ModelSpec, design, generators, log_rate):
         dims=(*design.grid_dims, "from_state", "to_state"),
     )  # fmt: skip
     return generator_matrix(pt.exp(log_q), spec), q_grid
-
-
-def observed_generator(q_latent: np.ndarray, layout: LatentLayout, n_states: int) -> np.ndarray:
-    """Markov generator on the observed states with the phase-type states' mean sojourns.
-
-    ``Q[r, s] = P(next state s | entering r) / E(time in r)``, entering ``r`` in
-    its first phase; for single-phase states this is the hidden generator itself.
-
-    Parameters
-    ----------
-    q_latent : ndarray (..., K_h, K_h)
-    layout : LatentLayout
-    n_states : int
-
-    Returns
-    -------
-    ndarray (..., K, K)
-    """
-    lead = q_latent.shape[:-2]
-    out = np.zeros((*lead, n_states, n_states))
-    for r in range(n_states):
-        h = np.flatnonzero(layout.observed == r)
-        if not len(h):
-            continue
-        sub = q_latent[..., h[:, None], h[None, :]]  # (..., n, n)
-        exits = np.zeros((*lead, len(h), n_states))
-        for s in range(n_states):
-            if s != r:
-                cols = np.flatnonzero(layout.observed == s)
-                exits[..., s] = q_latent[..., h[:, None], cols[None, :]].sum(axis=-1)
-        if not exits.any():
-            continue
-        # first row of (-sub)^-1: expected time in each phase after entering the first
-        e0 = np.zeros(len(h))
-        e0[0] = 1.0
-        rhs = np.broadcast_to(e0[:, None], (*lead, len(h), 1))
-        occupancy = np.linalg.solve(np.swapaxes(-sub, -1, -2), rhs)[..., 0]
-        mean_time = occupancy.sum(axis=-1)
-        nxt = np.einsum("...i,...is->...s", occupancy, exits)
-        out[..., r, :] = nxt / mean_time[..., None]
-        out[..., r, r] = -nxt.sum(axis=-1) / mean_time
-    return out
 
 
 def _sample(model, s, progress: bool):
@@ -476,8 +438,8 @@ def sample_latent(spec, agg, settings, *, progress=False, command=None, panel=No
     posterior = posterior[[v for v in keep if v in posterior]]
     posterior = posterior.transpose(*SAMPLE_DIMS, ...)
     if layout.phased:
-        posterior = _observed_from_latent(spec, layout, posterior)
-    loglik = _history_loglik(
+        posterior = observed_from_latent(spec, layout, posterior)
+    loglik = history_loglik_draws(
         spec, layout, posterior, histories, respondents, nodes, design, generators
     )
     agg = recorded_pairs(spec, agg)
@@ -487,92 +449,6 @@ def sample_latent(spec, agg, settings, *, progress=False, command=None, panel=No
         spec, agg, posterior, stats, settings.to_attrs(), command, panel, log_likelihood=loglik,
         sampled=sampled, log_prior=log_prior_dataset(model, posterior, sampled),
     )  # fmt: skip
-
-
-def _draw_generators(spec, design, generators, posterior: xr.Dataset) -> np.ndarray:
-    """Generators (n_samples, M, K, K) of the record patterns from every draw."""
-    from markov_migration.inputs.likelihood_arrays import generators_from_rates
-
-    def flat(name, *dims):
-        v = posterior[name].transpose(*SAMPLE_DIMS, *dims).to_numpy()
-        return v.reshape(-1, *v.shape[2:])
-
-    log_hr = flat("log_hazard_ratio", "covariate_effect") if design.has_effects else None
-    effect = flat("group_effect", "group", "group_transition") if design.has_groups else None
-    lr = design.log_rates(
-        flat("log_rate", "transition"), log_hr, effect, x=generators.generator_x,
-        group=generators.generator_group,
-    )  # fmt: skip
-    return generators_from_rates(np.exp(lr), spec)
-
-
-def _observed_from_latent(spec, layout, posterior: xr.Dataset) -> xr.Dataset:
-    q = observed_generator(posterior["Q_latent"].to_numpy(), layout, spec.n_states)
-    posterior["Q"] = ((*SAMPLE_DIMS, "from_state", "to_state"), q)
-    frm = np.array([r for r, _ in spec.transitions])
-    to = np.array([s for _, s in spec.transitions])
-    rate = q[..., frm, to]
-    posterior = posterior.assign_coords(
-        from_state=list(spec.states), to_state=list(spec.states),
-        transition=list(spec.transition_labels),
-    )  # fmt: skip
-    posterior["rate"] = ((*SAMPLE_DIMS, "transition"), rate)
-    with np.errstate(divide="ignore"):
-        posterior["log_rate"] = ((*SAMPLE_DIMS, "transition"), np.log(rate))
-    posterior["Q"].attrs["description"] = (
-        "Markov generator on the observed states with the mean sojourn times and "
-        "next-state probabilities of the phase-type states (see Q_latent)"
-    )
-    return posterior
-
-
-def _history_loglik(
-    spec, layout, posterior, histories, respondents, nodes, design=None, generators=None
-) -> xr.Dataset:
-    """Each respondent's whole-history log-likelihood for every draw (for LOO)."""
-    obs = spec.observation
-    k, kh = spec.n_states, len(layout.hidden_states)
-    nchain, ndraw = (posterior.sizes[d] for d in SAMPLE_DIMS)
-    qname = "Q_latent" if layout.phased else "Q"
-    if design is None:
-        q = posterior[qname].to_numpy().reshape(nchain * ndraw, 1, kh, kh)
-    else:
-        q = _draw_generators(spec, design, generators, posterior)
-    if obs.misclassification:
-        e = posterior["misclassification"].to_numpy().reshape(nchain * ndraw, k, k)
-    else:
-        e = np.broadcast_to(np.eye(k), (nchain * ndraw, k, k))
-    pi = (
-        posterior["initial"].to_numpy().reshape(nchain * ndraw, kh)
-        if obs.hidden
-        else np.ones((nchain * ndraw, kh))
-    )
-    phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
-    nr = obs.nonresponse
-    if nr is not None:
-        r = posterior["response"].to_numpy().reshape(nchain * ndraw, -1)
-        r = state_vector(spec, r, nr.states, 1.0)
-        d = np.zeros((nchain * ndraw, 0))
-        if "attrition" in posterior:
-            d = posterior["attrition"].to_numpy().reshape(nchain * ndraw, -1)
-        d = state_vector(spec, d, attrition_states(spec), 0.0)
-    per_node = np.empty((nchain * ndraw, len(histories.node_parent)))
-    for i in range(nchain * ndraw):
-        table = emission_table(phase_map @ e[i], layout.code_sets)
-        qi, pii, base = q[i], pi[i], table
-        if nr is not None:
-            d_hidden = phase_map @ d[i] if nr.attrition else None
-            qs = []
-            for qm in qi:
-                qm, pii_m, table = nonresponse_inputs(qm, pii, base, phase_map @ r[i], d_hidden)
-                qs.append(qm)
-            qi, pii = np.stack(qs), pii_m
-        per_node[i] = history_loglik(qi, pii, table, *histories)
-    values = per_node[:, nodes].reshape(nchain, ndraw, len(nodes))
-    return xr.Dataset(
-        {"histories": ((*SAMPLE_DIMS, "respondent"), values)},
-        coords={**{d: posterior[d] for d in SAMPLE_DIMS}, "respondent": respondents.astype(str)},
-    )
 
 
 __all__ = [

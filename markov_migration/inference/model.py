@@ -37,6 +37,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from markov_migration.errors import InputError
+from markov_migration.inference.hazard_terms import generator_matrix, hazard_terms
 from markov_migration.inputs.aggregate import AggregatedData
 from markov_migration.inputs.design import ModelDesign, model_design
 from markov_migration.inputs.effects import check_design
@@ -126,19 +127,7 @@ def build_model(spec: ModelSpec, agg: AggregatedData, panel=None) -> pm.Model:
     return _build_continuous(spec, agg)
 
 
-def generator_matrix(rate: pt.TensorVariable, spec: ModelSpec) -> pt.TensorVariable:
-    """Generators (..., K, K) from rates (..., T) of the allowed transitions (PyTensor)."""
-    k = spec.n_states
-    frm = np.array([r for r, _ in spec.transitions], dtype=np.int64)
-    to = np.array([s for _, s in spec.transitions], dtype=np.int64)
-    rate = pt.as_tensor_variable(rate)
-    lead = tuple(rate.shape[i] for i in range(rate.ndim - 1))
-    off = pt.set_subtensor(pt.zeros((*lead, k, k))[..., frm, to], rate)
-    return off - off.sum(axis=-1)[..., None] * pt.eye(k)
-
-
 def _build_continuous(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
-    from markov_migration.inference.hazard_terms import hazard_terms
     from markov_migration.inference.likelihood_op import panel_loglik
     from markov_migration.inference.rate_prior import baseline_log_rate
 

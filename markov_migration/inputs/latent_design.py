@@ -85,7 +85,11 @@ def record_generators(design: ModelDesign, data: pd.DataFrame) -> RecordGenerato
         used = starts[subject == j].any()
         values = {c.name: row[c.column] for c in spec.covariates}
         for c in spec.covariates:
-            if used and c.kind == "categorical" and str(values[c.name]) not in design.levels[c.name]:
+            if (
+                used
+                and c.kind == "categorical"
+                and str(values[c.name]) not in design.levels[c.name]
+            ):
                 raise InputError(
                     f"covariate '{c.name}' level '{values[c.name]}' occurs only in intervals "
                     "with censored records: declare its levels in [covariates]",
@@ -115,9 +119,6 @@ def record_generators(design: ModelDesign, data: pd.DataFrame) -> RecordGenerato
         generator_x=np.ascontiguousarray(uniq[:, :-1]),
         generator_group=uniq[:, -1].astype(np.int64),
     )
-
-
-
 
 
 def carry_forward(ids, times, values, new_ids, new_times) -> np.ndarray:
