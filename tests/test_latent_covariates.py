@@ -341,3 +341,42 @@ def test_summarize_check_project_run_on_a_latent_covariate_fit(recovery_fit, tmp
          "--horizon", "10", "--draws", "40", "--covariate", "sex=m", "--out", str(out)],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
+
+
+@pytest.mark.slow  # three model evaluations, each compiled by PyTensor (about 30 s each)
+def test_nonresponse_model_with_a_covariate_is_the_sum_of_per_pattern_models():
+    """With ``[nonresponse]`` (missed waves, attrition) the covariate model's likelihood is the
+    sum of the covariate-free model's over the two sexes, each at its own intensities.
+
+    Missed scheduled waves are records added by the model; they take the covariates of
+    the respondent's record before them.
+    """
+    base = GRAD_BASE + '[nonresponse]\nschedule = "waves"\n'
+    cov = '[covariates.sex]\nkind = "categorical"\ntransitions = ["abroad->returned", "swing->returned"]\n'
+    spec = parse_spec(base + cov)
+    plain = parse_spec(base)
+    df = small_panel(n=80, seed=7)
+    rng = np.random.default_rng(7)
+    later = df["id"].duplicated().to_numpy()
+    df = df[~(later & (rng.uniform(size=len(df)) < 0.2))].reset_index(drop=True)
+    lr = np.log([0.3, 0.1, 0.5, 0.2, 0.15])
+    beta = np.array([0.7, -0.4])
+    common = {
+        "initial": [0.5, 0.3, 0.2],
+        "misclassification_swing": [0.85, 0.15],
+        "response": [0.9, 0.7, 0.6],
+        "log_attrition": np.log([0.1, 0.2, 0.05]),
+    }
+    model = build_latent_model(spec, validate_panel(df, spec))
+    assert list(model.coords["covariate_effect"]) == [
+        "sex[m]: abroad->returned", "sex[m]: swing->returned",
+    ]  # fmt: skip
+    both = model_loglik(model, {"log_rate": lr, "log_hazard_ratio": beta, **common})
+    parts = []
+    for sex, shift in (("f", 0.0), ("m", 1.0)):
+        sub = df[df["sex"] == sex].reset_index(drop=True)
+        lr_s = lr.copy()
+        lr_s[[1, 3]] += shift * beta
+        m = build_latent_model(plain, validate_panel(sub, plain))
+        parts.append(model_loglik(m, {"log_rate": lr_s, **common}))
+    assert both == pytest.approx(sum(parts), rel=1e-10)
