@@ -38,9 +38,17 @@ Nonresponse
     :func:`markov_migration.inputs.nonresponse.schedule_records`; the
     generator, first weights and emission table of the forward algorithm are
     extended by :mod:`markov_migration.inference.latent_nonresponse`.
-Not supported yet (refused with a clear message): covariates, groups and
-periods together with latent features, discrete time, and aggregated-counts
-input (a latent fit needs respondents' histories).
+Covariates, groups and periods
+    As in the pure-panel model (:mod:`markov_migration.inference.hazard_terms`,
+    :mod:`markov_migration.inputs.design`): one generator per covariate pattern,
+    group and period; the interval between two records uses the covariates of
+    the earlier one (:mod:`markov_migration.inputs.latent_design`). An interval
+    that crosses a period cut point is split there by an added record that says
+    nothing (its emission row is all ones), so each piece has its period's
+    generator.
+Not supported yet (refused with a clear message): covariates, groups or
+periods together with ``[phases]``, periods with ``[nonresponse]``, discrete
+time, and aggregated-counts input (a latent fit needs respondents' histories).
 """
 
 from __future__ import annotations
@@ -74,7 +82,8 @@ from markov_migration.inference.latent_nonresponse import (
 )
 from markov_migration.inference.rate_prior import baseline_log_rate
 from markov_migration.inference.sampling import run_nutpie, run_pymc
-from markov_migration.inputs.latent_design import carry_forward
+from markov_migration.inputs.aggregate import period_of
+from markov_migration.inputs.latent_design import carry_forward, cut_records
 from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.priors import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, prior_coords
@@ -128,14 +137,11 @@ def check_latent_supported(spec: ModelSpec, panel: Panel | None = None) -> None:
     where = spec.path or spec.name
     if spec.time != "continuous":
         raise InputError(f"{where}: latent states need a continuous-time model")
-    if spec.periods:
+    if spec.periods and spec.observation.nonresponse is not None:
+        raise InputError(f"{where}: periods are not yet supported together with [nonresponse]")
+    if has_covariates(spec) and spec.observation.phases:
         raise InputError(
-            f"{where}: periods are not yet supported together with "
-            "[observation], [misclassification], [phases] or [nonresponse]"
-        )
-    if (spec.covariates or spec.groups is not None) and spec.observation.phases:
-        raise InputError(
-            f"{where}: covariates and groups are not yet supported together with [phases]"
+            f"{where}: covariates, groups and periods are not yet supported together with [phases]"
         )
     if panel is None:
         raise InputError(
@@ -167,6 +173,8 @@ def latent_layout(spec: ModelSpec) -> LatentLayout:
     rate_from, rate_to = lay.rate_from[order], lay.rate_to[order]
     labels = tuple(f"{names[a]}->{names[b]}" for a, b in zip(rate_from, rate_to, strict=True))
     code_sets = tuple((r,) for r in range(k)) + tuple(members for _, members in obs.censored)
+    if spec.periods:  # the last code: a record at a cut point that says nothing (all states)
+        code_sets += (tuple(range(k)),)
     return LatentLayout(
         hidden_states=tuple(names),
         observed=lay.observed,
@@ -206,7 +214,7 @@ def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
     with covariates or groups (default: one generator).
     """
     d = panel.data
-    gen = None if generators is None else generators.record_generator
+    pattern = None if generators is None else generators.record_pattern
     codes = d["state"].to_numpy(dtype=np.int64)
     exact = np.isin(codes, np.array(spec.observation.exact, dtype=np.int64))
     obstype = np.where(exact, OBS_EXACT, OBS_PANEL)
@@ -217,9 +225,21 @@ def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
         absorbing = [r for r in range(spec.n_states) if r not in leaving]
         n_codes = spec.n_states + len(spec.observation.censored)
         rec = schedule_records(ids, times, codes, obstype, weight, n_codes, absorbing)
-        if gen is not None:
-            gen = carry_forward(ids, times, gen, rec.ids, rec.times)
+        if pattern is not None:
+            pattern = carry_forward(ids, times, pattern, rec.ids, rec.times)
         ids, times, codes, obstype, weight = rec.ids, rec.times, rec.codes, rec.obstype, rec.weight
+    gen = None
+    if pattern is not None:
+        period = None
+        if spec.periods:  # split intervals at the cut points (module docstring)
+            after, at = cut_records(ids, times, spec.periods)
+            blank = spec.n_states + len(spec.observation.censored)
+            ids, times = np.r_[ids, ids[after]], np.r_[times, at]
+            codes = np.r_[codes, np.full(after.size, blank, np.int64)]
+            obstype = np.r_[obstype, np.full(after.size, OBS_PANEL, np.int64)]
+            weight, pattern = np.r_[weight, weight[after]], np.r_[pattern, pattern[after]]
+            period = period_of(times, spec)
+        gen = generators.generator_index(pattern, period)
     return aggregate_histories(
         ids, times, codes, obstype, generator=gen, weight=weight, resolution=spec.resolution,
         return_nodes=True,
@@ -253,8 +273,8 @@ def latent_coords(spec: ModelSpec, layout: LatentLayout, design=None) -> dict[st
 
 
 def has_covariates(spec: ModelSpec) -> bool:
-    """Whether a latent model has covariates or groups (one generator per pattern)."""
-    return bool(spec.covariates) or spec.groups is not None
+    """Whether a latent model has covariates, groups or periods (a generator per pattern)."""
+    return bool(spec.covariates) or spec.groups is not None or bool(spec.periods)
 
 
 def latent_design(spec: ModelSpec, panel: Panel, agg=None):

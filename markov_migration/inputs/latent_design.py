@@ -21,26 +21,40 @@ from markov_migration.inputs.design import ModelDesign, effect_values
 
 @dataclass(frozen=True)
 class RecordGenerators:
-    """Generator of every record of a panel.
+    """Covariate pattern of every record of a panel, and the generators of the patterns.
+
+    Generator ``pattern * n_periods + period`` is the pattern's in that period
+    (:meth:`generator_index`); the forward algorithm only decomposes those it uses.
 
     Attributes
     ----------
-    record_generator : ndarray of int64 (n_records,)
-        Index of the generator of each record (panel row order).
+    record_pattern : ndarray of int64 (n_records,)
+        Pattern (distinct covariate values and group) of each record (panel row order).
     generator_x : ndarray (M, n_effects)
-        Covariate values of each generator (see :mod:`markov_migration.inputs.design`).
+        Covariate and period values of each generator (see
+        :mod:`markov_migration.inputs.design`), ``M = n_patterns * n_periods``.
     generator_group : ndarray of int64 (M,)
         Group index of each generator (0 without groups).
+    n_periods : int
+        Number of periods (1 without ``periods``).
     """
 
-    record_generator: np.ndarray
+    record_pattern: np.ndarray
     generator_x: np.ndarray
     generator_group: np.ndarray
+    n_periods: int = 1
 
     @property
     def n_generators(self) -> int:
-        """Number M of distinct generators."""
+        """Number M of generators."""
         return int(self.generator_x.shape[0])
+
+    def generator_index(self, pattern: np.ndarray, period: np.ndarray | None = None) -> np.ndarray:
+        """Generator of records with these patterns, starting an interval in these periods."""
+        pattern = np.asarray(pattern, dtype=np.int64)
+        if period is None:
+            return pattern * self.n_periods
+        return pattern * self.n_periods + np.asarray(period, dtype=np.int64)
 
 
 def record_generators(design: ModelDesign, data: pd.DataFrame) -> RecordGenerators:
@@ -66,13 +80,21 @@ def record_generators(design: ModelDesign, data: pd.DataFrame) -> RecordGenerato
     """
     spec = design.spec
     n = len(data)
+    n_periods = len(design.period_labels)
     cols = [c.column for c in spec.covariates]
     if spec.groups is not None:
         cols.append(spec.groups.column)
     cols = list(dict.fromkeys(cols))
+
+    def x_of(values) -> np.ndarray:  # (n_periods, n_effects)
+        args = (spec, design.effects, design.centers, design.period_labels, values)
+        return np.array([effect_values(*args, p) for p in range(n_periods)]).reshape(
+            n_periods, len(design.effects)
+        )
+
     if not cols or n == 0:
         return RecordGenerators(
-            np.zeros(n, np.int64), np.zeros((1, len(design.effects))), np.zeros(1, np.int64)
+            np.zeros(n, np.int64), x_of({}), np.zeros(n_periods, np.int64), n_periods
         )
     ids = data["id"].to_numpy()
     starts = np.r_[ids[1:] == ids[:-1], False]  # the record starts an interval
@@ -97,7 +119,7 @@ def record_generators(design: ModelDesign, data: pd.DataFrame) -> RecordGenerato
                 )
             if c.kind == "categorical":
                 values[c.name] = str(values[c.name])
-        xs.append(effect_values(spec, design.effects, design.centers, design.period_labels, values))
+        xs.append(x_of(values).ravel())
         g = 0
         if spec.groups is not None:
             hit = np.flatnonzero(groups == str(row[spec.groups.column]))
@@ -109,16 +131,53 @@ def record_generators(design: ModelDesign, data: pd.DataFrame) -> RecordGenerato
                 )
             g = int(hit[0]) if hit.size else 0
         gs.append(g)
-    x = np.array(xs, dtype=np.float64).reshape(len(first), len(design.effects))
+    x = np.array(xs, dtype=np.float64).reshape(len(first), n_periods * len(design.effects))
     g = np.array(gs, dtype=np.int64)
     # patterns that differ only in columns without effects share a generator
     combined = np.column_stack([x, g.astype(np.float64)])
-    uniq, generator_of = np.unique(combined, axis=0, return_inverse=True)
+    uniq, pattern_of = np.unique(combined, axis=0, return_inverse=True)
     return RecordGenerators(
-        record_generator=generator_of.reshape(-1)[subject].astype(np.int64),
-        generator_x=np.ascontiguousarray(uniq[:, :-1]),
-        generator_group=uniq[:, -1].astype(np.int64),
+        record_pattern=pattern_of.reshape(-1)[subject].astype(np.int64),
+        generator_x=np.ascontiguousarray(uniq[:, :-1]).reshape(
+            len(uniq) * n_periods, len(design.effects)
+        ),
+        generator_group=np.repeat(uniq[:, -1].astype(np.int64), n_periods),
+        n_periods=n_periods,
     )
+
+
+def cut_records(ids, times, cuts) -> tuple[np.ndarray, np.ndarray]:
+    """Records to add at the period cut points strictly inside respondents' intervals.
+
+    A latent model's interval that crosses a cut point is split there by a record
+    that says nothing about the state (an emission row of ones), so that each
+    piece has the generator of its period.
+
+    Parameters
+    ----------
+    ids, times : array_like, shape (n,)
+        Records sorted by respondent and time.
+    cuts : sequence of float
+        Period cut points (time units).
+
+    Returns
+    -------
+    after : ndarray of int64
+        The record each new one follows (its respondent, weight and covariates).
+    at : ndarray of float64
+        The time of each new record (a cut point).
+    """
+    ids = np.asarray(ids)
+    times = np.asarray(times, dtype=np.float64)
+    same = np.flatnonzero(ids[1:] == ids[:-1])
+    after, at = [], []
+    for c in cuts:
+        inside = same[(times[same] < c) & (times[same + 1] > c)]
+        after.append(inside)
+        at.append(np.full(inside.size, float(c)))
+    if not after:
+        return np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(after).astype(np.int64), np.concatenate(at)
 
 
 def carry_forward(ids, times, values, new_ids, new_times) -> np.ndarray:
@@ -149,4 +208,4 @@ def carry_forward(ids, times, values, new_ids, new_times) -> np.ndarray:
     return out["value"].to_numpy().astype(np.asarray(values).dtype)
 
 
-__all__ = ["RecordGenerators", "carry_forward", "record_generators"]
+__all__ = ["RecordGenerators", "carry_forward", "cut_records", "record_generators"]

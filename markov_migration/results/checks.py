@@ -139,11 +139,11 @@ def _not_for_latent(tree, **_) -> None:
 
 
 def _latent_transitions(tree, **kwargs) -> PPCResult:
-    """The latent one-step-ahead check; not yet for fits with covariates or groups."""
+    """The latent one-step-ahead check; not yet for fits with covariates, groups or periods."""
     spec = fit_spec(tree)
-    if spec.covariates or spec.groups is not None:
+    if spec.covariates or spec.groups is not None or spec.periods:
         raise InputError(
-            "not run for a latent-state fit with covariates or groups yet (the one-step-ahead "
+            "not run for a latent-state fit with covariates, groups or periods yet (the one-step-ahead "
             "predictive uses one generator for every respondent)"
         )
     return ppc_latent(tree, **kwargs)
