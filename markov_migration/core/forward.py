@@ -51,8 +51,8 @@ record, ...) is computed once.
 ``node_count`` : float64 (n_nodes,)
     Number (or weight) of respondents whose history ends at this node.
 
-Each history uses one generator throughout (covariate pattern or group);
-intervals crossing period cuts are not supported here. Latent phases are a
+Each interval uses one generator (the covariate pattern or group of its first
+record); intervals crossing period cuts are not supported here. Latent phases are a
 generator on an expanded state space plus a phase emission matrix
 (:mod:`markov_migration.core.phases`).
 """
@@ -118,7 +118,7 @@ def aggregate_histories(
 ):  # fmt: skip
     """Count identical histories once, in the compact layout of the kernels.
 
-    Two respondents share a history when they have the same generator, the
+    Two respondents share a history when they have the same generators, the
     same sequence of codes and observation types and the same sequence of
     gaps (after rounding to ``resolution``).
 
@@ -133,8 +133,9 @@ def aggregate_histories(
     obstype : array_like of int, optional
         1 (panel, default) or 3 (exact entry time into the recorded state).
     generator : array_like of int, optional
-        Generator index per row; the first row of a respondent counts.
-        Default 0.
+        Generator index per row (e.g. its covariate pattern); the interval
+        between two rows uses the generator of the earlier row, as R msm
+        takes covariates at the start of each interval. Default 0.
     weight : array_like of float, optional
         Survey weight per row; the first row of a respondent counts.
         Default 1.
@@ -184,13 +185,13 @@ def aggregate_histories(
     parent, piece, kind, code, count = [], [], [], [], []
     ends: list[int] = []
     for a, b in zip(starts, stops, strict=True):
-        m = int(generator[a])
         node = -1
         for k in range(a, b):
             if node < 0:
                 key = (-1, -1, OBS_PANEL, int(codes[k]))
             else:
-                p = pieces.setdefault((m, float(ticks[k])), len(pieces))
+                # the interval (k-1, k] uses the generator of its first row (as msm)
+                p = pieces.setdefault((int(generator[k - 1]), float(ticks[k])), len(pieces))
                 key = (node, p, int(obstype[k]), int(codes[k]))
             found = nodes.get(key)
             if found is None:

@@ -38,9 +38,17 @@ Nonresponse
     :func:`markov_migration.inputs.nonresponse.schedule_records`; the
     generator, first weights and emission table of the forward algorithm are
     extended by :mod:`markov_migration.inference.latent_nonresponse`.
-Not supported yet (refused with a clear message): covariates, groups and
-periods together with latent features, discrete time, and aggregated-counts
-input (a latent fit needs respondents' histories).
+Covariates, groups and periods
+    As in the pure-panel model (:mod:`markov_migration.inference.hazard_terms`,
+    :mod:`markov_migration.inputs.design`): one generator per covariate pattern,
+    group and period; the interval between two records uses the covariates of
+    the earlier one (:mod:`markov_migration.inputs.latent_design`). An interval
+    that crosses a period cut point is split there by an added record that says
+    nothing (its emission row is all ones), so each piece has its period's
+    generator.
+Not supported yet (refused with a clear message): covariates, groups or
+periods together with ``[phases]``, periods with ``[nonresponse]``, discrete
+time, and aggregated-counts input (a latent fit needs respondents' histories).
 """
 
 from __future__ import annotations
@@ -51,7 +59,6 @@ from dataclasses import dataclass
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-import xarray as xr
 
 from markov_migration.core.forward import (
     OBS_EXACT,
@@ -59,24 +66,31 @@ from markov_migration.core.forward import (
     Histories,
     aggregate_histories,
     emission_table,
-    history_loglik,
 )
 from markov_migration.core.phases import hidden_names, phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.inference.latent_draws import (
+    history_loglik_draws,
+    observed_from_latent,
+    observed_generator,
+)
 from markov_migration.inference.latent_nonresponse import (
     attrition_states,
     nonresponse_inputs,
     nonresponse_variables,
-    state_vector,
 )
 from markov_migration.inference.rate_prior import baseline_log_rate
 from markov_migration.inference.sampling import run_nutpie, run_pymc
+from markov_migration.inputs.aggregate import period_of
+from markov_migration.inputs.latent_design import carry_forward, cut_records
 from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.priors import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, prior_coords
 from markov_migration.inputs.spec import ModelSpec
 
+#: Covariate and group variables, as the pure-panel model names them.
+EFFECT_VARIABLES = ("log_hazard_ratio", "hazard_ratio", "group_sd", "group_effect")
 #: Posterior variables of latent fits kept in fit files (besides the pure-panel ones).
 LATENT_VARIABLES = (
     "log_rate_latent", "rate_latent", "Q_latent", "misclassification", "initial", "response",
@@ -123,10 +137,11 @@ def check_latent_supported(spec: ModelSpec, panel: Panel | None = None) -> None:
     where = spec.path or spec.name
     if spec.time != "continuous":
         raise InputError(f"{where}: latent states need a continuous-time model")
-    if spec.covariates or spec.groups is not None or spec.periods:
+    if spec.periods and spec.observation.nonresponse is not None:
+        raise InputError(f"{where}: periods are not yet supported together with [nonresponse]")
+    if has_covariates(spec) and spec.observation.phases:
         raise InputError(
-            f"{where}: covariates, groups and periods are not yet supported together with "
-            "[observation], [misclassification], [phases] or [nonresponse]"
+            f"{where}: covariates, groups and periods are not yet supported together with [phases]"
         )
     if panel is None:
         raise InputError(
@@ -158,6 +173,8 @@ def latent_layout(spec: ModelSpec) -> LatentLayout:
     rate_from, rate_to = lay.rate_from[order], lay.rate_to[order]
     labels = tuple(f"{names[a]}->{names[b]}" for a, b in zip(rate_from, rate_to, strict=True))
     code_sets = tuple((r,) for r in range(k)) + tuple(members for _, members in obs.censored)
+    if spec.periods:  # the last code: a record at a cut point that says nothing (all states)
+        code_sets += (tuple(range(k)),)
     return LatentLayout(
         hidden_states=tuple(names),
         observed=lay.observed,
@@ -187,13 +204,17 @@ def phase_prior(spec: ModelSpec, pair: tuple[int, int]) -> tuple[float, float]:
     return float(np.log(DEFAULT_PRIOR_RATE)), DEFAULT_PRIOR_SD
 
 
-def latent_histories(spec: ModelSpec, panel: Panel):
+def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
     """Aggregated histories of a panel: (Histories, respondent ids, node of each respondent).
 
     With ``[nonresponse]`` the records include the missed scheduled interviews
-    (:func:`markov_migration.inputs.nonresponse.schedule_records`).
+    (:func:`markov_migration.inputs.nonresponse.schedule_records`), which take
+    the generator of the respondent's record before them. ``generators``: the
+    :class:`~markov_migration.inputs.latent_design.RecordGenerators` of a model
+    with covariates or groups (default: one generator).
     """
     d = panel.data
+    pattern = None if generators is None else generators.record_pattern
     codes = d["state"].to_numpy(dtype=np.int64)
     exact = np.isin(codes, np.array(spec.observation.exact, dtype=np.int64))
     obstype = np.where(exact, OBS_EXACT, OBS_PANEL)
@@ -204,14 +225,29 @@ def latent_histories(spec: ModelSpec, panel: Panel):
         absorbing = [r for r in range(spec.n_states) if r not in leaving]
         n_codes = spec.n_states + len(spec.observation.censored)
         rec = schedule_records(ids, times, codes, obstype, weight, n_codes, absorbing)
+        if pattern is not None:
+            pattern = carry_forward(ids, times, pattern, rec.ids, rec.times)
         ids, times, codes, obstype, weight = rec.ids, rec.times, rec.codes, rec.obstype, rec.weight
+    gen = None
+    if pattern is not None:
+        period = None
+        if spec.periods:  # split intervals at the cut points (module docstring)
+            after, at = cut_records(ids, times, spec.periods)
+            blank = spec.n_states + len(spec.observation.censored)
+            ids, times = np.r_[ids, ids[after]], np.r_[times, at]
+            codes = np.r_[codes, np.full(after.size, blank, np.int64)]
+            obstype = np.r_[obstype, np.full(after.size, OBS_PANEL, np.int64)]
+            weight, pattern = np.r_[weight, weight[after]], np.r_[pattern, pattern[after]]
+            period = period_of(times, spec)
+        gen = generators.generator_index(pattern, period)
     return aggregate_histories(
-        ids, times, codes, obstype, weight=weight, resolution=spec.resolution, return_nodes=True
-    )
+        ids, times, codes, obstype, generator=gen, weight=weight, resolution=spec.resolution,
+        return_nodes=True,
+    )  # fmt: skip
 
 
-def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
-    """Coordinates of the latent model and its fit file."""
+def latent_coords(spec: ModelSpec, layout: LatentLayout, design=None) -> dict[str, list]:
+    """Coordinates of the latent model and its fit file (with the design's, if any)."""
     coords = {
         "state": list(spec.states),
         "from_state": list(spec.states),
@@ -231,10 +267,55 @@ def latent_coords(spec: ModelSpec, layout: LatentLayout) -> dict[str, list]:
         coords["attrition_state"] = [spec.states[r] for r in attrition_states(spec)]
     for r, targets in spec.observation.misclassification:
         coords[f"recorded_{spec.states[r]}"] = [spec.states[s] for s in (r, *targets)]
+    if design is not None:
+        coords.update(design.coords())
     return coords
 
 
-def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | None = None):
+def has_covariates(spec: ModelSpec) -> bool:
+    """Whether a latent model has covariates, groups or periods (a generator per pattern)."""
+    return bool(spec.covariates) or spec.groups is not None or bool(spec.periods)
+
+
+def latent_design(spec: ModelSpec, panel: Panel, agg=None):
+    """The design and record generators of a latent model with covariates or groups.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    panel : Panel
+    agg : AggregatedData, optional
+        ``aggregate(panel, spec)``; its pairs of recorded states (censored
+        records left out) give the levels, groups and numeric centres, as in
+        the fit file's ``constant_data``.
+
+    Returns
+    -------
+    (ModelDesign, RecordGenerators) or (None, None) without covariates and groups.
+    """
+    if not has_covariates(spec):
+        return None, None
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.design import model_design
+    from markov_migration.inputs.latent_design import record_generators
+
+    design = model_design(
+        spec, recorded_pairs(spec, aggregate(panel, spec) if agg is None else agg)
+    )
+    return design, record_generators(design, panel.data)
+
+
+def recorded_pairs(spec: ModelSpec, agg):
+    """``agg`` with only the pairs of two recorded states (the fit file's observed data)."""
+    k = spec.n_states
+    table = agg.table
+    exact_pairs = table[(table["from"] < k) & (table["to"] < k)].reset_index(drop=True)
+    return type(agg)(**{**agg.__dict__, "table": exact_pairs, "states": spec.states})
+
+
+def build_latent_model(
+    spec: ModelSpec, panel: Panel, histories: Histories | None = None, agg=None, design=None
+):
     """The PyMC model of a latent-state spec (see the module docstring).
 
     Parameters
@@ -244,7 +325,11 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
     panel : Panel
         The validated panel (record codes in ``state``).
     histories : Histories, optional
-        ``latent_histories(spec, panel)[0]``, if already computed.
+        ``latent_histories(spec, panel, generators)[0]``, if already computed.
+    agg : AggregatedData, optional
+        ``aggregate(panel, spec)`` (for the design of covariates and groups).
+    design : tuple, optional
+        ``latent_design(spec, panel, agg)``, if already computed.
 
     Returns
     -------
@@ -254,13 +339,14 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
 
     check_latent_supported(spec, panel)
     layout = latent_layout(spec)
+    design, generators = latent_design(spec, panel, agg) if design is None else design
     if histories is None:
-        histories = latent_histories(spec, panel)[0]
+        histories = latent_histories(spec, panel, generators)[0]
     obs = spec.observation
     k, kh = spec.n_states, len(layout.hidden_states)
     code_matrix = emission_table(np.eye(k), layout.code_sets)  # (n_codes, K) 0/1
     phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
-    with pm.Model(coords=latent_coords(spec, layout)) as model:
+    with pm.Model(coords=latent_coords(spec, layout, design)) as model:
         dims = "latent_transition" if layout.phased else "transition"
         suffix = "_latent" if layout.phased else ""
         if layout.phased:
@@ -270,12 +356,16 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
         else:  # the pure-panel priors: total exit rates and their splits
             log_rate = baseline_log_rate(spec, dims=dims)
         rate = pm.Deterministic(f"rate{suffix}", pt.exp(log_rate), dims=dims)
-        off = pt.set_subtensor(pt.zeros((kh, kh))[layout.rate_from, layout.rate_to], rate)
-        q = off - pt.diag(off.sum(axis=1))
-        if layout.phased:
-            pm.Deterministic("Q_latent", q, dims=("from_latent", "to_latent"))
+        if design is not None:  # one generator per covariate pattern and group
+            q_stack, _ = _pattern_generators(spec, design, generators, log_rate)
         else:
-            pm.Deterministic("Q", q, dims=("from_state", "to_state"))
+            off = pt.set_subtensor(pt.zeros((kh, kh))[layout.rate_from, layout.rate_to], rate)
+            q = off - pt.diag(off.sum(axis=1))
+            q_stack = q[None]
+            if layout.phased:
+                pm.Deterministic("Q_latent", q, dims=("from_latent", "to_latent"))
+            else:
+                pm.Deterministic("Q", q, dims=("from_state", "to_state"))
         emission = pt.as_tensor_variable(np.eye(k))
         for r, targets in obs.misclassification:
             alpha = np.array([obs.prior_correct] + [obs.prior_error] * len(targets))
@@ -297,52 +387,34 @@ def build_latent_model(spec: ModelSpec, panel: Panel, histories: Histories | Non
             r, d = nonresponse_variables(spec)
             pmap = pt.as_tensor_variable(phase_map)
             d_hidden = None if d is None else pt.dot(pmap, d)
-            q, initial, table = nonresponse_inputs(q, initial, table, pt.dot(pmap, r), d_hidden, pt)
+            qs = []
+            for m in range(design.n_generators if design is not None else 1):
+                q_m, first, tab = nonresponse_inputs(
+                    q_stack[m], initial, table, pt.dot(pmap, r), d_hidden, pt
+                )
+                qs.append(q_m)
+            q_stack, initial, table = pt.stack(qs), first, tab
         data = [pt.as_tensor_variable(np.asarray(a)) for a in histories]
-        pm.Potential("loglik", forward_loglik(q[None], initial, table, data))
+        pm.Potential("loglik", forward_loglik(q_stack, initial, table, data))
     return model
 
 
-def observed_generator(q_latent: np.ndarray, layout: LatentLayout, n_states: int) -> np.ndarray:
-    """Markov generator on the observed states with the phase-type states' mean sojourns.
+def _pattern_generators(spec: ModelSpec, design, generators, log_rate):
+    """Generators (M, K, K) of the record patterns; ``Q`` on the reported grid (PyMC)."""
+    from markov_migration.inference.hazard_terms import generator_matrix, hazard_terms
 
-    ``Q[r, s] = P(next state s | entering r) / E(time in r)``, entering ``r`` in
-    its first phase; for single-phase states this is the hidden generator itself.
-
-    Parameters
-    ----------
-    q_latent : ndarray (..., K_h, K_h)
-    layout : LatentLayout
-    n_states : int
-
-    Returns
-    -------
-    ndarray (..., K, K)
-    """
-    lead = q_latent.shape[:-2]
-    out = np.zeros((*lead, n_states, n_states))
-    for r in range(n_states):
-        h = np.flatnonzero(layout.observed == r)
-        if not len(h):
-            continue
-        sub = q_latent[..., h[:, None], h[None, :]]  # (..., n, n)
-        exits = np.zeros((*lead, len(h), n_states))
-        for s in range(n_states):
-            if s != r:
-                cols = np.flatnonzero(layout.observed == s)
-                exits[..., s] = q_latent[..., h[:, None], cols[None, :]].sum(axis=-1)
-        if not exits.any():
-            continue
-        # first row of (-sub)^-1: expected time in each phase after entering the first
-        e0 = np.zeros(len(h))
-        e0[0] = 1.0
-        rhs = np.broadcast_to(e0[:, None], (*lead, len(h), 1))
-        occupancy = np.linalg.solve(np.swapaxes(-sub, -1, -2), rhs)[..., 0]
-        mean_time = occupancy.sum(axis=-1)
-        nxt = np.einsum("...i,...is->...s", occupancy, exits)
-        out[..., r, :] = nxt / mean_time[..., None]
-        out[..., r, r] = -nxt.sum(axis=-1) / mean_time
-    return out
+    log_q, log_q_grid = hazard_terms(
+        design, log_rate, pt.as_tensor_variable(generators.generator_x),
+        pt.as_tensor_variable(generators.generator_group),
+        pt.as_tensor_variable(design.parameter_scale),
+    )  # fmt: skip
+    k = spec.n_states
+    q_grid = generator_matrix(pt.exp(log_q_grid), spec)
+    pm.Deterministic(
+        "Q", q_grid.reshape((*design.grid_shape, k, k)),
+        dims=(*design.grid_dims, "from_state", "to_state"),
+    )  # fmt: skip
+    return generator_matrix(pt.exp(log_q), spec), q_grid
 
 
 def _sample(model, s, progress: bool):
@@ -373,92 +445,32 @@ def sample_latent(spec, agg, settings, *, progress=False, command=None, panel=No
 
     check_latent_supported(spec, panel)
     layout = latent_layout(spec)
-    histories, respondents, nodes = latent_histories(spec, panel)
-    model = build_latent_model(spec, panel, histories)
+    design, generators = latent_design(spec, panel, agg)
+    histories, respondents, nodes = latent_histories(spec, panel, generators)
+    model = build_latent_model(spec, panel, histories, design=(design, generators))
     from markov_migration.interrupts import reraise_after
 
     with reraise_after():
         posterior, stats = _sample(model, settings, progress)
     # as inference.model.sampled_variables (model imports this module: no cycle)
     sampled = [rv.name for rv in model.free_RVs if rv.name in posterior]
-    keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES]
+    keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES, *EFFECT_VARIABLES]
     keep += [v for v in posterior.data_vars if v.startswith("misclassification_")]
     keep += [v for v in sampled if v not in keep]  # every free variable, for diagnostics
     posterior = posterior[[v for v in keep if v in posterior]]
     posterior = posterior.transpose(*SAMPLE_DIMS, ...)
     if layout.phased:
-        posterior = _observed_from_latent(spec, layout, posterior)
-    loglik = _history_loglik(spec, layout, posterior, histories, respondents, nodes)
-    k = spec.n_states
-    table = agg.table
-    exact_pairs = agg.table[(table["from"] < k) & (table["to"] < k)].reset_index(drop=True)
-    agg = type(agg)(**{**agg.__dict__, "table": exact_pairs, "states": spec.states})
+        posterior = observed_from_latent(spec, layout, posterior)
+    loglik = history_loglik_draws(
+        spec, layout, posterior, histories, respondents, nodes, design, generators
+    )
+    agg = recorded_pairs(spec, agg)
     from markov_migration.inference.log_prior import log_prior_dataset
 
     return assemble_fit(
         spec, agg, posterior, stats, settings.to_attrs(), command, panel, log_likelihood=loglik,
         sampled=sampled, log_prior=log_prior_dataset(model, posterior, sampled),
     )  # fmt: skip
-
-
-def _observed_from_latent(spec, layout, posterior: xr.Dataset) -> xr.Dataset:
-    q = observed_generator(posterior["Q_latent"].to_numpy(), layout, spec.n_states)
-    posterior["Q"] = ((*SAMPLE_DIMS, "from_state", "to_state"), q)
-    frm = np.array([r for r, _ in spec.transitions])
-    to = np.array([s for _, s in spec.transitions])
-    rate = q[..., frm, to]
-    posterior = posterior.assign_coords(
-        from_state=list(spec.states), to_state=list(spec.states),
-        transition=list(spec.transition_labels),
-    )  # fmt: skip
-    posterior["rate"] = ((*SAMPLE_DIMS, "transition"), rate)
-    with np.errstate(divide="ignore"):
-        posterior["log_rate"] = ((*SAMPLE_DIMS, "transition"), np.log(rate))
-    posterior["Q"].attrs["description"] = (
-        "Markov generator on the observed states with the mean sojourn times and "
-        "next-state probabilities of the phase-type states (see Q_latent)"
-    )
-    return posterior
-
-
-def _history_loglik(spec, layout, posterior, histories, respondents, nodes) -> xr.Dataset:
-    """Each respondent's whole-history log-likelihood for every draw (for LOO)."""
-    obs = spec.observation
-    k, kh = spec.n_states, len(layout.hidden_states)
-    nchain, ndraw = (posterior.sizes[d] for d in SAMPLE_DIMS)
-    qname = "Q_latent" if layout.phased else "Q"
-    q = posterior[qname].to_numpy().reshape(nchain * ndraw, kh, kh)
-    if obs.misclassification:
-        e = posterior["misclassification"].to_numpy().reshape(nchain * ndraw, k, k)
-    else:
-        e = np.broadcast_to(np.eye(k), (nchain * ndraw, k, k))
-    pi = (
-        posterior["initial"].to_numpy().reshape(nchain * ndraw, kh)
-        if obs.hidden
-        else np.ones((nchain * ndraw, kh))
-    )
-    phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
-    nr = obs.nonresponse
-    if nr is not None:
-        r = posterior["response"].to_numpy().reshape(nchain * ndraw, -1)
-        r = state_vector(spec, r, nr.states, 1.0)
-        d = np.zeros((nchain * ndraw, 0))
-        if "attrition" in posterior:
-            d = posterior["attrition"].to_numpy().reshape(nchain * ndraw, -1)
-        d = state_vector(spec, d, attrition_states(spec), 0.0)
-    per_node = np.empty((nchain * ndraw, len(histories.node_parent)))
-    for i in range(nchain * ndraw):
-        table = emission_table(phase_map @ e[i], layout.code_sets)
-        qi, pii = q[i], pi[i]
-        if nr is not None:
-            d_hidden = phase_map @ d[i] if nr.attrition else None
-            qi, pii, table = nonresponse_inputs(qi, pii, table, phase_map @ r[i], d_hidden)
-        per_node[i] = history_loglik(qi, pii, table, *histories)
-    values = per_node[:, nodes].reshape(nchain, ndraw, len(nodes))
-    return xr.Dataset(
-        {"histories": ((*SAMPLE_DIMS, "respondent"), values)},
-        coords={**{d: posterior[d] for d in SAMPLE_DIMS}, "respondent": respondents.astype(str)},
-    )
 
 
 __all__ = [

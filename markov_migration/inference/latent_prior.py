@@ -17,17 +17,19 @@ from __future__ import annotations
 import xarray as xr
 
 from markov_migration.inference.latent import (
+    EFFECT_VARIABLES,
     LATENT_VARIABLES,
-    _history_loglik,
-    _observed_from_latent,
     build_latent_model,
     check_latent_supported,
+    latent_design,
     latent_histories,
     latent_layout,
+    recorded_pairs,
 )
+from markov_migration.inference.latent_draws import history_loglik_draws, observed_from_latent
 
 
-def latent_prior_model(spec, panel):
+def latent_prior_model(spec, panel, agg=None):
     """The latent model and the variables a prior-only fit keeps.
 
     Parameters
@@ -36,6 +38,8 @@ def latent_prior_model(spec, panel):
         With ``spec.observation.latent``.
     panel : Panel
         The validated panel (a latent model needs respondents' histories).
+    agg : AggregatedData, optional
+        Its aggregation (covariate and group levels of the design).
 
     Returns
     -------
@@ -45,17 +49,20 @@ def latent_prior_model(spec, panel):
     sampled : list of str
         The free variables.
     histories : tuple
-        ``latent_histories(spec, panel)`` (histories, respondents, node of each).
+        (histories, respondents, node of each, design, generators), as
+        :func:`~markov_migration.inference.latent.sample_latent` builds them.
     """
     check_latent_supported(spec, panel)
-    histories = latent_histories(spec, panel)
-    model = build_latent_model(spec, panel, histories[0])
+    design, generators = latent_design(spec, panel, agg)
+    histories, respondents, nodes = latent_histories(spec, panel, generators)
+    model = build_latent_model(spec, panel, histories, design=(design, generators))
     names = [v.name for v in (*model.free_RVs, *model.deterministics)]
     sampled = [rv.name for rv in model.free_RVs]
-    keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES]
+    keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES, *EFFECT_VARIABLES]
     keep += [v for v in names if v.startswith("misclassification_")]
     keep += [v for v in sampled if v not in keep]
-    return model, [v for v in keep if v in names], sampled, histories
+    context = (histories, respondents, nodes, design, generators)
+    return model, [v for v in keep if v in names], sampled, context
 
 
 def latent_prior_fit(
@@ -88,13 +95,9 @@ def latent_prior_fit(
 
     layout = latent_layout(spec)
     if layout.phased:
-        posterior = _observed_from_latent(spec, layout, posterior)
-    loglik = _history_loglik(spec, layout, posterior, *histories)
-    # observed_data: the pairs of exactly recorded states, as sample_latent keeps them
-    k = spec.n_states
-    table = agg.table
-    exact_pairs = table[(table["from"] < k) & (table["to"] < k)].reset_index(drop=True)
-    agg = type(agg)(**{**agg.__dict__, "table": exact_pairs, "states": spec.states})
+        posterior = observed_from_latent(spec, layout, posterior)
+    loglik = history_loglik_draws(spec, layout, posterior, *histories)
+    agg = recorded_pairs(spec, agg)  # observed_data, as sample_latent keeps it
     attrs = settings_attrs({**settings.as_dict(), "sampler": "prior"})
     return assemble_fit(
         spec, agg, posterior, stats, attrs, command, panel, log_likelihood=loglik,

@@ -37,6 +37,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from markov_migration.errors import InputError
+from markov_migration.inference.hazard_terms import generator_matrix, hazard_terms
 from markov_migration.inputs.aggregate import AggregatedData
 from markov_migration.inputs.design import ModelDesign, model_design
 from markov_migration.inputs.effects import check_design
@@ -126,17 +127,6 @@ def build_model(spec: ModelSpec, agg: AggregatedData, panel=None) -> pm.Model:
     return _build_continuous(spec, agg)
 
 
-def generator_matrix(rate: pt.TensorVariable, spec: ModelSpec) -> pt.TensorVariable:
-    """Generators (..., K, K) from rates (..., T) of the allowed transitions (PyTensor)."""
-    k = spec.n_states
-    frm = np.array([r for r, _ in spec.transitions], dtype=np.int64)
-    to = np.array([s for _, s in spec.transitions], dtype=np.int64)
-    rate = pt.as_tensor_variable(rate)
-    lead = tuple(rate.shape[i] for i in range(rate.ndim - 1))
-    off = pt.set_subtensor(pt.zeros((*lead, k, k))[..., frm, to], rate)
-    return off - off.sum(axis=-1)[..., None] * pt.eye(k)
-
-
 def _build_continuous(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
     from markov_migration.inference.likelihood_op import panel_loglik
     from markov_migration.inference.rate_prior import baseline_log_rate
@@ -149,31 +139,10 @@ def _build_continuous(spec: ModelSpec, agg: AggregatedData) -> pm.Model:
         data = unpack_arrays({name: pm.Data(name, value) for name, value in packed.items()}, layout)
         log_rate = baseline_log_rate(spec)
         pm.Deterministic("rate", pt.exp(log_rate), dims="transition")
-        log_q = log_rate[None, :]  # likelihood generators (M, T)
-        log_q_grid = log_rate[None, :]  # reported generators (n_grid, T)
-        if design.has_effects:
-            # Sampled per sd of the covariate; reported per unit (exactly msm's hazard ratios).
-            scaled = pm.Normal(
-                "log_hr_scaled", 0.0, sigma=design.parameter_sd * data["hr_scale"],
-                dims="hr_parameter",
-            )  # fmt: skip
-            per_unit = (scaled / data["hr_scale"])[design.effect_parameter]
-            log_hr = pm.Deterministic("log_hazard_ratio", per_unit, dims="covariate_effect")
-            pm.Deterministic("hazard_ratio", pt.exp(log_hr), dims="covariate_effect")
-            effect_t = design.effect_transition
-            log_q = log_q + pt.dot(data["generator_x"] * log_hr[None, :], effect_t)
-            log_q_grid = log_q_grid + pt.dot(design.grid_x * log_hr[None, :], effect_t)
-        if design.has_groups:
-            group_sd = pm.HalfNormal(
-                "group_sd", sigma=spec.groups.sd_prior, dims="group_transition"
-            )
-            group_z = pm.Normal("group_z", 0.0, 1.0, dims=("group", "group_transition"))
-            effect = pm.Deterministic(
-                "group_effect", group_z * group_sd[None, :], dims=("group", "group_transition")
-            )
-            group_t = design.group_transition
-            log_q = log_q + pt.dot(effect[data["generator_group"]], group_t)
-            log_q_grid = log_q_grid + pt.dot(effect[design.grid_group], group_t)
+        log_q, log_q_grid = hazard_terms(
+            design, log_rate, data.get("generator_x"), data.get("generator_group"),
+            data.get("hr_scale"),
+        )  # fmt: skip
         q_grid = generator_matrix(pt.exp(log_q_grid), spec)
         k = spec.n_states
         pm.Deterministic(

@@ -56,7 +56,7 @@ def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None)
     if spec.observation.latent:
         from markov_migration.inference.latent_prior import latent_prior_fit, latent_prior_model
 
-        model, keep, sampled, histories = latent_prior_model(spec, panel)
+        model, keep, sampled, histories = latent_prior_model(spec, panel, agg)
         posterior = _draw(model, keep, settings)
         tree = latent_prior_fit(
             spec, agg, settings, model, posterior, prior_sample_stats(posterior), sampled,

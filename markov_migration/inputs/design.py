@@ -238,6 +238,31 @@ class ModelDesign:
         return out
 
 
+def effect_values(
+    spec: ModelSpec,
+    effects: tuple[HazardEffect, ...],
+    centers: dict[str, float],
+    periods: tuple[str, ...],
+    values: dict[str, Any],
+    period: int = 0,
+) -> np.ndarray:
+    """The row ``x`` (n_effects,) of a generator (see the module docstring).
+
+    ``values``: each covariate's value (categorical level as a string, numeric in
+    its own unit); ``period``: index into ``periods``.
+    """
+    by_name = {c.name: c for c in spec.covariates}
+    x = np.zeros(len(effects))
+    for i, e in enumerate(effects):
+        if e.covariate == PERIOD_COVARIATE:
+            x[i] = float(periods[period] == e.level)
+        elif by_name[e.covariate].kind == "numeric":
+            x[i] = float(values[e.covariate]) - centers[e.covariate]
+        else:
+            x[i] = float(values[e.covariate] == e.level)
+    return x
+
+
 def period_labels(spec: ModelSpec) -> tuple[str, ...]:
     """Labels of the periods: ``"[-inf, 2022.72)"``, ..., ``"[2024, inf)"``."""
     edges = [-math.inf, *spec.periods, math.inf]
@@ -335,7 +360,6 @@ def model_design(spec: ModelSpec, agg: AggregatedData) -> ModelDesign:
             mean = float(np.average(v, weights=count))
             sd = float(np.sqrt(np.average((v - mean) ** 2, weights=count)))
             centers[cov.name], scales[cov.name] = mean, (sd if sd > 0 else 1.0)
-    by_name = {c.name: c for c in spec.covariates}
     parameter_scale = np.array([scales.get(name, 1.0) for name in owner], dtype=float)
 
     # Subjects: distinct covariate values and group of the rows.
@@ -362,15 +386,7 @@ def model_design(spec: ModelSpec, agg: AggregatedData) -> ModelDesign:
         ).astype(np.int64)
 
     def covariate_x(values: dict[str, Any], period: int) -> np.ndarray:
-        x = np.zeros(len(effects))
-        for i, e in enumerate(effects):
-            if e.covariate == PERIOD_COVARIATE:
-                x[i] = float(periods[period] == e.level)
-            elif by_name[e.covariate].kind == "numeric":
-                x[i] = float(values[e.covariate]) - centers[e.covariate]
-            else:
-                x[i] = float(values[e.covariate] == e.level)
-        return x
+        return effect_values(spec, effects, centers, periods, values, period)
 
     subject_values = [
         {c.name: row[c.column] for c in spec.covariates}

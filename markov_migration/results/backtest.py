@@ -380,10 +380,22 @@ def _origin_rows(tree: xr.DataTree, heldout: HeldOut) -> np.ndarray:
 
 
 def check_backtest_model(spec) -> None:
-    """Refuse models the backtest cannot predict from (``[nonresponse]`` models)."""
+    """Refuse models the backtest cannot predict from.
+
+    Those are ``[nonresponse]`` models and latent models with covariates, groups or periods.
+    """
     obs = getattr(spec, "observation", None)
     if obs is not None and obs.nonresponse is not None:
         raise InputError(f"{spec.path or spec.name}: {NONRESPONSE_REFUSAL}")
+    if (
+        obs is not None
+        and obs.latent
+        and (spec.covariates or spec.groups is not None or spec.periods)
+    ):
+        raise InputError(
+            f"{spec.path or spec.name}: backtest does not support latent-state models with "
+            "covariates, groups or periods yet (its forward filter uses one generator)"
+        )
 
 
 def refit_kept(
