@@ -14,8 +14,8 @@ fallback's code is never typed or optimised); on a generator that needs the fall
 the lean kernel stops with :data:`STATUS_NEEDS_FALLBACK`. ``True`` compiles the full
 kernel. The C entry point of :mod:`markov_migration.core.native` compiles the lean kernel
 eagerly and the full one only when some generator first needs it (a fallback is rare:
-a defective or ill-conditioned generator), which saves about a third of the
-kernel's cold compile.
+a defective or ill-conditioned generator): the lean kernel compiles in about 40% of
+the CPU time of the old single kernel (docs/performance.md, lever 5).
 
 These kernels are deliberately not ``cache=True``: numba keys a cached function
 on its own file only, so a cached kernel would keep stale code of

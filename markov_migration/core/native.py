@@ -47,8 +47,8 @@ __all__ = [
 # the fallback it hands the whole call to the *full* entry point through a second
 # external symbol. That symbol is first bound to a ctypes callback that compiles
 # (or loads) the full entry point on its first call and forwards to it, so a fit
-# whose generators never need the fallback never compiles it (about a third of the
-# kernel's cold compile; measured in docs/performance.md, lever 5).
+# whose generators never need the fallback never compiles it (the lean entry point
+# takes about 40% of the old one's compile CPU; docs/performance.md, lever 5).
 
 _TASK_LOGLIK = 0
 _TASK_LOGLIK_GRAD = 1
