@@ -585,3 +585,37 @@ def test_second_process_loads_the_kernel_from_the_cache():
     assert "data saved" not in runs[1].stdout + runs[1].stderr
     assert "data loaded" in runs[1].stdout + runs[1].stderr
     assert runs[0].stdout.splitlines()[-1] == runs[1].stdout.splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_full_kernel_is_compiled_only_when_a_generator_needs_the_fallback():
+    # the lean kernel has no Pade fallback; the first generator that needs it
+    # compiles (or loads) the full kernel through the ctypes trampoline, and the
+    # values are those of the high-precision reference either way
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from markov_migration.core import native\n"
+        "from markov_migration.core.likelihood import loglik_and_grad, row_loglik\n"
+        "panel = ([0], [1.5], [0, 1, 2], [0, 0], [0, 0], [0, 1], [30.0, 5.0])\n"
+        "Q = np.array([[[-0.2, 0.2], [0.1, -0.1]]])\n"
+        "a = loglik_and_grad(Q, *panel)\n"
+        "print(len(native._full_entry_cfunc))\n"
+        "J = np.array([[[-1.0, 1.0, 0.0], [0.0, -1.0, 1.0], [0.0, 0.0, 0.0]]])\n"
+        "pj = ([0], [1.5], [0, 1, 2], [0, 0], [0, 0], [0, 2], [30.0, 5.0])\n"
+        "b = loglik_and_grad(J, *pj)\n"
+        "r = row_loglik(J, *pj)\n"
+        "print(len(native._full_entry_cfunc))\n"
+        "print(repr(b[0]), repr(r.tolist()), repr(b[1].ravel().tolist()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out[0] == "0"  # a real spectrum: the full kernel was not needed
+    assert out[1] == "2"  # a defective generator (Jordan block): it was (call, cfunc)
+    J = np.array([[-1.0, 1.0, 0.0], [0.0, -1.0, 1.0], [0.0, 0.0, 0.0]])
+    P = scipy.linalg.expm(J * 1.5)
+    value = float(out[2].split(" [")[0])
+    np.testing.assert_allclose(value, 30 * np.log(P[0, 0]) + 5 * np.log(P[0, 2]), rtol=1e-12)

@@ -8,6 +8,15 @@ generators that need the fallback, through the Pade Frechet derivative
 (:mod:`markov_migration.core.expm`). Called from Python only through the
 C entry point of :mod:`markov_migration.core.native`.
 
+Every kernel takes a last argument ``full``: ``None`` compiles the *lean* kernel,
+without the Pade fallback (numba prunes the branch on the argument's type, so the
+fallback's code is never typed or optimised); on a generator that needs the fallback
+the lean kernel stops with :data:`STATUS_NEEDS_FALLBACK`. ``True`` compiles the full
+kernel. The C entry point of :mod:`markov_migration.core.native` compiles the lean kernel
+eagerly and the full one only when some generator first needs it (a fallback is rare:
+a defective or ill-conditioned generator): the lean kernel compiles in about 40% of
+the CPU time of the old single kernel (docs/performance.md, lever 5).
+
 These kernels are deliberately not ``cache=True``: numba keys a cached function
 on its own file only, so a cached kernel would keep stale code of
 :mod:`~markov_migration.core.spectral` or :mod:`~markov_migration.core.expm`
@@ -38,15 +47,22 @@ from markov_migration.core.spectral import (
 
 __all__: list[str] = []
 
+#: Kernel status: evaluated (possibly to -inf).
+STATUS_OK = 0
+#: Kernel status of a lean kernel (``full=None``): some used generator needs the Pade
+#: fallback, which the lean kernel does not contain; nothing was computed.
+STATUS_NEEDS_FALLBACK = 1
+
 
 @njit
-def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
+def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
     """Decompose generators, evaluate P for every piece and the row probabilities.
 
     Returns the per-generator decompositions and modes, exp(lam t) per piece,
     dense P for the pieces that need it (multi-piece rows, fallback
     generators) at ``P[slot[p]]`` (``slot[p] = -1`` for the others), and
-    ``value[r] = P_r[from_r, to_r]``.
+    ``value[r] = P_r[from_r, to_r]``, whether the generators are valid and the
+    status (:data:`STATUS_NEEDS_FALLBACK` from a lean kernel, ``full=None``).
     """
     K = Q.shape[1]
     n_pieces = piece_q.shape[0]
@@ -74,7 +90,10 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
     P = np.zeros((n_slots, K, K))
     value = np.zeros(n_rows)
     if not valid:
-        return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False, slot
+        return (
+            mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False, slot,
+            STATUS_OK,
+        )  # fmt: skip
 
     for p in range(n_pieces):
         m = piece_q[p]
@@ -87,13 +106,21 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
             _piece_exponentials(lam_c, m, t, expo_c, p)
             if slot[p] >= 0:
                 _dense(U_c, Ui_c, m, expo_c, p, P, slot[p])
+        elif full is None:  # lean kernel: pruned at compile time when full is not None
+            return (
+                mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False, slot,
+                STATUS_NEEDS_FALLBACK,
+            )  # fmt: skip
         else:
             try:
-                P[slot[p]] = _expm_numba(Q[m] * t)
+                Pm = _expm_numba(Q[m] * t)
+                for i in range(K):
+                    for j in range(K):
+                        P[slot[p], i, j] = Pm[i, j]
             except Exception:  # singular Pade denominator: cannot happen for finite Q
                 return (
                     mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False,
-                    slot,
+                    slot, STATUS_OK,
                 )  # fmt: skip
 
     left = np.zeros(K)
@@ -113,7 +140,9 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
             else:
                 value[r] = P[slot[p], a, b]
         else:
-            left[:] = P[slot[row_piece[start]], a, :]
+            s0 = slot[row_piece[start]]
+            for j in range(K):
+                left[j] = P[s0, a, j]
             for i in range(start + 1, stop - 1):
                 Pi = P[slot[row_piece[i]]]
                 for j in range(K):
@@ -121,47 +150,55 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
                     for k in range(K):
                         s += left[k] * Pi[k, j]
                     tmp[j] = s
-                left[:] = tmp
+                for j in range(K):
+                    left[j] = tmp[j]
             v = 0.0
             Pl = P[slot[row_piece[stop - 1]]]
             for k in range(K):
                 v += left[k] * Pl[k, b]
             value[r] = v
-    return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, True, slot
+    return (
+        mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, True, slot, STATUS_OK
+    )  # fmt: skip
 
 
 @njit
-def _row_loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to):
-    fwd = _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to)
+def _row_loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
+    """Row log-probabilities and the kernel status (see :func:`_forward`)."""
+    fwd = _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full)
     value = fwd[10]
     out = np.empty(value.shape[0])
     for r in range(value.shape[0]):
         v = value[r]
         out[r] = np.log(v) if (fwd[11] and v > 0.0 and np.isfinite(v)) else -np.inf
-    return out
+    return out, fwd[13]
 
 
 @njit
-def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count, with_grad):
-    """Log-likelihood and (if ``with_grad``) its gradient with respect to every Q entry.
+def _loglik_kernel(
+    Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count, with_grad, full
+):  # fmt: skip
+    """Log-likelihood, (if ``with_grad``) its gradient with respect to every Q entry, status.
 
     The gradient of a generator with a usable eigendecomposition is
     ``U^-T S U^T`` with the spectral adjoint ``S = sum_rows V(t) o (U^T G U^-T)``
     (Kalbfleisch-Lawless). Rows of one piece -- nearly all rows -- add to ``S``
     in O(K) through :func:`_accumulate_row_spectral`; rows crossing period cuts
     form their piece adjoints ``G`` and add ``V o (U^T G U^-T)`` per piece;
-    fallback generators take the Frechet derivative of the Pade expm.
+    fallback generators take the Frechet derivative of the Pade expm (full kernel
+    only, ``full`` not None; a lean kernel returns :data:`STATUS_NEEDS_FALLBACK`).
     """
     M = Q.shape[0]
     K = Q.shape[1]
     n_pieces = piece_q.shape[0]
     n_rows = row_from.shape[0]
     dQ = np.zeros((M, K, K))
-    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, valid, slot = _forward(
-        Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to
-    )
+    fwd = _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full)
+    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, valid, slot, st = fwd
+    if st != STATUS_OK:
+        return 0.0, dQ, st
     if not valid:
-        return -np.inf, dQ
+        return -np.inf, dQ, STATUS_OK
     total = 0.0
     for r in range(n_rows):
         c = row_count[r]
@@ -169,12 +206,12 @@ def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, ro
             continue
         v = value[r]
         if not (v > 0.0 and np.isfinite(v)):
-            return -np.inf, dQ
+            return -np.inf, dQ, STATUS_OK
         total += c * np.log(v)
     if not np.isfinite(total):
-        return total, dQ
+        return total, dQ, STATUS_OK
     if not with_grad:
-        return total, dQ
+        return total, dQ, STATUS_OK
 
     # eigenvalue gaps, and the pairs too close for the row-wise sums
     invd_r = np.zeros((M, K, K))
@@ -299,12 +336,14 @@ def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, ro
             _accumulate_spectral_adjoint(
                 U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, G, sp, W_c, X_c, nz_a, nz_b, nz_g
             )
+        elif full is None:  # never reached: the lean _forward stopped already
+            return 0.0, dQ, STATUS_NEEDS_FALLBACK
         else:
             # <G, L(Q t, E t)> = <t L(Q^T t, G), E>
             try:
                 _, Lf = _expm_frechet_numba(np.ascontiguousarray(Q[m].T) * t, G[sp])
             except Exception:
-                return -np.inf, np.zeros((M, K, K))
+                return -np.inf, np.zeros((M, K, K)), STATUS_OK
             dQ[m] += t * Lf
     for m in range(M):
         if mode[m] == _MODE_REAL:
@@ -313,4 +352,4 @@ def _loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, ro
         elif mode[m] == _MODE_COMPLEX:
             _spectral_from_sums(U_c, Ui_c, invd_c, m, B_c, C_c, D_c, Sc_c, close, W_c)
             _back_transform(U_c[m], Ui_c[m], W_c[m], dQ[m])
-    return total, dQ
+    return total, dQ, STATUS_OK

@@ -3,7 +3,10 @@
 Layer 1 (numpy, numba, llvmlite only).
 """
 
+import ctypes
 import hashlib
+import sys
+import threading
 from pathlib import Path
 
 import llvmlite.binding as llvm
@@ -15,9 +18,19 @@ from markov_migration.core import layout as _layout_module
 from markov_migration.core import loglik_kernel as _kernel_module
 from markov_migration.core import spectral as _spectral_module
 from markov_migration.core.layout import _layout_status
-from markov_migration.core.loglik_kernel import _loglik_kernel, _row_loglik_kernel
+from markov_migration.core.loglik_kernel import (
+    STATUS_NEEDS_FALLBACK,
+    _loglik_kernel,
+    _row_loglik_kernel,
+)
 
-__all__ = ["KERNEL_HASH", "ensure_native_kernel", "native_loglik_and_grad"]
+__all__ = [
+    "KERNEL_HASH",
+    "ensure_full_kernel",
+    "ensure_native_kernel",
+    "native_loglik_and_grad",
+    "warm_kernels",
+]
 
 # --------------------------------------------------------------------------
 # One native entry point
@@ -28,6 +41,14 @@ __all__ = ["KERNEL_HASH", "ensure_native_kernel", "native_loglik_and_grad"]
 # nutpie model. So the kernel is compiled once as a C callback (cached on disk)
 # and called through an external symbol, as numba calls its own LAPACK
 # wrappers; callers then compile only a few lines.
+#
+# Two variants of the entry point: the *lean* one, compiled (or loaded) eagerly,
+# has no Pade fallback (``full=None``, see loglik_kernel); when a generator needs
+# the fallback it hands the whole call to the *full* entry point through a second
+# external symbol. That symbol is first bound to a ctypes callback that compiles
+# (or loads) the full entry point on its first call and forwards to it, so a fit
+# whose generators never need the fallback never compiles it (the lean entry point
+# takes about 40% of the old one's compile CPU; docs/performance.md, lever 5).
 
 _TASK_LOGLIK = 0
 _TASK_LOGLIK_GRAD = 1
@@ -53,12 +74,14 @@ _C_SIGNATURE = types.int64(
 )
 
 
-def _make_native_entry(kernel_hash):
+def _make_native_entry(kernel_hash, full):
     """Build the C entry point, tied to the kernels' source hash.
 
     numba invalidates a cached function only when its own file changes; the
     hash (a closure variable, part of numba's cache index key) makes a change
     in any kernel module (:data:`KERNEL_SOURCES`) recompile the entry point too.
+    ``full`` (None: lean, True: with the Pade fallback) is a closure variable as
+    well, so the two variants are cached under different keys.
     """
 
     def _native_entry(
@@ -87,15 +110,34 @@ def _make_native_entry(kernel_hash):
             return status
         if task == _TASK_ROW_LOGLIK:
             out = carray(out_value_ptr, (n_rows,))
-            out[:] = _row_loglik_kernel(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to)
+            rows, st = _row_loglik_kernel(
+                Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full
+            )
+            if st == STATUS_NEEDS_FALLBACK:
+                return _full_call(
+                    task, q_ptr, M, K, pq_ptr, pt_ptr, n_pieces, rp_ptr, rpi_ptr, nnz, rf_ptr,
+                    rt_ptr, rc_ptr, n_rows, out_value_ptr, out_grad_ptr,
+                )  # fmt: skip
+            # element loops, not slice assignment: numba compiles a shape check
+            # with message formatting per slice rank (seconds of cold compile)
+            for r in range(n_rows):
+                out[r] = rows[r]
             return 0
-        total, dQ = _loglik_kernel(
+        total, dQ, st = _loglik_kernel(
             Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, row_count,
-            task == _TASK_LOGLIK_GRAD,
+            task == _TASK_LOGLIK_GRAD, full,
         )  # fmt: skip
+        if st == STATUS_NEEDS_FALLBACK:
+            return _full_call(
+                task, q_ptr, M, K, pq_ptr, pt_ptr, n_pieces, rp_ptr, rpi_ptr, nnz, rf_ptr,
+                rt_ptr, rc_ptr, n_rows, out_value_ptr, out_grad_ptr,
+            )  # fmt: skip
         carray(out_value_ptr, (1,))[0] = total
         if task == _TASK_LOGLIK_GRAD:
-            carray(out_grad_ptr, (M, K, K))[:, :, :] = dQ
+            out_grad = carray(out_grad_ptr, (M * K * K,))
+            flat = dQ.ravel()
+            for i in range(M * K * K):
+                out_grad[i] = flat[i]
         return 0
 
     return _native_entry
@@ -122,6 +164,8 @@ def _raise_layout_error(status):
         raise ValueError("row_from/row_to hold a state outside 0..K-1")
     if status == 9:
         raise ValueError("row_piece holds an index outside 0..n_pieces-1")
+    if status == _STATUS_FULL_FAILED:
+        raise RuntimeError("the fallback log-likelihood kernel could not be compiled")
     if status != 0:
         raise ValueError("invalid panel data layout")
 
@@ -152,19 +196,89 @@ _NATIVE_SYMBOL = (
 )
 _native_call = types.ExternalFunction(_NATIVE_SYMBOL, _C_SIGNATURE)
 _native_entry_cfunc = []
+# the full entry point (with the Pade fallback), called by the lean one
+_FULL_SYMBOL = _NATIVE_SYMBOL.replace("_kernel_", "_kernel_full_")
+_full_call = types.ExternalFunction(_FULL_SYMBOL, _C_SIGNATURE)
+_full_entry_cfunc = []
+_full_lock = threading.Lock()
+# status of the lazy full entry point when it cannot be compiled (a bug)
+_STATUS_FULL_FAILED = 10
+
+_C_ARGTYPES = [
+    ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+    ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64,
+    ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p,
+    ctypes.c_void_p,
+]  # fmt: skip
+
+
+def ensure_full_kernel():
+    """Compile (or load from numba's cache) the full C kernel, with the Pade fallback.
+
+    Called on the first evaluation that needs the fallback (from the lean
+    kernel, through :func:`_full_trampoline`), and by :func:`warm_kernels`.
+    Returns a ctypes function of the compiled kernel taking the C signature's
+    pointers as ``void *`` (the trampoline receives them as integers).
+    """
+    with _full_lock:
+        if not _full_entry_cfunc:
+            entry = cfunc(_C_SIGNATURE, cache=True)(_make_native_entry(KERNEL_HASH, True))
+            call = ctypes.CFUNCTYPE(ctypes.c_int64, *_C_ARGTYPES)(entry.address)
+            _full_entry_cfunc.extend([call, entry])  # keep the compiled code alive
+    return _full_entry_cfunc[0]
+
+
+def _full_trampoline(*args):
+    # ctypes takes the GIL for this callback, also on nutpie's sampler threads;
+    # an exception cannot cross the C boundary, so it becomes a status
+    try:
+        return ensure_full_kernel()(*args)
+    except BaseException as err:  # noqa: BLE001 - reported through the status
+        print(f"markov-migration: fallback kernel failed: {err!r}", file=sys.stderr)
+        return _STATUS_FULL_FAILED
+
+
+# kept alive for the life of the process: LLVM holds its address
+_FULL_TRAMPOLINE = ctypes.CFUNCTYPE(ctypes.c_int64, *_C_ARGTYPES)(_full_trampoline)
 
 
 def ensure_native_kernel() -> None:
-    """Compile (or load from numba's cache) the C kernel and register its symbol.
+    """Compile (or load from numba's cache) the C kernel and register its symbols.
 
     Must run before any jitted code that calls the kernel is compiled or loaded
     from a cache (LLVM resolves the symbol at link time); every public entry
-    point of this module and the PyTensor Op call it.
+    point of this module and the PyTensor Op call it. Compiles the lean kernel
+    only; the full one follows on first need (:func:`ensure_full_kernel`).
     """
     if not _native_entry_cfunc:
-        entry = cfunc(_C_SIGNATURE, cache=True)(_make_native_entry(KERNEL_HASH))
+        addr = ctypes.cast(_FULL_TRAMPOLINE, ctypes.c_void_p).value
+        llvm.add_symbol(_FULL_SYMBOL, addr)
+        entry = cfunc(_C_SIGNATURE, cache=True)(_make_native_entry(KERNEL_HASH, None))
         llvm.add_symbol(_NATIVE_SYMBOL, entry.address)
         _native_entry_cfunc.append(entry)  # keep the compiled code alive
+
+
+def warm_kernels() -> float:
+    """Compile (or load) both C kernels and the Python callers' jitted wrappers.
+
+    For installers (``scripts/bootstrap``): fills numba's on-disk cache so that
+    the first fit does not compile the kernel. Returns the seconds it took.
+    """
+    import time
+
+    start = time.perf_counter()
+    ensure_native_kernel()
+    ensure_full_kernel()
+    Q = np.array([[[-0.2, 0.2], [0.1, -0.1]]])
+    panel = (
+        np.array([0], dtype=np.int64), np.array([1.0]), np.array([0, 1, 2], dtype=np.int64),
+        np.array([0, 0], dtype=np.int64), np.array([0, 0], dtype=np.int64),
+        np.array([0, 1], dtype=np.int64), np.array([30.0, 5.0]),
+    )  # fmt: skip
+    _loglik_and_grad_native(Q, *panel)
+    _call_native(_TASK_LOGLIK, Q, *panel)
+    _row_loglik_draws_native(Q[None], *panel[:-1])
+    return time.perf_counter() - start
 
 
 @njit(cache=True)

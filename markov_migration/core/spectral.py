@@ -122,9 +122,11 @@ def _decompose(Qm, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c):
                 U_r[i, j] = U[i, j].real
                 Ui_r[i, j] = Ui[i, j].real
         return _MODE_REAL
-    lam_c[:] = lam
-    U_c[:, :] = U
-    Ui_c[:, :] = Ui
+    for i in range(K):
+        lam_c[i] = lam[i]
+        for j in range(K):
+            U_c[i, j] = U[i, j]
+            Ui_c[i, j] = Ui[i, j]
     return _MODE_COMPLEX
 
 

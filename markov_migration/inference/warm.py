@@ -1,0 +1,65 @@
+"""Fill the on-disk compile caches once, at install time (``scripts/bootstrap``).
+
+Layer: inference. A first fit on a new machine compiles the numba likelihood kernels
+(cached by numba) and PyTensor's graph function of its model (cached by PyTensor,
+reused for any panel of the same model structure, whatever its size). :func:`warm`
+compiles the kernels and the graph of the demo's model (``migration5``, fitted by
+``markov-migration demo``) by a tiny fit of a small simulated panel, so the first
+``make demo`` loads them instead. Other models still compile their own graph on
+their first fit (docs/performance.md, lever 5).
+"""
+
+from __future__ import annotations
+
+import time
+
+__all__ = ["main", "warm"]
+
+#: Models whose PyTensor graph is compiled at install: the demo's.
+WARM_MODELS: tuple[str, ...] = ("migration5",)
+
+
+def warm(models: tuple[str, ...] = WARM_MODELS, respondents: int = 300) -> dict[str, float]:
+    """Compile the kernels and the graph of each model; return seconds per step.
+
+    Parameters
+    ----------
+    models : tuple of str
+        Model names or paths (as ``--model`` takes them) whose graph to compile.
+    respondents : int
+        Size of the simulated panel each graph is compiled with (any size gives the
+        same graph).
+
+    Returns
+    -------
+    dict of str to float
+        Wall seconds: ``"kernels"`` and one entry per model.
+    """
+    from markov_migration.core.native import warm_kernels
+    from markov_migration.inference.fit import FitSettings, sample
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.panel import validate_panel
+    from markov_migration.inputs.simulate import simulate_panel
+    from markov_migration.inputs.spec import load_spec
+    from markov_migration.io import resolve_model
+
+    took = {"kernels": warm_kernels()}
+    for name in models:
+        start = time.perf_counter()
+        spec = load_spec(resolve_model(name))
+        panel = validate_panel(simulate_panel(spec, respondents, seed=0), spec)
+        # a few draws of one chain: what is wanted is the compile, not the posterior
+        sample(spec, aggregate(panel, spec), FitSettings(chains=1, draws=5, tune=5, seed=0))
+        took[name] = time.perf_counter() - start
+    return took
+
+
+def main() -> None:
+    """Print what :func:`warm` compiled and how long it took (for installers)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # five draws make the samplers' checks complain
+        took = warm()
+    parts = ", ".join(f"{name} {sec:.1f} s" for name, sec in took.items())
+    print(f"compiled {parts} (total {sum(took.values()):.1f} s)")
