@@ -15,6 +15,11 @@ compared with Pearson's discrepancy against the draw's expected counts, as the
 pure-panel check does, and the posterior predictive p-value is ``Pr(X(y_rep) >=
 X(y))``.
 
+With covariates, groups or periods each interval uses, as in the likelihood, the
+generator of the record that starts it (:func:`pattern_generators`), and with
+periods an interval that crosses a cut point is split there by a record that
+says nothing (emission row of ones), so each piece has its period's generator.
+
 ``[nonresponse]`` fits are checked by :mod:`markov_migration.results.ppc_nonresponse`
 (missed interviews as an outcome), which reuses :func:`forward_filter` and
 :func:`compare_records`; :func:`markov_migration.results.ppc_nonresponse.latent_check`
