@@ -18,12 +18,21 @@ from markov_migration.inputs.spec import ModelSpec
 
 
 def design_generators(
-    spec: ModelSpec, design, posterior: xr.Dataset, draws: np.ndarray
+    spec: ModelSpec,
+    design,
+    posterior: xr.Dataset,
+    draws: np.ndarray,
+    *,
+    x: np.ndarray | None = None,
+    group: np.ndarray | None = None,
 ) -> np.ndarray:
     """The design's generators for chosen draws: shape (len(draws), M, K, K).
 
     ``draws`` index the flattened (chain, draw) samples; ``design`` is
     :func:`markov_migration.inputs.design.model_design` of the fit's model and data.
+    ``x`` (M, n_effects) and ``group`` (M,) choose other generators than the
+    likelihood's (e.g. a latent fit's record patterns,
+    :class:`markov_migration.inputs.latent_design.RecordGenerators`).
     """
     from markov_migration.inputs.likelihood_arrays import generators_from_rates
 
@@ -42,7 +51,7 @@ def design_generators(
         _draws(posterior, "group_effect", ("group", "group_transition"), labels)[draws]
         if design.has_groups else None
     )  # fmt: skip
-    lr = design.log_rates(log_rate, log_hr, effect)
+    lr = design.log_rates(log_rate, log_hr, effect, x=x, group=group)
     return np.ascontiguousarray(generators_from_rates(np.exp(lr), spec))
 
 

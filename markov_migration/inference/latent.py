@@ -83,7 +83,13 @@ from markov_migration.inference.latent_nonresponse import (
 from markov_migration.inference.rate_prior import baseline_log_rate
 from markov_migration.inference.sampling import run_nutpie, run_pymc
 from markov_migration.inputs.aggregate import period_of
-from markov_migration.inputs.latent_design import carry_forward, cut_records
+from markov_migration.inputs.latent_design import (
+    carry_forward,
+    cut_records,
+    has_covariates,
+    latent_design,
+    recorded_pairs,
+)
 from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.priors import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, prior_coords
@@ -270,47 +276,6 @@ def latent_coords(spec: ModelSpec, layout: LatentLayout, design=None) -> dict[st
     if design is not None:
         coords.update(design.coords())
     return coords
-
-
-def has_covariates(spec: ModelSpec) -> bool:
-    """Whether a latent model has covariates, groups or periods (a generator per pattern)."""
-    return bool(spec.covariates) or spec.groups is not None or bool(spec.periods)
-
-
-def latent_design(spec: ModelSpec, panel: Panel, agg=None):
-    """The design and record generators of a latent model with covariates or groups.
-
-    Parameters
-    ----------
-    spec : ModelSpec
-    panel : Panel
-    agg : AggregatedData, optional
-        ``aggregate(panel, spec)``; its pairs of recorded states (censored
-        records left out) give the levels, groups and numeric centres, as in
-        the fit file's ``constant_data``.
-
-    Returns
-    -------
-    (ModelDesign, RecordGenerators) or (None, None) without covariates and groups.
-    """
-    if not has_covariates(spec):
-        return None, None
-    from markov_migration.inputs.aggregate import aggregate
-    from markov_migration.inputs.design import model_design
-    from markov_migration.inputs.latent_design import record_generators
-
-    design = model_design(
-        spec, recorded_pairs(spec, aggregate(panel, spec) if agg is None else agg)
-    )
-    return design, record_generators(design, panel.data)
-
-
-def recorded_pairs(spec: ModelSpec, agg):
-    """``agg`` with only the pairs of two recorded states (the fit file's observed data)."""
-    k = spec.n_states
-    table = agg.table
-    exact_pairs = table[(table["from"] < k) & (table["to"] < k)].reset_index(drop=True)
-    return type(agg)(**{**agg.__dict__, "table": exact_pairs, "states": spec.states})
 
 
 def build_latent_model(

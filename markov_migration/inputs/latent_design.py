@@ -146,6 +146,46 @@ def record_generators(design: ModelDesign, data: pd.DataFrame) -> RecordGenerato
     )
 
 
+def has_covariates(spec) -> bool:
+    """Whether a latent model has covariates, groups or periods (a generator per pattern)."""
+    return bool(spec.covariates) or spec.groups is not None or bool(spec.periods)
+
+
+def latent_design(spec, panel, agg=None):
+    """The design and record generators of a latent model with covariates or groups.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    panel : Panel
+    agg : AggregatedData, optional
+        ``aggregate(panel, spec)``; its pairs of recorded states (censored
+        records left out) give the levels, groups and numeric centres, as in
+        the fit file's ``constant_data``.
+
+    Returns
+    -------
+    (ModelDesign, RecordGenerators) or (None, None) without covariates and groups.
+    """
+    if not has_covariates(spec):
+        return None, None
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.design import model_design
+
+    design = model_design(
+        spec, recorded_pairs(spec, aggregate(panel, spec) if agg is None else agg)
+    )
+    return design, record_generators(design, panel.data)
+
+
+def recorded_pairs(spec, agg):
+    """``agg`` with only the pairs of two recorded states (the fit file's observed data)."""
+    k = spec.n_states
+    table = agg.table
+    exact_pairs = table[(table["from"] < k) & (table["to"] < k)].reset_index(drop=True)
+    return type(agg)(**{**agg.__dict__, "table": exact_pairs, "states": spec.states})
+
+
 def cut_records(ids, times, cuts) -> tuple[np.ndarray, np.ndarray]:
     """Records to add at the period cut points strictly inside respondents' intervals.
 
@@ -208,4 +248,12 @@ def carry_forward(ids, times, values, new_ids, new_times) -> np.ndarray:
     return out["value"].to_numpy().astype(np.asarray(values).dtype)
 
 
-__all__ = ["RecordGenerators", "carry_forward", "cut_records", "record_generators"]
+__all__ = [
+    "RecordGenerators",
+    "carry_forward",
+    "cut_records",
+    "has_covariates",
+    "latent_design",
+    "record_generators",
+    "recorded_pairs",
+]

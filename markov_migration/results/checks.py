@@ -20,7 +20,6 @@ import xarray as xr
 
 from markov_migration.defaults import CI_PROB, PPC_DRAWS, SAMPLE_DIMS, THRESHOLDS
 from markov_migration.errors import InputError
-from markov_migration.fitfile.format import fit_spec
 from markov_migration.results.diagnostics import Check, convergence_checks, convergence_table
 from markov_migration.results.pearson import PearsonResult, pearson_test
 from markov_migration.results.ppc import PPC_BANDS, PPCResult, ppc_prevalence, ppc_transitions
@@ -140,13 +139,7 @@ def _not_for_latent(tree, **_) -> None:
 
 
 def _latent_transitions(tree, **kwargs) -> PPCResult:
-    """The latent one-step-ahead check; not yet for fits with covariates, groups or periods."""
-    spec = fit_spec(tree)
-    if spec.covariates or spec.groups is not None or spec.periods:
-        raise InputError(
-            "not run for a latent-state fit with covariates, groups or periods yet (the one-step-ahead "
-            "predictive uses one generator for every respondent)"
-        )
+    """The latent one-step-ahead check (each interval with its pattern's generator)."""
     return latent_check(tree, **kwargs)  # nonresponse fits: missed interviews included
 
 

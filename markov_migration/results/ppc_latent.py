@@ -15,6 +15,11 @@ compared with Pearson's discrepancy against the draw's expected counts, as the
 pure-panel check does, and the posterior predictive p-value is ``Pr(X(y_rep) >=
 X(y))``.
 
+With covariates, groups or periods each interval uses, as in the likelihood, the
+generator of the record that starts it (:func:`pattern_generators`), and with
+periods an interval that crosses a cut point is split there by a record that
+says nothing (emission row of ones), so each piece has its period's generator.
+
 ``[nonresponse]`` fits are checked by :mod:`markov_migration.results.ppc_nonresponse`
 (missed interviews as an outcome), which reuses :func:`forward_filter` and
 :func:`compare_records`; :func:`markov_migration.results.ppc_nonresponse.latent_check`
@@ -46,7 +51,15 @@ from markov_migration.core.ppc import band_index, band_labels, chi_square, inter
 from markov_migration.defaults import CI_PROB, PPC_DRAWS, SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec
-from markov_migration.fitfile.readback import panel_sequences
+from markov_migration.fitfile.generators import design_generators
+from markov_migration.fitfile.readback import (
+    aggregated_from_fit,
+    embeds_panel,
+    panel_sequences,
+    recorded_panel,
+)
+from markov_migration.inputs.aggregate import period_of
+from markov_migration.inputs.latent_design import cut_records, has_covariates, latent_design
 from markov_migration.results.ppc import PPC_BANDS, PPCResult
 from markov_migration.results.ppc_keyed import thinned_indices
 
@@ -63,8 +76,9 @@ def latent_model_arrays(tree: xr.DataTree, draws: np.ndarray):
     Returns
     -------
     spec : ModelSpec
-    q : ndarray (D, K_h, K_h)
-        Hidden generator of each draw.
+    q : ndarray (D, K_h, K_h) or None
+        Hidden generator of each draw (None for a fit with covariates, groups or
+        periods, whose ``Q`` is on the reported grid: see :func:`pattern_generators`).
     tables : ndarray (D, n_codes, K_h)
         Probability of each record code given each hidden state.
     pi : ndarray (D, K_h)
@@ -82,7 +96,9 @@ def latent_model_arrays(tree: xr.DataTree, draws: np.ndarray):
     post = tree["posterior"]
     name = "Q_latent" if "Q_latent" in post else "Q"
     lead = ("from_latent", "to_latent") if name == "Q_latent" else ("from_state", "to_state")
-    q = post[name].transpose(*SAMPLE_DIMS, *lead).to_numpy().reshape(-1, kh, kh)[draws]
+    q = None  # with covariates, groups or periods: the patterns' (pattern_generators)
+    if set(post[name].dims) == {*SAMPLE_DIMS, *lead}:
+        q = post[name].transpose(*SAMPLE_DIMS, *lead).to_numpy().reshape(-1, kh, kh)[draws]
     if "misclassification" in post:
         e = post["misclassification"].transpose(*SAMPLE_DIMS, "true_state", "recorded_state")
         e = e.to_numpy().reshape(-1, k, k)[draws]
@@ -117,8 +133,6 @@ def ppc_latent(
         expected, mean, median, lower, upper`` (counts of records), ``from`` and
         ``to`` being recorded codes (states and censored codes).
     """
-    from markov_migration.core.likelihood import pmatrix
-
     if "panel_data" not in tree.children:
         raise InputError("the fit file has no embedded panel: no predictive check of its records")
     if fit_spec(tree).observation.nonresponse is not None:
@@ -129,27 +143,45 @@ def ppc_latent(
     rng = np.random.default_rng(seed)
     draws = thinned_indices(tree["posterior"], n_draws)
     spec, q, tables, pi, code_sets, exact_hidden = latent_model_arrays(tree, draws)
-    resp, time, code, first, _ = panel_sequences(tree)
+    resp, time, code, first, order = panel_sequences(tree)
     n_codes = len(code_sets)
     names = list(spec.states) + list(spec.observation.censored_codes)
     exact_codes = set(spec.observation.exact)
-    # intervals: (previous record, next record) of the same respondent
-    j = np.flatnonzero(~first)
-    prev, nxt = j - 1, j
-    gap = time[nxt] - time[prev]
-    checked = ~np.isin(code[nxt], list(exact_codes))
+    q_pattern, generators, pattern = pattern_generators(tree, spec, draws, order)
+    real = np.ones(resp.size, dtype=bool)
+    gen = np.zeros(resp.size, dtype=np.int64)
+    if q_pattern is None:
+        q = q[:, None]
+    else:
+        q, period = q_pattern, None
+        if spec.periods:  # split intervals at the cut points, as the likelihood does
+            after, at = cut_records(resp, time, spec.periods)
+            resp, time = np.r_[resp, resp[after]], np.r_[time, at]
+            code = np.r_[code, np.full(after.size, n_codes, dtype=np.int64)]
+            pattern, real = np.r_[pattern, pattern[after]], np.r_[real, np.zeros(after.size, bool)]
+            srt = np.lexsort((time, resp))  # cut points lie strictly inside intervals: no ties
+            resp, time, code, pattern, real = (a[srt] for a in (resp, time, code, pattern, real))
+            first = np.r_[True, resp[1:] != resp[:-1]]
+            period = period_of(time, spec)
+            # a cut record says nothing about the state: its emission row is all ones
+            tables = np.concatenate([tables, np.ones_like(tables[:, :1])], axis=1)
+        gen = generators.generator_index(pattern, period)
     res = float(tree["constant_data"]["resolution"]) if "constant_data" in tree.children else 0.0
+    piece_gen, piece_gap, key = interval_pieces(gen, time, first, real, res)
+    # checked intervals: (previous record, next record) of the same respondent
+    rows = np.flatnonzero(real)
+    later = np.flatnonzero(~first[rows])
+    prev, nxt = rows[later - 1], rows[later]
+    gap = time[nxt] - time[prev]
     if res > 0:
         gap = np.maximum(np.round(gap / res), 1) * res
-    gaps, gap_key = np.unique(gap, return_inverse=True)
-    n_int = j.size
-    key = np.zeros(resp.size, dtype=np.int64)
-    key[nxt] = gap_key
-    pred = np.zeros((draws.size, n_int, n_codes))
+    checked = ~np.isin(code[nxt], list(exact_codes))
+    pred = np.zeros((draws.size, nxt.size, n_codes))
     for d in range(draws.size):
-        _, carried = forward_filter(pmatrix(q[d], gaps), tables[d], pi[d], code, first, key)
+        p_gap = piece_pmatrices(q[d], piece_gen, piece_gap)
+        _, carried = forward_filter(p_gap, tables[d], pi[d], code, first, key)
         pred[d] = record_predictive(
-            carried[nxt], tables[d], code[nxt], code_sets, spec.n_states,
+            carried[nxt], tables[d][:n_codes], code[nxt], code_sets, spec.n_states,
             checked[:, None] & exact_hidden[None, :],
         )  # fmt: skip
     notes = [
@@ -162,10 +194,100 @@ def ppc_latent(
             f"({', '.join(spec.states[s] for s in sorted(exact_codes))}) are not checked; the "
             "others are predicted given survival to the next record"
         )
+    if q_pattern is not None:
+        notes.append(
+            "each interval is predicted with the generator of the record that starts it (its "
+            "covariates and group"
+            + (", split at the period cut points" if spec.periods else "")
+            + "), as in the likelihood"
+        )
     return compare_records(
-        pred[:, checked], code[prev][checked], code[nxt][checked], gaps[gap_key[checked]],
+        pred[:, checked], code[prev][checked], code[nxt][checked], gap[checked],
         names, names, n_bands=n_bands, ci=ci, rng=rng, notes=notes,
     )  # fmt: skip
+
+
+def pattern_generators(tree: xr.DataTree, spec, draws: np.ndarray, order: np.ndarray):
+    """Generators of a latent fit's record patterns (covariates, groups, periods).
+
+    As the likelihood (:func:`markov_migration.inputs.latent_design.latent_design`):
+    the design is rebuilt from the fit's ``observed_data`` (the pairs of recorded
+    states), each record's pattern from the embedded panel's covariate and group
+    columns.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+    spec : ModelSpec
+    draws : ndarray of int
+        Flattened (chain, draw) samples.
+    order : ndarray of int (n,)
+        Embedded panel row of each record sorted by respondent and time
+        (:func:`markov_migration.fitfile.readback.panel_sequences`).
+
+    Returns
+    -------
+    q : ndarray (D, M, K, K) or None
+        Generator ``m`` (:meth:`RecordGenerators.generator_index`) of each draw;
+        None (and None, None) for a fit without covariates, groups or periods.
+    generators : RecordGenerators or None
+    pattern : ndarray of int (n,) or None
+        Pattern of each sorted record.
+    """
+    if not has_covariates(spec):
+        return None, None, None
+    if not embeds_panel(tree, spec):
+        raise InputError(
+            "the fit file does not embed its panel's covariate and group columns: no predictive "
+            "check of its records (refit to embed them)"
+        )
+    design, generators = latent_design(spec, recorded_panel(tree, spec), aggregated_from_fit(tree))
+    post = tree["posterior"].to_dataset()
+    q = design_generators(
+        spec, design, post, draws, x=generators.generator_x, group=generators.generator_group
+    )
+    return q, generators, generators.record_pattern[order]
+
+
+def interval_pieces(gen, time, first, real, resolution: float):
+    """The distinct (generator, gap) pieces of the filter and the piece before each record.
+
+    The interval before a record uses the generator of the record that starts it.
+    Gaps are rounded to the fit's ``resolution`` (at least one step between two
+    records; pieces next to a period cut record are rounded as they fall).
+
+    Returns
+    -------
+    piece_gen : ndarray of int (G,)
+    piece_gap : ndarray (G,)
+        Time units.
+    key : ndarray of int (n,)
+        Piece before each record (0 at first records).
+    """
+    j = np.flatnonzero(~first)
+    gap = time[j] - time[j - 1]
+    if resolution > 0:
+        steps = np.round(gap / resolution)
+        both_real = real[j] & real[j - 1]
+        gap = np.where(both_real, np.maximum(steps, 1), steps) * resolution
+    key = np.zeros(time.size, dtype=np.int64)
+    if not j.size:
+        return np.zeros(0, np.int64), np.zeros(0), key
+    pieces, key[j] = np.unique(
+        np.column_stack([gen[j - 1].astype(np.float64), gap]), axis=0, return_inverse=True
+    )
+    return pieces[:, 0].astype(np.int64), pieces[:, 1], key
+
+
+def piece_pmatrices(q: np.ndarray, piece_gen, piece_gap) -> np.ndarray:
+    """``P(gap) = expm(Q_m gap)`` of each piece (G, K_h, K_h) from generators ``q`` (M, K_h, K_h)."""
+    from markov_migration.core.likelihood import pmatrix
+
+    out = np.zeros((piece_gen.size, q.shape[-1], q.shape[-1]))
+    for m in np.unique(piece_gen):
+        sel = piece_gen == m
+        out[sel] = pmatrix(q[m], piece_gap[sel])
+    return out
 
 
 def compare_records(
@@ -338,8 +460,11 @@ def _outcomes(p_codes: np.ndarray, observed: np.ndarray, code_sets, k: int) -> n
 __all__ = [
     "compare_records",
     "forward_filter",
+    "interval_pieces",
     "is_latent",
     "latent_model_arrays",
+    "pattern_generators",
+    "piece_pmatrices",
     "ppc_latent",
     "record_predictive",
 ]

@@ -41,6 +41,7 @@ from markov_migration.defaults import CI_PROB, PPC_DRAWS, SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec
 from markov_migration.fitfile.readback import panel_sequences
+from markov_migration.inputs.latent_design import carry_forward
 from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.waves import wave_bins, wave_index
 from markov_migration.results.ppc import PPC_BANDS, PPCResult
@@ -48,7 +49,10 @@ from markov_migration.results.ppc_keyed import thinned_indices
 from markov_migration.results.ppc_latent import (
     compare_records,
     forward_filter,
+    interval_pieces,
     latent_model_arrays,
+    pattern_generators,
+    piece_pmatrices,
     ppc_latent,
     record_predictive,
 )
@@ -92,8 +96,6 @@ def ppc_nonresponse(
         ``table`` as :func:`markov_migration.results.ppc_latent.ppc_latent`, with
         ``missed`` among the ``from`` and ``to`` values.
     """
-    from markov_migration.core.likelihood import pmatrix
-
     if "panel_data" not in tree.children:
         raise InputError("the fit file has no embedded panel: no predictive check of its records")
     rng = np.random.default_rng(seed)
@@ -110,20 +112,25 @@ def ppc_nonresponse(
         attrition = _state_draws(post, "attrition", "attrition_state", spec.states, 0.0, draws)
         exact_hidden = np.r_[exact_hidden, exact_hidden]  # active, then lost copies
     # the records of the likelihood: answered, missed and unscheduled ones
-    resp, time, code, _, _ = panel_sequences(tree)
+    resp, time, code, _, order = panel_sequences(tree)
     panel_times = time
+    q_pattern, generators, pattern = pattern_generators(tree, spec, draws, order)
     exact_codes = np.asarray(obs.exact, dtype=np.int64)
     obstype = np.where(np.isin(code, exact_codes), OBS_EXACT, OBS_PANEL)
     leaving = {r for r, _ in spec.transitions}
     absorbing = [r for r in range(k) if r not in leaving]
     rec = schedule_records(resp, time, code, obstype, np.ones(code.size), n, absorbing)
+    gen = np.zeros(rec.ids.size, dtype=np.int64)
+    if q_pattern is None:
+        q = q[:, None]
+    else:  # a missed interview takes the pattern of the record before it (as the likelihood)
+        q = q_pattern
+        gen = generators.generator_index(carry_forward(resp, time, pattern, rec.ids, rec.times))
     ids, time, code = rec.ids, rec.times, rec.codes
     first = np.r_[True, ids[1:] != ids[:-1]]
     res = float(tree["constant_data"]["resolution"]) if "constant_data" in tree.children else 0.0
-    gap = np.where(first, 0.0, time - np.r_[time[0], time[:-1]])
-    if res > 0:
-        gap = np.maximum(np.round(gap / res), 1) * res
-    gaps, key = np.unique(gap, return_inverse=True)
+    real = np.ones(ids.size, dtype=bool)
+    piece_gen, piece_gap, key = interval_pieces(gen, time, first, real, res)
     nxt = np.flatnonzero(~first)
     nxt = nxt[code[nxt] <= 2 * n]  # exactly timed entries are not checked
     unscheduled = code[nxt] < n
@@ -134,8 +141,14 @@ def ppc_nonresponse(
     pred = np.zeros((draws.size, nxt.size, n + 1))
     for d in range(draws.size):
         d_hidden = None if attrition is None else phase_map @ attrition[d]
-        qf, pif, tf = nonresponse_inputs(q[d], pi[d], tables[d], phase_map @ response[d], d_hidden)
-        _, carried = forward_filter(pmatrix(qf, gaps), tf, pif, code, first, key)
+        qf = []
+        for q_m in q[d]:  # the response model extends every pattern's generator alike
+            q_m, pif, tf = nonresponse_inputs(
+                q_m, pi[d], tables[d], phase_map @ response[d], d_hidden
+            )
+            qf.append(q_m)
+        p_gap = piece_pmatrices(np.stack(qf), piece_gen, piece_gap)
+        _, carried = forward_filter(p_gap, tf, pif, code, first, key)
         w = carried[nxt]
         pred[d, unscheduled, :n] = record_predictive(
             w[unscheduled], tf[:n], to[unscheduled], code_sets, k, exact_hidden[None, :]
