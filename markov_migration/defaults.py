@@ -29,6 +29,18 @@ THRESHOLDS: dict[str, float] = {
 #: Default number of posterior draws used by the predictive checks.
 PPC_DRAWS: int = 500
 
+#: Sampler defaults of ``fit``, ``backtest`` and ``demo``: chains, draws kept per chain,
+#: warm-up draws per chain, nutpie's target acceptance. docs/performance.md (lever 2)
+#: has the evidence for keeping 1,000 warm-up draws: shorter warm-ups gave more ESS per
+#: CPU second on migration5 but failed the checks on the host-country model.
+CHAINS: int = 4
+DRAWS: int = 1000
+TUNE: int = 1000
+TARGET_ACCEPT: float = 0.8
+
+#: Default number of projection draws (posterior draws, evenly spaced) of ``project``.
+PROJECTION_DRAWS: int = 1000
+
 #: Largest number of survey waves found by gap clustering of observation times before
 #: falling back to bins (see :func:`markov_migration.inputs.waves.wave_bins`).
 MAX_WAVES: int = 12

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from markov_migration.cli._common import command_line, console, handle_errors
+from markov_migration.defaults import CHAINS, DRAWS, TUNE
 
 
 @handle_errors
@@ -29,9 +30,9 @@ def backtest(
             help="Hold out every observation after this time (time units); default: the last wave.",
         ),
     ] = None,
-    chains: Annotated[int, typer.Option(min=1, help="Chains of the refit.")] = 4,
-    draws: Annotated[int, typer.Option(min=1, help="Draws kept per chain of the refit.")] = 1000,
-    tune: Annotated[int, typer.Option(min=0, help="Warm-up draws per chain of the refit.")] = 1000,
+    chains: Annotated[int, typer.Option(min=1, help="Chains of the refit.")] = CHAINS,
+    draws: Annotated[int, typer.Option(min=1, help="Draws kept per chain of the refit.")] = DRAWS,
+    tune: Annotated[int, typer.Option(min=0, help="Warm-up draws per chain of the refit.")] = TUNE,
     seed: Annotated[int, typer.Option(help="Seed of the refit and the predictions.")] = 0,
     force: Annotated[
         bool, typer.Option("--force", help="Overwrite existing files in the folder.")

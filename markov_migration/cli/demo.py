@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from markov_migration.cli._common import MAX_DRAWS, console, handle_errors, seed_option
+from markov_migration.defaults import CHAINS, DRAWS, PROJECTION_DRAWS, TUNE
 
 #: Seed of the bundled example panel (examples/outrush_synthetic.csv).
 DEMO_SEED = 2024
@@ -27,7 +28,7 @@ def demo(
     ] = DEMO_SEED,
     draws: Annotated[
         int, typer.Option(min=100, max=MAX_DRAWS, help="Posterior draws per chain (4 chains).")
-    ] = 1000,
+    ] = DRAWS,
 ) -> None:
     """Run the whole pipeline on the calibrated OutRush-like example.
 
@@ -197,7 +198,7 @@ def _summaries(tree, out: Path, *, force: bool) -> None:
 DEMO_STILL_ABROAD = 650_000
 DEMO_START, DEMO_HORIZON = 2024.5, 2035.0
 #: Projection draws (resampled from the fit's posterior draws).
-DEMO_PROJECTION_DRAWS = 1000
+DEMO_PROJECTION_DRAWS = PROJECTION_DRAWS
 #: The bundled working-age death series (models/exits/; docs/projection.md gives its source).
 DEMO_EXITS = "working-age-2022"
 
@@ -291,7 +292,7 @@ def _fit(spec, panel_path: Path, fit_path: Path, *, seed: int, draws: int, force
 
     check_output(fit_path, force)
     validated, agg = load_data(panel_path, spec)
-    settings = FitSettings(chains=4, draws=draws, tune=1000, seed=seed)
+    settings = FitSettings(chains=CHAINS, draws=draws, tune=TUNE, seed=seed)
     tree = sample(spec, agg, settings, progress=True, command=command_line(), panel=validated)
     write_fit(tree, fit_path, force)
     t = settings.timings

@@ -17,7 +17,7 @@ from markov_migration.cli._common import (
     handle_errors,
     seed_option,
 )
-from markov_migration.defaults import CI_PROB
+from markov_migration.defaults import CHAINS, CI_PROB, DRAWS, TARGET_ACCEPT, TUNE
 
 #: Quantiles of the equal-tailed interval in the printed tables, and their column labels.
 _TAILS = ((1 - CI_PROB) / 2, (1 + CI_PROB) / 2)
@@ -34,19 +34,19 @@ def fit(
         str,
         typer.Option("--model", "-m", help="Model file (TOML), or the name of a bundled model."),
     ] = "migration5",
-    chains: Annotated[int, typer.Option(min=1, max=MAX_CHAINS, help="Number of chains.")] = 4,
+    chains: Annotated[int, typer.Option(min=1, max=MAX_CHAINS, help="Number of chains.")] = CHAINS,
     draws: Annotated[
         int,
         typer.Option(
             min=1, max=MAX_DRAWS, help="Draws kept per chain (bounded by memory as well)."
         ),
-    ] = 1000,
+    ] = DRAWS,
     tune: Annotated[
         int,
         typer.Option(
             min=0, max=MAX_DRAWS, help="Warm-up draws per chain (nutpie needs at least 1)."
         ),
-    ] = 1000,
+    ] = TUNE,
     seed: Annotated[int, seed_option("Random seed.")] = 0,
     sampler: Annotated[
         Sampler, typer.Option(help="nutpie (default, compiled) or pymc (PyMC's NUTS).")
@@ -68,7 +68,7 @@ def fit(
             lo_open=True,
             hi_open=True,
         ),
-    ] = 0.8,
+    ] = TARGET_ACCEPT,
     prior_only: Annotated[
         bool,
         typer.Option(

@@ -17,6 +17,7 @@ from markov_migration.cli._common import (
     parse_covariates,
     seed_option,
 )
+from markov_migration.defaults import PROJECTION_DRAWS
 
 #: Output times shown in the printed summary (besides the horizon).
 SUMMARY_EVERY = 5
@@ -85,7 +86,7 @@ def project(
         typer.Option(
             min=1, max=MAX_DRAWS, help="Projection draws (evenly spaced posterior samples)."
         ),
-    ] = 1000,
+    ] = PROJECTION_DRAWS,
     seed: Annotated[int, seed_option("Random seed; the same seed gives the same projection.")] = 0,
     csv: Annotated[
         Path | None, typer.Option("--csv", help="Quantile table to write (CSV, long format).")

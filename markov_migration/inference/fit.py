@@ -13,6 +13,7 @@ from typing import Any
 
 import xarray as xr
 
+from markov_migration.defaults import CHAINS, DRAWS, TARGET_ACCEPT, TUNE
 from markov_migration.errors import FitFileError, InputError
 from markov_migration.fitfile.format import recorded_settings, settings_attrs
 from markov_migration.inference.sampling import run_nutpie, run_pymc
@@ -49,13 +50,13 @@ class FitSettings:
         posteriors with bad geometry (divergences in hierarchical models).
     """
 
-    chains: int = 4
-    draws: int = 1000
-    tune: int = 1000
+    chains: int = CHAINS
+    draws: int = DRAWS
+    tune: int = TUNE
     seed: int = 0
     sampler: str = "nutpie"
     cores: int | None = None
-    target_accept: float = 0.8
+    target_accept: float = TARGET_ACCEPT
     timings: dict[str, float] = field(default_factory=dict)
 
     def check(self) -> None:
@@ -290,13 +291,13 @@ def fit(
     panel: str | Path,
     model: str | Path | ModelSpec,
     *,
-    chains: int = 4,
-    draws: int = 1000,
-    tune: int = 1000,
+    chains: int = CHAINS,
+    draws: int = DRAWS,
+    tune: int = TUNE,
     seed: int = 0,
     sampler: str = "nutpie",
     cores: int | None = None,
-    target_accept: float = 0.8,
+    target_accept: float = TARGET_ACCEPT,
     progress: bool = False,
     out: str | Path | None = None,
     force: bool = False,
