@@ -144,12 +144,12 @@ def test_integer_censored_codes():
     ("extra", "message"),
     [
         (
-            "[nonresponse]\nschedule = 'waves'\n[covariates.sex]\nkind = 'categorical'\n",
-            "covariates, groups and periods are not yet supported",
+            "[nonresponse]\nschedule = 'waves'\n[periods]\ncuts = [0.5]\n",
+            "periods are not yet supported together with [nonresponse]",
         ),
         (
-            "[observation]\nexact = ['dead']\n[covariates.sex]\nkind = 'categorical'\n",
-            "covariates, groups and periods are not yet supported",
+            "[phases]\nmild = 2\n[covariates.sex]\nkind = 'categorical'\n",
+            "covariates, groups and periods are not yet supported together with [phases]",
         ),
     ],
 )
