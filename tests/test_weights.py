@@ -591,7 +591,7 @@ def test_calibrated_fit_with_covariates_groups_and_periods(tmp_path):
 
     df = designed_panel(300, seed=7)
     df = df.assign(psu=(df["id"] // 4).astype(str))
-    settings = {"chains": 2, "draws": 100, "tune": 150, "seed": 3}  # equalities, not estimates
+    settings = {"chains": 2, "draws": 60, "tune": 100, "seed": 3}  # equalities, not estimates
     spec_raw = parse_spec(DESIGNED + 'weights_adjust = "none"\ncluster = "psu"\n')
     spec_cal = parse_spec(DESIGNED + 'cluster = "psu"\n')
     panel = validate_panel(df, spec_cal)
