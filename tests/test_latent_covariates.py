@@ -548,7 +548,7 @@ def test_periods_match_a_piecewise_reference():
 
 def test_prior_only_fit_and_backtest_refusal_with_covariates_and_groups(tmp_path):
     """--prior-only draws a latent design model (effects and group sds from their priors);
-    backtest refuses it in one line (its forward filter has one generator)."""
+    backtest refuses the model with periods added, in one line."""
     from typer.testing import CliRunner
 
     from markov_migration.cli.app import app
@@ -569,7 +569,8 @@ def test_prior_only_fit_and_backtest_refusal_with_covariates_and_groups(tmp_path
     res = runner.invoke(app, ["summarize", str(out)])
     assert res.exit_code == 0, (res.output, repr(res.exception))
     bt = tmp_path / "bt"
+    model.write_text(GRAD + "[periods]\ncuts = [1.5]\n")
     res = runner.invoke(app, ["backtest", str(panel), "--model", str(model), "--out", str(bt)])
     assert res.exit_code == 2, res.output
-    assert "covariates, groups or periods" in res.stderr
+    assert "latent-state models with periods" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not bt.exists()

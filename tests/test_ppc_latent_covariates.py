@@ -88,8 +88,8 @@ def test_zero_effects_give_the_check_of_the_fit_without_covariates(prior_fit):
     assert with_cov.observed_discrepancy == pytest.approx(without.observed_discrepancy, rel=TOL)
 
 
-def _reference(tree, df) -> dict[tuple[str, str], float]:
-    """Expected next-record counts by (previous, next) record: brute force (module docstring)."""
+def _record_generators(tree):
+    """The generator of a record under draw ``i`` by hand, and the draws' other arrays."""
     post = tree["posterior"]
     states = list(post["from_state"].values.astype(str))
     k = len(states)
@@ -127,6 +127,13 @@ def _reference(tree, df) -> dict[tuple[str, str], float]:
         q[range(k), range(k)] = -q.sum(axis=1)
         return q
 
+    return generator, e, pi, states, n, step
+
+
+def _reference(tree, df) -> dict[tuple[str, str], float]:
+    """Expected next-record counts by (previous, next) record: brute force (module docstring)."""
+    generator, e, pi, states, n, step = _record_generators(tree)
+    k = len(states)
     out = np.zeros((k, k))
     data = df.sort_values(["id", "time"], kind="stable")
     for i in range(n):
@@ -296,3 +303,53 @@ def ppc_latent_check(tree) -> dict:
 
     result = latent_check(tree, n_draws=5, n_bands=1, seed=0)
     return result.table.groupby(["from", "to"])["expected"].sum().to_dict()
+
+
+def test_backtest_predictive_uses_the_generator_of_the_last_kept_record(tmp_path):
+    """backtest of a latent covariate/group fit: the held-out record's predictive equals the
+    forward filter by hand over the kept records (each interval with its starting record's
+    generator), carried over the held-out gap with the last kept record's generator (1e-9)."""
+    from markov_migration.inputs.panel import validate_panel
+    from markov_migration.inputs.spec import parse_spec
+    from markov_migration.results import backtest as B
+    from markov_migration.results.backtest_latent import latent_heldout_probs
+
+    spec = parse_spec(GRAD)
+    df = small_panel()
+    panel = validate_panel(df, spec, path="<sim>", sha256="0" * 64)
+    d = panel.data
+    held = B.holdout_split(d["id"].to_numpy(), d["time"].to_numpy(), d["state"].to_numpy())
+    kept = df.iloc[np.sort(d["row"].to_numpy()[held.keep] - 1)].reset_index(drop=True)
+    kept.to_csv(tmp_path / "kept.csv", index=False)
+    (tmp_path / "m.toml").write_text(GRAD)
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "kept.csv"), "--model",
+                                   str(tmp_path / "m.toml"), "--out", str(tmp_path / "f.nc"),
+                                   "--prior-only", "--chains", "1", "--draws", "3", "-q"])  # fmt: skip
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    tree = read_fit(tmp_path / "f.nc")
+    post = tree["posterior"].to_dataset()  # a plausible age effect, as in prior_fit
+    age = (post["covariate_effect"] == post["covariate_effect"].values[-1]).values
+    post["log_hazard_ratio"] = post["log_hazard_ratio"] * np.where(age, 0.02, 1.0)
+    tree["posterior"] = post
+    probs, predicted, names = latent_heldout_probs(
+        tree, B._origin_rows(tree, held), held.gap, held.destination, 3
+    )
+    assert predicted.all() and names == list(spec.states)
+    generator, e, pi, states, n, step = _record_generators(tree)
+    by_id = {str(i): g.sort_values("time") for i, g in kept.groupby("id")}
+    checked = 0
+    for j in range(held.origin.size):
+        rows = by_id[str(held.origin_id[j])].to_dict("records")
+        s = [states.index(r["state"]) for r in rows]
+        for i in range(n):
+            f = pi[i] * e[i][:, s[0]]
+            f /= f.sum()
+            for a in range(len(rows) - 1):
+                gap = max(np.round((rows[a + 1]["time"] - rows[a]["time"]) / step), 1) * step
+                f = (f @ expm(generator(i, rows[a]) * gap)) * e[i][:, s[a + 1]]
+                f /= f.sum()
+            gap = max(np.round(held.gap[j] / step), 1) * step
+            want = (f @ expm(generator(i, rows[-1]) * gap)) @ e[i]
+            np.testing.assert_allclose(probs[i, j], want, rtol=TOL, atol=TOL)
+            checked += 1
+    assert checked == 3 * held.origin.size > 30

@@ -39,7 +39,11 @@ import xarray as xr
 
 from markov_migration.errors import InputError
 from markov_migration.inputs.waves import wave_bins
-from markov_migration.results.backtest_latent import NONRESPONSE_REFUSAL, latent_heldout_probs
+from markov_migration.results.backtest_latent import (
+    NONRESPONSE_REFUSAL,
+    PERIODS_REFUSAL,
+    latent_heldout_probs,
+)
 from markov_migration.results.ppc import draw_states, gap_matrices, normalised
 from markov_migration.results.ppc_keyed import has_keys, keyed_gap_matrices
 from markov_migration.results.ppc_latent import is_latent
@@ -382,20 +386,13 @@ def _origin_rows(tree: xr.DataTree, heldout: HeldOut) -> np.ndarray:
 def check_backtest_model(spec) -> None:
     """Refuse models the backtest cannot predict from.
 
-    Those are ``[nonresponse]`` models and latent models with covariates, groups or periods.
+    Those are ``[nonresponse]`` models and latent models with periods.
     """
     obs = getattr(spec, "observation", None)
     if obs is not None and obs.nonresponse is not None:
         raise InputError(f"{spec.path or spec.name}: {NONRESPONSE_REFUSAL}")
-    if (
-        obs is not None
-        and obs.latent
-        and (spec.covariates or spec.groups is not None or spec.periods)
-    ):
-        raise InputError(
-            f"{spec.path or spec.name}: backtest does not support latent-state models with "
-            "covariates, groups or periods yet (its forward filter uses one generator)"
-        )
+    if obs is not None and obs.latent and spec.periods:
+        raise InputError(f"{spec.path or spec.name}: {PERIODS_REFUSAL}")
 
 
 def refit_kept(

@@ -19,8 +19,15 @@ respondent had not entered an exactly timed state by then. Coverage and scores
 are then those of :func:`markov_migration.results.backtest.predict_heldout`,
 with record codes (states, then censored codes) in place of states.
 
+Fits with covariates or groups filter each interval with the generator of the
+record that starts it, as the likelihood does, and carry the last kept record
+over the gap with that record's generator (the pure backtest predicts from the
+last kept row's covariates and group the same way).
+
 ``[nonresponse]`` fits are refused: which waves are answered depends on the true
 state, and the held-out waves' missed interviews would have to be predicted too.
+Latent fits with periods are refused too (the held-out gap would have to be split
+at the cut points).
 """
 
 from __future__ import annotations
@@ -34,8 +41,17 @@ from markov_migration.fitfile.readback import panel_sequences
 from markov_migration.results.ppc_keyed import thinned_indices
 from markov_migration.results.ppc_latent import (
     forward_filter,
+    interval_pieces,
     latent_model_arrays,
+    pattern_generators,
+    piece_pmatrices,
     record_predictive,
+)
+
+#: One-line refusal of a backtest of a latent model with periods.
+PERIODS_REFUSAL = (
+    "backtest does not support latent-state models with periods yet (the held-out gap "
+    "would have to be split at the cut points)"
 )
 
 #: One-line refusal of a backtest of a ``[nonresponse]`` model.
@@ -88,6 +104,8 @@ def latent_heldout_probs(
     spec = fit_spec(tree)
     if spec.observation.nonresponse is not None:
         raise InputError(NONRESPONSE_REFUSAL)
+    if spec.periods:
+        raise InputError(PERIODS_REFUSAL)
     if "panel_data" not in tree.children:
         raise InputError("the refit has no embedded panel: its records cannot be filtered")
     draws = thinned_indices(tree["posterior"], n_draws)
@@ -111,14 +129,31 @@ def latent_heldout_probs(
     predicted = ~np.isin(destination, np.asarray(spec.observation.exact, dtype=np.int64))
     at, held_key, dest = at[predicted], held_key[predicted], destination[predicted]
     probs = np.zeros((draws.size, dest.size, len(code_sets)))
+    q_pattern, generators, pattern = pattern_generators(tree, spec, draws, order)
+    if q_pattern is not None:  # covariates or groups: a generator per record pattern
+        gen = generators.generator_index(pattern)
+        piece_gen, piece_gap, record_key = interval_pieces(
+            gen, time, first, np.ones(code.size, dtype=bool), res
+        )
+        held, held_key = np.unique(
+            np.column_stack([gen[at].astype(np.float64), held_gap[predicted]]),
+            axis=0,
+            return_inverse=True,
+        )
+        held_gen, held_gaps = held[:, 0].astype(np.int64), held[:, 1]
     for d in range(draws.size):
-        p_gap = pmatrix(q[d], gaps)  # (G, K_h, K_h)
+        if q_pattern is None:
+            p_gap = pmatrix(q[d], gaps)  # (G, K_h, K_h)
+            p_held = p_gap
+        else:
+            p_gap = piece_pmatrices(q_pattern[d], piece_gen, piece_gap)
+            p_held = piece_pmatrices(q_pattern[d], held_gen, held_gaps)
         filtered, _ = forward_filter(p_gap, tables[d], pi[d], code, first, record_key)
-        carried = np.einsum("rh,rhk->rk", filtered[at], p_gap[held_key])
+        carried = np.einsum("rh,rhk->rk", filtered[at], p_held[held_key])
         probs[d] = record_predictive(
             carried, tables[d], dest, code_sets, spec.n_states, exact_hidden[None, :]
         )
     return probs, predicted, names
 
 
-__all__ = ["NONRESPONSE_REFUSAL", "latent_heldout_probs"]
+__all__ = ["NONRESPONSE_REFUSAL", "PERIODS_REFUSAL", "latent_heldout_probs"]
