@@ -99,8 +99,6 @@ def latent_heldout_probs(
     names : list of str
         Label of each record code (states, then censored codes).
     """
-    from markov_migration.core.likelihood import pmatrix
-
     spec = fit_spec(tree)
     if spec.observation.nonresponse is not None:
         raise InputError(NONRESPONSE_REFUSAL)
@@ -119,37 +117,31 @@ def latent_heldout_probs(
     if not last[at].all():  # the split keeps every record before a respondent's held-out ones
         raise ValueError("a held-out record does not follow its respondent's last kept record")
     res = float(tree["constant_data"]["resolution"]) if "constant_data" in tree.children else 0.0
-    # gap before each record (0 at a respondent's first: not used there)
-    within = _rounded(np.where(first[1:], 0.0, time[1:] - time[:-1]), res)
-    held_gap = _rounded(np.asarray(gap, dtype=np.float64), res)
-    gaps, key = np.unique(np.r_[0.0, within, held_gap], return_inverse=True)
-    record_key = key[: code.size]
-    held_key = key[code.size :]
     destination = np.asarray(destination, dtype=np.int64)
     predicted = ~np.isin(destination, np.asarray(spec.observation.exact, dtype=np.int64))
-    at, held_key, dest = at[predicted], held_key[predicted], destination[predicted]
-    probs = np.zeros((draws.size, dest.size, len(code_sets)))
+    at, dest = at[predicted], destination[predicted]
+    # One generator per record pattern (covariates, groups), or one for all, as the check
+    # filters: each interval with the generator of the record that starts it.
     q_pattern, generators, pattern = pattern_generators(tree, spec, draws, order)
-    if q_pattern is not None:  # covariates or groups: a generator per record pattern
-        gen = generators.generator_index(pattern)
-        piece_gen, piece_gap, record_key = interval_pieces(
-            gen, time, first, np.ones(code.size, dtype=bool), res
-        )
-        held, held_key = np.unique(
-            np.column_stack([gen[at].astype(np.float64), held_gap[predicted]]),
-            axis=0,
-            return_inverse=True,
-        )
-        held_gen, held_gaps = held[:, 0].astype(np.int64), held[:, 1]
+    if q_pattern is None:
+        q, gen = q[:, None], np.zeros(code.size, dtype=np.int64)
+    else:
+        q, gen = q_pattern, generators.generator_index(pattern)
+    piece_gen, piece_gap, record_key = interval_pieces(
+        gen, time, first, np.ones(code.size, dtype=bool), res
+    )
+    held_gap = _rounded(np.asarray(gap, dtype=np.float64)[predicted], res)
+    held, held_key = np.unique(
+        np.column_stack([gen[at].astype(np.float64), held_gap]), axis=0, return_inverse=True
+    )
+    held_gen, held_gaps = held[:, 0].astype(np.int64), held[:, 1]
+    probs = np.zeros((draws.size, dest.size, len(code_sets)))
     for d in range(draws.size):
-        if q_pattern is None:
-            p_gap = pmatrix(q[d], gaps)  # (G, K_h, K_h)
-            p_held = p_gap
-        else:
-            p_gap = piece_pmatrices(q_pattern[d], piece_gen, piece_gap)
-            p_held = piece_pmatrices(q_pattern[d], held_gen, held_gaps)
+        p_gap = piece_pmatrices(q[d], piece_gen, piece_gap)
         filtered, _ = forward_filter(p_gap, tables[d], pi[d], code, first, record_key)
-        carried = np.einsum("rh,rhk->rk", filtered[at], p_held[held_key])
+        carried = np.einsum(
+            "rh,rhk->rk", filtered[at], piece_pmatrices(q[d], held_gen, held_gaps)[held_key]
+        )
         probs[d] = record_predictive(
             carried, tables[d], dest, code_sets, spec.n_states, exact_hidden[None, :]
         )
