@@ -406,45 +406,83 @@ def sample_latent(spec, agg, settings, *, progress=False, command=None, panel=No
     log-likelihood) instead of per-transition terms, and ``observed_data`` only
     the pairs of exactly recorded states (censored records left out).
     """
-    from markov_migration.fitfile.assemble import assemble_fit
-
-    check_latent_supported(spec, panel)
-    layout = latent_layout(spec)
-    design, generators = latent_design(spec, panel, agg)
-    histories, respondents, nodes = latent_histories(spec, panel, generators)
-    model = build_latent_model(spec, panel, histories, design=(design, generators))
+    model, context = latent_model_and_context(spec, panel, agg)
     from markov_migration.interrupts import reraise_after
 
     with reraise_after():
         posterior, stats = _sample(model, settings, progress)
     # as inference.model.sampled_variables (model imports this module: no cycle)
     sampled = [rv.name for rv in model.free_RVs if rv.name in posterior]
+    posterior = posterior[kept_variables(list(posterior.data_vars), sampled)]
+    return assemble_latent_fit(
+        spec, agg, model, posterior, stats, settings.to_attrs(), sampled, context,
+        command=command, panel=panel,
+    )  # fmt: skip
+
+
+def latent_model_and_context(spec: ModelSpec, panel: Panel, agg=None):
+    """Check a latent spec, build its design, histories and PyMC model.
+
+    Returns
+    -------
+    model : pymc.Model
+    context : tuple
+        (histories, respondents, node of each, design, generators): what
+        :func:`assemble_latent_fit` needs to compute each respondent's
+        log-likelihood from the draws.
+    """
+    check_latent_supported(spec, panel)
+    design, generators = latent_design(spec, panel, agg)
+    histories, respondents, nodes = latent_histories(spec, panel, generators)
+    model = build_latent_model(spec, panel, histories, design=(design, generators))
+    return model, (histories, respondents, nodes, design, generators)
+
+
+def kept_variables(available, sampled) -> list[str]:
+    """The variables a latent fit file keeps, of those ``available``.
+
+    The reported ones and every free variable (its diagnostics need the draws).
+    """
     keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES, *EFFECT_VARIABLES]
-    keep += [v for v in posterior.data_vars if v.startswith("misclassification_")]
-    keep += [v for v in sampled if v not in keep]  # every free variable, for diagnostics
-    posterior = posterior[[v for v in keep if v in posterior]]
+    keep += [v for v in available if v.startswith("misclassification_")]
+    keep += [v for v in sampled if v not in keep]
+    return [v for v in keep if v in available]
+
+
+def assemble_latent_fit(
+    spec, agg, model, posterior, stats, attrs, sampled, context, *, command=None, panel=None
+):
+    """The fit tree of a latent model's draws (posterior or prior).
+
+    Phase-type draws get the observed-state ``Q``; ``log_likelihood`` holds each
+    respondent's history log-likelihood per draw; ``observed_data`` the pairs of
+    recorded states.
+    """
+    from markov_migration.fitfile.assemble import assemble_fit
+    from markov_migration.inference.log_prior import log_prior_dataset
+
+    layout = latent_layout(spec)
     posterior = posterior.transpose(*SAMPLE_DIMS, ...)
     if layout.phased:
         posterior = observed_from_latent(spec, layout, posterior)
-    loglik = history_loglik_draws(
-        spec, layout, posterior, histories, respondents, nodes, design, generators
-    )
-    agg = recorded_pairs(spec, agg)
-    from markov_migration.inference.log_prior import log_prior_dataset
-
+    loglik = history_loglik_draws(spec, layout, posterior, *context)
     return assemble_fit(
-        spec, agg, posterior, stats, settings.to_attrs(), command, panel, log_likelihood=loglik,
-        sampled=sampled, log_prior=log_prior_dataset(model, posterior, sampled),
+        spec, recorded_pairs(spec, agg), posterior, stats, attrs, command, panel,
+        log_likelihood=loglik, sampled=sampled,
+        log_prior=log_prior_dataset(model, posterior, sampled),
     )  # fmt: skip
 
 
 __all__ = [
     "LATENT_VARIABLES",
     "LatentLayout",
+    "assemble_latent_fit",
     "build_latent_model",
     "check_latent_supported",
+    "kept_variables",
     "latent_histories",
     "latent_layout",
+    "latent_model_and_context",
     "observed_generator",
     "sample_latent",
 ]

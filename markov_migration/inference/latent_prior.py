@@ -17,16 +17,10 @@ from __future__ import annotations
 import xarray as xr
 
 from markov_migration.inference.latent import (
-    EFFECT_VARIABLES,
-    LATENT_VARIABLES,
-    build_latent_model,
-    check_latent_supported,
-    latent_design,
-    latent_histories,
-    latent_layout,
-    recorded_pairs,
+    assemble_latent_fit,
+    kept_variables,
+    latent_model_and_context,
 )
-from markov_migration.inference.latent_draws import history_loglik_draws, observed_from_latent
 
 
 def latent_prior_model(spec, panel, agg=None):
@@ -52,17 +46,10 @@ def latent_prior_model(spec, panel, agg=None):
         (histories, respondents, node of each, design, generators), as
         :func:`~markov_migration.inference.latent.sample_latent` builds them.
     """
-    check_latent_supported(spec, panel)
-    design, generators = latent_design(spec, panel, agg)
-    histories, respondents, nodes = latent_histories(spec, panel, generators)
-    model = build_latent_model(spec, panel, histories, design=(design, generators))
+    model, context = latent_model_and_context(spec, panel, agg)
     names = [v.name for v in (*model.free_RVs, *model.deterministics)]
     sampled = [rv.name for rv in model.free_RVs]
-    keep = ["log_rate", "rate", "Q", *LATENT_VARIABLES, *EFFECT_VARIABLES]
-    keep += [v for v in names if v.startswith("misclassification_")]
-    keep += [v for v in sampled if v not in keep]
-    context = (histories, respondents, nodes, design, generators)
-    return model, [v for v in keep if v in names], sampled, context
+    return model, kept_variables(names, sampled), sampled, context
 
 
 def latent_prior_fit(
@@ -89,19 +76,12 @@ def latent_prior_fit(
     xarray.DataTree
         Without the root attribute ``prior_only`` (the caller sets it).
     """
-    from markov_migration.fitfile.assemble import assemble_fit
     from markov_migration.fitfile.format import settings_attrs
-    from markov_migration.inference.log_prior import log_prior_dataset
 
-    layout = latent_layout(spec)
-    if layout.phased:
-        posterior = observed_from_latent(spec, layout, posterior)
-    loglik = history_loglik_draws(spec, layout, posterior, *histories)
-    agg = recorded_pairs(spec, agg)  # observed_data, as sample_latent keeps it
     attrs = settings_attrs({**settings.as_dict(), "sampler": "prior"})
-    return assemble_fit(
-        spec, agg, posterior, stats, attrs, command, panel, log_likelihood=loglik,
-        sampled=sampled, log_prior=log_prior_dataset(model, posterior, sampled),
+    return assemble_latent_fit(
+        spec, agg, model, posterior, stats, attrs, sampled, histories,
+        command=command, panel=panel,
     )  # fmt: skip
 
 
