@@ -12,8 +12,6 @@ Layer 5 (interfaces); never imports PyMC.
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 from datetime import UTC, datetime
@@ -22,99 +20,9 @@ from pathlib import Path
 import xarray as xr
 
 from markov_migration.defaults import CI_PROB, THRESHOLDS
-from markov_migration.plots.check_figures import figure_png, figures
+from markov_migration.plots import html as h
+from markov_migration.plots.check_figures import figures
 from markov_migration.results.checks import CheckReport
-
-_CSS = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #222; margin: 0;
-       background: #f6f7f9; line-height: 1.45; }
-main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 48px; background: #fff; }
-h1 { font-size: 1.6em; margin: 0 0 4px; }
-h2 { font-size: 1.25em; margin: 32px 0 8px; padding-bottom: 4px; border-bottom: 2px solid #e3e6ea; }
-h3 { font-size: 1.05em; margin: 20px 0 6px; }
-.sub { color: #555; margin: 0 0 16px; }
-.verdict { display: inline-block; padding: 8px 14px; border-radius: 6px; font-weight: 600;
-           margin: 8px 0; }
-.verdict.ok { background: #e3f4e8; color: #17602f; border: 1px solid #9fd3ae; }
-.verdict.bad { background: #fde8e8; color: #8a1c1c; border: 1px solid #f0a9a9; }
-table { border-collapse: collapse; margin: 6px 0 12px; font-size: 0.92em; }
-th, td { border: 1px solid #dde1e6; padding: 4px 9px; text-align: right; vertical-align: top; }
-th { background: #f0f2f5; font-weight: 600; }
-td.l, th.l { text-align: left; }
-tr.fail td { background: #fdf0f0; }
-td.pass { color: #17602f; font-weight: 600; text-align: center; }
-td.fail { color: #a11d1d; font-weight: 700; text-align: center; }
-td.skip { color: #777; text-align: center; }
-td.bad { color: #a11d1d; font-weight: 600; }
-.ci { color: #666; font-size: 0.85em; white-space: nowrap; }
-td.zero { color: #bbb; text-align: center; }
-figure { margin: 10px 0 20px; }
-figure img { max-width: 100%; border: 1px solid #e3e6ea; }
-figcaption { color: #555; font-size: 0.9em; margin-top: 4px; }
-pre { background: #f6f8fa; border: 1px solid #e3e6ea; padding: 10px; overflow-x: auto;
-      font-size: 0.85em; }
-dl.prov { display: grid; grid-template-columns: 210px 1fr; gap: 4px 12px; margin: 8px 0; }
-dl.prov dt { font-weight: 600; color: #444; }
-dl.prov dd { margin: 0; font-family: ui-monospace, Menlo, Consolas, monospace; font-size: 0.88em;
-             word-break: break-all; }
-.note { color: #555; font-size: 0.9em; }
-footer { color: #888; font-size: 0.85em; margin-top: 40px; }
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _fmt(x: float | None, digits: int = 3) -> str:
-    """Format a number for tables: about 3 significant digits, trailing zeros kept."""
-    if x is None or math.isnan(float(x)):
-        return "–"
-    x = float(x)
-    ax = abs(x)
-    if x == 0:
-        return "0"
-    if ax >= 1000:
-        return f"{x:,.0f}"
-    if ax >= 1:
-        return f"{x:.{max(digits - 1 - int(math.log10(ax)), 0)}f}"
-    if ax >= 0.01:
-        return f"{x:.{digits}f}"
-    return f"{x:.2g}"
-
-
-def _img(fig, alt: str, caption: str) -> str:
-    data = base64.b64encode(figure_png(fig)).decode("ascii")
-    return (
-        f'<figure><img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
-    )
-
-
-def _row(cells: list[str], cls: str = "") -> str:
-    return (
-        f"<tr class='{cls}'>" + "".join(cells) + "</tr>"
-        if cls
-        else "<tr>" + "".join(cells) + "</tr>"
-    )
-
-
-def _td(text: object, cls: str = "", raw: bool = False) -> str:
-    body = str(text) if raw else _e(text)
-    return f"<td class='{cls}'>{body}</td>" if cls else f"<td>{body}</td>"
-
-
-def _head(*labels: str, left: tuple[str, ...] = ()) -> str:
-    cells = [f"<th class='l'>{_e(x)}</th>" if x in left else f"<th>{_e(x)}</th>" for x in labels]
-    return _row(cells)
-
-
-def _table(head: str, rows: list[str]) -> str:
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def _interval(lo: float, hi: float, digits: int = 3) -> str:
-    return f"<span class='ci'>[{_fmt(lo, digits)}, {_fmt(hi, digits)}]</span>"
 
 
 def weights_text(attrs) -> str:
@@ -150,24 +58,31 @@ def _checks_table(report: CheckReport) -> str:
             value = f"{c.value:.0f}"
         else:
             value = f"{c.value:.3f}"
-        cells = [_td(c.label, "l"), _td(value), _td(c.threshold, "l"), _td(c.status, cls)]
-        cells.append(_td(c.detail, "l"))
-        rows.append(_row(cells, "fail" if cls == "fail" else ""))
+        cells = [
+            h.cell(c.label, "l"),
+            h.cell(value),
+            h.cell(c.threshold, "l"),
+            h.cell(c.status, cls),
+        ]
+        cells.append(h.cell(c.detail, "l"))
+        rows.append(h.row(cells, "fail" if cls == "fail" else ""))
     left = ("check", "passes when", "detail")
-    return _table(_head("check", "value", "passes when", "status", "detail", left=left), rows)
+    return h.table(h.head("check", "value", "passes when", "status", "detail", left=left), rows)
 
 
 def _convergence_table(report: CheckReport) -> str:
     ess_min = THRESHOLDS["ess_per_chain_min"] * report.n_chains
     rows = []
     for _, r in report.convergence.iterrows():
-        cells = [_td(r["parameter"], "l"), _td(_fmt(r["mean"])), _td(_fmt(r["sd"]))]
-        cells.append(_td(f"{r['rhat']:.3f}", "" if r["rhat"] < THRESHOLDS["rhat_max"] else "bad"))
+        cells = [h.cell(r["parameter"], "l"), h.cell(h.fmt(r["mean"])), h.cell(h.fmt(r["sd"]))]
+        cells.append(
+            h.cell(f"{r['rhat']:.3f}", "" if r["rhat"] < THRESHOLDS["rhat_max"] else "bad")
+        )
         for col in ("ess_bulk", "ess_tail"):
-            cells.append(_td(f"{r[col]:.0f}", "" if r[col] >= ess_min else "bad"))
-        cells.append(_td(_fmt(r["mcse_mean"], 2)))
-        rows.append(_row(cells))
-    head = _head(
+            cells.append(h.cell(f"{r[col]:.0f}", "" if r[col] >= ess_min else "bad"))
+        cells.append(h.cell(h.fmt(r["mcse_mean"], 2)))
+        rows.append(h.row(cells))
+    head = h.head(
         "parameter",
         "mean",
         "sd",
@@ -177,7 +92,7 @@ def _convergence_table(report: CheckReport) -> str:
         "MCSE of mean",
         left=("parameter",),
     )
-    return _table(head, rows)
+    return h.table(head, rows)
 
 
 def _sensitivity_table(report: CheckReport) -> str:
@@ -188,17 +103,17 @@ def _sensitivity_table(report: CheckReport) -> str:
         flag = str(r["flag"])
         observed = "" if not math.isfinite(float(r["observed"])) else f"{r['observed']:,.0f}"
         rows.append(
-            _row(
+            h.row(
                 [
-                    _td(r["parameter"], "l"),
-                    _td(f"{r['prior']:.3f}", "bad" if flag == "prior-data conflict" else ""),
-                    _td(f"{r['likelihood']:.3f}", "bad" if flag else ""),
-                    _td(observed),
-                    _td(flag or "-", "l"),
+                    h.cell(r["parameter"], "l"),
+                    h.cell(f"{r['prior']:.3f}", "bad" if flag == "prior-data conflict" else ""),
+                    h.cell(f"{r['likelihood']:.3f}", "bad" if flag else ""),
+                    h.cell(observed),
+                    h.cell(flag or "-", "l"),
                 ]
             )
         )
-    head = _head("parameter", "prior", "likelihood", "moves observed", "flag",
+    head = h.head("parameter", "prior", "likelihood", "moves observed", "flag",
                  left=("parameter", "flag"))  # fmt: skip
     intro = (
         "<p>Power-scaling sensitivity (Kallioinen et al. 2024; ArviZ <code>psense</code>): how "
@@ -207,42 +122,46 @@ def _sensitivity_table(report: CheckReport) -> str:
         "the prior (<b>prior-dominated</b>: a transition never or rarely observed); both above "
         "0.05 a <b>prior-data conflict</b>.</p>"
     )
-    return intro + _table(head, rows)
+    return intro + h.table(head, rows)
 
 
 def _matrix_table(summary: xr.Dataset, hide_zero: bool, digits: int = 3) -> str:
     states = [str(s) for s in summary["from_state"].values]
-    head = _row(["<th class='l'>from \\ to</th>"] + [f"<th>{_e(s)}</th>" for s in states])
+    head = h.row(["<th class='l'>from \\ to</th>"] + [f"<th>{h.esc(s)}</th>" for s in states])
     rows = []
     for a in states:
-        cells = [f"<th class='l'>{_e(a)}</th>"]
+        cells = [f"<th class='l'>{h.esc(a)}</th>"]
         for b in states:
             cell = summary.sel(from_state=a, to_state=b)
             mean, sd = float(cell["mean"]), float(cell["sd"])
             if math.isnan(mean) or (hide_zero and mean == 0 and (math.isnan(sd) or sd == 0)):
-                cells.append(_td("·", "zero"))
+                cells.append(h.cell("·", "zero"))
                 continue
-            ci = _interval(float(cell["lower"]), float(cell["upper"]), digits)
-            cells.append(_td(f"{_fmt(mean, digits)}<br>{ci}", raw=True))
-        rows.append(_row(cells))
-    return _table(head, rows)
+            ci = h.interval(float(cell["lower"]), float(cell["upper"]), digits)
+            cells.append(h.cell(f"{h.fmt(mean, digits)}<br>{ci}", raw=True))
+        rows.append(h.row(cells))
+    return h.table(head, rows)
 
 
 def _state_table(summary: xr.Dataset, unit: str) -> str:
     rows = []
     for s in summary["state"].values:
         cell = summary.sel(state=s)
-        ci = _interval(float(cell["lower"]), float(cell["upper"]))
-        cells = [_td(s, "l"), _td(_fmt(float(cell["mean"]))), _td(_fmt(float(cell["median"])))]
-        rows.append(_row([*cells, _td(ci, raw=True)]))
+        ci = h.interval(float(cell["lower"]), float(cell["upper"]))
+        cells = [
+            h.cell(s, "l"),
+            h.cell(h.fmt(float(cell["mean"]))),
+            h.cell(h.fmt(float(cell["median"]))),
+        ]
+        rows.append(h.row([*cells, h.cell(ci, raw=True)]))
     pct = f"{summary.attrs.get('ci_prob', CI_PROB):.0%}"
-    return _table(
-        _head("state", f"mean ({unit})", "median", f"{pct} interval", left=("state",)), rows
+    return h.table(
+        h.head("state", f"mean ({unit})", "median", f"{pct} interval", left=("state",)), rows
     )
 
 
 def _note(text: str) -> str:
-    return f"<p class='note'>{_e(text)}</p>"
+    return f"<p class='note'>{h.esc(text)}</p>"
 
 
 def _per_group(summary: xr.Dataset, table) -> list[str]:
@@ -255,7 +174,7 @@ def _per_group(summary: xr.Dataset, table) -> list[str]:
     for i in range(stacked.sizes["_key"]):
         part = stacked.isel(_key=i)
         label = ", ".join(f"{d} = {part[d].item()}" for d in extra)
-        out.append(f"<h4>{_e(label)}</h4>" + table(part.drop_vars(["_key", *extra])))
+        out.append(f"<h4>{h.esc(label)}</h4>" + table(part.drop_vars(["_key", *extra])))
     return out
 
 
@@ -270,7 +189,7 @@ def _summaries(tree: xr.DataTree, ci: float) -> str:
     one = unit.rstrip("s")
     if not discrete:
         q = summarize(tree, "qmatrix", ci=ci)
-        out.append(f"<h3>Transition intensities Q (moves per person per {_e(one)})</h3>")
+        out.append(f"<h3>Transition intensities Q (moves per person per {h.esc(one)})</h3>")
         out.append(
             _note(
                 f"Posterior mean and {pct} equal-tailed interval; the diagonal is minus the rate "
@@ -284,7 +203,7 @@ def _summaries(tree: xr.DataTree, ci: float) -> str:
         if discrete
         else f"Transition probabilities P(1 {one})"
     )
-    out.append(f"<h3>{_e(title)}</h3>")
+    out.append(f"<h3>{h.esc(title)}</h3>")
     out.append(
         _note(
             f"Probability of being in the column state 1 {one} after being in the row state "
@@ -293,7 +212,7 @@ def _summaries(tree: xr.DataTree, ci: float) -> str:
     )
     out.extend(_per_group(p1, lambda d: _matrix_table(d, hide_zero=False)))
     soj = summarize(tree, "sojourn", ci=ci)
-    out.append(f"<h3>Mean sojourn time ({_e(unit)})</h3>")
+    out.append(f"<h3>Mean sojourn time ({h.esc(unit)})</h3>")
     out.extend(_per_group(soj, lambda d: _state_table(d, unit)))
     out.extend(_note(n) for n in notes(soj))
     try:
@@ -302,7 +221,7 @@ def _summaries(tree: xr.DataTree, ci: float) -> str:
         pas = None
     if pas is not None:
         target = pas.attrs.get("to", "")
-        out.append(f"<h3>Expected time until first reaching {_e(target)} ({_e(unit)})</h3>")
+        out.append(f"<h3>Expected time until first reaching {h.esc(target)} ({h.esc(unit)})</h3>")
         out.extend(_per_group(pas, lambda d: _state_table(d, unit)))
         out.extend(_note(n) for n in notes(pas))
     return "\n".join(out)
@@ -335,14 +254,14 @@ def _provenance(tree: xr.DataTree, fit_path: str | None) -> str:
         ("command line", a.get("command_line", "")),
         ("fit file format", a.get("markov_migration_fit", "")),
     ]
-    dl = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in items)
-    vrows = [_row([_td(k, "l"), _td(v, "l")]) for k, v in sorted(versions.items())]
+    dl = "".join(f"<dt>{h.esc(k)}</dt><dd>{h.esc(v)}</dd>" for k, v in items)
+    vrows = [h.row([h.cell(k, "l"), h.cell(v, "l")]) for k, v in sorted(versions.items())]
     return (
         f"<dl class='prov'>{dl}</dl>"
-        f"<h3>Sampler settings</h3><pre>{_e(settings)}</pre>"
+        f"<h3>Sampler settings</h3><pre>{h.esc(settings)}</pre>"
         "<h3>Library versions</h3>"
-        + _table(_head("library", "version", left=("library", "version")), vrows)
-        + f"<h3>Model file</h3><pre>{_e(a.get('model_text', ''))}</pre>"
+        + h.table(h.head("library", "version", left=("library", "version")), vrows)
+        + f"<h3>Model file</h3><pre>{h.esc(a.get('model_text', ''))}</pre>"
     )
 
 
@@ -392,21 +311,21 @@ def render_report(
     if failed:
         verdict = (
             f"<div class='verdict bad' id='verdict'>{len(failed)} check(s) failed: "
-            f"{_e(', '.join(c.name for c in failed))}</div>"
+            f"{h.esc(', '.join(c.name for c in failed))}</div>"
         )
     else:
         skipped = [c.name for c in report.checks if c.passed is None]
         extra = f" ({len(skipped)} skipped: {', '.join(skipped)})" if skipped else ""
-        verdict = f"<div class='verdict ok' id='verdict'>All checks passed{_e(extra)}</div>"
+        verdict = f"<div class='verdict ok' id='verdict'>All checks passed{h.esc(extra)}</div>"
     states = ", ".join(report.states)
     parts = [
         "<!DOCTYPE html>",
         "<html lang='en'><head><meta charset='utf-8'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<title>Fit report: {_e(name)}</title><style>{_CSS}</style></head><body><main>",
-        f"<h1>Fit report: {_e(name)}</h1>",
-        f"<p class='sub'>{_e(fit_path or '')} · {report.n_chains} chains × {report.n_draws} draws"
-        f" · states: {_e(states)} · fitted {_e(a.get('created_at', ''))}</p>",
+        f"<title>Fit report: {h.esc(name)}</title><style>{h.CSS}</style></head><body><main>",
+        f"<h1>Fit report: {h.esc(name)}</h1>",
+        f"<p class='sub'>{h.esc(fit_path or '')} · {report.n_chains} chains × {report.n_draws} draws"
+        f" · states: {h.esc(states)} · fitted {h.esc(a.get('created_at', ''))}</p>",
         verdict,
         _nav(),
         "<h2 id='checks'>Checks</h2>",
@@ -432,7 +351,7 @@ def render_report(
     ]
     if "ppc_transitions" in figs:
         parts.append(
-            _img(
+            h.img(
                 figs["ppc_transitions"],
                 "transition counts",
                 "Observed transitions (dots) against counts replicated from the posterior "
@@ -442,7 +361,7 @@ def render_report(
         )
     if "ppc_prevalence" in figs:
         parts.append(
-            _img(
+            h.img(
                 figs["ppc_prevalence"],
                 "prevalence by wave",
                 "Share of respondents in each state at each wave (dots) against the share "
@@ -452,7 +371,7 @@ def render_report(
         )
     if "ppc_markov" in figs:
         parts.append(
-            _img(
+            h.img(
                 figs["ppc_markov"],
                 "Markov assumption",
                 "Consecutive triples of observations: the share of triples ending in each state "
@@ -466,7 +385,7 @@ def render_report(
         r = report.pearson
         titman = f", Titman's asymptotic p {r.p:.2g}" if math.isfinite(r.p) else ""
         parts.append(
-            _img(
+            h.img(
                 figs["ppc_pearson"],
                 "Pearson table",
                 "The Pearson-type test of R msm's pearson.msm (Aguirre-Hernandez and Farewell "
@@ -482,7 +401,7 @@ def render_report(
         )
     if "ppc_discrepancy" in figs:
         parts.append(
-            _img(
+            h.img(
                 figs["ppc_discrepancy"],
                 "discrepancy",
                 "Chi-square discrepancy of replicated vs observed data, one point per posterior "
@@ -506,7 +425,7 @@ def render_report(
         "<h2 id='summaries'>Key posterior summaries</h2>",
         _summaries(tree, ci),
         "<h2 id='trace'>Traces</h2>",
-        _img(
+        h.img(
             figs["trace"],
             "trace plots",
             "Draws of each sampled parameter by chain; well-mixed chains overlap.",
@@ -515,8 +434,8 @@ def render_report(
         "<section id='provenance-block'>",
         _provenance(tree, None if fit_path is None else str(fit_path)),
         "</section>",
-        f"<footer>Generated by markov-migration {_e(__version__)} on "
-        f"{_e(datetime.now(UTC).isoformat(timespec='seconds'))}.</footer>",
+        f"<footer>Generated by markov-migration {h.esc(__version__)} on "
+        f"{h.esc(datetime.now(UTC).isoformat(timespec='seconds'))}.</footer>",
         "</main></body></html>",
     ]
     return "\n".join(parts)
