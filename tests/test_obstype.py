@@ -337,6 +337,49 @@ def test_prior_only_cli_fit_records_the_obstype_column(paths):
             assert got == pytest.approx(ref, rel=1e-9), (draw, person)
     res = run("summarize", out)
     assert res.exit_code == 0, (res.output, repr(res.exception))
+    res = run("reproduce", out)
+    assert res.exit_code == 0 and "exact match" in res.stdout, (res.output, res.stderr)
+    # every interval is an exact time: nothing for the latent PPC to predict (skipped)
+    res = run("check", out)
+    assert res.exit_code == 0 and "every interval ends in an exact" in " ".join(res.stdout.split())
+
+
+CAV_MODEL = """
+name = "cav"
+states = ["well", "mild", "severe", "dead"]
+[transitions]
+well = ["mild", "dead"]
+mild = ["well", "severe", "dead"]
+severe = ["mild", "dead"]
+[data]
+id = "PTNUM"
+time = "years"
+state_codes = true
+"""
+
+
+def test_latent_ppc_predicts_only_the_panel_records(tmp_path):
+    """cav with msm's obstype flags: the PPC predicts exactly the records flagged 1 (not
+    the first), its observed counts are theirs, and the filter is that of the model."""
+    from markov_migration.fitfile.format import read_fit
+    from markov_migration.results.ppc_latent import ppc_latent
+
+    (tmp_path / "cav.toml").write_text(CAV_MODEL)
+    data = pd.read_csv(RESULTS / "cav_obstype.csv")
+    out = tmp_path / "prior.nc"
+    res = run("fit", RESULTS / "cav_obstype.csv", "--model", tmp_path / "cav.toml", "--out", out,
+              "--prior-only", "--chains", 1, "--draws", 6, "-q")  # fmt: skip
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    result = ppc_latent(read_fit(out), n_draws=6)
+    later = data["PTNUM"].duplicated().to_numpy()
+    panel = later & (data["obstype"].to_numpy() == 1)
+    assert result.table["observed"].sum() == panel.sum() > 1000
+    observed = result.table.groupby("to", observed=True)["observed"].sum()
+    names = np.array(["well", "mild", "severe", "dead"])
+    expected = pd.Series(names[data["state"][panel] - 1]).value_counts()
+    for state, count in expected.items():
+        assert observed[state] == count, state
+    assert any("obstype 2 or 3" in note for note in result.notes)
 
 
 BAD = [
