@@ -503,3 +503,35 @@ def test_docs_worked_example_runs(tmp_path):
               tmp_path / "exact3.nc", "--prior-only", "--chains", 1, "--draws", 4, "-q")  # fmt: skip
     assert res.exit_code == 0, (res.output, repr(res.exception))
     exec(compile(blocks["python"], "observation-models.md", "exec"), {})
+
+
+def test_backtest_refuses_exact_times(paths):
+    d, _, _, _ = paths
+    res = run("backtest", d / "paths.csv", "--model", d / "m.toml", "--out", d / "bt")
+    assert res.exit_code == 2, (res.output, repr(res.exception))
+    assert "backtest of a panel with exact transition or entry times" in res.stderr
+    assert not (d / "bt").exists()
+
+
+@pytest.mark.r
+def test_committed_msm_obstype_result_is_reproduced(tmp_path):
+    """Rerun msm_obstype.R on a copy of the folder: the same flags and -2 log L as committed."""
+    import shutil
+    import subprocess
+
+    from markov_migration.reference.msm import msm_available
+
+    if not msm_available():
+        pytest.skip("Rscript with the msm package is not installed")
+    for name in ("common.R", "cav.csv", "msm_obstype.R"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    res = subprocess.run(["Rscript", str(tmp_path / "msm_obstype.R")], capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    new = json.loads((tmp_path / "msm_obstype.json").read_text())
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "cav_obstype.csv"), pd.read_csv(RESULTS / "cav_obstype.csv")
+    )
+    for a, b in zip(new["cases"], _msm("msm_obstype"), strict=True):
+        assert a["name"] == b["name"]
+        assert a["minus2loglik"] == pytest.approx(b["minus2loglik"], rel=1e-12), a["name"]
