@@ -440,7 +440,7 @@ def test_layout_errors(records):
         "earlier node": h._replace(node_parent=np.r_[h.node_parent[:-1], h.node_parent.size]),
         "rows of B": h._replace(node_code=np.r_[h.node_code[:-1], 4]),
         "piece_t": h._replace(piece_t=-h.piece_t),
-        "node_type": h._replace(node_type=np.full_like(h.node_type, 2)),
+        "node_type": h._replace(node_type=np.full_like(h.node_type, 5)),
         "same length": h._replace(node_count=h.node_count[:-1]),
     }
     for match, hist in bad.items():

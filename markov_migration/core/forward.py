@@ -13,7 +13,13 @@ the phases of the recorded state. An observation may also be an *exact entry
 time* into the recorded state (msm's ``deathexact``, obstype 3): its
 contribution from the previous observation is ``P(t) Q_off`` (``Q_off`` is
 ``Q`` with a zero diagonal), the density of entering the state at exactly
-``t`` from another state.
+``t`` from another state. An *exact transition time* (msm's obstype 2: the
+previous state was kept throughout the interval and left for the recorded
+state at exactly ``t``, or kept until ``t`` if the record repeats it)
+contributes ``D(t) (I + Q_off)`` with ``D(t) = diag(exp(q_rr t))``: the
+entry ``exp(q_rr t) q_rs`` (a density in ``t``) for a move ``r -> s``, and
+``exp(q_rr t)`` (a probability) for a repeated state, as msm's ``Pmat`` with
+``exacttimes``.
 
 The first observation is weighted by ``pi`` (length ``K``): the likelihood of
 a history is ``pi^T diag(e_1) T_1 diag(e_2) ... T_(n-1) diag(e_n) 1``.
@@ -45,7 +51,8 @@ record, ...) is computed once.
 ``node_piece`` : int64 (n_nodes,)
     Piece of the interval from the parent (-1 at a first observation).
 ``node_type`` : int64 (n_nodes,)
-    1 (panel) or 3 (exact entry time); ignored at a first observation.
+    1 (panel), 2 (exact transition time) or 3 (exact entry time); ignored at
+    a first observation.
 ``node_code`` : int64 (n_nodes,)
     Row of the emission table ``B`` (``n_codes x K``) of the observation.
 ``node_count`` : float64 (n_nodes,)
@@ -65,6 +72,7 @@ import scipy.linalg
 from markov_migration.core.forward_kernel import (
     OBS_EXACT,
     OBS_PANEL,
+    OBS_TRANSITION,
     forward_kernel,
     node_loglik_kernel,
 )
@@ -73,6 +81,7 @@ __all__ = [
     "FORWARD_FIELDS",
     "OBS_EXACT",
     "OBS_PANEL",
+    "OBS_TRANSITION",
     "Histories",
     "aggregate_histories",
     "emission_table",
@@ -82,6 +91,9 @@ __all__ = [
     "loglik_and_grad",
     "loglik_reference",
 ]
+
+#: The observation types the kernels know (msm's obstype codes).
+_OBSTYPES = (OBS_PANEL, OBS_TRANSITION, OBS_EXACT)
 
 #: Names of the data arrays that follow ``(Q, pi, B)`` in every function here.
 FORWARD_FIELDS = (
@@ -131,7 +143,9 @@ def aggregate_histories(
     codes : array_like of int, shape (n_rows,)
         Row of the emission table of each observation (0-based).
     obstype : array_like of int, optional
-        1 (panel, default) or 3 (exact entry time into the recorded state).
+        1 (panel, default), 2 (exact transition time: the previous record's
+        state was kept until this time) or 3 (exact entry time into the
+        recorded state); ignored at a respondent's first row.
     generator : array_like of int, optional
         Generator index per row (e.g. its covariate pattern); the interval
         between two rows uses the generator of the earlier row, as R msm
@@ -167,8 +181,8 @@ def aggregate_histories(
     for name, a in (("times", times), ("codes", codes), ("obstype", obstype)):
         if a.shape != (n,):
             raise ValueError(f"{name} must have the shape of ids, {(n,)}, got {a.shape}")
-    if not np.all(np.isin(obstype, (OBS_PANEL, OBS_EXACT))):
-        raise ValueError(f"obstype must be {OBS_PANEL} or {OBS_EXACT}")
+    if not np.all(np.isin(obstype, _OBSTYPES)):
+        raise ValueError(f"obstype must be one of {_OBSTYPES}")
     order = np.lexsort((times, ids))
     ids, times, codes, obstype = ids[order], times[order], codes[order], obstype[order]
     generator, weight = generator[order], weight[order]
@@ -287,8 +301,8 @@ def _prepare(Q, pi, B, piece_q, piece_t, node_parent, node_piece, node_type, nod
     later = node_parent >= 0
     if np.any((node_piece[later] < 0) | (node_piece[later] >= piece_q.shape[0])):
         raise ValueError("node_piece must index a piece at every node with a parent")
-    if not np.all((node_type[later] == OBS_PANEL) | (node_type[later] == OBS_EXACT)):
-        raise ValueError(f"node_type must be {OBS_PANEL} or {OBS_EXACT}")
+    if not np.all(np.isin(node_type[later], _OBSTYPES)):
+        raise ValueError(f"node_type must be one of {_OBSTYPES}")
     if np.any(count < 0) or not np.all(np.isfinite(count)):
         raise ValueError("node_count must be finite and >= 0")
     return squeeze, Q, pi, B, piece_q, piece_t, node_parent, node_piece, node_type, node_code, count
@@ -419,7 +433,11 @@ def loglik_reference(
         row = pi * B[codes[rows[0]]]
         first_prob = row.sum()
         for prev, o in zip(rows[:-1], rows[1:], strict=True):
-            T = scipy.linalg.expm(Q * (times[o] - times[prev]))
+            gap = times[o] - times[prev]
+            if obstype[o] == OBS_TRANSITION:  # no expm: the state was kept, then left
+                T = np.diag(np.exp(np.diag(Q) * gap)) @ (np.eye(Q.shape[0]) + Q_off)
+            else:
+                T = scipy.linalg.expm(Q * gap)
             if obstype[o] == OBS_EXACT:
                 T = T @ Q_off
             row = (row @ T) * B[codes[o]]

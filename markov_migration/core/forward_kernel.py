@@ -8,9 +8,15 @@ The likelihood of one history with observations ``1..n`` is
 
 ``L = pi^T diag(e_1) T_1 diag(e_2) T_2 ... T_(n-1) diag(e_n) 1``
 
-with ``T_k = P(t_k)`` for a panel observation and ``T_k = P(t_k) Q_off`` for an
+with ``T_k = P(t_k)`` for a panel observation, ``T_k = P(t_k) Q_off`` for an
 exact entry time (``Q_off`` is ``Q`` with its diagonal set to 0: entry into a
-state at exactly ``t_k`` from another state; msm's ``deathexact``).
+state at exactly ``t_k`` from another state; msm's ``deathexact``, obstype 3)
+and ``T_k = D(t_k) (I + Q_off)`` with ``D(t) = diag(exp(q_rr t))`` for an exact
+transition time (msm's obstype 2: the previous state was kept throughout the
+interval, then left for the recorded state at exactly ``t_k``, or, if the
+record repeats the previous state, kept until ``t_k``; msm's ``Pmat`` with
+``exacttimes``). The last needs no eigendecomposition: its gradient is
+``d T[i, j] / d q_ii = t T[i, j]`` and ``d T[i, j] / d q_ij = D_ii`` (i != j).
 
 Histories come as a tree of shared prefixes. The forward pass gives every node
 its normalised forward vector ``ahat`` and scale ``c`` (log L of a history is
@@ -45,20 +51,36 @@ from markov_migration.core.spectral import (  # the eigen-basis machinery of the
     _piece_exponentials,
 )
 
-__all__ = ["OBS_EXACT", "OBS_PANEL", "forward_kernel", "node_loglik_kernel"]
+__all__ = ["OBS_EXACT", "OBS_PANEL", "OBS_TRANSITION", "forward_kernel", "node_loglik_kernel"]
 
-#: msm's obstype codes: a panel observation of the state at a time, and an
+#: msm's obstype codes: a panel observation of the state at a time, an exact
+#: transition time (obstype 2: the previous state was kept until then), and an
 #: exact entry time into the recorded state (msm ``deathexact``, obstype 3).
 OBS_PANEL = 1
+OBS_TRANSITION = 2
 OBS_EXACT = 3
+#: Transition matrices per piece, one block of ``n_pieces`` per kind:
+#: ``T[p]`` = P(t_p), ``T[n + p]`` = P(t_p) Q_off, ``T[2 n + p]`` = D(t_p) (I + Q_off).
+_N_SLOTS = 3
 
 
 @njit(cache=True)
-def _pieces(Q, piece_q, piece_t, need_exact):
+def _slot(node_type, piece, n_pieces):
+    """Index into ``T`` of the transition matrix of a node's interval."""
+    if node_type == OBS_EXACT:
+        return n_pieces + piece
+    if node_type == OBS_TRANSITION:
+        return 2 * n_pieces + piece
+    return piece
+
+
+@njit(cache=True)
+def _pieces(Q, piece_q, piece_t, need_exact, need_transition):
     """Transition matrices of every piece, and the eigendecompositions behind them.
 
     ``T[p] = P(t_p)`` and, where an exact entry needs it,
-    ``T[n_pieces + p] = P(t_p) Q_off`` (one array, so the hot loops index it
+    ``T[n_pieces + p] = P(t_p) Q_off``; where an exact transition time needs it,
+    ``T[2 n_pieces + p] = D(t_p) (I + Q_off)`` (one array, so the hot loops index it
     instead of taking views, whose reference counting costs more than the
     arithmetic). Decompositions per generator, real or complex, with the mode
     chosen by :func:`markov_migration.core.likelihood._decompose`.
@@ -66,7 +88,7 @@ def _pieces(Q, piece_q, piece_t, need_exact):
     K = Q.shape[1]
     n_pieces = piece_q.shape[0]
     mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, valid = _decompose_used(Q, piece_q)
-    T = np.zeros((2 * n_pieces, K, K))
+    T = np.zeros((_N_SLOTS * n_pieces, K, K))
     expo_r = np.zeros((n_pieces, K))
     expo_c = np.zeros((n_pieces, K), dtype=np.complex128)
     if not valid:
@@ -90,6 +112,11 @@ def _pieces(Q, piece_q, piece_t, need_exact):
                         if k != j:
                             s += T[p, i, k] * Q[m, k, j]
                     T[n_pieces + p, i, j] = s
+        if need_transition[p]:  # D(t) (I + Q_off): no eigendecomposition
+            for i in range(K):
+                d = np.exp(Q[m, i, i] * t)
+                for j in range(K):
+                    T[2 * n_pieces + p, i, j] = d if i == j else d * Q[m, i, j]
     return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, True
 
 
@@ -121,9 +148,14 @@ def _spectral_adjoint(U, Ui, lam, inv_d, abs_d, m, e, p, t, G, W, X, Y):
 
 @njit(cache=True)
 def _tree(node_parent, node_piece, node_type, node_count, n_pieces):
-    """Weight through each node, which nodes have children, which pieces need ``P Q_off``."""
+    """Weight through each node, which nodes have children, which pieces need each matrix.
+
+    ``need_exact``: pieces with an exact entry (``P Q_off``); ``need_transition``:
+    pieces with an exact transition time (``D (I + Q_off)``).
+    """
     n_nodes = node_parent.shape[0]
     need_exact = np.zeros(n_pieces, dtype=np.bool_)
+    need_transition = np.zeros(n_pieces, dtype=np.bool_)
     has_child = np.zeros(n_nodes, dtype=np.bool_)
     W = node_count.copy()
     for n in range(n_nodes - 1, -1, -1):
@@ -133,7 +165,9 @@ def _tree(node_parent, node_piece, node_type, node_count, n_pieces):
             W[par] += W[n]
             if node_type[n] == OBS_EXACT:
                 need_exact[node_piece[n]] = True
-    return W, has_child, need_exact
+            elif node_type[n] == OBS_TRANSITION:
+                need_transition[node_piece[n]] = True
+    return W, has_child, need_exact, need_transition
 
 
 @njit(cache=True)
@@ -149,7 +183,7 @@ def _forward_nodes(T, pi, B, node_parent, node_piece, node_type, node_code, W, h
     K = B.shape[1]
     n_codes = B.shape[0]
     n_slots = T.shape[0]
-    n_pieces = n_slots // 2
+    n_pieces = n_slots // _N_SLOTS
     ahat = np.empty((n_nodes, K))
     pre = np.empty((n_nodes, K))  # ahat_parent T (pi at a root), before emission
     cval = np.zeros(n_nodes)
@@ -161,7 +195,7 @@ def _forward_nodes(T, pi, B, node_parent, node_piece, node_type, node_code, W, h
             continue
         par = node_parent[n]
         code = node_code[n]
-        s = node_piece[n] + (n_pieces if node_type[n] == OBS_EXACT else 0)
+        s = _slot(node_type[n], node_piece[n], n_pieces)
         c = 0.0
         if par >= 0 and not has_child[n]:
             if not ydone[s, code]:
@@ -229,9 +263,11 @@ def forward_kernel(
     dQ = np.zeros((M, K, K))
     dB = np.zeros((n_codes, K))
     dpi = np.zeros(K)
-    W, has_child, need_exact = _tree(node_parent, node_piece, node_type, node_count, n_pieces)
+    W, has_child, need_exact, need_transition = _tree(
+        node_parent, node_piece, node_type, node_count, n_pieces
+    )
     mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, valid = _pieces(
-        Q, piece_q, piece_t, need_exact
+        Q, piece_q, piece_t, need_exact, need_transition
     )
     if not valid:
         return -np.inf, dQ, dB, dpi
@@ -260,8 +296,8 @@ def forward_kernel(
 
     # reverse pass: abar[n] = d logL / d ahat_n, from the children
     abar = np.zeros((n_nodes, K))
-    Z = np.zeros((2 * n_pieces, n_codes, K))  # leaves: sum of (W / c) ahat_parent
-    G = np.zeros((2 * n_pieces, K, K))  # d logL / d T_s
+    Z = np.zeros((_N_SLOTS * n_pieces, n_codes, K))  # leaves: sum of (W / c) ahat_parent
+    G = np.zeros((_N_SLOTS * n_pieces, K, K))  # d logL / d T_s
     prebar = np.empty(K)
     for n in range(n_nodes - 1, -1, -1):
         if W[n] == 0.0:
@@ -269,7 +305,7 @@ def forward_kernel(
         par = node_parent[n]
         code = node_code[n]
         c = cval[n]
-        s = node_piece[n] + (n_pieces if node_type[n] == OBS_EXACT else 0)
+        s = _slot(node_type[n], node_piece[n], n_pieces)
         if par >= 0 and not has_child[n]:
             g = W[n] / c
             for i in range(K):
@@ -296,7 +332,7 @@ def forward_kernel(
                 G[s, i, j] += ai * prebar[j]
                 acc += T[s, i, j] * prebar[j]
             abar[par, i] += acc
-    for s in range(2 * n_pieces):
+    for s in range(_N_SLOTS * n_pieces):
         for code in range(n_codes):
             if not ydone[s, code]:
                 continue
@@ -331,6 +367,22 @@ def forward_kernel(
                 for k in range(K):
                     acc += T[p, k, i] * G[e, k, j]
                 dQ[m, i, j] += acc
+
+    # exact transition times: T = D (I + Q_off) with D_ii = exp(q_ii t), so
+    # dq_ii += t sum_j G[i, j] T[i, j] and dq_ij += G[i, j] D_ii (i != j)
+    for p in range(n_pieces):
+        if not need_transition[p]:
+            continue
+        m = piece_q[p]
+        t = piece_t[p]
+        e = 2 * n_pieces + p
+        for i in range(K):
+            acc = 0.0
+            for j in range(K):
+                acc += G[e, i, j] * T[e, i, j]
+                if j != i:
+                    dQ[m, i, j] += G[e, i, j] * T[e, i, i]
+            dQ[m, i, i] += t * acc
 
     # adjoint of P(t) -> adjoint of Q, as in the pure-panel kernel
     invd_r = np.zeros((M, K, K))
@@ -381,8 +433,10 @@ def node_loglik_kernel(
     n_nodes = node_parent.shape[0]
     n_pieces = piece_q.shape[0]
     out = np.full(n_nodes, -np.inf)
-    W, has_child, need_exact = _tree(node_parent, node_piece, node_type, np.ones(n_nodes), n_pieces)
-    pieces = _pieces(Q, piece_q, piece_t, need_exact)
+    W, has_child, need_exact, need_transition = _tree(
+        node_parent, node_piece, node_type, np.ones(n_nodes), n_pieces
+    )
+    pieces = _pieces(Q, piece_q, piece_t, need_exact, need_transition)
     T = pieces[9]
     if not pieces[10]:
         return out

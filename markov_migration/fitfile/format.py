@@ -33,6 +33,7 @@ the command line, so that a fit can be re-run and checked.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import sys
@@ -48,6 +49,7 @@ import xarray as xr
 from markov_migration import __version__
 from markov_migration.errors import FitFileError
 from markov_migration.inputs.aggregate import AggregatedData
+from markov_migration.inputs.obstype import PANEL_OBSTYPE
 from markov_migration.inputs.panel import CLUSTER_COLUMN, Panel
 from markov_migration.inputs.spec import ModelSpec, parse_spec
 from markov_migration.io import atomic_output
@@ -62,6 +64,9 @@ OLDEST_FIT_FORMAT_VERSION = 1
 SETTINGS_ATTR = "sampler_settings"
 #: Panels with more observations than this are not embedded in fit files.
 MAX_EMBEDDED_OBSERVATIONS = 1_000_000
+#: Root attribute (1) of a fit whose panel flags exact transition or entry times in
+#: its ``obstype`` column (:mod:`markov_migration.inputs.obstype`); absent otherwise.
+PANEL_OBSTYPE_ATTR = "panel_obstype"
 
 
 def library_versions() -> dict[str, str]:
@@ -142,6 +147,8 @@ def provenance(
         "python_version": versions["python"],
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command_line": command or " ".join(sys.argv),
+        # the panel flags exact times (obstype 2, 3): not in the model text
+        **({PANEL_OBSTYPE_ATTR: 1} if spec.observation.obstype else {}),
     }
 
 
@@ -194,6 +201,8 @@ def panel_dataset(panel: Panel, spec: ModelSpec | None = None) -> xr.Dataset:
         levels, index = np.unique(d[CLUSTER_COLUMN].to_numpy(dtype=str), return_inverse=True)
         ds = ds.assign_coords(cluster_level=levels)
         ds["cluster"] = ("observation", index.astype(np.int64))
+    if PANEL_OBSTYPE in d:  # msm's observation types (exact transition or entry times)
+        ds[PANEL_OBSTYPE] = ("observation", d[PANEL_OBSTYPE].to_numpy(dtype=np.int64))
     if spec is not None:
         from markov_migration.inputs.columns import model_columns
 
@@ -394,8 +403,16 @@ def check_format_version(value: Any, path: str | Path | None = None) -> int:
 
 
 def fit_spec(tree: xr.DataTree) -> ModelSpec:
-    """The model specification recorded in a fit file."""
-    return parse_spec(str(tree.attrs["model_text"]), path=str(tree.attrs.get("model_path") or None))
+    """The model specification recorded in a fit file.
+
+    With the fit's ``observation.obstype`` when its panel flagged exact times
+    (root attribute :data:`PANEL_OBSTYPE_ATTR`).
+    """
+    spec = parse_spec(str(tree.attrs["model_text"]), path=str(tree.attrs.get("model_path") or None))
+    if int(tree.attrs.get(PANEL_OBSTYPE_ATTR, 0)):
+        obs = dataclasses.replace(spec.observation, obstype=True)
+        spec = dataclasses.replace(spec, observation=obs)
+    return spec
 
 
 # -- generators of any covariate values, group or period, from a fit -------------------------

@@ -53,6 +53,7 @@ def recorded_panel(tree: xr.DataTree, spec):
     """
     from markov_migration.fitfile.format import PANEL_COLUMN_PREFIX
     from markov_migration.inputs.columns import model_columns
+    from markov_migration.inputs.obstype import PANEL_OBSTYPE
     from markov_migration.inputs.panel import CLUSTER_COLUMN, Panel
 
     pdata = tree["panel_data"]
@@ -75,6 +76,8 @@ def recorded_panel(tree: xr.DataTree, spec):
             frame[column] = levels[values.astype(np.int64)]
         else:
             frame[column] = values.astype(float)
+    if PANEL_OBSTYPE in pdata:  # msm's observation types, when some are exact times
+        frame[PANEL_OBSTYPE] = pdata[PANEL_OBSTYPE].to_numpy().astype(np.int64)
     if "cluster" in pdata:
         levels = np.asarray(pdata["cluster_level"].values).astype(str).astype(object)
         frame[CLUSTER_COLUMN] = levels[pdata["cluster"].to_numpy().astype(np.int64)]

@@ -252,9 +252,11 @@ def sample(
     """
     from markov_migration.fitfile.assemble import assemble_fit
     from markov_migration.inference.model import check_supported
+    from markov_migration.inputs.obstype import with_panel_obstype
 
     s = settings or FitSettings()
     s.check()
+    spec = with_panel_obstype(spec, panel)  # exact times flagged in the data: latent
     if spec.observation.latent:  # hidden states: the forward-algorithm model
         from markov_migration.inference.latent import sample_latent
 

@@ -2,7 +2,9 @@
 
 Used instead of the pure-panel model of :mod:`markov_migration.inference.model`
 when a model file declares ``[observation]``, ``[misclassification]``,
-``[phases]`` or ``[nonresponse]`` (see ``docs/observation-models.md``). A
+``[phases]`` or ``[nonresponse]``, or the panel's ``obstype`` column flags exact
+transition (2) or entry (3) times (:mod:`markov_migration.inputs.obstype`; see
+``docs/observation-models.md``). A
 respondent's history is a hidden continuous-time Markov chain; the likelihood
 is the forward algorithm of :mod:`markov_migration.core.forward` over every
 respondent's records, with identical histories counted once, computed by the
@@ -91,6 +93,7 @@ from markov_migration.inputs.latent_design import (
     recorded_pairs,
 )
 from markov_migration.inputs.nonresponse import schedule_records
+from markov_migration.inputs.obstype import PANEL_OBSTYPE
 from markov_migration.inputs.panel import Panel
 from markov_migration.inputs.priors import DEFAULT_PRIOR_RATE, DEFAULT_PRIOR_SD, prior_coords
 from markov_migration.inputs.spec import ModelSpec
@@ -223,7 +226,11 @@ def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
     pattern = None if generators is None else generators.record_pattern
     codes = d["state"].to_numpy(dtype=np.int64)
     exact = np.isin(codes, np.array(spec.observation.exact, dtype=np.int64))
-    obstype = np.where(exact, OBS_EXACT, OBS_PANEL)
+    # the panel's obstype column (msm's 1, 2, 3; inputs.obstype); an [observation]
+    # exact state makes a panel record of it an exact entry, a flagged 2 stays 2
+    flagged = d[PANEL_OBSTYPE].to_numpy(np.int64) if PANEL_OBSTYPE in d else OBS_PANEL
+    obstype = np.where(exact & (flagged == OBS_PANEL), OBS_EXACT, flagged)
+    obstype = np.broadcast_to(obstype, codes.shape).astype(np.int64)
     ids, times = d["id"].to_numpy(), d["time"].to_numpy(dtype=np.float64)
     weight = d["weight"].to_numpy(dtype=np.float64)
     if spec.observation.nonresponse is not None:

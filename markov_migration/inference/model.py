@@ -115,6 +115,9 @@ def build_model(spec: ModelSpec, agg: AggregatedData, panel=None) -> pm.Model:
         ``group``, ``group_transition``, ``pattern`` and ``period`` as the
         model has them.
     """
+    from markov_migration.inputs.obstype import with_panel_obstype
+
+    spec = with_panel_obstype(spec, panel)
     if spec.observation.latent:
         from markov_migration.inference.latent import build_latent_model
 

@@ -51,8 +51,10 @@ def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None)
         check_supported,
         sampled_variables,
     )
+    from markov_migration.inputs.obstype import with_panel_obstype
 
     settings.check()
+    spec = with_panel_obstype(spec, panel)  # exact times flagged in the data: latent
     if spec.observation.latent:
         from markov_migration.inference.latent_prior import latent_prior_fit, latent_prior_model
 

@@ -24,6 +24,13 @@ from markov_migration.inputs.spec import ModelSpec
 
 #: Columns that identify an aggregated-counts table.
 COUNT_COLUMNS = ("from", "to", "interval", "count")
+#: msm's observation types (the panel's ``obstype`` column): a panel observation,
+#: an exact transition time (the previous record's state was kept until this
+#: time) and an exact entry time into the recorded state. The same codes as
+#: :mod:`markov_migration.core.forward_kernel` (not imported: it loads numba).
+OBSTYPE_PANEL, OBSTYPE_TRANSITION, OBSTYPE_ENTRY = 1, 2, 3
+#: Default name of the observation-type column (``[data] obstype`` renames it).
+OBSTYPE_COLUMN = "obstype"
 #: Length of each time unit in years (ISO dates are converted with it).
 UNIT_PER_YEAR = {"years": 1.0, "months": 12.0, "weeks": 365.25 / 7, "days": 365.25}
 
@@ -169,6 +176,32 @@ def parse_state(raw: pd.Series, spec: ModelSpec, path: str, column: str) -> np.n
             column=column,
         )
     return mapped
+
+
+def parse_obstype(raw: pd.Series, path: str, column: str) -> np.ndarray:
+    """Observation types (msm's ``obstype``: 1, 2 or 3) from a panel column.
+
+    Raises
+    ------
+    PanelError
+        On an empty cell or a value other than 1, 2 or 3, naming the row.
+    """
+    text = raw if pd.api.types.is_numeric_dtype(raw) else raw.astype("string").str.strip()
+    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float)
+    kinds = (OBSTYPE_PANEL, OBSTYPE_TRANSITION, OBSTYPE_ENTRY)
+    bad = np.flatnonzero(~np.isin(values, np.array(kinds, dtype=float)))
+    if bad.size:
+        i = int(bad[0])
+        cell = raw.iloc[i]
+        shown = "an empty cell" if pd.isna(cell) else f"'{str(cell).strip()}'"
+        raise PanelError(
+            f"obstype is {shown}: it must be 1 (panel observation), 2 (exact transition "
+            "time) or 3 (exact entry time)",
+            path=path,
+            row=i + 1,
+            column=column,
+        )
+    return values.astype(np.int64)
 
 
 def record_names(spec: ModelSpec) -> tuple[str, ...]:

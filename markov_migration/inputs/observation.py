@@ -101,6 +101,11 @@ class ObservationModel:
     prior_correct, prior_error : float
         Dirichlet concentrations of each misclassification row: on recording
         the truth, and on each possible error.
+    obstype : bool
+        The panel's ``obstype`` column flags exact transition times (2) or
+        exact entry times (3) on some records. Set from the data, not the model
+        file (:func:`markov_migration.inputs.obstype.with_panel_obstype`; a fit
+        file records it in its root attribute ``panel_obstype``).
     """
 
     exact: tuple[int, ...] = ()
@@ -110,12 +115,14 @@ class ObservationModel:
     nonresponse: Nonresponse | None = None
     prior_correct: float = DEFAULT_MISCLASSIFICATION_CORRECT
     prior_error: float = DEFAULT_MISCLASSIFICATION_ERROR
+    obstype: bool = False
 
     @property
     def latent(self) -> bool:
-        """Whether any observation-model feature is declared (the forward-algorithm fit)."""
+        """Whether any observation-model feature is in use (the forward-algorithm fit)."""
         return bool(
             self.exact
+            or self.obstype
             or self.censored
             or self.misclassification
             or self.phases

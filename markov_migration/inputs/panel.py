@@ -22,15 +22,18 @@ import pandas as pd
 
 from markov_migration.errors import PanelError
 from markov_migration.inputs.columns import (
+    OBSTYPE_COLUMN,
     file_sha256,
     is_counts_table,
     model_columns,
     parse_model_columns,
+    parse_obstype,
     parse_state,
     parse_time,
     read_table,
     record_names,
 )
+from markov_migration.inputs.obstype import PANEL_OBSTYPE, check_obstype
 from markov_migration.inputs.spec import ModelSpec
 
 #: Largest |time| / resolution that can be rounded exactly in float64.
@@ -51,7 +54,9 @@ class Panel:
         time units), ``state`` (int index into ``states``), ``weight`` (float,
         1 when the file has none), ``row`` (1-based row in the file), the
         respondent's primary sampling unit :data:`CLUSTER_COLUMN` (text) when the
-        model file names a ``[data] cluster`` column, and any
+        model file names a ``[data] cluster`` column, ``obstype`` (int, msm's
+        observation type, :mod:`markov_migration.inputs.obstype`) when some
+        record is an exact transition or entry time, and any
         covariate and group columns the model uses. Respondents with a single
         observation are removed (kept with ``[nonresponse]``: their missed
         waves are observations).
@@ -112,7 +117,7 @@ class Panel:
             )
             # Covariates are taken from the first observation of each interval (as in msm).
             for name in d.columns:
-                if name not in ("id", "time", "state", "weight", "row"):
+                if name not in ("id", "time", "state", "weight", "row", PANEL_OBSTYPE):
                     out[name] = d[name].iloc[i0].reset_index(drop=True)
             self._pairs = out
         return self._pairs.copy()
@@ -183,6 +188,10 @@ def validate_panel(
         needed.append(weight_col)
     if cols.cluster:
         needed.append(cols.cluster)
+    # msm's observation types: the column named in [data], else one called "obstype" if any
+    obstype_col = cols.obstype or (OBSTYPE_COLUMN if OBSTYPE_COLUMN in df.columns else None)
+    if obstype_col:
+        needed.append(obstype_col)
     for c in needed:
         if c not in df.columns:
             raise PanelError(
@@ -226,6 +235,8 @@ def validate_panel(
         out[CLUSTER_COLUMN] = text.to_numpy(dtype=object)
     for c, values in parse_model_columns(df, spec, path).items():
         out[c] = values
+    if obstype_col:
+        out[PANEL_OBSTYPE] = parse_obstype(df[obstype_col], path, obstype_col)
 
     res = spec.resolution
     with np.errstate(over="ignore"):  # 1e308 / res is inf: too big, and no RuntimeWarning
@@ -277,6 +288,9 @@ def validate_panel(
         ids, t, st = out["id"].to_numpy(), out["time"].to_numpy(), out["state"].to_numpy()
         code = code[keep]
         same_id = code[1:] == code[:-1]
+
+    if obstype_col and not check_obstype(out, same_id, spec, path, obstype_col):
+        out = out.drop(columns=PANEL_OBSTYPE)  # only 1s: the plain panel
 
     w = out["weight"].to_numpy()
     wchange = np.flatnonzero(same_id & (w[1:] != w[:-1]))

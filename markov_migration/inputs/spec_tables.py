@@ -104,6 +104,9 @@ class DataColumns:
     weights_adjust: str = "calibrated"
     #: Column of primary sampling units (clusters) for the weights' design variance.
     cluster: str | None = None
+    #: Column of msm's observation types (1 panel, 2 exact transition time, 3 exact
+    #: entry time); ``None``: a column called ``obstype`` if the panel has one.
+    obstype: str | None = None
 
 
 #: ``[data] weights_adjust`` choices: Williams & Savitsky's calibration, or the raw
@@ -364,14 +367,14 @@ class TableParser(PriorTables):
         if not isinstance(d, dict):
             raise self.fail("[data] must be a table", "data")
         allowed = {"id", "time", "state", "weight", "state_codes", "resolution",
-                   "weights_adjust", "cluster"}  # fmt: skip
+                   "weights_adjust", "cluster", "obstype"}  # fmt: skip
         unknown = sorted(set(d) - allowed)
         if unknown:
             raise self.fail(
                 f"[data]: unknown key '{unknown[0]}' (known: {', '.join(sorted(allowed))})",
                 unknown[0],
             )
-        for key in ("id", "time", "state", "weight", "cluster"):
+        for key in ("id", "time", "state", "weight", "cluster", "obstype"):
             if key in d and (not isinstance(d[key], str) or not d[key]):
                 raise self.fail(f"[data] {key} must be a column name", key)
         adjust = d.get("weights_adjust", "calibrated")
@@ -411,6 +414,7 @@ class TableParser(PriorTables):
             resolution=resolution,
             weights_adjust=adjust,
             cluster=d.get("cluster"),
+            obstype=d.get("obstype"),
         )
 
     def parse_rates(self) -> dict[tuple[int, int], float]:

@@ -48,6 +48,11 @@ from markov_migration.results.ppc import draw_states, gap_matrices, normalised
 from markov_migration.results.ppc_keyed import has_keys, keyed_gap_matrices
 from markov_migration.results.ppc_latent import is_latent
 
+#: Why fits of panels with exact transition or entry times (obstype 2, 3) are refused.
+OBSTYPE_REFUSAL = (
+    "backtest of a panel with exact transition or entry times (obstype 2 or 3) is not "
+    "supported: the held-out records would be predicted as panel records"
+)
 #: Probabilities of the central predictive intervals of ``coverage.csv``.
 BACKTEST_INTERVALS: tuple[float, ...] = (0.5, 0.8, 0.95)
 #: Posterior draws used for the predictions (thinned evenly).
@@ -386,9 +391,12 @@ def _origin_rows(tree: xr.DataTree, heldout: HeldOut) -> np.ndarray:
 def check_backtest_model(spec) -> None:
     """Refuse models the backtest cannot predict from.
 
-    Those are ``[nonresponse]`` models and latent models with periods.
+    Those are ``[nonresponse]`` models, latent models with periods and fits of
+    panels that flag exact transition or entry times (an ``obstype`` column).
     """
     obs = getattr(spec, "observation", None)
+    if obs is not None and obs.obstype:
+        raise InputError(f"{spec.path or spec.name}: {OBSTYPE_REFUSAL}")
     if obs is not None and obs.nonresponse is not None:
         raise InputError(f"{spec.path or spec.name}: {NONRESPONSE_REFUSAL}")
     if obs is not None and obs.latent and spec.periods:
@@ -436,6 +444,8 @@ def refit_kept(
         raise InputError("a counts table has no respondents to hold out: backtest needs a panel",
                          path=panel_path)  # fmt: skip
     panel = validate_panel(df, spec, path=str(panel_path), sha256=file_sha256(panel_path))
+    if "obstype" in panel.data:  # inputs.obstype.PANEL_OBSTYPE: some exact times
+        raise InputError(OBSTYPE_REFUSAL, path=panel_path)
     d = panel.data
     heldout = holdout_split(
         d["id"].to_numpy(), d["time"].to_numpy(), d["state"].to_numpy(), holdout_after

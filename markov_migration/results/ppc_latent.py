@@ -144,6 +144,9 @@ def ppc_latent(
     draws = thinned_indices(tree["posterior"], n_draws)
     spec, q, tables, pi, code_sets, exact_hidden = latent_model_arrays(tree, draws)
     resp, time, code, first, order = panel_sequences(tree)
+    pdata = tree["panel_data"]
+    # msm's observation type of each record (the panel's obstype column; 1 without it)
+    kind = pdata["obstype"].to_numpy()[order] if "obstype" in pdata else np.ones(resp.size, int)
     n_codes = len(code_sets)
     names = list(spec.states) + list(spec.observation.censored_codes)
     exact_codes = set(spec.observation.exact)
@@ -159,8 +162,11 @@ def ppc_latent(
             resp, time = np.r_[resp, resp[after]], np.r_[time, at]
             code = np.r_[code, np.full(after.size, n_codes, dtype=np.int64)]
             pattern, real = np.r_[pattern, pattern[after]], np.r_[real, np.zeros(after.size, bool)]
+            kind = np.r_[kind, np.ones(after.size, int)]
             srt = np.lexsort((time, resp))  # cut points lie strictly inside intervals: no ties
-            resp, time, code, pattern, real = (a[srt] for a in (resp, time, code, pattern, real))
+            resp, time, code, pattern, real, kind = (
+                a[srt] for a in (resp, time, code, pattern, real, kind)
+            )
             first = np.r_[True, resp[1:] != resp[:-1]]
             period = period_of(time, spec)
             # a cut record says nothing about the state: its emission row is all ones
@@ -175,7 +181,14 @@ def ppc_latent(
     gap = time[nxt] - time[prev]
     if res > 0:
         gap = np.maximum(np.round(gap / res), 1) * res
-    checked = ~np.isin(code[nxt], list(exact_codes))
+    # exact entry or transition times are densities, not records to predict; the
+    # state after them is known (obstype 2 is refused with hidden states)
+    timed = kind[nxt] != 1
+    checked = ~np.isin(code[nxt], list(exact_codes)) & ~timed
+    if not checked.any():
+        raise InputError(
+            "every interval ends in an exact entry or transition time: no records to predict"
+        )
     pred = np.zeros((draws.size, nxt.size, n_codes))
     for d in range(draws.size):
         p_gap = piece_pmatrices(q[d], piece_gen, piece_gap)
@@ -188,9 +201,14 @@ def ppc_latent(
         "latent-state fit: each next record is predicted from the records before it through "
         "the observation model (forward filter); censored records stay censored"
     ]
-    if (~checked).any():
+    if timed.any():
         notes.append(
-            f"{int((~checked).sum())} interval(s) ending in an exactly timed entry "
+            f"{int(timed.sum())} interval(s) ending in a record flagged as an exact transition "
+            "or entry time (obstype 2 or 3) are not checked"
+        )
+    if (~checked & ~timed).any():
+        notes.append(
+            f"{int((~checked & ~timed).sum())} interval(s) ending in an exactly timed entry "
             f"({', '.join(spec.states[s] for s in sorted(exact_codes))}) are not checked; the "
             "others are predicted given survival to the next record"
         )
