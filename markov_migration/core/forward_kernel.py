@@ -259,7 +259,8 @@ def forward_kernel(
     total = 0.0
     prod = 1.0  # product of the scales of weight-1 nodes not yet in total
     for n in range(n_nodes):
-        if W[n] == 0.0 or (node_parent[n] < 0 and (condition_first or node_type[n] == OBS_RESTART)):
+        first = node_parent[n] < 0  # no factor: conditioned on, or a restart (in the head)
+        if W[n] == 0.0 or (first and (condition_first or node_type[n] == OBS_RESTART)):
             continue
         c = cval[n]
         if W[n] == 1.0:  # most histories: fold into one log per ~100 nodes
@@ -392,8 +393,9 @@ def node_loglik_kernel(
     """Log-likelihood of the history that ends at each node (-inf if impossible).
 
     The sum of the log scales along the node's path (without the first one
-    if ``condition_first``, and never a restart root's): the pointwise log-likelihood of each distinct
-    history, e.g. for PSIS-LOO.
+    if ``condition_first``, and never a restart root's): the pointwise
+    log-likelihood of each distinct history (or segment of a split tree),
+    e.g. for PSIS-LOO.
     """
     n_nodes = node_parent.shape[0]
     n_pieces = piece_q.shape[0]
