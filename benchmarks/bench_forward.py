@@ -13,7 +13,10 @@ one day) under ``models/migration5.toml``.
   Coxian phases (K = 6 hidden states, phase emission table, initial
   distribution over hidden states);
 * ``forward, no phases``: the forward kernel on the K = 5 model (pi = ones),
-  to separate the cost of the algorithm from the cost of the larger K.
+  to separate the cost of the algorithm from the cost of the larger K;
+* ``split``: the same two on the tree split at renewal points
+  (:func:`markov_migration.core.renewal.split_histories`: records of a state
+  without phases have one possible true state), as the sampler's Op uses it.
 
 Both timings include the Python wrappers' input checks; ``unchecked`` is the
 forward call with ``check=False``, as an Op that validated its data once would
@@ -31,6 +34,7 @@ import numpy as np
 from markov_migration.core import forward as F
 from markov_migration.core import likelihood as L
 from markov_migration.core import phases as PH
+from markov_migration.core.renewal import renewal_states, split_histories
 from markov_migration.inputs.aggregate import aggregate
 from markov_migration.inputs.design import likelihood_data
 from markov_migration.inputs.panel import load_panel
@@ -84,12 +88,19 @@ def main() -> None:
     pi_obs = np.array([float(init.get(s, 0.0)) for s in states]) + 0.02
     pi = (pi_obs / pi_obs.sum())[lay.observed] / np.bincount(lay.observed)[lay.observed]
 
+    split = split_histories(hist, renewal_states(B != 0))  # B: 0/1 phase map, structural
+    split5 = split_histories(hist, np.arange(K))  # every record is exact without phases
+
     panel_args = (Q[None], *ld.arrays())
     t_panel = best_time(lambda: L.loglik_and_grad(*panel_args), args.repeat)
     t_fwd = best_time(lambda: F.loglik_and_grad(Qh, pi, B, *hist), args.repeat)
     t_fwd_nc = best_time(lambda: F.loglik_and_grad(Qh, pi, B, *hist, check=False), args.repeat)
     t_fwd5 = best_time(lambda: F.loglik_and_grad(Q, np.ones(K), np.eye(K), *hist), args.repeat)
+    t_split = best_time(lambda: F.loglik_and_grad(Qh, pi, B, *split), args.repeat)
+    t_split_nc = best_time(lambda: F.loglik_and_grad(Qh, pi, B, *split, check=False), args.repeat)
+    t_split5 = best_time(lambda: F.loglik_and_grad(Q, np.ones(K), np.eye(K), *split5), args.repeat)
     ll5 = F.loglik(Q, np.ones(K), np.eye(K), *hist)
+    ll6, ll6s = F.loglik(Qh, pi, B, *hist), F.loglik(Qh, pi, B, *split)
     print(f"respondents {panel.n_respondents}, interviews {len(d)}")
     print(f"pure panel: {ld.n_rows} aggregated rows, {ld.piece_t.size} distinct intervals")
     print(
@@ -97,11 +108,21 @@ def main() -> None:
         f"prefix-tree nodes ({np.count_nonzero(hist.node_parent >= 0)} intervals), "
         f"{hist.piece_t.size} distinct intervals"
     )
+    print(
+        f"split:      {split.node_parent.size} nodes ({split.n_intervals} intervals) with "
+        f"phases; {split5.node_parent.size} nodes ({split5.n_intervals} intervals) without"
+    )
     print(f"log-lik check (K=5): panel {L.loglik(*panel_args):.6f}, forward {ll5:.6f}")
+    print(f"log-lik check (K=6): unsplit {ll6:.8f}, split {ll6s:.8f}")
     print(f"pure panel  (K=5)          {t_panel * 1e3:8.3f} ms")
     print(f"forward     (K=6, phases)  {t_fwd * 1e3:8.3f} ms   ratio {t_fwd / t_panel:5.2f}")
     print(f"  unchecked (K=6, phases)  {t_fwd_nc * 1e3:8.3f} ms   ratio {t_fwd_nc / t_panel:5.2f}")
     print(f"forward     (K=5)          {t_fwd5 * 1e3:8.3f} ms   ratio {t_fwd5 / t_panel:5.2f}")
+    print(f"split       (K=6, phases)  {t_split * 1e3:8.3f} ms   ratio {t_split / t_panel:5.2f}")
+    print(
+        f"  unchecked (K=6, phases)  {t_split_nc * 1e3:8.3f} ms   ratio {t_split_nc / t_panel:5.2f}"
+    )
+    print(f"split       (K=5)          {t_split5 * 1e3:8.3f} ms   ratio {t_split5 / t_panel:5.2f}")
 
 
 if __name__ == "__main__":

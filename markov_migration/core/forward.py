@@ -49,14 +49,29 @@ record, ...) is computed once.
     The node of the previous observation, -1 at a first observation; parents
     come before their children.
 ``node_piece`` : int64 (n_nodes,)
-    Piece of the interval from the parent (-1 at a first observation).
+    Piece of the interval from the parent (-1 at a first observation; the
+    state ``s`` at a restart root).
 ``node_type`` : int64 (n_nodes,)
-    1 (panel), 2 (exact transition time) or 3 (exact entry time); ignored at
-    a first observation.
+    1 (panel), 2 (exact transition time) or 3 (exact entry time). At a root: 0
+    (:data:`OBS_RESTART`) for the start of a tail after a renewal point (below),
+    anything else for a true first observation.
 ``node_code`` : int64 (n_nodes,)
     Row of the emission table ``B`` (``n_codes x K``) of the observation.
 ``node_count`` : float64 (n_nodes,)
-    Number (or weight) of respondents whose history ends at this node.
+    Number (or weight) of respondents whose history (or segment) ends at this node.
+
+Renewal splitting (:func:`markov_migration.core.renewal.split_histories`). An observation whose emission row
+has exactly one possible true state ``s`` (an exact record without phases or
+misclassification into it, ...) is a *renewal point*: the forward vector after
+it is ``c e_s`` whatever came before, so a history's likelihood is the product
+of its *head* (up to and including that observation) and its *tail* started
+from ``e_s``. Split there, the tails shared by many respondents (most are one
+interval from a known state) are counted once, as the pure-panel rows are. A
+tail hangs from a *restart root* (``node_type`` 0, the state in
+``node_piece``) whose forward vector is ``e_s`` with no ``pi``, no emission
+factor and no ``condition_first`` division. The log-likelihood is the same;
+per-node values (:func:`history_loglik`) are then those of segments, so
+per-respondent uses keep the unsplit tree.
 
 Each interval uses one generator (the covariate pattern or group of its first
 record); intervals crossing period cuts are not supported here. Latent phases are a
@@ -72,6 +87,7 @@ import scipy.linalg
 from markov_migration.core.forward_kernel import (
     OBS_EXACT,
     OBS_PANEL,
+    OBS_RESTART,
     OBS_TRANSITION,
     forward_kernel,
     node_loglik_kernel,
@@ -81,6 +97,7 @@ __all__ = [
     "FORWARD_FIELDS",
     "OBS_EXACT",
     "OBS_PANEL",
+    "OBS_RESTART",
     "OBS_TRANSITION",
     "Histories",
     "aggregate_histories",
@@ -122,6 +139,11 @@ class Histories(NamedTuple):
     def n_histories(self) -> int:
         """Number of distinct histories (nodes where some history ends)."""
         return int(np.count_nonzero(self.node_count))
+
+    @property
+    def n_intervals(self) -> int:
+        """Number of intervals (nodes with a parent): the forward steps of one evaluation."""
+        return int(np.count_nonzero(self.node_parent >= 0))
 
 
 def aggregate_histories(
@@ -299,6 +321,9 @@ def _prepare(Q, pi, B, piece_q, piece_t, node_parent, node_piece, node_type, nod
     if np.any((node_code < 0) | (node_code >= B.shape[0])):
         raise ValueError(f"node_code must index the {B.shape[0]} rows of B")
     later = node_parent >= 0
+    restart = ~later & (node_type == OBS_RESTART)
+    if np.any((node_piece[restart] < 0) | (node_piece[restart] >= K)):
+        raise ValueError(f"a restart root must give its state (0..{K - 1}) in node_piece")
     if np.any((node_piece[later] < 0) | (node_piece[later] >= piece_q.shape[0])):
         raise ValueError("node_piece must index a piece at every node with a parent")
     if not np.all(np.isin(node_type[later], _OBSTYPES)):

@@ -51,7 +51,14 @@ from markov_migration.core.spectral import (  # the eigen-basis machinery of the
     _piece_exponentials,
 )
 
-__all__ = ["OBS_EXACT", "OBS_PANEL", "OBS_TRANSITION", "forward_kernel", "node_loglik_kernel"]
+__all__ = [
+    "OBS_EXACT",
+    "OBS_PANEL",
+    "OBS_RESTART",
+    "OBS_TRANSITION",
+    "forward_kernel",
+    "node_loglik_kernel",
+]
 
 #: msm's obstype codes: a panel observation of the state at a time, an exact
 #: transition time (obstype 2: the previous state was kept until then), and an
@@ -62,6 +69,11 @@ OBS_EXACT = 3
 #: Transition matrices per piece, one block of ``n_pieces`` per kind:
 #: ``T[p]`` = P(t_p), ``T[n + p]`` = P(t_p) Q_off, ``T[2 n + p]`` = D(t_p) (I + Q_off).
 _N_SLOTS = 3
+#: Type of a *restart* root: the start of the tail of a history split at a
+#: renewal point (an observation with one possible true state ``s``, stored in
+#: the root's ``node_piece``). Its forward vector is the unit vector ``e_s``
+#: with scale 1: no ``pi`` and no emission factor (both are in the head).
+OBS_RESTART = 0
 
 
 @njit(cache=True)
@@ -174,7 +186,8 @@ def _tree(node_parent, node_piece, node_type, node_count, n_pieces):
 def _forward_nodes(T, pi, B, node_parent, node_piece, node_type, node_code, W, has_child):
     """Normalised forward vector ``ahat`` and scale ``c`` of every node with weight.
 
-    Internal nodes in full (O(K^2)); a leaf only needs its scale,
+    Internal nodes in full (O(K^2)); a restart root is ``e_s`` with scale 1;
+    a leaf only needs its scale,
     ``c = ahat_parent . Y[s, code]`` with ``Y[s, code] = T_s B[code]`` formed once
     per (interval, code). Returns ``ok = False`` if some scale is not positive
     and finite (that node's ``ahat`` is then 0, so its descendants get 0 too).
@@ -195,6 +208,14 @@ def _forward_nodes(T, pi, B, node_parent, node_piece, node_type, node_code, W, h
             continue
         par = node_parent[n]
         code = node_code[n]
+        if par < 0 and node_type[n] == OBS_RESTART:  # e_s, state in node_piece
+            for j in range(K):
+                pre[n, j] = 0.0
+                ahat[n, j] = 0.0
+            pre[n, node_piece[n]] = 1.0
+            ahat[n, node_piece[n]] = 1.0
+            cval[n] = 1.0
+            continue
         s = _slot(node_type[n], node_piece[n], n_pieces)
         c = 0.0
         if par >= 0 and not has_child[n]:
@@ -238,7 +259,8 @@ def forward_kernel(
     Arguments are validated, contiguous arrays in the layout of
     :mod:`markov_migration.core.forward` (parents before children);
     ``condition_first`` (bool) drops the first observation's factor
-    ``sum(pi * e_1)``.
+    ``sum(pi * e_1)``. Restart roots (``node_type`` :data:`OBS_RESTART`)
+    contribute no factor and no gradient.
 
     Each node ``n`` holds the normalised forward vector ``ahat_n`` and its
     scale ``c_n``; the log-likelihood is ``sum_n W_n log c_n`` with ``W_n``
@@ -280,7 +302,8 @@ def forward_kernel(
     total = 0.0
     prod = 1.0  # product of the scales of weight-1 nodes not yet in total
     for n in range(n_nodes):
-        if W[n] == 0.0 or (node_parent[n] < 0 and condition_first):
+        first = node_parent[n] < 0  # no factor: conditioned on, or a restart (in the head)
+        if W[n] == 0.0 or (first and (condition_first or node_type[n] == OBS_RESTART)):
             continue
         c = cval[n]
         if W[n] == 1.0:  # most histories: fold into one log per ~100 nodes
@@ -311,6 +334,8 @@ def forward_kernel(
             for i in range(K):
                 Z[s, code, i] += g * ahat[par, i]
                 abar[par, i] += g * Y[s, code, i]
+            continue
+        if par < 0 and node_type[n] == OBS_RESTART:  # e_s: a constant
             continue
         # adjoint of the unnormalised a_n = pre_n * B[code]
         wterm = W[n] if (par >= 0 or not condition_first) else 0.0
@@ -427,8 +452,9 @@ def node_loglik_kernel(
     """Log-likelihood of the history that ends at each node (-inf if impossible).
 
     The sum of the log scales along the node's path (without the first one
-    if ``condition_first``): the pointwise log-likelihood of each distinct
-    history, e.g. for PSIS-LOO.
+    if ``condition_first``, and never a restart root's): the pointwise
+    log-likelihood of each distinct history (or segment of a split tree),
+    e.g. for PSIS-LOO.
     """
     n_nodes = node_parent.shape[0]
     n_pieces = piece_q.shape[0]
@@ -448,7 +474,7 @@ def node_loglik_kernel(
         par = node_parent[n]
         term = np.log(c) if c > 0.0 and np.isfinite(c) else -np.inf
         if par < 0:
-            out[n] = 0.0 if condition_first else term
+            out[n] = 0.0 if (condition_first or node_type[n] == OBS_RESTART) else term
         else:
             out[n] = out[par] + term
     return out

@@ -308,6 +308,7 @@ def build_latent_model(
     pymc.Model
     """
     from markov_migration.inference.latent_op import forward_loglik
+    from markov_migration.inference.latent_renewal import fit_histories
 
     check_latent_supported(spec, panel)
     layout = latent_layout(spec)
@@ -366,7 +367,10 @@ def build_latent_model(
                 )
                 qs.append(q_m)
             q_stack, initial, table = pt.stack(qs), first, tab
-        data = [pt.as_tensor_variable(np.asarray(a)) for a in histories]
+        # the sampler's tree is split at renewal points (inference/latent_renewal.py)
+        data = [
+            pt.as_tensor_variable(np.asarray(a)) for a in fit_histories(spec, layout, histories)
+        ]
         pm.Potential("loglik", forward_loglik(q_stack, initial, table, data))
     return model
 
