@@ -16,6 +16,7 @@ __all__ = [
     "PhaseLayout",
     "generator_from_rates",
     "hidden_generators",
+    "latent_at_observed",
     "latent_log_rates",
     "observed_generator",
     "transition_lift",
@@ -284,6 +285,42 @@ def latent_log_rates(log_rate_latent, shift, lift) -> np.ndarray:
     ndarray, shape (..., M, n_rates)
     """
     return np.asarray(log_rate_latent)[..., None, :] + np.asarray(shift) @ np.asarray(lift)
+
+
+def latent_at_observed(q_chosen, log_rate, log_rate_latent, layout, transitions) -> np.ndarray:
+    """Hidden generators at chosen covariates, group and period, from the observed ones.
+
+    The observed-state generators a fit gives at a choice of covariates, group
+    and period are ``exp(log_rate + shift)`` on its transitions, ``shift`` the
+    covariate, group and period terms; here ``shift`` is read back from them and
+    added to every phase exit of each transition (:func:`latent_log_rates`).
+
+    Parameters
+    ----------
+    q_chosen : ndarray, shape (S, ..., K, K)
+        Observed-state generators at the choice, per posterior sample ``S``.
+    log_rate : ndarray, shape (S, T)
+        The baseline log-intensities the fit's generators are built on.
+    log_rate_latent : ndarray, shape (S, n_rates)
+        Baseline hidden log-intensities.
+    layout : PhaseLayout
+    transitions : sequence of (int, int)
+
+    Returns
+    -------
+    ndarray, shape (S, ..., K_h, K_h)
+    """
+    q_chosen = np.asarray(q_chosen, dtype=np.float64)
+    frm = np.array([r for r, _ in transitions], dtype=np.int64)
+    to = np.array([s for _, s in transitions], dtype=np.int64)
+    lead = q_chosen.shape[:-2]
+    extra = len(lead) - 1
+    base = np.asarray(log_rate, dtype=np.float64).reshape(lead[:1] + (1,) * extra + (-1,))
+    shift = np.log(q_chosen[..., frm, to]) - base  # (S, ..., T)
+    lift = transition_lift(layout.rate_observed, transitions)
+    latent = np.asarray(log_rate_latent, dtype=np.float64)
+    lr = latent.reshape(lead[:1] + (1,) * extra + latent.shape[-1:]) + shift @ lift
+    return hidden_generators(layout.observed.size, layout.rate_from, layout.rate_to, np.exp(lr))
 
 
 def observed_generator(q_latent: np.ndarray, observed, n_states: int) -> np.ndarray:
