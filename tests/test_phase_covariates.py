@@ -512,14 +512,16 @@ def test_phased_panel_with_a_covariate_recovers_its_hazard_ratios(tmp_path):
     ``sex = m`` multiplies entry into ``returned`` by 2.5 and both phase exits of
     ``returned -> abroad`` by 0.5 (the simulator's convention is the model's). The true
     log hazard ratios lie in their 90% intervals, which exclude 0; the hidden baseline
-    intensities in their 95% intervals. One replication, not a coverage study.
+    intensities in their 95% intervals. One replication (simulation seed 1); over ten
+    simulation seeds (1-10, same fit settings) the 90% intervals of the two log hazard
+    ratios covered the truth in 9 of 10 replications each (docs/observation-models.md).
     """
     from markov_migration.defaults import SAMPLE_DIMS
     from markov_migration.inference.fit import fit
     from markov_migration.inputs.simulate import simulate_panel
 
     spec = parse_spec(RECOVERY)
-    simulate_panel(spec, 1500, seed=8).to_csv(tmp_path / "p.csv", index=False)
+    simulate_panel(spec, 1500, seed=1).to_csv(tmp_path / "p.csv", index=False)
     (tmp_path / "m.toml").write_text(RECOVERY)
     tree = fit(tmp_path / "p.csv", tmp_path / "m.toml", chains=2, draws=500, tune=500, seed=4,
                cores=2, out=tmp_path / "fit.nc")  # fmt: skip

@@ -78,6 +78,7 @@ from markov_migration.core.forward import (
 from markov_migration.core.phases import hidden_names, phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.inference.hazard_terms import hidden_generator, phased_generators
 from markov_migration.inference.latent_draws import (
     history_loglik_draws,
     observed_from_latent,
@@ -329,7 +330,10 @@ def build_latent_model(
             log_rate = baseline_log_rate(spec, dims=dims)
         rate = pm.Deterministic(f"rate{suffix}", pt.exp(log_rate), dims=dims)
         if design is not None and layout.phased:  # hidden generators per pattern and group
-            q_stack = _phased_pattern_generators(spec, layout, design, generators, log_rate)
+            q_stack = phased_generators(spec, layout, design, generators, log_rate)
+            pm.Deterministic(
+                "Q_latent", hidden_generator(layout, rate), dims=("from_latent", "to_latent")
+            )
         elif design is not None:  # one generator per covariate pattern and group
             q_stack, _ = _pattern_generators(spec, design, generators, log_rate)
         else:
@@ -389,44 +393,6 @@ def _pattern_generators(spec: ModelSpec, design, generators, log_rate):
         dims=(*design.grid_dims, "from_state", "to_state"),
     )  # fmt: skip
     return generator_matrix(pt.exp(log_q), spec), q_grid
-
-
-def _phased_pattern_generators(spec: ModelSpec, layout: LatentLayout, design, generators,
-                               log_rate_latent):  # fmt: skip
-    """Hidden generators (M, K_h, K_h) of the record patterns of a phase-type model (PyMC).
-
-    The covariate and group terms of each observed transition ``r -> s`` are
-    added to the log-intensity of every phase exit ``r_k -> s``
-    (:func:`markov_migration.core.phases.transition_lift`: msm's covariates on the
-    expanded generator, one effect shared by a transition's phase exits); the
-    progressions carry none. ``Q_latent`` is the baseline hidden generator (the
-    design's baseline: reference levels, numeric covariates at their centres, no
-    group effect); the observed-state ``Q`` on the reported grid is computed
-    from the draws after sampling (:func:`observed_from_latent`).
-    """
-    from markov_migration.core.phases import transition_lift
-    from markov_migration.inference.hazard_terms import hazard_terms
-
-    n_obs = len(spec.transitions)
-    shift, _ = hazard_terms(
-        design, pt.zeros(n_obs), pt.as_tensor_variable(generators.generator_x),
-        pt.as_tensor_variable(generators.generator_group),
-        pt.as_tensor_variable(design.parameter_scale),
-    )  # fmt: skip
-    lift = pt.as_tensor_variable(transition_lift(layout.rate_observed, spec.transitions))
-    log_q = log_rate_latent[None, :] + pt.dot(shift, lift)  # (M, n_rates)
-    kh = len(layout.hidden_states)
-    m = generators.n_generators
-    off = pt.set_subtensor(
-        pt.zeros((m, kh, kh))[:, layout.rate_from, layout.rate_to], pt.exp(log_q)
-    )
-    base = pt.set_subtensor(
-        pt.zeros((kh, kh))[layout.rate_from, layout.rate_to], pt.exp(log_rate_latent)
-    )
-    pm.Deterministic(
-        "Q_latent", base - pt.diag(base.sum(axis=1)), dims=("from_latent", "to_latent")
-    )
-    return off - off.sum(axis=-1)[..., None] * pt.eye(kh)
 
 
 def _sample(model, s, progress: bool):

@@ -14,6 +14,10 @@ returnees).
   move from a phase of ``a`` into ``b``; progressions are not changed.
 - Exit rates of a state apply to each of its phases.
 - Arrivals and everyone who enters a phased state start in its first phase.
+- With covariates, groups or periods the hidden generators are those of the
+  chosen covariates and group (each period's in force): the choice's terms of
+  an observed move ``a -> b`` multiply every phase exit of ``a`` into ``b``, as
+  in the likelihood (:func:`latent_generators`).
 - Persons *in* a phased state at the start are split over its phases as a
   steady stream of entries would be (the share of the time a stay spends in
   each phase, per draw, :func:`markov_migration.core.phases.phase_measures`):
