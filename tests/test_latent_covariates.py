@@ -250,7 +250,6 @@ def test_model_gradient_with_covariates_and_groups_matches_finite_differences():
     ("extra", "message"),
     [
         ("periods = [1.5]\n", "periods are not yet supported together with [nonresponse]"),
-        ("[phases]\nswing = 2\n", "covariates, groups and periods are not yet supported together"),
     ],
 )
 def test_unsupported_latent_designs_exit_2(tmp_path, extra, message):

@@ -15,6 +15,11 @@ import numpy as np
 __all__ = [
     "PhaseLayout",
     "generator_from_rates",
+    "hidden_generators",
+    "latent_at_observed",
+    "latent_log_rates",
+    "observed_generator",
+    "transition_lift",
     "log_rate_grad",
     "phase_block",
     "phase_expansion",
@@ -110,6 +115,19 @@ def generator_from_rates(n_states, rate_from, rate_to, rates) -> np.ndarray:
     np.add.at(Q, (np.asarray(rate_from), np.asarray(rate_to)), np.asarray(rates, dtype=float))
     Q[np.diag_indices(n_states)] = -Q.sum(axis=1)
     return Q
+
+
+def hidden_generators(n_states, rate_from, rate_to, rates) -> np.ndarray:
+    """Generators (..., K_h, K_h) from intensities (..., n_rates) (vectorised :func:`generator_from_rates`).
+
+    Each ``(rate_from[i], rate_to[i])`` pair must be distinct.
+    """
+    rates = np.asarray(rates, dtype=np.float64)
+    q = np.zeros((*rates.shape[:-1], n_states, n_states))
+    q[..., np.asarray(rate_from), np.asarray(rate_to)] = rates
+    idx = np.arange(n_states)
+    q[..., idx, idx] = -q.sum(axis=-1)
+    return q
 
 
 def log_rate_grad(Q, dQ, rate_from, rate_to) -> np.ndarray:
@@ -211,3 +229,140 @@ def hidden_names(states, layout: PhaseLayout) -> tuple[str, ...]:
         n = int(np.sum(layout.observed == r))
         names.append(states[r] if n == 1 else f"{states[r]}_{layout.phase[h] + 1}")
     return tuple(names)
+
+
+def transition_lift(rate_observed, transitions) -> np.ndarray:
+    """Which hidden intensities an observed transition's covariate effects multiply.
+
+    msm's convention for ``phase.states`` models: covariates act on the
+    intensities of the expanded (phased) generator. Here the log hazard ratio
+    (or group effect) of an observed transition ``r -> s`` is shared by every
+    phase exit ``r_k -> s`` (proportional hazards on the observed transition);
+    the progressions ``r_k -> r_(k+1)`` get no effect.
+
+    Parameters
+    ----------
+    rate_observed : array_like of int, shape (n_rates, 2)
+        Observed transition of each hidden intensity (:attr:`PhaseLayout.rate_observed`,
+        in the model's order of the hidden intensities); ``r == s`` for a progression.
+    transitions : sequence of (int, int)
+        The model's observed transitions, length T.
+
+    Returns
+    -------
+    ndarray, shape (T, n_rates)
+        ``lift[t, j] = 1`` if hidden intensity ``j`` is a phase exit of transition ``t``.
+
+    Examples
+    --------
+    >>> lay = phase_expansion([[0, 1], [1, 0]], {1: 2})
+    >>> transition_lift(lay.rate_observed, [(0, 1), (1, 0)]).tolist()
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]]
+    """
+    ro = np.asarray(rate_observed, dtype=np.int64).reshape(-1, 2)
+    out = np.zeros((len(transitions), ro.shape[0]))
+    for t, (r, s) in enumerate(transitions):
+        out[t, (ro[:, 0] == r) & (ro[:, 1] == s) & (r != s)] = 1.0
+    return out
+
+
+def latent_log_rates(log_rate_latent, shift, lift) -> np.ndarray:
+    """Hidden log-intensities with covariate and group shifts of the observed transitions.
+
+    Parameters
+    ----------
+    log_rate_latent : ndarray, shape (..., n_rates)
+        Baseline hidden log-intensities (per time unit).
+    shift : ndarray, shape (..., M, T)
+        Sum of the covariate (``x * log_hr``) and group terms of each observed
+        transition, for ``M`` generators; the leading dims broadcast with
+        ``log_rate_latent``'s.
+    lift : ndarray, shape (T, n_rates)
+        :func:`transition_lift`.
+
+    Returns
+    -------
+    ndarray, shape (..., M, n_rates)
+    """
+    return np.asarray(log_rate_latent)[..., None, :] + np.asarray(shift) @ np.asarray(lift)
+
+
+def latent_at_observed(q_chosen, log_rate, log_rate_latent, layout, transitions) -> np.ndarray:
+    """Hidden generators at chosen covariates, group and period, from the observed ones.
+
+    The observed-state generators a fit gives at a choice of covariates, group
+    and period are ``exp(log_rate + shift)`` on its transitions, ``shift`` the
+    covariate, group and period terms; here ``shift`` is read back from them and
+    added to every phase exit of each transition (:func:`latent_log_rates`).
+
+    Parameters
+    ----------
+    q_chosen : ndarray, shape (S, ..., K, K)
+        Observed-state generators at the choice, per posterior sample ``S``.
+    log_rate : ndarray, shape (S, T)
+        The baseline log-intensities the fit's generators are built on.
+    log_rate_latent : ndarray, shape (S, n_rates)
+        Baseline hidden log-intensities.
+    layout : PhaseLayout
+    transitions : sequence of (int, int)
+
+    Returns
+    -------
+    ndarray, shape (S, ..., K_h, K_h)
+    """
+    q_chosen = np.asarray(q_chosen, dtype=np.float64)
+    frm = np.array([r for r, _ in transitions], dtype=np.int64)
+    to = np.array([s for _, s in transitions], dtype=np.int64)
+    lead = q_chosen.shape[:-2]
+    extra = len(lead) - 1
+    base = np.asarray(log_rate, dtype=np.float64).reshape(lead[:1] + (1,) * extra + (-1,))
+    shift = np.log(q_chosen[..., frm, to]) - base  # (S, ..., T)
+    lift = transition_lift(layout.rate_observed, transitions)
+    latent = np.asarray(log_rate_latent, dtype=np.float64)
+    lr = latent.reshape(lead[:1] + (1,) * extra + latent.shape[-1:]) + shift @ lift
+    return hidden_generators(layout.observed.size, layout.rate_from, layout.rate_to, np.exp(lr))
+
+
+def observed_generator(q_latent: np.ndarray, observed, n_states: int) -> np.ndarray:
+    """Markov generator on the observed states with the phase-type states' mean sojourns.
+
+    ``Q[r, s] = P(next state s | entering r) / E(time in r)``, entering ``r`` in
+    its first phase; for single-phase states this is the hidden generator itself.
+
+    Parameters
+    ----------
+    q_latent : ndarray (..., K_h, K_h)
+        Hidden generators (per time unit).
+    observed : ndarray of int (K_h,)
+        Observed state of each hidden state, phases in order.
+    n_states : int
+
+    Returns
+    -------
+    ndarray (..., K, K)
+    """
+    observed = np.asarray(observed)
+    lead = q_latent.shape[:-2]
+    out = np.zeros((*lead, n_states, n_states))
+    for r in range(n_states):
+        h = np.flatnonzero(observed == r)
+        if not len(h):
+            continue
+        sub = q_latent[..., h[:, None], h[None, :]]  # (..., n, n)
+        exits = np.zeros((*lead, len(h), n_states))
+        for s in range(n_states):
+            if s != r:
+                cols = np.flatnonzero(observed == s)
+                exits[..., s] = q_latent[..., h[:, None], cols[None, :]].sum(axis=-1)
+        if not exits.any():
+            continue
+        # first row of (-sub)^-1: expected time in each phase after entering the first
+        e0 = np.zeros(len(h))
+        e0[0] = 1.0
+        rhs = np.broadcast_to(e0[:, None], (*lead, len(h), 1))
+        occupancy = np.linalg.solve(np.swapaxes(-sub, -1, -2), rhs)[..., 0]
+        mean_time = occupancy.sum(axis=-1)
+        nxt = np.einsum("...i,...is->...s", occupancy, exits)
+        out[..., r, :] = nxt / mean_time[..., None]
+        out[..., r, r] = -nxt.sum(axis=-1) / mean_time
+    return out

@@ -74,4 +74,49 @@ def generator_matrix(rate: pt.TensorVariable, spec: ModelSpec) -> pt.TensorVaria
     return off - off.sum(axis=-1)[..., None] * pt.eye(k)
 
 
-__all__ = ["generator_matrix", "hazard_terms"]
+def phased_generators(spec: ModelSpec, layout, design: ModelDesign, generators, log_rate_latent):
+    """Hidden generators (M, K_h, K_h) of the record patterns of a phase-type model (PyTensor).
+
+    The covariate, group and period terms of each observed transition ``r -> s``
+    (:func:`hazard_terms` on zero baseline log-rates) are added to the
+    log-intensity of every phase exit ``r_k -> s``
+    (:func:`markov_migration.core.phases.transition_lift`: msm's covariates on the
+    expanded generator, one effect shared by a transition's phase exits); the
+    progressions carry none.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    layout : LatentLayout
+        The hidden space (``rate_from``, ``rate_to``, ``rate_observed``).
+    design : ModelDesign
+    generators : RecordGenerators
+        Covariate values and group of each likelihood generator.
+    log_rate_latent : TensorVariable (n_rates,)
+        Baseline hidden log-intensities (per time unit).
+    """
+    from markov_migration.core.phases import transition_lift
+
+    shift, _ = hazard_terms(
+        design, pt.zeros(len(spec.transitions)), pt.as_tensor_variable(generators.generator_x),
+        pt.as_tensor_variable(generators.generator_group),
+        pt.as_tensor_variable(design.parameter_scale),
+    )  # fmt: skip
+    lift = pt.as_tensor_variable(transition_lift(layout.rate_observed, spec.transitions))
+    log_q = log_rate_latent[None, :] + pt.dot(shift, lift)  # (M, n_rates)
+    kh = len(layout.hidden_states)
+    off = pt.set_subtensor(
+        pt.zeros((generators.n_generators, kh, kh))[:, layout.rate_from, layout.rate_to],
+        pt.exp(log_q),
+    )
+    return off - off.sum(axis=-1)[..., None] * pt.eye(kh)
+
+
+def hidden_generator(layout, rate) -> pt.TensorVariable:
+    """The hidden generator (K_h, K_h) of intensities ``rate`` (n_rates,) (PyTensor)."""
+    kh = len(layout.hidden_states)
+    off = pt.set_subtensor(pt.zeros((kh, kh))[layout.rate_from, layout.rate_to], rate)
+    return off - pt.diag(off.sum(axis=1))
+
+
+__all__ = ["generator_matrix", "hazard_terms", "hidden_generator", "phased_generators"]

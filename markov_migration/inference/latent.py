@@ -48,9 +48,17 @@ Covariates, groups and periods
     that crosses a period cut point is split there by an added record that says
     nothing (its emission row is all ones), so each piece has its period's
     generator.
-Not supported yet (refused with a clear message): covariates, groups or
-periods together with ``[phases]``, periods with ``[nonresponse]``, discrete
-time, and aggregated-counts input (a latent fit needs respondents' histories).
+Covariates, groups and periods with phases
+    msm's convention for ``phase.states``: the effects act on the hidden
+    (phased) intensities. The log hazard ratio or group effect declared on an
+    observed transition ``r -> s`` multiplies every phase exit ``r_k -> s``
+    (proportional hazards on the observed transition); the progressions
+    ``r_k -> r_(k+1)`` carry none (the model file cannot name them).
+    ``Q_latent`` is the baseline hidden generator, ``Q`` the observed-state
+    generator of every reported pattern (``observed_from_latent``).
+Not supported yet (refused with a clear message): periods with
+``[nonresponse]``, discrete time, and aggregated-counts input (a latent fit
+needs respondents' histories).
 """
 
 from __future__ import annotations
@@ -72,6 +80,7 @@ from markov_migration.core.forward import (
 from markov_migration.core.phases import hidden_names, phase_expansion
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.inference.hazard_terms import hidden_generator, phased_generators
 from markov_migration.inference.latent_draws import (
     history_loglik_draws,
     observed_from_latent,
@@ -88,7 +97,6 @@ from markov_migration.inputs.aggregate import period_of
 from markov_migration.inputs.latent_design import (
     carry_forward,
     cut_records,
-    has_covariates,
     latent_design,
     recorded_pairs,
 )
@@ -124,6 +132,8 @@ class LatentLayout:
         Normal prior of each log-intensity.
     code_sets : tuple of tuple of int
         Observed states each record code stands for (states, then censored codes).
+    rate_observed : ndarray of int (n_rates, 2)
+        Observed transition of each free intensity (``r == s``: a phase progression).
     """
 
     hidden_states: tuple[str, ...]
@@ -134,6 +144,7 @@ class LatentLayout:
     prior_mu: np.ndarray
     prior_sigma: np.ndarray
     code_sets: tuple[tuple[int, ...], ...]
+    rate_observed: np.ndarray
 
     @property
     def phased(self) -> bool:
@@ -148,10 +159,6 @@ def check_latent_supported(spec: ModelSpec, panel: Panel | None = None) -> None:
         raise InputError(f"{where}: latent states need a continuous-time model")
     if spec.periods and spec.observation.nonresponse is not None:
         raise InputError(f"{where}: periods are not yet supported together with [nonresponse]")
-    if has_covariates(spec) and spec.observation.phases:
-        raise InputError(
-            f"{where}: covariates, groups and periods are not yet supported together with [phases]"
-        )
     if panel is None:
         raise InputError(
             f"{where}: a latent-state model needs a long-format panel (respondents' "
@@ -193,6 +200,7 @@ def latent_layout(spec: ModelSpec) -> LatentLayout:
         prior_mu=np.array(mu)[order],
         prior_sigma=np.array(sigma)[order],
         code_sets=code_sets,
+        rate_observed=lay.rate_observed[order],
     )
 
 
@@ -329,7 +337,12 @@ def build_latent_model(
         else:  # the pure-panel priors: total exit rates and their splits
             log_rate = baseline_log_rate(spec, dims=dims)
         rate = pm.Deterministic(f"rate{suffix}", pt.exp(log_rate), dims=dims)
-        if design is not None:  # one generator per covariate pattern and group
+        if design is not None and layout.phased:  # hidden generators per pattern and group
+            q_stack = phased_generators(spec, layout, design, generators, log_rate)
+            pm.Deterministic(
+                "Q_latent", hidden_generator(layout, rate), dims=("from_latent", "to_latent")
+            )
+        elif design is not None:  # one generator per covariate pattern and group
             q_stack, _ = _pattern_generators(spec, design, generators, log_rate)
         else:
             off = pt.set_subtensor(pt.zeros((kh, kh))[layout.rate_from, layout.rate_to], rate)
@@ -465,7 +478,8 @@ def assemble_latent_fit(
 ):
     """The fit tree of a latent model's draws (posterior or prior).
 
-    Phase-type draws get the observed-state ``Q``; ``log_likelihood`` holds each
+    Phase-type draws get the observed-state ``Q`` (on the design's reported grid
+    with covariates, groups or periods); ``log_likelihood`` holds each
     respondent's history log-likelihood per draw; ``observed_data`` the pairs of
     recorded states.
     """
@@ -475,7 +489,7 @@ def assemble_latent_fit(
     layout = latent_layout(spec)
     posterior = posterior.transpose(*SAMPLE_DIMS, ...)
     if layout.phased:
-        posterior = observed_from_latent(spec, layout, posterior)
+        posterior = observed_from_latent(spec, layout, posterior, design=context[3])
     loglik = history_loglik_draws(spec, layout, posterior, *context)
     return assemble_fit(
         spec, recorded_pairs(spec, agg), posterior, stats, attrs, command, panel,

@@ -14,6 +14,12 @@ import numpy as np
 import xarray as xr
 
 from markov_migration.core.forward import emission_table, history_loglik
+from markov_migration.core.phases import (
+    hidden_generators,
+    latent_log_rates,
+    transition_lift,
+)
+from markov_migration.core.phases import observed_generator as core_observed_generator
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.inference.latent_nonresponse import (
     attrition_states,
@@ -25,47 +31,18 @@ from markov_migration.inference.latent_nonresponse import (
 def observed_generator(q_latent: np.ndarray, layout, n_states: int) -> np.ndarray:
     """Markov generator on the observed states with the phase-type states' mean sojourns.
 
-    ``Q[r, s] = P(next state s | entering r) / E(time in r)``, entering ``r`` in
-    its first phase; for single-phase states this is the hidden generator itself.
-
-    Parameters
-    ----------
-    q_latent : ndarray (..., K_h, K_h)
-    layout : LatentLayout
-    n_states : int
-
-    Returns
-    -------
-    ndarray (..., K, K)
+    :func:`markov_migration.core.phases.observed_generator` of ``layout.observed``.
     """
-    lead = q_latent.shape[:-2]
-    out = np.zeros((*lead, n_states, n_states))
-    for r in range(n_states):
-        h = np.flatnonzero(layout.observed == r)
-        if not len(h):
-            continue
-        sub = q_latent[..., h[:, None], h[None, :]]  # (..., n, n)
-        exits = np.zeros((*lead, len(h), n_states))
-        for s in range(n_states):
-            if s != r:
-                cols = np.flatnonzero(layout.observed == s)
-                exits[..., s] = q_latent[..., h[:, None], cols[None, :]].sum(axis=-1)
-        if not exits.any():
-            continue
-        # first row of (-sub)^-1: expected time in each phase after entering the first
-        e0 = np.zeros(len(h))
-        e0[0] = 1.0
-        rhs = np.broadcast_to(e0[:, None], (*lead, len(h), 1))
-        occupancy = np.linalg.solve(np.swapaxes(-sub, -1, -2), rhs)[..., 0]
-        mean_time = occupancy.sum(axis=-1)
-        nxt = np.einsum("...i,...is->...s", occupancy, exits)
-        out[..., r, :] = nxt / mean_time[..., None]
-        out[..., r, r] = -nxt.sum(axis=-1) / mean_time
-    return out
+    return core_observed_generator(q_latent, layout.observed, n_states)
 
 
-def draw_generators(spec, design, generators, posterior: xr.Dataset) -> np.ndarray:
-    """Generators (n_samples, M, K, K) of the record patterns from every draw."""
+def draw_generators(spec, design, generators, posterior: xr.Dataset, layout=None) -> np.ndarray:
+    """Generators (n_samples, M, K, K) of the record patterns from every draw.
+
+    With phase-type states (``layout.phased``) the hidden generators (n_samples, M,
+    K_h, K_h): each observed transition's covariate and group terms multiply its
+    phase exits (:func:`markov_migration.core.phases.transition_lift`).
+    """
     from markov_migration.inputs.likelihood_arrays import generators_from_rates
 
     def flat(name, *dims):
@@ -74,20 +51,61 @@ def draw_generators(spec, design, generators, posterior: xr.Dataset) -> np.ndarr
 
     log_hr = flat("log_hazard_ratio", "covariate_effect") if design.has_effects else None
     effect = flat("group_effect", "group", "group_transition") if design.has_groups else None
-    lr = design.log_rates(
-        flat("log_rate", "transition"), log_hr, effect, x=generators.generator_x,
-        group=generators.generator_group,
-    )  # fmt: skip
+    x, group = generators.generator_x, generators.generator_group
+    if layout is not None and layout.phased:
+        return latent_design_generators(spec, design, layout, flat("log_rate_latent",
+                                        "latent_transition"), log_hr, effect, x, group)  # fmt: skip
+    lr = design.log_rates(flat("log_rate", "transition"), log_hr, effect, x=x, group=group)
     return generators_from_rates(np.exp(lr), spec)
 
 
-def observed_from_latent(spec, layout, posterior: xr.Dataset) -> xr.Dataset:
-    """Add ``Q``, ``rate`` and ``log_rate`` on the observed states to a phase-type posterior."""
-    q = observed_generator(posterior["Q_latent"].to_numpy(), layout, spec.n_states)
-    posterior["Q"] = ((*SAMPLE_DIMS, "from_state", "to_state"), q)
+def latent_design_generators(spec, design, layout, log_rate_latent, log_hr, effect, x, group):
+    """Hidden generators (..., M, K_h, K_h) of a phase-type design at covariates ``x``, groups ``group``.
+
+    ``log_rate_latent`` (..., n_rates), ``log_hr`` (..., n_effects) and ``effect``
+    (..., n_groups, n_group_transitions) are draws (None when the model has none).
+    """
+    zero = np.zeros(len(spec.transitions))
+    shift = design.log_rates(zero, log_hr, effect, x=x, group=group)  # (..., M, T)
+    lift = transition_lift(layout.rate_observed, spec.transitions)
+    lr = latent_log_rates(log_rate_latent, shift, lift)
+    return hidden_generators(len(layout.hidden_states), layout.rate_from, layout.rate_to,
+                             np.exp(lr))  # fmt: skip
+
+
+def observed_from_latent(spec, layout, posterior: xr.Dataset, design=None) -> xr.Dataset:
+    """Add ``Q``, ``rate`` and ``log_rate`` on the observed states to a phase-type posterior.
+
+    ``rate`` and ``log_rate`` are the observed-state intensities of the baseline
+    ``Q_latent``; ``Q`` is that generator, or with a ``design`` (covariates,
+    groups, periods) the observed-state generator of every pattern of the
+    design's reported grid, dims ``(chain, draw, *grid_dims, from_state, to_state)``
+    as in pure-panel fits.
+    """
+    q_base = observed_generator(posterior["Q_latent"].to_numpy(), layout, spec.n_states)
+    q_dims: tuple[str, ...] = ()
+    q = q_base
+    if design is not None:
+
+        def flat(name, *dims):
+            v = posterior[name].transpose(*SAMPLE_DIMS, *dims).to_numpy()
+            return v.reshape(-1, *v.shape[2:])
+
+        log_hr = flat("log_hazard_ratio", "covariate_effect") if design.has_effects else None
+        effect = flat("group_effect", "group", "group_transition") if design.has_groups else None
+        q_grid = latent_design_generators(
+            spec, design, layout, flat("log_rate_latent", "latent_transition"), log_hr, effect,
+            design.grid_x, design.grid_group,
+        )  # fmt: skip
+        q = observed_generator(q_grid, layout, spec.n_states).reshape(
+            *q_base.shape[:2], *design.grid_shape, spec.n_states, spec.n_states
+        )
+        q_dims = tuple(design.grid_dims)
+        posterior = posterior.assign_coords({d: design.grid_coords[d] for d in q_dims})
+    posterior["Q"] = ((*SAMPLE_DIMS, *q_dims, "from_state", "to_state"), q)
     frm = np.array([r for r, _ in spec.transitions])
     to = np.array([s for _, s in spec.transitions])
-    rate = q[..., frm, to]
+    rate = q_base[..., frm, to]
     posterior = posterior.assign_coords(
         from_state=list(spec.states), to_state=list(spec.states),
         transition=list(spec.transition_labels),
@@ -113,7 +131,7 @@ def history_loglik_draws(
     if design is None:
         q = posterior[qname].to_numpy().reshape(nchain * ndraw, 1, kh, kh)
     else:
-        q = draw_generators(spec, design, generators, posterior)
+        q = draw_generators(spec, design, generators, posterior, layout)
     if obs.misclassification:
         e = posterior["misclassification"].to_numpy().reshape(nchain * ndraw, k, k)
     else:
@@ -151,4 +169,10 @@ def history_loglik_draws(
     )
 
 
-__all__ = ["draw_generators", "history_loglik_draws", "observed_from_latent", "observed_generator"]
+__all__ = [
+    "draw_generators",
+    "history_loglik_draws",
+    "latent_design_generators",
+    "observed_from_latent",
+    "observed_generator",
+]

@@ -14,6 +14,10 @@ returnees).
   move from a phase of ``a`` into ``b``; progressions are not changed.
 - Exit rates of a state apply to each of its phases.
 - Arrivals and everyone who enters a phased state start in its first phase.
+- With covariates, groups or periods the hidden generators are those of the
+  chosen covariates and group (each period's in force): the choice's terms of
+  an observed move ``a -> b`` multiply every phase exit of ``a`` into ``b``, as
+  in the likelihood (:func:`latent_generators`).
 - Persons *in* a phased state at the start are split over its phases as a
   steady stream of entries would be (the share of the time a stay spends in
   each phase, per draw, :func:`markov_migration.core.phases.phase_measures`):
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from markov_migration.core.phases import phase_measures
+from markov_migration.core.phases import latent_at_observed, observed_generator, phase_measures
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.projection.fitted import _largest_remainder
@@ -91,6 +95,15 @@ class HiddenSpace:
                 out[d, hidden] = _largest_remainder(share[d] * x0[d, r], int(x0[d, r]))
         return out
 
+    def has_design(self, tree: xr.DataTree) -> bool:
+        """Whether the fit has covariates, groups or periods (one generator per pattern)."""
+        post = tree["posterior"]
+        return "log_hazard_ratio" in post or "group_effect" in post or "period" in post.coords
+
+    def observed_q(self, q_hidden: np.ndarray, k: int) -> np.ndarray:
+        """Observed-state generators (..., K, K) of hidden ones, with the phases' mean stays."""
+        return observed_generator(q_hidden, self.observed, k)
+
     def collapse_stock(self, stock: np.ndarray, k: int) -> np.ndarray:
         """Hidden stocks (..., K_h) summed to observed states (..., K)."""
         out = np.zeros(stock.shape[:-1] + (k,), dtype=stock.dtype)
@@ -119,14 +132,42 @@ def hidden_space(tree: xr.DataTree) -> HiddenSpace | None:
     return HiddenSpace(observed=np.asarray(layout.observed, dtype=np.int64), names=tuple(names))
 
 
-def latent_generators(tree: xr.DataTree, chosen: np.ndarray) -> np.ndarray:
-    """Hidden generators (n, 1, K_h, K_h) of the chosen flattened posterior samples.
+def latent_generators(tree: xr.DataTree, chosen: np.ndarray, q: np.ndarray | None = None):
+    """Hidden generators (n, P, K_h, K_h) of the chosen flattened posterior samples.
 
     Samples are flattened as :func:`~markov_migration.projection.fitted.posterior_generators`
-    flattens ``Q`` (chain-major), so index ``i`` is the same sample in both.
+    flattens ``Q`` (chain-major), so index ``i`` is the same sample in both. A fit
+    with covariates, groups or periods needs ``q`` (n, P, K, K), the observed-state
+    generators of the choice (covariates, group, each period in force) from
+    :func:`~markov_migration.projection.fitted.period_generators`: its covariate,
+    group and period terms of each observed transition multiply every phase exit
+    of that transition (:func:`markov_migration.core.phases.latent_at_observed`,
+    the model's convention); otherwise ``P = 1`` and ``Q_latent`` is used as it is.
     """
-    q = tree["posterior"]["Q_latent"].transpose(*SAMPLE_DIMS, "from_latent", "to_latent")
-    q = q.stack(sample=SAMPLE_DIMS).transpose("sample", "from_latent", "to_latent").values
-    if not np.all(np.isfinite(q)):
+    post = tree["posterior"]
+    hidden = hidden_space(tree)
+    if q is not None and hidden is not None and hidden.has_design(tree):
+        from markov_migration.fitfile.format import fit_spec
+        from markov_migration.fitfile.readback import phase_layout
+
+        spec, layout, names = phase_layout(tree)
+        labels = [f"{names[a]}->{names[b]}" for a, b in zip(layout.rate_from, layout.rate_to,
+                                                             strict=True)]  # fmt: skip
+        flat = {
+            name: post[name].sel({dim: lab}).stack(sample=SAMPLE_DIMS)
+            .transpose("sample", dim).values[chosen]
+            for name, dim, lab in (
+                ("log_rate", "transition", list(fit_spec(tree).transition_labels)),
+                ("log_rate_latent", "latent_transition", labels),
+            )
+        }  # fmt: skip
+        out = latent_at_observed(
+            q, flat["log_rate"], flat["log_rate_latent"], layout, spec.transitions
+        )
+    else:
+        out = post["Q_latent"].transpose(*SAMPLE_DIMS, "from_latent", "to_latent")
+        out = out.stack(sample=SAMPLE_DIMS).transpose("sample", "from_latent", "to_latent")
+        out = out.values[chosen][:, None]
+    if not np.all(np.isfinite(out)):
         raise InputError("fit file's posterior Q_latent has non-finite values")
-    return np.ascontiguousarray(q[chosen][:, None])
+    return np.ascontiguousarray(out)

@@ -225,6 +225,10 @@ def project_fit(
     n = chosen.size
     q = np.ascontiguousarray(q_all.values[chosen])  # (draw, period, K, K)
     k = spec.n_states
+    hidden = None if discrete else hidden_space(fit)
+    if hidden is not None:  # phase-type states: the hidden generators of the choice
+        hidden_q = latent_generators(fit, chosen, q)
+        q = hidden.observed_q(hidden_q, k) if hidden.has_design(fit) else q
     seeds = draw_seeds(seed, np.arange(n))
     total_note = None
     if isinstance(initial, InitialTotal):
@@ -232,7 +236,6 @@ def project_fit(
     else:
         x0 = initial_array(initial, spec, n)
     home = np.array([s in spec.home for s in spec.states])
-    hidden = None if discrete else hidden_space(fit)
     exits = ExitRates.parse(exit_rates, spec)
     if exits is not None:
         exits.check_window(float(times[0]))
@@ -246,7 +249,7 @@ def project_fit(
     # a fit with phase-type states runs on its hidden states (projection/phases.py)
     run_q, run_x0, run_home, entry = q, x0, home, spec.index(inflow.state)
     if hidden is not None:
-        run_q = latent_generators(fit, chosen)
+        run_q = hidden_q
         run_x0 = hidden.expand_stocks(x0, run_q)
         run_home = home[hidden.observed]
         entry = hidden.first(entry)

@@ -16,7 +16,8 @@ pure-panel check does, and the posterior predictive p-value is ``Pr(X(y_rep) >=
 X(y))``.
 
 With covariates, groups or periods each interval uses, as in the likelihood, the
-generator of the record that starts it (:func:`pattern_generators`), and with
+generator of the record that starts it (:func:`pattern_generators`; with phases
+the hidden one, each observed transition's terms on its phase exits), and with
 periods an interval that crosses a cut point is split there by a record that
 says nothing (emission row of ones), so each piece has its period's generator.
 
@@ -46,7 +47,7 @@ import pandas as pd
 import xarray as xr
 
 from markov_migration.core.forward import emission_table
-from markov_migration.core.phases import phase_expansion
+from markov_migration.core.phases import latent_at_observed, phase_expansion
 from markov_migration.core.ppc import band_index, band_labels, chi_square, interval_bands, ppp
 from markov_migration.defaults import CI_PROB, PPC_DRAWS, SAMPLE_DIMS
 from markov_migration.errors import InputError
@@ -56,6 +57,7 @@ from markov_migration.fitfile.readback import (
     aggregated_from_fit,
     embeds_panel,
     panel_sequences,
+    phase_layout,
     recorded_panel,
 )
 from markov_migration.inputs.aggregate import period_of
@@ -264,7 +266,30 @@ def pattern_generators(tree: xr.DataTree, spec, draws: np.ndarray, order: np.nda
     q = design_generators(
         spec, design, post, draws, x=generators.generator_x, group=generators.generator_group
     )
+    if "Q_latent" in post:  # phase-type states: the terms multiply every phase exit
+        q = _hidden_pattern_generators(tree, post, q, draws)
     return q, generators, generators.record_pattern[order]
+
+
+def _hidden_pattern_generators(tree, post, q, draws: np.ndarray) -> np.ndarray:
+    """Hidden generators (D, M, K_h, K_h) of a phase-type fit from its observed ones ``q``.
+
+    ``q`` are ``exp(log_rate + terms)`` of the record patterns; the terms of each
+    observed transition are moved to its phase exits
+    (:func:`markov_migration.core.phases.latent_at_observed`), as the likelihood does.
+    """
+    spec, layout, names = phase_layout(tree)
+    labels = [f"{names[a]}->{names[b]}" for a, b in zip(layout.rate_from, layout.rate_to,
+                                                         strict=True)]  # fmt: skip
+
+    def flat(name, dim, labs):
+        v = post[name].sel({dim: labs}).transpose(*SAMPLE_DIMS, dim).to_numpy()
+        return v.reshape(-1, len(labs))[draws]
+
+    return latent_at_observed(
+        q, flat("log_rate", "transition", list(spec.transition_labels)),
+        flat("log_rate_latent", "latent_transition", labels), layout, spec.transitions,
+    )  # fmt: skip
 
 
 def interval_pieces(gen, time, first, real, resolution: float):

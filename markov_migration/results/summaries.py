@@ -44,7 +44,11 @@ Quantities (continuous time; moves and times in the model's time unit)
     probability of reaching each phase (the last: settling), the time spent
     in each, the phase split with steady entries, the probability of still
     being in the state 1, 5 and 10 time units after entering, and the mean
-    stay (:mod:`markov_migration.results.phases`).
+    stay (:mod:`markov_migration.results.phases`). With covariates, groups or
+    periods: of the baseline hidden generator ``Q_latent`` (reference levels,
+    numeric covariates at their centres, no group effect), or of the one chosen
+    by :func:`at_generator` (each observed transition's terms multiply its
+    phase exits).
 
 Fits with covariates, groups or periods have one ``Q`` per categorical
 pattern, group and period, and every quantity is summarised for each (extra
@@ -170,10 +174,48 @@ def at_generator(
     q, choice = chosen_generators(tree, _spec(tree), covariates, group, period, None, seed)
     post = tree["posterior"].to_dataset().drop_vars("Q")
     post["Q"] = q.transpose(*SAMPLE_DIMS, "from_state", "to_state")
+    if "Q_latent" in post:  # phase-type states: the hidden generator of the choice
+        post = _phased_choice(tree, post)
     out = tree.copy()
     out["posterior"] = xr.DataTree(post)
     out.attrs = {**tree.attrs, "generator": json.dumps(choice, default=str)}
     return out
+
+
+def _phased_choice(tree: xr.DataTree, post: xr.Dataset) -> xr.Dataset:
+    """``Q_latent`` and ``Q`` of a phase-type fit at the choice whose observed ``Q`` is in ``post``.
+
+    The choice's covariate, group and period terms of each observed transition
+    multiply its phase exits (the model's convention,
+    :func:`markov_migration.core.phases.latent_at_observed`); ``Q`` is then the
+    observed-state generator of that hidden one (mean stays and next states).
+    """
+    from markov_migration.core.phases import latent_at_observed, observed_generator
+    from markov_migration.fitfile.readback import phase_layout
+
+    spec, layout, names = phase_layout(tree)
+    labels = [f"{names[a]}->{names[b]}" for a, b in zip(layout.rate_from, layout.rate_to,
+                                                         strict=True)]  # fmt: skip
+    q = post["Q"].transpose(*SAMPLE_DIMS, "from_state", "to_state").to_numpy()
+    n_chain, n_draw = q.shape[:2]
+
+    def flat(name, dim, labs):
+        v = post[name].sel({dim: labs}).transpose(*SAMPLE_DIMS, dim).to_numpy()
+        return v.reshape(n_chain * n_draw, -1)
+
+    q_hidden = latent_at_observed(
+        q.reshape(n_chain * n_draw, *q.shape[2:]),
+        flat("log_rate", "transition", list(spec.transition_labels)),
+        flat("log_rate_latent", "latent_transition", labels), layout, spec.transitions,
+    ).reshape(n_chain, n_draw, len(names), len(names))  # fmt: skip
+    post["Q_latent"] = (
+        (*SAMPLE_DIMS, "from_latent", "to_latent"), q_hidden, post["Q_latent"].attrs,
+    )  # fmt: skip
+    post["Q"] = (
+        (*SAMPLE_DIMS, "from_state", "to_state"),
+        observed_generator(q_hidden, layout.observed, spec.n_states), post["Q"].attrs,
+    )  # fmt: skip
+    return post
 
 
 #: Probabilities may stray this far outside [0, 1] (and row sums from 1) by rounding.
@@ -292,8 +334,6 @@ def summarize(
     if covariates or group is not None or period is not None:
         if what == "hazard":
             raise InputError("hazard ratios do not depend on --covariate, --group or --period")
-        if what == "phases":
-            raise InputError("--what phases does not take --covariate, --group or --period")
         tree = at_generator(tree, covariates, group, period, seed=seed)
         choice = tree.attrs["generator"]
     if what == "qmatrix":
