@@ -444,3 +444,32 @@ def test_a_false_renewal_point_changes_the_likelihood(recs):
     wrong = split_histories(h, np.arange(B.shape[0]))  # as if E were the identity
     ll, ll_wrong = (F.loglik(Q, pi, B, *t, condition_first=cond) for t in (h, wrong))
     assert abs(ll_wrong - ll) > 1e-3 * abs(ll)
+
+
+def test_split_equals_unsplit_with_exact_transition_times(recs):
+    """Exact transition times (obstype 2) and entry times (3) mixed with panel records.
+
+    Every code of a non-hidden model is a renewal point, so each interval, of whatever
+    type, becomes its own tail; value and gradients agree with the unsplit tree to 1e-10.
+    """
+    ids, times, rec, obstype = recs
+    rng = np.random.default_rng(21)
+    codes = np.minimum(rec, 3)
+    first = np.r_[True, ids[1:] != ids[:-1]]
+    kind = obstype.copy()
+    # type 2 on later records that did not end in death: the previous state kept until then
+    prev = np.r_[0, codes[:-1]]
+    possible = (prev == codes) | (Q4[prev, codes] > 0)  # else the record has likelihood 0
+    flag = ~first & possible & (kind == F.OBS_PANEL) & (rng.random(kind.size) < 0.4)
+    kind[flag] = F.OBS_TRANSITION
+    B, pi = np.eye(4), np.ones(4)
+    h = F.aggregate_histories(ids, times, codes, kind)
+    assert np.any(h.node_type == F.OBS_TRANSITION)
+    hs = split_histories(h, renewal_states(np.eye(4, dtype=bool)))
+    assert hs.n_intervals < h.n_intervals
+    ll, dQ, dB, dpi = F.loglik_and_grad(Q4, pi, B, *h)
+    ll_s, dQ_s, dB_s, dpi_s = F.loglik_and_grad(Q4, pi, B, *hs)
+    assert np.isfinite(ll)
+    assert ll_s == pytest.approx(ll, rel=1e-10, abs=0)
+    assert_rel(dQ_s, dQ, 1e-10)
+    assert ll == pytest.approx(F.loglik_reference(Q4, pi, B, ids, times, codes, kind), rel=1e-10)
