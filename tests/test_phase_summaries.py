@@ -20,7 +20,8 @@ from markov_migration.errors import InputError
 from markov_migration.fitfile.assemble import assemble_fit
 from markov_migration.fitfile.format import write_fit
 from markov_migration.inference.fit import FitSettings
-from markov_migration.inference.latent import latent_coords, latent_layout, observed_generator
+from markov_migration.inference.latent import observed_generator
+from markov_migration.inference.latent_layout import latent_coords, latent_layout
 from markov_migration.inputs.aggregate import aggregate
 from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.spec import parse_spec
