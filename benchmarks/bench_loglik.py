@@ -16,6 +16,11 @@ log-likelihood + gradient call (best of repeated batches):
   per interval (Blockwise) and PyTensor's own gradient, compiled with numba.
 
 Also times ``row_loglik_draws`` for 4000 draws (PSIS-LOO input).
+
+``--phases`` times the kernel's phases (decomposition, exponentials, row entries,
+forward pass, adjoint) at this size and at ``cav``'s; ``--base COMMIT`` compares the
+kernel with an older commit's in one process (paired timing, values); both skip
+the rest.
 """
 
 # ruff: noqa: TID251, T201
@@ -87,7 +92,16 @@ def main():
     parser.add_argument("--states", type=int, default=5)
     parser.add_argument("--draws", type=int, default=4000)
     parser.add_argument("--no-baseline", action="store_true", help="skip the pytensor expm graph")
+    parser.add_argument(
+        "--phases", action="store_true", help="only time the kernel's phases (bench and cav)"
+    )
+    parser.add_argument(
+        "--base", metavar="COMMIT", help="only compare the kernel with COMMIT's, paired"
+    )
     args = parser.parse_args()
+    if args.phases or args.base:
+        kernel_report(args)
+        return
     K = args.states
     frm, to, log_rate, data = make_problem(args.intervals, K)
     panel = tuple(data[k] for k in L.PANEL_FIELDS)
@@ -216,6 +230,201 @@ def main():
         f"row_loglik_draws: {args.draws} draws x {n_loo_rows} rows "
         f"in {time.perf_counter() - t0:.2f} s"
     )
+
+
+# --------------------------------------------------------------------------
+# The kernel: per-phase costs and a paired comparison with an older commit
+# --------------------------------------------------------------------------
+
+
+def cav_problem():
+    """msm's ``cav`` panel as a fit sees it (models/cav.toml, one-day gaps) at msm's MLE.
+
+    K = 4, a real spectrum; returns ``(Q, panel)``.
+    """
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    from markov_migration.inputs.aggregate import aggregate, load_data
+    from markov_migration.inputs.design import likelihood_data
+    from markov_migration.inputs.spec import load_spec
+    from tests.results import RESULTS, load_fit
+
+    spec = load_spec(root / "models" / "cav.toml")
+    panel, _ = load_data(RESULTS / "cav.csv", spec)
+    data = likelihood_data(aggregate(panel, spec))
+    Q = np.ascontiguousarray(load_fit("fit_cav").Q[None], dtype=float)
+    return Q, tuple(np.ascontiguousarray(a) for a in data.arrays())
+
+
+def phase_costs(Q, panel, n=200, repeats=7):
+    """Microseconds per call of the kernel's phases (numba loops, best of ``repeats``).
+
+    ``decompose`` (eigendecomposition of the generators), ``exponentials``
+    (exp(lambda t) of every piece), ``row entries`` (P[from, to] of every row from
+    the spectrum), ``forward`` (all of them, with the bookkeeping), ``log-likelihood``
+    (the kernel without the gradient), ``log-likelihood + gradient``; the adjoint is
+    the difference of the last two. Compiles the kernels as plain numba functions
+    (about a minute).
+    """
+    from numba import njit
+
+    from markov_migration.core import loglik_kernel as LK
+    from markov_migration.core import spectral as S
+
+    @njit
+    def decompose(n, Q, pq):
+        s = 0
+        for _ in range(n):
+            s += S._decompose_used(Q, pq)[0][0]
+        return s
+
+    @njit
+    def exponentials(n, Q, pq, pt):
+        mode, lam_r, _, _, lam_c, _, _, _ = S._decompose_used(Q, pq)
+        K = Q.shape[1]
+        er = np.empty((pq.shape[0], K))
+        ec = np.empty((pq.shape[0], K), dtype=np.complex128)
+        for _ in range(n):
+            for p in range(pq.shape[0]):
+                if mode[pq[p]] == S._MODE_REAL:
+                    S._piece_exponentials(lam_r, pq[p], pt[p], er, p)
+                else:
+                    S._piece_exponentials(lam_c, pq[p], pt[p], ec, p)
+        return er[0, 0] + ec[0, 0].real
+
+    @njit
+    def entries(n, Q, pq, pt, rp, rpi, rf, rt):
+        mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, _ = S._decompose_used(Q, pq)
+        K = Q.shape[1]
+        er = np.empty((pq.shape[0], K))
+        ec = np.empty((pq.shape[0], K), dtype=np.complex128)
+        for p in range(pq.shape[0]):
+            S._piece_exponentials(lam_r, pq[p], pt[p], er, p)
+            S._piece_exponentials(lam_c, pq[p], pt[p], ec, p)
+        s = 0.0
+        for _ in range(n):
+            for r in range(rf.shape[0]):
+                p = rpi[rp[r]]
+                if mode[pq[p]] == S._MODE_REAL:
+                    s += S._entry(U_r, Ui_r, pq[p], er, p, rf[r], rt[r])
+                else:
+                    s += S._entry(U_c, Ui_c, pq[p], ec, p, rf[r], rt[r])
+        return s
+
+    @njit
+    def forward(n, Q, pq, pt, rp, rpi, rf, rt):
+        s = 0.0
+        for _ in range(n):
+            s += LK._forward(Q, pq, pt, rp, rpi, rf, rt, None)[10][0]
+        return s
+
+    @njit
+    def kernel(n, Q, pq, pt, rp, rpi, rf, rt, rc, grad):
+        s = 0.0
+        for _ in range(n):
+            s += LK._loglik_kernel(Q, pq, pt, rp, rpi, rf, rt, rc, grad, None)[0]
+        return s
+
+    pq, pt, rp, rpi, rf, rt, rc = panel
+    calls = {
+        "decompose": (decompose, (Q, pq)),
+        "exponentials": (exponentials, (Q, pq, pt)),
+        "row entries": (entries, (Q, pq, pt, rp, rpi, rf, rt)),
+        "forward (all of the above)": (forward, (Q, pq, pt, rp, rpi, rf, rt)),
+        "log-likelihood": (kernel, (Q, *panel, False)),
+        "log-likelihood + gradient": (kernel, (Q, *panel, True)),
+    }
+    out = {}
+    for name, (fn, args) in calls.items():
+        out[name] = timeit_us(lambda fn=fn, args=args: fn(n, *args), repeats=repeats) / n
+    out["adjoint (difference)"] = out["log-likelihood + gradient"] - out["log-likelihood"]
+    return out
+
+
+def load_base_kernel(commit: str):
+    """The log-likelihood kernel of an older commit, imported under other module names.
+
+    ``git show`` extracts its ``core/spectral.py`` and ``core/loglik_kernel.py`` into
+    a temporary directory; the kernel's ``spectral`` import is redirected there.
+    Returns the module (compile its ``_loglik_kernel`` by calling it).
+    """
+    import importlib
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_loglik_base_"))
+
+    def show(name):
+        path = f"{commit}:markov_migration/core/{name}"
+        return subprocess.run(
+            ["git", "-C", str(root), "show", path], check=True, capture_output=True, text=True
+        ).stdout
+
+    (tmp / "base_spectral.py").write_text(show("spectral.py"))
+    kernel = show("loglik_kernel.py").replace("markov_migration.core.spectral", "base_spectral")
+    (tmp / "base_loglik_kernel.py").write_text(kernel)
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module("base_loglik_kernel")
+
+
+def compare_with_base(commit: str, problems, rounds=15, n=50):
+    """Paired timing and values of this kernel against ``commit``'s, in one process.
+
+    Both kernels (with the fallback, ``full=True``) are called from Python in
+    alternating batches; the best batch of each is kept. Returns per problem
+    ``(base us, new us, log-likelihood relative difference, gradient difference
+    relative to its largest entry)``.
+    """
+    from markov_migration.core import loglik_kernel as LK
+
+    base = load_base_kernel(commit)
+    out = {}
+    for name, (Q, panel) in problems.items():
+        ll_b, g_b, _ = base._loglik_kernel(Q, *panel, True, True)
+        ll_n, g_n, _ = LK._loglik_kernel(Q, *panel, True, True)
+        d_ll = abs(ll_n - ll_b) / abs(ll_b)
+        d_g = np.abs(g_n - g_b).max() / np.abs(g_b).max()
+        best = {"base": np.inf, "new": np.inf}
+        fns = {"base": base._loglik_kernel, "new": LK._loglik_kernel}
+        for _ in range(rounds):
+            for key, fn in fns.items():
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn(Q, *panel, True, True)
+                best[key] = min(best[key], (time.perf_counter() - t0) / n * 1e6)
+        out[name] = (best["base"], best["new"], d_ll, d_g)
+    return out
+
+
+def kernel_report(args):
+    """``--phases`` and ``--base``: where the kernel's time goes, and the change."""
+    K = args.states
+    frm, to, log_rate, data = make_problem(args.intervals, K)
+    problems = {
+        f"bench (K = {K}, {args.intervals} intervals)": (
+            q_of(log_rate, frm, to, K),
+            tuple(np.ascontiguousarray(data[k]) for k in L.PANEL_FIELDS),
+        ),
+        "cav (K = 4, 617 intervals, 1,013 rows)": cav_problem(),
+    }
+    if args.phases:
+        for name, (Q, panel) in problems.items():
+            print(f"\nphases, {name}: us per call (best of 7)")
+            for phase, us in phase_costs(Q, panel).items():
+                print(f"  {phase:<28} {us:8.1f}")
+    if args.base:
+        print(f"\nthis kernel against {args.base}'s, paired in one process (full kernels):")
+        for name, (b, n, d_ll, d_g) in compare_with_base(args.base, problems).items():
+            print(
+                f"  {name}: {b:.1f} -> {n:.1f} us, new/base {n / b:.3f}; "
+                f"log-likelihood rel diff {d_ll:.1e}, gradient diff / max {d_g:.1e}"
+            )
 
 
 if __name__ == "__main__":

@@ -156,6 +156,9 @@ HARD_CASES = {
         [0.5, 3.0],
         [FALLBACK],
     ),
+    # one short piece (a day): every pair is close at it, the double eigenvalue 0
+    # at every length; the longer pieces' rows still take the O(K) sums
+    "short_and_long_pieces": ([_absorbing()], [0.003, 0.5, 7.0], [REAL]),
     "rates_1e-4_to_1e2": ([_spanning(3)], [0.01, 0.5, 2.0], [COMPLEX]),
     "rates_1e-4_to_1e2_real": ([_spanning(11)], [0.01, 0.5, 2.0], [REAL]),
     "long_intervals": ([random_generator(np.random.default_rng(3), 5)], [10.0, 50.0], [COMPLEX]),
@@ -214,10 +217,23 @@ def test_hard_cases_take_the_intended_path(name):
 
 
 def close_pairs(Q, durations):
-    """Ordered eigenvalue pairs the kernel treats as close (white-box)."""
+    """Ordered eigenvalue pairs the kernel sums row by row at every length (white-box)."""
     lam = np.linalg.eigvals(Q)
-    gap = np.abs(lam[:, None] - lam[None, :]) * min(durations)
+    gap = np.abs(lam[:, None] - lam[None, :]) * max(durations)
     return int(np.sum(~np.eye(len(lam), dtype=bool) & (gap < spectral._SEPARATED_MIN)))
+
+
+def pairwise_durations(Q, durations):
+    """Durations whose rows the kernel sums pair by pair, O(K^2) (white-box).
+
+    A row takes the O(K) sums when every pair not in :func:`close_pairs` is
+    separated at its length.
+    """
+    lam = np.linalg.eigvals(Q)
+    gap = np.abs(lam[:, None] - lam[None, :])
+    separable = ~np.eye(len(lam), dtype=bool) & (gap * max(durations) >= spectral._SEPARATED_MIN)
+    gap_min = gap[separable].min() if separable.any() else np.inf
+    return [t for t in durations if not t * gap_min >= spectral._SEPARATED_MIN]
 
 
 def test_hard_cases_mix_close_and_separated_eigenvalue_pairs():
@@ -228,11 +244,23 @@ def test_hard_cases_mix_close_and_separated_eigenvalue_pairs():
     (Q,), durations, _ = HARD_CASES["pair_just_separated"]
     lam = np.sort(np.linalg.eigvals(Q).real)
     assert 0.01 < (lam[1] - lam[0]) * min(durations) < 0.0112
+    # the pair near 0 and -0.001 is close at every length; the others separated at both
+    assert close_pairs(Q, durations) == 2 and pairwise_durations(Q, durations) == []
     (Q,), durations, _ = HARD_CASES["identical_rates"]
     assert close_pairs(Q, durations) == 6  # a triple eigenvalue
+    # one generator, three paths: the double eigenvalue 0 always pairwise, the
+    # day-long piece's rows pair by pair, the other rows in O(K)
+    (Q,), durations, _ = HARD_CASES["short_and_long_pieces"]
+    assert close_pairs(Q, durations) == 2
+    assert pairwise_durations(Q, durations) == [0.003]
     # most random generators have only separated pairs (the O(K)-per-row path)
     separated = [
-        all(close_pairs(q, random_case(s)[1][1]) == 0 for q in random_case(s)[0]) for s in range(8)
+        all(
+            close_pairs(q, random_case(s)[1][1]) == 0
+            and pairwise_durations(q, random_case(s)[1][1]) == []
+            for q in random_case(s)[0]
+        )
+        for s in range(8)
     ]
     assert sum(separated) >= 6
 

@@ -34,6 +34,7 @@ from markov_migration.core.spectral import (
     _MODE_FALLBACK,
     _MODE_REAL,
     _SEPARATED_MIN,
+    _accumulate_row_pairwise,
     _accumulate_row_spectral,
     _accumulate_spectral_adjoint,
     _back_transform,
@@ -213,15 +214,22 @@ def _loglik_kernel(
     if not with_grad:
         return total, dQ, STATUS_OK
 
-    # eigenvalue gaps, and the pairs too close for the row-wise sums
+    # eigenvalue gaps. A pair (i, j) is *separated* for a row of length t when
+    # |lam_i - lam_j| t >= _SEPARATED_MIN. Pairs close even at the generator's
+    # longest piece ("never separated": repeated eigenvalues) are summed row by
+    # row always; a row is summed in O(K) when all other pairs are separated at
+    # its length, t * gap_min >= _SEPARATED_MIN, and pairwise (O(K^2)) otherwise.
+    # Deciding per row, not by the shortest piece of the generator, keeps one
+    # short interval (a day) from sending every row to the pairwise path.
     invd_r = np.zeros((M, K, K))
     invd_c = np.zeros((M, K, K), dtype=np.complex128)
     absd = np.zeros((M, K, K))
-    t_min = np.full(M, np.inf)
+    t_max = np.zeros(M)
     for p in range(n_pieces):
-        if piece_t[p] > 0.0 and piece_t[p] < t_min[piece_q[p]]:
-            t_min[piece_q[p]] = piece_t[p]
+        if piece_t[p] > t_max[piece_q[p]]:
+            t_max[piece_q[p]] = piece_t[p]
     close = np.zeros((M, K, K), dtype=np.bool_)
+    gap_min = np.full(M, np.inf)
     n_close = np.zeros(M, dtype=np.int64)
     close_i = np.zeros((M, K * K), dtype=np.int64)
     close_j = np.zeros((M, K * K), dtype=np.int64)
@@ -234,11 +242,15 @@ def _loglik_kernel(
             continue
         for i in range(K):
             for j in range(K):
-                if i != j and not absd[m, i, j] * t_min[m] >= _SEPARATED_MIN:
+                if i == j:
+                    continue
+                if not absd[m, i, j] * t_max[m] >= _SEPARATED_MIN:
                     close[m, i, j] = True
                     close_i[m, n_close[m]] = i
                     close_j[m, n_close[m]] = j
                     n_close[m] += 1
+                elif absd[m, i, j] < gap_min[m]:
+                    gap_min[m] = absd[m, i, j]
 
     # row sums of the O(K) accumulation (real and complex spectra)
     B_r = np.zeros((M, K, K))
@@ -272,18 +284,32 @@ def _loglik_kernel(
             p = row_piece[start]
             m = piece_q[p]
             t = piece_t[p]
-            if mode[m] == _MODE_REAL:
-                if t > 0.0:  # P(0) = I does not depend on Q
-                    _accumulate_row_spectral(
-                        U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g,
-                        B_r, C_r, D_r, Sc_r, n_close, close_i, close_j,
-                    )  # fmt: skip
-            elif mode[m] == _MODE_COMPLEX:
-                if t > 0.0:
-                    _accumulate_row_spectral(
-                        U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, a, b, g,
-                        B_c, C_c, D_c, Sc_c, n_close, close_i, close_j,
-                    )  # fmt: skip
+            if t > 0.0:  # P(0) = I does not depend on Q
+                sep = t * gap_min[m] >= _SEPARATED_MIN
+                if mode[m] == _MODE_REAL:
+                    if sep:
+                        _accumulate_row_spectral(
+                            U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g,
+                            B_r, C_r, D_r, Sc_r, n_close, close_i, close_j,
+                        )  # fmt: skip
+                    else:
+                        _accumulate_row_pairwise(
+                            U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g, D_r, Sc_r
+                        )
+                    continue
+                if mode[m] == _MODE_COMPLEX:
+                    if sep:
+                        _accumulate_row_spectral(
+                            U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, a, b, g,
+                            B_c, C_c, D_c, Sc_c, n_close, close_i, close_j,
+                        )  # fmt: skip
+                    else:
+                        _accumulate_row_pairwise(
+                            U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, a, b, g, D_c, Sc_c
+                        )
+                    continue
+            if mode[m] == _MODE_REAL or mode[m] == _MODE_COMPLEX:
+                continue
             else:
                 G[slot[p], a, b] += g
                 has_g[slot[p]] = True
