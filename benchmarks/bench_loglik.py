@@ -96,7 +96,7 @@ def main():
         "--phases", action="store_true", help="only time the kernel's phases (bench and cav)"
     )
     parser.add_argument(
-        "--base", metavar="COMMIT", help="only compare the kernel with COMMIT's, paired"
+        "--base", metavar="COMMIT[,COMMIT]", help="only compare the kernel with these commits'"
     )
     args = parser.parse_args()
     if args.phases or args.base:
@@ -259,8 +259,8 @@ def cav_problem():
     return Q, tuple(np.ascontiguousarray(a) for a in data.arrays())
 
 
-def phase_costs(Q, panel, n=200, repeats=7):
-    """Microseconds per call of the kernel's phases (numba loops, best of ``repeats``).
+def phase_costs(Q, panel, n=50, repeats=15):
+    """Microseconds per call of the kernel's phases (numba loops, best of ``repeats`` batches).
 
     ``decompose`` (eigendecomposition of the generators), ``exponentials``
     (exp(lambda t) of every piece), ``row entries`` (P[from, to] of every row from
@@ -366,39 +366,43 @@ def load_base_kernel(commit: str):
             ["git", "-C", str(root), "show", path], check=True, capture_output=True, text=True
         ).stdout
 
-    (tmp / "base_spectral.py").write_text(show("spectral.py"))
-    kernel = show("loglik_kernel.py").replace("markov_migration.core.spectral", "base_spectral")
-    (tmp / "base_loglik_kernel.py").write_text(kernel)
+    name = f"base_{commit}".replace("-", "_").replace("~", "_").replace("^", "_")
+    (tmp / f"{name}_spectral.py").write_text(show("spectral.py"))
+    kernel = show("loglik_kernel.py").replace("markov_migration.core.spectral", f"{name}_spectral")
+    (tmp / f"{name}_loglik_kernel.py").write_text(kernel)
     sys.path.insert(0, str(tmp))
-    return importlib.import_module("base_loglik_kernel")
+    return importlib.import_module(f"{name}_loglik_kernel")
 
 
-def compare_with_base(commit: str, problems, rounds=15, n=50):
-    """Paired timing and values of this kernel against ``commit``'s, in one process.
+def compare_with_base(commits, problems, rounds=60, n=10):
+    """Paired timing and values of this kernel against older commits', in one process.
 
-    Both kernels (with the fallback, ``full=True``) are called from Python in
-    alternating batches; the best batch of each is kept. Returns per problem
-    ``(base us, new us, log-likelihood relative difference, gradient difference
-    relative to its largest entry)``.
+    All kernels (with the fallback, ``full=True``) are called from Python in
+    alternating short batches; the best batch of each is kept (the least disturbed
+    by other load). Returns per problem and commit ``(base us, new us,
+    log-likelihood relative difference, gradient difference relative to its
+    largest entry)``.
     """
     from markov_migration.core import loglik_kernel as LK
 
-    base = load_base_kernel(commit)
+    fns = {c: load_base_kernel(c)._loglik_kernel for c in commits}
+    fns["new"] = LK._loglik_kernel
     out = {}
     for name, (Q, panel) in problems.items():
-        ll_b, g_b, _ = base._loglik_kernel(Q, *panel, True, True)
-        ll_n, g_n, _ = LK._loglik_kernel(Q, *panel, True, True)
-        d_ll = abs(ll_n - ll_b) / abs(ll_b)
-        d_g = np.abs(g_n - g_b).max() / np.abs(g_b).max()
-        best = {"base": np.inf, "new": np.inf}
-        fns = {"base": base._loglik_kernel, "new": LK._loglik_kernel}
+        values = {key: fn(Q, *panel, True, True) for key, fn in fns.items()}
+        best = dict.fromkeys(fns, np.inf)
         for _ in range(rounds):
             for key, fn in fns.items():
                 t0 = time.perf_counter()
                 for _ in range(n):
                     fn(Q, *panel, True, True)
                 best[key] = min(best[key], (time.perf_counter() - t0) / n * 1e6)
-        out[name] = (best["base"], best["new"], d_ll, d_g)
+        ll_n, g_n, _ = values["new"]
+        for c in commits:
+            ll_b, g_b, _ = values[c]
+            d_ll = abs(ll_n - ll_b) / abs(ll_b)
+            d_g = np.abs(g_n - g_b).max() / np.abs(g_b).max()
+            out[name, c] = (best[c], best["new"], d_ll, d_g)
     return out
 
 
@@ -415,14 +419,15 @@ def kernel_report(args):
     }
     if args.phases:
         for name, (Q, panel) in problems.items():
-            print(f"\nphases, {name}: us per call (best of 7)")
+            print(f"\nphases, {name}: us per call (best of 15 batches)")
             for phase, us in phase_costs(Q, panel).items():
                 print(f"  {phase:<28} {us:8.1f}")
     if args.base:
-        print(f"\nthis kernel against {args.base}'s, paired in one process (full kernels):")
-        for name, (b, n, d_ll, d_g) in compare_with_base(args.base, problems).items():
+        commits = args.base.split(",")
+        print(f"\nthis kernel against {', '.join(commits)}, paired in one process (full kernels):")
+        for (name, c), (b, n, d_ll, d_g) in compare_with_base(commits, problems).items():
             print(
-                f"  {name}: {b:.1f} -> {n:.1f} us, new/base {n / b:.3f}; "
+                f"  {name} vs {c}: {b:.1f} -> {n:.1f} us, new/base {n / b:.3f}; "
                 f"log-likelihood rel diff {d_ll:.1e}, gradient diff / max {d_g:.1e}"
             )
 

@@ -265,6 +265,39 @@ def test_hard_cases_mix_close_and_separated_eigenvalue_pairs():
     assert sum(separated) >= 6
 
 
+@pytest.mark.parametrize(
+    "name", ["rates_1e-4_to_1e2", "long_intervals", "cyclic_complex", "rates_1e-4_to_1e2_real"]
+)
+def test_real_form_reproduces_p_of_real_and_complex_spectra(name):
+    # the rows run on the real form of a spectrum (white-box): P(t) = sum_k Wt[:, :, k] et_k
+    (Q,), durations, (mode,) = HARD_CASES[name]
+    K = Q.shape[0]
+    lam_r, U_r, Ui_r = np.zeros((1, K)), np.zeros((1, K, K)), np.zeros((1, K, K))
+    lam_c, U_c, Ui_c = (np.zeros_like(a, dtype=complex) for a in (lam_r, U_r, Ui_r))
+    assert spectral._decompose(Q, lam_r[0], U_r[0], Ui_r[0], lam_c[0], U_c[0], Ui_c[0]) == mode
+    lam, U, Ui = (lam_r, U_r, Ui_r) if mode == REAL else (lam_c, U_c, Ui_c)
+    kind = np.zeros((1, K), dtype=np.int64)
+    Ut, Uit, Wt = np.zeros((1, K, K)), np.zeros((1, K, K)), np.zeros((1, K, K, K))
+    assert spectral._real_form(lam, U, Ui, 0, kind, Ut, Uit, Wt)
+    assert (np.sum(kind == 1) > 0) == (mode == COMPLEX)
+    for t in durations:
+        ec = np.exp(lam_c * t) if mode == COMPLEX else np.exp(lam_r * t).astype(complex)
+        et = np.zeros((1, K))
+        spectral._real_exponentials(kind, 0, ec, 0, et)
+        P = np.einsum("abk,k->ab", Wt[0], et[0])
+        expected = scipy.linalg.expm(Q * t)
+        np.testing.assert_allclose(P, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def test_real_form_refuses_an_unpaired_complex_eigenvalue():
+    # such a generator keeps the complex arithmetic (never from numpy >= 2.5's geev)
+    lam = np.array([[-1.0 + 0.5j, -2.0 + 0j]])
+    U = np.eye(2, dtype=complex)[None]
+    kind = np.zeros((1, 2), dtype=np.int64)
+    out = np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 2))
+    assert not spectral._real_form(lam, U, U.copy(), 0, kind, *out)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_loglik_matches_direct_scipy_expm(case):
     Q, panel = case()

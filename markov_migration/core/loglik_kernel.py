@@ -34,15 +34,21 @@ from markov_migration.core.spectral import (
     _MODE_FALLBACK,
     _MODE_REAL,
     _SEPARATED_MIN,
+    _accumulate_row_close,
     _accumulate_row_pairwise,
+    _accumulate_row_real_form,
     _accumulate_row_spectral,
     _accumulate_spectral_adjoint,
     _back_transform,
+    _complex_sums,
     _decompose_used,
     _dense,
     _eigen_gaps,
     _entry,
+    _entry_real_form,
     _piece_exponentials,
+    _real_exponentials,
+    _real_form,
     _spectral_from_sums,
 )
 
@@ -69,6 +75,20 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
     n_pieces = piece_q.shape[0]
     n_rows = row_from.shape[0]
     mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, valid = _decompose_used(Q, piece_q)
+    # the real forms of the spectra (spectral._real_form): rows run in real
+    # arithmetic on real and complex spectra; ``expo_r`` holds each piece's
+    # exponentials in real form for both
+    M = Q.shape[0]
+    kind = np.zeros((M, K), dtype=np.int64)
+    Ut = np.empty((M, K, K))
+    Uit = np.empty((M, K, K))
+    Wt = np.empty((M, K, K, K))
+    rf = np.zeros(M, dtype=np.bool_)
+    for m in range(M):
+        if mode[m] == _MODE_REAL:
+            rf[m] = _real_form(lam_r, U_r, Ui_r, m, kind, Ut, Uit, Wt)
+        elif mode[m] == _MODE_COMPLEX:
+            rf[m] = _real_form(lam_c, U_c, Ui_c, m, kind, Ut, Uit, Wt)
 
     # each piece's row of exponentials is written for its generator's mode
     # before it is read, so no zeroing (it costs as much as the work here)
@@ -93,7 +113,7 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
     if not valid:
         return (
             mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False, slot,
-            STATUS_OK,
+            STATUS_OK, kind, Ut, Uit, rf,
         )  # fmt: skip
 
     for p in range(n_pieces):
@@ -105,12 +125,14 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
                 _dense(U_r, Ui_r, m, expo_r, p, P, slot[p])
         elif mode[m] == _MODE_COMPLEX:
             _piece_exponentials(lam_c, m, t, expo_c, p)
+            if rf[m]:
+                _real_exponentials(kind, m, expo_c, p, expo_r)
             if slot[p] >= 0:
                 _dense(U_c, Ui_c, m, expo_c, p, P, slot[p])
         elif full is None:  # lean kernel: pruned at compile time when full is not None
             return (
                 mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False, slot,
-                STATUS_NEEDS_FALLBACK,
+                STATUS_NEEDS_FALLBACK, kind, Ut, Uit, rf,
             )  # fmt: skip
         else:
             try:
@@ -121,7 +143,7 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
             except Exception:  # singular Pade denominator: cannot happen for finite Q
                 return (
                     mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False,
-                    slot, STATUS_OK,
+                    slot, STATUS_OK, kind, Ut, Uit, rf,
                 )  # fmt: skip
 
     left = np.zeros(K)
@@ -134,8 +156,8 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
         if stop - start == 1:
             p = row_piece[start]
             m = piece_q[p]
-            if mode[m] == _MODE_REAL:
-                value[r] = _entry(U_r, Ui_r, m, expo_r, p, a, b)
+            if rf[m]:  # real or complex spectrum, in real form
+                value[r] = _entry_real_form(Wt, m, expo_r, p, a, b)
             elif mode[m] == _MODE_COMPLEX:
                 value[r] = _entry(U_c, Ui_c, m, expo_c, p, a, b)
             else:
@@ -159,7 +181,8 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
                 v += left[k] * Pl[k, b]
             value[r] = v
     return (
-        mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, True, slot, STATUS_OK
+        mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, True, slot, STATUS_OK,
+        kind, Ut, Uit, rf,
     )  # fmt: skip
 
 
@@ -195,7 +218,8 @@ def _loglik_kernel(
     n_rows = row_from.shape[0]
     dQ = np.zeros((M, K, K))
     fwd = _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full)
-    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, valid, slot, st = fwd
+    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, valid, slot, st = fwd[:14]
+    kind, Ut, Uit, rf = fwd[14:]
     if st != STATUS_OK:
         return 0.0, dQ, st
     if not valid:
@@ -286,13 +310,25 @@ def _loglik_kernel(
             t = piece_t[p]
             if t > 0.0:  # P(0) = I does not depend on Q
                 sep = t * gap_min[m] >= _SEPARATED_MIN
-                if mode[m] == _MODE_REAL:
-                    if sep:
-                        _accumulate_row_spectral(
-                            U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g,
-                            B_r, C_r, D_r, Sc_r, n_close, close_i, close_j,
+                if sep and rf[m]:  # real arithmetic (real form) but for close pairs
+                    _accumulate_row_real_form(
+                        Ut, Uit, kind, m, expo_r, p, t, a, b, g, B_r, C_r, D_r
+                    )
+                    if n_close[m] == 0:
+                        continue
+                    if mode[m] == _MODE_REAL:
+                        _accumulate_row_close(
+                            U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g, Sc_r,
+                            n_close, close_i, close_j,
                         )  # fmt: skip
                     else:
+                        _accumulate_row_close(
+                            U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, a, b, g, Sc_c,
+                            n_close, close_i, close_j,
+                        )  # fmt: skip
+                    continue
+                if mode[m] == _MODE_REAL:
+                    if not sep:
                         _accumulate_row_pairwise(
                             U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g, D_r, Sc_r
                         )
@@ -376,6 +412,8 @@ def _loglik_kernel(
             _spectral_from_sums(U_r, Ui_r, invd_r, m, B_r, C_r, D_r, Sc_r, close, W_r)
             _back_transform(U_r[m], Ui_r[m], W_r[m], dQ[m])
         elif mode[m] == _MODE_COMPLEX:
+            if rf[m]:  # the real-form row sums, and their conjugates
+                _complex_sums(kind, m, B_r, C_r, D_r, B_c, C_c, D_c)
             _spectral_from_sums(U_c, Ui_c, invd_c, m, B_c, C_c, D_c, Sc_c, close, W_c)
             _back_transform(U_c[m], Ui_c[m], W_c[m], dQ[m])
     return total, dQ, STATUS_OK
