@@ -62,27 +62,29 @@ def q_of(log_rate, frm, to, K):
     return Q[None]
 
 
-def timeit_us(fn, min_time=0.5, repeats=7):
+def timeit_us(fn, min_time=0.5, repeats=7, clock=time.perf_counter):
     """Best (minimum) microseconds per call over `repeats` batches of >= min_time / repeats s.
 
-    The minimum is the least disturbed by other load on the machine.
+    The minimum is the least disturbed by other load on the machine; ``clock``
+    ``time.thread_time`` counts the CPU time of this thread only (less sensitive to
+    other processes on a loaded machine than wall time).
     """
     fn()
     n = 1
     while True:
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             fn()
-        dt = time.perf_counter() - t0
+        dt = clock() - t0
         if dt > min_time / repeats:
             break
         n *= 2
     samples = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(n):
             fn()
-        samples.append((time.perf_counter() - t0) / n * 1e6)
+        samples.append((clock() - t0) / n * 1e6)
     return min(samples)
 
 
@@ -262,7 +264,7 @@ def cav_problem():
 def phase_costs(Q, panel, n=50, repeats=15):
     """Microseconds per call of the kernel's phases (numba loops, best of ``repeats`` batches).
 
-    ``decompose`` (eigendecomposition of the generators), ``exponentials``
+    ``decompose`` (eigendecomposition of the generators and their real forms), ``exponentials``
     (exp(lambda t) of every piece), ``row entries`` (P[from, to] of every row from
     the spectrum), ``forward`` (all of them, with the bookkeeping), ``log-likelihood``
     (the kernel without the gradient), ``log-likelihood + gradient``; the adjoint is
@@ -275,15 +277,28 @@ def phase_costs(Q, panel, n=50, repeats=15):
     from markov_migration.core import spectral as S
 
     @njit
+    def real_form(Q, pq):
+        mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, _ = S._decompose_used(Q, pq)
+        M, K = Q.shape[0], Q.shape[1]
+        kind = np.zeros((M, K), dtype=np.int64)
+        Ut, Uit, Wt = np.empty((M, K, K)), np.empty((M, K, K)), np.empty((M, K, K, K))
+        for m in range(M):
+            if mode[m] == S._MODE_REAL:
+                S._real_form(lam_r, U_r, Ui_r, m, kind, Ut, Uit, Wt)
+            else:
+                S._real_form(lam_c, U_c, Ui_c, m, kind, Ut, Uit, Wt)
+        return mode, lam_r, lam_c, kind, Wt
+
+    @njit
     def decompose(n, Q, pq):
-        s = 0
+        s = 0.0
         for _ in range(n):
-            s += S._decompose_used(Q, pq)[0][0]
+            s += real_form(Q, pq)[4][0, 0, 0, 0]
         return s
 
     @njit
     def exponentials(n, Q, pq, pt):
-        mode, lam_r, _, _, lam_c, _, _, _ = S._decompose_used(Q, pq)
+        mode, lam_r, lam_c, kind, _ = real_form(Q, pq)
         K = Q.shape[1]
         er = np.empty((pq.shape[0], K))
         ec = np.empty((pq.shape[0], K), dtype=np.complex128)
@@ -293,25 +308,26 @@ def phase_costs(Q, panel, n=50, repeats=15):
                     S._piece_exponentials(lam_r, pq[p], pt[p], er, p)
                 else:
                     S._piece_exponentials(lam_c, pq[p], pt[p], ec, p)
-        return er[0, 0] + ec[0, 0].real
+                    S._real_exponentials(kind, pq[p], ec, p, er)
+        return er[0, 0]
 
     @njit
     def entries(n, Q, pq, pt, rp, rpi, rf, rt):
-        mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, _ = S._decompose_used(Q, pq)
+        mode, lam_r, lam_c, kind, Wt = real_form(Q, pq)
         K = Q.shape[1]
         er = np.empty((pq.shape[0], K))
         ec = np.empty((pq.shape[0], K), dtype=np.complex128)
         for p in range(pq.shape[0]):
-            S._piece_exponentials(lam_r, pq[p], pt[p], er, p)
-            S._piece_exponentials(lam_c, pq[p], pt[p], ec, p)
+            if mode[pq[p]] == S._MODE_REAL:
+                S._piece_exponentials(lam_r, pq[p], pt[p], er, p)
+            else:
+                S._piece_exponentials(lam_c, pq[p], pt[p], ec, p)
+                S._real_exponentials(kind, pq[p], ec, p, er)
         s = 0.0
         for _ in range(n):
             for r in range(rf.shape[0]):
                 p = rpi[rp[r]]
-                if mode[pq[p]] == S._MODE_REAL:
-                    s += S._entry(U_r, Ui_r, pq[p], er, p, rf[r], rt[r])
-                else:
-                    s += S._entry(U_c, Ui_c, pq[p], ec, p, rf[r], rt[r])
+                s += S._entry_real_form(Wt, pq[p], er, p, rf[r], rt[r])
         return s
 
     @njit
@@ -330,7 +346,7 @@ def phase_costs(Q, panel, n=50, repeats=15):
 
     pq, pt, rp, rpi, rf, rt, rc = panel
     calls = {
-        "decompose": (decompose, (Q, pq)),
+        "decompose (and real form)": (decompose, (Q, pq)),
         "exponentials": (exponentials, (Q, pq, pt)),
         "row entries": (entries, (Q, pq, pt, rp, rpi, rf, rt)),
         "forward (all of the above)": (forward, (Q, pq, pt, rp, rpi, rf, rt)),
@@ -339,7 +355,12 @@ def phase_costs(Q, panel, n=50, repeats=15):
     }
     out = {}
     for name, (fn, args) in calls.items():
-        out[name] = timeit_us(lambda fn=fn, args=args: fn(n, *args), repeats=repeats) / n
+        out[name] = (
+            timeit_us(
+                lambda fn=fn, args=args: fn(n, *args), repeats=repeats, clock=time.thread_time
+            )
+            / n
+        )
     out["adjoint (difference)"] = out["log-likelihood + gradient"] - out["log-likelihood"]
     return out
 
@@ -378,8 +399,8 @@ def compare_with_base(commits, problems, rounds=60, n=10):
     """Paired timing and values of this kernel against older commits', in one process.
 
     All kernels (with the fallback, ``full=True``) are called from Python in
-    alternating short batches; the best batch of each is kept (the least disturbed
-    by other load). Returns per problem and commit ``(base us, new us,
+    alternating short batches of CPU time (``time.thread_time``); the best batch of
+    each is kept (the least disturbed by other load). Returns per problem and commit ``(base us, new us,
     log-likelihood relative difference, gradient difference relative to its
     largest entry)``.
     """
@@ -393,16 +414,59 @@ def compare_with_base(commits, problems, rounds=60, n=10):
         best = dict.fromkeys(fns, np.inf)
         for _ in range(rounds):
             for key, fn in fns.items():
-                t0 = time.perf_counter()
+                t0 = time.thread_time()
                 for _ in range(n):
                     fn(Q, *panel, True, True)
-                best[key] = min(best[key], (time.perf_counter() - t0) / n * 1e6)
+                best[key] = min(best[key], (time.thread_time() - t0) / n * 1e6)
         ll_n, g_n, _ = values["new"]
         for c in commits:
             ll_b, g_b, _ = values[c]
             d_ll = abs(ll_n - ll_b) / abs(ll_b)
             d_g = np.abs(g_n - g_b).max() / np.abs(g_b).max()
             out[name, c] = (best[c], best["new"], d_ll, d_g)
+    return out
+
+
+def test_problems():
+    """The panels of tests/test_likelihood.py (random and hard cases), as ``name -> (Q, panel)``."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests import test_likelihood as T
+
+    out = {}
+    for case in T.CASES:
+        Q, panel = case.values[0]()
+        out[case.id] = (
+            np.ascontiguousarray(Q, dtype=float),
+            tuple(map(np.ascontiguousarray, panel)),
+        )
+    return out
+
+
+def value_differences(commits, problems):
+    """Worst differences of log-likelihood and gradient from older commits' kernels.
+
+    Per commit: the largest relative log-likelihood difference, the largest gradient
+    difference relative to the gradient's largest entry, and the largest entrywise
+    relative difference over entries above 1e-8 of that scale.
+    """
+    from markov_migration.core import loglik_kernel as LK
+
+    out = {}
+    for c in commits:
+        base = load_base_kernel(c)
+        worst = [0.0, 0.0, 0.0]
+        for Q, panel in problems.values():
+            ll_b, g_b, _ = base._loglik_kernel(Q, *panel, True, True)
+            ll_n, g_n, _ = LK._loglik_kernel(Q, *panel, True, True)
+            scale = np.abs(g_b).max()
+            big = np.abs(g_b) > 1e-8 * scale
+            worst[0] = max(worst[0], abs(ll_n - ll_b) / abs(ll_b))
+            worst[1] = max(worst[1], np.abs(g_n - g_b).max() / scale)
+            worst[2] = max(worst[2], (np.abs(g_n - g_b)[big] / np.abs(g_b)[big]).max())
+        out[c] = worst
     return out
 
 
@@ -427,8 +491,15 @@ def kernel_report(args):
         print(f"\nthis kernel against {', '.join(commits)}, paired in one process (full kernels):")
         for (name, c), (b, n, d_ll, d_g) in compare_with_base(commits, problems).items():
             print(
-                f"  {name} vs {c}: {b:.1f} -> {n:.1f} us, new/base {n / b:.3f}; "
+                f"  {name} vs {c}: {b:.1f} -> {n:.1f} CPU us, new/base {n / b:.3f}; "
                 f"log-likelihood rel diff {d_ll:.1e}, gradient diff / max {d_g:.1e}"
+            )
+        cases = test_problems()
+        print(f"values on the {len(cases)} panels of tests/test_likelihood.py (worst):")
+        for c, (d_ll, d_g, d_rel) in value_differences(commits, cases).items():
+            print(
+                f"  vs {c}: log-likelihood rel {d_ll:.1e}, gradient diff / max {d_g:.1e}, "
+                f"entrywise rel (entries > 1e-8 max) {d_rel:.1e}"
             )
 
 
