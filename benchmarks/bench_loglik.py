@@ -275,6 +275,7 @@ def phase_costs(Q, panel, n=50, repeats=15):
 
     from markov_migration.core import loglik_kernel as LK
     from markov_migration.core import spectral as S
+    from markov_migration.core import spectral_real as SR
 
     @njit
     def real_form(Q, pq):
@@ -284,9 +285,9 @@ def phase_costs(Q, panel, n=50, repeats=15):
         Ut, Uit, Wt = np.empty((M, K, K)), np.empty((M, K, K)), np.empty((M, K, K, K))
         for m in range(M):
             if mode[m] == S._MODE_REAL:
-                S._real_form(lam_r, U_r, Ui_r, m, kind, Ut, Uit, Wt)
+                SR._real_form(lam_r, U_r, Ui_r, m, kind, Ut, Uit, Wt)
             else:
-                S._real_form(lam_c, U_c, Ui_c, m, kind, Ut, Uit, Wt)
+                SR._real_form(lam_c, U_c, Ui_c, m, kind, Ut, Uit, Wt)
         return mode, lam_r, lam_c, kind, Wt
 
     @njit
@@ -308,7 +309,7 @@ def phase_costs(Q, panel, n=50, repeats=15):
                     S._piece_exponentials(lam_r, pq[p], pt[p], er, p)
                 else:
                     S._piece_exponentials(lam_c, pq[p], pt[p], ec, p)
-                    S._real_exponentials(kind, pq[p], ec, p, er)
+                    SR._real_exponentials(kind, pq[p], ec, p, er)
         return er[0, 0]
 
     @njit
@@ -322,12 +323,12 @@ def phase_costs(Q, panel, n=50, repeats=15):
                 S._piece_exponentials(lam_r, pq[p], pt[p], er, p)
             else:
                 S._piece_exponentials(lam_c, pq[p], pt[p], ec, p)
-                S._real_exponentials(kind, pq[p], ec, p, er)
+                SR._real_exponentials(kind, pq[p], ec, p, er)
         s = 0.0
         for _ in range(n):
             for r in range(rf.shape[0]):
                 p = rpi[rp[r]]
-                s += S._entry_real_form(Wt, pq[p], er, p, rf[r], rt[r])
+                s += SR._entry_real_form(Wt, pq[p], er, p, rf[r], rt[r])
         return s
 
     @njit
@@ -368,8 +369,9 @@ def phase_costs(Q, panel, n=50, repeats=15):
 def load_base_kernel(commit: str):
     """The log-likelihood kernel of an older commit, imported under other module names.
 
-    ``git show`` extracts its ``core/spectral.py`` and ``core/loglik_kernel.py`` into
-    a temporary directory; the kernel's ``spectral`` import is redirected there.
+    ``git show`` extracts its ``core/loglik_kernel.py``, ``core/spectral.py`` and (if
+    present) ``core/spectral_real.py`` into a temporary directory; the kernel's imports
+    of the latter two are redirected there.
     Returns the module (compile its ``_loglik_kernel`` by calling it).
     """
     import importlib
@@ -382,14 +384,18 @@ def load_base_kernel(commit: str):
     tmp = Path(tempfile.mkdtemp(prefix="bench_loglik_base_"))
 
     def show(name):
-        path = f"{commit}:markov_migration/core/{name}"
-        return subprocess.run(
-            ["git", "-C", str(root), "show", path], check=True, capture_output=True, text=True
-        ).stdout
+        path = f"{commit}:markov_migration/core/{name}.py"
+        res = subprocess.run(["git", "-C", str(root), "show", path], capture_output=True, text=True)
+        return res.stdout if res.returncode == 0 else None
 
     name = f"base_{commit}".replace("-", "_").replace("~", "_").replace("^", "_")
-    (tmp / f"{name}_spectral.py").write_text(show("spectral.py"))
-    kernel = show("loglik_kernel.py").replace("markov_migration.core.spectral", f"{name}_spectral")
+    kernel = show("loglik_kernel")
+    for module in ("spectral_real", "spectral"):  # spectral_real since lever 3
+        source = show(module)
+        if source is not None:
+            (tmp / f"{name}_{module}.py").write_text(source)
+            kernel = kernel.replace(f"markov_migration.core.{module}\n", f"{name}_{module}\n")
+            kernel = kernel.replace(f"markov_migration.core.{module} ", f"{name}_{module} ")
     (tmp / f"{name}_loglik_kernel.py").write_text(kernel)
     sys.path.insert(0, str(tmp))
     return importlib.import_module(f"{name}_loglik_kernel")

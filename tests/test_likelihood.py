@@ -13,7 +13,7 @@ import scipy.linalg
 
 from markov_migration.core import expm as E
 from markov_migration.core import likelihood as L
-from markov_migration.core import spectral
+from markov_migration.core import spectral, spectral_real
 
 # --------------------------------------------------------------------------
 # helpers
@@ -278,12 +278,12 @@ def test_real_form_reproduces_p_of_real_and_complex_spectra(name):
     lam, U, Ui = (lam_r, U_r, Ui_r) if mode == REAL else (lam_c, U_c, Ui_c)
     kind = np.zeros((1, K), dtype=np.int64)
     Ut, Uit, Wt = np.zeros((1, K, K)), np.zeros((1, K, K)), np.zeros((1, K, K, K))
-    assert spectral._real_form(lam, U, Ui, 0, kind, Ut, Uit, Wt)
+    assert spectral_real._real_form(lam, U, Ui, 0, kind, Ut, Uit, Wt)
     assert (np.sum(kind == 1) > 0) == (mode == COMPLEX)
     for t in durations:
         ec = np.exp(lam_c * t) if mode == COMPLEX else np.exp(lam_r * t).astype(complex)
         et = np.zeros((1, K))
-        spectral._real_exponentials(kind, 0, ec, 0, et)
+        spectral_real._real_exponentials(kind, 0, ec, 0, et)
         P = np.einsum("abk,k->ab", Wt[0], et[0])
         expected = scipy.linalg.expm(Q * t)
         np.testing.assert_allclose(P, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
@@ -295,7 +295,7 @@ def test_real_form_refuses_an_unpaired_complex_eigenvalue():
     U = np.eye(2, dtype=complex)[None]
     kind = np.zeros((1, 2), dtype=np.int64)
     out = np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 2))
-    assert not spectral._real_form(lam, U, U.copy(), 0, kind, *out)
+    assert not spectral_real._real_form(lam, U, U.copy(), 0, kind, *out)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -610,10 +610,10 @@ def test_kernel_hash_covers_every_kernel_module_and_inner_kernels_are_not_cached
     # numba keys a cached function on its own file only: the entry point's key
     # (KERNEL_HASH) must hash every file whose numba code it links, and the
     # kernels it links must not be cached on their own (they would go stale)
-    from markov_migration.core import expm, layout, loglik_kernel, native
+    from markov_migration.core import expm, layout, loglik_kernel, native, spectral_real
 
     names = {p.name for p in native.KERNEL_SOURCES}
-    for module in (expm, layout, spectral, loglik_kernel, native):
+    for module in (expm, layout, spectral, spectral_real, loglik_kernel, native):
         assert module.__file__.rsplit("/", 1)[-1] in names
     for fn in (
         loglik_kernel._forward,

@@ -36,20 +36,22 @@ from markov_migration.core.spectral import (
     _SEPARATED_MIN,
     _accumulate_row_close,
     _accumulate_row_pairwise,
-    _accumulate_row_real_form,
     _accumulate_row_spectral,
     _accumulate_spectral_adjoint,
     _back_transform,
-    _complex_sums,
     _decompose_used,
     _dense,
     _eigen_gaps,
     _entry,
-    _entry_real_form,
     _piece_exponentials,
+    _spectral_from_sums,
+)
+from markov_migration.core.spectral_real import (
+    _accumulate_row_real_form,
+    _complex_sums,
+    _entry_real_form,
     _real_exponentials,
     _real_form,
-    _spectral_from_sums,
 )
 
 __all__: list[str] = []
@@ -75,7 +77,7 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
     n_pieces = piece_q.shape[0]
     n_rows = row_from.shape[0]
     mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, valid = _decompose_used(Q, piece_q)
-    # the real forms of the spectra (spectral._real_form): rows run in real
+    # the real forms of the spectra (spectral_real._real_form): rows run in real
     # arithmetic on real and complex spectra; ``expo_r`` holds each piece's
     # exponentials in real form for both
     M = Q.shape[0]
