@@ -17,8 +17,10 @@ __all__: list[str] = []
 # first at k and k + 1 (``kind`` 1 and 2; 0 for a real eigenvalue) lets the hot
 # loops over pieces and rows run in real arithmetic for real and complex spectra
 # alike: ``P[a, b] = sum_k Wt[a, b, k] et[k]`` with ``et`` the real form of
-# exp(lam t) and ``Wt[a, b, k] = U[a, k] Ui[k, b]`` (``2 Re`` and ``-2 Im`` of it for
-# a pair). For a real spectrum the real form is the spectrum itself.
+# exp(lam t) and ``Wt[a, b, k] = U[a, k] Ui[k, b]`` (for a pair, the real and
+# imaginary coefficients of ``Re(w1 e + w2 conj(e))``, ``w1``, ``w2`` the two terms:
+# in exact arithmetic ``2 Re w1`` and ``-2 Im w1``). For a real spectrum the real
+# form is the spectrum itself.
 
 
 @njit(cache=True)
@@ -48,11 +50,15 @@ def _real_form(lam, U, Ui, m, kind, Ut, Uit, Wt):
                 Ut[m, x, k + 1] = U[m, x, k].imag
                 Uit[m, k, x] = Ui[m, k, x].real
                 Uit[m, k + 1, x] = Ui[m, k, x].imag
+            # Re(w1 e + w2 conj(e)) with both computed rows of U^-1 (not twice
+            # Re(w1 e)): the same sum as the complex arithmetic, also where the
+            # inverse's rows are conjugate only to rounding
             for a in range(K):
                 for b in range(K):
-                    w = U[m, a, k] * Ui[m, k, b]
-                    Wt[m, a, b, k] = 2.0 * w.real
-                    Wt[m, a, b, k + 1] = -2.0 * w.imag
+                    w1 = U[m, a, k] * Ui[m, k, b]
+                    w2 = U[m, a, k + 1] * Ui[m, k + 1, b]
+                    Wt[m, a, b, k] = w1.real + w2.real
+                    Wt[m, a, b, k + 1] = w2.imag - w1.imag
             k += 2
         else:
             return False
