@@ -13,7 +13,7 @@ import scipy.linalg
 
 from markov_migration.core import expm as E
 from markov_migration.core import likelihood as L
-from markov_migration.core import spectral
+from markov_migration.core import spectral, spectral_real
 
 # --------------------------------------------------------------------------
 # helpers
@@ -156,6 +156,9 @@ HARD_CASES = {
         [0.5, 3.0],
         [FALLBACK],
     ),
+    # one short piece (a day): every pair is close at it, the double eigenvalue 0
+    # at every length; the longer pieces' rows still take the O(K) sums
+    "short_and_long_pieces": ([_absorbing()], [0.003, 0.5, 7.0], [REAL]),
     "rates_1e-4_to_1e2": ([_spanning(3)], [0.01, 0.5, 2.0], [COMPLEX]),
     "rates_1e-4_to_1e2_real": ([_spanning(11)], [0.01, 0.5, 2.0], [REAL]),
     "long_intervals": ([random_generator(np.random.default_rng(3), 5)], [10.0, 50.0], [COMPLEX]),
@@ -214,10 +217,23 @@ def test_hard_cases_take_the_intended_path(name):
 
 
 def close_pairs(Q, durations):
-    """Ordered eigenvalue pairs the kernel treats as close (white-box)."""
+    """Ordered eigenvalue pairs the kernel sums row by row at every length (white-box)."""
     lam = np.linalg.eigvals(Q)
-    gap = np.abs(lam[:, None] - lam[None, :]) * min(durations)
+    gap = np.abs(lam[:, None] - lam[None, :]) * max(durations)
     return int(np.sum(~np.eye(len(lam), dtype=bool) & (gap < spectral._SEPARATED_MIN)))
+
+
+def pairwise_durations(Q, durations):
+    """Durations whose rows the kernel sums pair by pair, O(K^2) (white-box).
+
+    A row takes the O(K) sums when every pair not in :func:`close_pairs` is
+    separated at its length.
+    """
+    lam = np.linalg.eigvals(Q)
+    gap = np.abs(lam[:, None] - lam[None, :])
+    separable = ~np.eye(len(lam), dtype=bool) & (gap * max(durations) >= spectral._SEPARATED_MIN)
+    gap_min = gap[separable].min() if separable.any() else np.inf
+    return [t for t in durations if not t * gap_min >= spectral._SEPARATED_MIN]
 
 
 def test_hard_cases_mix_close_and_separated_eigenvalue_pairs():
@@ -228,13 +244,58 @@ def test_hard_cases_mix_close_and_separated_eigenvalue_pairs():
     (Q,), durations, _ = HARD_CASES["pair_just_separated"]
     lam = np.sort(np.linalg.eigvals(Q).real)
     assert 0.01 < (lam[1] - lam[0]) * min(durations) < 0.0112
+    # the pair near 0 and -0.001 is close at every length; the others separated at both
+    assert close_pairs(Q, durations) == 2 and pairwise_durations(Q, durations) == []
     (Q,), durations, _ = HARD_CASES["identical_rates"]
     assert close_pairs(Q, durations) == 6  # a triple eigenvalue
+    # one generator, three paths: the double eigenvalue 0 always pairwise, the
+    # day-long piece's rows pair by pair, the other rows in O(K)
+    (Q,), durations, _ = HARD_CASES["short_and_long_pieces"]
+    assert close_pairs(Q, durations) == 2
+    assert pairwise_durations(Q, durations) == [0.003]
     # most random generators have only separated pairs (the O(K)-per-row path)
     separated = [
-        all(close_pairs(q, random_case(s)[1][1]) == 0 for q in random_case(s)[0]) for s in range(8)
+        all(
+            close_pairs(q, random_case(s)[1][1]) == 0
+            and pairwise_durations(q, random_case(s)[1][1]) == []
+            for q in random_case(s)[0]
+        )
+        for s in range(8)
     ]
     assert sum(separated) >= 6
+
+
+@pytest.mark.parametrize(
+    "name", ["rates_1e-4_to_1e2", "long_intervals", "cyclic_complex", "rates_1e-4_to_1e2_real"]
+)
+def test_real_form_reproduces_p_of_real_and_complex_spectra(name):
+    # the rows run on the real form of a spectrum (white-box): P(t) = sum_k Wt[:, :, k] et_k
+    (Q,), durations, (mode,) = HARD_CASES[name]
+    K = Q.shape[0]
+    lam_r, U_r, Ui_r = np.zeros((1, K)), np.zeros((1, K, K)), np.zeros((1, K, K))
+    lam_c, U_c, Ui_c = (np.zeros_like(a, dtype=complex) for a in (lam_r, U_r, Ui_r))
+    assert spectral._decompose(Q, lam_r[0], U_r[0], Ui_r[0], lam_c[0], U_c[0], Ui_c[0]) == mode
+    lam, U, Ui = (lam_r, U_r, Ui_r) if mode == REAL else (lam_c, U_c, Ui_c)
+    kind = np.zeros((1, K), dtype=np.int64)
+    Ut, Uit, Wt = np.zeros((1, K, K)), np.zeros((1, K, K)), np.zeros((1, K, K, K))
+    assert spectral_real._real_form(lam, U, Ui, 0, kind, Ut, Uit, Wt)
+    assert (np.sum(kind == 1) > 0) == (mode == COMPLEX)
+    for t in durations:
+        ec = np.exp(lam_c * t) if mode == COMPLEX else np.exp(lam_r * t).astype(complex)
+        et = np.zeros((1, K))
+        spectral_real._real_exponentials(kind, 0, ec, 0, et)
+        P = np.einsum("abk,k->ab", Wt[0], et[0])
+        expected = scipy.linalg.expm(Q * t)
+        np.testing.assert_allclose(P, expected, rtol=0, atol=1e-12 * np.abs(expected).max())
+
+
+def test_real_form_refuses_an_unpaired_complex_eigenvalue():
+    # such a generator keeps the complex arithmetic (never from numpy >= 2.5's geev)
+    lam = np.array([[-1.0 + 0.5j, -2.0 + 0j]])
+    U = np.eye(2, dtype=complex)[None]
+    kind = np.zeros((1, 2), dtype=np.int64)
+    out = np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), np.zeros((1, 2, 2, 2))
+    assert not spectral_real._real_form(lam, U, U.copy(), 0, kind, *out)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -549,10 +610,10 @@ def test_kernel_hash_covers_every_kernel_module_and_inner_kernels_are_not_cached
     # numba keys a cached function on its own file only: the entry point's key
     # (KERNEL_HASH) must hash every file whose numba code it links, and the
     # kernels it links must not be cached on their own (they would go stale)
-    from markov_migration.core import expm, layout, loglik_kernel, native
+    from markov_migration.core import expm, layout, loglik_kernel, native, spectral_real
 
     names = {p.name for p in native.KERNEL_SOURCES}
-    for module in (expm, layout, spectral, loglik_kernel, native):
+    for module in (expm, layout, spectral, spectral_real, loglik_kernel, native):
         assert module.__file__.rsplit("/", 1)[-1] in names
     for fn in (
         loglik_kernel._forward,

@@ -34,6 +34,8 @@ from markov_migration.core.spectral import (
     _MODE_FALLBACK,
     _MODE_REAL,
     _SEPARATED_MIN,
+    _accumulate_row_close,
+    _accumulate_row_pairwise,
     _accumulate_row_spectral,
     _accumulate_spectral_adjoint,
     _back_transform,
@@ -43,6 +45,13 @@ from markov_migration.core.spectral import (
     _entry,
     _piece_exponentials,
     _spectral_from_sums,
+)
+from markov_migration.core.spectral_real import (
+    _accumulate_row_real_form,
+    _complex_sums,
+    _entry_real_form,
+    _real_exponentials,
+    _real_form,
 )
 
 __all__: list[str] = []
@@ -68,6 +77,20 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
     n_pieces = piece_q.shape[0]
     n_rows = row_from.shape[0]
     mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, valid = _decompose_used(Q, piece_q)
+    # the real forms of the spectra (spectral_real._real_form): rows run in real
+    # arithmetic on real and complex spectra; ``expo_r`` holds each piece's
+    # exponentials in real form for both
+    M = Q.shape[0]
+    kind = np.zeros((M, K), dtype=np.int64)
+    Ut = np.empty((M, K, K))
+    Uit = np.empty((M, K, K))
+    Wt = np.empty((M, K, K, K))
+    rf = np.zeros(M, dtype=np.bool_)
+    for m in range(M):
+        if mode[m] == _MODE_REAL:
+            rf[m] = _real_form(lam_r, U_r, Ui_r, m, kind, Ut, Uit, Wt)
+        elif mode[m] == _MODE_COMPLEX:
+            rf[m] = _real_form(lam_c, U_c, Ui_c, m, kind, Ut, Uit, Wt)
 
     # each piece's row of exponentials is written for its generator's mode
     # before it is read, so no zeroing (it costs as much as the work here)
@@ -92,7 +115,7 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
     if not valid:
         return (
             mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False, slot,
-            STATUS_OK,
+            STATUS_OK, kind, Ut, Uit, rf,
         )  # fmt: skip
 
     for p in range(n_pieces):
@@ -104,12 +127,14 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
                 _dense(U_r, Ui_r, m, expo_r, p, P, slot[p])
         elif mode[m] == _MODE_COMPLEX:
             _piece_exponentials(lam_c, m, t, expo_c, p)
+            if rf[m]:
+                _real_exponentials(kind, m, expo_c, p, expo_r)
             if slot[p] >= 0:
                 _dense(U_c, Ui_c, m, expo_c, p, P, slot[p])
         elif full is None:  # lean kernel: pruned at compile time when full is not None
             return (
                 mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False, slot,
-                STATUS_NEEDS_FALLBACK,
+                STATUS_NEEDS_FALLBACK, kind, Ut, Uit, rf,
             )  # fmt: skip
         else:
             try:
@@ -120,7 +145,7 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
             except Exception:  # singular Pade denominator: cannot happen for finite Q
                 return (
                     mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, False,
-                    slot, STATUS_OK,
+                    slot, STATUS_OK, kind, Ut, Uit, rf,
                 )  # fmt: skip
 
     left = np.zeros(K)
@@ -133,8 +158,8 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
         if stop - start == 1:
             p = row_piece[start]
             m = piece_q[p]
-            if mode[m] == _MODE_REAL:
-                value[r] = _entry(U_r, Ui_r, m, expo_r, p, a, b)
+            if rf[m]:  # real or complex spectrum, in real form
+                value[r] = _entry_real_form(Wt, m, expo_r, p, a, b)
             elif mode[m] == _MODE_COMPLEX:
                 value[r] = _entry(U_c, Ui_c, m, expo_c, p, a, b)
             else:
@@ -158,7 +183,8 @@ def _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full):
                 v += left[k] * Pl[k, b]
             value[r] = v
     return (
-        mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, True, slot, STATUS_OK
+        mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, True, slot, STATUS_OK,
+        kind, Ut, Uit, rf,
     )  # fmt: skip
 
 
@@ -194,7 +220,8 @@ def _loglik_kernel(
     n_rows = row_from.shape[0]
     dQ = np.zeros((M, K, K))
     fwd = _forward(Q, piece_q, piece_t, row_ptr, row_piece, row_from, row_to, full)
-    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, valid, slot, st = fwd
+    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, P, value, valid, slot, st = fwd[:14]
+    kind, Ut, Uit, rf = fwd[14:]
     if st != STATUS_OK:
         return 0.0, dQ, st
     if not valid:
@@ -213,15 +240,22 @@ def _loglik_kernel(
     if not with_grad:
         return total, dQ, STATUS_OK
 
-    # eigenvalue gaps, and the pairs too close for the row-wise sums
+    # eigenvalue gaps. A pair (i, j) is *separated* for a row of length t when
+    # |lam_i - lam_j| t >= _SEPARATED_MIN. Pairs close even at the generator's
+    # longest piece ("never separated": repeated eigenvalues) are summed row by
+    # row always; a row is summed in O(K) when all other pairs are separated at
+    # its length, t * gap_min >= _SEPARATED_MIN, and pairwise (O(K^2)) otherwise.
+    # Deciding per row, not by the shortest piece of the generator, keeps one
+    # short interval (a day) from sending every row to the pairwise path.
     invd_r = np.zeros((M, K, K))
     invd_c = np.zeros((M, K, K), dtype=np.complex128)
     absd = np.zeros((M, K, K))
-    t_min = np.full(M, np.inf)
+    t_max = np.zeros(M)
     for p in range(n_pieces):
-        if piece_t[p] > 0.0 and piece_t[p] < t_min[piece_q[p]]:
-            t_min[piece_q[p]] = piece_t[p]
+        if piece_t[p] > t_max[piece_q[p]]:
+            t_max[piece_q[p]] = piece_t[p]
     close = np.zeros((M, K, K), dtype=np.bool_)
+    gap_min = np.full(M, np.inf)
     n_close = np.zeros(M, dtype=np.int64)
     close_i = np.zeros((M, K * K), dtype=np.int64)
     close_j = np.zeros((M, K * K), dtype=np.int64)
@@ -234,11 +268,15 @@ def _loglik_kernel(
             continue
         for i in range(K):
             for j in range(K):
-                if i != j and not absd[m, i, j] * t_min[m] >= _SEPARATED_MIN:
+                if i == j:
+                    continue
+                if not absd[m, i, j] * t_max[m] >= _SEPARATED_MIN:
                     close[m, i, j] = True
                     close_i[m, n_close[m]] = i
                     close_j[m, n_close[m]] = j
                     n_close[m] += 1
+                elif absd[m, i, j] < gap_min[m]:
+                    gap_min[m] = absd[m, i, j]
 
     # row sums of the O(K) accumulation (real and complex spectra)
     B_r = np.zeros((M, K, K))
@@ -272,18 +310,44 @@ def _loglik_kernel(
             p = row_piece[start]
             m = piece_q[p]
             t = piece_t[p]
-            if mode[m] == _MODE_REAL:
-                if t > 0.0:  # P(0) = I does not depend on Q
-                    _accumulate_row_spectral(
-                        U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g,
-                        B_r, C_r, D_r, Sc_r, n_close, close_i, close_j,
-                    )  # fmt: skip
-            elif mode[m] == _MODE_COMPLEX:
-                if t > 0.0:
-                    _accumulate_row_spectral(
-                        U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, a, b, g,
-                        B_c, C_c, D_c, Sc_c, n_close, close_i, close_j,
-                    )  # fmt: skip
+            if t > 0.0:  # P(0) = I does not depend on Q
+                sep = t * gap_min[m] >= _SEPARATED_MIN
+                if sep and rf[m]:  # real arithmetic (real form) but for close pairs
+                    _accumulate_row_real_form(
+                        Ut, Uit, kind, m, expo_r, p, t, a, b, g, B_r, C_r, D_r
+                    )
+                    if n_close[m] == 0:
+                        continue
+                    if mode[m] == _MODE_REAL:
+                        _accumulate_row_close(
+                            U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g, Sc_r,
+                            n_close, close_i, close_j,
+                        )  # fmt: skip
+                    else:
+                        _accumulate_row_close(
+                            U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, a, b, g, Sc_c,
+                            n_close, close_i, close_j,
+                        )  # fmt: skip
+                    continue
+                if mode[m] == _MODE_REAL:
+                    if not sep:
+                        _accumulate_row_pairwise(
+                            U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, a, b, g, D_r, Sc_r
+                        )
+                    continue
+                if mode[m] == _MODE_COMPLEX:
+                    if sep:
+                        _accumulate_row_spectral(
+                            U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, a, b, g,
+                            B_c, C_c, D_c, Sc_c, n_close, close_i, close_j,
+                        )  # fmt: skip
+                    else:
+                        _accumulate_row_pairwise(
+                            U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, a, b, g, D_c, Sc_c
+                        )
+                    continue
+            if mode[m] == _MODE_REAL or mode[m] == _MODE_COMPLEX:
+                continue
             else:
                 G[slot[p], a, b] += g
                 has_g[slot[p]] = True
@@ -350,6 +414,8 @@ def _loglik_kernel(
             _spectral_from_sums(U_r, Ui_r, invd_r, m, B_r, C_r, D_r, Sc_r, close, W_r)
             _back_transform(U_r[m], Ui_r[m], W_r[m], dQ[m])
         elif mode[m] == _MODE_COMPLEX:
+            if rf[m]:  # the real-form row sums, and their conjugates
+                _complex_sums(kind, m, B_r, C_r, D_r, B_c, C_c, D_c)
             _spectral_from_sums(U_c, Ui_c, invd_c, m, B_c, C_c, D_c, Sc_c, close, W_c)
             _back_transform(U_c[m], Ui_c[m], W_c[m], dQ[m])
     return total, dQ, STATUS_OK

@@ -17,6 +17,7 @@ from markov_migration.core import expm as _expm_module
 from markov_migration.core import layout as _layout_module
 from markov_migration.core import loglik_kernel as _kernel_module
 from markov_migration.core import spectral as _spectral_module
+from markov_migration.core import spectral_real as _spectral_real_module
 from markov_migration.core.layout import _layout_status
 from markov_migration.core.loglik_kernel import (
     STATUS_NEEDS_FALLBACK,
@@ -175,7 +176,8 @@ def _raise_layout_error(status):
 #: their own file only, and a cached caller would keep stale code of ``spectral``
 #: or ``expm``); they are compiled into the entry point, which this hash keys.
 KERNEL_SOURCES = tuple(
-    Path(m.__file__) for m in (_layout_module, _spectral_module, _kernel_module, _expm_module)
+    Path(m.__file__)
+    for m in (_layout_module, _spectral_module, _spectral_real_module, _kernel_module, _expm_module)
 ) + (Path(__file__),)
 
 

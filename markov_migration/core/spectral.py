@@ -275,14 +275,15 @@ def _back_transform(U, Ui, W, out):
             out[p, q] += v.real
 
 
-# A pair of eigenvalues is *separated* for a generator when
-# |lam_i - lam_j| t_min >= this, t_min being the generator's shortest positive
-# piece. The row-wise accumulation below then forms the divided difference as
-# a difference of two sums divided by (lam_i - lam_j), losing about
-# eps / (|lam_i - lam_j| t) relative accuracy (~2e-14 here), the same bound the
-# pairwise divided difference accepts before it switches to expm1. Closer pairs
-# (repeated eigenvalues: several absorbing states, equal rates) are
-# accumulated row by row with the stable divided difference.
+# A pair of eigenvalues is *separated* for a row of length t when
+# |lam_i - lam_j| t >= this. The row-wise accumulation below then forms the
+# divided difference as a difference of two sums divided by (lam_i - lam_j),
+# losing about eps / (|lam_i - lam_j| t) relative accuracy (~2e-14 here), the
+# same bound the pairwise divided difference accepts before it switches to
+# expm1. Pairs close even at a generator's longest piece (repeated eigenvalues:
+# several absorbing states, equal rates) are accumulated row by row with the
+# stable divided difference; so are all pairs of a row shorter than the
+# separation of the others (:func:`_accumulate_row_pairwise`).
 _SEPARATED_MIN = _DIVDIFF_EXPM1_BELOW
 
 
@@ -311,6 +312,16 @@ def _accumulate_row_spectral(
         B[m, b, k] += ua
         C[m, a, k] += g * ek * uib
         D[m, k] += t * ua * uib
+    _accumulate_row_close(
+        U, Ui, lam, inv_d, abs_d, m, e, p, t, a, b, g, Sc, n_close, close_i, close_j
+    )
+
+
+@njit(cache=True)
+def _accumulate_row_close(
+    U, Ui, lam, inv_d, abs_d, m, e, p, t, a, b, g, Sc, n_close, close_i, close_j
+):  # fmt: skip
+    """Add one row's ``S_ij`` of the pairs close at every length to ``Sc`` (stable)."""
     for n in range(n_close[m]):
         i = close_i[m, n]
         j = close_j[m, n]
@@ -321,11 +332,34 @@ def _accumulate_row_spectral(
 
 
 @njit(cache=True)
-def _spectral_from_sums(U, Ui, inv_d, m, B, C, D, Sc, close, W):
-    """``W_m += S`` from the row sums of :func:`_accumulate_row_spectral` (O(K^3)).
+def _accumulate_row_pairwise(U, Ui, lam, inv_d, abs_d, m, e, p, t, a, b, g, D, Sc):
+    """Add one single-piece row's ``V(t) o (U^T G U^-T)`` pair by pair (O(K^2)).
 
-    ``S_ij = (sum_b B[b, i] Ui[j, b] - sum_a U[a, i] C[a, j]) / (lam_i - lam_j)``
-    for separated pairs, ``Sc_ij`` for close ones, ``D_i`` on the diagonal.
+    For a row too short for :func:`_accumulate_row_spectral`: some pair of
+    eigenvalues is not separated at its length ``t``, so every off-diagonal
+    ``S_ij = g U[a, i] Ui[j, b] V_ij(t)`` goes to ``Sc`` with the stable divided
+    difference (``V`` is symmetric: one per unordered pair); the diagonal to ``D``.
+    """
+    K = e.shape[1]
+    for i in range(K):
+        ua = g * U[m, a, i]
+        uib = Ui[m, i, b]
+        D[m, i] += t * ua * e[p, i] * uib
+        for j in range(i + 1, K):
+            v = _divided_difference(
+                lam[m, i], lam[m, j], e[p, i], e[p, j], t, inv_d[m, i, j], abs_d[m, i, j]
+            )
+            Sc[m, i, j] += ua * Ui[m, j, b] * v
+            Sc[m, j, i] += g * U[m, a, j] * uib * v
+
+
+@njit(cache=True)
+def _spectral_from_sums(U, Ui, inv_d, m, B, C, D, Sc, close, W):
+    """``W_m += S`` from the row sums of the two row accumulations (O(K^3)).
+
+    ``S_ij = (sum_b B[b, i] Ui[j, b] - sum_a U[a, i] C[a, j]) / (lam_i - lam_j)
+    + Sc_ij`` for pairs separated at some row's length, ``Sc_ij`` alone for the
+    pairs ``close`` at every length, ``D_i`` on the diagonal.
     """
     K = D.shape[1]
     for i in range(K):
@@ -333,8 +367,8 @@ def _spectral_from_sums(U, Ui, inv_d, m, B, C, D, Sc, close, W):
         for j in range(K):
             if j == i:
                 continue
+            W[m, i, j] += Sc[m, i, j]
             if close[m, i, j]:
-                W[m, i, j] += Sc[m, i, j]
                 continue
             t1 = B[m, 0, i] * Ui[m, j, 0]
             t2 = U[m, 0, i] * C[m, 0, j]
