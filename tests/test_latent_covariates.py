@@ -247,17 +247,16 @@ def test_model_gradient_with_covariates_and_groups_matches_finite_differences():
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("text", "message"),
     [
-        ("periods = [1.5]\n", "periods are not yet supported together with [nonresponse]"),
+        # periods with [nonresponse] are fitted now (tests/test_nonresponse_periods.py)
+        (
+            'time = "discrete"\n' + GRAD_BASE + '[nonresponse]\nschedule = "waves"\n',
+            "latent states need a continuous-time model",
+        ),
     ],
 )
-def test_unsupported_latent_designs_exit_2(tmp_path, extra, message):
-    text = (
-        extra + GRAD + '[nonresponse]\nschedule = "waves"\n'
-        if extra.startswith("periods")
-        else GRAD + extra
-    )
+def test_unsupported_latent_designs_exit_2(tmp_path, text, message):
     model = tmp_path / "m.toml"
     model.write_text(text)
     panel = tmp_path / "p.csv"

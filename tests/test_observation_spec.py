@@ -144,10 +144,6 @@ def test_integer_censored_codes():
     ("extra", "message"),
     [
         (
-            "[nonresponse]\nschedule = 'waves'\n[periods]\ncuts = [0.5]\n",
-            "periods are not yet supported together with [nonresponse]",
-        ),
-        (
             "[phases]\nmild = 2\n[covariates.sex]\nkind = 'categorical'\n",
             "covariates, groups and periods are not yet supported together with [phases]",
         ),

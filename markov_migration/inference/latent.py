@@ -56,8 +56,10 @@ Covariates, groups and periods with phases
     ``r_k -> r_(k+1)`` carry none (the model file cannot name them).
     ``Q_latent`` is the baseline hidden generator, ``Q`` the observed-state
     generator of every reported pattern (``observed_from_latent``).
-Not supported yet (refused with a clear message): periods with
-``[nonresponse]``, discrete time, and aggregated-counts input (a latent fit
+With ``[nonresponse]`` the cut records are added after the schedule's
+missed waves and take the exact-entry block's blank row (all ones in the active
+and the lost halves): a cut is not an interview. Not supported yet (refused
+with a clear message): discrete time, and aggregated-counts input (a latent fit
 needs respondents' histories).
 """
 
@@ -136,11 +138,17 @@ def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
     obstype = np.broadcast_to(obstype, codes.shape).astype(np.int64)
     ids, times = d["id"].to_numpy(), d["time"].to_numpy(dtype=np.float64)
     weight = d["weight"].to_numpy(dtype=np.float64)
+    # plain record codes: states, censored codes and, with periods, the blank cut record
+    # (the rows of the layout's code_sets; the nonresponse blocks are n_codes apart)
+    n_codes = spec.n_states + len(spec.observation.censored) + bool(spec.periods)
+    blank = spec.n_states + len(spec.observation.censored)
     if spec.observation.nonresponse is not None:
         leaving = {r for r, _ in spec.transitions}
         absorbing = [r for r in range(spec.n_states) if r not in leaving]
-        n_codes = spec.n_states + len(spec.observation.censored)
         rec = schedule_records(ids, times, codes, obstype, weight, n_codes, absorbing)
+        # a cut record says nothing in the active and the lost halves alike: the
+        # exact-entry block's row of the blank code, (1, 1), not an interview
+        blank = 2 * n_codes + 1 + blank
         if pattern is not None:
             pattern = carry_forward(ids, times, pattern, rec.ids, rec.times)
         ids, times, codes, obstype, weight = rec.ids, rec.times, rec.codes, rec.obstype, rec.weight
@@ -149,7 +157,6 @@ def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
         period = None
         if spec.periods:  # split intervals at the cut points (module docstring)
             after, at = cut_records(ids, times, spec.periods)
-            blank = spec.n_states + len(spec.observation.censored)
             ids, times = np.r_[ids, ids[after]], np.r_[times, at]
             codes = np.r_[codes, np.full(after.size, blank, np.int64)]
             obstype = np.r_[obstype, np.full(after.size, OBS_PANEL, np.int64)]

@@ -70,8 +70,6 @@ def check_latent_supported(spec: ModelSpec, panel: Panel | None = None) -> None:
     where = spec.path or spec.name
     if spec.time != "continuous":
         raise InputError(f"{where}: latent states need a continuous-time model")
-    if spec.periods and spec.observation.nonresponse is not None:
-        raise InputError(f"{where}: periods are not yet supported together with [nonresponse]")
     if panel is None:
         raise InputError(
             f"{where}: a latent-state model needs a long-format panel (respondents' "

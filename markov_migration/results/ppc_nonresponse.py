@@ -16,6 +16,11 @@ on response would hide the part of the model that nonresponse adds: whether the
 number and timing of missed waves (intermittent and trailing) are what the
 response probabilities and attrition hazards expect.
 
+With ``periods`` the intervals between these records (missed ones included) are
+split at the cut points by records that say nothing, as in the likelihood
+(:mod:`markov_migration.inference.latent`): the exact-entry block's blank row, all
+ones in the active and the lost halves; they are not predicted.
+
 Other records follow the latent check
 (:mod:`markov_migration.results.ppc_latent`): a further record in a wave that
 already has one is predicted over the record codes only (no response factor); a
@@ -41,7 +46,8 @@ from markov_migration.defaults import CI_PROB, PPC_DRAWS, SAMPLE_DIMS
 from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec
 from markov_migration.fitfile.readback import panel_sequences
-from markov_migration.inputs.latent_design import carry_forward
+from markov_migration.inputs.aggregate import period_of
+from markov_migration.inputs.latent_design import carry_forward, cut_records
 from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.waves import wave_bins, wave_index
 from markov_migration.results.ppc import PPC_BANDS, PPCResult
@@ -119,24 +125,44 @@ def ppc_nonresponse(
     obstype = np.where(np.isin(code, exact_codes), OBS_EXACT, OBS_PANEL)
     leaving = {r for r, _ in spec.transitions}
     absorbing = [r for r in range(k) if r not in leaving]
-    rec = schedule_records(resp, time, code, obstype, np.ones(code.size), n, absorbing)
-    gen = np.zeros(rec.ids.size, dtype=np.int64)
+    # nb: rows of each block of the emission table; with periods the plain codes end
+    # with the blank cut record (all ones), as in the likelihood (inference.latent)
+    nb = n + bool(spec.periods)
+    if spec.periods:
+        tables = np.concatenate([tables, np.ones_like(tables[:, :1])], axis=1)
+    rec = schedule_records(resp, time, code, obstype, np.ones(code.size), nb, absorbing)
+    ids, time, code = rec.ids, rec.times, rec.codes
+    real = np.ones(ids.size, dtype=bool)
+    gen = np.zeros(ids.size, dtype=np.int64)
     if q_pattern is None:
         q = q[:, None]
     else:  # a missed interview takes the pattern of the record before it (as the likelihood)
         q = q_pattern
-        gen = generators.generator_index(carry_forward(resp, time, pattern, rec.ids, rec.times))
-    ids, time, code = rec.ids, rec.times, rec.codes
+        pat = carry_forward(resp, panel_times, pattern, ids, time)
+        period = None
+        if spec.periods:  # split intervals at the cut points: the exact-entry block's blank row
+            after, at = cut_records(ids, time, spec.periods)
+            ids, time, pat = np.r_[ids, ids[after]], np.r_[time, at], np.r_[pat, pat[after]]
+            code = np.r_[code, np.full(after.size, 2 * nb + 1 + n, dtype=np.int64)]
+            real = np.r_[real, np.zeros(after.size, bool)]
+            srt = np.lexsort((time, ids))  # cut points lie strictly inside intervals: no ties
+            ids, time, code, pat, real = (a[srt] for a in (ids, time, code, pat, real))
+            period = period_of(time, spec)
+        gen = generators.generator_index(pat, period)
     first = np.r_[True, ids[1:] != ids[:-1]]
     res = float(tree["constant_data"]["resolution"]) if "constant_data" in tree.children else 0.0
-    real = np.ones(ids.size, dtype=bool)
     piece_gen, piece_gap, key = interval_pieces(gen, time, first, real, res)
-    nxt = np.flatnonzero(~first)
-    nxt = nxt[code[nxt] <= 2 * n]  # exactly timed entries are not checked
-    unscheduled = code[nxt] < n
+    # each checked record and the real record before it (cut records are not records)
+    rows = np.flatnonzero(real)
+    later = np.flatnonzero(~first[rows])
+    prev_all, nxt = rows[later - 1], rows[later]
+    keep = code[nxt] <= 2 * nb  # exactly timed entries are not checked
+    prev, nxt = prev_all[keep], nxt[keep]
+    unscheduled = code[nxt] < nb
     # previous record and observed outcome: plain codes, then "missed" (index n)
-    plain = np.where(code < n, code, np.where(code <= 2 * n, code - n, code - 2 * n - 1))
-    frm = plain[nxt - 1]
+    plain = np.where(code < nb, code, np.where(code < 2 * nb, code - nb, code - 2 * nb - 1))
+    plain = np.where(code == 2 * nb, n, plain)
+    frm = plain[prev]
     to = plain[nxt]
     pred = np.zeros((draws.size, nxt.size, n + 1))
     for d in range(draws.size):
@@ -154,14 +180,19 @@ def ppc_nonresponse(
             w[unscheduled], tf[:n], to[unscheduled], code_sets, k, exact_hidden[None, :]
         )
         pred[d, ~unscheduled] = _scheduled(w[~unscheduled], tf, to[~unscheduled], code_sets, k,
-                                           exact_hidden)  # fmt: skip
+                                           exact_hidden, nb)  # fmt: skip
     names = list(spec.states) + list(obs.censored_codes) + [MISSED]
     notes = [
         f"nonresponse fit: every scheduled interview is predicted, '{MISSED}' being an outcome "
         f"(the response model); {rec.n_missed:,} missed and {rec.n_answered:,} answered "
         "scheduled interviews after the first records; censored records stay censored"
     ]
-    n_exact = int(np.sum(code[~first] > 2 * n))
+    if spec.periods:
+        notes.append(
+            "intervals (missed waves included) are split at the period cut points, each piece "
+            "with its period's generator, as in the likelihood"
+        )
+    n_exact = int(np.sum(code[~first & real] > 2 * nb))
     if n_exact:
         notes.append(
             f"{n_exact} exactly timed entr(ies) are not checked; the other records are "
@@ -173,26 +204,30 @@ def ppc_nonresponse(
     when = time[nxt].copy()
     sched = ~unscheduled
     when[sched] = rec.wave_times[wave_index(time[nxt][sched], wave_bins(panel_times))]
-    band_gap = np.maximum(when - time[nxt - 1], 0.0)
+    band_gap = np.maximum(when - time[prev], 0.0)
     return compare_records(
         pred, frm, to, band_gap, names, names, n_bands=n_bands, ci=ci, rng=rng, notes=notes
     )
 
 
-def _scheduled(w, table, observed, code_sets, k: int, exact_hidden) -> np.ndarray:
+def _scheduled(w, table, observed, code_sets, k: int, exact_hidden, nb: int) -> np.ndarray:
     """Predictive of scheduled interviews over (answered as each code, missed).
 
     Parameters
     ----------
     w : ndarray (R, K')
         Hidden-state distribution at each interview given the earlier records.
-    table : ndarray (3n + 1, K')
-        The nonresponse emission table (plain, answered, missed, exact blocks).
+    table : ndarray (3 nb + 1, K')
+        The nonresponse emission table (plain, answered, missed, exact blocks of
+        ``nb`` rows: the ``n`` codes of ``code_sets``, then the blank cut record
+        with periods).
     observed : ndarray of int (R,)
         Observed outcome: a plain code answered, or ``n`` for missed.
     code_sets : tuple of tuple of int
     k : int
     exact_hidden : ndarray of bool (K',)
+    nb : int
+        Rows of each block of ``table``.
 
     Returns
     -------
@@ -203,14 +238,14 @@ def _scheduled(w, table, observed, code_sets, k: int, exact_hidden) -> np.ndarra
     n = len(code_sets)
     w = np.where(exact_hidden[None, :], 0.0, w)
     w = w / np.maximum(w.sum(axis=1, keepdims=True), 1e-300)
-    answered = w @ table[n : 2 * n].T  # (R, n): r_s times the code's event probability
+    answered = w @ table[nb : nb + n].T  # (R, n): r_s times the code's event probability
     out = np.zeros((w.shape[0], n + 1))
     out[:, :k] = answered[:, :k]
     for c in range(k, n):
         rows = np.flatnonzero(observed == c)
         out[rows, c] = answered[rows, c]
         out[np.ix_(rows, list(code_sets[c]))] = 0.0
-    out[:, n] = w @ table[2 * n]
+    out[:, n] = w @ table[2 * nb]
     return out / np.maximum(out.sum(axis=1, keepdims=True), 1e-300)
 
 

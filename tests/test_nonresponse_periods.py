@@ -1,0 +1,209 @@
+"""``periods`` together with ``[nonresponse]`` in latent-state fits (issue 13).
+
+Reference: the log-likelihood of the PyMC model at fixed parameters against a
+scipy product written here one respondent at a time: the scheduled interviews are
+derived independently (each wave's median date; from a respondent's first wave to
+the panel's last, no absorbing state in this model), a missed one is a record with
+emission ``(1 - r)`` (``1`` once lost to attrition), an answered one ``r e``; each
+interval is split at the cut points and every piece multiplied by ``expm`` of its
+period's generator (extended by the attrition hazards), 1e-9 relative. With the
+cut points beyond every record the model equals the model without periods
+(1e-10 relative); the gradient agrees with central finite differences; a prior-only
+fit runs through summarize, check, project, compare and reproduce.
+"""
+
+# ruff: noqa: TID251  (tests of the layer-3 model import PyTensor directly)
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg
+from typer.testing import CliRunner
+
+from markov_migration.cli.app import app
+from markov_migration.inference.latent import build_latent_model, latent_design
+from markov_migration.inputs.panel import validate_panel
+from markov_migration.inputs.spec import parse_spec
+from tests.conftest import model_gradient_and_fd
+from tests.test_latent_covariates import GRAD_BASE, model_loglik, small_panel
+
+CUTS = [1.5, 2.0]  # one inside the waves' intervals, one on a wave date
+SEX = '[covariates.sex]\nkind = "categorical"\ntransitions = ["abroad->returned"]\n'
+LOG_RATE = np.log([0.3, 0.1, 0.5, 0.2, 0.15])
+PI = np.array([0.5, 0.3, 0.2])
+E = np.array([[1.0, 0, 0], [0.2, 0.8, 0], [0, 0, 1.0]])  # swing recorded as abroad 20%
+RESPONSE = np.array([0.9, 0.7, 0.6])
+ATTRITION = np.array([0.1, 0.2, 0.05])
+
+
+def _model_text(attrition: bool, covariate: bool, cuts=CUTS) -> str:
+    periods = f"periods = {list(cuts)}\n" if cuts else ""
+    return (
+        periods + GRAD_BASE + (SEX if covariate else "")
+        + f'[nonresponse]\nschedule = "waves"\nattrition = {str(attrition).lower()}\n'
+        + "[data]\nresolution = 1e-9\n"
+    )  # fmt: skip
+
+
+def nr_spec(attrition: bool, covariate: bool, cuts=CUTS):
+    return parse_spec(_model_text(attrition, covariate, cuts))
+
+
+def nr_panel(n=50, seed=5) -> pd.DataFrame:
+    """``small_panel`` (waves near 0, 1, 2, 3) with a fifth of the later records dropped."""
+    df = small_panel(n=n, seed=seed)
+    rng = np.random.default_rng(seed)
+    later = df["id"].duplicated().to_numpy()
+    return df[~(later & (rng.uniform(size=len(df)) < 0.2))].reset_index(drop=True)
+
+
+def values_of(spec, lhr, attrition: bool) -> dict:
+    v = {"log_rate": LOG_RATE, "initial": PI, "misclassification_swing": E[1, [1, 0]],
+         "response": RESPONSE}  # fmt: skip
+    if lhr is not None:
+        v["log_hazard_ratio"] = lhr
+    if attrition:
+        v["log_attrition"] = np.log(ATTRITION)
+    return v
+
+
+def reference_loglik(spec, design, panel, lhr, attrition: bool, cuts) -> float:
+    """The forward product one respondent at a time (module docstring)."""
+    k = spec.n_states
+    data = panel.data
+
+    def generator(sex: str, period: int) -> np.ndarray:
+        log_q = LOG_RATE.copy()
+        for b, eff in zip(lhr, design.effects, strict=True):
+            on = (eff.covariate == "sex" and sex == eff.level) or (
+                eff.covariate == "period" and design.period_labels[period] == eff.level
+            )
+            log_q[spec.transitions.index(eff.transition)] += b * on
+        q = np.zeros((k, k))
+        for (r, s), val in zip(spec.transitions, np.exp(log_q), strict=True):
+            q[r, s] = val
+        q -= np.diag(q.sum(axis=1))
+        if not attrition:
+            return q
+        d = np.diag(ATTRITION)
+        return np.block([[q - d, d], [np.zeros((k, k)), q]])
+
+    # waves: records near 0, 1, 2, 3; each wave dated at the median of its records
+    wave_of = np.rint(data["time"].to_numpy()).astype(int)
+    dates = [float(np.median(data["time"].to_numpy()[wave_of == w])) for w in range(4)]
+    h = 2 * k if attrition else k
+    total = 0.0
+    for _, rows in data.groupby("id", sort=False):
+        t, code = rows["time"].to_numpy(), rows["state"].to_numpy()
+        sex = rows["sex"].to_numpy() if "sex" in rows else np.full(t.size, "f")
+        waves = np.rint(t).astype(int)
+        # (time, emission over hidden states, sex of the interval that starts here)
+        steps = [(t[0], np.r_[PI * E[:, code[0]], np.zeros(h - k)], sex[0])]
+        for j in range(1, t.size):
+            e = np.r_[RESPONSE * E[:, code[j]], np.zeros(h - k)]
+            steps.append((t[j], e, sex[j]))
+        for w in range(waves[0] + 1, 4):
+            if w not in waves:  # missed: the covariates of the latest record before it
+                before = sex[t < dates[w]][-1]
+                steps.append((dates[w], np.r_[1 - RESPONSE, np.ones(h - k)], before))
+        steps.sort(key=lambda s: s[0])
+        alpha = steps[0][1]
+        for (t0, _, sx), (t1, e, _) in zip(steps[:-1], steps[1:], strict=True):
+            edges = [t0, *[c for c in cuts if t0 < c < t1], t1]
+            trans = np.eye(h)
+            for a, b in zip(edges[:-1], edges[1:], strict=True):
+                period = int(np.searchsorted(cuts, a, side="right"))
+                trans = trans @ scipy.linalg.expm(generator(sx, period) * (b - a))
+            alpha = (alpha @ trans) * e
+        total += np.log(alpha.sum())
+    return total
+
+
+@pytest.mark.parametrize("covariate", [False, True], ids=["periods", "periods+sex"])
+@pytest.mark.parametrize("attrition", [False, True], ids=["no-attrition", "attrition"])
+def test_loglik_matches_a_piecewise_reference(attrition, covariate):
+    spec = nr_spec(attrition, covariate)
+    panel = validate_panel(nr_panel(), spec)
+    design, _ = latent_design(spec, panel)
+    lhr = np.random.default_rng(3).normal(0, 0.5, len(design.effects))
+    assert any(e.covariate == "period" for e in design.effects)
+    got = model_loglik(build_latent_model(spec, panel), values_of(spec, lhr, attrition))
+    ref = reference_loglik(spec, design, panel, lhr, attrition, CUTS)
+    assert got == pytest.approx(ref, rel=1e-9)
+    # the cut points matter: the reference without them differs
+    assert abs(reference_loglik(spec, design, panel, lhr, attrition, []) - ref) > 1e-3
+
+
+@pytest.mark.parametrize("crossing", [False, True], ids=["crossing-free", "crossing"])
+def test_periods_without_a_period_effect_equal_the_model_without_periods(crossing):
+    """Period effects of zero: the periods model is the model without periods (1e-9).
+
+    Crossing-free: interviews on the wave dates (0, 1, 2, 3) and a cut at 2.0, so no
+    interval (missed waves included) is split; crossing: jittered dates and cuts at
+    1.5 and 2.0, whose blank cut records must say nothing in the active and the lost
+    halves.
+    """
+    from markov_migration.inputs.latent_design import cut_records
+    from markov_migration.inputs.nonresponse import schedule_records
+
+    df = nr_panel()
+    cuts = [2.0] if not crossing else CUTS
+    if not crossing:
+        df["time"] = df["time"].round()
+    for attrition in (False, True):
+        spec, plain = nr_spec(attrition, True, cuts), nr_spec(attrition, True, cuts=[])
+        panel = validate_panel(df, spec)
+        d = panel.data  # the scheduled interviews (missed ones too) cross the cuts or not
+        rec = schedule_records(d["id"], d["time"], d["state"], np.ones(len(d), int),
+                               np.ones(len(d)), 4, [])  # fmt: skip
+        assert (cut_records(rec.ids, rec.times, cuts)[0].size > 0) == crossing
+        design, _ = latent_design(spec, panel)
+        lhr = np.array([0.6 if e.covariate == "sex" else 0.0 for e in design.effects])
+        got = model_loglik(build_latent_model(spec, panel), values_of(spec, lhr, attrition))
+        base = build_latent_model(plain, validate_panel(df, plain))
+        want = model_loglik(base, values_of(plain, lhr[lhr != 0], attrition))
+        assert got == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.slow  # compiling logp and dlogp of the model takes most of a minute
+def test_model_gradient_matches_finite_differences():
+    spec = nr_spec(True, True)
+    model = build_latent_model(spec, validate_panel(nr_panel(n=30), spec))
+    assert {"log_hr_scaled", "response", "log_attrition"} <= {rv.name for rv in model.free_RVs}
+    grad, fd = model_gradient_and_fd(model, seed=3, spread=0.3)
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5)
+
+
+def run(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_prior_only_fit_runs_through_summarize_check_project_compare_reproduce(tmp_path):
+    model, panel, fit = tmp_path / "m.toml", tmp_path / "p.csv", tmp_path / "prior.nc"
+    model.write_text(_model_text(True, True))
+    nr_panel().to_csv(panel, index=False)
+    res = run("fit", panel, "--model", model, "--out", fit, "--prior-only", "--draws", 100, "-q")
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    from markov_migration.fitfile.format import read_fit
+
+    tree = read_fit(fit)
+    assert {"response", "attrition", "log_hazard_ratio"} <= set(tree["posterior"].data_vars)
+    ll = tree["log_likelihood"]["histories"].values
+    assert np.isfinite(ll).mean() > 0.99
+    res = run("summarize", fit)
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    res = run("check", fit, "--draws", 20, "--out-dir", tmp_path / "c")
+    assert res.exit_code in (0, 1), (res.output, repr(res.exception))
+    table = (tmp_path / "c" / "ppc_transitions.csv").read_text()
+    assert ",missed," in table
+    res = run("project", fit, "--initial", "abroad=1000", "--start", 3, "--horizon", 5,
+              "--draws", 50, "--out", tmp_path / "pp.nc", "-q")  # fmt: skip
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    import shutil
+
+    shutil.copy(fit, tmp_path / "again.nc")
+    res = run("compare", fit, tmp_path / "again.nc")
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    res = run("reproduce", fit)
+    assert res.exit_code == 0 and "exact match" in res.stdout, res.output
