@@ -191,6 +191,15 @@ def test_prior_only_fit_runs_through_summarize_check_project_compare_reproduce(t
     assert {"response", "attrition", "log_hazard_ratio"} <= set(tree["posterior"].data_vars)
     ll = tree["log_likelihood"]["histories"].values
     assert np.isfinite(ll).mean() > 0.99
+    # the fit file's per-respondent log-likelihood (numpy, latent_draws) sums to the
+    # sampler's (PyMC graph) at a draw
+    post = tree["posterior"].isel(chain=0, draw=0)
+    names = ("log_rate", "log_hazard_ratio", "initial", "misclassification_swing", "response",
+             "log_attrition")  # fmt: skip
+    spec = nr_spec(True, True)
+    model = build_latent_model(spec, validate_panel(nr_panel(), spec))
+    want = model_loglik(model, {v: post[v].values for v in names})
+    assert ll[0, 0].sum() == pytest.approx(want, rel=1e-9)
     res = run("summarize", fit)
     assert res.exit_code == 0, (res.output, repr(res.exception))
     res = run("check", fit, "--draws", 20, "--out-dir", tmp_path / "c")
@@ -207,3 +216,98 @@ def test_prior_only_fit_runs_through_summarize_check_project_compare_reproduce(t
     assert res.exit_code == 0, (res.output, repr(res.exception))
     res = run("reproduce", fit)
     assert res.exit_code == 0 and "exact match" in res.stdout, res.output
+
+
+# -- the predictive check ---------------------------------------------------------------
+
+
+def test_check_expected_counts_with_periods_by_hand():
+    """The nonresponse check of a periods fit against a hand computation (1e-9).
+
+    A fake fit (every draw the same; response ``r`` in both states, no attrition, no
+    hidden layer, rates doubled after the cut at 2.5): a scheduled interview at ``t``
+    is answered as ``s`` with probability ``r P(t_a, t)[a, s]``, ``a`` the last answered
+    record at ``t_a`` and ``P`` the product of ``expm(Q_period * piece)`` over the
+    interval's pieces; missed with ``1 - r``. The expected counts by (previous record,
+    outcome) must equal these sums; without the split (one generator per interval,
+    that of its start) they differ.
+    """
+    import xarray as xr
+
+    from markov_migration.defaults import SAMPLE_DIMS
+    from markov_migration.fitfile.assemble import assemble_fit
+    from markov_migration.inference.fit import FitSettings
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.nonresponse import wave_times
+    from markov_migration.inputs.simulate import simulate_panel
+    from markov_migration.results.ppc_nonresponse import MISSED, ppc_nonresponse
+    from markov_migration.testing import fake_sample_stats
+    from tests.test_nonresponse import SIM
+
+    r, hr, cut, draws = 0.7, 2.0, 2.5, 2
+    sim_spec = parse_spec(SIM)
+    df = simulate_panel(sim_spec, 150, seed=4)
+    spec = parse_spec(f"periods = [{cut}]\n" + SIM + "[nonresponse]\nattrition = false\n")
+    panel = validate_panel(df, spec, path="<sim>", sha256="0" * 64)
+    agg = aggregate(panel, spec)
+    design, _ = latent_design(spec, panel, agg)
+    assert [e.covariate for e in design.effects] == ["period", "period"]
+    rate = np.array([sim_spec.rates[p] for p in spec.transitions])
+    q0 = np.array([[-rate[0], rate[0]], [rate[1], -rate[1]]])
+    shape = (1, draws)
+    states = list(spec.states)
+    post = {
+        "log_rate": ((*SAMPLE_DIMS, "transition"), np.broadcast_to(np.log(rate), shape + (2,))),
+        "log_hazard_ratio": ((*SAMPLE_DIMS, "covariate_effect"),
+                             np.full(shape + (2,), np.log(hr))),
+        "Q": ((*SAMPLE_DIMS, "period", "from_state", "to_state"),
+              np.broadcast_to(np.stack([q0, hr * q0]), shape + (2, 2, 2))),
+        "response": ((*SAMPLE_DIMS, "response_state"), np.full(shape + (2,), r)),
+    }  # fmt: skip
+    coords = {"chain": [0], "draw": np.arange(draws), "from_state": states, "to_state": states,
+              "transition": list(spec.transition_labels), "response_state": states,
+              "covariate_effect": [e.label for e in design.effects],
+              "period": list(design.grid_coords["period"])}  # fmt: skip
+    settings = FitSettings(chains=1, draws=draws, tune=1, seed=0, sampler="fake")
+    tree = assemble_fit(spec, agg, xr.Dataset(post, coords=coords), fake_sample_stats(1, draws, 0),
+                        settings.to_attrs(), None, panel,
+                        sampled=["log_rate", "log_hazard_ratio", "response"])  # fmt: skip
+    tree["constant_data"]["resolution"] = 0.0  # no rounding of the pieces
+    res = ppc_nonresponse(tree, n_draws=draws, n_bands=1)
+
+    def transition(t0: float, t1: float, split: bool = True) -> np.ndarray:
+        edges = [t0, *([cut] if split and t0 < cut < t1 else []), t1]
+        out = np.eye(2)
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            out = out @ scipy.linalg.expm((hr if a >= cut else 1.0) * q0 * (b - a))
+        return out
+
+    d = panel.data.sort_values(["id", "time"])
+    wave, dates = wave_times(d["time"].to_numpy())
+    d = d.assign(wave=wave)
+    names = [*spec.states, MISSED]
+    want, unsplit = np.zeros((3, 3)), np.zeros((3, 3))
+    for _, g in d.groupby("id"):
+        answered = dict(zip(g["wave"], zip(g["time"], g["state"], strict=True), strict=True))
+        t_a, a = answered[g["wave"].iloc[0]]
+        prev, t_prev = a, t_a
+        for w in range(int(g["wave"].iloc[0]) + 1, dates.size):
+            t = answered[w][0] if w in answered else dates[w]
+            want[prev, :2] += r * transition(t_a, t)[a]
+            want[prev, 2] += 1 - r
+            # ignoring the cut (each gap with the generator of its start) differs
+            unsplit[prev, :2] += (
+                r * (transition(t_a, t_prev, False) @ transition(t_prev, t, False))[a]
+            )
+            unsplit[prev, 2] += 1 - r
+            if w in answered:
+                t_a, a = answered[w]
+                prev = a
+            else:
+                prev = 2
+            t_prev = t
+    got = res.table.pivot_table(index="from", columns="to", values="expected", aggfunc="sum")
+    got = got.reindex(index=names, columns=names).fillna(0.0).to_numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    assert np.abs(unsplit - want).max() > 1e-3
+    assert any("period cut points" in note for note in res.notes)
