@@ -3,11 +3,14 @@
 Layer 1 (core; numpy, or any backend with the same functions). The records of a
 ``[nonresponse]`` model come from
 :func:`markov_migration.inputs.nonresponse.schedule_records` in four blocks of
-record codes (``n`` plain codes: states, then censored codes): ``c`` a first
+record codes (``n`` plain codes: states, censored codes and, with periods, the
+blank cut record whose row is all ones): ``c`` a first
 record or a second record in a wave (no response factor), ``n + c`` an answered
 scheduled interview, ``2n`` a missed one, ``2n + 1 + c`` an exact entry time.
-With attrition the hidden space is doubled (``K_h`` active, then ``K_h`` lost
-states); see :mod:`markov_migration.inference.latent_nonresponse` for the model.
+A period cut record (not an interview) takes the exact-entry block's blank row,
+all ones in the active and the lost halves. With attrition the hidden space is
+doubled (``K_h`` active, then ``K_h`` lost states); see
+:mod:`markov_migration.inference.latent_nonresponse` for the model.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ def nonresponse_inputs(q, pi, table, r_hidden, d_hidden, backend=np):
     pi : (K_h,)
         First-record weights.
     table : (n, K_h)
-        Plain emission table (states, then censored codes).
+        Plain emission table (states, censored codes, and the blank cut record's
+        row of ones with periods).
     r_hidden : (K_h,)
         Response probability of each hidden state.
     d_hidden : (K_h,) or None

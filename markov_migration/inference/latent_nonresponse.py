@@ -1,10 +1,12 @@
 """State-dependent nonresponse and attrition in latent-state fits (``[nonresponse]``; layer 3).
 
 The records come from :func:`markov_migration.inputs.nonresponse.schedule_records`
-in four blocks of record codes (``n`` plain codes: states, then censored codes):
+in four blocks of record codes (``n`` plain codes: states, censored codes and,
+with periods, the blank cut record):
 ``c`` a first record or a second record in a wave (an interview, no response
 factor), ``n + c`` an answered scheduled interview, ``2n`` a missed one,
-``2n + 1 + c`` an exact entry time (a register date, not an interview).
+``2n + 1 + c`` an exact entry time (a register date, not an interview) or,
+for ``c`` the blank code, a period cut record (all ones, active and lost).
 
 Response
     ``response[s]``: probability that a respondent in true state ``s`` answers

@@ -96,7 +96,8 @@ def schedule_records(ids, times, codes, obstype, weight, n_codes, absorbing) -> 
         One row per record (long format); ``codes`` index the plain emission
         rows (states, then censored codes).
     n_codes : int
-        Rows of the plain emission table.
+        Rows of the plain emission table (with periods, the blank cut record's
+        too: cut records are added afterwards in the exact-entry block).
     absorbing : sequence of int
         Record codes of absorbing states (a record of one ends the schedule).
 
