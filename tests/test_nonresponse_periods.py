@@ -6,10 +6,11 @@ derived independently (each wave's median date; from a respondent's first wave t
 the panel's last, no absorbing state in this model), a missed one is a record with
 emission ``(1 - r)`` (``1`` once lost to attrition), an answered one ``r e``; each
 interval is split at the cut points and every piece multiplied by ``expm`` of its
-period's generator (extended by the attrition hazards), 1e-9 relative. With the
-cut points beyond every record the model equals the model without periods
-(1e-10 relative); the gradient agrees with central finite differences; a prior-only
-fit runs through summarize, check, project, compare and reproduce.
+period's generator (extended by the attrition hazards), 1e-9 relative. With period
+effects of zero the model equals the model without periods
+(1e-9 relative), also with ``[phases]``; the gradient agrees with central finite differences; a prior-only
+fit runs through summarize, check, project, compare and reproduce; the nonresponse
+check's expected counts equal a hand computation with piecewise ``expm`` (1e-9).
 """
 
 # ruff: noqa: TID251  (tests of the layer-3 model import PyTensor directly)
@@ -164,6 +165,35 @@ def test_periods_without_a_period_effect_equal_the_model_without_periods(crossin
         base = build_latent_model(plain, validate_panel(df, plain))
         want = model_loglik(base, values_of(plain, lhr[lhr != 0], attrition))
         assert got == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("attrition", [False, True], ids=["no-attrition", "attrition"])
+def test_phases_with_periods_and_nonresponse(attrition):
+    """``[phases] returned = 2`` too: with period effects of zero the model equals the one
+    without periods (1e-9), and a period effect changes it."""
+    text = _model_text(attrition, True).replace(
+        "[nonresponse]", "[phases]\nreturned = 2\n[nonresponse]"
+    )
+    spec, plain = parse_spec(text), parse_spec(text.replace(f"periods = {CUTS}\n", ""))
+    df = nr_panel()
+    panel = validate_panel(df, spec)
+    design, _ = latent_design(spec, panel)
+    model, base = (
+        build_latent_model(spec, panel),
+        build_latent_model(plain, validate_panel(df, plain)),
+    )
+    values = {"log_rate_latent": np.log(np.linspace(0.1, 0.5, len(model.coords["latent_transition"]))),
+              "initial": np.full(4, 0.25), "misclassification_swing": E[1, [1, 0]],
+              "response": RESPONSE}  # fmt: skip
+    if attrition:
+        values["log_attrition"] = np.log(ATTRITION)
+    sex = np.array(["sex" in e.label for e in design.effects])
+    lhr = np.where(sex, 0.5, 0.0)
+    got = model_loglik(model, {**values, "log_hazard_ratio": lhr})
+    want = model_loglik(base, {**values, "log_hazard_ratio": lhr[sex]})
+    assert got == pytest.approx(want, rel=1e-9)
+    moved = model_loglik(model, {**values, "log_hazard_ratio": np.where(sex, 0.5, 0.7)})
+    assert abs(moved - got) > 0.1
 
 
 @pytest.mark.slow  # compiling logp and dlogp of the model takes most of a minute
