@@ -7,10 +7,11 @@ the panel's last, no absorbing state in this model), a missed one is a record wi
 emission ``(1 - r)`` (``1`` once lost to attrition), an answered one ``r e``; each
 interval is split at the cut points and every piece multiplied by ``expm`` of its
 period's generator (extended by the attrition hazards), 1e-9 relative. With period
-effects of zero the model equals the model without periods
-(1e-9 relative), also with ``[phases]``; the gradient agrees with central finite differences; a prior-only
-fit runs through summarize, check, project, compare and reproduce; the nonresponse
-check's expected counts equal a hand computation with piecewise ``expm`` (1e-9).
+effects of zero the model equals the model without periods (1e-9 relative), also
+with ``[phases]``; the gradient agrees with central finite differences; a
+prior-only fit runs through summarize, check, project, compare and reproduce; the
+nonresponse check's expected counts equal a hand computation with piecewise
+``expm`` (1e-9).
 """
 
 # ruff: noqa: TID251  (tests of the layer-3 model import PyTensor directly)
