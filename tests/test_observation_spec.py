@@ -141,17 +141,24 @@ def test_integer_censored_codes():
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("prefix", "extra", "message"),
     [
         (
-            "[phases]\nmild = 2\n[covariates.sex]\nkind = 'categorical'\n",
-            "covariates, groups and periods are not yet supported together with [phases]",
+            'time = "discrete"\n',
+            "[phases]\nmild = 2\n",
+            "latent states need a continuous-time model",
         ),
     ],
 )
-def test_unsupported_latent_fits_are_refused_before_sampling(tmp_path, extra, message):
+def test_unsupported_latent_fits_are_refused_before_sampling(tmp_path, prefix, extra, message):
+    """What latent models still refuse: one line on stderr, exit 2, no fit file.
+
+    (Covariates, groups and periods with [phases], and periods with [nonresponse],
+    were refused here before they were built: test_phase_covariates.py and
+    test_nonresponse_periods.py.)
+    """
     model = tmp_path / "m.toml"
-    model.write_text(BASE + extra)
+    model.write_text(prefix + BASE + extra)
     panel = tmp_path / "p.csv"
     panel.write_text("id,time,state,sex\n1,0,well,f\n1,1,mild,f\n2,0,well,m\n2,1,dead,m\n")
     result = CliRunner().invoke(
