@@ -293,7 +293,6 @@ def test_loglik_equals_brute_force_misclassified(attrition):
     assert got == pytest.approx(ref, rel=1e-10)
 
 
-@pytest.mark.slow  # compiling logp and dlogp of the model takes most of a minute
 def test_model_gradient_matches_finite_differences():
     """d logp (rates, phases, misclassification, response, initial) vs central differences."""
     spec = spec_of(

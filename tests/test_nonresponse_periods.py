@@ -197,7 +197,6 @@ def test_phases_with_periods_and_nonresponse(attrition):
     assert abs(moved - got) > 0.1
 
 
-@pytest.mark.slow  # compiling logp and dlogp of the model takes most of a minute
 def test_model_gradient_matches_finite_differences():
     spec = nr_spec(True, True)
     model = build_latent_model(spec, validate_panel(nr_panel(n=30), spec))

@@ -301,7 +301,6 @@ def test_misclassified_panel_recovery(tmp_path):
     assert lo <= error <= hi, (lo, hi)
 
 
-@pytest.mark.slow  # compiling logp and dlogp of the whole model takes about a minute
 def test_model_gradient_with_every_feature_matches_finite_differences():
     """d logp of the PyMC model (phases, misclassification, exact, censored) vs central FD."""
     spec = parse_spec(

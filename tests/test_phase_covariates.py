@@ -240,7 +240,6 @@ def test_phased_design_likelihood_equals_an_independent_recursion(periods, group
     assert abs(model_loglik(model, zero) - got) > 1e-3
 
 
-@pytest.mark.slow  # compiling logp and dlogp of the whole model: about 3 minutes here
 def test_phased_design_gradient_matches_finite_differences():
     """d logp of a phased model with a covariate, groups and periods vs central FD."""
     from tests.conftest import model_gradient_and_fd
