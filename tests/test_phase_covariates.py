@@ -571,15 +571,18 @@ def test_latent_check_filters_with_the_hidden_generator_of_each_pattern(prior_fi
         hidden = {
             (s, h): hand_hidden(one, s, h)[0, 0] for s in ("f", "m") for h in ("ge", "kz", "tr")
         }
+        pmat = {}  # expm(q gap) by (pattern, gap): the same few gaps recur
         for _, g in df.sort_values(["id", "time"], kind="stable").groupby("id", sort=False):
             s = [states.index(x) for x in g["state"]]
             t = g["time"].to_numpy()
-            q = hidden[(g["sex"].iloc[0], g["host"].iloc[0])]
+            key = (g["sex"].iloc[0], g["host"].iloc[0])
             f = pi * emit[:, s[0]]
             f = f / f.sum()
             for j in range(1, len(s)):
                 gap = max(np.round((t[j] - t[j - 1]) / step), 1) * step
-                carried = f @ expm(q * gap)
+                if (key, gap) not in pmat:
+                    pmat[key, gap] = expm(hidden[key] * gap)
+                carried = f @ pmat[key, gap]
                 out[s[j - 1]] += carried @ emit
                 f = carried * emit[:, s[j]]
                 f = f / f.sum()
