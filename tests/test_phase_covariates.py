@@ -458,11 +458,14 @@ def test_backtest_predictive_uses_the_hidden_generator_of_each_pattern():
     resp = pdata["respondent"].values
     for d in range(4):
         pi = post["initial"].isel(chain=0, draw=d).values
+        hidden = {}  # the hand-built generator of each (sex, host) of this draw
         for i, row in enumerate(rows):
             mine = np.flatnonzero(resp == resp[row])
             mine = mine[np.argsort(pdata["time"].values[mine])]
-            sex, host = (str(kept[c].iloc[row]) for c in ("sex", "host"))
-            q = hand_hidden(post.isel(draw=[d]), sex, host)[0, 0]
+            key = tuple(str(kept[c].iloc[row]) for c in ("sex", "host"))
+            if key not in hidden:
+                hidden[key] = hand_hidden(post.isel(draw=[d]), *key)[0, 0]
+            q = hidden[key]
             s = pdata["state"].values[mine].astype(int)
             t = pdata["time"].values[mine]
             f = pi * emit[:, s[0]]
