@@ -38,13 +38,15 @@ import xarray as xr
 from markov_migration.errors import InputError
 from markov_migration.fitfile.format import fit_spec
 from markov_migration.fitfile.readback import panel_sequences
+from markov_migration.results.latent_pieces import (
+    interval_pieces,
+    pattern_generators,
+    piece_pmatrices,
+)
 from markov_migration.results.ppc_keyed import thinned_indices
 from markov_migration.results.ppc_latent import (
     forward_filter,
-    interval_pieces,
     latent_model_arrays,
-    pattern_generators,
-    piece_pmatrices,
     record_predictive,
 )
 

@@ -50,15 +50,17 @@ from markov_migration.inputs.aggregate import period_of
 from markov_migration.inputs.latent_design import carry_forward, cut_records
 from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.waves import wave_bins, wave_index
+from markov_migration.results.latent_pieces import (
+    interval_pieces,
+    pattern_generators,
+    piece_pmatrices,
+)
 from markov_migration.results.ppc import PPC_BANDS, PPCResult
 from markov_migration.results.ppc_keyed import thinned_indices
 from markov_migration.results.ppc_latent import (
     compare_records,
     forward_filter,
-    interval_pieces,
     latent_model_arrays,
-    pattern_generators,
-    piece_pmatrices,
     ppc_latent,
     record_predictive,
 )

@@ -1,0 +1,134 @@
+"""Generators and transition matrices of a latent fit's records, for its checks (layer 4).
+
+The pieces the predictive checks and backtests of latent fits filter with, built as
+the likelihood builds them: each record pattern's generator (covariates, groups,
+periods; for phase-type fits on the hidden states), the distinct (generator, gap)
+pieces between records, and ``P(gap)`` of each piece. Used by
+:mod:`markov_migration.results.ppc_latent`, :mod:`~markov_migration.results.ppc_nonresponse`
+and :mod:`~markov_migration.results.backtest_latent`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from markov_migration.core.phases import latent_at_observed
+from markov_migration.defaults import SAMPLE_DIMS
+from markov_migration.errors import InputError
+from markov_migration.fitfile.generators import design_generators
+from markov_migration.fitfile.readback import (
+    aggregated_from_fit,
+    embeds_panel,
+    phase_layout,
+    recorded_panel,
+)
+from markov_migration.inputs.latent_design import has_covariates, latent_design
+
+__all__ = ["interval_pieces", "pattern_generators", "piece_pmatrices"]
+
+
+def pattern_generators(tree: xr.DataTree, spec, draws: np.ndarray, order: np.ndarray):
+    """Generators of a latent fit's record patterns (covariates, groups, periods).
+
+    As the likelihood (:func:`markov_migration.inputs.latent_design.latent_design`):
+    the design is rebuilt from the fit's ``observed_data`` (the pairs of recorded
+    states), each record's pattern from the embedded panel's covariate and group
+    columns.
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+    spec : ModelSpec
+    draws : ndarray of int
+        Flattened (chain, draw) samples.
+    order : ndarray of int (n,)
+        Embedded panel row of each record sorted by respondent and time
+        (:func:`markov_migration.fitfile.readback.panel_sequences`).
+
+    Returns
+    -------
+    q : ndarray (D, M, K, K) or None
+        Generator ``m`` (:meth:`RecordGenerators.generator_index`) of each draw;
+        None (and None, None) for a fit without covariates, groups or periods.
+    generators : RecordGenerators or None
+    pattern : ndarray of int (n,) or None
+        Pattern of each sorted record.
+    """
+    if not has_covariates(spec):
+        return None, None, None
+    if not embeds_panel(tree, spec):
+        raise InputError(
+            "the fit file does not embed its panel's covariate and group columns: no predictive "
+            "check of its records (refit to embed them)"
+        )
+    design, generators = latent_design(spec, recorded_panel(tree, spec), aggregated_from_fit(tree))
+    post = tree["posterior"].to_dataset()
+    q = design_generators(
+        spec, design, post, draws, x=generators.generator_x, group=generators.generator_group
+    )
+    if "Q_latent" in post:  # phase-type states: the terms multiply every phase exit
+        q = _hidden_pattern_generators(tree, post, q, draws)
+    return q, generators, generators.record_pattern[order]
+
+
+def _hidden_pattern_generators(tree, post, q, draws: np.ndarray) -> np.ndarray:
+    """Hidden generators (D, M, K_h, K_h) of a phase-type fit from its observed ones ``q``.
+
+    ``q`` are ``exp(log_rate + terms)`` of the record patterns; the terms of each
+    observed transition are moved to its phase exits
+    (:func:`markov_migration.core.phases.latent_at_observed`), as the likelihood does.
+    """
+    spec, layout, names = phase_layout(tree)
+    labels = [f"{names[a]}->{names[b]}" for a, b in zip(layout.rate_from, layout.rate_to,
+                                                         strict=True)]  # fmt: skip
+
+    def flat(name, dim, labs):
+        v = post[name].sel({dim: labs}).transpose(*SAMPLE_DIMS, dim).to_numpy()
+        return v.reshape(-1, len(labs))[draws]
+
+    return latent_at_observed(
+        q, flat("log_rate", "transition", list(spec.transition_labels)),
+        flat("log_rate_latent", "latent_transition", labels), layout, spec.transitions,
+    )  # fmt: skip
+
+
+def interval_pieces(gen, time, first, real, resolution: float):
+    """The distinct (generator, gap) pieces of the filter and the piece before each record.
+
+    The interval before a record uses the generator of the record that starts it.
+    Gaps are rounded to the fit's ``resolution`` (at least one step between two
+    records; pieces next to a period cut record are rounded as they fall).
+
+    Returns
+    -------
+    piece_gen : ndarray of int (G,)
+    piece_gap : ndarray (G,)
+        Time units.
+    key : ndarray of int (n,)
+        Piece before each record (0 at first records).
+    """
+    j = np.flatnonzero(~first)
+    gap = time[j] - time[j - 1]
+    if resolution > 0:
+        steps = np.round(gap / resolution)
+        both_real = real[j] & real[j - 1]
+        gap = np.where(both_real, np.maximum(steps, 1), steps) * resolution
+    key = np.zeros(time.size, dtype=np.int64)
+    if not j.size:
+        return np.zeros(0, np.int64), np.zeros(0), key
+    pieces, key[j] = np.unique(
+        np.column_stack([gen[j - 1].astype(np.float64), gap]), axis=0, return_inverse=True
+    )
+    return pieces[:, 0].astype(np.int64), pieces[:, 1], key
+
+
+def piece_pmatrices(q: np.ndarray, piece_gen, piece_gap) -> np.ndarray:
+    """``P(gap) = expm(Q_m gap)`` of each piece (G, K_h, K_h) from generators ``q`` (M, K_h, K_h)."""
+    from markov_migration.core.likelihood import pmatrix
+
+    out = np.zeros((piece_gen.size, q.shape[-1], q.shape[-1]))
+    for m in np.unique(piece_gen):
+        sel = piece_gen == m
+        out[sel] = pmatrix(q[m], piece_gap[sel])
+    return out
