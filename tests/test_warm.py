@@ -1,4 +1,4 @@
-"""The install-time warm-up of the compile caches (inference/warm.py, scripts/bootstrap)."""
+"""The install-time warm-up of the compile caches (inference/warm.py, cli/warm.py, scripts/bootstrap)."""
 
 import re
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from markov_migration.cli.warm import warm_projection
 from markov_migration.core import native
 from markov_migration.core.likelihood import loglik
 from markov_migration.inference.warm import warm
@@ -33,9 +34,12 @@ def test_bootstrap_warm_up_cannot_fail_the_install():
     # the warm-up runs inside `if ...; then ... else <warning> fi`, so under
     # `set -e` its failure only prints a warning; and the time is printed
     text = (ROOT / "scripts" / "bootstrap").read_text()
-    block = re.search(
-        r"\nif ([^\n]*inference\.warm[^\n]*); then\n(.*?)\nelse\n(.*?)\nfi", text, re.S
-    )
+    block = re.search(r"\nif ([^\n]*cli\.warm[^\n]*); then\n(.*?)\nelse\n(.*?)\nfi", text, re.S)
     assert block is not None
     assert 's"' in block.group(2) and "warning" in block.group(3)
     assert text.index("pip install") < block.start()
+
+
+def test_warm_projection_projects_the_demo_model():
+    """The projection kernels of the demo are compiled (or loaded) by a tiny projection."""
+    assert warm_projection(draws=4) >= 0.0
