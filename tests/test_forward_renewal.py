@@ -24,6 +24,7 @@ import pytest
 from markov_migration.core import forward as F
 from markov_migration.core import phases as PH
 from markov_migration.core.renewal import renewal_states, split_histories
+from markov_migration.io import models_dir
 from tests.test_forward import (
     ALLOWED,
     CODE_SETS,
@@ -267,18 +268,8 @@ def test_msm_on_the_split_tree(cav):
 
 # -- the PyMC models: split (what the sampler uses) against unsplit -------------------------
 
-TWOWAY = """\
-name = "cav"
-states = ["well", "mild", "severe", "dead"]
-[transitions]
-well = ["mild", "dead"]
-mild = ["well", "severe", "dead"]
-severe = ["mild", "dead"]
-[data]
-id = "PTNUM"
-time = "years"
-state_codes = true
-"""
+#: The bundled cav model (models/cav.toml), the base of the latent models below.
+TWOWAY = (models_dir() / "cav.toml").read_text()
 NONRESPONSE = """\
 name = "tiny"
 states = ["well", "ill", "dead"]

@@ -344,30 +344,15 @@ def test_prior_only_cli_fit_records_the_obstype_column(paths):
     assert res.exit_code == 0 and "every interval ends in an exact" in " ".join(res.stdout.split())
 
 
-CAV_MODEL = """
-name = "cav"
-states = ["well", "mild", "severe", "dead"]
-[transitions]
-well = ["mild", "dead"]
-mild = ["well", "severe", "dead"]
-severe = ["mild", "dead"]
-[data]
-id = "PTNUM"
-time = "years"
-state_codes = true
-"""
-
-
 def test_latent_ppc_predicts_only_the_panel_records(tmp_path):
     """cav with msm's obstype flags: the PPC predicts exactly the records flagged 1 (not
     the first), its observed counts are theirs, and the filter is that of the model."""
     from markov_migration.fitfile.format import read_fit
     from markov_migration.results.ppc_latent import ppc_latent
 
-    (tmp_path / "cav.toml").write_text(CAV_MODEL)
     data = pd.read_csv(RESULTS / "cav_obstype.csv")
     out = tmp_path / "prior.nc"
-    res = run("fit", RESULTS / "cav_obstype.csv", "--model", tmp_path / "cav.toml", "--out", out,
+    res = run("fit", RESULTS / "cav_obstype.csv", "--model", "cav", "--out", out,
               "--prior-only", "--chains", 1, "--draws", 6, "-q")  # fmt: skip
     assert res.exit_code == 0, (res.output, repr(res.exception))
     result = ppc_latent(read_fit(out), n_draws=6)
