@@ -28,7 +28,7 @@ from markov_migration.inputs.latent_design import carry_forward
 from markov_migration.inputs.panel import load_panel, validate_panel
 from markov_migration.inputs.spec import parse_spec
 from tests.conftest import model_gradient_and_fd
-from tests.test_observation_model import MISC, log_rates
+from tests.test_observation_model import MISC, RECOVERY, log_rates
 
 RESULTS = Path(__file__).parent / "results" / "forward"
 CAV_SEX = RESULTS / "cav_sex.csv"
@@ -192,22 +192,8 @@ def test_model_with_a_sex_covariate_matches_msm(name, kind):
     assert list(model.coords["covariate_effect"]) == labels
 
 
-GRAD_BASE = """\
-name = "misc3cov"
-states = ["abroad", "swing", "returned"]
-[transitions]
-abroad = ["swing", "returned"]
-swing = ["abroad", "returned"]
-returned = ["abroad"]
-[misclassification]
-swing = ["abroad"]
-[rates]
-"abroad->swing" = 0.3
-"abroad->returned" = 0.1
-"swing->abroad" = 0.5
-"swing->returned" = 0.2
-"returned->abroad" = 0.15
-"""
+#: test_observation_model's misclassified three-state model, under its own name.
+GRAD_BASE = RECOVERY.replace('name = "misc3"', 'name = "misc3cov"', 1)
 COVARIATES = """\
 [covariates.sex]
 kind = "categorical"
