@@ -9,7 +9,7 @@ import pytest
 from markov_migration.cli.warm import warm_projection
 from markov_migration.core import native
 from markov_migration.core.likelihood import loglik
-from markov_migration.inference.warm import warm
+from markov_migration.inference.warm import tiny_fit, warm
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,4 +42,4 @@ def test_bootstrap_warm_up_cannot_fail_the_install():
 
 def test_warm_projection_projects_the_demo_model():
     """The projection kernels of the demo are compiled (or loaded) by a tiny projection."""
-    assert warm_projection(draws=4) >= 0.0
+    assert warm_projection(tiny_fit("migration5", respondents=40)) >= 0.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["main", "warm", "warm_forward"]
+__all__ = ["main", "tiny_fit", "warm", "warm_forward"]
 
 #: Models whose PyTensor graph is compiled at install: the demo's.
 WARM_MODELS: tuple[str, ...] = ("migration5",)
@@ -37,6 +37,26 @@ def warm(models: tuple[str, ...] = WARM_MODELS, respondents: int = 300) -> dict[
         one entry per model.
     """
     from markov_migration.core.native import warm_kernels
+
+    took = {"kernels": warm_kernels(), "forward kernels": warm_forward()}
+    for name in models:
+        start = time.perf_counter()
+        tiny_fit(name, respondents)
+        took[name] = time.perf_counter() - start
+    return took
+
+
+def tiny_fit(name: str, respondents: int = 300):
+    """A fit of one chain and five draws to a small simulated panel of model ``name``.
+
+    What is wanted is the compile of the model's graph, not the posterior; the panel
+    is embedded, so the fit can also be projected (``cli/warm.py``).
+
+    Returns
+    -------
+    xarray.DataTree
+        The fit.
+    """
     from markov_migration.inference.fit import FitSettings, sample
     from markov_migration.inputs.aggregate import aggregate
     from markov_migration.inputs.panel import validate_panel
@@ -44,15 +64,10 @@ def warm(models: tuple[str, ...] = WARM_MODELS, respondents: int = 300) -> dict[
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import resolve_model
 
-    took = {"kernels": warm_kernels(), "forward kernels": warm_forward()}
-    for name in models:
-        start = time.perf_counter()
-        spec = load_spec(resolve_model(name))
-        panel = validate_panel(simulate_panel(spec, respondents, seed=0), spec)
-        # a few draws of one chain: what is wanted is the compile, not the posterior
-        sample(spec, aggregate(panel, spec), FitSettings(chains=1, draws=5, tune=5, seed=0))
-        took[name] = time.perf_counter() - start
-    return took
+    spec = load_spec(resolve_model(name))
+    panel = validate_panel(simulate_panel(spec, respondents, seed=0), spec)
+    settings = FitSettings(chains=1, draws=5, tune=5, seed=0)
+    return sample(spec, aggregate(panel, spec), settings, panel=panel)
 
 
 def warm_forward() -> float:
