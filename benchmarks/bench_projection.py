@@ -105,7 +105,7 @@ def events_main(args) -> None:
     import os
 
     from markov_migration.inputs.simulate import simulate_panel
-    from markov_migration.projection.fitted import InitialTotal
+    from markov_migration.projection.initial import InitialTotal
     from markov_migration.projection.reference import expected_returns
     from markov_migration.projection.run import project_fit
     from markov_migration.testing import fake_fit

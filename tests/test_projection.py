@@ -47,7 +47,7 @@ from markov_migration.projection.files import (
     write_projection,
     write_quantile_csv,
 )
-from markov_migration.projection.fitted import initial_stocks_from_fit, observed_prevalence
+from markov_migration.projection.initial import initial_stocks_from_fit, observed_prevalence
 from markov_migration.projection.plan import MAX_PERSONS, MAX_STEPS, Inflow, projection_times
 from markov_migration.projection.run import project_fit
 from markov_migration.testing import fake_fit

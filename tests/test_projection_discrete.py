@@ -21,7 +21,7 @@ from markov_migration.inference.fit import FitSettings, sample
 from markov_migration.inputs.aggregate import aggregate
 from markov_migration.inputs.panel import validate_panel
 from markov_migration.inputs.spec import parse_spec
-from markov_migration.projection.fitted import InitialTotal
+from markov_migration.projection.initial import InitialTotal
 from markov_migration.projection.plan import Inflow
 from markov_migration.projection.run import project_fit
 

@@ -23,7 +23,7 @@ from markov_migration.errors import InputError
 from markov_migration.inputs.simulate import simulate_panel, simulate_paths_for_spec
 from markov_migration.inputs.spec import load_spec, parse_spec
 from markov_migration.io import models_dir
-from markov_migration.projection.fitted import initial_stocks_from_fit
+from markov_migration.projection.initial import initial_stocks_from_fit
 from markov_migration.projection.plan import Inflow
 from markov_migration.projection.run import project_fit
 from markov_migration.testing import fake_design_fit, fake_fit

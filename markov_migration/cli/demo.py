@@ -208,7 +208,7 @@ def _project(fit_path: Path, out: Path, *, seed: int, force: bool) -> None:
     from markov_migration.plots.fan import write_projection_outputs
     from markov_migration.projection.exits import ExitRates
     from markov_migration.projection.files import summary_lines
-    from markov_migration.projection.fitted import InitialTotal, initial_stocks_from_fit
+    from markov_migration.projection.initial import InitialTotal, initial_stocks_from_fit
     from markov_migration.projection.run import project_fit
 
     stocks = initial_stocks_from_fit(fit_path, DEMO_STILL_ABROAD, at=DEMO_START)
@@ -246,7 +246,7 @@ def _step_invariance(fit_path: Path, ds, kw: dict) -> None:
     """
     import numpy as np
 
-    from markov_migration.projection.fitted import InitialTotal
+    from markov_migration.projection.initial import InitialTotal
     from markov_migration.projection.reference import expected_returns
     from markov_migration.projection.run import project_fit
 

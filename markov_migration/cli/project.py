@@ -315,7 +315,7 @@ def project(
 def _initial_total(total: float, text: str | None):
     """The :class:`InitialTotal` of ``--initial-total`` and ``--initial-total-range`` (checked)."""
     from markov_migration.errors import InputError
-    from markov_migration.projection.fitted import InitialTotal
+    from markov_migration.projection.initial import InitialTotal
 
     low = high = None
     if text is not None:

@@ -26,7 +26,7 @@ def warm_projection(fit) -> float:
     """
     from markov_migration.fitfile.format import fit_spec
     from markov_migration.projection.exits import ExitRates
-    from markov_migration.projection.fitted import InitialTotal
+    from markov_migration.projection.initial import InitialTotal
     from markov_migration.projection.run import project_fit
 
     start = time.perf_counter()

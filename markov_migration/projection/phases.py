@@ -34,7 +34,7 @@ import xarray as xr
 from markov_migration.core.phases import latent_at_observed, observed_generator, phase_measures
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
-from markov_migration.projection.fitted import _largest_remainder
+from markov_migration.projection.initial import _largest_remainder
 
 
 @dataclass(frozen=True)

@@ -59,12 +59,8 @@ from markov_migration.projection.discrete import (
 )
 from markov_migration.projection.exits import ExitRates
 from markov_migration.projection.files import describe_variables, provenance
-from markov_migration.projection.fitted import (
-    InitialTotal,
-    observed_prevalence,
-    period_generators,
-    periods_note,
-)
+from markov_migration.projection.fitted import period_generators, periods_note
+from markov_migration.projection.initial import InitialTotal, observed_prevalence
 from markov_migration.projection.phases import hidden_space, latent_generators
 from markov_migration.projection.plan import (
     Inflow,
@@ -113,7 +109,7 @@ def project_fit(
         empty; at most :data:`~markov_migration.projection.plan.MAX_PERSONS`
         in all, also counting every arrival over the run). A DataArray has dims
         ``(state,)`` or ``(draw, state)`` (one row per projection draw). An
-        :class:`~markov_migration.projection.fitted.InitialTotal` is split per
+        :class:`~markov_migration.projection.initial.InitialTotal` is split per
         draw as that draw's posterior sample implies, with an optionally
         uncertain total (recorded in the attribute ``initial_total_distribution``).
     start, horizon : float

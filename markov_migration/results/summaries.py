@@ -80,18 +80,16 @@ import xarray as xr
 
 from markov_migration.defaults import CI_PROB, SAMPLE_DIMS
 from markov_migration.errors import InputError
+from markov_migration.results.occupancy import passage, start_distribution, totlos
 from markov_migration.results.quantities import (
     _spec,
     hazard,
     is_discrete,
     leave,
-    passage,
     pmatrix,
     pnext,
     qmatrix,
     sojourn,
-    start_distribution,
-    totlos,
 )
 from markov_migration.results.tables import (
     STATS,
