@@ -11,7 +11,8 @@ Both fits run in this process with the same settings and seed, in alternating ro
 ``fit`` command does; the first round also compiles (numba/PyTensor caches), so the
 ratios are reported per round and for the last round (warm caches). Printed per fit:
 compile seconds, sampling seconds, gradient evaluations (nutpie's ``n_steps`` summed),
-seconds per gradient and the total; then the phased/plain ratios.
+seconds per gradient, divergences, mean tree depth and step size, and the total;
+then the phased/plain ratios.
 
 With ``--check-posterior`` each round also fits the phased model without renewal
 splitting (the sampler's tree unsplit, as before it; ``inference/latent_renewal.py``):
@@ -67,6 +68,9 @@ def _fit(spec, settings):
         "sample_s": round(sample_only, 2),
         "assembly_s": round(sampling - sample_only, 2),
         "gradients": steps,
+        "divergences": int(tree["sample_stats"]["diverging"].sum()),
+        "mean_tree_depth": round(float(tree["sample_stats"]["depth"].mean()), 3),
+        "mean_step_size": round(float(tree["sample_stats"]["step_size"].mean()), 4),
         "us_per_gradient": round(1e6 * sample_only / steps, 1) if steps else None,
     }
 

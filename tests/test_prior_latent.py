@@ -89,3 +89,34 @@ def test_summarize_check_project_and_reproduce_read_a_latent_prior_fit(latent_pr
     assert res.exit_code == 0, res.output
     again = run("reproduce", f)
     assert again.exit_code == 0 and "exact match" in again.stdout, again.output
+
+
+PHASED = MODEL.replace("[priors]", "[phases]\nb = 2\n[priors]")
+
+
+def test_phased_initial_is_one_dirichlet_over_the_hidden_states(tmp_path):
+    """Phase models sample ``initial`` in two stages (inference/latent.py ``_phased_initial``).
+
+    The prior must stay ``Dirichlet(1, 1, 1, 1)`` over the hidden states
+    ``a, b_1, b_2, c``: each share has mean 1/4 and sd ``sqrt(3 / 80) = 0.1936``,
+    and two shares have covariance ``-1 / 80`` (4 standard errors of the sample
+    covariance, about ``0.0016``, as tolerance).
+    """
+    (tmp_path / "m.toml").write_text(MODEL)
+    (tmp_path / "phased.toml").write_text(PHASED)
+    assert run("simulate", "--model", tmp_path / "m.toml", "--n", 100, "--out",
+               tmp_path / "p.csv", "--seed", 3).exit_code == 0  # fmt: skip
+    res = run("fit", tmp_path / "p.csv", "--model", tmp_path / "phased.toml", "--out",
+              tmp_path / "prior.nc", "--prior-only", "--draws", N_DRAWS // 4, "-q")  # fmt: skip
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    post = read_fit(tmp_path / "prior.nc")["posterior"]
+    init = post["initial"]
+    assert list(init["latent_state"].values) == ["a", "b_1", "b_2", "c"]
+    for s in ("a", "b_1", "b_2", "c"):
+        moments_match(init.sel(latent_state=s).values, 0.25, np.sqrt(3 / 80), s)
+    b1 = init.sel(latent_state="b_1").values.ravel()
+    b2 = init.sel(latent_state="b_2").values.ravel()
+    assert abs(np.cov(b1, b2)[0, 1] + 1 / 80) < 0.0016
+    # the stages are in the fit file too: the split of b over its phases is Beta(1, 1)
+    split = post["initial_phase_b"].sel(phase_b="b_1").values.ravel()
+    moments_match(split, 0.5, np.sqrt(1 / 12), "split")

@@ -29,7 +29,8 @@ Misclassification
 Initial state
     Hidden models (misclassification or phases) estimate the distribution of
     the first true state, ``initial[latent_state] ~ Dirichlet(1, ..., 1)``, and
-    the first record contributes ``sum(initial * e_1)`` (R msm's ``initprobs``).
+    the first record contributes ``sum(initial * e_1)`` (R msm's ``initprobs``);
+    phase models sample it in two stages (:func:`_phased_initial`), the same prior.
     Models with only exact entry times and censored codes condition on the first
     record as the pure-panel likelihood does (weight 1 on each state it allows).
 Nonresponse
@@ -241,7 +242,9 @@ def build_latent_model(
             )
         hidden_emission = pt.dot(pt.as_tensor_variable(phase_map), emission)  # (K_h, K)
         table = pt.dot(pt.as_tensor_variable(code_matrix), hidden_emission.T)  # (n_codes, K_h)
-        if obs.hidden:
+        if obs.hidden and layout.phased:
+            initial = _phased_initial(spec, layout)
+        elif obs.hidden:
             initial = pm.Dirichlet("initial", a=np.ones(kh), dims="latent_state")
         else:
             initial = pt.ones(kh)
@@ -262,6 +265,34 @@ def build_latent_model(
         ]
         pm.Potential("loglik", forward_loglik(q_stack, initial, table, data))
     return model
+
+
+def _phased_initial(spec: ModelSpec, layout):
+    """``initial ~ Dirichlet(1, ..., 1)`` over the hidden states, sampled in two stages (PyMC).
+
+    By the aggregation property of the Dirichlet, the shares of the observed
+    states are ``Dirichlet(n_r)`` (``n_r`` the phases of state ``r``) and, for each
+    phased state, the split over its phases is an independent ``Dirichlet(1, ..., 1)``.
+    The prior is the same; the geometry is not: the observed shares are pinned by
+    the first records while the phase split is barely informed (the panel records
+    no phases), and one stick-breaking transform over all hidden states coupled the
+    two (posterior correlation -0.73 on the example panel with ``returned = 2``).
+    """
+    k, kh = spec.n_states, len(layout.hidden_states)
+    counts = np.bincount(layout.observed, minlength=k).astype(np.float64)
+    state_share = pm.Dirichlet("initial_state", a=counts, dims="state")
+    parts = pt.zeros(kh)
+    for r in range(k):
+        members = np.flatnonzero(layout.observed == r)
+        if len(members) == 1:
+            parts = pt.set_subtensor(parts[members[0]], state_share[r])
+            continue
+        split = pm.Dirichlet(
+            f"initial_phase_{spec.states[r]}", a=np.ones(len(members)),
+            dims=f"phase_{spec.states[r]}",
+        )  # fmt: skip
+        parts = pt.set_subtensor(parts[members], state_share[r] * split)
+    return pm.Deterministic("initial", parts, dims="latent_state")
 
 
 def _pattern_generators(spec: ModelSpec, design, generators, log_rate):

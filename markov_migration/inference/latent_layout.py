@@ -148,6 +148,11 @@ def latent_coords(spec: ModelSpec, layout: LatentLayout, design=None) -> dict[st
     }
     if not layout.phased:
         coords.update(prior_coords(spec))
+    else:  # the phases of each phased state (the split of the initial distribution)
+        for r in np.unique(layout.observed):
+            members = np.flatnonzero(layout.observed == r)
+            if len(members) > 1:
+                coords[f"phase_{spec.states[r]}"] = [layout.hidden_states[h] for h in members]
     if spec.observation.nonresponse is not None:
         coords["response_state"] = [spec.states[r] for r in spec.observation.nonresponse.states]
         coords["attrition_state"] = [spec.states[r] for r in attrition_states(spec)]
