@@ -423,3 +423,42 @@ def test_check_expected_counts_equal_a_per_record_forward_filter(prior_fit):
     for cell, value in want.items():
         assert got.get(cell, 0.0) == pytest.approx(value, rel=1e-9, abs=1e-9), cell
     assert any("its own covariates" in note for note in res.notes)
+
+
+@pytest.mark.slow
+def test_summarize_check_project_backtest_on_the_fit(recovery_fit, tmp_path):
+    from typer.testing import CliRunner
+
+    from markov_migration.cli.app import app
+
+    runner = CliRunner()
+    fit = str(recovery_fit)
+    shown = {}
+    for sex in ("f", "m"):
+        res = runner.invoke(app, ["summarize", fit, "--what", "misclassification",
+                                  "--covariate", f"sex={sex}", "--format", "json"])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        rows = json.loads(res.stdout)["rows"]
+        row = next(r for r in rows if (r["from"], r["to"]) == ("swing", "abroad"))
+        assert row["lower"] < ERROR[sex] < row["upper"], (sex, row)
+        shown[sex] = row["mean"]
+    assert shown["m"] > 2 * shown["f"]
+    res = runner.invoke(app, ["summarize", fit, "--what", "misclassification",
+                              "--covariate", "sex=x"])  # fmt: skip
+    assert res.exit_code == 2 and "not a level of 'sex'" in res.stderr
+    res = runner.invoke(app, ["check", fit, "--out-dir", str(tmp_path / "check"), "--draws", "50"])
+    assert res.exit_code in (0, 1), res.output
+    rows = (tmp_path / "check" / "checks.csv").read_text()
+    assert "ppc_transitions" in rows and "misclassification" in rows
+    # sex acts on misclassification only: the projection (true states) is the same for both
+    stocks = []
+    for sex in ("f", "m"):
+        out = tmp_path / f"proj_{sex}.nc"
+        res = runner.invoke(app, ["project", fit, "--initial", "abroad=1000,swing=500",
+                                  "--start", "5", "--horizon", "5", "--draws", "20", "--seed", "1",
+                                  "--covariate", f"sex={sex}", "--out", str(out)])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        from markov_migration.projection.files import read_projection
+
+        stocks.append(read_projection(out)["stock"].to_numpy())
+    np.testing.assert_array_equal(stocks[0], stocks[1])
