@@ -426,7 +426,7 @@ def test_check_expected_counts_equal_a_per_record_forward_filter(prior_fit):
 
 
 @pytest.mark.slow
-def test_summarize_check_project_backtest_on_the_fit(recovery_fit, tmp_path):
+def test_summarize_check_project_on_the_fit(recovery_fit, tmp_path):
     from typer.testing import CliRunner
 
     from markov_migration.cli.app import app
@@ -455,10 +455,22 @@ def test_summarize_check_project_backtest_on_the_fit(recovery_fit, tmp_path):
     for sex in ("f", "m"):
         out = tmp_path / f"proj_{sex}.nc"
         res = runner.invoke(app, ["project", fit, "--initial", "abroad=1000,swing=500",
-                                  "--start", "5", "--horizon", "5", "--draws", "20", "--seed", "1",
+                                  "--start", "5", "--horizon", "10", "--draws", "20", "--seed", "1",
                                   "--covariate", f"sex={sex}", "--out", str(out)])  # fmt: skip
         assert res.exit_code == 0, res.output
         from markov_migration.projection.files import read_projection
 
         stocks.append(read_projection(out)["stock"].to_numpy())
     np.testing.assert_array_equal(stocks[0], stocks[1])
+
+
+@pytest.mark.slow
+def test_filters_without_per_record_tables_refuse(recovery_fit):
+    """``backtest``'s filter (results/backtest_latent.py) gets one line, not a wrong table."""
+    from markov_migration.errors import InputError
+    from markov_migration.fitfile.format import read_fit
+    from markov_migration.results.ppc_latent import MISC_COVARIATES_REFUSAL, latent_model_arrays
+
+    with pytest.raises(InputError, match="covariates on misclassification") as err:
+        latent_model_arrays(read_fit(recovery_fit), np.arange(4))
+    assert str(err.value).startswith(MISC_COVARIATES_REFUSAL[:40])
