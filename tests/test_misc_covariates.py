@@ -26,7 +26,7 @@ from markov_migration.inputs.misc_covariates import (
 )
 from markov_migration.inputs.panel import load_panel
 from markov_migration.inputs.spec import parse_spec
-from tests.test_latent_covariates import model_loglik, misc_values
+from tests.test_latent_covariates import misc_values, model_loglik
 from tests.test_observation_model import MISC, log_rates
 
 RESULTS = Path(__file__).parent / "results" / "forward"

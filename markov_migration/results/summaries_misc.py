@@ -108,8 +108,11 @@ def misclassification(tree: xr.DataTree, covariates: dict | None = None) -> xr.D
     return xr.DataArray(
         values,
         dims=(*SAMPLE_DIMS, "from_state", "to_state"),
-        coords={**{d: e.coords[d] for d in SAMPLE_DIMS if d in e.coords},
-                "from_state": list(spec.states), "to_state": list(spec.states)},  # fmt: skip
+        coords={
+            **{d: e.coords[d] for d in SAMPLE_DIMS if d in e.coords},
+            "from_state": list(spec.states),
+            "to_state": list(spec.states),
+        },  # fmt: skip
         attrs={
             "quantity": "misclassification",
             "description": "probability that a respondent in from_state is recorded as to_state"
