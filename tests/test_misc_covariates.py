@@ -474,3 +474,24 @@ def test_filters_without_per_record_tables_refuse(recovery_fit):
     with pytest.raises(InputError, match="covariates on misclassification") as err:
         latent_model_arrays(read_fit(recovery_fit), np.arange(4))
     assert str(err.value).startswith(MISC_COVARIATES_REFUSAL[:40])
+
+
+def test_prior_sd_and_misclassification_only_covariates_are_parsed():
+    assert SMALL.endswith(
+        '[covariates.age]\nkind = "numeric"\ntransitions = []\n'
+        'misclassification = ["swing->abroad"]\n'
+    )
+    spec = parse_spec(SMALL + "misclassification_prior_sd = 2.5\n")  # on age
+    age = next(c for c in spec.covariates if c.name == "age")
+    assert age.transitions == () and age.misclassification == ((1, 0),)
+    assert age.misclassification_prior_sd == 2.5
+    sex = next(c for c in spec.covariates if c.name == "sex")
+    assert sex.transitions == ((0, 2),) and sex.misclassification_prior_sd == 1.0
+    from markov_migration.inference.latent import latent_design
+    from markov_migration.inputs.panel import validate_panel
+
+    panel = validate_panel(small_panel(), spec)
+    misc = misclassification_effects(spec, latent_design(spec, panel)[0], panel.data)
+    assert misc.prior_sd.tolist() == [1.0, 1.0, 2.5]
+    assert misc.labels == ("sex[m]: swing->abroad", "sex[m]: abroad->returned",
+                           "age: swing->abroad")  # fmt: skip
