@@ -26,6 +26,11 @@ THRESHOLDS: dict[str, float] = {
     "ppp_min": 0.01,
 }
 
+#: Default prior sd of a covariate's log odds ratio on a misclassification probability
+#: (``[covariates.NAME] misclassification``; R msm's ``misccovariates``): Normal(0, 1),
+#: odds ratios of 0.14-7.1 with 95% prior probability, as the log hazard ratios' default.
+MISCLASSIFICATION_COVARIATE_SD: float = 1.0
+
 #: Default number of posterior draws used by the predictive checks.
 PPC_DRAWS: int = 500
 

@@ -58,6 +58,7 @@ class Quantity(enum.StrEnum):
     passage = "passage"
     hazard = "hazard"
     phases = "phases"
+    misclassification = "misclassification"
 
 
 class LooUnit(enum.StrEnum):

@@ -89,7 +89,8 @@ def summarize(
             help="qmatrix (intensities), pmatrix (P(t)), sojourn (mean stay), pnext (next-state "
             "probabilities), leave (probability of leaving each state within --t), totlos (time "
             "spent within --horizon), passage (time until first reaching --to), hazard (hazard "
-            "ratios of covariates), phases (phase-type states: settling, stay, phase split).",
+            "ratios of covariates), phases (phase-type states: settling, stay, phase split), misclassification "
+            "(probability of recording each state given the true one; at --covariate values).",
         ),
     ] = Quantity.qmatrix,
     t: Annotated[

@@ -288,6 +288,10 @@ def chosen_generators(tree, spec, covariates, group, period, at, seed) -> tuple[
     elif period is not None:
         raise InputError(f"--period {period}: the fit has no periods")
     choice = {"covariates": dict(covariates or {}), "group": group, "period": period}
+    # covariates on misclassification only (no transitions) leave Q unchanged: the
+    # generator is the baseline's (the choice still records them)
+    misc_only = {c.name for c in spec.covariates if c.misclassification and not c.transitions}
+    covariates = {n: v for n, v in (covariates or {}).items() if n not in misc_only}
     if group == "new":
         choice["new_group_seed"] = seed
     try:

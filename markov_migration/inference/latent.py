@@ -92,6 +92,7 @@ from markov_migration.inference.latent_layout import (
     latent_coords,
     latent_layout,
 )
+from markov_migration.inference.latent_misc import misc_coords, pattern_table, stacked_codes
 from markov_migration.inference.latent_nonresponse import (
     nonresponse_inputs,
     nonresponse_variables,
@@ -104,6 +105,10 @@ from markov_migration.inputs.latent_design import (
     cut_records,
     latent_design,
     recorded_pairs,
+)
+from markov_migration.inputs.misc_covariates import (
+    has_misclassification_covariates,
+    misclassification_effects,
 )
 from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.inputs.obstype import PANEL_OBSTYPE
@@ -119,8 +124,12 @@ LATENT_VARIABLES = (
 )  # fmt: skip
 
 
-def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
+def latent_histories(spec: ModelSpec, panel: Panel, generators=None, misc=None):
     """Aggregated histories of a panel: (Histories, respondent ids, node of each respondent).
+
+    With covariates on misclassification (``misc``, default rebuilt from the panel) a
+    record's code is ``code + n_codes * p``, ``p`` its emission pattern
+    (:mod:`markov_migration.inputs.misc_covariates`).
 
     With ``[nonresponse]`` the records include the missed scheduled interviews
     (:func:`markov_migration.inputs.nonresponse.schedule_records`), which take
@@ -129,7 +138,11 @@ def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
     with covariates or groups (default: one generator).
     """
     d = panel.data
+    if misc is None and has_misclassification_covariates(spec):
+        design, generators = latent_design(spec, panel)
+        misc = misclassification_effects(spec, design, d)
     pattern = None if generators is None else generators.record_pattern
+    epattern = None if misc is None else misc.record_pattern
     codes = d["state"].to_numpy(dtype=np.int64)
     exact = np.isin(codes, np.array(spec.observation.exact, dtype=np.int64))
     # the panel's obstype column (msm's 1, 2, 3; inputs.obstype); an [observation]
@@ -152,6 +165,8 @@ def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
         blank = 2 * n_codes + 1 + blank
         if pattern is not None:
             pattern = carry_forward(ids, times, pattern, rec.ids, rec.times)
+        if epattern is not None:  # refused by the spec parser; kept consistent anyway
+            epattern = carry_forward(ids, times, epattern, rec.ids, rec.times)
         ids, times, codes, obstype, weight = rec.ids, rec.times, rec.codes, rec.obstype, rec.weight
     gen = None
     if pattern is not None:
@@ -162,8 +177,12 @@ def latent_histories(spec: ModelSpec, panel: Panel, generators=None):
             codes = np.r_[codes, np.full(after.size, blank, np.int64)]
             obstype = np.r_[obstype, np.full(after.size, OBS_PANEL, np.int64)]
             weight, pattern = np.r_[weight, weight[after]], np.r_[pattern, pattern[after]]
+            if epattern is not None:
+                epattern = np.r_[epattern, epattern[after]]
             period = period_of(times, spec)
         gen = generators.generator_index(pattern, period)
+    if epattern is not None:
+        codes = stacked_codes(codes, epattern, n_codes)
     return aggregate_histories(
         ids, times, codes, obstype, generator=gen, weight=weight, resolution=spec.resolution,
         return_nodes=True,
@@ -198,13 +217,15 @@ def build_latent_model(
     check_latent_supported(spec, panel)
     layout = latent_layout(spec)
     design, generators = latent_design(spec, panel, agg) if design is None else design
+    misc = misclassification_effects(spec, design, panel.data)
     if histories is None:
-        histories = latent_histories(spec, panel, generators)[0]
+        histories = latent_histories(spec, panel, generators, misc)[0]
     obs = spec.observation
     k, kh = spec.n_states, len(layout.hidden_states)
     code_matrix = emission_table(np.eye(k), layout.code_sets)  # (n_codes, K) 0/1
     phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
-    with pm.Model(coords=latent_coords(spec, layout, design)) as model:
+    coords = {**latent_coords(spec, layout, design), **misc_coords(misc)}
+    with pm.Model(coords=coords) as model:
         dims = "latent_transition" if layout.phased else "transition"
         suffix = "_latent" if layout.phased else ""
         if layout.phased:
@@ -240,8 +261,11 @@ def build_latent_model(
             emission = pm.Deterministic(
                 "misclassification", emission, dims=("true_state", "recorded_state")
             )
-        hidden_emission = pt.dot(pt.as_tensor_variable(phase_map), emission)  # (K_h, K)
-        table = pt.dot(pt.as_tensor_variable(code_matrix), hidden_emission.T)  # (n_codes, K_h)
+        if misc is None:
+            hidden_emission = pt.dot(pt.as_tensor_variable(phase_map), emission)  # (K_h, K)
+            table = pt.dot(pt.as_tensor_variable(code_matrix), hidden_emission.T)
+        else:  # one table per emission pattern, stacked (inference/latent_misc.py)
+            table = pattern_table(emission, misc, phase_map, code_matrix)
         if obs.hidden and layout.phased:
             initial = _phased_initial(spec, layout)
         elif obs.hidden:
@@ -305,6 +329,10 @@ def _pattern_generators(spec: ModelSpec, design, generators, log_rate):
         pt.as_tensor_variable(design.parameter_scale),
     )  # fmt: skip
     k = spec.n_states
+    n_grid = int(np.prod(design.grid_shape))
+    if not design.has_effects and not design.has_groups and n_grid > 1:
+        # a covariate only on misclassification: its levels span the grid, Q is the same
+        log_q_grid = pt.repeat(log_q_grid, n_grid, axis=0)
     q_grid = generator_matrix(pt.exp(log_q_grid), spec)
     pm.Deterministic(
         "Q", q_grid.reshape((*design.grid_shape, k, k)),
@@ -358,15 +386,17 @@ def latent_model_and_context(spec: ModelSpec, panel: Panel, agg=None):
     -------
     model : pymc.Model
     context : tuple
-        (histories, respondents, node of each, design, generators): what
+        (histories, respondents, node of each, design, generators, misclassification
+        effects): what
         :func:`assemble_latent_fit` needs to compute each respondent's
         log-likelihood from the draws.
     """
     check_latent_supported(spec, panel)
     design, generators = latent_design(spec, panel, agg)
-    histories, respondents, nodes = latent_histories(spec, panel, generators)
+    misc = misclassification_effects(spec, design, panel.data)
+    histories, respondents, nodes = latent_histories(spec, panel, generators, misc)
     model = build_latent_model(spec, panel, histories, design=(design, generators))
-    return model, (histories, respondents, nodes, design, generators)
+    return model, (histories, respondents, nodes, design, generators, misc)
 
 
 def kept_variables(available, sampled) -> list[str]:

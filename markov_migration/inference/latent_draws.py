@@ -26,6 +26,11 @@ from markov_migration.inference.latent_nonresponse import (
     nonresponse_inputs,
     state_vector,
 )
+from markov_migration.inputs.misc_covariates import (
+    MISC_EFFECT_DIM,
+    MISC_LOG_OR,
+    pattern_emissions,
+)
 
 
 def observed_generator(q_latent: np.ndarray, layout, n_states: int) -> np.ndarray:
@@ -121,9 +126,22 @@ def observed_from_latent(spec, layout, posterior: xr.Dataset, design=None) -> xr
 
 
 def history_loglik_draws(
-    spec, layout, posterior, histories, respondents, nodes, design=None, generators=None
+    spec,
+    layout,
+    posterior,
+    histories,
+    respondents,
+    nodes,
+    design=None,
+    generators=None,
+    misc=None,
 ) -> xr.Dataset:
-    """Each respondent's whole-history log-likelihood for every draw (for LOO)."""
+    """Each respondent's whole-history log-likelihood for every draw (for LOO).
+
+    ``misc``: the :class:`~markov_migration.inputs.misc_covariates.MisclassificationEffects`
+    of a model with covariates on misclassification (its histories' record codes index
+    the stacked per-pattern tables).
+    """
     obs = spec.observation
     k, kh = spec.n_states, len(layout.hidden_states)
     nchain, ndraw = (posterior.sizes[d] for d in SAMPLE_DIMS)
@@ -136,6 +154,11 @@ def history_loglik_draws(
         e = posterior["misclassification"].to_numpy().reshape(nchain * ndraw, k, k)
     else:
         e = np.broadcast_to(np.eye(k), (nchain * ndraw, k, k))
+    if misc is not None:
+        beta = posterior[MISC_LOG_OR].transpose(*SAMPLE_DIMS, MISC_EFFECT_DIM).to_numpy()
+        e_pattern = pattern_emissions(
+            e, misc.shift_design(k), beta.reshape(nchain * ndraw, -1)
+        )  # (n, P, K, K)
     pi = (
         posterior["initial"].to_numpy().reshape(nchain * ndraw, kh)
         if obs.hidden
@@ -152,7 +175,12 @@ def history_loglik_draws(
         d = state_vector(spec, d, attrition_states(spec), 0.0)
     per_node = np.empty((nchain * ndraw, len(histories.node_parent)))
     for i in range(nchain * ndraw):
-        table = emission_table(phase_map @ e[i], layout.code_sets)
+        if misc is None:
+            table = emission_table(phase_map @ e[i], layout.code_sets)
+        else:
+            table = np.concatenate(
+                [emission_table(phase_map @ ep, layout.code_sets) for ep in e_pattern[i]]
+            )
         qi, pii, base = q[i], pi[i], table
         if nr is not None:
             d_hidden = phase_map @ d[i] if nr.attrition else None

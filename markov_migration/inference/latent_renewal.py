@@ -68,4 +68,9 @@ def fit_histories(spec, layout, histories: Histories) -> Histories:
     steps. Per-respondent log-likelihoods (fit files, LOO, checks) keep the
     unsplit tree of :func:`markov_migration.inference.latent.latent_histories`.
     """
-    return split_histories(histories, renewal_states(emission_support(spec, layout)))
+    support = emission_support(spec, layout)
+    # covariates on misclassification stack one table per emission pattern (record code
+    # ``code + n_codes * p``); every pattern's table has the baseline's support
+    n_codes = support.shape[0]
+    reps = int(np.max(histories.node_code, initial=0)) // n_codes + 1
+    return split_histories(histories, renewal_states(np.tile(support, (reps, 1))))

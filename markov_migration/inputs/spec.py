@@ -319,6 +319,7 @@ class _Parser(TableParser):
         rates = self.parse_rates()
         simulation = self.parse_simulation()
         observation = parse_observation(self)
+        self.check_misclassification_covariates(covariates, observation)
         return ModelSpec(
             name=name,
             time=time,
@@ -341,6 +342,26 @@ class _Parser(TableParser):
             observation=observation,
             period_prior_sd=self.parse_period_prior(),
         )
+
+    def check_misclassification_covariates(self, covariates, observation) -> None:
+        """Covariates on misclassification: only on declared errors, not with ``[nonresponse]``."""
+        declared = {(r, s) for r, targets in observation.misclassification for s in targets}
+        for cov in covariates:
+            where = f"[covariates.{cov.name}]"
+            for r, s in cov.misclassification:
+                if (r, s) not in declared:
+                    label = f"{self.states[r]}->{self.states[s]}"
+                    raise self.fail(
+                        f"{where}: misclassification '{label}' is not declared in "
+                        f'[misclassification] ({self.states[r]} = [..., "{self.states[s]}"])',
+                        label,
+                    )
+            if cov.misclassification and observation.nonresponse is not None:
+                raise self.fail(
+                    f"{where}: covariates on misclassification with [nonresponse] are not "
+                    "supported yet",
+                    "misclassification",
+                )
 
     def parse_states(self) -> None:
         states = self.raw.get("states")

@@ -17,6 +17,7 @@ import tomllib
 from dataclasses import dataclass
 from typing import Any
 
+from markov_migration.defaults import MISCLASSIFICATION_COVARIATE_SD
 from markov_migration.errors import SpecError
 from markov_migration.inputs.priors import (  # noqa: F401  (re-exported: the table's value types)
     DEFAULT_CONCENTRATION,
@@ -59,6 +60,12 @@ class Covariate:
         Sets of transitions constrained to share one effect.
     prior_sd : float
         Prior sd of each log hazard ratio.
+    misclassification : tuple of (int, int)
+        Misclassifications (true state, recorded state) whose log odds against
+        recording the truth it shifts (R msm's ``misccovariates``); each must be
+        declared in ``[misclassification]`` (checked by :mod:`markov_migration.inputs.spec`).
+    misclassification_prior_sd : float
+        Prior sd of each of those log odds ratios.
     """
 
     name: str
@@ -69,6 +76,8 @@ class Covariate:
     transitions: tuple[tuple[int, int], ...]
     shared: tuple[tuple[tuple[int, int], ...], ...] = ()
     prior_sd: float = DEFAULT_COVARIATE_SD
+    misclassification: tuple[tuple[int, int], ...] = ()
+    misclassification_prior_sd: float = MISCLASSIFICATION_COVARIATE_SD
 
 
 @dataclass(frozen=True)
@@ -242,6 +251,31 @@ class TableParser(PriorTables):
             raise self.fail(f"{where}.transitions lists a transition twice", where)
         return out
 
+    def misclassification_list(self, value: Any, where: str) -> tuple[tuple[int, int], ...]:
+        """``misclassification = ["true->recorded", ...]`` of a covariate (None: none)."""
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise self.fail(
+                f"{where}: misclassification must be a non-empty list of 'true->recorded'",
+                "misclassification",
+            )
+        out = []
+        for label in value:
+            m = _ARROW.match(label) if isinstance(label, str) else None
+            if not m:
+                raise self.fail(
+                    f"{where}: misclassification '{label}' is not of the form 'true->recorded'",
+                    str(label),
+                )
+            out.append((self.state_index(m.group(1), f"{where}.misclassification"),
+                        self.state_index(m.group(2), f"{where}.misclassification")))  # fmt: skip
+        if len(set(out)) != len(out):
+            raise self.fail(f"{where}: misclassification lists a pair twice", "misclassification")
+        return tuple(out)
+
     def parse_covariates(self) -> tuple[Covariate, ...]:
         """The ``[covariates.NAME]`` tables."""
         table = self.raw.get("covariates", {})
@@ -252,7 +286,8 @@ class TableParser(PriorTables):
             where = f"[covariates.{name}]"
             if not isinstance(c, dict):
                 raise self.fail(f"{where} must be a table", name)
-            allowed = {"kind", "reference", "levels", "transitions", "shared", "column", "prior_sd"}
+            allowed = {"kind", "reference", "levels", "transitions", "shared", "column", "prior_sd",
+                       "misclassification", "misclassification_prior_sd"}  # fmt: skip
             unknown = sorted(set(c) - allowed)
             if unknown:
                 raise self.fail(f"{where}: unknown key '{unknown[0]}'", unknown[0])
@@ -282,7 +317,15 @@ class TableParser(PriorTables):
                     raise self.fail(
                         f"{where}: reference '{reference}' is not one of levels", "reference"
                     )
-            transitions = self.transition_list(c.get("transitions"), where)
+            misc = self.misclassification_list(c.get("misclassification"), where)
+            if misc and c.get("transitions") == []:
+                transitions = ()  # the covariate acts on misclassification only
+            else:
+                transitions = self.transition_list(c.get("transitions"), where)
+            misc_sd = self.number(
+                c.get("misclassification_prior_sd", MISCLASSIFICATION_COVARIATE_SD),
+                f"{where}.misclassification_prior_sd",
+            )
             shared_raw = c.get("shared", [])
             if not isinstance(shared_raw, list):
                 raise self.fail(f"{where}: shared must be a list of lists of 'from->to'", "shared")
@@ -306,8 +349,17 @@ class TableParser(PriorTables):
             prior_sd = self.number(c.get("prior_sd", DEFAULT_COVARIATE_SD), f"{where}.prior_sd")
             out.append(
                 Covariate(
-                    name, column, kind, reference, levels, transitions, tuple(shared), prior_sd
-                )
+                    name,
+                    column,
+                    kind,
+                    reference,
+                    levels,
+                    transitions,
+                    tuple(shared),
+                    prior_sd,
+                    misc,
+                    misc_sd,
+                )  # fmt: skip
             )
         return tuple(out)
 

@@ -25,7 +25,7 @@ from markov_migration.fitfile.readback import (
 )
 from markov_migration.inputs.latent_design import has_covariates, latent_design
 
-__all__ = ["interval_pieces", "pattern_generators", "piece_pmatrices"]
+__all__ = ["interval_pieces", "misc_pattern_emissions", "pattern_generators", "piece_pmatrices"]
 
 
 def pattern_generators(tree: xr.DataTree, spec, draws: np.ndarray, order: np.ndarray):
@@ -70,6 +70,59 @@ def pattern_generators(tree: xr.DataTree, spec, draws: np.ndarray, order: np.nda
     if "Q_latent" in post:  # phase-type states: the terms multiply every phase exit
         q = _hidden_pattern_generators(tree, post, q, draws)
     return q, generators, generators.record_pattern[order]
+
+
+def misc_pattern_emissions(tree: xr.DataTree, spec, draws: np.ndarray, order: np.ndarray):
+    """Misclassification matrices of a fit's emission patterns and each record's pattern.
+
+    For fits with covariates on misclassification
+    (:mod:`markov_migration.inputs.misc_covariates`): the effects are rebuilt from the
+    fit's ``observed_data`` (levels, centres) and the embedded panel's covariate
+    columns, as the likelihood builds them; record ``i`` is emitted through
+    ``e[:, pattern[i]]`` (msm: the record's own covariates).
+
+    Parameters
+    ----------
+    tree : xarray.DataTree
+    spec : ModelSpec
+    draws : ndarray of int
+        Flattened (chain, draw) samples.
+    order : ndarray of int (n,)
+        Embedded panel row of each record sorted by respondent and time.
+
+    Returns
+    -------
+    e : ndarray (D, P, K, K) or None
+        Misclassification matrix (true state, recorded state) of each draw and pattern;
+        None (and None) for a fit without covariates on misclassification.
+    pattern : ndarray of int (n,) or None
+        Emission pattern of each sorted record.
+    """
+    from markov_migration.inputs.misc_covariates import (
+        MISC_EFFECT_DIM,
+        MISC_LOG_OR,
+        has_misclassification_covariates,
+        misclassification_effects,
+        pattern_emissions,
+    )
+
+    if not has_misclassification_covariates(spec):
+        return None, None
+    if not embeds_panel(tree, spec):
+        raise InputError(
+            "the fit file does not embed its panel's covariate columns: no predictive check "
+            "of its records (refit to embed them)"
+        )
+    panel = recorded_panel(tree, spec)
+    design, _ = latent_design(spec, panel, aggregated_from_fit(tree))
+    misc = misclassification_effects(spec, design, panel.data)
+    post = tree["posterior"]
+    k = spec.n_states
+    e = post["misclassification"].transpose(*SAMPLE_DIMS, "true_state", "recorded_state")
+    e = e.to_numpy().reshape(-1, k, k)[draws]
+    beta = post[MISC_LOG_OR].transpose(*SAMPLE_DIMS, MISC_EFFECT_DIM).to_numpy()
+    beta = beta.reshape(-1, len(misc.labels))[draws]
+    return pattern_emissions(e, misc.shift_design(k), beta), misc.record_pattern[order]
 
 
 def _hidden_pattern_generators(tree, post, q, draws: np.ndarray) -> np.ndarray:

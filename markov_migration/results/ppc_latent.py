@@ -57,13 +57,21 @@ from markov_migration.fitfile.readback import (
 )
 from markov_migration.inputs.aggregate import period_of
 from markov_migration.inputs.latent_design import cut_records
+from markov_migration.inputs.misc_covariates import has_misclassification_covariates
 from markov_migration.results.latent_pieces import (
     interval_pieces,
+    misc_pattern_emissions,
     pattern_generators,
     piece_pmatrices,
 )
 from markov_migration.results.ppc import PPC_BANDS, PPCResult
 from markov_migration.results.ppc_keyed import thinned_indices
+
+#: What commands that do not (yet) filter with per-pattern emission tables say.
+MISC_COVARIATES_REFUSAL = (
+    "the fit has covariates on misclassification probabilities ([covariates.NAME] "
+    "misclassification): this command does not support them yet"
+)
 
 
 def is_latent(tree: xr.DataTree) -> bool:
@@ -72,8 +80,13 @@ def is_latent(tree: xr.DataTree) -> bool:
     return spec.observation is not None and spec.observation.latent
 
 
-def latent_model_arrays(tree: xr.DataTree, draws: np.ndarray):
+def latent_model_arrays(tree: xr.DataTree, draws: np.ndarray, per_pattern: bool = False):
     """Hidden generators, emission tables, initial weights and code sets of thinned draws.
+
+    A fit with covariates on misclassification has one table per emission pattern
+    (:func:`~markov_migration.results.latent_pieces.misc_pattern_emissions`): callers
+    that handle them pass ``per_pattern=True`` and get the baseline tables here; the
+    others are refused (InputError, one line).
 
     Returns
     -------
@@ -92,6 +105,8 @@ def latent_model_arrays(tree: xr.DataTree, draws: np.ndarray):
     """
     spec = fit_spec(tree)
     obs = spec.observation
+    if not per_pattern and has_misclassification_covariates(spec):
+        raise InputError(MISC_COVARIATES_REFUSAL)
     k = spec.n_states
     layout = phase_expansion(spec.allowed_matrix(), obs.phases or {})
     kh = layout.observed.size
@@ -144,8 +159,17 @@ def ppc_latent(
         )
     rng = np.random.default_rng(seed)
     draws = thinned_indices(tree["posterior"], n_draws)
-    spec, q, tables, pi, code_sets, exact_hidden = latent_model_arrays(tree, draws)
+    spec, q, tables, pi, code_sets, exact_hidden = latent_model_arrays(tree, draws, True)
     resp, time, code, first, order = panel_sequences(tree)
+    # covariates on misclassification: a table per emission pattern, each record's own
+    e_pattern, epattern = misc_pattern_emissions(tree, spec, draws, order)
+    if e_pattern is None:
+        epattern = np.zeros(resp.size, dtype=np.int64)
+    else:
+        layout = phase_expansion(spec.allowed_matrix(), spec.observation.phases or {})
+        pmap = (layout.observed[:, None] == np.arange(spec.n_states)[None, :]).astype(float)
+        tables = np.stack([[emission_table(pmap @ e, code_sets) for e in e_d]
+                           for e_d in e_pattern])  # (D, P, n_codes, K_h)  # fmt: skip
     pdata = tree["panel_data"]
     # msm's observation type of each record (the panel's obstype column; 1 without it)
     kind = pdata["obstype"].to_numpy()[order] if "obstype" in pdata else np.ones(resp.size, int)
@@ -164,15 +188,15 @@ def ppc_latent(
             resp, time = np.r_[resp, resp[after]], np.r_[time, at]
             code = np.r_[code, np.full(after.size, n_codes, dtype=np.int64)]
             pattern, real = np.r_[pattern, pattern[after]], np.r_[real, np.zeros(after.size, bool)]
-            kind = np.r_[kind, np.ones(after.size, int)]
+            kind, epattern = np.r_[kind, np.ones(after.size, int)], np.r_[epattern, epattern[after]]
             srt = np.lexsort((time, resp))  # cut points lie strictly inside intervals: no ties
-            resp, time, code, pattern, real, kind = (
-                a[srt] for a in (resp, time, code, pattern, real, kind)
+            resp, time, code, pattern, real, kind, epattern = (
+                a[srt] for a in (resp, time, code, pattern, real, kind, epattern)
             )
             first = np.r_[True, resp[1:] != resp[:-1]]
             period = period_of(time, spec)
             # a cut record says nothing about the state: its emission row is all ones
-            tables = np.concatenate([tables, np.ones_like(tables[:, :1])], axis=1)
+            tables = np.concatenate([tables, np.ones_like(tables[..., :1, :])], axis=-2)
         gen = generators.generator_index(pattern, period)
     res = float(tree["constant_data"]["resolution"]) if "constant_data" in tree.children else 0.0
     piece_gen, piece_gap, key = interval_pieces(gen, time, first, real, res)
@@ -191,14 +215,22 @@ def ppc_latent(
         raise InputError(
             "every interval ends in an exact entry or transition time: no records to predict"
         )
+    if tables.ndim == 3:  # one emission table for every record
+        tables = tables[:, None]
+    n_rows = tables.shape[2]  # codes of one pattern's table (with the cut record's)
+    fcode = code + n_rows * epattern  # row of the stacked tables
     pred = np.zeros((draws.size, nxt.size, n_codes))
+    survive = checked[:, None] & exact_hidden[None, :]
     for d in range(draws.size):
         p_gap = piece_pmatrices(q[d], piece_gen, piece_gap)
-        _, carried = forward_filter(p_gap, tables[d], pi[d], code, first, key)
-        pred[d] = record_predictive(
-            carried[nxt], tables[d][:n_codes], code[nxt], code_sets, spec.n_states,
-            checked[:, None] & exact_hidden[None, :],
-        )  # fmt: skip
+        stacked = tables[d].reshape(-1, tables.shape[-1])
+        _, carried = forward_filter(p_gap, stacked, pi[d], fcode, first, key)
+        for p in np.unique(epattern[nxt]):  # each next record through its own pattern
+            rows = np.flatnonzero(epattern[nxt] == p)
+            pred[d, rows] = record_predictive(
+                carried[nxt[rows]], tables[d, p, :n_codes], code[nxt[rows]], code_sets,
+                spec.n_states, survive[rows],
+            )  # fmt: skip
     notes = [
         "latent-state fit: each next record is predicted from the records before it through "
         "the observation model (forward filter); censored records stay censored"
@@ -213,6 +245,11 @@ def ppc_latent(
             f"{int((~checked & ~timed).sum())} interval(s) ending in an exactly timed entry "
             f"({', '.join(spec.states[s] for s in sorted(exact_codes))}) are not checked; the "
             "others are predicted given survival to the next record"
+        )
+    if e_pattern is not None:
+        notes.append(
+            "each record is predicted through the misclassification probabilities of its own "
+            "covariates (as in the likelihood)"
         )
     if q_pattern is not None:
         notes.append(

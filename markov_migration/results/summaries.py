@@ -126,6 +126,7 @@ __all__ = [
 #: Quantities :func:`summarize` knows.
 QUANTITIES = (
     "qmatrix", "pmatrix", "sojourn", "pnext", "leave", "totlos", "passage", "hazard", "phases",
+    "misclassification",
 )  # fmt: skip
 #: Quantities indexed by (from_state, to_state); the others are per state.
 MATRIX_QUANTITIES = ("qmatrix", "pmatrix", "pnext")
@@ -308,7 +309,9 @@ def summarize(
     ----------
     tree : xarray.DataTree
         A fit (see :func:`markov_migration.fitfile.format.read_fit`).
-    what : {"qmatrix", "pmatrix", "sojourn", "pnext", "leave", "totlos", "passage", "hazard", "phases"}
+    what : str
+        One of :data:`QUANTITIES`: qmatrix, pmatrix, sojourn, pnext, leave, totlos,
+        passage, hazard, phases, misclassification.
     t : float
         Time for ``pmatrix`` and ``leave`` (time units).
     ci : float
@@ -329,6 +332,12 @@ def summarize(
     """
     check_ci(ci)
     choice = None
+    if what == "misclassification":  # at the records' covariates (results/summaries_misc.py)
+        from markov_migration.results.summaries_misc import misclassification
+
+        summary = posterior_summary(misclassification(tree, covariates), ci)
+        check_finite(summary)
+        return summary
     if covariates or group is not None or period is not None:
         if what == "hazard":
             raise InputError("hazard ratios do not depend on --covariate, --group or --period")
