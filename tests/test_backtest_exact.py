@@ -11,8 +11,9 @@ computation per respondent):
   ``P(gap)[o, d]`` (type 1), ``(expm(Q gap) Q_off)[o, d]`` (type 3, an exact entry) or
   ``exp(q_oo gap) (I + Q_off)[o, d]`` (type 2, an exact transition time), scipy
   ``expm`` by hand (1e-9), and ``lpd`` in ``scores.csv`` is their sum;
-- the CLI runs end to end on a simulated panel with exact transition and entry times,
-  and on ``cav`` with exact deaths (``[observation] exact``), bad options exiting 2.
+- the command runs end to end with a faked refit on a latent model with periods and on a
+  simulated panel with exact transition and entry times (a bad option still exits 2 in one
+  line), and with a real refit (slow) on ``cav`` with exact deaths (``[observation] exact``).
 """
 
 from __future__ import annotations
@@ -302,3 +303,48 @@ def test_exact_times_backtest_runs_through_the_cli(exact, tmp_path, monkeypatch)
               tmp_path / "bt2", "--holdout-after", 99)  # fmt: skip
     assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.output
     assert not (tmp_path / "bt2").exists() or not any((tmp_path / "bt2").iterdir())
+
+
+def test_periods_backtest_runs_through_the_cli(with_periods, tmp_path, monkeypatch):
+    """The command on a latent model with periods (refit faked: the truth of the fixture)."""
+    spec, _, _, _, _, _, pi = with_periods
+    model = tmp_path / "m.toml"
+    model.write_text(f"periods = {CUTS}\n" + RECOVERY)
+    rng = np.random.default_rng(5)
+    df = misread_panel(spec, 300, seed=5)
+    wave3 = (df["time"].round() == 3).to_numpy()
+    df[~(wave3 & (rng.uniform(size=len(df)) < 0.4))].to_csv(tmp_path / "p.csv", index=False)
+
+    def fake_sample(spec, agg, settings, *, command=None, panel=None, progress=False):
+        d = panel.data
+        rows = pd.DataFrame({"id": d["id"], "time": d["time"],
+                             "state": np.asarray(spec.states)[d["state"].to_numpy()]})  # fmt: skip
+        return periods_fit(spec, rows, pi, draws=20)[0]
+
+    monkeypatch.setattr("markov_migration.inference.fit.sample", fake_sample)
+    out = tmp_path / "bt"
+    res = run("backtest", tmp_path / "p.csv", "--model", model, "--out", out, "-q")
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    cov = pd.read_csv(out / "coverage.csv")
+    prev = cov[cov["quantity"] == "prevalence (all states)"].set_index("nominal")["covered"]
+    assert prev[0.95] >= 2 / 3, cov  # the truth's predictions cover
+
+
+@pytest.mark.slow
+def test_cav_with_exact_deaths_end_to_end(tmp_path):
+    """A real refit (1 x 100 draws) of cav with ``[observation] exact = ["dead"]``, the
+    records after 8 years held out: deaths are scored by their density."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    model = tmp_path / "cav.toml"
+    model.write_text((root / "models" / "cav.toml").read_text()
+                     + '\n[observation]\nexact = ["dead"]\n')  # fmt: skip
+    out = tmp_path / "bt"
+    res = run("backtest", root / "tests" / "results" / "cav.csv", "--model", model, "--out", out,
+              "--holdout-after", 8, "--chains", 1, "--draws", 100, "--tune", 100, "-q")  # fmt: skip
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    scores = pd.read_csv(out / "scores.csv").set_index(["score", "origin"])
+    n_exact = scores.loc[("lpd_exact_times", "all"), "n"]
+    assert n_exact > 20 and np.isfinite(scores["value"]).all()
+    assert scores.loc[("lpd", "all"), "n"] == n_exact + scores.loc[("rps_mean", "all"), "n"]
