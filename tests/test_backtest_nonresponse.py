@@ -7,9 +7,10 @@ References (fake fits whose every draw is a known model):
   (``scipy.linalg.expm`` of the attrition-extended generator ``[[Q - D, D], [0, Q]]`` per
   interval, emissions ``r_s`` answered as ``s``, ``1 - r`` or 1 (lost) missed), carried to
   each held-out wave's interview (its own date, or the wave's median date when missed):
-  the log predictive density of the held-out interviews in ``scores.csv`` equals the sum
-  of their brute-force log probabilities (1e-9), and so do the expected outcome counts
-  by origin;
+  each held-out interview's predictive equals the brute force (1e-9), and the log
+  predictive density in ``scores.csv`` the sum of the brute-force log probabilities
+  (1e-9); with a period cut point, every interval crossing it is split into pieces,
+  each with its period's extended generator (1e-9; one generator per interval differs);
 - on a panel where returnees answer half the waves and emigrants 90%, the refit at that
   truth scores a higher log predictive density than one with a state-independent
   response (0.78 in both states);
@@ -50,16 +51,36 @@ def split(spec, df, holdout_after=None):
     return panel, kept, held
 
 
-def brute_force(spec, panel, held, response, attrition):
-    """(origin, outcome, probability of the observed outcome, predictive) per held-out interview."""
+def base_generator(spec) -> np.ndarray:
     k = spec.n_states
     q = np.zeros((k, k))
     for (a, b), v in spec.rates.items():
         q[a, b] = v
     q[np.diag_indices(k)] = -q.sum(axis=1)
+    return q
+
+
+def brute_force(spec, panel, held, response, attrition, cut=None, hr=1.0, split_cut=True):
+    """(origin, outcome, probability of the observed outcome, predictive) per held-out interview.
+
+    With ``cut``, intensities are ``hr`` times larger after it and every interval
+    crossing it is split there (``split_cut``; else it has the generator of its start).
+    """
+    k = spec.n_states
+    q = base_generator(spec)
     r = np.array([response[s] for s in spec.states])
     dr = np.diag([attrition[s] for s in spec.states])
-    qa = np.block([[q - dr, dr], [np.zeros((k, k)), q]])  # active, then lost to attrition
+    z = np.zeros((k, k))
+
+    def transition(t0: float, t1: float) -> np.ndarray:
+        edges = [t0, *([cut] if cut is not None and split_cut and t0 < cut < t1 else []), t1]
+        out = np.eye(2 * k)
+        for a, b in zip(edges[:-1], edges[1:], strict=True):
+            qp = q * (hr if cut is not None and a >= cut else 1.0)
+            qa = np.block([[qp - dr, dr], [z, qp]])  # active, then lost to attrition
+            out = out @ expm(qa * (b - a))
+        return out
+
     answered_as = np.vstack([np.diag(r), np.zeros((k, k))])  # (2K, K): answered as each state
     missed = np.r_[1 - r, np.ones(k)]
     d = panel.data.sort_values(["id", "time"])
@@ -76,12 +97,12 @@ def brute_force(spec, panel, held, response, attrition):
         for w in range(w0 + 1, dates.size):
             t = rec[w][0] if w in rec else dates[w]
             if t >= held.cut:  # a held-out interview, predicted from the kept records
-                hidden = alpha @ expm(qa * (t - t_prev))
+                hidden = alpha @ transition(t_prev, t)
                 pred = np.r_[hidden @ answered_as, hidden @ missed]
                 outcome = rec[w][1] if w in rec else k
                 out.append((origin, outcome, pred[outcome], pred))
                 continue
-            alpha = alpha @ expm(qa * (t - t_prev))
+            alpha = alpha @ transition(t_prev, t)
             alpha = alpha * (answered_as[:, rec[w][1]] if w in rec else missed)
             alpha /= alpha.sum()
             t_prev, origin = t, (rec[w][1] if w in rec else k)
@@ -161,3 +182,53 @@ def test_nonresponse_backtest_runs_through_the_cli(nr_panel, tmp_path, monkeypat
     cov = pd.read_csv(out / "coverage.csv")
     assert "prevalence:missed" in set(cov["quantity"])
     assert cov["quantity"].str.contains("->missed").any()
+
+
+def test_periods_split_the_kept_intervals_of_the_attrition_extended_chain():
+    """Intensities doubled after 2.5: each piece with its period's extended generator."""
+    import xarray as xr
+
+    from markov_migration.defaults import SAMPLE_DIMS
+    from markov_migration.fitfile.assemble import assemble_fit
+    from markov_migration.inference.fit import FitSettings
+    from markov_migration.inputs.aggregate import aggregate
+    from markov_migration.inputs.latent_design import latent_design
+    from markov_migration.testing import fake_sample_stats
+
+    cut, hr, draws = 2.5, 2.0, 2
+    spec = parse_spec(f"periods = [{cut}]\n" + MODEL)
+    df = simulate_panel(parse_spec(MODEL), 300, seed=4)
+    panel, kept, held = split(spec, df)
+    kp = validate_panel(kept, spec, path="<kept>", sha256="0" * 64)
+    agg = aggregate(kp, spec)
+    design, _ = latent_design(spec, kp, agg)
+    q0 = base_generator(spec)
+    states = list(spec.states)
+    shape = (1, draws)
+    rate = np.array([q0[a, b] for a, b in spec.transitions])
+    post = {
+        "log_rate": ((*SAMPLE_DIMS, "transition"), np.broadcast_to(np.log(rate), shape + (2,))),
+        "log_hazard_ratio": ((*SAMPLE_DIMS, "covariate_effect"), np.full(shape + (2,), np.log(hr))),
+        "Q": ((*SAMPLE_DIMS, "period", "from_state", "to_state"),
+              np.broadcast_to(np.stack([q0, hr * q0]), shape + (2, 2, 2))),
+        "response": ((*SAMPLE_DIMS, "response_state"),
+                     np.broadcast_to([RESPONSE[s] for s in states], shape + (2,))),
+        "attrition": ((*SAMPLE_DIMS, "attrition_state"),
+                      np.broadcast_to([ATTRITION[s] for s in states], shape + (2,))),
+    }  # fmt: skip
+    coords = {"chain": [0], "draw": np.arange(draws), "from_state": states, "to_state": states,
+              "transition": list(spec.transition_labels), "response_state": states,
+              "attrition_state": states, "covariate_effect": [e.label for e in design.effects],
+              "period": list(design.grid_coords["period"])}  # fmt: skip
+    settings = FitSettings(chains=1, draws=draws, tune=1, seed=0, sampler="fake")
+    tree = assemble_fit(spec, agg, xr.Dataset(post, coords=coords), fake_sample_stats(1, draws, 0),
+                        settings.to_attrs(), None, kp,
+                        sampled=["log_rate", "log_hazard_ratio", "response"])  # fmt: skip
+    tree["constant_data"]["resolution"] = 0.0
+    probs, origin, outcome, _, notes = nonresponse_heldout(tree, held, draws)
+    want = brute_force(spec, panel, held, RESPONSE, ATTRITION, cut=cut, hr=hr)
+    np.testing.assert_array_equal(outcome, [w[1] for w in want])
+    np.testing.assert_allclose(probs[0], np.stack([w[3] for w in want]), atol=TOL)
+    # without the split (each interval with its start's generator) the predictive differs
+    unsplit = brute_force(spec, panel, held, RESPONSE, ATTRITION, cut=cut, hr=hr, split_cut=False)
+    assert np.abs(probs[0] - np.stack([w[3] for w in unsplit])).max() > 1e-3
