@@ -10,8 +10,10 @@ References:
   gives the predictive of each held-out record (1e-9);
 - on a panel with 20% of ``swing`` records read as ``abroad``, fake fits at the
   truth score a higher log predictive density than the same rates without
-  misclassification, and their 95% prevalence intervals cover;
-- ``[nonresponse]`` models are refused with one line (exit 2).
+  misclassification, and their 95% prevalence intervals cover.
+
+Periods and exact times: ``tests/test_backtest_exact.py``; ``[nonresponse]``:
+``tests/test_backtest_nonresponse.py``.
 """
 
 from __future__ import annotations
@@ -144,21 +146,6 @@ def test_written_files_of_a_latent_backtest(misread, tmp_path):
     assert list(cov.columns) == ["quantity", "interval", "nominal", "covered"]
 
 
-NONRESPONSE = RECOVERY.replace("[rates]", "[nonresponse]\n[rates]")
-
-
-def test_nonresponse_models_are_refused_with_one_line(tmp_path):
-    model = tmp_path / "m.toml"
-    model.write_text(NONRESPONSE)
-    panel = tmp_path / "p.csv"
-    simulate_panel(parse_spec(RECOVERY), 50, waves=[0, 1, 2], seed=1).to_csv(panel, index=False)
-    out = tmp_path / "bt"
-    res = runner.invoke(app, ["backtest", str(panel), "--model", str(model), "--out", str(out)])
-    assert res.exit_code == 2, res.output
-    assert "[nonresponse]" in res.stderr and len(res.stderr.strip().splitlines()) == 1
-    assert "Traceback" not in res.stderr and (not out.exists() or not any(out.iterdir()))
-
-
 @pytest.mark.slow
 def test_real_latent_backtest_end_to_end(tmp_path):
     """A real refit of the misclassification model (2 x 200 draws) and its predictions."""
@@ -224,5 +211,5 @@ def test_phases_and_exact_deaths_with_a_prior_draw_refit():
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, atol=1e-12)
     np.testing.assert_array_equal(probs[..., dead], 0.0)  # predicted given survival
     res = B.backtest_fit(tree, held, n_draws=60)
-    assert any("exactly timed entry" in n for n in res.notes)
+    assert any("exact transition or entry time" in n for n in res.notes)
     assert np.isfinite(res.scores["value"]).all()

@@ -490,14 +490,6 @@ def test_docs_worked_example_runs(tmp_path):
     exec(compile(blocks["python"], "observation-models.md", "exec"), {})
 
 
-def test_backtest_refuses_exact_times(paths):
-    d, _, _, _ = paths
-    res = run("backtest", d / "paths.csv", "--model", d / "m.toml", "--out", d / "bt")
-    assert res.exit_code == 2, (res.output, repr(res.exception))
-    assert "backtest of a panel with exact transition or entry times" in res.stderr
-    assert not (d / "bt").exists()
-
-
 @pytest.mark.r
 def test_committed_msm_obstype_result_is_reproduced(tmp_path):
     """Rerun msm_obstype.R on a copy of the folder: the same flags and -2 log L as committed."""

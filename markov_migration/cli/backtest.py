@@ -42,7 +42,9 @@ def backtest(
     """Refit without the last wave, predict it, write interval coverage and scores.
 
     Held out: every respondent's first observation in the last wave (or after
-    --holdout-after), predicted from their last kept observation.
+    --holdout-after), predicted from their last kept observation; for a
+    [nonresponse] model every scheduled interview after the cut, missed ones
+    included. Exact entry or transition times are scored by their density.
     """
     import math
 
@@ -51,7 +53,7 @@ def backtest(
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import resolve_model
     from markov_migration.plots.backtest_figures import planned_outputs, write_backtest
-    from markov_migration.results.backtest import backtest_fit, check_backtest_model, refit_kept
+    from markov_migration.results.backtest import backtest_fit, refit_kept
 
     if holdout_after is not None and not math.isfinite(holdout_after):
         raise InputError(f"--holdout-after must be a finite time, not {holdout_after}")
@@ -59,7 +61,6 @@ def backtest(
     settings = FitSettings(chains, draws, tune, seed)
     settings.check()
     spec = load_spec(resolve_model(model))
-    check_backtest_model(spec)
     start = time.perf_counter()
     tree, heldout = refit_kept(panel, spec, settings, holdout_after, command=command_line(),
                                progress=not quiet)  # fmt: skip

@@ -20,11 +20,17 @@ distribution ``P_d(gap_i)[origin_i, :]`` (the arithmetic of the predictive check
   destination and of every count and prevalence (uniform when the predictive is
   calibrated, whatever the state order).
 
-Latent-state fits (``[observation]``, ``[misclassification]``, ``[phases]``)
+Latent-state fits (``[observation]``, ``[misclassification]``, ``[phases]``,
+periods included, and panels flagging exact times with an ``obstype`` column)
 predict the held-out *record* from the forward filter over the respondent's kept
 records (:mod:`markov_migration.results.backtest_latent`); origins and
-destinations are then record codes (states, then censored codes).
-``[nonresponse]`` models are refused.
+destinations are then record codes (states, then censored codes). A held-out
+record that is an exact transition or entry time (obstype 2 or 3, or an entry
+into an ``exact`` state) is scored in ``lpd`` by the likelihood's density of it
+(per time unit); it is not in the counts, prevalences, RPS, Brier score or PIT,
+which are of records at a time. ``[nonresponse]`` fits predict every held-out
+scheduled interview with "missed" as an outcome
+(:mod:`markov_migration.results.backtest_nonresponse`).
 """
 
 from __future__ import annotations
@@ -38,21 +44,14 @@ import pandas as pd
 import xarray as xr
 
 from markov_migration.errors import InputError
+from markov_migration.fitfile.format import fit_spec
 from markov_migration.inputs.waves import wave_bins
-from markov_migration.results.backtest_latent import (
-    NONRESPONSE_REFUSAL,
-    PERIODS_REFUSAL,
-    latent_heldout_probs,
-)
+from markov_migration.results.backtest_latent import latent_heldout
+from markov_migration.results.backtest_nonresponse import nonresponse_heldout
 from markov_migration.results.ppc import draw_states, gap_matrices, normalised
 from markov_migration.results.ppc_keyed import has_keys, keyed_gap_matrices
 from markov_migration.results.ppc_latent import is_latent
 
-#: Why fits of panels with exact transition or entry times (obstype 2, 3) are refused.
-OBSTYPE_REFUSAL = (
-    "backtest of a panel with exact transition or entry times (obstype 2 or 3) is not "
-    "supported: the held-out records would be predicted as panel records"
-)
 #: Probabilities of the central predictive intervals of ``coverage.csv``.
 BACKTEST_INTERVALS: tuple[float, ...] = (0.5, 0.8, 0.95)
 #: Posterior draws used for the predictions (thinned evenly).
@@ -83,6 +82,14 @@ class HeldOut:
         Respondent and time of each last kept observation (a fit with
         covariates, groups or periods predicts from that row's covariates and
         group, through the periods from that time on).
+    kind : ndarray of int, optional
+        Observation type (``obstype``: 1, 2 or 3) of each first held-out
+        observation; None: all 1.
+    held : pandas.DataFrame, optional
+        Every held-out observation (``id``, ``time``, ``state``, ``obstype``),
+        for the scheduled interviews of a ``[nonresponse]`` fit.
+    strict : bool
+        Held out: times after ``cut`` (``--holdout-after``); else at or after it.
     """
 
     cut: float
@@ -93,10 +100,17 @@ class HeldOut:
     n_later: int = 0
     origin_id: np.ndarray | None = None
     origin_time: np.ndarray | None = None
+    kind: np.ndarray | None = None
+    held: pd.DataFrame | None = None
+    strict: bool = False
 
 
 def holdout_split(
-    ids: np.ndarray, times: np.ndarray, states: np.ndarray, holdout_after: float | None = None
+    ids: np.ndarray,
+    times: np.ndarray,
+    states: np.ndarray,
+    holdout_after: float | None = None,
+    obstype: np.ndarray | None = None,
 ) -> HeldOut:
     """Split a panel (sorted by respondent and time) into kept rows and held-out pairs.
 
@@ -108,6 +122,8 @@ def holdout_split(
     holdout_after : float, optional
         Hold out every observation after this time; default the last wave (from
         :func:`~markov_migration.inputs.waves.wave_bins`).
+    obstype : ndarray of int, shape (n,), optional
+        Observation type of each observation (1 without it).
 
     Raises
     ------
@@ -138,6 +154,9 @@ def holdout_split(
     if n_kept_pairs == 0:
         raise InputError(f"no transitions before {cut:g}: nothing to refit")
     n_held = int(held.sum())
+    kind = np.ones(ids.size, np.int64) if obstype is None else np.asarray(obstype, np.int64)
+    frame = pd.DataFrame({"id": ids[held], "time": times[held], "state": states[held],
+                          "obstype": kind[held]})  # fmt: skip
     return HeldOut(
         cut=cut,
         keep=keep,
@@ -147,6 +166,9 @@ def holdout_split(
         n_later=n_held - start.size,
         origin_id=ids[start],
         origin_time=times[start],
+        kind=kind[start + 1],
+        held=frame,
+        strict=holdout_after is not None,
     )
 
 
@@ -228,6 +250,8 @@ def predict_heldout(
     *,
     seed: int = 0,
     intervals=BACKTEST_INTERVALS,
+    timed_origin: np.ndarray | None = None,
+    timed_lpd: np.ndarray | None = None,
 ) -> Backtest:
     """Coverage, scores and PITs of held-out destinations given their predictive distributions.
 
@@ -242,6 +266,11 @@ def predict_heldout(
         Seed of the simulated destinations and the PIT randomization.
     intervals : tuple of float
         Central interval probabilities.
+    timed_origin, timed_lpd : ndarray (m,), optional
+        Origin and log predictive density (log of the draw-averaged likelihood
+        density, per time unit) of held-out exact transition or entry times:
+        added to ``lpd`` and ``lpd_mean`` (and reported alone as
+        ``lpd_exact_times``), not to the other scores.
     """
     rng = np.random.default_rng(seed)
     probs = normalised(np.asarray(probs, dtype=float))
@@ -288,17 +317,25 @@ def predict_heldout(
     pit = below + rng.random(n) * mean[np.arange(n), destination]
 
     lpd, rps, brier = score_destinations(probs, origin, destination)
-    srows = [("lpd", "all", float(lpd.sum()), n)]
-    for name, v in (("lpd_mean", lpd), ("rps_mean", rps), ("brier_mean", brier)):
-        srows.append((name, "all", float(v.mean()), n))
+    lpd_all, lpd_origin = lpd, origin
+    if timed_lpd is not None and len(timed_lpd):
+        lpd_all, lpd_origin = np.r_[lpd, timed_lpd], np.r_[origin, timed_origin]
+    srows = [("lpd", "all", float(lpd_all.sum()), lpd_all.size)]
+    for name, v, o in (("lpd_mean", lpd_all, lpd_origin), ("rps_mean", rps, origin),
+                       ("brier_mean", brier, origin)):  # fmt: skip
+        srows.append((name, "all", float(v.mean()), v.size))
+        n_o = np.bincount(o, minlength=k)
         for s in range(k):
-            if n_origin[s]:
-                srows.append((name, states[s], float(v[origin == s].mean()), int(n_origin[s])))
+            if n_o[s]:
+                srows.append((name, states[s], float(v[o == s].mean()), int(n_o[s])))
+    if lpd_all.size > n:
+        srows.append(("lpd_exact_times", "all", float(np.sum(timed_lpd)), len(timed_lpd)))
     scores = pd.DataFrame(srows, columns=list(SCORE_COLUMNS))
     notes = []
-    if not np.all(np.isfinite(lpd)):
+    if not np.all(np.isfinite(lpd_all)):
         notes.append(
-            f"{int(np.sum(~np.isfinite(lpd)))} held-out transition(s) have predictive probability 0"
+            f"{int(np.sum(~np.isfinite(lpd_all)))} held-out record(s) have predictive "
+            "probability or density 0"
         )
     return Backtest(coverage, scores, predictions, pit, notes)
 
@@ -327,17 +364,15 @@ def backtest_fit(
     """
     states = json.loads(tree.attrs["states"])
     origin, destination = heldout.origin, heldout.destination
-    notes = []
-    if is_latent(tree):  # through the forward filter and the observation model
-        probs, predicted, states = latent_heldout_probs(
-            tree, _origin_rows(tree, heldout), heldout.gap, destination, n_draws
+    notes, timed = [], {}
+    obs = fit_spec(tree).observation
+    nonresponse = obs is not None and obs.nonresponse is not None
+    if nonresponse:  # every held-out scheduled interview
+        probs, origin, destination, states, notes = nonresponse_heldout(tree, heldout, n_draws)
+    elif is_latent(tree):  # through the forward filter and the observation model
+        probs, origin, destination, states, notes, timed = latent_heldout(
+            tree, heldout, _origin_rows(tree, heldout, missing=True), n_draws
         )
-        if not predicted.all():
-            notes.append(
-                f"{int((~predicted).sum())} held-out record(s) of an exactly timed entry are not "
-                "predicted; the others are predicted given no such entry before them"
-            )
-        origin, destination = origin[predicted], destination[predicted]
     else:
         if has_keys(tree):
             # gaps rounded to the fit's resolution, as the likelihood and gap_matrices round them
@@ -352,9 +387,9 @@ def backtest_fit(
             p_gap, key = gap_matrices(tree, heldout.gap, n_draws)
         d = np.arange(p_gap.shape[0])[:, None]
         probs = p_gap[d, key[None, :], origin[None, :]]  # (D, n, K)
-    result = predict_heldout(probs, origin, destination, states, seed=seed)
+    result = predict_heldout(probs, origin, destination, states, seed=seed, **timed)
     result.notes += notes
-    if heldout.n_later:
+    if heldout.n_later and not nonresponse:
         result.notes.append(
             f"{heldout.n_later} held-out observation(s) after a respondent's first held-out "
             "one are not predicted"
@@ -362,9 +397,11 @@ def backtest_fit(
     return result
 
 
-def _origin_rows(tree: xr.DataTree, heldout: HeldOut) -> np.ndarray:
-    """Rows of the refit's embedded panel of the held-out pairs' last kept observations."""
-    from markov_migration.fitfile.format import fit_spec
+def _origin_rows(tree: xr.DataTree, heldout: HeldOut, missing: bool = False) -> np.ndarray:
+    """Rows of the refit's embedded panel of the held-out pairs' last kept observations.
+
+    With ``missing``, -1 for a respondent the refit does not hold (one kept record).
+    """
     from markov_migration.fitfile.readback import recorded_panel
 
     if heldout.origin_id is None or heldout.origin_time is None:
@@ -374,33 +411,15 @@ def _origin_rows(tree: xr.DataTree, heldout: HeldOut) -> np.ndarray:
         (str(i), float(t)): r
         for r, (i, t) in enumerate(zip(frame["id"], frame["time"], strict=True))
     }
+    keys = [(str(i), float(t)) for i, t in zip(heldout.origin_id, heldout.origin_time, strict=True)]
+    if missing:
+        return np.array([lookup.get(k, -1) for k in keys], dtype=np.int64)
     try:
-        return np.array(
-            [
-                lookup[(str(i), float(t))]
-                for i, t in zip(heldout.origin_id, heldout.origin_time, strict=True)
-            ],
-            dtype=np.int64,
-        )
+        return np.array([lookup[k] for k in keys], dtype=np.int64)
     except KeyError as err:
         raise InputError(
             f"held-out respondent {err.args[0][0]} has no kept observation in the refit"
         ) from None
-
-
-def check_backtest_model(spec) -> None:
-    """Refuse models the backtest cannot predict from.
-
-    Those are ``[nonresponse]`` models, latent models with periods and fits of
-    panels that flag exact transition or entry times (an ``obstype`` column).
-    """
-    obs = getattr(spec, "observation", None)
-    if obs is not None and obs.obstype:
-        raise InputError(f"{spec.path or spec.name}: {OBSTYPE_REFUSAL}")
-    if obs is not None and obs.nonresponse is not None:
-        raise InputError(f"{spec.path or spec.name}: {NONRESPONSE_REFUSAL}")
-    if obs is not None and obs.latent and spec.periods:
-        raise InputError(f"{spec.path or spec.name}: {PERIODS_REFUSAL}")
 
 
 def refit_kept(
@@ -436,19 +455,21 @@ def refit_kept(
     from markov_migration.inference.fit import sample
     from markov_migration.inputs.aggregate import aggregate
     from markov_migration.inputs.columns import file_sha256, is_counts_table, read_table
+    from markov_migration.inputs.obstype import PANEL_OBSTYPE, with_panel_obstype
     from markov_migration.inputs.panel import validate_panel
 
-    check_backtest_model(spec)
     df = read_table(panel_path)
     if is_counts_table(df) and spec.data.id not in df.columns:
         raise InputError("a counts table has no respondents to hold out: backtest needs a panel",
                          path=panel_path)  # fmt: skip
     panel = validate_panel(df, spec, path=str(panel_path), sha256=file_sha256(panel_path))
-    if "obstype" in panel.data:  # inputs.obstype.PANEL_OBSTYPE: some exact times
-        raise InputError(OBSTYPE_REFUSAL, path=panel_path)
+    # exact times flagged in the data: the refit is the fit of the whole panel's model (the
+    # forward algorithm), whether or not the kept rows flag any
+    spec = with_panel_obstype(spec, panel)
     d = panel.data
+    kind = d[PANEL_OBSTYPE].to_numpy() if PANEL_OBSTYPE in d else None
     heldout = holdout_split(
-        d["id"].to_numpy(), d["time"].to_numpy(), d["state"].to_numpy(), holdout_after
+        d["id"].to_numpy(), d["time"].to_numpy(), d["state"].to_numpy(), holdout_after, kind
     )
     kept_rows = d["row"].to_numpy()[heldout.keep] - 1  # 0-based rows of the file
     kept_df = df.iloc[np.sort(kept_rows)].reset_index(drop=True)

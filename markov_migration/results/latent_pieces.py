@@ -23,9 +23,15 @@ from markov_migration.fitfile.readback import (
     phase_layout,
     recorded_panel,
 )
-from markov_migration.inputs.latent_design import has_covariates, latent_design
+from markov_migration.inputs.latent_design import cut_records, has_covariates, latent_design
 
-__all__ = ["interval_pieces", "misc_pattern_emissions", "pattern_generators", "piece_pmatrices"]
+__all__ = [
+    "interval_pieces",
+    "misc_pattern_emissions",
+    "pattern_generators",
+    "piece_pmatrices",
+    "with_cut_records",
+]
 
 
 def pattern_generators(tree: xr.DataTree, spec, draws: np.ndarray, order: np.ndarray):
@@ -185,3 +191,42 @@ def piece_pmatrices(q: np.ndarray, piece_gen, piece_gap) -> np.ndarray:
         sel = piece_gen == m
         out[sel] = pmatrix(q[m], piece_gap[sel])
     return out
+
+
+def with_cut_records(resp, time, code, blank: int, cuts, *columns):
+    """Records sorted by respondent and time, split at the period cut points.
+
+    As the likelihood splits a latent model's intervals: a record that says
+    nothing (code ``blank``, an emission row of ones) at every cut point strictly
+    inside an interval, so that each piece has its period's generator.
+
+    Parameters
+    ----------
+    resp, time, code : ndarray (n,)
+        Records sorted by respondent, then time.
+    blank : int
+        Code of the added records.
+    cuts : sequence of float
+        Period cut points (time units).
+    *columns : ndarray (n,)
+        Further values of the records; an added record takes the one of the
+        record it follows.
+
+    Returns
+    -------
+    resp, time, code : ndarray (n + c,)
+    real : ndarray of bool (n + c,)
+        False at the added records.
+    source : ndarray of int (n + c,)
+        Input position of each record (-1 at the added ones).
+    *columns : ndarray (n + c,)
+    """
+    after, at = cut_records(resp, time, cuts)
+    n = np.asarray(resp).size
+    resp, time = np.r_[resp, np.asarray(resp)[after]], np.r_[time, at]
+    code = np.r_[code, np.full(after.size, blank, dtype=np.int64)]
+    real = np.r_[np.ones(n, bool), np.zeros(after.size, bool)]
+    source = np.r_[np.arange(n), np.full(after.size, -1)]
+    columns = [np.r_[c, np.asarray(c)[after]] for c in columns]
+    srt = np.lexsort((time, resp))  # cut points lie strictly inside intervals: no ties
+    return (resp[srt], time[srt], code[srt], real[srt], source[srt], *(c[srt] for c in columns))
