@@ -39,11 +39,11 @@ def backtest(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Refit without the last wave, predict it, write interval coverage and scores.
+    r"""Refit without the last wave, predict it, write interval coverage and scores.
 
     Held out: every respondent's first observation in the last wave (or after
     --holdout-after), predicted from their last kept observation; for a
-    [nonresponse] model every scheduled interview after the cut, missed ones
+    \\[nonresponse] model every scheduled interview after the cut, missed ones
     included. Exact entry or transition times are scored by their density.
     """
     import math

@@ -29,6 +29,11 @@ piece with its period's generator: the prediction is the filtered distribution
 at the last kept record times the product of the pieces' ``P`` over the gap,
 then the observation model.
 
+With covariates on misclassification each kept record is filtered through the
+misclassification matrix of its own covariates (as the likelihood does), and a
+held-out record is recorded through its respondent's last kept record's (its own
+covariate values may be a pattern the refit never saw).
+
 Held-out records that are exact times (a panel's ``obstype`` 2 or 3, or an entry
 into an ``exact`` state) are not records at a time: each is scored by the
 likelihood's contribution (:mod:`markov_migration.core.forward_kernel`): an exact
@@ -57,6 +62,8 @@ from markov_migration.inputs.aggregate import period_of
 from markov_migration.inputs.latent_design import has_covariates
 from markov_migration.results.latent_pieces import (
     interval_pieces,
+    misc_pattern_emissions,
+    misc_pattern_tables,
     pattern_generators,
     piece_pmatrices,
     with_cut_records,
@@ -198,10 +205,16 @@ def latent_heldout_predictive(
     if "panel_data" not in tree.children:
         raise InputError("the refit has no embedded panel: its records cannot be filtered")
     draws = thinned_indices(tree["posterior"], n_draws)
-    spec, q, tables, pi, code_sets, exact_hidden = latent_model_arrays(tree, draws)
+    spec, q, tables, pi, code_sets, exact_hidden = latent_model_arrays(tree, draws, True)
     n_codes = len(code_sets)
     names = list(spec.states) + list(spec.observation.censored_codes)
     resp, time, code, first, order = panel_sequences(tree)
+    # covariates on misclassification: a table per emission pattern (D, P, n_codes, K_h)
+    e_pattern, epattern = misc_pattern_emissions(tree, spec, draws, order)
+    if e_pattern is None:
+        tables, epattern = tables[:, None], np.zeros(resp.size, dtype=np.int64)
+    else:
+        tables = misc_pattern_tables(spec, e_pattern, code_sets)
     sorted_pos = np.empty(order.size, dtype=np.int64)
     sorted_pos[order] = np.arange(order.size)
     origin_rows = np.asarray(origin_rows, dtype=np.int64)
@@ -214,6 +227,7 @@ def latent_heldout_predictive(
         time = np.r_[time, np.asarray(origin_time, dtype=float)[alone]]
         code = np.r_[code, np.asarray(origin_code, dtype=np.int64)[alone]]
         first = np.r_[first, np.ones(alone.size, dtype=bool)]
+        epattern = np.r_[epattern, np.zeros(alone.size, dtype=np.int64)]  # no covariates
         sorted_pos = np.r_[sorted_pos, n_in + np.arange(alone.size)]
         origin_rows = origin_rows.copy()
         origin_rows[alone] = order.size + np.arange(alone.size)
@@ -228,7 +242,7 @@ def latent_heldout_predictive(
     # the held-out records join their respondents' kept records with a blank code (an
     # emission row of ones): the filter's one-step-ahead distribution at them is the
     # prediction, and the gap is split at the period cut points as every interval is
-    tables = np.concatenate([tables, np.ones_like(tables[:, :1])], axis=1)
+    tables = np.concatenate([tables, np.ones_like(tables[..., :1, :])], axis=-2)
     q_pattern, generators, pattern = pattern_generators(tree, spec, draws, order)
     held = np.r_[np.full(code.size, -1), np.arange(destination.size)]
     resp, time = np.r_[resp, resp[at]], np.r_[time, time[at] + np.asarray(gap, dtype=float)]
@@ -237,13 +251,16 @@ def latent_heldout_predictive(
         q, pat = q[:, None], np.zeros(resp.size, dtype=np.int64)
     else:  # a held-out record is predicted with its last kept record's covariates and group
         q, pat = q_pattern, np.r_[pattern, pattern[at]]
+    # ... and recorded with its last kept record's misclassification covariates (the
+    # held-out record's own are not in the refit's patterns; equal for fixed covariates)
+    epat = np.r_[epattern, epattern[at]]
     srt = np.lexsort((time, resp))
-    resp, time, code, held, pat = (a[srt] for a in (resp, time, code, held, pat))
+    resp, time, code, held, pat, epat = (a[srt] for a in (resp, time, code, held, pat, epat))
     real = np.ones(resp.size, dtype=bool)
     period = None
     if spec.periods:
-        resp, time, code, real, _, held, pat = with_cut_records(
-            resp, time, code, n_codes, spec.periods, held, pat
+        resp, time, code, real, _, held, pat, epat = with_cut_records(
+            resp, time, code, n_codes, spec.periods, held, pat, epat
         )
         period = period_of(time, spec)
     gen = pat if q_pattern is None else generators.generator_index(pat, period)
@@ -256,17 +273,22 @@ def latent_heldout_predictive(
     t_rows, t_dest, t_kind = rows[timed], destination[timed], kind[timed]
     probs = np.zeros((draws.size, int(predicted.sum()), n_codes))
     density = np.zeros((draws.size, timed.size))
+    fcode = code + tables.shape[2] * epat  # row of the stacked tables
+    p_rows = rows[predicted]
     for d in range(draws.size):
         p_gap = piece_pmatrices(q[d], piece_gen, piece_gap)
-        filtered, carried = forward_filter(p_gap, tables[d], pi[d], code, first, key)
-        probs[d] = record_predictive(
-            carried[rows[predicted]], tables[d][:n_codes], destination[predicted], code_sets,
-            spec.n_states, exact_hidden[None, :],
-        )  # fmt: skip
+        stacked = tables[d].reshape(-1, tables.shape[-1])
+        filtered, carried = forward_filter(p_gap, stacked, pi[d], fcode, first, key)
+        for e in np.unique(epat[p_rows]):  # each held-out record through its pattern
+            sel = np.flatnonzero(epat[p_rows] == e)
+            probs[d, sel] = record_predictive(
+                carried[p_rows[sel]], tables[d, e, :n_codes], destination[predicted][sel],
+                code_sets, spec.n_states, exact_hidden[None, :],
+            )  # fmt: skip
         if timed.size:
             density[d] = _timed_density(
                 q[d][piece_gen[key[t_rows]]], piece_gap[key[t_rows]], filtered[t_rows - 1],
-                carried[t_rows], tables[d][t_dest], t_kind,
+                carried[t_rows], tables[d, epat[t_rows], t_dest], t_kind,
             )  # fmt: skip
     return probs, predicted, names, density
 

@@ -28,6 +28,7 @@ from markov_migration.inputs.latent_design import cut_records, has_covariates, l
 __all__ = [
     "interval_pieces",
     "misc_pattern_emissions",
+    "misc_pattern_tables",
     "pattern_generators",
     "piece_pmatrices",
     "with_cut_records",
@@ -129,6 +130,21 @@ def misc_pattern_emissions(tree: xr.DataTree, spec, draws: np.ndarray, order: np
     beta = post[MISC_LOG_OR].transpose(*SAMPLE_DIMS, MISC_EFFECT_DIM).to_numpy()
     beta = beta.reshape(-1, len(misc.labels))[draws]
     return pattern_emissions(e, misc.shift_design(k), beta), misc.record_pattern[order]
+
+
+def misc_pattern_tables(spec, e_pattern: np.ndarray, code_sets) -> np.ndarray:
+    """Emission tables (D, P, n_codes, K_h) of each draw's emission patterns.
+
+    ``e_pattern`` is :func:`misc_pattern_emissions`'s (D, P, K, K); each matrix goes
+    through the phases (a phase is recorded as its observed state) and the record
+    codes as the likelihood's table does (:func:`~markov_migration.core.forward.emission_table`).
+    """
+    from markov_migration.core.forward import emission_table
+    from markov_migration.core.phases import phase_expansion
+
+    layout = phase_expansion(spec.allowed_matrix(), spec.observation.phases or {})
+    pmap = (layout.observed[:, None] == np.arange(spec.n_states)[None, :]).astype(float)
+    return np.stack([[emission_table(pmap @ e, code_sets) for e in e_d] for e_d in e_pattern])
 
 
 def _hidden_pattern_generators(tree, post, q, draws: np.ndarray) -> np.ndarray:

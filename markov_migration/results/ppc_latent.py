@@ -61,6 +61,7 @@ from markov_migration.inputs.misc_covariates import has_misclassification_covari
 from markov_migration.results.latent_pieces import (
     interval_pieces,
     misc_pattern_emissions,
+    misc_pattern_tables,
     pattern_generators,
     piece_pmatrices,
 )
@@ -166,10 +167,7 @@ def ppc_latent(
     if e_pattern is None:
         epattern = np.zeros(resp.size, dtype=np.int64)
     else:
-        layout = phase_expansion(spec.allowed_matrix(), spec.observation.phases or {})
-        pmap = (layout.observed[:, None] == np.arange(spec.n_states)[None, :]).astype(float)
-        tables = np.stack([[emission_table(pmap @ e, code_sets) for e in e_d]
-                           for e_d in e_pattern])  # (D, P, n_codes, K_h)  # fmt: skip
+        tables = misc_pattern_tables(spec, e_pattern, code_sets)  # (D, P, n_codes, K_h)
     pdata = tree["panel_data"]
     # msm's observation type of each record (the panel's obstype column; 1 without it)
     kind = pdata["obstype"].to_numpy()[order] if "obstype" in pdata else np.ones(resp.size, int)
