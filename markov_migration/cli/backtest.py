@@ -43,7 +43,7 @@ def backtest(
 
     Held out: every respondent's first observation in the last wave (or after
     --holdout-after), predicted from their last kept observation; for a
-    \\[nonresponse] model every scheduled interview after the cut, missed ones
+    \[nonresponse] model every scheduled interview after the cut, missed ones
     included. Exact entry or transition times are scored by their density.
     """
     import math
