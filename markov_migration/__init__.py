@@ -28,7 +28,7 @@ _API: dict[str, tuple[str, str]] = {
     "load_spec": ("markov_migration.inputs.spec", "load_spec"),
     "load_panel": ("markov_migration.inputs.panel", "load_panel"),
     "load_data": ("markov_migration.inputs.aggregate", "load_data"),
-    "validate": ("markov_migration.inputs.aggregate", "data_summary"),
+    "validate": ("markov_migration.inputs.data_summary", "data_summary"),
     "validate_panel": ("markov_migration.inputs.panel", "validate_panel"),
     "simulate": ("markov_migration.inputs.simulate", "simulate_panel"),
     "load_scenario": ("markov_migration.inputs.scenario", "load_scenario"),

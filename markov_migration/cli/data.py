@@ -119,7 +119,7 @@ def validate(
     ] = ReportFormat.table,
 ) -> None:
     """Check a panel against a model; print its state table and what was fixed or dropped."""
-    from markov_migration.inputs.aggregate import data_summary
+    from markov_migration.inputs.data_summary import data_summary
     from markov_migration.inputs.effects import check_design
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import resolve_model
@@ -142,7 +142,7 @@ def validate(
 
 
 def print_data_summary(summary: dict, con) -> None:
-    """Print the result of :func:`markov_migration.inputs.aggregate.data_summary` as tables."""
+    """Print the result of :func:`markov_migration.inputs.data_summary.data_summary` as tables."""
     from rich.table import Table
 
     con.print(

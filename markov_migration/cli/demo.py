@@ -42,8 +42,8 @@ def demo(
 
     from markov_migration.cli.data import print_data_summary
     from markov_migration.errors import InputError
-    from markov_migration.inputs.aggregate import data_summary
     from markov_migration.inputs.calibration import calibration_table
+    from markov_migration.inputs.data_summary import data_summary
     from markov_migration.inputs.simulate import simulate_panel
     from markov_migration.inputs.spec import load_spec
     from markov_migration.io import atomic_output, resolve_model
