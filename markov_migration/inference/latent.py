@@ -366,10 +366,16 @@ def sample_latent(spec, agg, settings, *, progress=False, command=None, panel=No
     the pairs of exactly recorded states (censored records left out).
     """
     model, context = latent_model_and_context(spec, panel, agg)
+    from markov_migration.inference.latent_impossible import INIT_FAILED, impossible_histories
     from markov_migration.interrupts import reraise_after
 
-    with reraise_after():
-        posterior, stats = _sample(model, settings, progress)
+    try:
+        with reraise_after():
+            posterior, stats = _sample(model, settings, progress)
+    except RuntimeError as err:  # nutpie: no finite starting point
+        if INIT_FAILED not in str(err):
+            raise
+        raise impossible_histories(spec, model, context) from None
     # as inference.model.sampled_variables (model imports this module: no cycle)
     sampled = [rv.name for rv in model.free_RVs if rv.name in posterior]
     posterior = posterior[kept_variables(list(posterior.data_vars), sampled)]

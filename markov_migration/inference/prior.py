@@ -15,13 +15,11 @@ draws (for prior predictive checks and power-scaling), and its sample stats only
 
 from __future__ import annotations
 
-import logging
-import warnings
-
 import numpy as np
 import xarray as xr
 
 from markov_migration.defaults import SAMPLE_DIMS
+from markov_migration.inference.prior_draws import draw_prior
 
 #: Root attribute of a prior-only fit file (1: the "posterior" group holds prior draws).
 PRIOR_ONLY_ATTR = "prior_only"
@@ -59,7 +57,7 @@ def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None)
         from markov_migration.inference.latent_prior import latent_prior_fit, latent_prior_model
 
         model, keep, sampled, histories = latent_prior_model(spec, panel, agg)
-        posterior = _draw(model, keep, settings)
+        posterior = draw_prior(model, keep, settings)
         tree = latent_prior_fit(
             spec, agg, settings, model, posterior, prior_sample_stats(posterior), sampled,
             histories, command=command, panel=panel,
@@ -73,7 +71,7 @@ def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None)
     keep = [v for v in POSTERIOR_VARIABLES if v in names]
     keep += [v for v in names if v.startswith("p_") and v not in keep]
     keep += [v for v in sampled if v not in keep]
-    posterior = _draw(model, keep, settings)
+    posterior = draw_prior(model, keep, settings)
     stats = prior_sample_stats(posterior)
     from markov_migration.fitfile.format import settings_attrs
 
@@ -88,28 +86,6 @@ def sample_prior(spec, agg, settings, *, command: str | None = None, panel=None)
     return tree
 
 
-def _draw(model, keep: list[str], settings) -> xr.Dataset:
-    """``chains x draws`` prior draws of the variables ``keep``, laid out as a posterior."""
-    import pymc as pm
-
-    logger = logging.getLogger("pymc")
-    level = logger.level
-    logger.setLevel(logging.WARNING)  # not PyMC's "Sampling: [...]" line
-    try:
-        with model, warnings.catch_warnings():
-            # the likelihood is a Potential: ignoring it is the point of prior draws
-            warnings.filterwarnings("ignore", message="The effect of Potentials")
-            idata = pm.sample_prior_predictive(
-                draws=settings.chains * settings.draws, var_names=keep,
-                random_seed=settings.seed, return_inferencedata=True,
-            )  # fmt: skip
-    finally:
-        logger.setLevel(level)
-    prior = idata["prior"].to_dataset() if isinstance(idata, xr.DataTree) else idata.prior
-    prior = prior[keep].isel(chain=0, drop=True)
-    return _as_chains(prior, settings.chains, settings.draws).transpose(*SAMPLE_DIMS, ...)
-
-
 def prior_sample_stats(posterior: xr.Dataset) -> xr.Dataset:
     """Sample stats of exact prior draws: ``diverging``, all False."""
     shape = tuple(posterior.sizes[d] for d in SAMPLE_DIMS)
@@ -117,16 +93,3 @@ def prior_sample_stats(posterior: xr.Dataset) -> xr.Dataset:
         {"diverging": (SAMPLE_DIMS, np.zeros(shape, dtype=bool))},
         coords={d: posterior[d] for d in SAMPLE_DIMS},
     )
-
-
-def _as_chains(prior: xr.Dataset, chains: int, draws: int) -> xr.Dataset:
-    """Independent draws ``(draw,)`` laid out as ``(chain, draw)`` like a posterior."""
-    chain_dim, draw_dim = SAMPLE_DIMS
-    out = {}
-    for name, da in prior.data_vars.items():
-        da = da.transpose(draw_dim, ...)
-        values = da.to_numpy().reshape((chains, draws) + da.shape[1:])
-        out[name] = ((chain_dim, draw_dim, *da.dims[1:]), values)
-    coords = {k: v for k, v in prior.coords.items() if draw_dim not in prior[k].dims}
-    coords.update({chain_dim: np.arange(chains), draw_dim: np.arange(draws)})
-    return xr.Dataset(out, coords=coords)

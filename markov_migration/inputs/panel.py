@@ -289,6 +289,24 @@ def validate_panel(
         code = code[keep]
         same_id = code[1:] == code[:-1]
 
+    exact = np.asarray(spec.observation.exact, dtype=np.int64)
+    if exact.size:  # records after an exact entry would read as a second entry: drop them
+        in_exact = np.isin(st, exact).astype(np.int64)
+        seen = np.cumsum(in_exact)
+        start = np.flatnonzero(np.r_[True, ~same_id])  # each respondent's first row
+        before = np.repeat(seen[start] - in_exact[start], np.diff(np.r_[start, st.size]))
+        after = seen - in_exact - before > 0  # an earlier record of theirs is in it
+        if after.any():
+            notes.append(
+                f"removed {int(after.sum())} records after an exact entry into "
+                f"{', '.join(names[s] for s in exact)} (absorbing: a repeated record would "
+                "read as a second entry)"
+            )
+            out = out[~after].reset_index(drop=True)
+            ids, t, st = out["id"].to_numpy(), out["time"].to_numpy(), out["state"].to_numpy()
+            code = code[~after]
+            same_id = code[1:] == code[:-1]
+
     if obstype_col and not check_obstype(out, same_id, spec, path, obstype_col):
         out = out.drop(columns=PANEL_OBSTYPE)  # only 1s: the plain panel
 
