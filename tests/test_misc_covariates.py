@@ -548,3 +548,25 @@ def test_prior_sd_and_misclassification_only_covariates_are_parsed():
     assert misc.prior_sd.tolist() == [1.0, 1.0, 2.5]
     assert misc.labels == ("sex[m]: swing->abroad", "sex[m]: abroad->returned",
                            "age: swing->abroad")  # fmt: skip
+
+
+def test_hazard_of_a_model_whose_covariates_act_only_on_misclassification(tmp_path):
+    """``summarize --what hazard`` says why there are no hazard ratios, in one line."""
+    from typer.testing import CliRunner
+
+    from markov_migration.cli.app import app
+
+    only = SMALL.replace('transitions = ["abroad->returned"]\n', "transitions = []\n")
+    (tmp_path / "m.toml").write_text(only)
+    small_panel().to_csv(tmp_path / "p.csv", index=False)
+    runner = CliRunner()
+    res = runner.invoke(app, ["fit", str(tmp_path / "p.csv"), "--model", str(tmp_path / "m.toml"),
+                              "--out", str(tmp_path / "f.nc"), "--prior-only", "--draws", "5",
+                              "-q"])  # fmt: skip
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    res = runner.invoke(app, ["summarize", str(tmp_path / "f.nc"), "--what", "hazard"])
+    assert res.exit_code == 2
+    assert res.stderr.strip().splitlines() == [
+        "error: the covariates of model 'misc3cov' act only on misclassification "
+        "probabilities: no hazard ratios (see summarize --what misclassification)"
+    ]

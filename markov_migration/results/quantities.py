@@ -286,6 +286,11 @@ def hazard(tree: xr.DataTree) -> xr.DataArray:
             "(add a [covariates] table to the model file and refit)"
         )
     post = tree["posterior"]
+    if not any(c.transitions for c in spec.covariates):  # on misclassification only
+        raise InputError(
+            f"the covariates of model '{spec.name}' act only on misclassification "
+            "probabilities: no hazard ratios (see summarize --what misclassification)"
+        )
     if "log_hazard_ratio" not in post:
         raise InputError(
             "the fit has covariates but no 'log_hazard_ratio' posterior variable: "
