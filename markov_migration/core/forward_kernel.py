@@ -25,11 +25,18 @@ differentiation of that recursion, children before parents: the adjoint of
 the ``T`` of an edge is the outer product of the parent's forward vector and
 the adjoint of the child's vector before emission (the ``alpha_k beta_(k+1)^T``
 weight of the forward-backward algorithm). Those outer products are summed per distinct
-interval into the adjoint ``G_p`` of ``P(t_p)``, which the eigenbasis
-machinery of the pure-panel kernel (:mod:`markov_migration.core.likelihood`:
-Kalbfleisch-Lawless divided differences, or the Pade Frechet derivative for
-defective or ill-conditioned ``Q``) turns into ``d log L / d Q`` at O(K^3) per
-distinct interval.
+interval into the adjoint ``G_p`` of ``P(t_p)``, which
+:mod:`markov_migration.core.forward_adjoint` turns into ``d log L / d Q`` with
+the eigenbasis machinery of the pure-panel kernel (Kalbfleisch-Lawless row
+sums in real arithmetic, or the Pade Frechet derivative for defective or
+ill-conditioned ``Q``) at O(K^2) per non-zero row of each ``G_p``.
+
+Speed (docs/performance.md, "Latent-state fits"): the per-node loops keep the
+sum over the shorter index outermost, so the inner loops are K independent
+updates rather than one chain of dependent additions; leaves need only their
+scale (O(K)); a node below a restart root reads one row of its ``T`` (its
+parent's vector is a unit vector); the matrices of exact times are formed only
+for the pieces that use them.
 """
 
 import numpy as np
@@ -39,17 +46,15 @@ from numba import njit
 # are private there (see the report of issue 13: a public home for them would
 # suit the split of likelihood.py).
 from markov_migration.core.expm import expm as _expm_numba
-from markov_migration.core.expm import expm_frechet as _expm_frechet_numba
+from markov_migration.core.forward_adjoint import _exact_adjoints, _q_adjoint
 from markov_migration.core.spectral import (  # the eigen-basis machinery of the panel kernel
     _MODE_COMPLEX,
     _MODE_REAL,
-    _add_divided,
-    _back_transform,
     _decompose_used,
     _dense,
-    _eigen_gaps,
     _piece_exponentials,
 )
+from markov_migration.core.spectral_real import _real_exponentials, _real_form
 
 __all__ = [
     "OBS_EXACT",
@@ -66,9 +71,6 @@ __all__ = [
 OBS_PANEL = 1
 OBS_TRANSITION = 2
 OBS_EXACT = 3
-#: Transition matrices per piece, one block of ``n_pieces`` per kind:
-#: ``T[p]`` = P(t_p), ``T[n + p]`` = P(t_p) Q_off, ``T[2 n + p]`` = D(t_p) (I + Q_off).
-_N_SLOTS = 3
 #: Type of a *restart* root: the start of the tail of a history split at a
 #: renewal point (an observation with one possible true state ``s``, stored in
 #: the root's ``node_piece``). Its forward vector is the unit vector ``e_s``
@@ -77,98 +79,28 @@ OBS_RESTART = 0
 
 
 @njit(cache=True)
-def _slot(node_type, piece, n_pieces):
-    """Index into ``T`` of the transition matrix of a node's interval."""
-    if node_type == OBS_EXACT:
-        return n_pieces + piece
-    if node_type == OBS_TRANSITION:
-        return 2 * n_pieces + piece
-    return piece
-
-
-@njit(cache=True)
-def _pieces(Q, piece_q, piece_t, need_exact, need_transition):
-    """Transition matrices of every piece, and the eigendecompositions behind them.
-
-    ``T[p] = P(t_p)`` and, where an exact entry needs it,
-    ``T[n_pieces + p] = P(t_p) Q_off``; where an exact transition time needs it,
-    ``T[2 n_pieces + p] = D(t_p) (I + Q_off)`` (one array, so the hot loops index it
-    instead of taking views, whose reference counting costs more than the
-    arithmetic). Decompositions per generator, real or complex, with the mode
-    chosen by :func:`markov_migration.core.likelihood._decompose`.
-    """
-    K = Q.shape[1]
-    n_pieces = piece_q.shape[0]
-    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, valid = _decompose_used(Q, piece_q)
-    T = np.zeros((_N_SLOTS * n_pieces, K, K))
-    expo_r = np.zeros((n_pieces, K))
-    expo_c = np.zeros((n_pieces, K), dtype=np.complex128)
-    if not valid:
-        return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, False
-    for p in range(n_pieces):
-        m = piece_q[p]
-        t = piece_t[p]
-        if mode[m] == _MODE_REAL:
-            _piece_exponentials(lam_r, m, t, expo_r, p)
-            _dense(U_r, Ui_r, m, expo_r, p, T, p)
-        elif mode[m] == _MODE_COMPLEX:
-            _piece_exponentials(lam_c, m, t, expo_c, p)
-            _dense(U_c, Ui_c, m, expo_c, p, T, p)
-        else:
-            T[p] = _expm_numba(np.ascontiguousarray(Q[m]) * t)
-        if need_exact[p]:
-            for i in range(K):
-                for j in range(K):
-                    s = 0.0
-                    for k in range(K):
-                        if k != j:
-                            s += T[p, i, k] * Q[m, k, j]
-                    T[n_pieces + p, i, j] = s
-        if need_transition[p]:  # D(t) (I + Q_off): no eigendecomposition
-            for i in range(K):
-                d = np.exp(Q[m, i, i] * t)
-                for j in range(K):
-                    T[2 * n_pieces + p, i, j] = d if i == j else d * Q[m, i, j]
-    return mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, True
-
-
-@njit(cache=True)
-def _spectral_adjoint(U, Ui, lam, inv_d, abs_d, m, e, p, t, G, W, X, Y):
-    """``W_m += V(t) o (U_m^T G_p U_m^-T)`` for a dense adjoint ``G_p`` (Kalbfleisch-Lawless).
-
-    The pure-panel kernel's version sums over the few non-zeros of its ``G``
-    and is O(K^4) when ``G`` is dense, as it is here (every entry of ``P(t)``
-    is used by some history); two products make it O(K^3). ``X``, ``Y``:
-    scratch (K, K) of the decomposition's dtype.
-    """
-    K = e.shape[1]
-    zero = X[0, 0] * 0.0
-    for a in range(K):  # Y = G Ui^T
-        for j in range(K):
-            acc = zero
-            for b in range(K):
-                acc += G[p, a, b] * Ui[m, j, b]
-            Y[a, j] = acc
-    for i in range(K):  # X = U^T Y
-        for j in range(K):
-            acc = zero
-            for a in range(K):
-                acc += U[m, a, i] * Y[a, j]
-            X[i, j] = acc
-    _add_divided(W, m, p, t, e, lam, inv_d, abs_d, X)
-
-
-@njit(cache=True)
 def _tree(node_parent, node_piece, node_type, node_count, n_pieces):
-    """Weight through each node, which nodes have children, which pieces need each matrix.
+    """Weights, the slot of every node's matrix, and the nodes in three classes.
 
-    ``need_exact``: pieces with an exact entry (``P Q_off``); ``need_transition``:
-    pieces with an exact transition time (``D (I + Q_off)``).
+    ``W[n]``: the weight of the histories through node ``n``. ``T`` holds the
+    ``P(t_p)`` of every piece at slot ``p``, then ``P(t_p) Q_off`` of the pieces
+    with an exact entry (slot ``slot_exact[p]``), then ``D(t_p) (I + Q_off)`` of
+    those with an exact transition time (``slot_transition[p]``), -1 where none:
+    only the matrices some node uses are formed (and zeroed). ``node_slot[n]``:
+    the slot of the interval into node ``n`` (-1 at a root). ``inner[n]``: the row
+    of node ``n`` in the per-node vectors ``ahat``, ``pre`` and ``abar``, which
+    only roots and nodes with children need (a leaf only needs its scale), -1
+    for the others. ``from_state[n]``: the state ``s`` of the restart root that
+    is node ``n``'s parent (its forward vector is ``e_s``, so the node's vector
+    is row ``s`` of its ``T``: O(K)), -1 otherwise. The nodes with weight, by
+    class, each in tree order: ``kept`` (roots and nodes with children),
+    ``leaves_r`` (leaves below a restart root) and ``leaves_o`` (other leaves);
+    one loop per class keeps the loops' branches predictable.
     """
     n_nodes = node_parent.shape[0]
+    has_child = np.zeros(n_nodes, dtype=np.bool_)
     need_exact = np.zeros(n_pieces, dtype=np.bool_)
     need_transition = np.zeros(n_pieces, dtype=np.bool_)
-    has_child = np.zeros(n_nodes, dtype=np.bool_)
     W = node_count.copy()
     for n in range(n_nodes - 1, -1, -1):
         par = node_parent[n]
@@ -179,74 +111,358 @@ def _tree(node_parent, node_piece, node_type, node_count, n_pieces):
                 need_exact[node_piece[n]] = True
             elif node_type[n] == OBS_TRANSITION:
                 need_transition[node_piece[n]] = True
-    return W, has_child, need_exact, need_transition
+    slot_exact = np.full(n_pieces, -1, dtype=np.int64)
+    slot_transition = np.full(n_pieces, -1, dtype=np.int64)
+    n_slots = n_pieces
+    for p in range(n_pieces):
+        if need_exact[p]:
+            slot_exact[p] = n_slots
+            n_slots += 1
+    for p in range(n_pieces):
+        if need_transition[p]:
+            slot_transition[p] = n_slots
+            n_slots += 1
+    node_slot = np.full(n_nodes, -1, dtype=np.int64)
+    inner = np.full(n_nodes, -1, dtype=np.int64)
+    from_state = np.full(n_nodes, -1, dtype=np.int64)
+    kept = np.empty(n_nodes, dtype=np.int64)
+    leaves_r = np.empty(n_nodes, dtype=np.int64)
+    leaves_o = np.empty(n_nodes, dtype=np.int64)
+    n_kept = 0
+    n_r = 0
+    n_o = 0
+    for n in range(n_nodes):
+        par = node_parent[n]
+        if par >= 0:
+            if node_parent[par] < 0 and node_type[par] == OBS_RESTART:
+                from_state[n] = node_piece[par]
+            p = node_piece[n]
+            if node_type[n] == OBS_EXACT:
+                node_slot[n] = slot_exact[p]
+            elif node_type[n] == OBS_TRANSITION:
+                node_slot[n] = slot_transition[p]
+            else:
+                node_slot[n] = p
+        if W[n] == 0.0:
+            continue
+        if par < 0 or has_child[n]:
+            inner[n] = n_kept
+            kept[n_kept] = n
+            n_kept += 1
+        elif from_state[n] >= 0:
+            leaves_r[n_r] = n
+            n_r += 1
+        else:
+            leaves_o[n_o] = n
+            n_o += 1
+    return (
+        W, node_slot, inner, slot_exact, slot_transition, n_slots, from_state,
+        kept[:n_kept], leaves_r[:n_r], leaves_o[:n_o],
+    )  # fmt: skip
 
 
 @njit(cache=True)
-def _forward_nodes(T, pi, B, node_parent, node_piece, node_type, node_code, W, has_child):
+def _pieces(Q, piece_q, piece_t, slot_exact, slot_transition, n_slots):
+    """Transition matrices of every slot (see :func:`_tree`) and the spectra behind them.
+
+    One array ``T`` (n_slots, K, K), so the hot loops index it instead of taking
+    views, whose reference counting costs more than the arithmetic.
+    Decompositions per generator (:func:`markov_migration.core.spectral._decompose_used`)
+    and their real forms (:func:`markov_migration.core.spectral_real._real_form`):
+    ``expo_r[p]`` holds the exponentials of piece ``p`` in real form for real and
+    complex spectra alike, and ``T[p]`` is formed in real arithmetic from them.
+    """
+    K = Q.shape[1]
+    M = Q.shape[0]
+    n_pieces = piece_q.shape[0]
+    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, valid = _decompose_used(Q, piece_q)
+    kind = np.zeros((M, K), dtype=np.int64)
+    Ut = np.empty((M, K, K))
+    Uit = np.empty((M, K, K))
+    Wt = np.empty((M, K, K, K))
+    rf = np.zeros(M, dtype=np.bool_)
+    T = np.empty((n_slots, K, K))
+    expo_r = np.empty((n_pieces, K))
+    expo_c = np.empty((n_pieces, K), dtype=np.complex128)
+    spectra = (mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, kind, Ut, Uit, rf)
+    if not valid:
+        return spectra, expo_r, expo_c, T, False
+    for m in range(M):
+        if mode[m] == _MODE_COMPLEX:
+            rf[m] = _real_form(lam_c, U_c, Ui_c, m, kind, Ut, Uit, Wt)
+        elif mode[m] == _MODE_REAL:  # the real form of a real spectrum is itself
+            rf[m] = True
+            for i in range(K):
+                for j in range(K):
+                    Ut[m, i, j] = U_r[m, i, j]
+                    Uit[m, i, j] = Ui_r[m, i, j]
+    for p in range(n_pieces):
+        m = piece_q[p]
+        t = piece_t[p]
+        # T[p] = U diag(e) U^-1 with the sum over k outermost: K independent
+        # sums in the inner loop instead of one chain of K dependent additions
+        if mode[m] == _MODE_REAL:
+            _piece_exponentials(lam_r, m, t, expo_r, p)
+            for i in range(K):
+                for j in range(K):
+                    T[p, i, j] = 0.0
+                for k in range(K):
+                    u = U_r[m, i, k] * expo_r[p, k]
+                    for j in range(K):
+                        T[p, i, j] += u * Ui_r[m, k, j]
+        elif mode[m] == _MODE_COMPLEX:
+            _piece_exponentials(lam_c, m, t, expo_c, p)
+            if rf[m]:
+                _real_exponentials(kind, m, expo_c, p, expo_r)
+                for i in range(K):
+                    for j in range(K):
+                        T[p, i, j] = 0.0
+                    for k in range(K):
+                        e = expo_r[p, k]
+                        for j in range(K):
+                            T[p, i, j] += Wt[m, i, j, k] * e
+            else:
+                _dense(U_c, Ui_c, m, expo_c, p, T, p)
+        else:
+            T[p] = _expm_numba(np.ascontiguousarray(Q[m]) * t)
+        se = slot_exact[p]
+        if se >= 0:  # P(t) Q_off
+            for i in range(K):
+                for j in range(K):
+                    T[se, i, j] = 0.0
+                for k in range(K):
+                    tik = T[p, i, k]
+                    for j in range(K):
+                        if k != j:
+                            T[se, i, j] += tik * Q[m, k, j]
+        st = slot_transition[p]
+        if st >= 0:  # D(t) (I + Q_off): no eigendecomposition
+            for i in range(K):
+                d = np.exp(Q[m, i, i] * t)
+                for j in range(K):
+                    T[st, i, j] = d if i == j else d * Q[m, i, j]
+    return spectra, expo_r, expo_c, T, True
+
+
+@njit(cache=True)
+def _forward_nodes(T, pi, B, node_parent, node_type, node_piece, node_code, tree):
     """Normalised forward vector ``ahat`` and scale ``c`` of every node with weight.
 
-    Internal nodes in full (O(K^2)); a restart root is ``e_s`` with scale 1;
-    a leaf only needs its scale,
-    ``c = ahat_parent . Y[s, code]`` with ``Y[s, code] = T_s B[code]`` formed once
-    per (interval, code). Returns ``ok = False`` if some scale is not positive
-    and finite (that node's ``ahat`` is then 0, so its descendants get 0 too).
+    Roots and nodes with children (``kept``) in full, O(K^2) (O(K) below a
+    restart root: row ``state`` of ``T_s``), in the rows ``inner[n]`` of ``ahat``
+    and ``pre``; a restart root is ``e_s`` with scale 1. A leaf only needs its
+    scale: ``T_s[state] . B[code]`` below a restart root, else
+    ``ahat_parent . Y[s, code]`` with ``Y[s, code] = T_s B[code]`` formed once per
+    (slot, code); both over the non-zeros of ``B[code]``. Returns ``ok = False``
+    if some scale is not positive and finite (that node's ``ahat`` is then 0, so
+    its descendants get 0 too), and ``zdone[s, code]``: some leaf uses (s, code).
     """
+    W, node_slot, inner, _, _, _, from_state, kept, leaves_r, leaves_o = tree
     n_nodes = node_parent.shape[0]
     K = B.shape[1]
     n_codes = B.shape[0]
     n_slots = T.shape[0]
-    n_pieces = n_slots // _N_SLOTS
-    ahat = np.empty((n_nodes, K))
-    pre = np.empty((n_nodes, K))  # ahat_parent T (pi at a root), before emission
+    n_kept = kept.shape[0]
+    ahat = np.empty((n_kept, K))
+    pre = np.empty((n_kept, K))  # ahat_parent T (pi at a root), before emission
     cval = np.zeros(n_nodes)
     Y = np.empty((n_slots, n_codes, K))
-    ydone = np.zeros((n_slots, n_codes), dtype=np.bool_)
+    zdone = np.zeros((n_slots, n_codes), dtype=np.bool_)
+    ydone = np.zeros((n_slots, n_codes), dtype=np.bool_)  # Y[s, code] formed
+    bnz = np.empty((n_codes, K), dtype=np.int64)  # the non-zeros of each row of B
+    n_bnz = np.zeros(n_codes, dtype=np.int64)
+    for code in range(n_codes):
+        for j in range(K):
+            if B[code, j] != 0.0:
+                bnz[code, n_bnz[code]] = j
+                n_bnz[code] += 1
     ok = True
-    for n in range(n_nodes):
-        if W[n] == 0.0:
-            continue
+    for r in range(n_kept):
+        n = kept[r]
         par = node_parent[n]
         code = node_code[n]
         if par < 0 and node_type[n] == OBS_RESTART:  # e_s, state in node_piece
             for j in range(K):
-                pre[n, j] = 0.0
-                ahat[n, j] = 0.0
-            pre[n, node_piece[n]] = 1.0
-            ahat[n, node_piece[n]] = 1.0
+                pre[r, j] = 0.0
+                ahat[r, j] = 0.0
+            pre[r, node_piece[n]] = 1.0
+            ahat[r, node_piece[n]] = 1.0
             cval[n] = 1.0
             continue
-        s = _slot(node_type[n], node_piece[n], n_pieces)
-        c = 0.0
-        if par >= 0 and not has_child[n]:
-            if not ydone[s, code]:
-                for i in range(K):
-                    y = 0.0
-                    for j in range(K):
-                        y += T[s, i, j] * B[code, j]
-                    Y[s, code, i] = y
-                ydone[s, code] = True
-            for i in range(K):
-                c += ahat[par, i] * Y[s, code, i]
+        s = node_slot[n]
+        st = from_state[n]
+        if par < 0:
+            for j in range(K):
+                pre[r, j] = pi[j]
+        elif st >= 0:
+            for j in range(K):
+                pre[r, j] = T[s, st, j]
         else:
+            rp = inner[par]
             for j in range(K):
-                if par < 0:
-                    v = pi[j]
-                else:
-                    v = 0.0
-                    for i in range(K):
-                        v += ahat[par, i] * T[s, i, j]
-                pre[n, j] = v
-                a = v * B[code, j]
-                ahat[n, j] = a
-                c += a
-            good = c > 0.0 and np.isfinite(c)
-            for j in range(K):
-                ahat[n, j] = ahat[n, j] / c if good else 0.0
-        if not (c > 0.0 and np.isfinite(c)):
-            ok = False
+                pre[r, j] = 0.0
+            for i in range(K):
+                a = ahat[rp, i]
+                for j in range(K):
+                    pre[r, j] += a * T[s, i, j]
+        c = 0.0
+        for j in range(K):
+            a = pre[r, j] * B[code, j]
+            ahat[r, j] = a
+            c += a
+        good = c > 0.0 and np.isfinite(c)
+        for j in range(K):
+            ahat[r, j] = ahat[r, j] / c if good else 0.0
+        ok = ok and good
         cval[n] = c
-    return ahat, pre, cval, Y, ydone, ok
+    for k in range(leaves_r.shape[0]):
+        n = leaves_r[k]
+        code = node_code[n]
+        s = node_slot[n]
+        st = from_state[n]
+        c = 0.0
+        for q in range(n_bnz[code]):
+            j = bnz[code, q]
+            c += T[s, st, j] * B[code, j]
+        zdone[s, code] = True
+        ok = ok and c > 0.0 and np.isfinite(c)
+        cval[n] = c
+    for k in range(leaves_o.shape[0]):
+        n = leaves_o[k]
+        code = node_code[n]
+        s = node_slot[n]
+        if not ydone[s, code]:
+            for i in range(K):
+                Y[s, code, i] = 0.0
+            for q in range(n_bnz[code]):
+                j = bnz[code, q]
+                b = B[code, j]
+                for i in range(K):
+                    Y[s, code, i] += T[s, i, j] * b
+            ydone[s, code] = True
+            zdone[s, code] = True
+        rp = inner[node_parent[n]]
+        c = 0.0
+        for i in range(K):
+            c += ahat[rp, i] * Y[s, code, i]
+        ok = ok and c > 0.0 and np.isfinite(c)
+        cval[n] = c
+    return ahat, pre, cval, Y, zdone, ok
+
+
+@njit(cache=True)
+def _loglik_sum(node_parent, node_type, W, cval, condition_first):
+    """``sum_n W_n log c_n`` over the nodes with a factor (see :func:`forward_kernel`)."""
+    total = 0.0
+    prod = 1.0  # product of the scales of weight-1 nodes not yet in total
+    for n in range(node_parent.shape[0]):
+        first = node_parent[n] < 0  # no factor: conditioned on, or a restart (in the head)
+        if W[n] == 0.0 or (first and (condition_first or node_type[n] == OBS_RESTART)):
+            continue
+        c = cval[n]
+        if W[n] == 1.0:  # most histories: fold into one log per ~100 nodes
+            prod *= c
+            if not (1e-250 < prod < 1e250):
+                total += np.log(prod)
+                prod = 1.0
+        else:
+            total += W[n] * np.log(c)
+    return total + np.log(prod)
+
+
+@njit(cache=True)
+def _reverse_nodes(
+    T, B, node_parent, node_type, node_code, tree, ahat, pre, cval, Y, zdone, condition_first
+):
+    """Reverse pass: ``G[s] = d logL / d T_s`` for every slot, ``d logL / d B`` and ``/ d pi``.
+
+    Leaves first (they feed nothing but their parent's adjoint), then the kept
+    nodes children before parents; ``abar[inner[n]] = d logL / d ahat_n`` comes
+    from the children. A leaf adds ``(W / c) ahat_parent`` to ``Z[s, code]``
+    (O(K); one entry below a restart root, whose vector is a constant); the
+    O(K^2) products with ``B[code]`` (over its non-zeros) and ``T_s`` are made
+    once per (slot, code). A kept node below a restart root adds to one row of ``G``.
+    """
+    W, node_slot, inner, _, _, _, from_state, kept, leaves_r, leaves_o = tree
+    K = B.shape[1]
+    n_codes = B.shape[0]
+    n_slots = T.shape[0]
+    dB = np.zeros((n_codes, K))
+    dpi = np.zeros(K)
+    abar = np.zeros((kept.shape[0], K))
+    Z = np.zeros((n_slots, n_codes, K))  # leaves: sum of (W / c) ahat_parent
+    G = np.zeros((n_slots, K, K))  # d logL / d T_s
+    prebar = np.empty(K)
+    acc = np.empty(K)
+    for k in range(leaves_r.shape[0]):
+        n = leaves_r[k]
+        Z[node_slot[n], node_code[n], from_state[n]] += W[n] / cval[n]
+    for k in range(leaves_o.shape[0]):
+        n = leaves_o[k]
+        s = node_slot[n]
+        code = node_code[n]
+        rp = inner[node_parent[n]]
+        g = W[n] / cval[n]
+        for i in range(K):
+            Z[s, code, i] += g * ahat[rp, i]
+            abar[rp, i] += g * Y[s, code, i]
+    for r in range(kept.shape[0] - 1, -1, -1):
+        n = kept[r]
+        par = node_parent[n]
+        if par < 0 and node_type[n] == OBS_RESTART:  # e_s: a constant
+            continue
+        code = node_code[n]
+        c = cval[n]
+        s = node_slot[n]
+        # adjoint of the unnormalised a_n = pre_n * B[code]
+        wterm = W[n] if (par >= 0 or not condition_first) else 0.0
+        dot = 0.0
+        for j in range(K):
+            dot += abar[r, j] * ahat[r, j]
+        for j in range(K):
+            abar_a = (abar[r, j] - dot + wterm) / c
+            dB[code, j] += abar_a * pre[r, j]
+            prebar[j] = abar_a * B[code, j]
+        if par < 0:
+            for j in range(K):
+                dpi[j] += prebar[j]
+            continue
+        st = from_state[n]
+        if st >= 0:
+            for j in range(K):
+                G[s, st, j] += prebar[j]
+            continue
+        rp = inner[par]
+        for i in range(K):
+            acc[i] = 0.0
+        for j in range(K):
+            pj = prebar[j]
+            for i in range(K):
+                acc[i] += T[s, i, j] * pj
+        for i in range(K):
+            ai = ahat[rp, i]
+            for j in range(K):
+                G[s, i, j] += ai * prebar[j]
+            abar[rp, i] += acc[i]
+    for s in range(n_slots):
+        for code in range(n_codes):
+            if not zdone[s, code]:
+                continue
+            for j in range(K):
+                b = B[code, j]
+                if b != 0.0:
+                    for i in range(K):
+                        G[s, i, j] += Z[s, code, i] * b
+            for j in range(K):
+                acc[j] = 0.0
+            for i in range(K):
+                z = Z[s, code, i]
+                if z != 0.0:  # below restart roots: one state
+                    for j in range(K):
+                        acc[j] += z * T[s, i, j]
+            for j in range(K):
+                dB[code, j] += acc[j]
+    return G, dB, dpi
 
 
 @njit(cache=True)
@@ -279,169 +495,28 @@ def forward_kernel(
     """
     M = Q.shape[0]
     K = Q.shape[1]
-    n_pieces = piece_q.shape[0]
-    n_nodes = node_parent.shape[0]
     n_codes = B.shape[0]
     dQ = np.zeros((M, K, K))
-    dB = np.zeros((n_codes, K))
-    dpi = np.zeros(K)
-    W, has_child, need_exact, need_transition = _tree(
-        node_parent, node_piece, node_type, node_count, n_pieces
-    )
-    mode, lam_r, U_r, Ui_r, lam_c, U_c, Ui_c, expo_r, expo_c, T, valid = _pieces(
-        Q, piece_q, piece_t, need_exact, need_transition
+    tree = _tree(node_parent, node_piece, node_type, node_count, piece_q.shape[0])
+    W, _, _, slot_exact, slot_transition, n_slots = tree[:6]
+    spectra, expo_r, expo_c, T, valid = _pieces(
+        Q, piece_q, piece_t, slot_exact, slot_transition, n_slots
     )
     if not valid:
-        return -np.inf, dQ, dB, dpi
-
-    ahat, pre, cval, Y, ydone, ok = _forward_nodes(
-        T, pi, B, node_parent, node_piece, node_type, node_code, W, has_child
+        return -np.inf, dQ, np.zeros((n_codes, K)), np.zeros(K)
+    ahat, pre, cval, Y, zdone, ok = _forward_nodes(
+        T, pi, B, node_parent, node_type, node_piece, node_code, tree
     )
     if not ok:
-        return -np.inf, dQ, dB, dpi
-    total = 0.0
-    prod = 1.0  # product of the scales of weight-1 nodes not yet in total
-    for n in range(n_nodes):
-        first = node_parent[n] < 0  # no factor: conditioned on, or a restart (in the head)
-        if W[n] == 0.0 or (first and (condition_first or node_type[n] == OBS_RESTART)):
-            continue
-        c = cval[n]
-        if W[n] == 1.0:  # most histories: fold into one log per ~100 nodes
-            prod *= c
-            if not (1e-250 < prod < 1e250):
-                total += np.log(prod)
-                prod = 1.0
-        else:
-            total += W[n] * np.log(c)
-    total += np.log(prod)
+        return -np.inf, dQ, np.zeros((n_codes, K)), np.zeros(K)
+    total = _loglik_sum(node_parent, node_type, W, cval, condition_first)
     if not np.isfinite(total) or not with_grad:
-        return total, dQ, dB, dpi
-
-    # reverse pass: abar[n] = d logL / d ahat_n, from the children
-    abar = np.zeros((n_nodes, K))
-    Z = np.zeros((_N_SLOTS * n_pieces, n_codes, K))  # leaves: sum of (W / c) ahat_parent
-    G = np.zeros((_N_SLOTS * n_pieces, K, K))  # d logL / d T_s
-    prebar = np.empty(K)
-    for n in range(n_nodes - 1, -1, -1):
-        if W[n] == 0.0:
-            continue
-        par = node_parent[n]
-        code = node_code[n]
-        c = cval[n]
-        s = _slot(node_type[n], node_piece[n], n_pieces)
-        if par >= 0 and not has_child[n]:
-            g = W[n] / c
-            for i in range(K):
-                Z[s, code, i] += g * ahat[par, i]
-                abar[par, i] += g * Y[s, code, i]
-            continue
-        if par < 0 and node_type[n] == OBS_RESTART:  # e_s: a constant
-            continue
-        # adjoint of the unnormalised a_n = pre_n * B[code]
-        wterm = W[n] if (par >= 0 or not condition_first) else 0.0
-        dot = 0.0
-        for j in range(K):
-            dot += abar[n, j] * ahat[n, j]
-        for j in range(K):
-            abar_a = (abar[n, j] - dot + wterm) / c
-            dB[code, j] += abar_a * pre[n, j]
-            prebar[j] = abar_a * B[code, j]
-        if par < 0:
-            for j in range(K):
-                dpi[j] += prebar[j]
-            continue
-        for i in range(K):
-            ai = ahat[par, i]
-            acc = 0.0
-            for j in range(K):
-                G[s, i, j] += ai * prebar[j]
-                acc += T[s, i, j] * prebar[j]
-            abar[par, i] += acc
-    for s in range(_N_SLOTS * n_pieces):
-        for code in range(n_codes):
-            if not ydone[s, code]:
-                continue
-            for i in range(K):
-                z = Z[s, code, i]
-                for j in range(K):
-                    G[s, i, j] += z * B[code, j]
-            for j in range(K):
-                acc = 0.0
-                for i in range(K):
-                    acc += Z[s, code, i] * T[s, i, j]
-                dB[code, j] += acc
-
-    # exact entries: T_(n_pieces + p) = P Q_off, so dP += GD Q_off^T and dQ_off += P^T GD
-    for p in range(n_pieces):
-        if not need_exact[p]:
-            continue
-        m = piece_q[p]
-        e = n_pieces + p
-        for i in range(K):
-            for j in range(K):
-                acc = 0.0
-                for k in range(K):
-                    if k != j:
-                        acc += G[e, i, k] * Q[m, j, k]
-                G[p, i, j] += acc
-        for i in range(K):
-            for j in range(K):
-                if i == j:
-                    continue
-                acc = 0.0
-                for k in range(K):
-                    acc += T[p, k, i] * G[e, k, j]
-                dQ[m, i, j] += acc
-
-    # exact transition times: T = D (I + Q_off) with D_ii = exp(q_ii t), so
-    # dq_ii += t sum_j G[i, j] T[i, j] and dq_ij += G[i, j] D_ii (i != j)
-    for p in range(n_pieces):
-        if not need_transition[p]:
-            continue
-        m = piece_q[p]
-        t = piece_t[p]
-        e = 2 * n_pieces + p
-        for i in range(K):
-            acc = 0.0
-            for j in range(K):
-                acc += G[e, i, j] * T[e, i, j]
-                if j != i:
-                    dQ[m, i, j] += G[e, i, j] * T[e, i, i]
-            dQ[m, i, i] += t * acc
-
-    # adjoint of P(t) -> adjoint of Q, as in the pure-panel kernel
-    invd_r = np.zeros((M, K, K))
-    invd_c = np.zeros((M, K, K), dtype=np.complex128)
-    absd = np.zeros((M, K, K))
-    for m in range(M):
-        if mode[m] == _MODE_REAL:
-            _eigen_gaps(lam_r[m], invd_r[m], absd[m])
-        elif mode[m] == _MODE_COMPLEX:
-            _eigen_gaps(lam_c[m], invd_c[m], absd[m])
-    W_r = np.zeros((M, K, K))
-    W_c = np.zeros((M, K, K), dtype=np.complex128)
-    X_r = np.zeros((K, K))
-    X_c = np.zeros((K, K), dtype=np.complex128)
-    Y_r = np.zeros((K, K))
-    Y_c = np.zeros((K, K), dtype=np.complex128)
-    for p in range(n_pieces):
-        t = piece_t[p]
-        if t == 0.0:  # P(0) = I does not depend on Q
-            continue
-        m = piece_q[p]
-        if mode[m] == _MODE_REAL:
-            _spectral_adjoint(U_r, Ui_r, lam_r, invd_r, absd, m, expo_r, p, t, G, W_r, X_r, Y_r)
-        elif mode[m] == _MODE_COMPLEX:
-            _spectral_adjoint(U_c, Ui_c, lam_c, invd_c, absd, m, expo_c, p, t, G, W_c, X_c, Y_c)
-        else:
-            # <G, L(Q t, E t)> = <t L(Q^T t, G), E>
-            _, Lf = _expm_frechet_numba(np.ascontiguousarray(Q[m].T) * t, G[p])
-            dQ[m] += t * Lf
-    for m in range(M):
-        if mode[m] == _MODE_REAL:
-            _back_transform(U_r[m], Ui_r[m], W_r[m], dQ[m])
-        elif mode[m] == _MODE_COMPLEX:
-            _back_transform(U_c[m], Ui_c[m], W_c[m], dQ[m])
+        return total, dQ, np.zeros((n_codes, K)), np.zeros(K)
+    G, dB, dpi = _reverse_nodes(
+        T, B, node_parent, node_type, node_code, tree, ahat, pre, cval, Y, zdone, condition_first
+    )
+    _exact_adjoints(Q, T, G, piece_q, piece_t, slot_exact, slot_transition, dQ)
+    _q_adjoint(Q, G, piece_q, piece_t, spectra, expo_r, expo_c, dQ)
     return total, dQ, dB, dpi
 
 
@@ -457,18 +532,13 @@ def node_loglik_kernel(
     e.g. for PSIS-LOO.
     """
     n_nodes = node_parent.shape[0]
-    n_pieces = piece_q.shape[0]
     out = np.full(n_nodes, -np.inf)
-    W, has_child, need_exact, need_transition = _tree(
-        node_parent, node_piece, node_type, np.ones(n_nodes), n_pieces
-    )
-    pieces = _pieces(Q, piece_q, piece_t, need_exact, need_transition)
-    T = pieces[9]
-    if not pieces[10]:
+    tree = _tree(node_parent, node_piece, node_type, np.ones(n_nodes), piece_q.shape[0])
+    _, _, _, slot_exact, slot_transition, n_slots = tree[:6]
+    _, _, _, T, valid = _pieces(Q, piece_q, piece_t, slot_exact, slot_transition, n_slots)
+    if not valid:
         return out
-    _, _, cval, _, _, _ = _forward_nodes(
-        T, pi, B, node_parent, node_piece, node_type, node_code, W, has_child
-    )
+    cval = _forward_nodes(T, pi, B, node_parent, node_type, node_piece, node_code, tree)[2]
     for n in range(n_nodes):
         c = cval[n]
         par = node_parent[n]

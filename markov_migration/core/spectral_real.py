@@ -1,12 +1,15 @@
 """The real form of a spectrum: the hot row loops in real arithmetic for complex spectra.
 
 Layer 1 (numpy, numba only). Building blocks of
-:mod:`markov_migration.core.loglik_kernel` beside those of
+:mod:`markov_migration.core.loglik_kernel` and
+:mod:`markov_migration.core.forward_kernel` beside those of
 :mod:`markov_migration.core.spectral` (docs/performance.md, lever 3).
 """
 
 import numpy as np
 from numba import njit
+
+from markov_migration.core.spectral import _divided_difference
 
 __all__: list[str] = []
 
@@ -142,3 +145,97 @@ def _complex_sums(kind, m, B, C, D, B_c, C_c, D_c):
                 z = complex(C[m, x, k], C[m, x, k + 1])
                 C_c[m, x, k] += z
                 C_c[m, x, k + 1] += np.conj(z)
+
+
+@njit(cache=True)
+def _accumulate_piece_real_form(Ut, UitT, kind, m, e, p, t, G, s, nzrow, B, C, D, H, R):
+    """A dense piece adjoint's share of the B, C, D sums, in real form (forward-algorithm kernel).
+
+    The matrix form of :func:`_accumulate_row_real_form` summed over every entry of
+    ``G[s]`` (the adjoint of the piece's ``P(t)``): ``B[b, k] += e_k (U^T G)[k, b]``,
+    ``C[a, k] += e_k (G U^-T)[a, k]``, ``D[k] += t e_k (U^T G U^-T)[k, k]``, with
+    ``U``, ``U^-1`` and ``e`` in real form (a conjugate pair's real and imaginary
+    parts at k and k + 1). O(K^2) per non-zero row of ``G[s]`` (``nzrow``), in
+    real arithmetic for real and complex spectra. ``UitT[m, b, k] = Uit[m, k, b]``;
+    ``H``, ``R``: scratch (K, K).
+    """
+    K = e.shape[1]
+    for k in range(K):
+        for b in range(K):
+            H[k, b] = 0.0
+    for a in range(K):
+        if not nzrow[a]:
+            continue
+        for k in range(K):  # H = Ut^T G, row a of G at a time
+            u = Ut[m, a, k]
+            for b in range(K):
+                H[k, b] += u * G[s, a, b]
+        for k in range(K):  # R = G Uit^T
+            R[a, k] = 0.0
+        for b in range(K):
+            g = G[s, a, b]
+            if g != 0.0:
+                for k in range(K):
+                    R[a, k] += g * UitT[m, b, k]
+    for k in range(K):
+        kd = kind[m, k]
+        if kd == 0:
+            ek = e[p, k]
+            d = 0.0
+            for b in range(K):
+                B[m, b, k] += ek * H[k, b]
+            for a in range(K):
+                if nzrow[a]:
+                    C[m, a, k] += ek * R[a, k]
+                    d += Ut[m, a, k] * R[a, k]
+            D[m, k] += t * ek * d
+        elif kd == 1:
+            er = e[p, k]
+            ei = e[p, k + 1]
+            for b in range(K):
+                hr = H[k, b]
+                hi = H[k + 1, b]
+                B[m, b, k] += er * hr - ei * hi
+                B[m, b, k + 1] += er * hi + ei * hr
+            sr = 0.0
+            si = 0.0
+            for a in range(K):
+                if nzrow[a]:
+                    rr = R[a, k]
+                    ri = R[a, k + 1]
+                    C[m, a, k] += er * rr - ei * ri
+                    C[m, a, k + 1] += er * ri + ei * rr
+                    ur = Ut[m, a, k]
+                    ui = Ut[m, a, k + 1]
+                    sr += ur * rr - ui * ri
+                    si += ur * ri + ui * rr
+            D[m, k] += t * (er * sr - ei * si)
+            D[m, k + 1] += t * (er * si + ei * sr)
+
+
+@njit(cache=True)
+def _accumulate_piece_close(
+    U, Ui, lam, inv_d, abs_d, m, e, p, t, G, s, nzrow, Sc, n_close, close_i, close_j
+):  # fmt: skip
+    """Add a dense piece adjoint's ``V_ij(t) (U^T G U^-T)_ij`` of the pairs close at every length to ``Sc``.
+
+    The piece version of :func:`~markov_migration.core.spectral._accumulate_row_close`
+    (stable divided differences), O(K^2) per close pair over the non-zero rows
+    ``nzrow`` of ``G[s]``; ``U``, ``Ui``, ``lam``, ``e`` of the generator's own
+    dtype (not the real form).
+    """
+    K = e.shape[1]
+    for n in range(n_close[m]):
+        i = close_i[m, n]
+        j = close_j[m, n]
+        x = U[m, 0, 0] * 0.0
+        for a in range(K):
+            if nzrow[a]:
+                y = U[m, 0, 0] * 0.0
+                for b in range(K):
+                    y += G[s, a, b] * Ui[m, j, b]
+                x += U[m, a, i] * y
+        v = _divided_difference(
+            lam[m, i], lam[m, j], e[p, i], e[p, j], t, inv_d[m, i, j], abs_d[m, i, j]
+        )
+        Sc[m, i, j] += v * x
