@@ -31,7 +31,12 @@ from pytensor.link.numba.dispatch.basic import (  # noqa: TID251
     register_funcify_and_cache_key,
 )
 
+from markov_migration.core import expm as _expm
+from markov_migration.core import forward_adjoint as _adjoint_module
 from markov_migration.core import forward_kernel as _kernel_module
+from markov_migration.core import forward_tree as _tree_module
+from markov_migration.core import spectral as _spectral_module
+from markov_migration.core import spectral_real as _spectral_real_module
 from markov_migration.core.forward import FORWARD_FIELDS
 from markov_migration.core.forward_kernel import forward_kernel
 
@@ -149,11 +154,23 @@ def forward_loglik(Q, pi, B, histories, condition_first: bool = False) -> pt.Ten
 # numba backend
 # --------------------------------------------------------------------------
 
+#: The files whose numba code the Op's compiled function holds: the forward kernel,
+#: its adjoint, the eigen-basis machinery and the Pade fallback it calls (an edit to
+#: any of them must not leave PyTensor's cached function stale), and this file.
+_SOURCES = tuple(
+    Path(inspect.getfile(m))
+    for m in (
+        _kernel_module,
+        _tree_module,
+        _adjoint_module,
+        _spectral_module,
+        _spectral_real_module,
+        _expm,
+    )
+) + (Path(__file__),)
 _CACHE_KEY = (
     "markov_migration.ForwardLogLik:"
-    + hashlib.sha256(
-        (inspect.getsource(_kernel_module) + Path(__file__).read_text()).encode()
-    ).hexdigest()
+    + hashlib.sha256(b"".join(p.read_bytes() for p in _SOURCES)).hexdigest()
 )
 
 
