@@ -7,6 +7,8 @@ once. Values are plain constants; nothing here imports anything from the package
 
 from __future__ import annotations
 
+import os
+
 #: The dims that index posterior draws in fit files and derived datasets.
 SAMPLE_DIMS: tuple[str, str] = ("chain", "draw")
 
@@ -45,6 +47,10 @@ TARGET_ACCEPT: float = 0.8
 
 #: Default number of projection draws (posterior draws, evenly spaced) of ``project``.
 PROJECTION_DRAWS: int = 1000
+
+#: Threads that compute a latent fit's per-draw history log-likelihoods for its fit
+#: file (one per core, at most 4; :func:`markov_migration.inference.latent_draws.history_loglik_draws`).
+LOGLIK_THREADS: int = min(4, os.cpu_count() or 1)
 
 #: Largest number of survey waves found by gap clustering of observation times before
 #: falling back to bins (see :func:`markov_migration.inputs.waves.wave_bins`).

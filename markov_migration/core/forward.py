@@ -401,7 +401,7 @@ def loglik_and_grad(Q, pi, B, *histories, condition_first=False, check=True):
     return float(value), (dQ[0] if squeeze else dQ), dB, dpi
 
 
-def history_loglik(Q, pi, B, *histories, condition_first=False) -> np.ndarray:
+def history_loglik(Q, pi, B, *histories, condition_first=False, check=True) -> np.ndarray:
     """Log-likelihood of the history that ends at each node of the tree.
 
     The pointwise log-likelihood (e.g. for PSIS-LOO): the history of a
@@ -410,8 +410,9 @@ def history_loglik(Q, pi, B, *histories, condition_first=False) -> np.ndarray:
 
     Parameters
     ----------
-    Q, pi, B, *histories, condition_first
-        As :func:`loglik`.
+    Q, pi, B, *histories, condition_first, check
+        As :func:`loglik` (``check=False`` skips the layout checks: for callers that
+        validated the same histories once, e.g. per posterior draw).
 
     Returns
     -------
@@ -419,7 +420,8 @@ def history_loglik(Q, pi, B, *histories, condition_first=False) -> np.ndarray:
         ``log L`` of the history from a root to each node (also for nodes
         where no history ends); ``-inf`` where it is impossible.
     """
-    _, Q, pi, B, piece_q, piece_t, parent, piece, kind, code, _ = _prepare(Q, pi, B, *histories)
+    prepared = (_prepare if check else _coerce)(Q, pi, B, *histories)
+    _, Q, pi, B, piece_q, piece_t, parent, piece, kind, code, _ = prepared
     return node_loglik_kernel(
         Q, pi, B, piece_q, piece_t, parent, piece, kind, code, bool(condition_first)
     )

@@ -340,7 +340,7 @@ def forward_kernel(
     return total, dQ, dB, dpi
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # per posterior draw, from threads (inference/latent_draws.py)
 def node_loglik_kernel(
     Q, pi, B, piece_q, piece_t, node_parent, node_piece, node_type, node_code, condition_first
 ):  # fmt: skip

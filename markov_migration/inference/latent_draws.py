@@ -10,6 +10,8 @@ each respondent's whole-history log-likelihood for LOO
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import xarray as xr
 
@@ -20,7 +22,7 @@ from markov_migration.core.phases import (
     transition_lift,
 )
 from markov_migration.core.phases import observed_generator as core_observed_generator
-from markov_migration.defaults import SAMPLE_DIMS
+from markov_migration.defaults import LOGLIK_THREADS, SAMPLE_DIMS
 from markov_migration.inference.latent_nonresponse import (
     attrition_states,
     nonresponse_inputs,
@@ -173,9 +175,15 @@ def history_loglik_draws(
         if "attrition" in posterior:
             d = posterior["attrition"].to_numpy().reshape(nchain * ndraw, -1)
         d = state_vector(spec, d, attrition_states(spec), 0.0)
-    per_node = np.empty((nchain * ndraw, len(histories.node_parent)))
-    for i in range(nchain * ndraw):
-        if misc is None:
+    n_draws = nchain * ndraw
+    fixed = None  # without misclassification the emission table is the same for every draw
+    if misc is None and not obs.misclassification:
+        fixed = emission_table(phase_map @ e[0], layout.code_sets)
+
+    def draw_loglik(i: int, check: bool = False) -> np.ndarray:
+        if fixed is not None:
+            table = fixed
+        elif misc is None:
             table = emission_table(phase_map @ e[i], layout.code_sets)
         else:
             table = np.concatenate(
@@ -189,7 +197,17 @@ def history_loglik_draws(
                 qm, pii_m, table = nonresponse_inputs(qm, pii, base, phase_map @ r[i], d_hidden)
                 qs.append(qm)
             qi, pii = np.stack(qs), pii_m
-        per_node[i] = history_loglik(qi, pii, table, *histories)
+        return history_loglik(qi, pii, table, *histories, check=check)
+
+    per_node = np.empty((n_draws, len(histories.node_parent)))
+    per_node[0] = draw_loglik(0, check=True)  # the layout is checked once
+    # The draws are independent and the kernel releases the GIL (nogil), so threads
+    # share them: on 2 cores 4,000 draws of the 8,500-respondent phased example took
+    # 2.9 s in one thread (0.59 ms a draw, 0.14 ms of it layout checks). The standard
+    # library's pool: Dask is an optional dependency here (projections).
+    with ThreadPoolExecutor(max_workers=max(1, min(LOGLIK_THREADS, n_draws - 1))) as pool:
+        for i, row in enumerate(pool.map(draw_loglik, range(1, n_draws)), start=1):
+            per_node[i] = row
     values = per_node[:, nodes].reshape(nchain, ndraw, len(nodes))
     return xr.Dataset(
         {"histories": ((*SAMPLE_DIMS, "respondent"), values)},
