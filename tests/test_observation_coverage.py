@@ -3,12 +3,12 @@
 Three studies, each 10 simulated panels with fixed seeds, fitted with nutpie (2 chains);
 a quantity's equal-tailed 90% interval (5% and 95% posterior quantiles) should hold
 the simulated truth about 90% of the time. With ``n`` intervals the covered count is
-binomial, ``0.9 n +- sqrt(0.09 n)``: the study fails below 80% (about 3 binomial sd
-below 90% for the 40-80 intervals here), which a correct sampler with a
-well-calibrated model passes with probability above 0.99. Intervals of one panel are
-correlated (one posterior), so the spread is somewhat wider than binomial. Each study
-prints one summary line for ``docs/observation-models.md`` ("Coverage over
-replications") with ``pytest -m validation -s``.
+binomial, ``0.9 n +- sqrt(0.09 n)``: the study fails below 80%, 2.1, 2.6 and 3.0
+binomial sd below 90% for the 40, 60 and 80 intervals here, so a calibrated fit fails
+by chance with probability 0.015, 0.006 and 0.002 (binomial tail). Intervals of one
+panel are correlated (one posterior), so the spread is somewhat wider than binomial.
+Each study prints its summary lines for ``docs/observation-models.md`` ("Coverage
+over replications") with ``pytest -m validation -s``.
 
 - Misclassification: panels whose ``swing`` records read ``abroad`` 20% of the time
   (800 respondents, 6 yearly waves), fitted with ``[misclassification] swing =
@@ -24,6 +24,10 @@ replications") with ``pytest -m validation -s``.
 - State-dependent nonresponse: returnees answer half the waves, the settled 90%
   (1,000 respondents, 6 yearly waves), fitted with ``[nonresponse]``: two intensities
   and two response probabilities, 40 intervals.
+
+Measured (once each, 2 x 300 draws): 57 of 60 (0.950), 73 of 80 (0.912), 36 of 40
+(0.900); the plain fit's 1-year stay probability 0.672 against 0.253, its Markov check
+p = 0 (of 500 replications).
 """
 
 from __future__ import annotations
