@@ -25,8 +25,8 @@ over replications") with ``pytest -m validation -s``.
   (1,000 respondents, 6 yearly waves), fitted with ``[nonresponse]``: two intensities
   and two response probabilities, 40 intervals.
 
-Measured (once each, 2 x 300 draws): 57 of 60 (0.950), 73 of 80 (0.912), 36 of 40
-(0.900); the plain fit's 1-year stay probability 0.672 against 0.253, its Markov check
+Measured (2 x 300 draws): 56 of 60 (0.933; 57 on the first, cold run), 73 of 80
+(0.912), 36 of 40 (0.900); the plain fit's 1-year stay probability 0.672 against 0.253, its Markov check
 p = 0 (of 500 replications).
 """
 
