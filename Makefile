@@ -25,7 +25,8 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest $(XDIST) -m "not slow"
 
-# the long replication and coverage studies (marker `validation`): about 5 min of CPU
+# the long replication and coverage studies (marker `validation`): about 25 min of CPU on
+# a first run (the three observation-model coverage studies alone about 15 min)
 validate: setup
 	$(PY) -m pytest $(XDIST) -m validation
 
