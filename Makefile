@@ -25,8 +25,8 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest $(XDIST) -m "not slow"
 
-# the long replication and coverage studies (marker `validation`): about 25 min of CPU on
-# a first run (the three observation-model coverage studies alone about 15 min)
+# the long replication and coverage studies (marker `validation`): about 20 min of CPU on
+# a first run (the others about 5 min, the three observation-model coverage studies 15)
 validate: setup
 	$(PY) -m pytest $(XDIST) -m validation
 
