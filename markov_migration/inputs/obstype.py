@@ -8,7 +8,11 @@ Layer 2. A panel may flag records with msm's observation types:
    state from that record until this time and moved to the recorded state at
    exactly this time; a record that repeats the previous state means the
    state was kept until this time (e.g. the end of follow-up). Contribution
-   ``exp(q_rr t) q_rs`` (``exp(q_rr t)`` for a repeated state), as msm;
+   ``exp(q_rr t) q_rs`` (``exp(q_rr t)`` for a repeated state), as msm; with
+   misclassification or phases, as msm's hidden models (``lik.c``,
+   ``Pmat(exacttimes)``), on the hidden chain: ``T = D(t) (I + Q_off)``, the
+   hidden state kept then at most one jump, times the record's emission (with
+   phases a repeated state is the same phase kept, or one phase step at this time);
 3. an exact entry time into the recorded state, the state just before it
    unknown (msm's ``deathexact``): ``(P(t) Q_off)[r, s]``.
 
@@ -54,8 +58,9 @@ def check_obstype(out: pd.DataFrame, same_id: np.ndarray, spec, path: str, colum
     PanelError
         Type 2 or 3 on a respondent's first record; on a censored code; type
         2 from one state to another without a direct transition in the
-        model; type 3 into the state of the previous record; type 2 with
-        misclassification, phases, ``[nonresponse]`` or ``periods``; type 3
+        model (not checked with misclassification: the recorded states are not
+        the true ones); type 3 into the state of the previous record; type 2 with
+        ``[nonresponse]`` or ``periods``; type 3
         into a non-absorbing state with misclassification or phases.
     """
     kind = out["obstype"].to_numpy()
@@ -88,21 +93,19 @@ def check_obstype(out: pd.DataFrame, same_id: np.ndarray, spec, path: str, colum
     if trans.size:
         j = int(trans[0])
         why = None
-        if obs.hidden:
-            why = (
-                "misclassification or latent phases (the state is hidden, so it cannot be "
-                "known to have been kept throughout an interval)"
-            )
-        elif obs.nonresponse is not None:
+        if obs.nonresponse is not None:
             why = "[nonresponse] (missed waves would split the interval)"
         elif spec.periods:
             why = "periods (the interval would be split at a cut point)"
         if why is not None:
             fail(j, f"obstype 2 (exact transition time) is not supported with {why}")
     allowed = spec.allowed_matrix()
+    # with misclassification a recorded pair is not the true one (msm checks nothing);
+    # with phases alone the recorded states are the observed ones, moves between them direct
+    misclassified = bool(obs.misclassification)
     for j in trans:
         r, s = int(prev[j]), int(state[j])
-        if r < k and r != s and not allowed[r, s]:
+        if not misclassified and r < k and r != s and not allowed[r, s]:
             fail(
                 int(j),
                 f"obstype 2 says the respondent moved from {spec.states[r]} to "

@@ -1,0 +1,313 @@
+"""Exact transition times (msm obstype 2) in hidden models: misclassification and phases.
+
+msm's ``lik.c`` (``calc_p``: ``Pmat(..., exacttimes = (obstype == 2))``) uses, for an
+obstype 2 record, the hidden chain's ``T = D(t) (I + Q_off)``, ``D(t) = diag(exp(q_hh t))``,
+then the record's emission given the hidden state. References and tolerances:
+
+* R msm 1.7 at fixed parameters on ``cav``: the msm manual's misclassification model
+  (two initprobs) and ``phase.states`` (Coxian phases of well, of mild), 726-742 rows
+  flagged obstype 2, with and without 169 deaths flagged obstype 3; committed JSON of
+  ``tests/results/forward/msm_obstype_hidden.R``; the split and the unsplit trees to
+  1e-8 relative (observed: < 1e-14);
+* the PyMC model's log-density and gradient, split tree against unsplit, to 1e-10, and
+  its gradient against central finite differences, to 1e-5 relative;
+* the latent check's expected counts and the latent backtest's predictive and densities
+  against a brute-force per-respondent filter (scipy ``expm``, the records' ``T`` by
+  hand), to 1e-9 relative.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.linalg
+from typer.testing import CliRunner
+
+from markov_migration.cli.app import app
+from markov_migration.core import forward as F
+from markov_migration.core import phases as PH
+from markov_migration.core.renewal import renewal_states, split_histories
+from markov_migration.io import models_dir
+from tests.test_forward import RESULTS, generator
+
+runner = CliRunner()
+
+#: cav's direct transitions (models/cav.toml, msm's twoway4)
+TWOWAY = np.array([[0, 1, 0, 1], [1, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]], dtype=bool)
+
+
+def cav_flags(allowed, variant: str) -> pd.DataFrame:
+    """cav with msm_obstype_hidden.R's flags (an ``obstype`` column)."""
+    cav = pd.read_csv(RESULTS / "cav.csv")
+    ids, st = cav["PTNUM"].to_numpy(), cav["state"].to_numpy() - 1
+    first = ~cav["PTNUM"].duplicated().to_numpy()
+    prev = np.r_[0, st[:-1]]
+    direct = ~first & ((prev == st) | allowed[prev, st])
+    ot = np.ones(st.size, np.int64)
+    ot[direct & (ids % 3 == 0)] = 2
+    if variant == "mixed":
+        ot[~first & (ot == 1) & (st == 3)] = 3
+    return cav.assign(obstype=ot)
+
+
+def test_msm_obstype_2_in_hidden_models():
+    out = json.loads((RESULTS / "msm_obstype_hidden.json").read_text())
+    assert out["msm_version"] == "1.7" and len(out["cases"]) == 8
+    for case in out["cases"]:
+        if case["model"] == "misclassification":
+            q = np.array(case["qmatrix"], dtype=float)
+            Q = generator(q)
+            E = np.array(case["ematrix"], dtype=float)
+            E[np.diag_indices(4)] = 1 - E.sum(axis=1)
+            B = F.emission_table(E, [[0], [1], [2], [3]])
+            support = F.emission_table((np.array(case["ematrix"]) > 0) | np.eye(4, dtype=bool),
+                                       [[0], [1], [2], [3]]) > 0  # fmt: skip
+            data = cav_flags(q > 0, case["variant"])
+        else:
+            lay = PH.phase_expansion(TWOWAY, {case["phase_state"] - 1: case["n_phases"]})
+            Qh = np.array(case["hidden_qmatrix"], dtype=float)
+            Q = PH.generator_from_rates(Qh.shape[0], lay.rate_from, lay.rate_to,
+                                        Qh[lay.rate_from, lay.rate_to])  # fmt: skip
+            B = F.emission_table(lay.emission, [[0], [1], [2], [3]])
+            support = B > 0
+            data = cav_flags(TWOWAY, case["variant"])
+        ot = data["obstype"].to_numpy()
+        assert (ot == 2).sum() == case["n_obstype2"] > 700, case["name"]
+        assert (ot == 3).sum() == case["n_obstype3"], case["name"]
+        pi = np.array(case["initprobs"], dtype=float)
+        h = F.aggregate_histories(data["PTNUM"], data["years"], data["state"] - 1, ot)
+        hs = split_histories(h, renewal_states(support))
+        if case["model"] == "phases":  # the unphased states renew: shared tails
+            assert hs.n_intervals < h.n_intervals
+        for tree in (h, hs):
+            value = -2 * F.loglik(Q, pi, B, *tree)
+            assert value == pytest.approx(case["minus2loglik"], rel=1e-8), case["name"]
+
+
+# -- the panel column and the PyMC model ----------------------------------------------------
+
+MISC = '[misclassification]\nwell = ["mild"]\nmild = ["well", "severe"]\nsevere = ["mild"]\n'
+PHASES = "[phases]\nmild = 2\n"
+
+
+def _model_text(extra: str) -> str:
+    return (models_dir() / "cav.toml").read_text() + extra
+
+
+def _spec_and_panel(extra: str, variant: str = "mixed", n_people: int | None = None):
+    from markov_migration.inputs.obstype import with_panel_obstype
+    from markov_migration.inputs.panel import validate_panel
+    from markov_migration.inputs.spec import parse_spec
+
+    spec = parse_spec(_model_text(extra))
+    df = cav_flags(TWOWAY, variant)
+    if n_people is not None:
+        df = df[df["PTNUM"].isin(df["PTNUM"].unique()[:n_people])]
+    panel = validate_panel(df, spec)
+    return with_panel_obstype(spec, panel), panel
+
+
+@pytest.mark.parametrize("extra", [MISC, PHASES], ids=["misclassification", "phases"])
+def test_model_split_equals_unsplit_and_gradient_matches_fd(extra, monkeypatch):
+    from markov_migration.inference import latent_renewal
+    from markov_migration.inference.latent import build_latent_model
+    from tests.conftest import model_gradient_and_fd
+    from tests.test_forward_renewal import _logp_and_grad
+
+    spec, panel = _spec_and_panel(extra)
+    assert spec.observation.latent and (panel.data["obstype"] == 2).sum() > 700
+    split_model = build_latent_model(spec, panel)
+    rng = np.random.default_rng(3)
+    start = split_model.initial_point()
+    points = [{k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in start.items()} for _ in range(2)]
+    got = _logp_and_grad(split_model, points)
+    monkeypatch.setattr(latent_renewal, "fit_histories", lambda spec, layout, h: h)
+    want = _logp_and_grad(build_latent_model(spec, panel), points)
+    for g, w in zip(got, want, strict=True):
+        assert np.isfinite(g[0][0])
+        assert g[0][0] == pytest.approx(w[0][0], rel=1e-10, abs=0)
+        np.testing.assert_allclose(np.concatenate(g[1:]), np.concatenate(w[1:]), rtol=1e-10,
+                                   atol=1e-10 * np.abs(np.concatenate(w[1:])).max())  # fmt: skip
+    monkeypatch.undo()
+    small_spec, small_panel = _spec_and_panel(extra, n_people=60)
+    grad, fd = model_gradient_and_fd(build_latent_model(small_spec, small_panel), seed=5,
+                                     spread=0.3)  # fmt: skip
+    np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
+
+
+def test_the_refusal_is_lifted_for_hidden_states():
+    """(``[nonresponse]`` and periods stay refused: tests/test_obstype.py's BAD rows.)"""
+    from markov_migration.errors import PanelError
+
+    for extra in (MISC, PHASES):
+        _spec_and_panel(extra)  # validates
+    # with misclassification a recorded pair need not be a direct move (msm checks nothing)
+    from markov_migration.inputs.panel import validate_panel
+    from markov_migration.inputs.spec import parse_spec
+
+    df = pd.DataFrame({"PTNUM": [1, 1], "years": [0.0, 1.0], "state": [1, 3], "obstype": [1, 2]})
+    validate_panel(df, parse_spec(_model_text(MISC)))
+    with pytest.raises(PanelError, match="no transition well->severe"):
+        validate_panel(df, parse_spec(_model_text(PHASES)))
+
+
+# -- the results side: check and backtest against a brute-force filter ----------------------
+
+
+def _prior_fit(tmp_path, extra, variant="mixed"):
+    from markov_migration.fitfile.format import read_fit
+
+    cav_flags(TWOWAY, variant).to_csv(tmp_path / "cav.csv", index=False)
+    (tmp_path / "m.toml").write_text(_model_text(extra))
+    out = tmp_path / "prior.nc"
+    res = runner.invoke(app, [str(a) for a in (
+        "fit", tmp_path / "cav.csv", "--model", tmp_path / "m.toml", "--out", out,
+        "--prior-only", "--chains", 1, "--draws", 3, "-q")])  # fmt: skip
+    assert res.exit_code == 0, (res.output, repr(res.exception))
+    return read_fit(out)
+
+
+def _brute_arrays(tree, extra):
+    """Hidden Q, emission (code, hidden state) and initial weights of each draw, by hand."""
+    post = tree["posterior"]
+    if extra == PHASES:
+        Q = post["Q_latent"].transpose("chain", "draw", "from_latent", "to_latent").values[0]
+        lay = PH.phase_expansion(TWOWAY, {1: 2})
+        table = np.stack([(lay.observed[None, :] == np.arange(4)[:, None]).astype(float)] * len(Q))
+    else:
+        Q = post["Q"].transpose("chain", "draw", "from_state", "to_state").values[0]
+        E = post["misclassification"].transpose("chain", "draw", "true_state",
+                                                "recorded_state").values[0]  # fmt: skip
+        table = np.transpose(E, (0, 2, 1))
+    pi = post["initial"].transpose("chain", "draw", "latent_state").values[0]
+    return Q, table, pi
+
+
+def _t_matrix(Q, gap, kind):
+    """The record's matrix on the hidden chain, by hand (msm's Pmat / pijdeath)."""
+    K = Q.shape[0]
+    if kind == 1:
+        return scipy.linalg.expm(Q * gap)
+    out = np.zeros((K, K))
+    for i in range(K):
+        for j in range(K):
+            if kind == 2:
+                out[i, j] = np.exp(Q[i, i] * gap) * (1.0 if i == j else Q[i, j])
+            else:
+                out[i, j] = sum(scipy.linalg.expm(Q * gap)[i, m] * Q[m, j]
+                                for m in range(K) if m != j)  # fmt: skip
+    return out
+
+
+def _brute_filter(Q, table, pi, times, codes, kinds, res):
+    """Filtered hidden distribution at each record, the one-step predictive (carried) and
+    the respondent's log-likelihood."""
+    f = pi * table[codes[0]]
+    filtered, carried, loglik = [f / f.sum()], [pi / pi.sum()], np.log(f.sum())
+    for k in range(1, codes.size):
+        gap = times[k] - times[k - 1]
+        if res > 0:
+            gap = max(round(gap / res), 1) * res
+        c = filtered[-1] @ _t_matrix(Q, gap, kinds[k])
+        carried.append(c)
+        f = c * table[codes[k]]
+        loglik += np.log(f.sum())
+        filtered.append(f / f.sum())
+    return np.array(filtered), np.array(carried), loglik
+
+
+def _sorted_records(tree):
+    pdata = tree["panel_data"]
+    resp = pdata["respondent"].values.astype(int)
+    time = pdata["time"].values.astype(float)
+    order = np.lexsort((time, resp))
+    code = pdata["state"].values.astype(int)[order]
+    return resp[order], time[order], code, pdata["obstype"].values.astype(int)[order], order
+
+
+@pytest.mark.parametrize("extra", [MISC, PHASES], ids=["misclassification", "phases"])
+def test_check_and_backtest_filter_kept_exact_times_with_their_t(tmp_path, extra):
+    from markov_migration.results.backtest_latent import latent_heldout_predictive
+    from markov_migration.results.ppc_latent import ppc_latent
+
+    tree = _prior_fit(tmp_path, extra, variant="mixed")
+    res = float(tree["constant_data"]["resolution"])
+    Q, table, pi = _brute_arrays(tree, extra)
+    resp, time, code, kind, order = _sorted_records(tree)
+    assert (kind == 2).sum() > 700 and (kind == 3).sum() > 100
+    people = np.unique(resp)
+    # the fit file's per-respondent log-likelihood (the unsplit tree, inference/latent_draws)
+    ll = tree["log_likelihood"]["histories"].transpose("chain", "draw", "respondent").values[0]
+    labels = tree["log_likelihood"]["respondent"].values.astype(str)
+    ids = tree["panel_data"]["respondent_id"].values.astype(str)
+    for p in people[::25]:
+        rows = np.flatnonzero(resp == p)
+        col = int(np.flatnonzero(labels == ids[p])[0])
+        for d in range(len(Q)):
+            brute = _brute_filter(Q[d], table[d], pi[d], time[rows], code[rows], kind[rows], res)[2]
+            assert ll[d, col] == pytest.approx(brute, rel=1e-9), (p, d)
+    # the check: expected counts of (from, to) of the intervals ending in a record at a time
+    result = ppc_latent(tree, n_draws=3, n_bands=1)
+    expected = np.zeros((len(Q), 4, 4))
+    for d in range(len(Q)):
+        for p in people:
+            rows = np.flatnonzero(resp == p)
+            _, carried, _ = _brute_filter(Q[d], table[d], pi[d], time[rows], code[rows],
+                                       kind[rows], res)  # fmt: skip
+            for k in range(1, rows.size):
+                if kind[rows[k]] == 1:
+                    pred = carried[k] @ table[d].T
+                    expected[d, code[rows[k - 1]], :] += pred / pred.sum()
+    got = result.table.groupby(["from", "to"], observed=True)["expected"].sum()
+    names = ["well", "mild", "severe", "dead"]
+    want = expected.mean(axis=0)
+    assert got.sum() == pytest.approx(((kind == 1) & np.r_[False, resp[1:] == resp[:-1]]).sum())
+    for (a, b), value in got.items():
+        assert value == pytest.approx(want[names.index(a), names.index(b)], rel=1e-9), (a, b)
+    # -- the backtest: respondents whose last record is alive, one held-out record each
+    last = np.flatnonzero(np.r_[resp[1:] != resp[:-1], True])
+    alive = last[code[last] < 3][:40]
+    gap = np.round(np.linspace(0.4, 2.0, alive.size) / res) * res
+    dest = np.where(np.arange(alive.size) % 2 == 0, code[alive], np.minimum(code[alive] + 1, 2))
+    hkind = np.where(np.arange(alive.size) % 3 == 0, 2, 1)
+    probs, predicted, _, density = latent_heldout_predictive(
+        tree, order[alive], gap, dest, n_draws=3, kind=hkind
+    )
+    assert predicted.tolist() == (hkind == 1).tolist()
+    for d in range(len(Q)):
+        want_p, want_dens = [], []
+        for i, row in enumerate(alive):
+            rows = np.flatnonzero(resp == resp[row])
+            filtered, _, _ = _brute_filter(Q[d], table[d], pi[d], time[rows], code[rows],
+                                        kind[rows], res)  # fmt: skip
+            after = filtered[-1] @ _t_matrix(Q[d], gap[i], hkind[i])
+            if hkind[i] == 1:
+                pred = after @ table[d].T
+                want_p.append(pred / pred.sum())
+            else:
+                want_dens.append(after @ table[d][dest[i]])
+        np.testing.assert_allclose(probs[d], np.array(want_p), rtol=1e-9, atol=1e-13)
+        np.testing.assert_allclose(density[d], np.array(want_dens), rtol=1e-9, atol=0)
+
+
+@pytest.mark.r
+def test_committed_msm_obstype_hidden_result_is_reproduced(tmp_path):
+    """Rerun msm_obstype_hidden.R on a copy of the folder: the same -2 log L as committed."""
+    import shutil
+    import subprocess
+
+    from markov_migration.reference.msm import msm_available
+
+    if not msm_available():
+        pytest.skip("Rscript with the msm package is not installed")
+    for name in ("common.R", "cav.csv", "msm_obstype_hidden.R"):
+        shutil.copy(RESULTS / name, tmp_path / name)
+    res = subprocess.run(["Rscript", str(tmp_path / "msm_obstype_hidden.R")], capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    new = json.loads((tmp_path / "msm_obstype_hidden.json").read_text())["cases"]
+    old = json.loads((RESULTS / "msm_obstype_hidden.json").read_text())["cases"]
+    for a, b in zip(new, old, strict=True):
+        assert a["name"] == b["name"]
+        assert a["minus2loglik"] == pytest.approx(b["minus2loglik"], rel=1e-12), a["name"]
