@@ -380,8 +380,13 @@ BAD = [
         '[observation]\ncensored = { alive = ["home", "abroad"] }',
         "obstype 2 on a censored code",
     ),  # fmt: skip
-    # obstype 2 with misclassification or phases: msm's hidden-model likelihood
-    # (tests/test_obstype_hidden.py)
+    # obstype 2 with misclassification: msm's hidden-model likelihood
+    # (tests/test_obstype_hidden.py); with phases refused (a defective density there)
+    (
+        "1,0,home,1\n1,1,abroad,2",
+        "[phases]\nabroad = 2",
+        "obstype 2 (exact transition time) is not supported with [phases] (msm's meaning",
+    ),
     (
         "1,0,home,1\n1,1,abroad,2",
         '[nonresponse]\nschedule = "waves"',
