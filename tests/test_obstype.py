@@ -380,8 +380,13 @@ BAD = [
         '[observation]\ncensored = { alive = ["home", "abroad"] }',
         "obstype 2 on a censored code",
     ),  # fmt: skip
-    # obstype 2 with misclassification: msm's hidden-model likelihood
-    # (tests/test_obstype_hidden.py); with phases refused (a defective density there)
+    # obstype 2 with hidden states: msm defines it, but not soundly
+    # (tests/test_obstype_hidden.py: time-unit dependence, a defective density)
+    (
+        "1,0,home,1\n1,1,abroad,2",
+        '[misclassification]\nhome = ["abroad"]',
+        "obstype 2 (exact transition time) is not supported with [misclassification] (msm's",
+    ),
     (
         "1,0,home,1\n1,1,abroad,2",
         "[phases]\nabroad = 2",

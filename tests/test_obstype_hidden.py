@@ -1,23 +1,29 @@
-"""Exact transition times (msm obstype 2) in hidden models: misclassification (phases refused).
+"""Exact transition times (msm obstype 2) in hidden models: msm's definition, and why it is refused.
 
 msm's ``lik.c`` (``calc_p``: ``Pmat(..., exacttimes = (obstype == 2))``) uses, for an
 obstype 2 record, the hidden chain's ``T = D(t) (I + Q_off)``, ``D(t) = diag(exp(q_hh t))``,
-then the record's emission given the hidden state. References and tolerances:
+then the record's emission given the hidden state. The forward kernel computes exactly
+that, but panels flagging obstype 2 stay refused with ``[misclassification]`` and
+``[phases]`` (``inputs/obstype.py``). References and tolerances:
 
 * R msm 1.7 at fixed parameters on ``cav``: the msm manual's misclassification model
   (two initprobs) and ``phase.states`` (Coxian phases of well, of mild), 726-742 rows
   flagged obstype 2, with and without 169 deaths flagged obstype 3; committed JSON of
   ``tests/results/forward/msm_obstype_hidden.R``; the split and the unsplit trees to
   1e-8 relative (observed: < 1e-14);
-* why phases stay refused: msm's phased obstype 2 density of a move out of a phased
+* why misclassification is refused: the log-likelihood ratio of two parameter sets
+  changes with the time unit (years against days: by more than 10), which it does
+  not without misclassification (1e-9);
+* why phases are refused: msm's phased obstype 2 density of a move out of a phased
   state integrates to ``b1 / (a + b1)`` < 1 over the move's time (quadrature, 1e-8),
-  the observed state's sojourn density ``exp(Q_SS t) Q_S,s`` to 1; the kernel
-  nevertheless reproduces msm's phased numbers above (lifting is one line);
-* the PyMC model's log-density and gradient, split tree against unsplit, to 1e-10, and
-  its gradient against central finite differences, to 1e-5 relative;
-* the latent check's expected counts and the latent backtest's predictive and densities
-  against a brute-force per-respondent filter (scipy ``expm``, the records' ``T`` by
-  hand), to 1e-9 relative.
+  the observed state's sojourn density ``exp(Q_SS t) Q_S,s`` to 1;
+* with the refusal lifted in-process (as msm would have it; ``lifted`` fixture), the
+  PyMC model's log-density and gradient, split tree against unsplit, to 1e-10, its
+  gradient against central finite differences, to 1e-5 relative, and the latent
+  check's expected counts, the latent backtest's predictive and densities and a
+  prior-only fit's per-respondent log-likelihood against a brute-force per-respondent
+  filter (scipy ``expm``, the records' ``T`` by hand), to 1e-9 relative: the results
+  side filters a kept exact time with its own ``T`` (``results/latent_pieces.py``).
 """
 
 import json
@@ -95,6 +101,15 @@ MISC = '[misclassification]\nwell = ["mild"]\nmild = ["well", "severe"]\nsevere 
 PHASES = "[phases]\nmild = 2\n"
 
 
+@pytest.fixture
+def lifted(monkeypatch):
+    """The panel check without its obstype refusals (as if msm's definition were taken)."""
+    from markov_migration.inputs import panel as panel_module
+
+    monkeypatch.setattr(panel_module, "check_obstype",
+                        lambda out, same_id, spec, path, column: bool((out["obstype"] != 1).any()))  # fmt: skip
+
+
 def _model_text(extra: str) -> str:
     return (models_dir() / "cav.toml").read_text() + extra
 
@@ -112,7 +127,7 @@ def _spec_and_panel(extra: str, variant: str = "mixed", n_people: int | None = N
     return with_panel_obstype(spec, panel), panel
 
 
-def test_model_split_equals_unsplit_and_gradient_matches_fd(monkeypatch):
+def test_model_split_equals_unsplit_and_gradient_matches_fd(lifted, monkeypatch):
     from markov_migration.inference import latent_renewal
     from markov_migration.inference.latent import build_latent_model
     from tests.conftest import model_gradient_and_fd
@@ -125,6 +140,7 @@ def test_model_split_equals_unsplit_and_gradient_matches_fd(monkeypatch):
     start = split_model.initial_point()
     points = [{k: v + rng.normal(0, 0.3, np.shape(v)) for k, v in start.items()} for _ in range(2)]
     got = _logp_and_grad(split_model, points)
+    split = latent_renewal.fit_histories
     monkeypatch.setattr(latent_renewal, "fit_histories", lambda spec, layout, h: h)
     want = _logp_and_grad(build_latent_model(spec, panel), points)
     for g, w in zip(got, want, strict=True):
@@ -132,27 +148,44 @@ def test_model_split_equals_unsplit_and_gradient_matches_fd(monkeypatch):
         assert g[0][0] == pytest.approx(w[0][0], rel=1e-10, abs=0)
         np.testing.assert_allclose(np.concatenate(g[1:]), np.concatenate(w[1:]), rtol=1e-10,
                                    atol=1e-10 * np.abs(np.concatenate(w[1:])).max())  # fmt: skip
-    monkeypatch.undo()
+    monkeypatch.setattr(latent_renewal, "fit_histories", split)  # (not undo: keep ``lifted``)
     small_spec, small_panel = _spec_and_panel(MISC, n_people=60)
     grad, fd = model_gradient_and_fd(build_latent_model(small_spec, small_panel), seed=5,
                                      spread=0.3)  # fmt: skip
     np.testing.assert_allclose(grad, fd, rtol=1e-5, atol=1e-5 * np.abs(fd).max())
 
 
-def test_the_refusal_is_lifted_for_misclassification_only():
-    """(``[nonresponse]`` and periods stay refused: tests/test_obstype.py's BAD rows.)"""
+def test_obstype_2_stays_refused_with_hidden_states():
     from markov_migration.errors import PanelError
-    from markov_migration.inputs.panel import validate_panel
-    from markov_migration.inputs.spec import parse_spec
 
-    _spec_and_panel(MISC)  # validates
+    with pytest.raises(PanelError, match=r"obstype 2 .* not supported with \[misclassification\]"):
+        _spec_and_panel(MISC)
     with pytest.raises(PanelError, match=r"obstype 2 .* not supported with \[phases\]"):
         _spec_and_panel(PHASES)
-    # with misclassification a recorded pair need not be a direct move (msm checks nothing)
-    df = pd.DataFrame({"PTNUM": [1, 1], "years": [0.0, 1.0], "state": [1, 3], "obstype": [1, 2]})
-    validate_panel(df, parse_spec(_model_text(MISC)))
-    with pytest.raises(PanelError, match="no transition well->severe"):
-        validate_panel(df, parse_spec(_model_text("")))
+
+
+def test_msm_misclassified_obstype_2_depends_on_the_time_unit():
+    """Why misclassification is refused: a record flagged 2 may be a kept true state
+    (``exp(q_ii t)``, a probability) or a jump (``exp(q_ii t) q_ij``, a density per time
+    unit). Measured in days instead of years every jump term shrinks by 365.25 and every
+    kept term does not, so the log-likelihood ratio of two parameter sets changes (a
+    likelihood's ratio does not depend on the unit; it does not here without
+    misclassification). Simulated paths with every true move recorded."""
+    frame = _misclassified_paths(np.random.default_rng(21), 100, 5.0)
+    codes = frame["state"].map({"home": 0, "abroad": 1, "dead": 2}).to_numpy()
+    E = np.array([[1 - ERRORS3[0], ERRORS3[0], 0], [ERRORS3[1], 1 - ERRORS3[1], 0], [0, 0, 1]])
+    pi = np.array([0.5, 0.5, 0.0])
+    slow = {k: 0.3 * v for k, v in RATES3.items()}
+
+    def ratio(B, unit):
+        h = F.aggregate_histories(frame["id"], frame["time"] * unit, codes, frame["obstype"])
+        return F.loglik(_q3(RATES3, unit), pi, B, *h) - F.loglik(_q3(slow, unit), pi, B, *h)
+
+    misc = F.emission_table(E, [[0], [1], [2]])
+    assert abs(ratio(misc, 365.25) - ratio(misc, 1.0)) > 10
+    assert ratio(np.eye(3), 365.25) == pytest.approx(ratio(np.eye(3), 1.0), rel=1e-9)
+    # in years the true rates already lose against rates 0.3 times as large
+    assert ratio(misc, 1.0) < 0 < ratio(np.eye(3), 1.0)
 
 
 def test_msm_phased_obstype_2_density_is_defective():
@@ -249,7 +282,7 @@ def _sorted_records(tree):
     return resp[order], time[order], code, pdata["obstype"].values.astype(int)[order], order
 
 
-def test_check_and_backtest_filter_kept_exact_times_with_their_t(tmp_path):
+def test_check_and_backtest_filter_kept_exact_times_with_their_t(lifted, tmp_path):
     from markov_migration.results.backtest_latent import latent_heldout_predictive
     from markov_migration.results.ppc_latent import ppc_latent
 
@@ -333,3 +366,41 @@ def test_committed_msm_obstype_hidden_result_is_reproduced(tmp_path):
     for a, b in zip(new, old, strict=True):
         assert a["name"] == b["name"]
         assert a["minus2loglik"] == pytest.approx(b["minus2loglik"], rel=1e-12), a["name"]
+
+
+#: home -> abroad, home -> dead, abroad -> home, abroad -> dead (per year)
+RATES3 = {(0, 1): 0.4, (0, 2): 0.05, (1, 0): 0.25, (1, 2): 0.1}
+#: probability that true home is recorded abroad, and true abroad home
+ERRORS3 = (0.08, 0.05)
+
+
+def _q3(rates, unit: float = 1.0) -> np.ndarray:
+    """Generator of ``rates`` (per year) in time units of ``1 / unit`` years."""
+    Q = np.zeros((3, 3))
+    for (r, s), v in rates.items():
+        Q[r, s] = v / unit
+    Q[np.diag_indices(3)] = -Q.sum(axis=1)
+    return Q
+
+
+def _misclassified_paths(rng, n_people, follow_up):
+    """True paths recorded at every jump (obstype 2) and at the end of follow-up (2,
+    repeated), each record through the misclassification matrix; a record at 0 (type 1)."""
+    E = np.array([[1 - ERRORS3[0], ERRORS3[0], 0], [ERRORS3[1], 1 - ERRORS3[1], 0], [0, 0, 1]])
+    out = [0.45, 0.35]  # total exit rates of home and abroad
+    rows = []
+    for i in range(n_people):
+        t, s = 0.0, int(rng.integers(2))
+        rows.append((i, 0.0, rng.choice(3, p=E[s]), 1))
+        while s != 2:
+            dt = rng.exponential(1 / out[s])
+            if t + dt >= follow_up:
+                rows.append((i, follow_up, rng.choice(3, p=E[s]), 2))
+                break
+            t += dt
+            rates = np.array([RATES3.get((s, k), 0.0) for k in range(3)])
+            s = int(rng.choice(3, p=rates / rates.sum()))
+            rows.append((i, t, rng.choice(3, p=E[s]), 2))
+    names = np.array(["home", "abroad", "dead"])
+    ids, times, rec, kinds = zip(*rows, strict=True)
+    return pd.DataFrame({"id": ids, "time": times, "state": names[list(rec)], "obstype": kinds})

@@ -8,12 +8,12 @@ Layer 2. A panel may flag records with msm's observation types:
    state from that record until this time and moved to the recorded state at
    exactly this time; a record that repeats the previous state means the
    state was kept until this time (e.g. the end of follow-up). Contribution
-   ``exp(q_rr t) q_rs`` (``exp(q_rr t)`` for a repeated state), as msm; with
-   misclassification, as msm's hidden models (``lik.c``,
-   ``Pmat(exacttimes)``), on the hidden chain: ``T = D(t) (I + Q_off)``, the
-   true state kept then at most one jump, times the record's emission (refused
-   with phases: msm's meaning there, the hidden phase kept, is not a density of
-   the observed process);
+   ``exp(q_rr t) q_rs`` (``exp(q_rr t)`` for a repeated state), as msm.
+   Refused with misclassification or phases, although msm defines it there
+   (``lik.c``: the hidden chain's ``D(t) (I + Q_off)`` times the emission):
+   with misclassification a record mixes a kept state (a probability) and a
+   jump (a density), so the likelihood changes with the time unit; with phases
+   it leaves out unseen phase progressions (``docs/observation-models.md``);
 3. an exact entry time into the recorded state, the state just before it
    unknown (msm's ``deathexact``): ``(P(t) Q_off)[r, s]``.
 
@@ -59,9 +59,8 @@ def check_obstype(out: pd.DataFrame, same_id: np.ndarray, spec, path: str, colum
     PanelError
         Type 2 or 3 on a respondent's first record; on a censored code; type
         2 from one state to another without a direct transition in the
-        model (not checked with misclassification: the recorded states are not
-        the true ones); type 3 into the state of the previous record; type 2 with
-        phases, ``[nonresponse]`` or ``periods``; type 3
+        model; type 3 into the state of the previous record; type 2 with
+        misclassification, phases, ``[nonresponse]`` or ``periods``; type 3
         into a non-absorbing state with misclassification or phases.
     """
     kind = out["obstype"].to_numpy()
@@ -94,7 +93,16 @@ def check_obstype(out: pd.DataFrame, same_id: np.ndarray, spec, path: str, colum
     if trans.size:
         j = int(trans[0])
         why = None
-        if obs.phases:
+        if obs.misclassification:
+            # msm accepts it (lik.c: the hidden chain's D(t) (I + Q_off)), but a record
+            # may then be a kept true state (a probability) or a jump (a density per
+            # time unit): comparisons of parameters change with the time unit
+            why = (
+                "[misclassification] (msm's likelihood weighs a kept true state, a "
+                "probability, against a jump, a density, on the same record: it changes "
+                "with the time unit; see docs/observation-models.md)"
+            )
+        elif obs.phases:
             # msm accepts it, with the hidden phase kept throughout: the density of a
             # move out of a phased state at an exact time then misses the paths through
             # its later phases (it integrates to less than one over the observed
@@ -110,11 +118,9 @@ def check_obstype(out: pd.DataFrame, same_id: np.ndarray, spec, path: str, colum
         if why is not None:
             fail(j, f"obstype 2 (exact transition time) is not supported with {why}")
     allowed = spec.allowed_matrix()
-    # with misclassification a recorded pair is not the true one (msm checks nothing);
-    misclassified = bool(obs.misclassification)
     for j in trans:
         r, s = int(prev[j]), int(state[j])
-        if not misclassified and r < k and r != s and not allowed[r, s]:
+        if r < k and r != s and not allowed[r, s]:
             fail(
                 int(j),
                 f"obstype 2 says the respondent moved from {spec.states[r]} to "

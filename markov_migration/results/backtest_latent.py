@@ -43,9 +43,10 @@ filtered distribution at the last kept record and through the observation model.
 The filter goes through a kept record flagged obstype 2 or 3 with that record's
 own matrix on the hidden chain (``D(t) (I + Q_off)`` or ``P(t) Q_off``,
 :func:`markov_migration.results.latent_pieces.piece_pmatrices`), as the
-likelihood does: with misclassification or phases the hidden state after an
-exact transition time is not known, and ``P(t)`` there would make every later
-prediction wrong.
+likelihood does. Without hidden states it makes no difference (the record's
+state is known and the filter restarts there); with them (obstype 2 is refused
+there for now, obstype 3 enters absorbing states only) ``P(t)`` would make
+every later prediction wrong.
 
 ``[nonresponse]`` fits are predicted by
 :mod:`markov_migration.results.backtest_nonresponse` (missed interviews as an outcome).
