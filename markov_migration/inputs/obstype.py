@@ -8,7 +8,12 @@ Layer 2. A panel may flag records with msm's observation types:
    state from that record until this time and moved to the recorded state at
    exactly this time; a record that repeats the previous state means the
    state was kept until this time (e.g. the end of follow-up). Contribution
-   ``exp(q_rr t) q_rs`` (``exp(q_rr t)`` for a repeated state), as msm;
+   ``exp(q_rr t) q_rs`` (``exp(q_rr t)`` for a repeated state), as msm.
+   Refused with misclassification or phases, although msm defines it there
+   (``lik.c``: the hidden chain's ``D(t) (I + Q_off)`` times the emission):
+   with misclassification a record mixes a kept state (a probability) and a
+   jump (a density), so the likelihood changes with the time unit; with phases
+   it leaves out unseen phase progressions (``docs/observation-models.md``);
 3. an exact entry time into the recorded state, the state just before it
    unknown (msm's ``deathexact``): ``(P(t) Q_off)[r, s]``.
 
@@ -88,10 +93,23 @@ def check_obstype(out: pd.DataFrame, same_id: np.ndarray, spec, path: str, colum
     if trans.size:
         j = int(trans[0])
         why = None
-        if obs.hidden:
+        if obs.misclassification:
+            # msm accepts it (lik.c: the hidden chain's D(t) (I + Q_off)), but a record
+            # may then be a kept true state (a probability) or a jump (a density per
+            # time unit): comparisons of parameters change with the time unit
             why = (
-                "misclassification or latent phases (the state is hidden, so it cannot be "
-                "known to have been kept throughout an interval)"
+                "[misclassification] (msm's likelihood weighs a kept true state, a "
+                "probability, against a jump, a density, on the same record: it changes "
+                "with the time unit; see docs/observation-models.md)"
+            )
+        elif obs.phases:
+            # msm accepts it, with the hidden phase kept throughout: the density of a
+            # move out of a phased state at an exact time then misses the paths through
+            # its later phases (it integrates to less than one over the observed
+            # process); the observed state's sojourn density needs another kernel
+            why = (
+                "[phases] (msm's meaning, the hidden phase kept throughout the interval, "
+                "leaves out unseen phase progressions; see docs/observation-models.md)"
             )
         elif obs.nonresponse is not None:
             why = "[nonresponse] (missed waves would split the interval)"

@@ -40,10 +40,13 @@ likelihood's contribution (:mod:`markov_migration.core.forward_kernel`): an exac
 entry by ``(P(gap) Q_off)[., dest]``, an exact transition time by
 ``(D(gap) (I + Q_off))[., dest]`` with ``D(t) = diag(exp(q_rr t))``, from the
 filtered distribution at the last kept record and through the observation model.
-The filter over the kept records treats every kept record as one at a time; this
-is exact for what is predicted, because an exactly timed record has a known state
-(no misclassification or phases with obstype 2; with them obstype 3 only enters
-absorbing states, after which nothing is held out), so the filter restarts there.
+The filter goes through a kept record flagged obstype 2 or 3 with that record's
+own matrix on the hidden chain (``D(t) (I + Q_off)`` or ``P(t) Q_off``,
+:func:`markov_migration.results.latent_pieces.piece_pmatrices`), as the
+likelihood does. Without hidden states it makes no difference (the record's
+state is known and the filter restarts there); with them (obstype 2 is refused
+there for now, obstype 3 enters absorbing states only) ``P(t)`` would make
+every later prediction wrong.
 
 ``[nonresponse]`` fits are predicted by
 :mod:`markov_migration.results.backtest_nonresponse` (missed interviews as an outcome).
@@ -209,6 +212,10 @@ def latent_heldout_predictive(
     n_codes = len(code_sets)
     names = list(spec.states) + list(spec.observation.censored_codes)
     resp, time, code, first, order = panel_sequences(tree)
+    pdata = tree["panel_data"]
+    # msm's observation type of each kept record: exact ones are filtered with their T
+    rec_kind = (pdata["obstype"].to_numpy()[order] if "obstype" in pdata
+                else np.ones(resp.size)).astype(np.int64)  # fmt: skip
     # covariates on misclassification: a table per emission pattern (D, P, n_codes, K_h)
     e_pattern, epattern = misc_pattern_emissions(tree, spec, draws, order)
     if e_pattern is None:
@@ -228,6 +235,7 @@ def latent_heldout_predictive(
         code = np.r_[code, np.asarray(origin_code, dtype=np.int64)[alone]]
         first = np.r_[first, np.ones(alone.size, dtype=bool)]
         epattern = np.r_[epattern, np.zeros(alone.size, dtype=np.int64)]  # no covariates
+        rec_kind = np.r_[rec_kind, np.full(alone.size, OBS_PANEL, np.int64)]
         sorted_pos = np.r_[sorted_pos, n_in + np.arange(alone.size)]
         origin_rows = origin_rows.copy()
         origin_rows[alone] = order.size + np.arange(alone.size)
@@ -245,6 +253,8 @@ def latent_heldout_predictive(
     tables = np.concatenate([tables, np.ones_like(tables[..., :1, :])], axis=-2)
     q_pattern, generators, pattern = pattern_generators(tree, spec, draws, order)
     held = np.r_[np.full(code.size, -1), np.arange(destination.size)]
+    # a held-out record is a blank at a time: P(gap) to it (its own kind is scored below)
+    rec_kind = np.r_[rec_kind, np.full(destination.size, OBS_PANEL, np.int64)]
     resp, time = np.r_[resp, resp[at]], np.r_[time, time[at] + np.asarray(gap, dtype=float)]
     code = np.r_[code, np.full(destination.size, n_codes, dtype=np.int64)]
     if q_pattern is None:
@@ -255,18 +265,21 @@ def latent_heldout_predictive(
     # held-out record's own are not in the refit's patterns; equal for fixed covariates)
     epat = np.r_[epattern, epattern[at]]
     srt = np.lexsort((time, resp))
-    resp, time, code, held, pat, epat = (a[srt] for a in (resp, time, code, held, pat, epat))
+    resp, time, code, held, pat, epat, rec_kind = (
+        a[srt] for a in (resp, time, code, held, pat, epat, rec_kind)
+    )
     real = np.ones(resp.size, dtype=bool)
     period = None
     if spec.periods:
-        resp, time, code, real, _, held, pat, epat = with_cut_records(
+        resp, time, code, real, source, held, pat, epat = with_cut_records(
             resp, time, code, n_codes, spec.periods, held, pat, epat
         )
+        rec_kind = np.where(source >= 0, rec_kind[source], OBS_PANEL)  # cut records: at a time
         period = period_of(time, spec)
     gen = pat if q_pattern is None else generators.generator_index(pat, period)
     first = np.r_[True, resp[1:] != resp[:-1]]
     res = float(tree["constant_data"]["resolution"]) if "constant_data" in tree.children else 0.0
-    piece_gen, piece_gap, key = interval_pieces(gen, time, first, real, res)
+    piece_gen, piece_gap, key, piece_kind = interval_pieces(gen, time, first, real, res, rec_kind)
     rows = np.empty(destination.size, dtype=np.int64)
     rows[held[held >= 0]] = np.flatnonzero(held >= 0)
     timed = np.flatnonzero(~predicted)
@@ -276,7 +289,7 @@ def latent_heldout_predictive(
     fcode = code + tables.shape[2] * epat  # row of the stacked tables
     p_rows = rows[predicted]
     for d in range(draws.size):
-        p_gap = piece_pmatrices(q[d], piece_gen, piece_gap)
+        p_gap = piece_pmatrices(q[d], piece_gen, piece_gap, piece_kind)
         stacked = tables[d].reshape(-1, tables.shape[-1])
         filtered, carried = forward_filter(p_gap, stacked, pi[d], fcode, first, key)
         for e in np.unique(epat[p_rows]):  # each held-out record through its pattern

@@ -3,7 +3,8 @@
 The pieces the predictive checks and backtests of latent fits filter with, built as
 the likelihood builds them: each record pattern's generator (covariates, groups,
 periods; for phase-type fits on the hidden states), the distinct (generator, gap)
-pieces between records, and ``P(gap)`` of each piece. Used by
+pieces between records, and each piece's matrix: ``P(gap)``, or the record's own
+``T`` before an exact transition or entry time (the panel's ``obstype`` 2 or 3). Used by
 :mod:`markov_migration.results.ppc_latent`, :mod:`~markov_migration.results.ppc_nonresponse`
 and :mod:`~markov_migration.results.backtest_latent`.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from markov_migration.core.forward import OBS_EXACT, OBS_PANEL, OBS_TRANSITION
 from markov_migration.core.phases import latent_at_observed
 from markov_migration.defaults import SAMPLE_DIMS
 from markov_migration.errors import InputError
@@ -168,12 +170,27 @@ def _hidden_pattern_generators(tree, post, q, draws: np.ndarray) -> np.ndarray:
     )  # fmt: skip
 
 
-def interval_pieces(gen, time, first, real, resolution: float):
-    """The distinct (generator, gap) pieces of the filter and the piece before each record.
+def interval_pieces(gen, time, first, real, resolution: float, kind=None):
+    """The distinct (generator, gap, kind) pieces of the filter and the piece before each record.
 
     The interval before a record uses the generator of the record that starts it.
     Gaps are rounded to the fit's ``resolution`` (at least one step between two
     records; pieces next to a period cut record are rounded as they fall).
+
+    Parameters
+    ----------
+    gen : ndarray of int (n,)
+        Generator of each record (sorted by respondent, then time).
+    time : ndarray (n,)
+        Time units.
+    first, real : ndarray of bool (n,)
+        A respondent's first record; a record of the panel (False at cut records).
+    resolution : float
+        Time units (0: gaps as they are).
+    kind : ndarray of int (n,), optional
+        msm observation type of each record (the panel's ``obstype``): the piece
+        before a record of type 2 or 3 is its exact transition or entry matrix
+        (:func:`piece_pmatrices`). Default: every record of type 1.
 
     Returns
     -------
@@ -182,6 +199,9 @@ def interval_pieces(gen, time, first, real, resolution: float):
         Time units.
     key : ndarray of int (n,)
         Piece before each record (0 at first records).
+    piece_kind : ndarray of int (G,)
+        Observation type of the record ending each piece (returned only when
+        ``kind`` is given).
     """
     j = np.flatnonzero(~first)
     gap = time[j] - time[j - 1]
@@ -190,22 +210,48 @@ def interval_pieces(gen, time, first, real, resolution: float):
         both_real = real[j] & real[j - 1]
         gap = np.where(both_real, np.maximum(steps, 1), steps) * resolution
     key = np.zeros(time.size, dtype=np.int64)
+    rec_kind = np.full(j.size, OBS_PANEL) if kind is None else np.asarray(kind, np.int64)[j]
     if not j.size:
-        return np.zeros(0, np.int64), np.zeros(0), key
+        empty = (np.zeros(0, np.int64), np.zeros(0), key)
+        return empty if kind is None else (*empty, np.zeros(0, np.int64))
     pieces, key[j] = np.unique(
-        np.column_stack([gen[j - 1].astype(np.float64), gap]), axis=0, return_inverse=True
-    )
-    return pieces[:, 0].astype(np.int64), pieces[:, 1], key
+        np.column_stack([gen[j - 1].astype(np.float64), gap, rec_kind.astype(np.float64)]),
+        axis=0, return_inverse=True,
+    )  # fmt: skip
+    out = (pieces[:, 0].astype(np.int64), pieces[:, 1], key)
+    return out if kind is None else (*out, pieces[:, 2].astype(np.int64))
 
 
-def piece_pmatrices(q: np.ndarray, piece_gen, piece_gap) -> np.ndarray:
-    """``P(gap) = expm(Q_m gap)`` of each piece (G, K_h, K_h) from generators ``q`` (M, K_h, K_h)."""
+def piece_pmatrices(q: np.ndarray, piece_gen, piece_gap, piece_kind=None) -> np.ndarray:
+    """Transition matrix (G, K_h, K_h) of each piece from generators ``q`` (M, K_h, K_h).
+
+    ``P(gap) = expm(Q_m gap)`` before a record at a time (type 1); as the likelihood
+    (:mod:`markov_migration.core.forward_kernel`, R msm's ``Pmat(exacttimes)`` and
+    ``pijdeath``) on the hidden chain before an exact transition time (type 2)
+    ``T = D(gap) (I + Q_off)``, ``D(t) = diag(exp(q_hh t))`` (the hidden state kept,
+    then one jump at the record's time), and before an exact entry time (type 3)
+    ``T = P(gap) Q_off`` (per time unit). The filter normalises after each record,
+    so a record's ``T`` need not be stochastic.
+    """
     from markov_migration.core.likelihood import pmatrix
 
     out = np.zeros((piece_gen.size, q.shape[-1], q.shape[-1]))
     for m in np.unique(piece_gen):
         sel = piece_gen == m
         out[sel] = pmatrix(q[m], piece_gap[sel])
+    if piece_kind is None:
+        return out
+    piece_kind = np.asarray(piece_kind, np.int64)
+    kh = q.shape[-1]
+    diag = np.arange(kh)
+    off = q[piece_gen].copy()
+    off[:, diag, diag] = 0.0
+    entry = piece_kind == OBS_EXACT
+    out[entry] = out[entry] @ off[entry]
+    trans = np.flatnonzero(piece_kind == OBS_TRANSITION)
+    if trans.size:
+        stay = np.exp(np.diagonal(q[piece_gen[trans]], axis1=1, axis2=2) * piece_gap[trans, None])
+        out[trans] = stay[:, :, None] * (np.eye(kh)[None] + off[trans])
     return out
 
 

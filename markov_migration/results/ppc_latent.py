@@ -35,6 +35,11 @@ Design conventions (the data's own, so the check does not test them):
   checked (their record time is the event itself, not a scheduled interview), and
   the other intervals' predictive is conditional on not having entered an exactly
   timed state by the next record (the respondent was interviewed, so alive);
+- intervals that end in a record flagged as an exact transition or entry time
+  (the panel's ``obstype`` 2 or 3) are not checked either; the filter goes
+  through such a record with its own matrix, ``D(t) (I + Q_off)`` or
+  ``P(t) Q_off`` on the hidden chain (:func:`~markov_migration.results.latent_pieces.piece_pmatrices`),
+  as the likelihood does, so the intervals after it are predicted exactly;
 - the first record starts the filter: in hidden models from the estimated initial
   distribution ``initial``, otherwise uniformly over the states the first record
   allows.
@@ -197,7 +202,8 @@ def ppc_latent(
             tables = np.concatenate([tables, np.ones_like(tables[..., :1, :])], axis=-2)
         gen = generators.generator_index(pattern, period)
     res = float(tree["constant_data"]["resolution"]) if "constant_data" in tree.children else 0.0
-    piece_gen, piece_gap, key = interval_pieces(gen, time, first, real, res)
+    # a kept exact transition or entry time is filtered with its own T (latent_pieces)
+    piece_gen, piece_gap, key, piece_kind = interval_pieces(gen, time, first, real, res, kind)
     # checked intervals: (previous record, next record) of the same respondent
     rows = np.flatnonzero(real)
     later = np.flatnonzero(~first[rows])
@@ -205,8 +211,8 @@ def ppc_latent(
     gap = time[nxt] - time[prev]
     if res > 0:
         gap = np.maximum(np.round(gap / res), 1) * res
-    # exact entry or transition times are densities, not records to predict; the
-    # state after them is known (obstype 2 is refused with hidden states)
+    # exact entry or transition times are densities, not records to predict (the
+    # filter goes through them with their own T: D(t) (I + Q_off) or P(t) Q_off)
     timed = kind[nxt] != 1
     checked = ~np.isin(code[nxt], list(exact_codes)) & ~timed
     if not checked.any():
@@ -220,7 +226,7 @@ def ppc_latent(
     pred = np.zeros((draws.size, nxt.size, n_codes))
     survive = checked[:, None] & exact_hidden[None, :]
     for d in range(draws.size):
-        p_gap = piece_pmatrices(q[d], piece_gen, piece_gap)
+        p_gap = piece_pmatrices(q[d], piece_gen, piece_gap, piece_kind)
         stacked = tables[d].reshape(-1, tables.shape[-1])
         _, carried = forward_filter(p_gap, stacked, pi[d], fcode, first, key)
         for p in np.unique(epattern[nxt]):  # each next record through its own pattern
