@@ -34,7 +34,6 @@ import numpy as np
 import xarray as xr
 
 from markov_migration.core.forward import OBS_EXACT, OBS_PANEL
-from markov_migration.core.nonresponse import nonresponse_inputs
 from markov_migration.core.phases import phase_expansion
 from markov_migration.errors import InputError
 from markov_migration.fitfile.readback import panel_sequences, recorded_panel
@@ -44,12 +43,16 @@ from markov_migration.inputs.nonresponse import schedule_records
 from markov_migration.results.latent_pieces import (
     interval_pieces,
     pattern_generators,
-    piece_pmatrices,
     with_cut_records,
 )
 from markov_migration.results.ppc_keyed import thinned_indices
-from markov_migration.results.ppc_latent import forward_filter, latent_model_arrays
-from markov_migration.results.ppc_nonresponse import MISSED, _scheduled, _state_draws
+from markov_migration.results.ppc_latent import latent_model_arrays
+from markov_migration.results.ppc_nonresponse import (
+    MISSED,
+    _scheduled,
+    _state_draws,
+    extended_filter,
+)
 
 
 def nonresponse_heldout(tree: xr.DataTree, heldout, n_draws: int):
@@ -141,15 +144,10 @@ def nonresponse_heldout(tree: xr.DataTree, heldout, n_draws: int):
     origin, outcome = plain[kept_at[rows]], plain[rows]
     pred = np.zeros((draws.size, rows.size, n + 1))
     for d in range(draws.size):
-        d_hidden = None if attrition is None else phase_map @ attrition[d]
-        qf = []
-        for q_m in q[d]:  # the response model extends every pattern's generator alike
-            q_m, pif, tf = nonresponse_inputs(
-                q_m, pi[d], tables[d], phase_map @ response[d], d_hidden
-            )
-            qf.append(q_m)
-        p_gap = piece_pmatrices(np.stack(qf), piece_gen, piece_gap)
-        _, carried = forward_filter(p_gap, tf, pif, code_f, first, key)
+        carried, tf = extended_filter(
+            q[d], pi[d], tables[d], response[d], None if attrition is None else attrition[d],
+            phase_map, (piece_gen, piece_gap, key), code_f, first,
+        )  # fmt: skip
         pred[d] = _scheduled(carried[rows], tf, outcome, code_sets, k, exact_hidden, nb)
     names = list(spec.states) + list(obs.censored_codes) + [MISSED]
     notes = [

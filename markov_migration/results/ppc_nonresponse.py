@@ -168,15 +168,10 @@ def ppc_nonresponse(
     to = plain[nxt]
     pred = np.zeros((draws.size, nxt.size, n + 1))
     for d in range(draws.size):
-        d_hidden = None if attrition is None else phase_map @ attrition[d]
-        qf = []
-        for q_m in q[d]:  # the response model extends every pattern's generator alike
-            q_m, pif, tf = nonresponse_inputs(
-                q_m, pi[d], tables[d], phase_map @ response[d], d_hidden
-            )
-            qf.append(q_m)
-        p_gap = piece_pmatrices(np.stack(qf), piece_gen, piece_gap)
-        _, carried = forward_filter(p_gap, tf, pif, code, first, key)
+        carried, tf = extended_filter(
+            q[d], pi[d], tables[d], response[d], None if attrition is None else attrition[d],
+            phase_map, (piece_gen, piece_gap, key), code, first,
+        )  # fmt: skip
         w = carried[nxt]
         pred[d, unscheduled, :n] = record_predictive(
             w[unscheduled], tf[:n], to[unscheduled], code_sets, k, exact_hidden[None, :]
@@ -210,6 +205,47 @@ def ppc_nonresponse(
     return compare_records(
         pred, frm, to, band_gap, names, names, n_bands=n_bands, ci=ci, rng=rng, notes=notes
     )
+
+
+def extended_filter(q_d, pi_d, table_d, response_d, attrition_d, phase_map, pieces, code, first):
+    """One draw's forward filter over the attrition-extended chain (check and backtest).
+
+    The response model extends every pattern's generator alike
+    (:func:`markov_migration.core.nonresponse.nonresponse_inputs`: answered and missed
+    interviews, and losses for good when ``attrition_d`` is given).
+
+    Parameters
+    ----------
+    q_d : ndarray (M, K_h, K_h)
+        The draw's hidden generator of each pattern.
+    pi_d, table_d : ndarray
+        First weights (K_h,) and emission table (n_codes, K_h).
+    response_d : ndarray (K,)
+        Response probability of each observed state.
+    attrition_d : ndarray (K,) or None
+        Attrition hazard of each observed state (per time unit).
+    phase_map : ndarray (K_h, K)
+    pieces : tuple
+        ``(piece_gen, piece_gap, key)`` of :func:`~markov_migration.results.latent_pieces.interval_pieces`.
+    code, first : ndarray (n,)
+        Record codes of the extended table, and first records of respondents.
+
+    Returns
+    -------
+    carried : ndarray (n, 2 K_h)
+        Each record's one-step-ahead distribution over the extended hidden states.
+    table : ndarray
+        The extended emission table.
+    """
+    piece_gen, piece_gap, key = pieces
+    d_hidden = None if attrition_d is None else phase_map @ attrition_d
+    qf = []
+    for q_m in q_d:
+        q_m, pif, tf = nonresponse_inputs(q_m, pi_d, table_d, phase_map @ response_d, d_hidden)
+        qf.append(q_m)
+    p_gap = piece_pmatrices(np.stack(qf), piece_gen, piece_gap)
+    _, carried = forward_filter(p_gap, tf, pif, code, first, key)
+    return carried, tf
 
 
 def _scheduled(w, table, observed, code_sets, k: int, exact_hidden, nb: int) -> np.ndarray:
