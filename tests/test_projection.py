@@ -633,6 +633,24 @@ def test_observed_prevalence_finds_the_three_waves(tree):
     np.testing.assert_allclose(obs["observed_share"].sum("state"), 1.0)
 
 
+def test_observed_prevalence_leaves_out_censored_codes(tree):
+    """A latent fit's censored codes (after the states: a set of states) are not a state.
+
+    Recoding a third of the records to code K (a censored code) gives the shares of the
+    remaining records, as a fit of the panel without them would.
+    """
+    panel = tree["panel_data"].to_dataset()
+    k = len(STATES)
+    hide = np.arange(panel.sizes["observation"]) % 3 == 0
+    censored = panel.assign(state=("observation", np.where(hide, k, panel["state"].values)))
+    other, kept = tree.copy(), tree.copy()
+    other["panel_data"] = xr.DataTree(censored)
+    kept["panel_data"] = xr.DataTree(panel.isel(observation=np.flatnonzero(~hide)))
+    got, want = observed_prevalence(other), observed_prevalence(kept)
+    np.testing.assert_array_equal(got["observed_share"].values, want["observed_share"].values)
+    assert got["observed_respondents"].sum() == (~hide).sum()
+
+
 def test_observed_prevalence_without_clear_waves_uses_equal_count_bins(tree):
     # the one wave rule of inputs.waves (as in the checks): no gap over 10% of the span, so
     # QUANTILE_WAVES bins with equal numbers of observations

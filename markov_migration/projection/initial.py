@@ -310,8 +310,9 @@ def observed_prevalence(tree: xr.DataTree) -> xr.Dataset | None:
     Waves are the package's one wave rule (:func:`markov_migration.inputs.waves.wave_bins`,
     as in the checks): clusters of observation times separated by gaps wider than
     :data:`~markov_migration.defaults.WAVE_GAP_SHARE` of the time span, else bins
-    with equal numbers of observations; empty bins are dropped. Returns None
-    when the fit has no ``panel_data`` group.
+    with equal numbers of observations; empty bins are dropped. Records of a latent
+    fit's censored codes (a set of states) are left out. Returns None when the fit
+    has no ``panel_data`` group (or no record of a single state).
 
     Returns
     -------
@@ -323,12 +324,15 @@ def observed_prevalence(tree: xr.DataTree) -> xr.Dataset | None:
     if panel is None or panel.sizes.get("observation", 0) == 0:
         return None
     states = json.loads(tree.attrs["states"])
-    t = panel["time"].values
+    s = panel["state"].values.astype(np.int64)
+    # a latent fit's censored codes (after the states) do not say which state: left out
+    known = s < len(states)
+    if not known.any():
+        return None
+    t, w, s = panel["time"].values[known], panel["weight"].values[known], s[known]
     # numbered 0.. over the waves that hold observations (equal-count bins can be empty)
     wave_of = np.unique(wave_index(t, wave_bins(t)), return_inverse=True)[1]
     n_waves = int(wave_of.max()) + 1
-    w = panel["weight"].values
-    s = panel["state"].values.astype(np.int64)
     share = np.zeros((n_waves, len(states)))
     np.add.at(share, (wave_of, s), w)
     totals = share.sum(axis=1, keepdims=True)
