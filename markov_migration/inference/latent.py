@@ -223,7 +223,7 @@ def build_latent_model(
     obs = spec.observation
     k, kh = spec.n_states, len(layout.hidden_states)
     code_matrix = emission_table(np.eye(k), layout.code_sets)  # (n_codes, K) 0/1
-    phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
+    phase_map = layout.emission  # (K_h, K): each hidden state's observed state
     coords = {**latent_coords(spec, layout, design), **misc_coords(misc)}
     with pm.Model(coords=coords) as model:
         dims = "latent_transition" if layout.phased else "transition"

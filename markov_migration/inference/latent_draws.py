@@ -166,7 +166,7 @@ def history_loglik_draws(
         if obs.hidden
         else np.ones((nchain * ndraw, kh))
     )
-    phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
+    phase_map = layout.emission
     nr = obs.nonresponse
     if nr is not None:
         r = posterior["response"].to_numpy().reshape(nchain * ndraw, -1)

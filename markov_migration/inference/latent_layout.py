@@ -47,6 +47,9 @@ class LatentLayout:
         Observed states each record code stands for (states, then censored codes).
     rate_observed : ndarray of int (n_rates, 2)
         Observed transition of each free intensity (``r == s``: a phase progression).
+    emission : ndarray (K_h, K)
+        0/1: hidden state ``h`` is recorded as its observed state ``observed[h]``
+        (:class:`markov_migration.core.phases.PhaseLayout`'s ``emission``).
     """
 
     hidden_states: tuple[str, ...]
@@ -58,6 +61,7 @@ class LatentLayout:
     prior_sigma: np.ndarray
     code_sets: tuple[tuple[int, ...], ...]
     rate_observed: np.ndarray
+    emission: np.ndarray
 
     @property
     def phased(self) -> bool:
@@ -112,6 +116,7 @@ def latent_layout(spec: ModelSpec) -> LatentLayout:
         prior_sigma=np.array(sigma)[order],
         code_sets=code_sets,
         rate_observed=lay.rate_observed[order],
+        emission=lay.emission,
     )
 
 

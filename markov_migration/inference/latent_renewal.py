@@ -43,7 +43,7 @@ def emission_support(spec, layout) -> np.ndarray:
     possible = np.eye(k)
     for r, targets in obs.misclassification:
         possible[r, list(targets)] = 1.0  # Dirichlet components: in (0, 1) for every draw
-    phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
+    phase_map = layout.emission
     hidden = phase_map @ possible  # (K_h, k), sums of non-negative terms: no cancellation
     table = (emission_table(np.eye(k), layout.code_sets) @ hidden.T > 0).astype(np.float64)
     nr = obs.nonresponse

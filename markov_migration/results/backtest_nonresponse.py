@@ -50,8 +50,8 @@ from markov_migration.results.ppc_latent import latent_model_arrays
 from markov_migration.results.ppc_nonresponse import (
     MISSED,
     _scheduled,
-    _state_draws,
     extended_filter,
+    response_draws,
 )
 
 
@@ -88,13 +88,8 @@ def nonresponse_heldout(tree: xr.DataTree, heldout, n_draws: int):
     blank = 2 * nb + 1 + n  # the exact-entry block's blank row: ones in both halves
     tables = np.concatenate([tables, np.ones_like(tables[:, :1])], axis=1)
     post = tree["posterior"]
-    phase_map = (phase_expansion(spec.allowed_matrix(), obs.phases or {}).observed[:, None]
-                 == np.arange(k)[None, :]).astype(np.float64)  # fmt: skip
-    response = _state_draws(post, "response", "response_state", spec.states, 1.0, draws)
-    attrition = None
-    if obs.nonresponse.attrition:
-        attrition = _state_draws(post, "attrition", "attrition_state", spec.states, 0.0, draws)
-        exact_hidden = np.r_[exact_hidden, exact_hidden]  # active, then lost copies
+    phase_map = phase_expansion(spec.allowed_matrix(), obs.phases or {}).emission
+    response, attrition, exact_hidden = response_draws(post, spec, draws, exact_hidden)
     # the kept records and the held-out records of the refit's respondents, as one panel
     resp, time, code, _, order = panel_sequences(tree)
     pdata = tree["panel_data"]

@@ -144,8 +144,7 @@ def misc_pattern_tables(spec, e_pattern: np.ndarray, code_sets) -> np.ndarray:
     from markov_migration.core.forward import emission_table
     from markov_migration.core.phases import phase_expansion
 
-    layout = phase_expansion(spec.allowed_matrix(), spec.observation.phases or {})
-    pmap = (layout.observed[:, None] == np.arange(spec.n_states)[None, :]).astype(float)
+    pmap = phase_expansion(spec.allowed_matrix(), spec.observation.phases or {}).emission
     return np.stack([[emission_table(pmap @ e, code_sets) for e in e_d] for e_d in e_pattern])
 
 

@@ -133,7 +133,7 @@ def latent_model_arrays(tree: xr.DataTree, draws: np.ndarray, per_pattern: bool 
     else:
         pi = np.ones((draws.size, kh))
     code_sets = tuple((r,) for r in range(k)) + tuple(m for _, m in obs.censored)
-    phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
+    phase_map = layout.emission
     tables = np.stack([emission_table(phase_map @ e[d], code_sets) for d in range(draws.size)])
     exact_hidden = np.isin(layout.observed, np.asarray(obs.exact, dtype=np.int64))
     return spec, q, tables, pi, code_sets, exact_hidden

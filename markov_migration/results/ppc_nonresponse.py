@@ -76,6 +76,26 @@ def latent_check(tree: xr.DataTree, **kwargs) -> PPCResult:
     return ppc_latent(tree, **kwargs)
 
 
+def response_draws(post, spec, draws, exact_hidden):
+    """The response model's draws, and the exactly timed states of the extended chain.
+
+    Returns
+    -------
+    response : ndarray (D, K)
+        Response probability of each observed state (1 where none is estimated).
+    attrition : ndarray (D, K) or None
+        Attrition hazard of each observed state (per time unit); None without attrition.
+    exact_hidden : ndarray of bool
+        The exactly timed hidden states, doubled (active, then lost copies) with attrition.
+    """
+    response = _state_draws(post, "response", "response_state", spec.states, 1.0, draws)
+    attrition = None
+    if spec.observation.nonresponse.attrition:
+        attrition = _state_draws(post, "attrition", "attrition_state", spec.states, 0.0, draws)
+        exact_hidden = np.r_[exact_hidden, exact_hidden]  # active, then lost copies
+    return response, attrition, exact_hidden
+
+
 def _state_draws(post, name: str, dim: str, states, fill: float, draws) -> np.ndarray:
     """``post[name]`` of thinned draws as a per-state array (D, K) with ``fill`` elsewhere."""
     out = np.full((draws.size, len(states)), fill)
@@ -113,12 +133,8 @@ def ppc_nonresponse(
     obs = spec.observation
     k, n = spec.n_states, len(code_sets)
     layout = phase_expansion(spec.allowed_matrix(), obs.phases or {})
-    phase_map = (layout.observed[:, None] == np.arange(k)[None, :]).astype(np.float64)
-    response = _state_draws(post, "response", "response_state", spec.states, 1.0, draws)
-    attrition = None
-    if obs.nonresponse.attrition:
-        attrition = _state_draws(post, "attrition", "attrition_state", spec.states, 0.0, draws)
-        exact_hidden = np.r_[exact_hidden, exact_hidden]  # active, then lost copies
+    phase_map = layout.emission
+    response, attrition, exact_hidden = response_draws(post, spec, draws, exact_hidden)
     # the records of the likelihood: answered, missed and unscheduled ones
     resp, time, code, _, order = panel_sequences(tree)
     panel_times = time
