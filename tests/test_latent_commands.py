@@ -16,29 +16,23 @@ import pytest
 from typer.testing import CliRunner
 
 from markov_migration.cli.app import app
+from tests.conftest import THREE_SIMULATED
 
-BASE = """
-name = "three"
-states = ["a", "b", "c"]
-home = ["a"]
-{top}[transitions]
-a = ["b", "c"]
-b = ["a", "c"]
-{tail}[rates]
-"a->b" = 0.3
-"a->c" = 0.15
-"b->a" = 0.5
-"b->c" = 0.2
-[simulate]
-waves = [0, 1, 2, 3]
-jitter = 0.05
-initial = {{ a = 0.6, b = 0.4, c = 0.0 }}
-[simulate.covariates.sex]
-levels = {{ f = 0.5, m = 0.5 }}
+#: Covariate and group columns for the simulated panel.
+SIMULATE_COLUMNS = """[simulate.covariates.sex]
+levels = { f = 0.5, m = 0.5 }
 [simulate.groups]
 column = "host"
-levels = {{ x = 0.5, y = 0.5 }}
+levels = { x = 0.5, y = 0.5 }
 """
+
+
+def model_text(top: str = "", tail: str = "") -> str:
+    """The shared three-state model with top-level keys ``top`` and tables ``tail``."""
+    head = 'home = ["a"]\n'
+    return THREE_SIMULATED.replace(head, head + top, 1) + SIMULATE_COLUMNS + tail
+
+
 MISC = '[misclassification]\na = ["b"]\n'
 SEX = '[covariates.sex]\nkind = "categorical"\ntransitions = ["a->b"]\n'
 #: name: (top-level keys, tables)
@@ -67,7 +61,7 @@ def run(*args) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def panels(tmp_path_factory):
     d = tmp_path_factory.mktemp("latent_commands")
-    (d / "base.toml").write_text(BASE.format(top="", tail=""))
+    (d / "base.toml").write_text(model_text())
     code, msg = run("simulate", "--model", d / "base.toml", "--n", 150, "--seed", 2,
                     "--out", d / "p.csv")  # fmt: skip
     assert code == 0, msg
@@ -81,7 +75,7 @@ def panels(tmp_path_factory):
 def _fit(d, name: str):
     top, tail = FEATURES[name]
     model = d / f"{name}.toml"
-    model.write_text(BASE.format(top=top, tail=tail))
+    model.write_text(model_text(top, tail))
     panel = d / ("p_censored.csv" if name == "censored" else "p.csv")
     fit = d / f"{name}.nc"
     if not fit.exists():
