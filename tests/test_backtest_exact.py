@@ -40,6 +40,7 @@ from markov_migration.testing import fake_sample_stats
 from tests.test_backtest_latent import initial_shares, misread_panel
 from tests.test_observation_model import RECOVERY
 from tests.test_obstype import MODEL3, RATES3, _q3, simulate_paths
+from tests.test_ppc_latent import truth_fit
 
 runner = CliRunner()
 TOL = 1e-9
@@ -199,21 +200,7 @@ AFTER = 2.0
 
 def obstype_fit(spec, kept: pd.DataFrame, draws: int = 2):
     """A fake fit of the kept rows whose every draw is ``RATES3`` (the truth)."""
-    panel = validate_panel(kept, spec, path="<kept>", sha256="0" * 64)
-    q = _q3(RATES3)
-    shape, k = (1, draws), 3
-    rate = np.array([q[r, s] for r, s in spec.transitions])
-    post = {
-        "Q": ((*SAMPLE_DIMS, "from_state", "to_state"), np.broadcast_to(q, shape + (k, k))),
-        "rate": ((*SAMPLE_DIMS, "transition"), np.broadcast_to(rate, shape + rate.shape)),
-        "log_rate": ((*SAMPLE_DIMS, "transition"), np.log(np.broadcast_to(rate, shape + rate.shape))),
-    }  # fmt: skip
-    coords = {"chain": [0], "draw": np.arange(draws), "from_state": list(spec.states),
-              "to_state": list(spec.states), "transition": list(spec.transition_labels)}  # fmt: skip
-    settings = FitSettings(chains=1, draws=draws, tune=0, seed=0, sampler="fake")
-    return assemble_fit(spec, aggregate(panel, spec), xr.Dataset(post, coords=coords),
-                        fake_sample_stats(1, draws, 0), settings.to_attrs(), None, panel,
-                        sampled=["log_rate"])  # fmt: skip
+    return truth_fit(spec, kept, 0.0, None, draws, rates=RATES3)
 
 
 def hand_density(o: int, d: int, gap: float, kind: int) -> float:

@@ -33,16 +33,17 @@ PLAIN = RECOVERY.replace('[misclassification]\nswing = ["abroad"]\n', "").replac
 )
 
 
-def truth_fit(spec, df, error: float, initial, draws: int = 40):
-    """A fit file of ``df`` whose every draw is the model's [rates] with this error."""
+def truth_fit(spec, df, error: float, initial, draws: int = 40, rates=None):
+    """A fit file of ``df`` whose every draw is the model's [rates] (or ``rates``,
+    ``{(r, s): rate}``) with this error."""
     k = spec.n_states
     q = np.zeros((k, k))
-    for (r, s), v in spec.rates.items():
+    for (r, s), v in (spec.rates if rates is None else rates).items():
         q[r, s] = v
     q[np.diag_indices(k)] = -q.sum(axis=1)
     e = np.eye(k)
-    sw, ab = spec.index("swing"), spec.index("abroad")
     if spec.observation.misclassification:
+        sw, ab = spec.index("swing"), spec.index("abroad")
         e[sw, sw], e[sw, ab] = 1 - error, error
     shape = (1, draws)
     rate = np.array([q[r, s] for r, s in spec.transitions])
