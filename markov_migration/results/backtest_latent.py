@@ -104,13 +104,7 @@ def latent_heldout(tree: xr.DataTree, heldout, origin_rows: np.ndarray, n_draws:
     origin, destination = heldout.origin, heldout.destination
     kind = np.ones(origin.size, np.int64) if heldout.kind is None else heldout.kind
     notes, timed = [], {}
-    # a repeated record of an exactly timed absorbing state (e.g. dead, then dead) is
-    # certain and no entry: nothing to predict
-    exact = np.asarray(fit_spec(tree).observation.exact, dtype=np.int64)
-    repeat = np.isin(origin, exact) & (destination == origin)
-    if repeat.any():
-        notes.append(f"{int(repeat.sum())} held-out record(s) repeating an exactly timed "
-                     "absorbing state of the last kept record are not predicted")  # fmt: skip
+    # (no record follows an exactly timed entry: panel validation drops such repeats)
     # a respondent with a single kept record is not in the refit (dropped as every
     # respondent observed once): the filter starts at that record; with covariates or
     # groups its generator is unknown to the refit, so it is not predicted
@@ -118,7 +112,7 @@ def latent_heldout(tree: xr.DataTree, heldout, origin_rows: np.ndarray, n_draws:
     if alone.any():
         notes.append(f"{int(alone.sum())} held-out respondent(s) with a single kept record "
                      "are not in the refit and are not predicted")  # fmt: skip
-    keep = ~repeat & ~alone
+    keep = ~alone
     origin, destination = origin[keep], destination[keep]
     probs, predicted, names, density = latent_heldout_predictive(
         tree, origin_rows[keep], heldout.gap[keep], destination, n_draws, kind[keep],
