@@ -12,8 +12,8 @@ from markov_migration.cli.app import app
 from markov_migration.defaults import PERIOD_MIN_EXPOSURE
 from markov_migration.errors import InputError
 from markov_migration.inputs.aggregate import aggregate
-from markov_migration.inputs.design import little_exposure, period_exposure
 from markov_migration.inputs.panel import validate_panel
+from markov_migration.inputs.period_exposure import little_exposure, period_exposure
 from markov_migration.inputs.spec import parse_spec
 
 #: The first period, before 0.02, is nearly empty (observations start at 0).

@@ -17,9 +17,10 @@ from markov_migration.fitfile.format import read_fit, write_fit
 from markov_migration.fitfile.generators import generator_draws
 from markov_migration.inference.fit import FitSettings, sample
 from markov_migration.inputs.aggregate import LEAD_TIME, START_PERIOD, aggregate, load_data
-from markov_migration.inputs.design import model_design, period_labels
+from markov_migration.inputs.design import model_design
 from markov_migration.inputs.likelihood_arrays import generators_from_rates
 from markov_migration.inputs.panel import validate_panel
+from markov_migration.inputs.period_exposure import period_labels
 from markov_migration.inputs.simulate import simulate_paths_for_spec
 from markov_migration.inputs.spec import parse_spec
 

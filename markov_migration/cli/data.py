@@ -134,7 +134,7 @@ def validate(
     if spec.periods:
         from markov_migration.cli._common import err_console
         from markov_migration.inputs.aggregate import load_data
-        from markov_migration.inputs.design import little_exposure
+        from markov_migration.inputs.period_exposure import little_exposure
 
         # a warning, not an error: the fit is valid, its period effects prior-driven
         for line in little_exposure(spec, load_data(panel, spec)[1].table):

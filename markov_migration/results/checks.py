@@ -279,7 +279,7 @@ def weighted_notes(tree: xr.DataTree) -> list[str]:
 def period_notes(tree: xr.DataTree) -> list[str]:
     """Warnings for periods with little exposure in the fit's data (see ``validate``)."""
     from markov_migration.fitfile.format import fit_spec
-    from markov_migration.inputs.design import little_exposure
+    from markov_migration.inputs.period_exposure import little_exposure
 
     spec = fit_spec(tree)
     if not spec.periods:
